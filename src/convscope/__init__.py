@@ -1,0 +1,37 @@
+"""convscope: train, explain and serve small convolutional image classifiers.
+
+    import convscope as cs
+    data = cs.load("notMNIST_small.mat", class_names="ABCDEFGHIJ")
+    train, test = data.split(test_size=0.2, seed=0)
+    model = cs.build("cnn", input_shape=data.input_shape, num_classes=data.num_classes)
+    cs.summary(model)
+    run = cs.fit(model, train, validation_split=0.2, epochs=100,
+                 early_stopping=cs.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True))
+    result = cs.evaluate(run, test)
+"""
+
+__version__ = "0.1.0"
+
+from .data import Dataset, MinMaxScaler, describe, load, read_image  # noqa: E402
+from .errors import UserError  # noqa: E402
+from .evaluation import EvaluationResult, evaluate  # noqa: E402
+from .models import ModelSummary, build  # noqa: E402
+from .models import summary as _summary  # noqa: E402
+from .runs import load_run, load_test_set, save_run  # noqa: E402
+from .training import EarlyStopping, History, TrainedModel, fit  # noqa: E402
+from .workflow import TrainResult, train  # noqa: E402
+
+
+def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
+    """Print the Keras-style summary (with size formulas, FLOPs, receptive fields) and return it."""
+    result = _summary(model, input_shape)
+    if print_fn is not None:
+        print_fn(str(result))
+    return result
+
+
+__all__ = [
+    "Dataset", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
+    "TrainedModel", "UserError", "build", "describe", "evaluate", "fit", "load", "load_run", "load_test_set",
+    "read_image", "save_run", "summary", "train",
+]

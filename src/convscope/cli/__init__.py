@@ -1,0 +1,45 @@
+"""The command line: a thin layer over the Python API.
+
+Each sub-command lives in its own module with two functions, `add_parser(subparsers)` and
+`run(args)`. User mistakes (`UserError`) become one sentence on stderr and exit code 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from ..errors import UserError
+from . import evaluate, predict, summary, train
+
+COMMANDS = [train, evaluate, predict, summary]
+
+
+def parser() -> argparse.ArgumentParser:
+    root = argparse.ArgumentParser(
+        prog="convscope",
+        description="Train, explain and serve small convolutional image classifiers.",
+    )
+    sub = root.add_subparsers(dest="command", metavar="COMMAND")
+    for command in COMMANDS:
+        command.add_parser(sub)
+    return root
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    if args.command is None:
+        parser().print_help()
+        return 2
+    try:
+        return int(args.run(args) or 0)
+    except UserError as exc:
+        print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print(f"convscope {args.command}: interrupted.", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,33 @@
+"""`convscope evaluate RUN [--data PATH]`: a saved model on new data (default: its own test split)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..data import load
+from ..evaluation import evaluate
+from ..runs import load_run, load_test_set
+from .options import add_data_options, data_kwargs
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("evaluate", help="evaluate a run on data", description="Loss, accuracy, per-class scores.")
+    p.add_argument("run_dir", metavar="RUN")
+    add_data_options(p, default=None)
+    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    trained = load_run(args.run_dir)
+    if args.data is None:
+        data, _ = load_test_set(args.run_dir)
+    else:
+        kwargs = data_kwargs(args)
+        kwargs["class_names"] = kwargs["class_names"] or list(trained.class_names)
+        kwargs["image_size"] = kwargs["image_size"] or trained.input_shape[0]
+        data = load(args.data, **kwargs)
+    result = evaluate(trained, data)
+    print(json.dumps(result.metrics(), indent=2) if args.json else result.text())
+    return 0

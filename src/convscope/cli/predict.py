@@ -1,0 +1,43 @@
+"""`convscope predict RUN IMAGE...`: class probabilities for image files."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+
+from ..data import read_image
+from ..runs import load_run
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("predict", help="predict the class of image files", description="Predict image files with a run.")
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("images", metavar="IMAGE", nargs="+")
+    p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    trained = load_run(args.run_dir)
+    h, w, c = trained.input_shape
+    images = np.stack([read_image(path, (h, w), c) for path in args.images])
+    probs = trained.predict_proba(images)
+    rows = []
+    for path, p in zip(args.images, probs):
+        order = np.argsort(p)[::-1][: args.top]
+        rows.append({
+            "image": path,
+            "label": trained.class_names[int(order[0])],
+            "probabilities": {name: float(v) for name, v in zip(trained.class_names, p)},
+            "top": [{"label": trained.class_names[int(i)], "probability": float(p[i])} for i in order],
+        })
+    if args.json:
+        print(json.dumps(rows, indent=2))
+    else:
+        for row in rows:
+            top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top"])
+            print(f"{row['image']}: {row['label']}  ({top})")
+    return 0

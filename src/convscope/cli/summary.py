@@ -1,0 +1,25 @@
+"""`convscope summary MODEL --input-shape 28,28,1`: the explained Keras-style summary, no data needed."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+from ..models import build, summary
+from .options import positive_int, shape
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("summary", help="show a model's layers, output sizes with formulas, params, FLOPs",
+                       description="Summarise a preset or spec file without training it.")
+    p.add_argument("model", metavar="MODEL_OR_SPEC", help="preset (mlp, cnn, cnn-wide) or a .yaml/.json spec")
+    p.add_argument("--input-shape", type=shape, default=(28, 28, 1), help="H,W,C (default 28,28,1)")
+    p.add_argument("--classes", type=positive_int, default=10, help="number of classes (default 10)")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    result = summary(build(args.model, args.input_shape, args.classes))
+    print(json.dumps(result.to_dict(), indent=2) if args.json else result)
+    return 0

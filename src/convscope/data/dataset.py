@@ -1,0 +1,87 @@
+"""The `Dataset` type every loader returns and every later stage takes.
+
+Images are kept exactly as the file stored them (uint8 0-255, or floats) in channels-last
+layout, N x H x W x C, the way a Keras user reshapes them. Scaling to floats happens later,
+with statistics of the training split only (see `scaling.py`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from ..errors import UserError
+
+
+@dataclass(frozen=True)
+class Dataset:
+    images: np.ndarray  # (N, H, W, C), numeric
+    labels: np.ndarray  # (N,), int64 in [0, num_classes)
+    class_names: tuple[str, ...]
+    source: str = ""  # file path or built-in name, for messages and the run's config
+    # Files that ship their own train/test split (IDX train + t10k, npz x_test/y_test) keep it.
+    predefined_test: Dataset | None = field(default=None, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.images.ndim != 4:
+            raise UserError(
+                f"{self.source or 'dataset'}: images must be (N, H, W, C), got shape {self.images.shape}."
+            )
+        if len(self.images) != len(self.labels):
+            raise UserError(
+                f"{self.source or 'dataset'}: {len(self.images)} images but {len(self.labels)} labels."
+            )
+
+    @property
+    def input_shape(self) -> tuple[int, int, int]:
+        """(H, W, C), as Keras' `input_shape`."""
+        return tuple(int(s) for s in self.images.shape[1:])  # type: ignore[return-value]
+
+    @property
+    def num_classes(self) -> int:
+        return len(self.class_names)
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        return replace(self, images=self.images[indices], labels=self.labels[indices], predefined_test=None)
+
+    def class_counts(self) -> np.ndarray:
+        return np.bincount(self.labels, minlength=self.num_classes)
+
+    def split(self, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
+        """Stratified train/test split; a pre-split file keeps its own split and ignores test_size."""
+        if self.predefined_test is not None:
+            return replace(self, predefined_test=None), self.predefined_test
+        if not 0.0 < test_size < 1.0:
+            raise UserError(f"test split must be between 0 and 1 (exclusive), got {test_size}.")
+        train_idx, test_idx = stratified_indices(self.labels, test_size, seed)
+        return self.subset(train_idx), self.subset(test_idx)
+
+
+def stratified_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per class, a seeded shuffle then the first round(n * test_size) go to test.
+
+    Both halves are shuffled, so a file sorted by class (mnist-5k is) does not leave the
+    last classes in Keras' validation_split tail.
+    """
+    rng = np.random.default_rng(seed)
+    test_parts, train_parts = [], []
+    for cls in np.unique(labels):
+        idx = np.flatnonzero(labels == cls)
+        rng.shuffle(idx)
+        n_test = int(round(len(idx) * test_size))
+        test_parts.append(idx[:n_test])
+        train_parts.append(idx[n_test:])
+    train_idx = np.concatenate(train_parts)
+    test_idx = np.concatenate(test_parts)
+    rng.shuffle(train_idx)
+    rng.shuffle(test_idx)
+    if len(test_idx) == 0 or len(train_idx) == 0:
+        raise UserError(
+            f"a test split of {test_size} leaves {len(train_idx)} training and {len(test_idx)} test images; "
+            "use a different --test-split or more data."
+        )
+    return train_idx, test_idx

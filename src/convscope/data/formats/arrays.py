@@ -1,0 +1,104 @@
+"""numpy `.npz` and `.npy` files, always read with ``allow_pickle=False``.
+
+Pickled object arrays can run code when loaded; a dataset never needs them, so they are refused.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from collections.abc import Iterable
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import UserError
+from ..raw import RawData, RawSplit
+
+# (images, labels) key pairs, tried in order, case-insensitively; the first with a test partner
+# keeps it as the predefined test split.
+KEY_PAIRS: tuple[tuple[str, str], ...] = (
+    ("x_train", "y_train"),
+    ("train_images", "train_labels"),
+    ("x", "y"),
+    ("images", "labels"),
+    ("data", "labels"),
+    ("features", "targets"),
+    ("data", "target"),
+    ("x_test", "y_test"),
+    ("test_images", "test_labels"),
+)
+TEST_PAIRS: dict[tuple[str, str], tuple[str, str]] = {
+    ("x_train", "y_train"): ("x_test", "y_test"),
+    ("train_images", "train_labels"): ("test_images", "test_labels"),
+}
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
+
+
+def pick_keys(keys: Iterable[str], file: str) -> tuple[tuple[str, str], tuple[str, str] | None]:
+    """Find the (images, labels) keys, and the test keys if the file ships a split.
+
+    Returns the keys as spelled in the file.  Shared by `.npz` and `.mat`.
+    """
+    spelled = {k.lower(): k for k in keys}
+    for pair in KEY_PAIRS:
+        if all(k in spelled for k in pair):
+            found = (spelled[pair[0]], spelled[pair[1]])
+            test = TEST_PAIRS.get(pair)
+            if test and all(k in spelled for k in test):
+                return found, (spelled[test[0]], spelled[test[1]])
+            return found, None
+    listed = ", ".join(f"'{k}'" for k in keys) or "nothing"
+    expected = ", ".join(f"{a}/{b}" for a, b in KEY_PAIRS)
+    raise UserError(f"{file}: holds {listed}, but no images/labels pair among {expected}.")
+
+
+def load_npz(path: Path) -> RawData:
+    file = str(path)
+    try:
+        archive = np.load(path, allow_pickle=False)
+        if not isinstance(archive, np.lib.npyio.NpzFile):
+            raise UserError(f"{file}: holds one bare array, not named arrays; save it with np.savez(x=..., y=...).")
+        with archive:
+            (x, y), test = pick_keys(archive.files, file)
+            arrays = {k: archive[k] for k in (x, y, *(test or ()))}
+    except UserError:
+        raise
+    except _READ_ERRORS as exc:
+        raise UserError(f"{file}: not a readable .npz file without pickled objects ({exc}).") from None
+    train = RawSplit(arrays[x], arrays[y], file, x, y)
+    return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
+
+
+def labels_partner(path: Path) -> Path | None:
+    """Where the labels of an images `.npy` live: `<stem>_labels.npy`, `*labels*` for `*images*`,
+    `y.npy` beside `x.npy`, else `labels.npy`."""
+    stem = path.stem
+    names = [f"{stem}_labels.npy"]
+    if "images" in stem:
+        names.append(stem.replace("images", "labels") + ".npy")
+    if stem in ("x", "X"):
+        names += ["y.npy", "Y.npy"]
+    names.append("labels.npy")
+    for name in names:
+        candidate = path.with_name(name)
+        if candidate != path and candidate.is_file():
+            return candidate
+    return None
+
+
+def load_npy(path: Path) -> RawData:
+    labels = labels_partner(path)
+    if labels is None:
+        raise UserError(
+            f"{path}: a .npy file holds only images; put the labels beside it as "
+            f"{path.stem}_labels.npy or labels.npy, or save both in one .npz."
+        )
+    train = RawSplit(_read_npy(path), _read_npy(labels), str(path.parent), path.name, labels.name)
+    return RawData(train)
+
+
+def _read_npy(path: Path) -> np.ndarray:
+    try:
+        return np.load(path, allow_pickle=False)
+    except _READ_ERRORS as exc:
+        raise UserError(f"{path}: not a readable .npy file without pickled objects ({exc}).") from None

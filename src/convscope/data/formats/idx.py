@@ -1,0 +1,135 @@
+"""MNIST's IDX format, raw or gzipped, parsed with numpy alone.
+
+An IDX file is: two zero bytes, a type byte, a byte with the number of axes, one big-endian
+uint32 per axis, then the values, big-endian, C order.  Files come in pairs
+(``*-images-idx3-ubyte`` + ``*-labels-idx1-ubyte``); a ``train`` pair with a ``t10k``/``test``
+pair beside it keeps that as the predefined test split.
+"""
+
+from __future__ import annotations
+
+import gzip
+import re
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+from ...errors import UserError
+from ..raw import RawData, RawSplit
+
+_TYPES: dict[int, np.dtype] = {
+    0x08: np.dtype("u1"),
+    0x09: np.dtype("i1"),
+    0x0B: np.dtype(">i2"),
+    0x0C: np.dtype(">i4"),
+    0x0D: np.dtype(">f4"),
+    0x0E: np.dtype(">f8"),
+}
+_IDX_NAME = re.compile(r"idx\d", re.IGNORECASE)
+_TEST_WORDS = ("t10k", "test")
+
+
+def is_idx_name(path: Path) -> bool:
+    """IDX files have no real suffix; their names carry 'idx1'/'idx3' (`train-images-idx3-ubyte.gz`)."""
+    return bool(_IDX_NAME.search(path.name))
+
+
+def read_idx(path: Path) -> np.ndarray:
+    """Parse one IDX file (gzip detected by its magic bytes, not its name) into a native-endian array."""
+    try:
+        data = path.read_bytes()
+        if data[:2] == b"\x1f\x8b":
+            data = gzip.decompress(data)
+    except (OSError, EOFError, zlib.error):
+        raise UserError(f"{path}: the gzip data is truncated or corrupt.") from None
+    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
+        raise UserError(f"{path}: not an IDX file (it does not start with 00 00, a type byte and an axis count).")
+    dtype, ndim = _TYPES[data[2]], data[3]
+    header = 4 + 4 * ndim
+    if len(data) < header:
+        raise UserError(f"{path}: the IDX header needs {header} bytes but the file holds {len(data)}.")
+    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
+    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
+    if len(data) != expected:
+        shape = " x ".join(str(d) for d in dims)
+        raise UserError(
+            f"{path}: the IDX header promises {shape} {dtype.name} values ({expected} bytes) "
+            f"but the file holds {len(data)} bytes."
+        )
+    values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    return values.astype(dtype.newbyteorder("="))  # a writable native-endian copy
+
+
+def load_idx(path: Path) -> RawData:
+    """A folder of IDX files, or one IDX file (images or labels) whose partner sits beside it."""
+    if path.is_dir():
+        images = _pick_images_in_folder(path)
+    else:
+        images = path if _kind(path) == "images" else _partner(path, "labels", "images")
+    train = _split(images)
+    test = None
+    if not _is_test(images):
+        test_images = _find_test_pair(images)
+        test = _split(test_images) if test_images is not None else None
+    return RawData(train, test)
+
+
+def _kind(path: Path) -> str:
+    name = path.name.lower()
+    return "labels" if "labels" in name or "idx1" in name else "images"
+
+
+def _is_test(path: Path) -> bool:
+    return any(word in path.name.lower() for word in _TEST_WORDS)
+
+
+def _split(images: Path) -> RawSplit:
+    labels = _partner(images, "images", "labels")
+    return RawSplit(read_idx(images), read_idx(labels), str(images.parent), images.name, labels.name)
+
+
+def _swap(name: str, old: str, new: str) -> str:
+    return re.sub(re.escape(old), new, name, flags=re.IGNORECASE)
+
+
+def _candidates(folder: Path, name: str) -> list[Path]:
+    """`name` with and without `.gz`: an images file may be gzipped while its labels are not."""
+    base = name[:-3] if name.lower().endswith(".gz") else name
+    return [folder / base, folder / f"{base}.gz"]
+
+
+def _partner(path: Path, old: str, new: str) -> Path:
+    """`train-images-idx3-ubyte` <-> `train-labels-idx1-ubyte` in the same folder."""
+    name = _swap(path.name, old, new)
+    name = _swap(name, "idx3", "idx1") if new == "labels" else _swap(name, "idx1", "idx3")
+    for candidate in _candidates(path.parent, name):
+        if candidate.is_file():
+            return candidate
+    raise UserError(f"{path}: its {new} partner {path.parent / name} (or .gz) is missing.")
+
+
+def _find_test_pair(train_images: Path) -> Path | None:
+    for word in _TEST_WORDS:
+        name = _swap(train_images.name, "train", word)
+        if name == train_images.name:
+            return None
+        for candidate in _candidates(train_images.parent, name):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
+def _pick_images_in_folder(folder: Path) -> Path:
+    """The training images file of a folder, or its test file when that is all the folder holds."""
+    found = sorted(p for p in folder.iterdir() if p.is_file() and is_idx_name(p) and _kind(p) == "images")
+    unpacked = {p.name for p in found}
+    images = [p for p in found if not (p.suffix.lower() == ".gz" and p.name[:-3] in unpacked)]  # x and x.gz
+    if not images:
+        raise UserError(f"{folder}: holds IDX labels but no IDX images file.")
+    train = [p for p in images if not _is_test(p)]
+    chosen = train or images
+    if len(chosen) > 1:
+        listed = ", ".join(p.name for p in chosen)
+        raise UserError(f"{folder}: holds {len(chosen)} IDX image files ({listed}); pass one of them.")
+    return chosen[0]

@@ -1,0 +1,81 @@
+"""A folder with one sub-folder of pictures per class (`pets/cat/1.png`, `pets/dog/7.jpg`).
+
+Class names are the sub-folder names, sorted.  Every picture is brought to one size and one
+channel count so they stack into a single (N, H, W, C) array: by default the first picture's
+size, and grayscale only when every picture is grayscale (so colour is never thrown away
+silently).  Hidden files and files of other types (Thumbs.db, notes.txt) are skipped.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+from PIL import Image
+
+from ...errors import UserError
+from ..images import IMAGE_SUFFIXES, is_grayscale, read_image
+from ..raw import RawData, RawSplit
+
+
+def class_folders(folder: Path) -> list[tuple[str, list[Path]]]:
+    """(class name, sorted picture paths) for every visible sub-folder holding pictures."""
+    classes = []
+    for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
+        pictures = sorted(
+            p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+        )
+        if pictures:
+            classes.append((sub.name, pictures))
+    return classes
+
+
+def load_image_folder(
+    folder: Path, image_size: int | tuple[int, int] | None = None, channels: int | None = None
+) -> RawData:
+    classes = class_folders(folder)
+    if not classes:
+        raise UserError(
+            f"{folder}: has no sub-folders with {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} pictures; "
+            "expected one sub-folder per class."
+        )
+    paths = [p for _, pictures in classes for p in pictures]
+    size = _size(image_size) if image_size is not None else None
+    if size is None or channels is None:
+        first_size, all_gray = _survey(paths)
+        size = size or first_size
+        channels = channels or (1 if all_gray else 3)
+    if channels not in (1, 3):
+        raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    images = np.stack([read_image(p, size, channels) for p in paths])
+    labels = np.array([name for name, pictures in classes for _ in pictures])
+    return RawData(RawSplit(images, labels, str(folder), "", "", nhwc=True))
+
+
+def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
+    """An int is a square side; a pair is (height, width)."""
+    try:
+        size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
+    except (TypeError, ValueError):
+        raise UserError(f"image size must be an integer or (height, width), got {image_size!r}.") from None
+    if len(size) != 2 or min(size) < 1:
+        raise UserError(f"image size must be a positive integer or (height, width), got {image_size!r}.")
+    return size  # type: ignore[return-value]
+
+
+def _survey(paths: list[Path]) -> tuple[tuple[int, int], bool]:
+    """First picture's (height, width) and whether all are grayscale, from headers only."""
+    first: tuple[int, int] | None = None
+    all_gray = True
+    for path in paths:
+        try:
+            with Image.open(path) as image:
+                if first is None:
+                    first = (image.height, image.width)
+                all_gray = all_gray and is_grayscale(image)
+        except (OSError, ValueError, SyntaxError):
+            raise UserError(f"{path}: not a readable PNG/JPEG/BMP/GIF image.") from None
+        if not all_gray and first is not None:
+            break
+    assert first is not None
+    return first, all_gray

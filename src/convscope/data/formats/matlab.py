@@ -1,0 +1,59 @@
+"""MATLAB `.mat` files: v4-v7 through scipy, v7.3 (HDF5 inside) through h5py.
+
+MATLAB stores arrays column-major; h5py reads that memory row-major, so every axis comes out
+reversed ((28, 28, N) in MATLAB reads as (N, 28, 28)).  Transposing v7.3 arrays gives back the
+shape MATLAB shows, so both versions reach the layout rule with the same shape.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import h5py
+import numpy as np
+import scipy.io
+from scipy.io.matlab import MatReadError
+
+from ...errors import UserError
+from ..raw import RawData, RawSplit
+from .arrays import pick_keys
+
+_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, NotImplementedError, MatReadError)
+
+
+def load_mat(path: Path) -> RawData:
+    file = str(path)
+    try:
+        arrays = _read_v73(path) if h5py.is_hdf5(path) else _read_v5(path)
+    except UserError:
+        raise
+    except _READ_ERRORS as exc:
+        raise UserError(f"{file}: not a readable MATLAB .mat file ({exc}).") from None
+    (x, y), test = pick_keys(list(arrays), file)
+    train = RawSplit(arrays[x], arrays[y], file, x, y)
+    return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
+
+
+def _read_v5(path: Path) -> dict[str, np.ndarray]:
+    contents = scipy.io.loadmat(path, chars_as_strings=True)
+    return {k: v for k, v in contents.items() if not k.startswith("__")}
+
+
+def _read_v73(path: Path) -> dict[str, np.ndarray]:
+    arrays: dict[str, np.ndarray] = {}
+    with h5py.File(path, "r") as f:
+        for key, item in f.items():
+            if key.startswith("#") or not isinstance(item, h5py.Dataset):
+                continue  # '#refs#' holds cell contents; groups are structs
+            matlab_class = item.attrs.get("MATLAB_class", b"")
+            if isinstance(matlab_class, bytes):
+                matlab_class = matlab_class.decode()
+            if item.dtype.kind == "O":
+                raise UserError(
+                    f"{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix."
+                )
+            values = np.asarray(item[()]).T
+            if matlab_class == "char":  # uint16 codes, one row per label
+                values = np.array(["".join(map(chr, row)).strip() for row in np.atleast_2d(values)])
+            arrays[key] = values
+    return arrays

@@ -1,0 +1,85 @@
+"""`load()`: one entry point from a built-in name or any supported file to a `Dataset`.
+
+Supported: built-ins (mnist-5k, digits); MNIST IDX files or a folder of them (raw or .gz);
+.npz / .npy; MATLAB .mat (v4-v7.3); .csv (or .csv.gz) with a label column and pixel columns;
+a folder with one sub-folder of pictures per class.  The format is chosen from the path alone,
+the reader parses, and `raw.build_dataset` applies the checks every format shares.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from os import PathLike
+from pathlib import Path
+
+from ..errors import UserError
+from .builtin import BUILTIN_NAMES, load_builtin
+from .dataset import Dataset
+from .formats.arrays import load_npy, load_npz
+from .formats.csv_table import load_csv
+from .formats.idx import is_idx_name, load_idx
+from .formats.image_folder import class_folders, load_image_folder
+from .formats.matlab import load_mat
+from .layout import check_layout
+from .raw import RawData, build_dataset, parse_class_names
+
+SUPPORTED = (
+    "a built-in name (mnist-5k, digits), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
+    ".npz, .npy, .mat, .csv, or a folder with one sub-folder of images per class"
+)
+_READERS = {".npz": load_npz, ".npy": load_npy, ".mat": load_mat}
+
+
+def load(
+    path_or_name: str | PathLike[str] = "mnist-5k",
+    *,
+    class_names: str | Sequence[str] | None = None,
+    layout: str | None = None,
+    image_size: int | tuple[int, int] | None = None,
+    channels: int | None = None,
+) -> Dataset:
+    """Load a dataset as (N, H, W, C) images in their stored dtype and int64 labels.
+
+    class_names: a list, "cat,dog", or "ABCDEFGHIJ" (one class per character); labels that are
+        numbers index into it, labels that are text must appear in it.
+    layout: force the axis order of array files: NHWC, NCHW, NHW, HWN or HWCN (see `layout.py`).
+    image_size, channels: for image folders only: an int side or (height, width), and 1 or 3.
+    """
+    source = str(path_or_name)
+    parse_class_names(class_names)  # reject bad names before reading a large file
+    layout = check_layout(layout)
+    path = Path(path_or_name)
+    if isinstance(path_or_name, str) and path_or_name in BUILTIN_NAMES and not path.exists():
+        _refuse_picture_options(source, image_size, channels)
+        raw = load_builtin(path_or_name)
+    else:
+        raw = _read(path, source, image_size, channels)
+    return build_dataset(raw, source, class_names, layout)
+
+
+def _read(path: Path, source: str, image_size: int | tuple[int, int] | None, channels: int | None) -> RawData:
+    if not path.exists():
+        hint = f" and not a built-in dataset ({', '.join(BUILTIN_NAMES)})" if len(path.parts) == 1 else ""
+        raise UserError(f"{source}: no such file or folder{hint}.")
+    if path.is_dir():
+        if any(is_idx_name(p) for p in path.iterdir() if p.is_file()):
+            _refuse_picture_options(source, image_size, channels)
+            return load_idx(path)
+        if class_folders(path):
+            return load_image_folder(path, image_size, channels)
+        raise UserError(f"{source}: this folder holds neither IDX files nor class sub-folders of images.")
+    _refuse_picture_options(source, image_size, channels)
+    if is_idx_name(path):
+        return load_idx(path)
+    name = path.name.lower()
+    if name.endswith((".csv", ".csv.gz")):
+        return load_csv(path)
+    if path.suffix.lower() in _READERS:
+        return _READERS[path.suffix.lower()](path)
+    raise UserError(f"{source}: unsupported file type '{''.join(path.suffixes) or path.name}'; use {SUPPORTED}.")
+
+
+def _refuse_picture_options(source: str, image_size: object, channels: object) -> None:
+    """Resizing and colour conversion apply to decoded pictures only; silently ignoring them would mislead."""
+    if image_size is not None or channels is not None:
+        raise UserError(f"{source}: image_size and channels apply only to folders of pictures, not to this data.")

@@ -1,0 +1,84 @@
+"""`evaluate`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..data.dataset import Dataset
+from ..errors import UserError
+from ..training.trained_model import TrainedModel
+from .metrics import confusion_matrix, most_confused, per_class
+
+_EPS = 1e-7  # Keras clips probabilities the same way before taking the log
+
+
+@dataclass
+class EvaluationResult:
+    loss: float
+    accuracy: float
+    probabilities: np.ndarray  # (N, K), rows sum to 1, classes in class order
+    labels: np.ndarray  # (N,) true class indices
+    class_names: tuple[str, ...]
+    images: np.ndarray = field(repr=False)  # the raw (N, H, W, C) images, for galleries and inspection
+    confusion_matrix: np.ndarray = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.confusion_matrix = confusion_matrix(self.labels, self.predictions, len(self.class_names))
+
+    @property
+    def predictions(self) -> np.ndarray:
+        return self.probabilities.argmax(axis=1)
+
+    @property
+    def per_class(self) -> list[dict]:
+        return per_class(self.confusion_matrix, self.class_names)
+
+    def most_confused(self, top: int = 5) -> list[dict]:
+        return most_confused(self.confusion_matrix, self.class_names, top)
+
+    @property
+    def mistakes(self) -> np.ndarray:
+        """Indices of misclassified images."""
+        return np.flatnonzero(self.predictions != self.labels)
+
+    def metrics(self) -> dict:
+        return {
+            "test_loss": self.loss,
+            "test_accuracy": self.accuracy,
+            "test_size": int(len(self.labels)),
+            "per_class": self.per_class,
+            "confusion_matrix": self.confusion_matrix.tolist(),
+            "most_confused": self.most_confused(),
+        }
+
+    def text(self) -> str:
+        lines = [f"test loss {self.loss:.4f}, test accuracy {self.accuracy:.4f} on {len(self.labels)} images"]
+        width = max(len("class"), *(len(n) for n in self.class_names))
+        lines.append(f"{'class':>{width}}  precision  recall    f1  support")
+        for row in self.per_class:
+            lines.append(
+                f"{row['class']:>{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
+            )
+        pairs = self.most_confused(3)
+        if pairs:
+            lines.append("most confused: " + ", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in pairs))
+        return "\n".join(lines)
+
+
+def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
+    """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after."""
+    if data.input_shape != tuple(trained.input_shape):
+        raise UserError(
+            f"{data.source or 'data'}: images are {data.input_shape} but the model expects {tuple(trained.input_shape)}."
+        )
+    if data.num_classes > len(trained.class_names) or (len(data) and data.labels.max() >= len(trained.class_names)):
+        raise UserError(
+            f"{data.source or 'data'}: has {data.num_classes} classes but the model knows {len(trained.class_names)}."
+        )
+    probs = trained.predict_proba(data.images)
+    picked = np.clip(probs[np.arange(len(data)), data.labels], _EPS, 1.0)
+    loss = float(-np.log(picked).mean()) if len(data) else float("nan")
+    accuracy = float((probs.argmax(axis=1) == data.labels).mean()) if len(data) else float("nan")
+    return EvaluationResult(loss, accuracy, probs, data.labels, trained.class_names, data.images)

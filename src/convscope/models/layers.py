@@ -1,0 +1,330 @@
+"""Keras-vocabulary layers turned into PyTorch modules, with their shapes checked up front.
+
+Each builder takes a layer's name, its Keras arguments and its input shapes, and returns a
+`BuiltLayer`: the torch module, the output shape, and what the summary shows (size formula,
+FLOPs, receptive-field step). Shapes are in Keras order without the batch axis, (H, W, C) or
+(features,); tensors themselves run channels-first (N, C, H, W), as PyTorch wants.
+
+Initialisation and hyper-parameters follow Keras defaults: Glorot-uniform kernels, zero biases,
+BatchNormalization momentum 0.99 / epsilon 1e-3 (PyTorch momentum = 1 - 0.99).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..errors import UserError
+from .sizes import AxisSize, axis_output
+
+Shape = tuple[int, ...]
+
+
+@dataclass
+class BuiltLayer:
+    module: nn.Module
+    output_shape: Shape
+    formula: str | None = None  # the output-size derivation for Conv and Pool layers
+    flops: int = 0  # per image, multiply-adds count as 2
+    window: tuple[int, int, int, int] | None = None  # (kh, kw, sh, sw) for the receptive field
+
+
+ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
+    None: nn.Identity,
+    "linear": nn.Identity,
+    "relu": nn.ReLU,
+    "sigmoid": nn.Sigmoid,
+    "tanh": nn.Tanh,
+    "softmax": lambda: nn.Softmax(dim=1),
+    "elu": nn.ELU,
+    "selu": nn.SELU,
+    "gelu": nn.GELU,
+    "swish": nn.SiLU,
+    "silu": nn.SiLU,
+    "leaky_relu": lambda: nn.LeakyReLU(0.2),  # Keras' default negative slope
+}
+
+
+class _Args:
+    """Keras arguments of one layer; anything left unread is reported as unknown."""
+
+    def __init__(self, layer: str, kind: str, args: dict[str, Any]):
+        self.layer, self.kind, self.args = layer, kind, dict(args)
+        self._read: set[str] = set()
+
+    def get(self, key: str, default: Any = None) -> Any:
+        self._read.add(key)
+        return self.args.get(key, default)
+
+    def pair(self, key: str, default: Any) -> tuple[int, int]:
+        value = self.get(key, default)
+        if isinstance(value, int):
+            value = (value, value)
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
+            raise self.error(f"'{key}' must be a positive integer or a pair of them, got {value!r}")
+        return int(value[0]), int(value[1])
+
+    def positive_int(self, key: str, default: Any = None) -> int:
+        value = self.get(key, default)
+        if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+            raise self.error(f"'{key}' must be a positive integer, got {value!r}")
+        return value
+
+    def activation(self) -> nn.Module:
+        name = self.get("activation")
+        if name not in ACTIVATIONS:
+            known = ", ".join(sorted(k for k in ACTIVATIONS if k))
+            raise self.error(f"unknown activation {name!r} (known: {known})")
+        return ACTIVATIONS[name]()
+
+    def padding(self) -> str | int:
+        value = self.get("padding", "valid")
+        if value in ("valid", "same") or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+            return value
+        raise self.error(f"'padding' must be 'valid', 'same' or a non-negative integer, got {value!r}")
+
+    def error(self, message: str) -> UserError:
+        return UserError(f"layer '{self.layer}' ({self.kind}): {message}.")
+
+    def check_all_read(self) -> None:
+        unknown = sorted(set(self.args) - self._read)
+        if unknown:
+            raise self.error(f"unknown argument(s) {', '.join(unknown)}")
+
+
+def _one_input(a: _Args, shapes: list[Shape]) -> Shape:
+    if len(shapes) != 1:
+        raise a.error(f"takes one input, got {len(shapes)}")
+    return shapes[0]
+
+
+def _image_input(a: _Args, shapes: list[Shape]) -> tuple[int, int, int]:
+    shape = _one_input(a, shapes)
+    if len(shape) != 3:
+        raise a.error(f"needs an image input (H, W, C), got {shape}; is there a Flatten before it?")
+    return shape  # type: ignore[return-value]
+
+
+def _window(a: _Args, h: int, w: int, kernel: tuple[int, int], strides: tuple[int, int], padding: str | int):
+    axes = [axis_output(size, k, s, padding) for size, k, s in zip((h, w), kernel, strides)]
+    for axis_name, axis in zip(("height", "width"), axes):
+        if axis.size_out < 1:
+            raise a.error(
+                f"output {axis_name} would be {axis.formula.rsplit('= ', 1)[-1]}, below 1: {axis.formula}; "
+                f"the input is {h}x{w}, use padding='same', a smaller kernel or fewer pooling layers"
+            )
+    formula = axes[0].formula if axes[0] == axes[1] else f"H: {axes[0].formula}; W: {axes[1].formula}"
+    return axes[0], axes[1], formula
+
+
+class KerasPad(nn.Module):
+    """Zero (or -inf) padding with separate before/after amounts: Keras 'same' pads odd totals asymmetrically."""
+
+    def __init__(self, h: AxisSize, w: AxisSize, value: float = 0.0):
+        super().__init__()
+        self.pads = (w.pad_before, w.pad_after, h.pad_before, h.pad_after)
+        self.value = value
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.pad(x, self.pads, value=self.value)
+
+
+def _symmetric(h: AxisSize, w: AxisSize) -> bool:
+    return h.pad_before == h.pad_after and w.pad_before == w.pad_after
+
+
+def conv2d(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    h, w, c = _image_input(a, shapes)
+    filters = a.positive_int("filters")
+    kernel = a.pair("kernel_size", None)
+    strides = a.pair("strides", 1)
+    padding = a.padding()
+    use_bias = bool(a.get("use_bias", True))
+    act = a.activation()
+    hy, wx, formula = _window(a, h, w, kernel, strides, padding)
+    conv = nn.Conv2d(c, filters, kernel, strides, bias=use_bias)
+    nn.init.xavier_uniform_(conv.weight)
+    if use_bias:
+        nn.init.zeros_(conv.bias)
+    if _symmetric(hy, wx):
+        conv.padding = (hy.pad_before, wx.pad_before)
+        parts: list[nn.Module] = [conv]
+    else:
+        parts = [KerasPad(hy, wx), conv]
+    flops = 2 * kernel[0] * kernel[1] * c * filters * hy.size_out * wx.size_out
+    return BuiltLayer(
+        nn.Sequential(*parts, act), (hy.size_out, wx.size_out, filters), formula, flops,
+        (kernel[0], kernel[1], strides[0], strides[1]),
+    )
+
+
+class _AveragePoolSame(nn.Module):
+    """Keras averages 'same'-padded windows over the real pixels only, even when the padding is lopsided."""
+
+    def __init__(self, h: AxisSize, w: AxisSize, kernel, strides):
+        super().__init__()
+        self.pad = KerasPad(h, w)
+        self.kernel, self.strides = kernel, strides
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        total = F.avg_pool2d(self.pad(x), self.kernel, self.strides)
+        ones = torch.ones_like(x[:1, :1])
+        share = F.avg_pool2d(self.pad(ones), self.kernel, self.strides)
+        return total / share
+
+
+def _pool(a: _Args, shapes: list[Shape], kind: str) -> BuiltLayer:
+    h, w, c = _image_input(a, shapes)
+    kernel = a.pair("pool_size", 2)
+    strides = kernel if a.get("strides") is None else a.pair("strides", None)  # Keras: strides default to pool_size
+    padding = a.padding()
+    hy, wx, formula = _window(a, h, w, kernel, strides, padding)
+    if kind == "max":
+        pool = nn.MaxPool2d(kernel, strides)
+        if _symmetric(hy, wx) and hy.pad_before * 2 <= kernel[0] and wx.pad_before * 2 <= kernel[1]:
+            pool.padding = (hy.pad_before, wx.pad_before)
+            module: nn.Module = pool
+        else:
+            module = nn.Sequential(KerasPad(hy, wx, float("-inf")), pool)
+    elif hy.pad_before + hy.pad_after + wx.pad_before + wx.pad_after == 0:
+        module = nn.AvgPool2d(kernel, strides)
+    else:
+        module = _AveragePoolSame(hy, wx, kernel, strides)
+    flops = kernel[0] * kernel[1] * c * hy.size_out * wx.size_out
+    return BuiltLayer(module, (hy.size_out, wx.size_out, c), formula, flops, (kernel[0], kernel[1], strides[0], strides[1]))
+
+
+class GlobalAveragePool(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.mean(dim=(2, 3))
+
+
+class KerasFlatten(nn.Module):
+    """Flattens in Keras' (H, W, C) order, so Dense weights mean the same thing as in Keras."""
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x.permute(0, 2, 3, 1).flatten(1) if x.dim() == 4 else x.flatten(1)
+
+
+def dense(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    if len(shape) != 1:
+        raise a.error(f"needs a flat input, got {shape}; add a Flatten or GlobalAveragePooling2D before it")
+    units = a.positive_int("units")
+    use_bias = bool(a.get("use_bias", True))
+    act = a.activation()
+    linear = nn.Linear(shape[0], units, bias=use_bias)
+    nn.init.xavier_uniform_(linear.weight)
+    if use_bias:
+        nn.init.zeros_(linear.bias)
+    return BuiltLayer(nn.Sequential(linear, act), (units,), flops=2 * shape[0] * units)
+
+
+def batch_norm(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    momentum = float(a.get("momentum", 0.99))
+    eps = float(a.get("epsilon", 1e-3))
+    channels = shape[-1]
+    cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
+    return BuiltLayer(cls(channels, eps=eps, momentum=1.0 - momentum), shape, flops=2 * _numel(shape))
+
+
+def dropout(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    rate = a.get("rate", None)
+    if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
+        raise a.error(f"'rate' must be a number in [0, 1), got {rate!r}")
+    return BuiltLayer(nn.Dropout(float(rate)), shape)
+
+
+def activation(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    return BuiltLayer(a.activation(), shape, flops=_numel(shape))
+
+
+def flatten(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    return BuiltLayer(KerasFlatten(), (_numel(shape),))
+
+
+def global_average_pooling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    h, w, c = _image_input(a, shapes)
+    return BuiltLayer(GlobalAveragePool(), (c,), flops=h * w * c)
+
+
+class AddInputs(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        out = xs[0]
+        for x in xs[1:]:
+            out = out + x
+        return out
+
+
+class ConcatenateChannels(nn.Module):
+    def forward(self, *xs: torch.Tensor) -> torch.Tensor:
+        return torch.cat(xs, dim=1)  # Keras concatenates the last (channel) axis
+
+
+def add(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    if len(shapes) < 2 or any(s != shapes[0] for s in shapes):
+        raise a.error(f"needs two or more inputs of the same shape, got {shapes}")
+    return BuiltLayer(AddInputs(), shapes[0], flops=_numel(shapes[0]) * (len(shapes) - 1))
+
+
+def concatenate(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    axis = a.get("axis", -1)
+    if axis != -1:
+        raise a.error(f"only the channel axis (-1) can be concatenated, got axis={axis}")
+    if len(shapes) < 2 or any(len(s) != len(shapes[0]) or s[:-1] != shapes[0][:-1] for s in shapes):
+        raise a.error(f"needs two or more inputs that differ only in channels, got {shapes}")
+    return BuiltLayer(ConcatenateChannels(), (*shapes[0][:-1], sum(s[-1] for s in shapes)))
+
+
+def _numel(shape: Shape) -> int:
+    n = 1
+    for s in shape:
+        n *= s
+    return n
+
+
+BUILDERS: dict[str, Callable[[_Args, list[Shape]], BuiltLayer]] = {
+    "Conv2D": conv2d,
+    "MaxPool2D": lambda a, s: _pool(a, s, "max"),
+    "AveragePooling2D": lambda a, s: _pool(a, s, "average"),
+    "GlobalAveragePooling2D": global_average_pooling,
+    "Dense": dense,
+    "Flatten": flatten,
+    "BatchNormalization": batch_norm,
+    "Dropout": dropout,
+    "Activation": activation,
+    "Add": add,
+    "Concatenate": concatenate,
+}
+
+# Other spellings Keras users type; every one maps to a canonical name above.
+ALIASES = {
+    "Convolution2D": "Conv2D",
+    "MaxPooling2D": "MaxPool2D",
+    "AvgPool2D": "AveragePooling2D",
+    "AveragePool2D": "AveragePooling2D",
+    "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "BatchNorm": "BatchNormalization",
+}
+_BY_LOWER = {name.lower(): name for name in [*BUILDERS, *ALIASES]}
+
+
+def canonical_type(kind: str) -> str | None:
+    name = _BY_LOWER.get(str(kind).lower())
+    return ALIASES.get(name, name) if name else None
+
+
+def build_layer(name: str, kind: str, args: dict[str, Any], shapes: list[Shape]) -> BuiltLayer:
+    a = _Args(name, kind, args)
+    built = BUILDERS[kind](a, shapes)
+    a.check_all_read()
+    return built

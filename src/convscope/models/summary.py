@@ -1,0 +1,148 @@
+"""A Keras-style model summary that also explains itself.
+
+Besides layer, output shape and parameter count (totals split into trainable and
+non-trainable, as Keras prints them), every Conv and Pool row shows how its output size
+follows from the input size, the FLOPs the layer costs per image, and its receptive field.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+from torch import nn
+
+from .network import LayerInfo, Network
+from .sizes import axis_output
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    name: str
+    input_shape: tuple[int, ...]
+    layers: tuple[LayerInfo, ...]
+
+    @property
+    def trainable_params(self) -> int:
+        return sum(l.trainable for l in self.layers)
+
+    @property
+    def non_trainable_params(self) -> int:
+        return sum(l.non_trainable for l in self.layers)
+
+    @property
+    def total_params(self) -> int:
+        return self.trainable_params + self.non_trainable_params
+
+    @property
+    def flops(self) -> int:
+        return sum(l.flops for l in self.layers)
+
+    def to_dict(self) -> dict:
+        return {
+            "name": self.name,
+            "input_shape": list(self.input_shape),
+            "layers": [asdict(l) for l in self.layers],
+            "total_params": self.total_params,
+            "trainable_params": self.trainable_params,
+            "non_trainable_params": self.non_trainable_params,
+            "flops_per_image": self.flops,
+        }
+
+    def __str__(self) -> str:
+        header = ("Layer (type)", "Output Shape", "Param #", "FLOPs", "Receptive field")
+        rows = []
+        for l in self.layers:
+            rf = f"{l.receptive_field[0]}x{l.receptive_field[1]}" if l.receptive_field else ""
+            inputs = "" if len(l.inputs) <= 1 else f" <- {', '.join(l.inputs)}"
+            rows.append((f"{l.name} ({l.type}){inputs}", _shape(l.output_shape), f"{l.trainable + l.non_trainable:,}", _flops(l.flops), rf))
+        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        line = "-" * (sum(widths) + 2 * (len(widths) - 1))
+
+        def fmt(r):
+            return "  ".join(
+                cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))
+            ).rstrip()
+
+        out = [f'Model: "{self.name}"   input {_shape(self.input_shape)}', line, fmt(header), line.replace("-", "=")]
+        for l, r in zip(self.layers, rows):
+            out.append(fmt(r))
+            if l.formula:
+                out.append(f"    size: {l.formula}")
+        out += [
+            line.replace("-", "="),
+            f"Total params: {self.total_params:,} ({self.total_params * 4 / 1024:.2f} KB)",
+            f"Trainable params: {self.trainable_params:,}",
+            f"Non-trainable params: {self.non_trainable_params:,}",
+            f"FLOPs per image (forward, multiply-add = 2): {self.flops:,} ({_flops(self.flops)})",
+        ]
+        return "\n".join(out)
+
+
+def _shape(shape: tuple[int, ...]) -> str:
+    return "(" + ", ".join(["None", *(str(s) for s in shape)]) + ")"
+
+
+def _flops(n: int) -> str:
+    for unit, size in (("G", 1e9), ("M", 1e6), ("K", 1e3)):
+        if n >= size:
+            return f"{n / size:.2f} {unit}"
+    return str(n)
+
+
+def summary(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> ModelSummary:
+    """The summary of a built model; any other torch module is described from its leaf modules."""
+    if isinstance(model, Network):
+        return ModelSummary(model.spec.name, model.input_shape, tuple(model.info))
+    if input_shape is None:
+        raise ValueError("summary of a plain torch module needs input_shape=(H, W, C)")
+    return ModelSummary(type(model).__name__, tuple(input_shape), tuple(_traced_layers(model, input_shape)))
+
+
+def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:
+    """Run one zero image through the module, recording each leaf module's input and output shape."""
+    records: list[LayerInfo] = []
+    hooks = []
+
+    def keras_order(t: torch.Tensor) -> tuple[int, ...]:
+        s = tuple(t.shape[1:])
+        return (s[1], s[2], s[0]) if len(s) == 3 else s
+
+    def hook(name: str):
+        def record(module: nn.Module, inputs, output):
+            trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
+            frozen = sum(b.numel() for n, b in module.named_buffers(recurse=False) if n in ("running_mean", "running_var"))
+            formula, flops = None, 0
+            if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and inputs[0].dim() == 4:
+                k = _pair(module.kernel_size)
+                s = _pair(module.stride)
+                p = _pair(module.padding) if not isinstance(module.padding, str) else (module.padding,) * 2
+                h = axis_output(inputs[0].shape[2], k[0], s[0], p[0])
+                w = axis_output(inputs[0].shape[3], k[1], s[1], p[1])
+                formula = h.formula if h == w else f"H: {h.formula}; W: {w.formula}"
+            if isinstance(module, nn.Conv2d):
+                flops = 2 * module.weight[0].numel() * output.numel()
+            elif isinstance(module, nn.Linear):
+                flops = 2 * module.weight.numel()
+            records.append(LayerInfo(name, type(module).__name__, (), keras_order(output), trainable, frozen, flops, formula, None))
+
+        return record
+
+    for name, module in model.named_modules():
+        if name and not list(module.children()):
+            hooks.append(module.register_forward_hook(hook(name)))
+    h, w, c = input_shape
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            model(torch.zeros(1, c, h, w))
+    finally:
+        model.train(was_training)
+        for handle in hooks:
+            handle.remove()
+    return records
+
+
+def _pair(v) -> tuple:
+    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)

@@ -1,0 +1,57 @@
+"""`History`: one row of metrics per epoch, like Keras' `History.history`, plus how the run ended."""
+
+from __future__ import annotations
+
+import csv
+import io
+from dataclasses import dataclass, field
+
+COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "seconds")
+
+
+@dataclass
+class History:
+    rows: list[dict[str, float]] = field(default_factory=list)
+    best_epoch: int | None = None  # the epoch with the best monitored value
+    weights_epoch: int | None = None  # the epoch whose weights the model ends with (best_epoch when restored)
+    stopped_early: bool = False
+    interrupted: bool = False  # Ctrl-C: the run stopped cleanly and kept the best weights so far
+
+    @property
+    def epochs_run(self) -> int:
+        return len(self.rows)
+
+    def column(self, name: str) -> list[float]:
+        return [row[name] for row in self.rows if name in row]
+
+    def best_by(self, *names: str) -> int | None:
+        """The epoch with the lowest value of the first of `names` that was recorded."""
+        for name in names:
+            values = [(row[name], row["epoch"]) for row in self.rows if name in row]
+            if values:
+                return int(min(values)[1])
+        return None
+
+    def to_csv(self) -> str:
+        columns = [c for c in COLUMNS if any(c in row for row in self.rows)]
+        out = io.StringIO()
+        writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        for row in self.rows:
+            writer.writerow({c: row.get(c, "") for c in columns})
+        return out.getvalue()
+
+    @classmethod
+    def from_csv(cls, text: str, **ending) -> History:
+        """Rows from `to_csv`; `ending` restores best_epoch, weights_epoch, stopped_early, interrupted."""
+        rows = [
+            {k: (int(v) if k == "epoch" else float(v)) for k, v in row.items() if v != ""}
+            for row in csv.DictReader(io.StringIO(text))
+        ]
+        return cls(rows, **ending)
+
+    def ending(self) -> dict:
+        return {
+            "best_epoch": self.best_epoch, "weights_epoch": self.weights_epoch,
+            "stopped_early": self.stopped_early, "interrupted": self.interrupted,
+        }
