@@ -105,7 +105,9 @@ def test_shared_mnist_10k() -> None:
 # ---- npz / npy -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("keys", [("x", "y"), ("X", "Y"), ("images", "labels"), ("data", "labels"), ("features", "targets")])
+@pytest.mark.parametrize(
+    "keys", [("x", "y"), ("X", "Y"), ("X", "y"), ("images", "labels"), ("data", "labels"), ("features", "targets")]
+)
 def test_npz_key_pairs(tmp_path: Path, keys: tuple[str, str]) -> None:
     x, y = images_and_labels()
     np.savez(tmp_path / "d.npz", **{keys[0]: x, keys[1]: y})
@@ -215,6 +217,17 @@ def test_csv_without_header_gzipped_rgb(tmp_path: Path) -> None:
     np.testing.assert_array_equal(data.images, x)
     np.testing.assert_array_equal(data.labels, y)
     assert data.class_names == ("0", "1")
+
+
+def test_csv_headerless_text_labels_and_numbered_header(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("cat,0,1,2,3\r\ndog,4,5,6,7\r\ncat,8,9,10,11\r\n")
+    data = load(tmp_path / "a.csv")
+    assert len(data) == 3 and data.class_names == ("cat", "dog")
+    np.testing.assert_array_equal(data.images[2, ..., 0], [[8, 9], [10, 11]])
+    (tmp_path / "b.csv").write_text("label,0,1,2,3\n1,0,0.5,1,1\n0,1,1,1,1\n")
+    data = load(tmp_path / "b.csv")
+    assert len(data) == 2 and data.images.dtype == np.float32
+    np.testing.assert_array_equal(data.labels, [1, 0])
 
 
 # ---- image folders ---------------------------------------------------------------------------

@@ -31,7 +31,8 @@ def test_each_layout(shape: tuple[int, ...], n_labels: int, axes: tuple[int, ...
     array = numbered(*shape)
     out = to_nhwc(array, n_labels)
     assert out.shape == expected and out.flags.c_contiguous
-    np.testing.assert_array_equal(out.reshape(expected[:3] + (-1,)), array.transpose(axes).reshape(expected[:3] + (-1,)))
+    flat = expected[:3] + (-1,)
+    np.testing.assert_array_equal(out.reshape(flat), array.transpose(axes).reshape(flat))
 
 
 def test_flat_rows_square_and_rgb() -> None:
@@ -55,7 +56,7 @@ def test_label_count_decides_ambiguous_cases() -> None:
     assert to_nhwc(numbered(6, 8, 6), 6).shape == (6, 8, 6, 1)
     # (3, 5, 5, 3): N could be first or last; first wins, then channels-last.
     np.testing.assert_array_equal(to_nhwc(numbered(3, 5, 5, 3), 3), numbered(3, 5, 5, 3))
-    # (5, 1, 1, 1)... channels-last wins a 1-vs-1 tie (Keras' default).
+    # (4, 3, 7, 3): second and last axes could both be channels; channels-last wins (Keras' default).
     assert to_nhwc(numbered(4, 3, 7, 3), 4).shape == (4, 3, 7, 3)
     # no label count: N first
     assert to_nhwc(numbered(4, 6, 6)).shape == (4, 6, 6, 1)

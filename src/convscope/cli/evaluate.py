@@ -26,7 +26,6 @@ def run(args: argparse.Namespace) -> int:
     else:
         kwargs = data_kwargs(args)
         kwargs["class_names"] = kwargs["class_names"] or list(trained.class_names)
-        kwargs["image_size"] = kwargs["image_size"] or trained.input_shape[0]
         data = load(args.data, **kwargs)
     result = evaluate(trained, data)
     print(json.dumps(result.metrics(), indent=2) if args.json else result.text())

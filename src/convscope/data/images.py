@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, ImageOps
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..errors import UserError
 
@@ -35,6 +35,7 @@ def read_image(
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
     name = "uploaded image" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+    target = _check_size(size) if size is not None else None
     try:
         if isinstance(path_or_bytes, (bytes, bytearray)):
             image = Image.open(io.BytesIO(path_or_bytes))
@@ -44,16 +45,16 @@ def read_image(
             image.load()  # decode now, so a truncated file fails here and not later
             image = ImageOps.exif_transpose(image)
             image = _to_mode(image, "L" if channels == 1 else "RGB")
-            if size is not None:
-                height, width = _check_size(size)
-                if image.size != (width, height):
-                    image = image.resize((width, height), Image.Resampling.LANCZOS)
+            if target is not None and image.size != (target[1], target[0]):
+                image = image.resize((target[1], target[0]), Image.Resampling.LANCZOS)
             pixels = np.asarray(image, dtype=np.uint8)
     except FileNotFoundError:
         raise UserError(f"{name}: no such image file.") from None
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
-        # PIL signals unreadable/truncated/corrupt data with OSError (UnidentifiedImageError is one),
-        # and some plugins with ValueError or SyntaxError.
+    except UnidentifiedImageError:
+        raise UserError(f"{name}: not a PNG/JPEG/BMP/GIF image (PIL cannot identify its format).") from None
+    except Exception as exc:  # noqa: BLE001
+        # PIL signals bad data with OSError (UnidentifiedImageError, truncation), and its plugins
+        # with ValueError, SyntaxError, IndexError, struct.error...: all mean "not a usable picture".
         raise UserError(f"{name}: not a readable PNG/JPEG/BMP/GIF image ({exc}).") from None
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
 

@@ -98,7 +98,7 @@ def _guess_layout(shape: tuple[int, ...], n_labels: int | None, where: str) -> s
         if shape[1] in CHANNEL_SIZES:
             return "NCHW"
         raise UserError(
-            f"{where}images of shape {shape} have no channel axis of size 1, 3 or 4 after N=({shape[0]}); "
+            f"{where}images of shape {shape} have no channel axis of size 1, 3 or 4 after N={shape[0]}; "
             "expected (N,H,W,C) or (N,C,H,W)."
         )
     if shape[2] in CHANNEL_SIZES:

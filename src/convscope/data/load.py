@@ -49,9 +49,9 @@ def load(
     parse_class_names(class_names)  # reject bad names before reading a large file
     layout = check_layout(layout)
     path = Path(path_or_name)
-    if isinstance(path_or_name, str) and path_or_name in BUILTIN_NAMES and not path.exists():
+    if source in BUILTIN_NAMES and not path.exists():
         _refuse_picture_options(source, image_size, channels)
-        raw = load_builtin(path_or_name)
+        raw = load_builtin(source)
     else:
         raw = _read(path, source, image_size, channels)
     return build_dataset(raw, source, class_names, layout)

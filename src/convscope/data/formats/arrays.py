@@ -5,7 +5,6 @@ Pickled object arrays can run code when loaded; a dataset never needs them, so t
 
 from __future__ import annotations
 
-import zipfile
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -31,7 +30,6 @@ TEST_PAIRS: dict[tuple[str, str], tuple[str, str]] = {
     ("x_train", "y_train"): ("x_test", "y_test"),
     ("train_images", "train_labels"): ("test_images", "test_labels"),
 }
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, zipfile.BadZipFile)
 
 
 def pick_keys(keys: Iterable[str], file: str) -> tuple[tuple[str, str], tuple[str, str] | None]:
@@ -54,6 +52,7 @@ def pick_keys(keys: Iterable[str], file: str) -> tuple[tuple[str, str], tuple[st
 
 def load_npz(path: Path) -> RawData:
     file = str(path)
+    _check_magic(path, b"PK", "a .npz file (a zip archive)")
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
@@ -63,7 +62,7 @@ def load_npz(path: Path) -> RawData:
             arrays = {k: archive[k] for k in (x, y, *(test or ()))}
     except UserError:
         raise
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile... on bad bytes
         raise UserError(f"{file}: not a readable .npz file without pickled objects ({exc}).") from None
     train = RawSplit(arrays[x], arrays[y], file, x, y)
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
@@ -98,7 +97,15 @@ def load_npy(path: Path) -> RawData:
 
 
 def _read_npy(path: Path) -> np.ndarray:
+    _check_magic(path, b"\x93NUMPY", "a .npy file")
     try:
         return np.load(path, allow_pickle=False)
-    except _READ_ERRORS as exc:
+    except Exception as exc:  # noqa: BLE001 - as in load_npz
         raise UserError(f"{path}: not a readable .npy file without pickled objects ({exc}).") from None
+
+
+def _check_magic(path: Path, magic: bytes, what: str) -> None:
+    """Without this, numpy reads any other bytes as a pickle and blames pickling."""
+    with open(path, "rb") as f:
+        if f.read(len(magic)) != magic:
+            raise UserError(f"{path}: not {what}; its first bytes are not {magic!r}.")

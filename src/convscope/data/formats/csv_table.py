@@ -1,9 +1,13 @@
 """CSV tables with one image per row: a label column plus one column per pixel.
 
-The header row is optional (a first row with any non-number is a header).  With a header the
+The header row is optional: a first row with two or more non-numbers, or with a label-column
+name, is a header (one non-number alone is a class name: "cat,0,255,...").  With a header the
 label column is the one named label/labels/class/y/target, otherwise the first column.  Pixels
 are read as gray S x S (S*S columns) or RGB (3*S*S columns, R,G,B per pixel), by the same rule
 as flat arrays (see `layout.py`).
+
+A well-formed table is parsed by numpy's C reader (an MNIST-sized CSV in seconds); anything it
+refuses is re-read row by row with the `csv` module, only to name the offending line and column.
 """
 
 from __future__ import annotations
@@ -11,6 +15,8 @@ from __future__ import annotations
 import csv
 import gzip
 import io
+import warnings
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -23,47 +29,87 @@ LABEL_COLUMNS = ("label", "labels", "class", "y", "target")
 
 def load_csv(path: Path) -> RawData:
     file = str(path)
-    rows = list(_rows(path))  # (line number, cells), blank lines dropped
-    if not rows:
+    text = _read_text(path)
+    first = next(_rows(text, file), None)
+    if first is None:
         raise UserError(f"{file}: holds no rows; the dataset is empty.")
-    header: list[str] | None = None
-    if not all(_is_number(c) for c in rows[0][1]):
-        header = [c.strip() for c in rows[0][1]]
-        rows = rows[1:]
-    width = len(header) if header else len(rows[0][1]) if rows else 0
-    for line, cells in rows:
-        if len(cells) != width:
-            raise UserError(f"{file}: line {line} has {len(cells)} columns, but the table has {width}.")
-    if not rows:
-        raise UserError(f"{file}: holds a header but no rows; the dataset is empty.")
+    header = [c.strip() for c in first[1]] if _is_header(first[1]) else None
+    width = len(first[1])
     if width < 2:
-        raise UserError(f"{file}: has {width} column; it needs a label column and pixel columns.")
+        raise UserError(f"{file}: has 1 column; it needs a label column and pixel columns.")
     label_col = _label_column(header)
+    try:
+        pixels, labels = _parse_fast(text, header is not None, label_col, width)
+    except ValueError:
+        pixels, labels = _parse_slow(text, header is not None, label_col, width, file)
+    if len(labels) == 0:
+        raise UserError(f"{file}: holds a header but no rows; the dataset is empty.")
     label_name = header[label_col] if header else "column 1"
-    labels = [cells[label_col].strip() for _, cells in rows]
-    pixel_cells = [cells[:label_col] + cells[label_col + 1 :] for _, cells in rows]
-    pixels = _pixels(pixel_cells, [line for line, _ in rows], label_col, file)
-    split = RawSplit(pixels, _label_values(labels), file, "pixels", label_name)
-    return RawData(split)
+    return RawData(RawSplit(_narrow(pixels), _label_values(labels), file, "pixels", label_name))
 
 
-def _rows(path: Path):
+def _read_text(path: Path) -> str:
     try:
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             raw = gzip.decompress(raw)
-        text = raw.decode("utf-8-sig")
+        return raw.decode("utf-8-sig")
     except (OSError, EOFError) as exc:
         raise UserError(f"{path}: the gzip data is truncated or corrupt ({exc}).") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not a UTF-8 text table (byte {exc.start} cannot be decoded).") from None
+
+
+def _rows(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
+    """(line number, cells) for every non-blank row."""
     reader = csv.reader(io.StringIO(text))
     try:
         for cells in reader:
-            if cells and any(c.strip() for c in cells):
+            if any(c.strip() for c in cells):
                 yield reader.line_num, cells
     except csv.Error as exc:
-        raise UserError(f"{path}: not a valid CSV table ({exc}).") from None
+        raise UserError(f"{file}: not a valid CSV table ({exc}).") from None
+
+
+def _parse_fast(text: str, has_header: bool, label_col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """numpy's C parser; raises ValueError on anything irregular, so the caller falls back."""
+    rows = sum(1 for line in text.splitlines() if line.strip())
+    if text.count(",") != (width - 1) * rows:
+        raise ValueError("ragged rows or quoted commas")  # usecols would silently drop extra columns
+    skip = 1 if has_header else 0
+    pixel_cols = [c for c in range(width) if c != label_col]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported by the caller
+        options = {"delimiter": ",", "skiprows": skip, "quotechar": '"'}
+        pixels = np.loadtxt(io.StringIO(text), usecols=pixel_cols, dtype=np.float64, ndmin=2, **options)
+        labels = np.loadtxt(io.StringIO(text), usecols=label_col, dtype=str, ndmin=1, **options)
+    return pixels, np.char.strip(labels)
+
+
+def _parse_slow(
+    text: str, has_header: bool, label_col: int, width: int, file: str
+) -> tuple[np.ndarray, np.ndarray]:
+    """Row by row, to say which line is ragged and which cell is not a number."""
+    rows = list(_rows(text, file))[1 if has_header else 0 :]
+    for line, cells in rows:
+        if len(cells) != width:
+            raise UserError(f"{file}: line {line} has {len(cells)} columns, but the table has {width}.")
+    for line, cells in rows:
+        for column, cell in enumerate(cells, start=1):
+            if column - 1 != label_col and not _is_number(cell):
+                raise UserError(f"{file}: line {line}, column {column} holds '{cell}', not a number.")
+    pixels = np.array([[float(c) for i, c in enumerate(cells) if i != label_col] for _, cells in rows])
+    labels = np.array([cells[label_col].strip() for _, cells in rows], dtype=str)
+    return pixels.reshape(len(rows), width - 1), labels
+
+
+def _is_header(cells: list[str]) -> bool:
+    """Two or more non-numbers, or a label-column name: a header.
+
+    A single non-number alone is a class name in a headerless table ("cat,0,255,...").
+    """
+    words = [c.strip().lower() for c in cells if not _is_number(c)]
+    return len(words) > 1 or any(w in LABEL_COLUMNS for w in words)
 
 
 def _is_number(text: str) -> bool:
@@ -83,29 +129,20 @@ def _label_column(header: list[str] | None) -> int:
     return 0
 
 
-def _label_values(labels: list[str]) -> np.ndarray:
+def _label_values(labels: np.ndarray) -> np.ndarray:
     """Whole numbers ('3', '3.0') become integers; anything else stays a class name."""
     try:
-        values = np.array([float(v) for v in labels])
+        values = labels.astype(np.float64)
     except ValueError:
-        return np.array(labels)
+        return labels
     if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
         return values.astype(np.int64)
     return values  # fractional labels: raw.py names the offending value
 
 
-def _pixels(cells: list[list[str]], lines: list[int], label_col: int, file: str) -> np.ndarray:
-    """Numbers as uint8 when every value is a whole number in 0..255 (the usual case), else float32."""
-    try:
-        values = np.array([[float(c) for c in row] for row in cells], dtype=np.float64)
-    except ValueError:
-        for line, row in zip(lines, cells):
-            for index, cell in enumerate(row):
-                if not _is_number(cell):
-                    column = index + 1 + (index >= label_col)  # 1-based, counting the label column
-                    raise UserError(f"{file}: line {line}, column {column} holds '{cell}', not a number.") from None
-        raise UserError(f"{file}: holds pixel values that are not numbers.") from None
+def _narrow(values: np.ndarray) -> np.ndarray:
+    """uint8 when every value is a whole number in 0..255 (the usual case); floats otherwise."""
     if values.size and np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 255:
         if np.all(values == np.round(values)):
             return values.astype(np.uint8)
-    return values  # floats; raw.py checks NaN/inf and makes them float32
+    return values  # raw.py checks NaN/inf and makes them float32

@@ -23,7 +23,9 @@ def class_folders(folder: Path) -> list[tuple[str, list[Path]]]:
     classes = []
     for sub in sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith((".", "__"))):
         pictures = sorted(
-            p for p in sub.rglob("*") if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
+            p
+            for p in sub.rglob("*")
+            if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES and not p.name.startswith(".")
         )
         if pictures:
             classes.append((sub.name, pictures))
@@ -73,7 +75,7 @@ def _survey(paths: list[Path]) -> tuple[tuple[int, int], bool]:
                 if first is None:
                     first = (image.height, image.width)
                 all_gray = all_gray and is_grayscale(image)
-        except (OSError, ValueError, SyntaxError):
+        except Exception:  # noqa: BLE001 - any PIL failure means an unusable picture, see images.py
             raise UserError(f"{path}: not a readable PNG/JPEG/BMP/GIF image.") from None
         if not all_gray and first is not None:
             break

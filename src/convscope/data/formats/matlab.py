@@ -12,13 +12,10 @@ from pathlib import Path
 import h5py
 import numpy as np
 import scipy.io
-from scipy.io.matlab import MatReadError
 
 from ...errors import UserError
 from ..raw import RawData, RawSplit
 from .arrays import pick_keys
-
-_READ_ERRORS = (OSError, ValueError, EOFError, KeyError, TypeError, NotImplementedError, MatReadError)
 
 
 def load_mat(path: Path) -> RawData:
@@ -27,8 +24,8 @@ def load_mat(path: Path) -> RawData:
         arrays = _read_v73(path) if h5py.is_hdf5(path) else _read_v5(path)
     except UserError:
         raise
-    except _READ_ERRORS as exc:
-        raise UserError(f"{file}: not a readable MATLAB .mat file ({exc}).") from None
+    except Exception as exc:  # noqa: BLE001 - scipy/h5py raise IndexError, TypeError... on bad bytes
+        raise UserError(f"{file}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc}).") from None
     (x, y), test = pick_keys(list(arrays), file)
     train = RawSplit(arrays[x], arrays[y], file, x, y)
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
