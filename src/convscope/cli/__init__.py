@@ -10,9 +10,9 @@ import argparse
 import sys
 
 from ..errors import UserError
-from . import evaluate, predict, summary, train
+from . import compare, evaluate, export, inspect, predict, report, serve, summary, sweep, train
 
-COMMANDS = [train, evaluate, predict, summary]
+COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare]
 
 
 def parser() -> argparse.ArgumentParser:

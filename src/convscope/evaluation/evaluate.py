@@ -43,6 +43,22 @@ class EvaluationResult:
         """Indices of misclassified images."""
         return np.flatnonzero(self.predictions != self.labels)
 
+    def show_random(self, n: int = 6, seed: int | None = None):
+        """A matplotlib figure of `n` random test images with their class probabilities (new ones each call
+        unless `seed` is given)."""
+        return self._gallery("random", n, seed)
+
+    def show_mistakes(self, n: int = 6, seed: int | None = None):
+        """Like `show_random`, but only misclassified images."""
+        return self._gallery("mistakes", n, seed)
+
+    def _gallery(self, kind: str, n: int, seed: int | None):
+        from ..report.figures import predictions_figure  # imported here: the report layer builds on this one
+        from .inspection import select
+
+        chosen = select(self, kind, n, seed=seed)
+        return predictions_figure(chosen.samples, chosen.title)
+
     def metrics(self) -> dict:
         return {
             "test_loss": self.loss,

@@ -4,6 +4,10 @@
 - `cnn`        44,010: [Conv2D 32 3x3 same relu x 2, MaxPool 2x2, BatchNorm, Dropout 0.25] x 2, Flatten, Dense softmax.
 - `cnn-wide`  662,410: Conv2D 128 x 2, MaxPool, Conv2D 64 x 2, MaxPool, Flatten, Dense 128 relu, Dense softmax;
                        written as a Functional graph, the way the course builds it.
+- `fast`      29,402: [Conv2D 3x3 same (no bias), BatchNorm, ReLU, MaxPool] x 3 with 16, 32, 64 filters,
+                       Flatten, Dense softmax; 3.9 MFLOPs per 28x28 image, 6x fewer than `cnn`. Made
+                       to be trained with the `fast` recipe (`training/recipes.py`): over 98.5% on
+                       MNIST-sized digits in seconds on two CPU cores.
 """
 
 from __future__ import annotations
@@ -56,4 +60,21 @@ CNN_WIDE: dict[str, Any] = {
     "output": "probabilities",
 }
 
-PRESETS: dict[str, dict[str, Any]] = {"mlp": MLP, "cnn": CNN, "cnn-wide": CNN_WIDE}
+
+def _fast_block(filters: int) -> list[dict[str, Any]]:
+    # BatchNorm right after the bias-free conv; momentum 0.9 (Keras' default is 0.99) so the moving
+    # statistics keep up with weights that change fast over a few hundred steps of a short run.
+    return [
+        {"type": "Conv2D", "filters": filters, "kernel_size": 3, "padding": "same", "use_bias": False},
+        {"type": "BatchNormalization", "momentum": 0.9},
+        {"type": "Activation", "activation": "relu"},
+        {"type": "MaxPool2D", "pool_size": 2},
+    ]
+
+
+FAST: dict[str, Any] = {
+    "name": "fast",
+    "layers": [*_fast_block(16), *_fast_block(32), *_fast_block(64), {"type": "Flatten"}, _SOFTMAX],
+}
+
+PRESETS: dict[str, dict[str, Any]] = {"mlp": MLP, "cnn": CNN, "cnn-wide": CNN_WIDE, "fast": FAST}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TextIO
+from typing import TYPE_CHECKING, Callable, TextIO
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -20,12 +21,17 @@ from ..data.dataset import Dataset
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from .device import pick_device
+from .augment import random_shift as shift_images
 from .early_stopping import EarlyStopping
 from .history import History
 from .progress import ProgressBar
+from .recipes import check_extras, lr_scheduler
 from .trained_model import TrainedModel
 
-PRECISIONS = ("fp32", "bf16")
+if TYPE_CHECKING:
+    from .distributed import DistContext
+
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware has it, else fp32
 
 
 @dataclass(frozen=True)
@@ -54,16 +60,26 @@ def fit(
     seed: int = 0,
     device: str | torch.device | None = None,
     precision: str = "fp32",
+    schedule: str = "constant",
+    label_smoothing: float = 0.0,
+    random_shift: int = 0,
     verbose: bool = True,
     stream: TextIO | None = None,
+    distributed: DistContext | None = None,
+    on_epoch: Callable[[dict[str, float]], bool] | None = None,
 ) -> TrainedModel:
     """Train `model` on `train`; returns the model with its scaler, class names and history.
 
     `validation_split` holds out the last fraction of `train` (before shuffling), exactly like
-    Keras; `validation_data` gives a separate set instead.
+    Keras; `validation_data` gives a separate set instead.  `distributed`: this process's rank
+    (see `distributed.py`); `on_epoch(metrics)` returning True ends training (a sweep's pruner).
+    `schedule`, `label_smoothing` and `random_shift` are optional extras, off by default (see `recipes.py`).
     """
     _check_settings(epochs, batch_size, validation_split, lr, precision)
+    check_extras(schedule, label_smoothing, random_shift)
     device = pick_device(device) if not isinstance(device, torch.device) else device
+    device = distributed.device(device) if distributed is not None else device
+    precision = resolve_precision(precision, device)
     if validation_data is None and validation_split > 0:
         cut = int(len(train) * (1.0 - validation_split))
         if cut < 1 or cut >= len(train):
@@ -74,30 +90,45 @@ def fit(
         raise UserError(f"early stopping monitors {stopper.monitor}, but there is no validation data; set validation_split.")
 
     scaler = MinMaxScaler.fit(train.images)  # training statistics only, reused unchanged everywhere after
-    train_t = Tensors.of(train, scaler, device)
-    val_t = Tensors.of(validation_data, scaler, device) if validation_data is not None else None
+    # Several ranks, or images streamed from disk, take the loop in distributed.py; the default stays here.
+    parallel = distributed is not None or not isinstance(train.images, np.ndarray)
+    train_t = Tensors.of(train, scaler, device) if not parallel else None
+    val_t = Tensors.of(validation_data, scaler, device) if validation_data is not None and not parallel else None
 
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)  # Keras' epsilon
     history = History()
     steps = -(-len(train) // batch_size)
-    progress = ProgressBar(epochs, steps, stream, enabled=verbose)
+    progress = ProgressBar(epochs, steps, stream, enabled=verbose and (distributed is None or distributed.is_main))
     shuffler = torch.Generator().manual_seed(seed)
     autocast = _autocast(device, precision)
+    extras = _Extras(lr_scheduler(optimizer, schedule, epochs * steps), label_smoothing, random_shift)
+    loop = None
+    if parallel:
+        if (schedule, label_smoothing, random_shift) != ("constant", 0.0, 0):
+            raise UserError("schedule, label_smoothing and random_shift (the fast recipe) work on in-memory data in "
+                            "one process; for distributed or streamed training use the keras recipe.")
+        from .distributed import ParallelLoop
+
+        loop = ParallelLoop(model, optimizer, train, validation_data, scaler, device, batch_size, shuffler, autocast,
+                            progress, distributed)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(seed)  # dropout draws from the global generator; fork_rng keeps ours private
+        torch.manual_seed(seed + (distributed.rank if distributed else 0))  # dropout draws from the global generator; fork_rng keeps ours private
         try:
             for epoch in range(1, epochs + 1):
                 started = time.perf_counter()
                 progress.start_epoch(epoch)
-                metrics = _train_epoch(model, optimizer, train_t, batch_size, shuffler, autocast, progress)
-                if val_t is not None:
-                    val_loss, val_acc = evaluate_tensors(model, val_t, autocast=autocast)
+                metrics = loop.train_epoch() if loop else _train_epoch(model, optimizer, train_t, batch_size, shuffler, autocast, progress, extras)
+                if validation_data is not None:
+                    val_loss, val_acc = loop.validate() if loop else evaluate_tensors(model, val_t, autocast=autocast)
                     metrics.update(val_loss=val_loss, val_accuracy=val_acc)
-                metrics.update(epoch=epoch, lr=lr, seconds=time.perf_counter() - started)
+                metrics.update(epoch=epoch, seconds=time.perf_counter() - started)
+                metrics.setdefault("lr", lr)
                 history.rows.append(metrics)
                 stop = stopper is not None and stopper.update(epoch, metrics, model)
+                stop = bool(on_epoch is not None and on_epoch(metrics)) or stop
+                stop = loop.agree(stop) if loop else stop
                 progress.end_epoch(metrics, "  (early stop)" if stop else "")
                 if stop:
                     history.stopped_early = True
@@ -113,11 +144,24 @@ def fit(
         "epochs": epochs, "batch_size": batch_size, "validation_split": validation_split, "lr": lr,
         "seed": seed, "precision": precision, "device": str(device),
         "early_stopping": stopper.settings() if stopper else None,
+        "schedule": schedule, "label_smoothing": label_smoothing, "random_shift": random_shift,
     }
+    if distributed is not None:
+        config["world_size"] = distributed.world_size
     return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device)
 
 
-def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, autocast, progress) -> dict[str, float]:
+@dataclass(frozen=True)
+class _Extras:
+    """The optional per-step extras of a recipe; all off is plain Keras training."""
+
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    label_smoothing: float = 0.0
+    random_shift: int = 0
+
+
+def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, autocast, progress,
+                 extras: _Extras = _Extras()) -> dict[str, float]:
     model.train()
     n = len(data.y)
     order = torch.randperm(n, generator=shuffler).to(data.y.device)
@@ -126,18 +170,22 @@ def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, aut
     for step, start in enumerate(range(0, n, batch_size), start=1):
         idx = order[start : start + batch_size]
         x, y = data.x[idx], data.y[idx]
+        x = shift_images(x, extras.random_shift, shuffler)
         with autocast():
             logits = model(x)
-            loss = F.cross_entropy(logits.float(), y)
+            loss = F.cross_entropy(logits.float(), y, label_smoothing=extras.label_smoothing)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        lr = optimizer.param_groups[0]["lr"]  # the rate this step used, for the history
+        if extras.scheduler is not None:
+            extras.scheduler.step()
         loss_sum += loss.detach() * len(idx)
         correct += (logits.detach().argmax(1) == y).sum()
         if progress.live:
             seen = min(start + batch_size, n)
             progress.step(step, loss_sum.item() / seen, correct.item() / seen)
-    return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n}
+    return {"loss": loss_sum.item() / n, "accuracy": correct.item() / n, "lr": lr}
 
 
 @torch.inference_mode()
@@ -154,6 +202,17 @@ def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int = 1024, au
         correct += int((logits.argmax(1) == y).sum())
     n = max(len(data.y), 1)
     return loss_sum / n, correct / n
+
+
+def resolve_precision(precision: str, device: torch.device) -> str:
+    """'auto' is bf16 where the hardware computes it natively (CUDA GPUs with bf16, CPUs with
+    AVX-512 BF16 or AMX), else fp32: emulated bf16 on older CPUs is slower than fp32."""
+    if precision != "auto":
+        return precision
+    if device.type == "cuda":
+        return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
+    native = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
+    return "bf16" if native else "fp32"
 
 
 def _autocast(device: torch.device, precision: str):

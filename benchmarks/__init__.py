@@ -1,0 +1,1 @@
+"""Benchmarks: convscope against the classic Keras notebook, and the serving load test."""

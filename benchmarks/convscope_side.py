@@ -1,0 +1,118 @@
+"""The convscope side of the Keras comparison: the same workload, measured the same way.
+
+Runs in its own process, like the peer, and prints one JSON line. `--model cnn` is the course's
+CNN trained the Keras way (Adam 1e-3, validation_split 0.2, EarlyStopping patience 3);
+`--model fast` is the fast preset with its own recipe (`convscope.training.recipes`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import sys
+import time
+
+import numpy as np
+import torch
+
+import convscope as cs
+from convscope.data.scaling import MinMaxScaler
+from convscope.training.fit import Tensors, evaluate_tensors, resolve_precision
+from convscope.training.recipes import recipe_for
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--split", required=True, help="npz with x_train, y_train, x_test, y_test (uint8 images)")
+    p.add_argument("--model", default="cnn", help="a preset; its recipe gives every setting not set here")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--batch-size", type=int)
+    p.add_argument("--patience", type=int)
+    p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--track-test", action="store_true",
+                   help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy")
+    p.add_argument("--latency-repeats", type=int, default=200)
+    args = p.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+
+    recipe = recipe_for(args.model).with_overrides(
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, precision=args.precision)
+    data = cs.load(args.split)
+    train, test = data.split()  # the npz carries the split, so both sides see the same images
+    model = cs.build(args.model, data.input_shape, data.num_classes, seed=args.seed)
+    flops = cs.summary(model, print_fn=None).flops
+
+    tracker = _TestTracker(model, train, test, recipe.validation_split, args.track_test)
+    started = time.perf_counter()
+    trained = cs.fit(
+        model, train, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
+        validation_split=recipe.validation_split, seed=args.seed, precision=recipe.precision,
+        early_stopping=cs.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
+        schedule=recipe.schedule, label_smoothing=recipe.label_smoothing, random_shift=recipe.random_shift,
+        verbose=False, on_epoch=tracker,
+    )
+    fit_seconds = time.perf_counter() - started - tracker.off_clock
+    history = trained.history
+    result = cs.evaluate(trained, test)
+
+    x_test = test.images
+    trained.predict_proba(x_test[:1024])  # first call pays one-off setup, as Keras' first predict does
+    t = time.perf_counter()
+    trained.predict_proba(x_test)
+    predict_rate = len(x_test) / (time.perf_counter() - t)
+    one = x_test[:1]
+    for _ in range(10):
+        trained.predict_proba(one)
+    latencies = []
+    for _ in range(args.latency_repeats):
+        t = time.perf_counter()
+        trained.predict_proba(one)
+        latencies.append(time.perf_counter() - t)
+
+    per_epoch = len(train)  # training + validation images, as on the Keras side
+    print(json.dumps({
+        "side": "convscope", "model": args.model, "recipe": recipe.to_dict(),
+        "precision": resolve_precision(recipe.precision, trained.device), "threads": torch.get_num_threads(),
+        "versions": {"convscope": cs.__version__, "torch": torch.__version__},
+        "batch_size": recipe.batch_size, "epochs_run": history.epochs_run,
+        "train_images": int(len(train) * (1 - recipe.validation_split)), "images_seen": history.epochs_run * per_epoch,
+        "fit_seconds": fit_seconds, "images_per_second": history.epochs_run * per_epoch / fit_seconds,
+        "test_accuracy": result.accuracy, "test_loss": result.loss,
+        "epoch_end_seconds": list(np.cumsum([row["seconds"] for row in history.rows])),
+        "epoch_test_accuracy": tracker.test_accuracy,
+        "predict_images_per_second": {"1024": predict_rate},
+        "latency_p50_ms": 1000 * float(np.median(latencies)),
+        "flops_per_image": flops,
+        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+    }))
+    return 0
+
+
+class _TestTracker:
+    """`fit`'s on_epoch hook: test accuracy after each epoch, timed so it can be taken off the clock.
+
+    It scales the test images with the statistics `fit` uses (the training part before the
+    validation split) and evaluates without autograd, so the run itself is not changed.
+    """
+
+    def __init__(self, model, train, test, validation_split: float, enabled: bool):
+        self.model, self.enabled, self.off_clock, self.test_accuracy = model, enabled, 0.0, []
+        if enabled:
+            cut = int(len(train) * (1.0 - validation_split))
+            scaler = MinMaxScaler.fit(train.images[:cut])
+            self.test = Tensors.of(test, scaler, torch.device("cpu"))
+
+    def __call__(self, metrics) -> bool:
+        if self.enabled:
+            t = time.perf_counter()
+            self.test_accuracy.append(evaluate_tensors(self.model, self.test)[1])
+            self.off_clock += time.perf_counter() - t
+        return False
+
+
+if __name__ == "__main__":
+    sys.exit(main())

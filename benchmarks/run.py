@@ -1,0 +1,284 @@
+"""convscope against the classic Keras notebook, measured in the same run on the same machine.
+
+    python -m benchmarks.run                  # the full run (about 15 minutes on 2 cores)
+    python -m benchmarks.run --smoke          # one short repetition on a few images, for CI
+    python -m benchmarks.run --render DIR/results.json   # the tables again, from saved results
+
+Both sides train the same architecture on the same split (written once to an npz both read),
+with the same batch size, epochs and early stopping, each in a fresh process (TensorFlow and
+torch in one process fight over threads). Runs alternate between the sides, repetitions give
+medians, and every speed is reported as a ratio against the peer measured in the same run.
+Nothing here asserts a threshold: the numbers go to results.json and results.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+HERE = Path(__file__).resolve().parent
+SHARED_MNIST = HERE.parent.parent / "shared" / "data" / "mnist-10k"
+TARGET_ACCURACY = 0.985
+
+
+@dataclass(frozen=True)
+class Plan:
+    repeats: int = 3
+    epochs: int = 5  # throughput runs: a fixed number of epochs (patience high enough not to stop)
+    batch_sizes: tuple[int, ...] = (32, 128)
+    limit: int | None = None  # use only the first N images (smoke)
+    converge_epochs: int = 20  # the Keras cnn run to its best accuracy: the course's 20 epochs, patience 3
+    latency_repeats: int = 200
+    keras_latency_repeats: int = 30  # Keras' predict() costs tens of ms a call; 30 give a stable median
+    memory_epochs: tuple[int, ...] = (2, 6)
+
+
+FULL = Plan()
+SMOKE = Plan(repeats=1, epochs=1, batch_sizes=(128,), limit=1200, converge_epochs=1, latency_repeats=5,
+             keras_latency_repeats=3, memory_epochs=())
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="convscope against the classic Keras notebook.")
+    p.add_argument("--smoke", action="store_true", help="one short repetition on a few images (CI); no thresholds")
+    p.add_argument("--repeats", type=int, help="repetitions of every measurement (default 3)")
+    p.add_argument("--data", help="dataset (default ../shared/data/mnist-10k, else the embedded mnist-5k)")
+    p.add_argument("--out", default="benchmarks/results", help="folder for results.json and results.md")
+    p.add_argument("--only", default="throughput,time,memory", help="comma-separated parts to run")
+    p.add_argument("--render", help="print the tables of a saved results.json and stop")
+    args = p.parse_args(argv)
+    if args.render:
+        print(render(json.loads(Path(args.render).read_text())))
+        return 0
+
+    plan = SMOKE if args.smoke else FULL
+    if args.repeats:
+        plan = Plan(**{**asdict(plan), "repeats": args.repeats})
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = args.data or (str(SHARED_MNIST) if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file() else "mnist-5k")
+    split = write_split(data, out / "split.npz", plan.limit)
+    results = {"command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
+               "machine": machine(), "data": data, "plan": asdict(plan), "peak": run_json([str(HERE / "peak.py")]),
+               "runs": []}
+    parts = set(args.only.split(","))
+    if "throughput" in parts:
+        throughput(plan, split, results["runs"])
+    if "time" in parts:
+        time_to_accuracy(plan, split, results["runs"])
+    if "memory" in parts and plan.memory_epochs:
+        memory(plan, split, results["runs"])
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    table = render(results)
+    (out / "results.md").write_text(table)
+    print(table)
+    return 0
+
+
+# --- what runs ---------------------------------------------------------------------------------
+
+def keras(split: Path, plan: Plan, batch: int, epochs: int, patience: int, *extra: str) -> list[str]:
+    return [str(HERE / "keras_peer.py"), "--split", str(split), "--batch-size", str(batch), "--epochs", str(epochs),
+            "--patience", str(patience), "--latency-repeats", str(plan.keras_latency_repeats), *extra]
+
+
+def convscope(split: Path, plan: Plan, model: str, *extra: str) -> list[str]:
+    return [str(HERE / "convscope_side.py"), "--split", str(split), "--model", model,
+            "--latency-repeats", str(plan.latency_repeats), *extra]
+
+
+def throughput(plan: Plan, split: Path, runs: list) -> None:
+    """The cnn preset over a whole fit, Keras vs convscope fp32 vs bf16, alternating the order."""
+    for rep in range(plan.repeats):
+        for batch in plan.batch_sizes:
+            same = ("--batch-size", str(batch), "--epochs", str(plan.epochs), "--patience", str(plan.epochs))
+            sides = [
+                ("keras", keras(split, plan, batch, plan.epochs, plan.epochs)),
+                ("convscope fp32", convscope(split, plan, "cnn", *same, "--precision", "fp32")),
+                ("convscope bf16", convscope(split, plan, "cnn", *same, "--precision", "bf16")),
+            ]
+            for label, cmd in sides[rep % 3:] + sides[: rep % 3]:
+                runs.append(measure("throughput", label, batch, cmd))
+
+
+def time_to_accuracy(plan: Plan, split: Path, runs: list) -> None:
+    """Keras' cnn as the course trains it (test accuracy tracked off the clock) vs the fast preset."""
+    for rep in range(plan.repeats):
+        sides = [
+            ("keras cnn", keras(split, plan, 32, plan.converge_epochs, 3, "--track-test")),
+            ("convscope fast", convscope(split, plan, "fast", *(("--epochs", "1") if plan.limit else ()))),
+        ]
+        for label, cmd in sides if rep % 2 == 0 else sides[::-1]:
+            runs.append(measure("time", label, None, cmd))
+
+
+def memory(plan: Plan, split: Path, runs: list) -> None:
+    """Peak RSS after few and after more epochs: it must not grow with the number of epochs."""
+    for epochs in plan.memory_epochs:
+        same = ("--batch-size", "128", "--epochs", str(epochs), "--patience", str(epochs))
+        runs.append(measure("memory", "keras", epochs, keras(split, plan, 128, epochs, epochs)))
+        runs.append(measure("memory", "convscope fp32", epochs, convscope(split, plan, "cnn", *same, "--precision", "fp32")))
+
+
+def measure(kind: str, label: str, key, cmd: list[str]) -> dict:
+    load = os.getloadavg()[0]
+    print(f"[{time.strftime('%H:%M:%S')}] {kind:<10} {label:<15} {key if key is not None else '':<4} load {load:.1f}",
+          file=sys.stderr, flush=True)
+    return {"kind": kind, "label": label, "key": key, "load_before": load, **run_json(cmd)}
+
+
+def run_json(cmd: list[str]) -> dict:
+    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True)
+    if done.returncode != 0:
+        raise SystemExit(f"benchmark step failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def write_split(data: str, path: Path, limit: int | None) -> Path:
+    """The train/test split both sides use, as raw uint8 images: the notebook reshapes and scales them itself."""
+    import numpy as np
+
+    import convscope as cs
+
+    dataset = cs.load(data)
+    if limit:
+        dataset = dataset.subset(np.arange(min(limit, len(dataset))))
+    train, test = dataset.split(test_size=0.2, seed=0)
+    np.savez(path, x_train=train.images[..., 0], y_train=train.labels, x_test=test.images[..., 0], y_test=test.labels)
+    return path
+
+
+def machine() -> dict:
+    import torch
+
+    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
+    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
+            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+            "date": time.strftime("%Y-%m-%d %H:%M")}
+
+
+# --- the tables ---------------------------------------------------------------------------------
+
+def med(values) -> float:
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else float("nan")
+
+
+def render(results: dict) -> str:
+    runs = results["runs"]
+    m, peak = results["machine"], results["peak"]
+    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
+             f"{', GPU ' + m['cuda'] if m.get('cuda') else ', no GPU'}; {m['date']}.",
+             f"Data: {results['data']}; command: `{results['command']}`; "
+             f"{results['plan']['repeats']} repetition(s), medians; load average before each run: median "
+             f"{med(r['load_before'] for r in runs):.1f}, max {max((r['load_before'] for r in runs), default=0):.1f}.", ""]
+    lines += _throughput_table(runs, peak) + _inference_table(runs) + _time_table(runs) + _memory_table(runs)
+    return "\n".join(lines) + "\n"
+
+
+def _pick(runs, kind, label, key=None):
+    return [r for r in runs if r["kind"] == kind and r["label"] == label and (key is None or r["key"] == key)]
+
+
+def _throughput_table(runs, peak) -> list[str]:
+    keys = sorted({r["key"] for r in runs if r["kind"] == "throughput"})
+    if not keys:
+        return []
+    out = ["Training throughput, `cnn` preset, whole fit (training + validation images per second):", "",
+           "| batch | side | images/s | vs Keras | fit s | test accuracy | Δ vs Keras (points) | GFLOP/s | of peak |",
+           "|---|---|---|---|---|---|---|---|---|"]
+    for key in keys:
+        base = _pick(runs, "throughput", "keras", key)
+        base_rate, base_acc = med(r["images_per_second"] for r in base), med(r["test_accuracy"] for r in base)
+        for label in ("keras", "convscope fp32", "convscope bf16"):
+            rs = _pick(runs, "throughput", label, key)
+            if not rs:
+                continue
+            rate, acc = med(r["images_per_second"] for r in rs), med(r["test_accuracy"] for r in rs)
+            achieved, share = "", ""
+            if label != "keras":
+                # per image: forward + backward (about 3x the forward FLOPs) for training images, forward for validation
+                r0 = rs[0]
+                frac = r0["train_images"] / (r0["images_seen"] / r0["epochs_run"])
+                flops = med(r["images_per_second"] * r["flops_per_image"] * (3 * frac + (1 - frac)) for r in rs)
+                roof = peak["bf16_flops"] if "bf16" in label else peak["fp32_flops"]
+                achieved, share = f"{flops / 1e9:.0f}", f"{flops / roof:.0%}"
+            out.append(f"| {key} | {label} | {rate:,.0f} | {rate / base_rate:.2f}x | {med(r['fit_seconds'] for r in rs):.1f} "
+                       f"| {acc:.4f} | {100 * (acc - base_acc):+.2f} | {achieved} | {share} |")
+    out += ["", f"Peak measured on this machine (best 3x3 convolution, 64 channels, batch 32): fp32 "
+            f"{peak['fp32_flops'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16_flops'] / 1e9:.0f} GFLOP/s.", ""]
+    return out
+
+
+def _inference_table(runs) -> list[str]:
+    rs = [r for r in runs if r["kind"] == "throughput"]
+    if not rs:
+        return []
+    keras_runs = [r for r in rs if r["label"] == "keras"]
+    keras32 = med(r["predict_images_per_second"]["32"] for r in keras_runs)
+    keras1024 = med(r["predict_images_per_second"]["1024"] for r in keras_runs)
+    best = max(keras32, keras1024)
+    out = ["Inference on the test split (images per second) and single-image latency:", "",
+           "| side | batch prediction img/s | vs Keras' best | single image p50 ms |", "|---|---|---|---|",
+           f"| Keras `predict` (batch 32, the notebook's) | {keras32:,.0f} | {keras32 / best:.2f}x | "
+           f"{med(r['latency_p50_ms'] for r in keras_runs):.1f} |",
+           f"| Keras `predict` (batch 1024) | {keras1024:,.0f} | {keras1024 / best:.2f}x | |"]
+    for label in ("convscope fp32", "convscope bf16"):
+        side = [r for r in rs if r["label"] == label]
+        if side:
+            rate = med(r["predict_images_per_second"]["1024"] for r in side)
+            out.append(f"| convscope `predict_proba` (trained with {label.split()[1]}) | {rate:,.0f} | {rate / best:.2f}x | "
+                       f"{med(r['latency_p50_ms'] for r in side):.2f} |")
+    return out + [""]
+
+
+def _time_table(runs) -> list[str]:
+    k, f = _pick(runs, "time", "keras cnn"), _pick(runs, "time", "convscope fast")
+    if not k or not f:
+        return []
+    best_acc, to_best, to_target = [], [], []
+    for r in k:
+        accs, ends = r["epoch_test_accuracy"], r["epoch_end_seconds"]
+        top = max(accs)
+        best_acc.append(top)
+        to_best.append(ends[accs.index(top)])
+        to_target.append(next((t for a, t in zip(accs, ends) if a >= TARGET_ACCURACY), None))
+    reached = [t for t in to_target if t is not None]
+    fast_s, fast_acc = med(r["fit_seconds"] for r in f), med(r["test_accuracy"] for r in f)
+    return ["Time to accuracy (training seconds; test accuracy for Keras measured after every epoch, off the clock):", "",
+            "| run | training s | test accuracy | note |", "|---|---|---|---|",
+            f"| Keras `cnn`, batch 32, to its best epoch | {med(to_best):.1f} | {med(best_acc):.4f} | "
+            f"reached {TARGET_ACCURACY:.1%} in {len(reached)} of {len(k)} runs"
+            f"{f' (median {med(reached):.1f} s)' if reached else ''} |",
+            f"| convscope `fast`, its recipe, whole fit | {fast_s:.1f} | {fast_acc:.4f} | "
+            f"{sum(r['test_accuracy'] >= TARGET_ACCURACY for r in f)} of {len(f)} runs at {TARGET_ACCURACY:.1%}; "
+            f"{med(to_best) / fast_s:.1f}x faster than Keras to its best |", ""]
+
+
+def _memory_table(runs) -> list[str]:
+    rows = [r for r in runs if r["kind"] in ("throughput", "memory")]
+    if not rows:
+        return []
+    out = ["Peak resident memory (MB, whole process):", "", "| side | throughput runs (median) | "
+           + " | ".join(f"after {e} epochs" for e in sorted({r['key'] for r in rows if r['kind'] == 'memory'})) + " |"]
+    epochs = sorted({r["key"] for r in rows if r["kind"] == "memory"})
+    out.append("|---|---|" + "---|" * len(epochs))
+    for label in ("keras", "convscope fp32", "convscope bf16"):
+        t = [r["peak_rss_mb"] for r in rows if r["kind"] == "throughput" and r["label"] == label]
+        mem = [f"{med(r['peak_rss_mb'] for r in _pick(runs, 'memory', label, e)):.0f}" for e in epochs]
+        if t or any(v != "nan" for v in mem):
+            out.append(f"| {label} | {med(t):.0f} | " + " | ".join(mem) + (" |" if epochs else "|"))
+    return out + [""]
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,24 @@
+"""`convscope compare RUN RUN ...`: a table of runs and their validation curves overlaid."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..report.compare import compare_runs, comparison_text, write_comparison
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("compare", help="compare runs: table and overlaid validation curves",
+                       description="Model, parameters, epochs, training time, test accuracy and loss of each run.")
+    p.add_argument("run_dirs", metavar="RUN", nargs="+")
+    p.add_argument("--save", metavar="DIR", help="also write DIR/compare.png (curves) and DIR/compare.html")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    rows = compare_runs(args.run_dirs)
+    print(comparison_text(rows))
+    if args.save:
+        for path in write_comparison(rows, args.save):
+            print(f"wrote {path}")
+    return 0

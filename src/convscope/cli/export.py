@@ -1,0 +1,40 @@
+"""`convscope export RUN --format onnx|torchscript`: the model as one file, usable without convscope."""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+from ..errors import UserError
+from ..runs import load_run
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "export",
+        help="export a run as ONNX or TorchScript",
+        description="Export a run's model as one file that takes raw pixels and returns class probabilities "
+        "(scaling and softmax inside). Prints the preprocessing contract, which is also stored in the file.",
+    )
+    p.add_argument("run_dir", metavar="RUN")
+    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
+    p.add_argument("--out", help="output file (default RUN/model.onnx or RUN/model.pt)")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    try:
+        from ..serving.export import FORMATS, contract, export
+    except ImportError as exc:
+        raise UserError(f"convscope export needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'.") from None
+    trained = load_run(args.run_dir)
+    out = Path(args.out) if args.out else Path(args.run_dir) / f"model{FORMATS[args.format]}"
+    try:
+        path = export(trained, out, args.format)
+    except ImportError as exc:
+        raise UserError(f"exporting to {args.format} needs {exc.name}: pip install 'convscope[serve]'.") from None
+    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
+    print("preprocessing contract (stored in the file too):")
+    print(json.dumps(contract(trained), indent=2))
+    return 0

@@ -1,0 +1,158 @@
+"""`convscope inspect RUN`: test images with what the model made of them, drawn in the terminal.
+
+    convscope inspect runs/x                        # 5 random test images
+    convscope inspect runs/x --mistakes 9 --class 7 # misclassified 7s
+    convscope inspect runs/x --top-losses 5         # most confidently wrong first
+    convscope inspect runs/x --index 42 --feature-maps --save out/
+    convscope inspect runs/x --image my_digit.png   # an image file: prediction, feature maps, Grad-CAM
+"""
+
+from __future__ import annotations
+
+import argparse
+import shutil
+import sys
+from pathlib import Path
+
+import numpy as np
+from matplotlib import colormaps
+
+from ..data import read_image
+from ..errors import UserError
+from ..evaluation import inspection, terminal
+from ..report import figures
+from ..report.view import load_view
+from ..runs import load_run
+from .options import positive_int
+
+DEFAULT_COUNT = 5
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser(
+        "inspect", help="look at test images, mistakes, feature maps and Grad-CAM",
+        description="Test images with their true and predicted class and every class's probability; images are "
+                    "drawn in the terminal with half-block characters (works over SSH).",
+    )
+    p.add_argument("run_dir", metavar="RUN")
+    which = p.add_mutually_exclusive_group()
+    which.add_argument("--random", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
+                       help=f"N random test images (the default, N={DEFAULT_COUNT})")
+    which.add_argument("--mistakes", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
+                       help="N random misclassified test images")
+    which.add_argument("--top-losses", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
+                       help="the N misclassified images with the highest loss, most confidently wrong first")
+    which.add_argument("--index", type=int, metavar="I", help="test image I (reproducible)")
+    which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
+    p.add_argument("--class", dest="class_name", metavar="NAME", help="only test images of this true class")
+    p.add_argument("--seed", type=int, help="seed for the random choices (printed when not given)")
+    p.add_argument("--feature-maps", action="store_true",
+                   help="also show the first image's Conv/Pool activations and its Grad-CAM heat map")
+    p.add_argument("--save", metavar="DIR", help="write the figures as PNG files into DIR")
+    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
+                   help="24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)")
+    p.add_argument("--no-images", action="store_true", help="text only: captions and probabilities")
+    p.set_defaults(run=run)
+
+
+def _selection(args: argparse.Namespace) -> tuple[str, int]:
+    for kind, value in (("mistakes", args.mistakes), ("top-losses", args.top_losses), ("random", args.random)):
+        if value is not None:
+            return kind, value
+    return ("index", 1) if args.index is not None else ("random", DEFAULT_COUNT)
+
+
+def run(args: argparse.Namespace) -> int:
+    out = sys.stdout
+    color = args.color == "always" or (args.color == "auto" and terminal.wants_color(out))
+    draw = not args.no_images
+    width = shutil.get_terminal_size((100, 24)).columns
+    save = Path(args.save) if args.save else None
+    if save is not None:
+        save.mkdir(parents=True, exist_ok=True)
+    written: list[Path] = []
+
+    if args.image is not None:
+        if args.class_name is not None:
+            raise UserError("--class selects test images; it does not apply to --image.")
+        trained = load_run(args.run_dir)
+        h, w, c = trained.input_shape
+        samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, read_image(args.image, (h, w), c)),)
+        title, stem, feature_maps = f"image {args.image}", "image", True
+    else:
+        view = load_view(args.run_dir)
+        trained = view.trained
+        kind, n = _selection(args)
+        seed = args.seed if args.seed is not None else int(np.random.default_rng().integers(10_000))
+        chosen = inspection.select(view.evaluation, kind, n, class_name=args.class_name, index=args.index, seed=seed)
+        samples, title, feature_maps = chosen.samples, chosen.title, args.feature_maps
+        stem = f"index-{args.index}" if kind == "index" else kind
+        header = f"{title}: {len(samples)} shown"
+        if kind in ("random", "mistakes") and args.seed is None:
+            header += f" (seed {seed}; repeat with --seed {seed})"
+        print(header, file=out)
+        if not samples:
+            print("nothing to show: no test image matches.", file=out)
+            return 0
+    for s in samples:
+        print("", file=out)
+        print(terminal.render_sample(s, color=color, draw=draw, max_width=min(40, width // 3)), file=out)
+    if save is not None:
+        path = save / f"{stem}.png"
+        figures.to_png(figures.predictions_figure(samples, title), path)
+        written.append(path)
+
+    if feature_maps:
+        written += _feature_maps(trained, samples[0], color, draw, width, save)
+    for path in written:
+        print(f"wrote {path}", file=out)
+    return 0
+
+
+def _feature_maps(trained, sample: inspection.Sample, color: bool, draw: bool, width: int, save: Path | None) -> list[Path]:
+    out = sys.stdout
+    maps = inspection.feature_maps(trained, sample.image)
+    if not maps:
+        print("\nthis model has no Conv or Pool layers: no feature maps, filters or Grad-CAM to show.", file=out)
+        return []
+    cam = inspection.grad_cam(trained, sample.image)
+    where = f"test image #{sample.index}" if sample.index is not None else "the image"
+    print(f"\nfeature maps of {where} (one tile per channel, each scaled to its own range)", file=out)
+    for fmap in maps:
+        h, w, c = fmap.output_shape
+        # Full-size tiles, as many as two rows of the terminal hold: shrunk tiles would show nothing.
+        per_row = max(1, min(c, (width - 1) // (w + 1)))
+        shown = min(c, 2 * per_row)
+        more = f" (channels 0-{shown - 1} of {c}; --save draws all)" if shown < c else ""
+        print(f"\n{fmap.layer} ({fmap.type}): output {h} x {w} x {c}{more}", file=out)
+        if draw:
+            tiles = inspection.mosaic(fmap.values[:shown], columns=per_row)
+            print("\n".join(terminal.halfblocks(_colored(tiles, color), color, max_width=width - 1)), file=out)
+    if cam is not None:
+        print(f"\nGrad-CAM on {cam.layer} for predicted class '{cam.class_name}' (p={cam.probability:.3f}):"
+              " red/yellow is where the evidence lies", file=out)
+        if draw:
+            picture = terminal.heat_overlay(sample.image, cam.heatmap) if color else cam.heatmap
+            print("\n".join(terminal.halfblocks(picture, color, max_width=40)), file=out)
+    written = []
+    if save is not None:
+        stem = f"index-{sample.index}" if sample.index is not None else "image"
+        path = save / f"feature-maps-{stem}.png"
+        figures.to_png(figures.feature_maps_figure(sample, maps, cam), path)
+        written.append(path)
+        filters = inspection.first_filters(trained)
+        if filters is not None:
+            path = save / "filters.png"
+            figures.to_png(figures.filters_figure(filters), path)
+            written.append(path)
+    return written
+
+
+def _colored(tiles: np.ndarray, color: bool) -> np.ndarray:
+    """Tiles in [0, 1] with NaN gaps -> viridis RGB for colour terminals, gray for plain ones (gaps dark)."""
+    filled = np.nan_to_num(tiles, nan=0.0)
+    if not color:
+        return filled
+    rgb = colormaps["viridis"](filled)[..., :3]
+    rgb[np.isnan(tiles)] = 0.0
+    return (rgb * 255).round().astype(np.uint8)

@@ -1,0 +1,20 @@
+"""`convscope report RUN`: (re)write the run's self-contained report.html."""
+
+from __future__ import annotations
+
+import argparse
+
+from ..report.html import write_report
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("report", help="write report.html for a run",
+                       description="Write RUN/report.html: data, model summary with size formulas, curves, metrics, "
+                                   "confusion matrix, galleries and feature maps, in one file that works offline.")
+    p.add_argument("run_dir", metavar="RUN")
+    p.set_defaults(run=run)
+
+
+def run(args: argparse.Namespace) -> int:
+    print(write_report(args.run_dir, samples=None))
+    return 0

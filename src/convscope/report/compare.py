@@ -1,0 +1,120 @@
+"""`convscope compare`: several runs side by side, e.g. the course's MLP against its CNN on the same data.
+
+A table (model, parameters, epochs, training time, test accuracy and loss) as terminal text
+and as a self-contained HTML page, and the validation curves of all runs on shared axes.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from ..errors import UserError
+from ..models.summary import summary
+from ..runs import CONFIG, METRICS, load_run, read_json
+from ..training.history import History
+from . import figures
+from .html import CSS, esc, figure_block, table
+
+HEADER = ("run", "model", "params", "epochs", "train time", "test accuracy", "test loss")
+
+
+@dataclass(frozen=True)
+class RunRow:
+    name: str
+    path: Path
+    model: str
+    params: int
+    epochs: int
+    best_epoch: int | None
+    train_seconds: float | None
+    test_accuracy: float | None
+    test_loss: float | None
+    data_source: str
+    history: History
+
+    def cells(self) -> tuple[str, ...]:
+        epochs = f"{self.epochs}" + (f" (best {self.best_epoch})" if self.best_epoch else "")
+        return (
+            self.name, self.model, f"{self.params:,}", epochs,
+            "–" if self.train_seconds is None else f"{self.train_seconds:.1f} s",
+            "–" if self.test_accuracy is None else f"{self.test_accuracy:.4f}",
+            "–" if self.test_loss is None else f"{self.test_loss:.4f}",
+        )
+
+
+def run_row(run_dir: str | Path) -> RunRow:
+    path = Path(run_dir)
+    trained = load_run(path)
+    metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
+    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
+    s = summary(trained.model)
+    history = trained.history
+    return RunRow(
+        path.name, path, s.name, s.total_params, history.epochs_run, history.best_epoch,
+        metrics.get("train_seconds"), metrics.get("test_accuracy"), metrics.get("test_loss"),
+        str(config.get("data", {}).get("source", "")), history,
+    )
+
+
+def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunRow]:
+    if not run_dirs:
+        raise UserError("compare needs at least one run directory.")
+    return [run_row(d) for d in run_dirs]
+
+
+def notes(rows: Sequence[RunRow]) -> list[str]:
+    """What a reader should know before trusting the comparison."""
+    out = []
+    sources = {r.data_source for r in rows}
+    if len(sources) > 1:
+        out.append("note: the runs were trained on different data (" + ", ".join(sorted(sources)) + "); "
+                   "their test numbers are not directly comparable.")
+    scored = [r for r in rows if r.test_accuracy is not None]
+    if len(scored) > 1:
+        best = max(scored, key=lambda r: r.test_accuracy)
+        out.append(f"best test accuracy: {best.name} ({best.model}, {best.test_accuracy:.4f})")
+    return out
+
+
+def comparison_text(rows: Sequence[RunRow]) -> str:
+    cells = [HEADER, *(r.cells() for r in rows)]
+    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+    left = {0, 1}
+
+    def line(row: Sequence[str]) -> str:
+        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+
+    rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
+    return "\n".join([line(HEADER), rule, *(line(r.cells()) for r in rows), *notes(rows)])
+
+
+def comparison_html(rows: Sequence[RunRow]) -> str:
+    body = table(HEADER, [r.cells() for r in rows], numeric=range(2, len(HEADER)), cls="compact")
+    curves = figure_block(figures.comparison_figure([(r.name, r.history) for r in rows]),
+                          "validation curves of the runs", "Solid: validation; dashed: training.")
+    paths = "".join(f"<li>{esc(r.name)}: {esc(r.path)}</li>" for r in rows)
+    extra = "".join(f"<p>{esc(n)}</p>" for n in notes(rows))
+    return (
+        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">'
+        f"<title>convscope: {len(rows)} runs compared</title><style>{CSS}</style></head><body>"
+        f'<header><div class="wrap"><h1>{len(rows)} runs compared</h1></div></header>'
+        f'<main class="wrap"><h2>Runs</h2>{body}{extra}<h2>Curves</h2>{curves}'
+        f'<h2>Run directories</h2><ul>{paths}</ul></main></body></html>\n'
+    )
+
+
+def write_comparison(rows: Sequence[RunRow], out_dir: str | Path) -> tuple[Path, Path]:
+    """`compare.png` (the curves) and `compare.html` (table and curves) in `out_dir`."""
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    png = out / "compare.png"
+    figures.to_png(figures.comparison_figure([(r.name, r.history) for r in rows]), png)
+    page = out / "compare.html"
+    tmp = out / f".compare.html.{os.getpid()}.tmp"
+    tmp.write_text(comparison_html(rows), encoding="utf-8")
+    os.replace(tmp, page)
+    return png, page

@@ -1,0 +1,305 @@
+"""matplotlib figures of a run, readable at a glance: titles, axis labels, class names.
+
+Every function builds a `matplotlib.figure.Figure` directly, without pyplot: no global figure
+state, no display needed (PNG goes through the Agg canvas), and a notebook still shows the
+returned figure inline. `to_png` turns any of them into PNG bytes.
+"""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from ..data.dataset import Dataset
+from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, tile_grid
+from ..training.history import History
+
+CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
+TRAIN_COLOR, VAL_COLOR = "#0969da", "#bc4c00"
+DPI = 100
+MAX_BARS = 20  # beyond this many classes a probability panel lists the 10 most likely
+
+
+def to_png(figure: Figure, path: str | Path | None = None) -> bytes:
+    """PNG bytes of a figure (and the same bytes written to `path`, when given)."""
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
+    data = buffer.getvalue()
+    if path is not None:
+        Path(path).write_bytes(data)
+    return data
+
+
+def _show_image(ax, image: np.ndarray) -> None:
+    """A raw (H, W, C) image as the dataset stores it: gray for one channel, colour for three."""
+    pixels = np.asarray(image)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    if pixels.ndim == 3:
+        if pixels.dtype != np.uint8:  # float RGB: stretch to [0, 1], which imshow needs
+            lo, hi = float(pixels.min()), float(pixels.max())
+            pixels = (pixels - lo) / (hi - lo if hi > lo else 1.0)
+        ax.imshow(pixels, interpolation="nearest")
+    else:
+        ax.imshow(pixels, cmap="gray", interpolation="nearest")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def _verdict_color(sample: Sample) -> str:
+    return NEUTRAL if sample.correct is None else CORRECT if sample.correct else WRONG
+
+
+def _probability_bars(ax, sample: Sample) -> None:
+    k = len(sample.class_names)
+    order = np.arange(k) if k <= MAX_BARS else np.argsort(sample.probabilities)[::-1][:10]
+    colors = []
+    for i in order:
+        if i == sample.predicted:
+            colors.append(_verdict_color(sample))
+        elif sample.label is not None and i == sample.label:
+            colors.append(CORRECT)
+        else:
+            colors.append("#afb8c1")
+    positions = np.arange(len(order))
+    ax.barh(positions, sample.probabilities[order], color=colors, height=0.75)
+    ax.set_yticks(positions, [sample.class_names[i] for i in order], fontsize=7 if len(order) > 12 else 8)
+    ax.invert_yaxis()  # first class at the top
+    ax.set_xlim(0, 1)
+    ax.set_xticks([0, 0.5, 1])
+    ax.tick_params(axis="x", labelsize=7)
+    ax.tick_params(axis="y", length=0)
+    for side in ("top", "right"):
+        ax.spines[side].set_visible(False)
+
+
+def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True, columns: int = 4) -> Figure:
+    """A gallery: each image captioned `true → predicted (p)` (green when right, red when wrong),
+    with every class's probability as a bar beside it when `bars`."""
+    n = len(samples)
+    if n == 0:
+        figure = Figure(figsize=(6, 1.2))
+        figure.text(0.5, 0.5, f"{title}: no images to show", ha="center", va="center", fontsize=12)
+        return figure
+    columns = max(1, min(columns, n))
+    rows = -(-n // columns)
+    per = 2 if bars else 1
+    cell_w = 2.8 if bars else 1.8
+    figure = Figure(figsize=(cell_w * columns, 2.3 * rows + 0.5), layout="constrained")
+    grid = figure.add_gridspec(rows, columns * per, width_ratios=[1, 1.15] * columns if bars else None)
+    for i, s in enumerate(samples):
+        r, c = divmod(i, columns)
+        ax = figure.add_subplot(grid[r, c * per])
+        _show_image(ax, s.image)
+        where = f"#{s.index}  " if s.index is not None else ""
+        ax.set_title(f"{where}{s.caption}", fontsize=9, color=_verdict_color(s))
+        if bars:
+            _probability_bars(figure.add_subplot(grid[r, c * per + 1]), s)
+    figure.suptitle(title, fontsize=12, fontweight="bold")
+    return figure
+
+
+def training_curves(history: History, title: str = "training curves") -> Figure:
+    """Loss and accuracy per epoch, training against validation, with the best epoch and the stop marked."""
+    figure = Figure(figsize=(10, 3.8), layout="constrained")
+    epochs = history.column("epoch")
+    for ax, metric, label in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy")):
+        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+            values = history.column(key)
+            if values:
+                ax.plot(epochs[: len(values)], values, marker="o", markersize=3.5, color=color, label=name)
+        if history.best_epoch is not None:
+            ax.axvline(history.best_epoch, color=CORRECT, linestyle="--", linewidth=1.2,
+                       label=f"best epoch {history.best_epoch}")
+        if history.stopped_early or history.interrupted:
+            why = "stopped early" if history.stopped_early else "interrupted"
+            ax.axvline(history.epochs_run, color=WRONG, linestyle=":", linewidth=1.5,
+                       label=f"{why} at epoch {history.epochs_run}")
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(label)
+        ax.set_title(label.split(" ")[0])
+        if epochs:
+            ax.set_xticks(_epoch_ticks(len(epochs)))
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    figure.suptitle(title, fontsize=12, fontweight="bold")
+    return figure
+
+
+def _epoch_ticks(n: int) -> list[int]:
+    step = max(1, int(np.ceil(n / 12)))
+    return list(range(1, n + 1, step))
+
+
+def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
+    """Counts per (true, predicted) pair as a heat map, every cell labelled."""
+    k = len(class_names)
+    side = min(12.0, max(4.5, 0.45 * k + 2))
+    figure = Figure(figsize=(side + 1, side), layout="constrained")
+    ax = figure.add_subplot()
+    image = ax.imshow(cm, cmap="Blues")
+    figure.colorbar(image, ax=ax, shrink=0.8, label="images")
+    ticks = np.arange(k)
+    ax.set_xticks(ticks, class_names, rotation=90 if max(len(n) for n in class_names) > 3 else 0)
+    ax.set_yticks(ticks, class_names)
+    ax.set_xlabel("predicted class")
+    ax.set_ylabel("true class")
+    ax.set_title(f"confusion matrix ({int(cm.sum())} test images, {int(np.trace(cm))} correct)")
+    if k <= 30:
+        threshold = cm.max() / 2 if cm.size and cm.max() > 0 else 0
+        fontsize = 9 if k <= 12 else 7 if k <= 20 else 5
+        for (t, p), count in np.ndenumerate(cm):
+            if count or t == p:
+                ax.text(p, t, str(int(count)), ha="center", va="center", fontsize=fontsize,
+                        color="white" if count > threshold else "black")
+    return figure
+
+
+def per_class_figure(rows: Sequence[dict]) -> Figure:
+    """Precision, recall and F1 of every class as grouped bars (rows as `EvaluationResult.per_class`)."""
+    k = len(rows)
+    figure = Figure(figsize=(min(14.0, max(6.0, 0.5 * k + 2)), 3.4), layout="constrained")
+    ax = figure.add_subplot()
+    x = np.arange(k)
+    width = 0.27
+    for offset, key, color in ((-width, "precision", TRAIN_COLOR), (0.0, "recall", VAL_COLOR), (width, "f1", CORRECT)):
+        ax.bar(x + offset, [row[key] for row in rows], width, label=key if key != "f1" else "F1", color=color)
+    ax.set_xticks(x, [row["class"] for row in rows], rotation=90 if max(len(r["class"]) for r in rows) > 3 else 0)
+    low = min([row[key] for row in rows for key in ("precision", "recall", "f1")] + [1.0])
+    ax.set_ylim(max(0.0, np.floor(low * 10) / 10 - 0.1), 1.0)
+    ax.set_xlabel("class")
+    ax.set_ylabel("score")
+    ax.set_title("per-class precision, recall and F1 (test split)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
+    return figure
+
+
+def class_samples_figure(data: Dataset, per_class: int = 8, seed: int = 0, title: str | None = None) -> Figure:
+    """A grid of example images: one row per class, its name on the left."""
+    rng = np.random.default_rng(seed)
+    k = data.num_classes
+    figure = Figure(figsize=(0.7 * per_class + 0.8, 0.7 * k + 0.5), layout="constrained")
+    axes = np.atleast_2d(figure.subplots(k, per_class, squeeze=False))
+    for c in range(k):
+        pool = np.flatnonzero(data.labels == c)
+        chosen = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)) if len(pool) else pool
+        images = np.asarray(data.images[chosen])  # one read, also for images that stay on disk until indexed
+        for j in range(per_class):
+            ax = axes[c, j]
+            if j < len(chosen):
+                _show_image(ax, images[j])
+            else:
+                ax.axis("off")
+            if j == 0:
+                ax.axis("on")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                ax.set_ylabel(data.class_names[c], rotation=0, ha="right", va="center", fontsize=10)
+    figure.suptitle(title or f"sample images per class ({data.source or 'dataset'})", fontsize=12, fontweight="bold")
+    return figure
+
+
+def _shape_text(shape: Sequence[int]) -> str:
+    return " × ".join(str(s) for s in shape)
+
+
+def feature_maps_figure(
+    sample: Sample, maps: Sequence[FeatureMap], cam: GradCam | None = None, title: str | None = None
+) -> Figure:
+    """One image, where Grad-CAM says the model looked, its class probabilities, then every Conv and
+    Pool layer's activations as a tile grid titled with the layer's output shape."""
+    n = len(maps)
+    heights = [2.4] + [_mosaic_height(m) for m in maps]
+    figure = Figure(figsize=(10, sum(heights) + 0.6), layout="constrained")
+    grid = figure.add_gridspec(n + 1, 3, height_ratios=heights)
+    ax = figure.add_subplot(grid[0, 0])
+    _show_image(ax, sample.image)
+    ax.set_title(f"input: {sample.caption}", fontsize=9, color=_verdict_color(sample))
+    ax = figure.add_subplot(grid[0, 1])
+    if cam is not None:
+        _show_image(ax, sample.image)
+        ax.imshow(cam.heatmap, cmap="jet", alpha=0.45, interpolation="bilinear")
+        ax.set_title(f"Grad-CAM for '{cam.class_name}' ({cam.layer})", fontsize=9)
+    else:
+        ax.axis("off")
+        ax.set_title("Grad-CAM needs a Conv2D layer", fontsize=9)
+    _probability_bars(figure.add_subplot(grid[0, 2]), sample)
+    for row, fmap in enumerate(maps, start=1):
+        ax = figure.add_subplot(grid[row, :])
+        tiles = mosaic(fmap.values)
+        ax.imshow(np.ma.masked_invalid(tiles), cmap="viridis", interpolation="nearest", vmin=0, vmax=1)
+        ax.set_facecolor("white")
+        ax.set_axis_off()
+        ax.set_title(f"{fmap.layer} ({fmap.type}): output {_shape_text(fmap.output_shape)}"
+                     f" — {fmap.values.shape[0]} maps of {fmap.values.shape[1]}×{fmap.values.shape[2]}", fontsize=9)
+    where = f"test image #{sample.index}" if sample.index is not None else "image"
+    figure.suptitle(title or f"feature maps of {where}", fontsize=12, fontweight="bold")
+    return figure
+
+
+def _mosaic_height(fmap: FeatureMap) -> float:
+    """Inches of figure height that show a layer's tile grid at the figure's full width."""
+    c, h, w = fmap.values.shape
+    rows, columns = tile_grid(c, h, w)
+    return float(np.clip(10 * rows * (h + 1) / (columns * (w + 1)), 0.8, 6.0)) + 0.35
+
+
+def filters_figure(filters: Filters) -> Figure:
+    """The first Conv2D layer's kernels, each a small image (gray for one input channel, RGB for three);
+    blue is negative weight, red positive, on one scale for the whole layer."""
+    weights = filters.weights  # (F, C, kh, kw)
+    count, channels = weights.shape[:2]
+    columns = min(count, 8)
+    rows = -(-count // columns)
+    figure = Figure(figsize=(1.1 * columns + 1.2, 1.1 * rows + 0.8), layout="constrained")
+    axes = figure.subplots(rows, columns, squeeze=False)
+    limit = float(np.abs(weights).max()) or 1.0
+    image = None
+    for i, ax in enumerate(axes.flat):
+        ax.set_xticks([])
+        ax.set_yticks([])
+        if i >= count:
+            ax.axis("off")
+            continue
+        if channels == 3:
+            kernel = (weights[i].transpose(1, 2, 0) / limit + 1) / 2
+            ax.imshow(np.clip(kernel, 0, 1), interpolation="nearest")
+        else:
+            image = ax.imshow(weights[i].mean(axis=0), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
+        ax.set_title(str(i), fontsize=7)
+    if image is not None:
+        figure.colorbar(image, ax=axes, shrink=0.8, label="weight")
+    kh, kw = weights.shape[2:]
+    figure.suptitle(f"first-layer filters: {filters.layer}, {count} kernels of {kh}×{kw}×{channels}",
+                    fontsize=12, fontweight="bold")
+    return figure
+
+
+def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
+    """Validation loss and accuracy of several runs on shared axes (training curves dashed, fainter)."""
+    figure = Figure(figsize=(11, 4), layout="constrained")
+    axes = figure.subplots(1, 2)
+    colors = ["#0969da", "#bc4c00", "#1a7f37", "#8250df", "#cf222e", "#1b7c83", "#9a6700", "#57606a"]
+    for i, (name, history) in enumerate(histories):
+        color = colors[i % len(colors)]
+        epochs = history.column("epoch")
+        for ax, metric in zip(axes, ("loss", "accuracy")):
+            val = history.column(f"val_{metric}")
+            if val:
+                ax.plot(epochs[: len(val)], val, marker="o", markersize=3, color=color, label=f"{name} (validation)")
+            train = history.column(metric)
+            if train:
+                ax.plot(epochs[: len(train)], train, linestyle="--", alpha=0.45, color=color, label=f"{name} (train)")
+    for ax, metric in zip(axes, ("loss", "accuracy")):
+        ax.set_xlabel("epoch")
+        ax.set_ylabel(metric)
+        ax.set_title(f"validation {metric}")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+    figure.suptitle("runs compared", fontsize=12, fontweight="bold")
+    return figure

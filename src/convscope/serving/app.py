@@ -1,0 +1,332 @@
+"""The FastAPI application: HTTP in, `service` functions, JSON out.
+
+Images arrive as multipart uploads, raw image bodies or JSON pixels; options (`invert`,
+`top_k`) are query parameters for all three. Every mistake a client can make is answered with a
+4xx JSON body `{"error": "one sentence"}`; a 500 would be a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any, Literal
+
+from fastapi import FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.staticfiles import StaticFiles
+from starlette.concurrency import run_in_threadpool
+from starlette.datastructures import UploadFile
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from .. import __version__
+from ..errors import UserError
+from ..training.trained_model import TrainedModel
+from . import schemas
+from .errors import PayloadTooLarge, RequestError, UnsupportedMediaType
+from .service import Payload, ServedModel, ServerSettings, feature_map_tiles, load_served, predict, predict_batch
+
+STATIC = Path(__file__).parent / "static"
+log = logging.getLogger("convscope.serving")
+
+Invert = Literal["auto", "true", "false"]
+INVERT_HELP = "auto: invert when the image's background is the opposite of the training images' (dark-on-light drawings)"
+TOP_K_HELP = "how many classes to list in `top`"
+
+_IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
+_ONE_IMAGE_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "one image: a multipart file field `image`, a raw PNG/JPEG/BMP/GIF body, or JSON pixels "
+        "in the training data's units, shaped like the model input ((H, W) for grayscale, or (H, W, C)).",
+        "content": {
+            "multipart/form-data": {
+                "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}, "required": ["image"]}
+            },
+            "image/png": _IMAGE_BODY,
+            "image/jpeg": _IMAGE_BODY,
+            "application/json": {
+                "schema": {"type": "object", "properties": {"pixels": {"type": "array", "items": {}}}, "required": ["pixels"]},
+            },
+        },
+    }
+}
+_BATCH_BODY = {
+    "requestBody": {
+        "required": True,
+        "description": "several images: multipart file fields `images` (repeated), or JSON {\"images\": [pixels, ...]}.",
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "properties": {"images": {"type": "array", "items": {"type": "string", "format": "binary"}}},
+                    "required": ["images"],
+                }
+            },
+            "application/json": {
+                "schema": {"type": "object", "properties": {"images": {"type": "array", "items": {}}}, "required": ["images"]},
+            },
+        },
+    }
+}
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    code: {"model": schemas.Error, "description": text}
+    for code, text in [
+        (400, "not an image, a truncated image, an empty body, invalid JSON"),
+        (413, "the body, an image or a batch is over the server's limit"),
+        (415, "a content type the endpoint does not take"),
+        (422, "JSON pixels of the wrong shape, type or range; a bad query parameter"),
+    ]
+}
+
+
+class BodyTooLarge(PayloadTooLarge):
+    pass
+
+
+def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> FastAPI:
+    """The app for one run directory (or an in-memory trained model)."""
+    served = load_served(run, settings)
+    app = FastAPI(
+        title=f"convscope: {served.info['name']}",
+        version=__version__,
+        description="Predict with a trained convscope run. The drawing page is at `/`.",
+        docs_url=None,  # served below from local files: the default page loads Swagger UI from a CDN
+        redoc_url=None,
+    )
+    _add_error_handlers(app)
+    app.add_middleware(BodyLimit, max_bytes=served.settings.max_body_bytes)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    _add_docs(app)
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html")
+
+    @app.get("/health", response_model=schemas.Health, tags=["model"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/model", response_model=schemas.ModelInfo, tags=["model"])
+    def model() -> dict[str, Any]:
+        """Classes, input shape, parameter count, the layer summary, test accuracy and preprocessing."""
+        return served.info
+
+    @app.post("/predict", response_model=schemas.Prediction, responses=_ERRORS, openapi_extra=_ONE_IMAGE_BODY, tags=["predict"])
+    async def predict_one(
+        request: Request,
+        invert: Invert = Query("auto", description=INVERT_HELP),
+        top_k: int = Query(3, ge=1, description=TOP_K_HELP),
+    ) -> dict[str, Any]:
+        """The class of one image: label, probabilities in class order, and the top-k."""
+        payload = await _one_payload(request, served)
+        return await run_in_threadpool(predict, payload, served, _invert(invert), top_k)
+
+    @app.post(
+        "/predict/batch", response_model=schemas.BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY, tags=["predict"]
+    )
+    async def predict_many(
+        request: Request,
+        invert: Invert = Query("auto", description=INVERT_HELP),
+        top_k: int = Query(3, ge=1, description=TOP_K_HELP),
+    ) -> dict[str, Any]:
+        """Several images in one call, predicted together; one bad image fails the call and is named."""
+        payloads = await _batch_payloads(request, served)
+        return {"predictions": await run_in_threadpool(predict_batch, payloads, served, _invert(invert), top_k)}
+
+    @app.post(
+        "/feature-maps", response_model=schemas.FeatureMaps, responses=_ERRORS, openapi_extra=_ONE_IMAGE_BODY, tags=["predict"]
+    )
+    async def feature_maps(
+        request: Request,
+        invert: Invert = Query("auto", description=INVERT_HELP),
+        top_k: int = Query(3, ge=1, description=TOP_K_HELP),
+        channels: int = Query(
+            served.settings.max_feature_channels, ge=1, description="tiles per layer (the server's maximum applies)"
+        ),
+    ) -> dict[str, Any]:
+        """What every Conv and Pool layer computed for one image, one PNG tile per channel."""
+        payload = await _one_payload(request, served)
+        return await run_in_threadpool(feature_map_tiles, payload, served, _invert(invert), top_k, channels)
+
+    return app
+
+
+def _invert(value: str) -> bool | None:
+    return {"auto": None, "true": True, "false": False}[value]
+
+
+# --- request bodies ---------------------------------------------------------------------------
+
+
+def _media_type(request: Request) -> str:
+    return request.headers.get("content-type", "").split(";")[0].strip().lower()
+
+
+async def _one_payload(request: Request, served: ServedModel) -> Payload:
+    kind = _media_type(request)
+    if kind == "multipart/form-data":
+        files = await _form_files(request, served)
+        if len(files) != 1:
+            raise RequestError(f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several.")
+        return files[0]
+    if kind == "application/json":
+        body = _json_object(await _body(request), "pixels")
+        return body["pixels"]
+    if kind in ("", "application/octet-stream") or kind.startswith("image/"):
+        return await _body(request)
+    raise UnsupportedMediaType(
+        f"content type {kind!r} is not taken here; send multipart/form-data (field 'image'), an image/* body, "
+        "or application/json with 'pixels'."
+    )
+
+
+async def _batch_payloads(request: Request, served: ServedModel) -> list[Payload]:
+    kind = _media_type(request)
+    if kind == "multipart/form-data":
+        files = await _form_files(request, served)
+        if not files:
+            raise RequestError("the form has no image files; send them in repeated 'images' fields.")
+        return files
+    if kind == "application/json":
+        images = _json_object(await _body(request), "images")["images"]
+        if not isinstance(images, list) or not images:
+            raise RequestError("'images' must be a non-empty list of pixel arrays.")
+        return images
+    raise UnsupportedMediaType(
+        f"content type {kind!r} is not taken by /predict/batch; send multipart/form-data files 'images' "
+        "or application/json with 'images'."
+    )
+
+
+async def _body(request: Request) -> bytes:
+    body = await request.body()
+    if not body:
+        raise RequestError("the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels).")
+    return body
+
+
+def _json_object(body: bytes, key: str) -> dict[str, Any]:
+    try:
+        value = json.loads(body)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise RequestError(f"the body is not valid JSON ({exc}).") from None
+    if not isinstance(value, dict) or key not in value:
+        raise RequestError(f"the JSON body must be an object with a '{key}' field.")
+    return value
+
+
+async def _form_files(request: Request, served: ServedModel) -> list[bytes]:
+    # Starlette's own cap, far above ours, only bounds parsing work; ours gives the clear 413.
+    form = await request.form(max_files=10 * served.settings.max_batch, max_fields=100)
+    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
+    if len(files) > served.settings.max_batch:
+        raise PayloadTooLarge(f"the batch has {len(files)} images; this server takes at most {served.settings.max_batch} per request.")
+    return [await f.read() for f in files]
+
+
+class BodyLimit:
+    """Refuses bodies over `max_bytes` with 413: at once from Content-Length, or while streaming."""
+
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise BodyTooLarge(self._message(received, at_least=True))
+            return message
+
+        return await self.app(scope, counting_receive, send)
+
+    def _message(self, size: int, at_least: bool = False) -> str:
+        return (
+            f"the request body is {'over ' if at_least else ''}{size:,} bytes; this server accepts at most "
+            f"{self.max_bytes:,} (start it with a larger --max-upload-mb)."
+        )
+
+
+# --- errors as data ---------------------------------------------------------------------------
+
+
+def _add_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(UserError)
+    async def user_error(request: Request, exc: UserError) -> JSONResponse:
+        return JSONResponse({"error": str(exc)}, status_code=getattr(exc, "status", 400))
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
+        where = " ".join(str(part) for part in first.get("loc", ()))
+        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}.".strip()}, status_code=422)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 404:
+            message = f"there is no {request.url.path}; the API is listed at /docs."
+        elif exc.status_code == 405:
+            message = f"{request.method} is not allowed on {request.url.path}; see /docs."
+        else:
+            message = str(exc.detail).rstrip(".") + "."
+        return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return JSONResponse({"error": f"internal error ({type(exc).__name__}); this is a bug in convscope."}, status_code=500)
+
+
+# --- offline API docs -------------------------------------------------------------------------
+
+
+def _add_docs(app: FastAPI) -> None:
+    """Swagger UI from the files of the `swagger-ui-bundle-v2` package, so /docs works without a network."""
+    try:
+        from swagger_ui_bundle import swagger_ui_path
+    except ImportError:
+        swagger_ui_path = None
+
+    if swagger_ui_path is not None:
+        app.mount("/docs-assets", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        if swagger_ui_path is None:
+            return HTMLResponse(_plain_docs(app.openapi()))
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title}: API",
+            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
+            swagger_css_url="/docs-assets/swagger-ui.css",
+            swagger_favicon_url="/docs-assets/favicon-32x32.png",
+        )
+
+
+def _plain_docs(spec: dict[str, Any]) -> str:
+    """A page without JavaScript listing every endpoint, for installs without the Swagger UI files."""
+    from html import escape
+
+    rows = "".join(
+        f"<li><code>{escape(method.upper())} {escape(path)}</code>: {escape(op.get('summary', ''))}"
+        f"<br><small>{escape(op.get('description', ''))}</small></li>"
+        for path, methods in spec.get("paths", {}).items()
+        for method, op in methods.items()
+    )
+    return (
+        f"<!doctype html><meta charset=utf-8><title>{escape(spec['info']['title'])}</title>"
+        f"<h1>{escape(spec['info']['title'])}</h1><p>The full schema is <a href='/openapi.json'>/openapi.json</a>.</p>"
+        f"<ul>{rows}</ul>"
+    )

@@ -1,0 +1,144 @@
+"""Export a trained run for use without convscope: ONNX (onnxruntime, any language) or TorchScript.
+
+The exported graph takes raw pixels and returns probabilities: the stored min-max scaling,
+the NHWC -> NCHW transpose and the softmax are inside it, so a consumer only has to decode
+and resize its image the way the contract below says. The contract travels with the file (ONNX
+metadata_props / TorchScript extra file `convscope.json`) and is printed by `convscope export`.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+import warnings
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from .. import __version__
+from ..data.scaling import MinMaxScaler
+from ..errors import UserError
+from ..runs import TEST_SET, load_test_set
+from ..training.trained_model import TrainedModel
+from .preprocess import training_background
+
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+
+
+class RawPixelClassifier(nn.Module):
+    """Raw (N, H, W, C) pixels in the training data's units -> (N, K) class probabilities."""
+
+    def __init__(self, network: nn.Module, scaler: MinMaxScaler):
+        super().__init__()
+        self.network = network
+        self.scaler = scaler
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        # The scaler's own transform, so the exported arithmetic is the one predict_proba uses.
+        return torch.softmax(self.network(self.scaler.transform(image)).float(), dim=1)
+
+
+def contract(trained: TrainedModel) -> dict[str, Any]:
+    """What a consumer of the exported file must do to an image, and what comes out."""
+    h, w, c = trained.input_shape
+    lo, hi = trained.scaler.minimum, trained.scaler.maximum
+    background = None
+    if trained.path is not None and (Path(trained.path) / TEST_SET).is_file():
+        background = training_background(load_test_set(trained.path)[0].images, (lo, hi))
+    return {
+        "producer": f"convscope {__version__}",
+        "input": {
+            "name": INPUT_NAME,
+            "dtype": "float32",
+            "shape": ["batch", h, w, c],
+            "layout": "NHWC (batch, height, width, channels)",
+            "color": "grayscale (1 channel)" if c == 1 else "RGB (3 channels)",
+            "resize": f"to {h} x {w} with Lanczos, aspect ratio not kept (PIL Image.resize(..., LANCZOS))",
+            "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
+            "background": background,
+            "invert": (
+                f"the model was trained on {background} backgrounds: invert images on the other background "
+                f"(x -> {lo:g} + {hi:g} - x) first"
+                if background
+                else "no single background in the training data: never invert"
+            ),
+        },
+        "inside_the_graph": f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); NHWC -> NCHW; network; softmax",
+        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(trained.class_names)],
+                   "meaning": "class probabilities in class order; each row sums to 1"},
+        "class_names": list(trained.class_names),
+        "scaler": {"minimum": lo, "maximum": hi},
+    }
+
+
+def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
+    """Write `trained` as `format` ('onnx' or 'torchscript') to `out`, atomically."""
+    if format not in FORMATS:
+        raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
+    out = Path(out)
+    if out.is_dir():
+        raise UserError(f"{out} is a directory; give a file name such as {out / ('model' + FORMATS[format])}.")
+    wrapper = RawPixelClassifier(trained.model, trained.scaler).to("cpu").eval()
+    h, w, c = trained.input_shape
+    # Two images, not one: an example batch of 1 would let the exporter fix the batch size to 1.
+    example = torch.rand(2, h, w, c) * (trained.scaler.maximum - trained.scaler.minimum) + trained.scaler.minimum
+    writer = _write_onnx if format == "onnx" else _write_torchscript
+    try:
+        _atomically(out, lambda tmp: writer(wrapper, example, contract(trained), tmp))
+    finally:
+        trained.model.to(trained.device)
+    return out
+
+
+def _write_onnx(wrapper: nn.Module, example: torch.Tensor, terms: dict[str, Any], path: Path) -> None:
+    import onnx
+
+    # The exporter logs a line per missing optional op library (torchvision) and warns about its
+    # own internals; none of it concerns the user's model.
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            wrapper, (example,), str(path), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
+        )
+    model = onnx.load(str(path))
+    model.doc_string = "convscope classifier. " + terms["inside_the_graph"] + ". Contract: metadata 'convscope'."
+    for key, value in {"convscope": json.dumps(terms), "class_names": json.dumps(terms["class_names"])}.items():
+        entry = model.metadata_props.add()
+        entry.key, entry.value = key, value
+    onnx.checker.check_model(model)
+    onnx.save(model, str(path))
+
+
+def _write_torchscript(wrapper: nn.Module, example: torch.Tensor, terms: dict[str, Any], path: Path) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.jit is in maintenance mode and says so on every call
+        traced = torch.jit.trace(wrapper, example, check_trace=True)
+        torch.jit.save(traced, str(path), _extra_files={"convscope.json": json.dumps(terms)})
+
+
+def _atomically(out: Path, write) -> None:
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def onnx_probabilities(path: str | Path, images: np.ndarray) -> np.ndarray:
+    """Run an exported ONNX file with onnxruntime on raw (N, H, W, C) images: what a consumer would do."""
+    import onnxruntime
+
+    session = onnxruntime.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return session.run([OUTPUT_NAME], {INPUT_NAME: np.asarray(images, dtype=np.float32)})[0]

@@ -1,0 +1,142 @@
+"""From what a client sends to the (H, W, C) image the model was trained on: pure functions.
+
+An upload is decoded by `convscope.data.read_image` (the decoder training used for image
+folders and `convscope predict` uses for files): grayscale or RGB as the model expects, resized
+to the model's input size. JSON pixels are taken as they are, in the training data's own units,
+and must already have the model's input shape. Neither is scaled here: `predict_proba` applies
+the run's stored min-max scaling, the one prediction path.
+
+Inversion: MNIST-like data is light ink on a dark background, while people draw and scan dark
+ink on white paper. The training images' border tells which background the model knows; an
+incoming image whose border is on the other side of mid-gray is inverted (`invert=None`), or
+the client says so itself (`invert=True/False`).
+"""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+from typing import Any, Literal
+
+import numpy as np
+from PIL import Image
+
+from ..data import read_image
+from .errors import InvalidPixels, PayloadTooLarge
+
+Background = Literal["dark", "light"]
+
+# A training set "has a background" when this share of its images agree on the border's side.
+_BACKGROUND_AGREEMENT = 0.9
+
+
+@dataclass(frozen=True)
+class Preprocessing:
+    """What the server needs to know to turn a request into a model input."""
+
+    input_shape: tuple[int, int, int]  # (H, W, C)
+    pixel_range: tuple[float, float]  # the stored min-max scaling's (min, max), the training data's units
+    background: Background | None  # of the training images; None: no clear background, never auto-invert
+    max_image_pixels: int = 4096 * 4096  # decoded width x height; larger uploads are refused with 413
+
+
+@dataclass(frozen=True)
+class PreparedImage:
+    image: np.ndarray  # (H, W, C): uint8 for uploads, float32 for JSON pixels
+    inverted: bool
+
+
+def border_pixels(images: np.ndarray) -> np.ndarray:
+    """(N, H, W, C) -> (N, P): the pixels on the outer frame of each image, every channel."""
+    top, bottom = images[:, 0], images[:, -1]
+    left, right = images[:, 1:-1, 0], images[:, 1:-1, -1]
+    return np.concatenate([p.reshape(len(images), -1) for p in (top, bottom, left, right)], axis=1)
+
+
+def side_of(level: np.ndarray | float, pixel_range: tuple[float, float]) -> np.ndarray:
+    """True where a level is on the light side of the range's midpoint."""
+    return np.asarray(level, dtype=np.float64) > (pixel_range[0] + pixel_range[1]) / 2
+
+
+def training_background(images: np.ndarray, pixel_range: tuple[float, float]) -> Background | None:
+    """'dark' or 'light' when nearly all training images share a background side, else None (photos)."""
+    if len(images) == 0:
+        return None
+    light = side_of(np.median(border_pixels(images), axis=1), pixel_range)
+    if light.mean() >= _BACKGROUND_AGREEMENT:
+        return "light"
+    if (~light).mean() >= _BACKGROUND_AGREEMENT:
+        return "dark"
+    return None
+
+
+def should_invert(image: np.ndarray, value_range: tuple[float, float], background: Background | None, invert: bool | None) -> bool:
+    """The client's choice, or (None) whether the image's border sits on the other side from training."""
+    if invert is not None:
+        return invert
+    if background is None:
+        return False
+    light = bool(side_of(np.median(border_pixels(image[None])), value_range))
+    return light != (background == "light")
+
+
+def invert_image(image: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
+    """The photographic negative within a value range: lo <-> hi."""
+    lo, hi = value_range
+    if image.dtype == np.uint8:
+        return (255 - image).astype(np.uint8) if (lo, hi) == (0, 255) else image
+    return (lo + hi - image).astype(image.dtype)
+
+
+def image_dimensions(data: bytes) -> tuple[int, int] | None:
+    """(width, height) from the image header without decoding the pixels; None when unreadable."""
+    try:
+        with Image.open(io.BytesIO(data)) as image:
+            return image.size
+    except Exception:  # noqa: BLE001 - read_image reports unreadable data with a proper message
+        return None
+
+
+def from_upload(data: bytes, prep: Preprocessing, invert: bool | None) -> PreparedImage:
+    """An uploaded PNG/JPEG/BMP/GIF of any size and mode -> the model's input image."""
+    size = image_dimensions(data)
+    if size is not None and size[0] * size[1] > prep.max_image_pixels:
+        raise PayloadTooLarge(
+            f"the image is {size[0]} x {size[1]} pixels ({size[0] * size[1]:,}); "
+            f"this server accepts at most {prep.max_image_pixels:,} pixels per image."
+        )
+    h, w, c = prep.input_shape
+    image = read_image(bytes(data), (h, w), c)
+    flip = should_invert(image, (0, 255), prep.background, invert)
+    return PreparedImage(invert_image(image, (0, 255)) if flip else image, flip)
+
+
+def from_pixels(value: Any, prep: Preprocessing, invert: bool | None) -> PreparedImage:
+    """JSON pixels ((H, W) for a grayscale model, or (H, W, C)) in the training data's units."""
+    h, w, c = prep.input_shape
+    lo, hi = prep.pixel_range
+    try:
+        array = np.array(value)
+    except (ValueError, TypeError):
+        raise InvalidPixels(f"pixels must be a rectangular nested list of numbers of shape ({h}, {w}, {c}).") from None
+    if array.dtype.kind not in "iuf" or array.size == 0:
+        kind = "empty" if array.size == 0 else f"of type {_json_kind(array)}"
+        raise InvalidPixels(f"pixels must be numbers, got values {kind}.")
+    if array.ndim == 2 and c == 1:
+        array = array[..., np.newaxis]
+    if array.shape != (h, w, c):
+        expected = f"({h}, {w})" + (f" or ({h}, {w}, 1)" if c == 1 else f" with {c} channels, ({h}, {w}, {c})")
+        raise InvalidPixels(f"pixels have shape {array.shape}, but this model takes {expected}.")
+    array = array.astype(np.float32)
+    if not np.isfinite(array).all():
+        raise InvalidPixels(f"pixels contain {int((~np.isfinite(array)).sum())} NaN or infinite values.")
+    if array.min() < lo or array.max() > hi:
+        raise InvalidPixels(
+            f"pixel values span {float(array.min()):g}..{float(array.max()):g}, outside the training data's range {lo:g}..{hi:g}."
+        )
+    flip = should_invert(array, (lo, hi), prep.background, invert)
+    return PreparedImage(invert_image(array, (lo, hi)) if flip else array, flip)
+
+
+def _json_kind(array: np.ndarray) -> str:
+    return {"b": "true/false", "U": "string", "O": "null or mixed"}.get(array.dtype.kind, str(array.dtype))

@@ -1,0 +1,180 @@
+"""What the server does with a request once it is parsed, with no HTTP in it.
+
+`ServedModel` is a loaded run plus what preprocessing needs to know about it; `predict`,
+`predict_batch` and `feature_map_tiles` turn payloads (upload bytes or JSON pixels) into
+response dictionaries. Predictions go through `TrainedModel.predict_proba` and feature maps
+through `evaluation.inspection.feature_maps`: the same code paths as the CLI and the report.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image
+
+from ..errors import UserError
+from ..evaluation.inspection import feature_maps
+from ..models.summary import summary
+from ..runs import METRICS, TEST_SET, load_run, load_test_set, read_json
+from ..training.trained_model import TrainedModel
+from .errors import PayloadTooLarge, RequestError
+from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload, training_background
+
+Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's pixels
+
+
+@dataclass(frozen=True)
+class ServerSettings:
+    max_body_bytes: int = 10 * 1024 * 1024
+    max_image_pixels: int = 4096 * 4096
+    max_batch: int = 64
+    max_feature_channels: int = 32  # tiles per layer in /feature-maps unless the client asks for fewer
+
+
+@dataclass
+class ServedModel:
+    trained: TrainedModel
+    prep: Preprocessing
+    info: dict[str, Any]
+    settings: ServerSettings
+    # One model call at a time: on a few cores torch already uses them all inside one call, and
+    # concurrent calls would only fight over them. Decoding runs outside the lock, in parallel.
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> ServedModel:
+    settings = settings or ServerSettings()
+    trained = run if isinstance(run, TrainedModel) else load_run(run)
+    lo, hi = trained.scaler.minimum, trained.scaler.maximum
+    background = None
+    if trained.path is not None and (Path(trained.path) / TEST_SET).is_file():
+        test_set, _ = load_test_set(trained.path)
+        background = training_background(test_set.images, (lo, hi))
+    prep = Preprocessing(tuple(trained.input_shape), (float(lo), float(hi)), background, settings.max_image_pixels)
+    return ServedModel(trained, prep, model_info(trained, prep, settings), settings)
+
+
+def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSettings) -> dict[str, Any]:
+    described = summary(trained.model, tuple(trained.input_shape))
+    metrics = {}
+    if trained.path is not None and (Path(trained.path) / METRICS).is_file():
+        metrics = read_json(Path(trained.path) / METRICS)
+    channels = trained.input_shape[2]
+    return {
+        "name": described.name,
+        "run": str(trained.path) if trained.path is not None else None,
+        "class_names": list(trained.class_names),
+        "input_shape": list(trained.input_shape),
+        "parameters": {
+            "total": described.total_params,
+            "trainable": described.trainable_params,
+            "non_trainable": described.non_trainable_params,
+        },
+        "test_accuracy": metrics.get("test_accuracy"),
+        "summary": described.to_dict(),
+        "summary_text": str(described),
+        "preprocessing": {
+            "input_shape": list(prep.input_shape),
+            "color": "grayscale" if channels == 1 else "rgb",
+            "resize": f"Lanczos to {prep.input_shape[0]} x {prep.input_shape[1]}, aspect ratio not kept",
+            "pixel_range": list(prep.pixel_range),
+            "background": prep.background,
+        },
+        "limits": {
+            "max_body_bytes": settings.max_body_bytes,
+            "max_image_pixels": settings.max_image_pixels,
+            "max_batch": settings.max_batch,
+        },
+    }
+
+
+def prepare(payload: Payload, served: ServedModel, invert: bool | None) -> PreparedImage:
+    if isinstance(payload, (bytes, bytearray)):
+        if not payload:
+            raise RequestError("the uploaded image is empty (0 bytes).")
+        return from_upload(payload, served.prep, invert)
+    return from_pixels(payload, served.prep, invert)
+
+
+def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, inverted: bool) -> dict[str, Any]:
+    order = np.argsort(-probabilities, kind="stable")[: max(1, min(top_k, len(class_names)))]
+    best = int(order[0])
+    return {
+        "label": class_names[best],
+        "index": best,
+        "probabilities": [float(p) for p in probabilities],
+        "top": [{"label": class_names[int(i)], "index": int(i), "probability": float(probabilities[i])} for i in order],
+        "inverted": inverted,
+    }
+
+
+def predict_batch(payloads: list[Payload], served: ServedModel, invert: bool | None, top_k: int) -> list[dict[str, Any]]:
+    """Every image or none: a bad image fails the whole request, naming which one it was."""
+    if len(payloads) > served.settings.max_batch:
+        raise PayloadTooLarge(
+            f"the batch has {len(payloads)} images; this server takes at most {served.settings.max_batch} per request."
+        )
+    prepared = []
+    for i, payload in enumerate(payloads):
+        try:
+            prepared.append(prepare(payload, served, invert))
+        except UserError as exc:
+            if len(payloads) == 1:
+                raise
+            raise type(exc)(f"image {i + 1} of {len(payloads)}: {exc}") from None
+    with served.lock:
+        probabilities = served.trained.predict_proba(np.stack([p.image for p in prepared]).astype(np.float32))
+    names = served.trained.class_names
+    return [prediction(p, names, top_k, image.inverted) for p, image in zip(probabilities, prepared)]
+
+
+def predict(payload: Payload, served: ServedModel, invert: bool | None, top_k: int) -> dict[str, Any]:
+    return predict_batch([payload], served, invert, top_k)[0]
+
+
+def feature_map_tiles(payload: Payload, served: ServedModel, invert: bool | None, top_k: int, channels: int) -> dict[str, Any]:
+    """The prediction plus every Conv/Pool layer's activations as one small PNG per channel."""
+    image = prepare(payload, served, invert)
+    trained = served.trained
+    with served.lock:
+        probabilities = trained.predict_proba(image.image[None].astype(np.float32))[0]
+        maps = feature_maps(trained, image.image.astype(np.float32))
+    channels = max(1, min(channels, served.settings.max_feature_channels))
+    lo, hi = served.prep.pixel_range
+    seen = np.clip((image.image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
+    return {
+        "prediction": prediction(probabilities, trained.class_names, top_k, image.inverted),
+        "input": png_data_url(seen),
+        "layers": [
+            {
+                "name": fm.layer,
+                "type": fm.type,
+                "shape": list(fm.output_shape),
+                "tiles": [png_data_url(_stretch(values)) for values in fm.values[:channels]],
+                "ranges": [[float(values.min()), float(values.max())] for values in fm.values[:channels]],
+            }
+            for fm in maps
+        ],
+    }
+
+
+def _stretch(values: np.ndarray) -> np.ndarray:
+    """One channel to [0, 1] by its own min..max; a constant channel is black."""
+    lo, hi = float(values.min()), float(values.max())
+    return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
+
+
+def png_data_url(values: np.ndarray) -> str:
+    """A (H, W) or (H, W, C) array in [0, 1] as a data: URL of an 8-bit PNG."""
+    pixels = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
+    if pixels.ndim == 3 and pixels.shape[2] == 1:
+        pixels = pixels[..., 0]
+    buffer = io.BytesIO()
+    Image.fromarray(pixels).save(buffer, format="PNG")
+    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

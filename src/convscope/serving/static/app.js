@@ -1,0 +1,280 @@
+// The drawing page: strokes on a canvas -> PNG -> POST /predict (live) and /feature-maps (after
+// each stroke). Plain browser JavaScript, no libraries, so the page works offline.
+"use strict";
+
+const $ = (id) => document.getElementById(id);
+const pad = $("pad");
+const ctx = pad.getContext("2d", { willReadFrequently: true });
+const state = {
+  model: null, strokes: [], current: null,
+  sequence: 0, shown: 0,  // numbers of requests sent and of the newest one shown
+  inFlight: false, pending: false, pendingMaps: false,
+};
+
+// --- model facts ---------------------------------------------------------------------------
+
+async function loadModel() {
+  const response = await fetch("/model");
+  const model = await response.json();
+  state.model = model;
+  $("fact-name").textContent = model.name;
+  $("fact-classes").textContent = model.class_names.length;
+  $("fact-input").textContent = model.input_shape.join(" × ");
+  $("fact-params").textContent = model.parameters.total.toLocaleString("en");
+  $("fact-accuracy").textContent = model.test_accuracy == null ? "n/a" : (100 * model.test_accuracy).toFixed(1) + " %";
+  renderBars(null);
+}
+
+// --- drawing -------------------------------------------------------------------------------
+
+function clearPad() {
+  ctx.fillStyle = "#fff";
+  ctx.fillRect(0, 0, pad.width, pad.height);
+}
+
+function drawStroke(stroke) {
+  ctx.strokeStyle = "#000";
+  ctx.fillStyle = "#000";
+  ctx.lineWidth = stroke.width;
+  ctx.lineCap = "round";
+  ctx.lineJoin = "round";
+  const [first, ...rest] = stroke.points;
+  if (rest.length === 0) {  // a tap is a dot
+    ctx.beginPath();
+    ctx.arc(first[0], first[1], stroke.width / 2, 0, 2 * Math.PI);
+    ctx.fill();
+    return;
+  }
+  ctx.beginPath();
+  ctx.moveTo(first[0], first[1]);
+  for (const [x, y] of rest) ctx.lineTo(x, y);
+  ctx.stroke();
+}
+
+function redraw() {
+  clearPad();
+  state.strokes.forEach(drawStroke);
+  if (state.current) drawStroke(state.current);
+  const empty = state.strokes.length === 0 && !state.current;
+  $("pad-empty").hidden = !empty;
+  $("undo").disabled = state.strokes.length === 0;
+  $("clear").disabled = empty;
+}
+
+function padPoint(event) {
+  const box = pad.getBoundingClientRect();
+  return [((event.clientX - box.left) * pad.width) / box.width, ((event.clientY - box.top) * pad.height) / box.height];
+}
+
+pad.addEventListener("pointerdown", (event) => {
+  event.preventDefault();
+  pad.setPointerCapture(event.pointerId);
+  state.current = { width: Number($("brush").value), points: [padPoint(event)] };
+  redraw();
+});
+pad.addEventListener("pointermove", (event) => {
+  if (!state.current) return;
+  state.current.points.push(padPoint(event));
+  redraw();
+  requestPrediction(false);  // live, while the stroke is being drawn
+});
+function endStroke() {
+  if (!state.current) return;
+  state.strokes.push(state.current);
+  state.current = null;
+  redraw();
+  requestPrediction(true);
+}
+pad.addEventListener("pointerup", endStroke);
+pad.addEventListener("pointercancel", endStroke);
+
+$("undo").addEventListener("click", () => { state.strokes.pop(); redraw(); requestPrediction(true); });
+$("clear").addEventListener("click", () => { state.strokes = []; redraw(); requestPrediction(true); });
+$("center").addEventListener("change", () => requestPrediction(true));
+document.addEventListener("keydown", (event) => {
+  if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); $("undo").click(); }
+});
+
+// --- what is sent ---------------------------------------------------------------------------
+
+// The bounding box of the ink (dark pixels) on the white pad, or null when nothing is drawn.
+function inkBox() {
+  const { data, width, height } = ctx.getImageData(0, 0, pad.width, pad.height);
+  let left = width, right = -1, top = height, bottom = -1, mass = 0, cx = 0, cy = 0;
+  for (let y = 0; y < height; y++) {
+    for (let x = 0; x < width; x++) {
+      const ink = 255 - data[4 * (y * width + x)];
+      if (ink > 32) {
+        left = Math.min(left, x); right = Math.max(right, x); top = Math.min(top, y); bottom = Math.max(bottom, y);
+        mass += ink; cx += ink * x; cy += ink * y;
+      }
+    }
+  }
+  return right < 0 ? null : { left, top, width: right - left + 1, height: bottom - top + 1, cx: cx / mass, cy: cy / mass };
+}
+
+// The drawing as MNIST frames its digits: the ink scaled to fit 20/28 of the frame, its centre of
+// mass in the middle. The server only decodes, resizes and (auto-)inverts; framing is a drawing
+// matter, so it lives here and can be switched off.
+function framedDrawing(box) {
+  const [h, w] = state.model ? state.model.input_shape : [28, 28];
+  const out = document.createElement("canvas");
+  out.width = 4 * w;  // drawn at 4x, so the server's Lanczos resize does the anti-aliasing
+  out.height = 4 * h;
+  const g = out.getContext("2d");
+  g.fillStyle = "#fff";
+  g.fillRect(0, 0, out.width, out.height);
+  const scale = Math.min((out.width * 20) / 28 / box.width, (out.height * 20) / 28 / box.height);
+  const x = out.width / 2 - (box.cx - box.left) * scale;
+  const y = out.height / 2 - (box.cy - box.top) * scale;
+  g.imageSmoothingQuality = "high";
+  g.drawImage(pad, box.left, box.top, box.width, box.height, x, y, box.width * scale, box.height * scale);
+  return out;
+}
+
+function canvasBlob(canvas) {
+  return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
+}
+
+async function drawingBlob() {
+  const box = inkBox();
+  if (!box) return null;
+  return canvasBlob($("center").checked ? framedDrawing(box) : pad);
+}
+
+async function post(path, blob, name) {
+  const form = new FormData();
+  form.append("image", blob, name);
+  const response = await fetch(path + "?top_k=3", { method: "POST", body: form });
+  const body = await response.json();
+  if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
+  return body;
+}
+
+// One request at a time; while one is in flight only the newest drawing is remembered, so
+// a fast stroke does not queue up dozens of stale predictions.
+async function requestPrediction(withMaps) {
+  if (state.inFlight) {
+    state.pending = true;
+    state.pendingMaps = state.pendingMaps || withMaps;
+    return;
+  }
+  state.inFlight = true;
+  try {
+    const blob = await drawingBlob();
+    if (!blob) { showEmpty(); return; }
+    const sequence = ++state.sequence;
+    if (withMaps) {
+      const result = await post("/feature-maps", blob, "drawing.png");
+      if (sequence >= state.shown) show(result.prediction, "your drawing", result);
+    } else {
+      const result = await post("/predict", blob, "drawing.png");
+      if (sequence >= state.shown) show(result, "your drawing (live)", null);
+    }
+    state.shown = sequence;
+  } catch (error) {
+    showError(error);
+  } finally {
+    state.inFlight = false;
+    if (state.pending) {
+      const maps = state.pendingMaps;
+      state.pending = false;
+      state.pendingMaps = false;
+      requestPrediction(maps);
+    }
+  }
+}
+
+$("file").addEventListener("change", async () => {
+  const file = $("file").files[0];
+  if (!file) return;
+  $("file-name").textContent = file.name;
+  try {
+    const sequence = ++state.sequence;
+    const result = await post("/feature-maps", file, file.name);
+    state.shown = sequence;
+    show(result.prediction, "upload: " + file.name, result);
+  } catch (error) {
+    showError(error);
+  }
+  $("file").value = "";  // choosing the same file again still fires "change"
+});
+
+// --- what is shown --------------------------------------------------------------------------
+
+function renderBars(prediction) {
+  const names = state.model ? state.model.class_names : [];
+  const top = prediction ? prediction.index : -1;
+  $("bars").replaceChildren(...names.map((name, i) => {
+    const p = prediction ? prediction.probabilities[i] : 0;
+    const row = document.createElement("li");
+    row.className = "bar" + (i === top ? " top" : "");
+    row.dataset.probability = String(p);
+    row.innerHTML = '<span class="name"></span><span class="track"><span class="fill"></span></span><span class="value"></span>';
+    row.querySelector(".name").textContent = name;
+    row.querySelector(".fill").style.width = (100 * p).toFixed(2) + "%";
+    row.querySelector(".value").textContent = prediction ? (100 * p).toFixed(1) + " %" : "";
+    return row;
+  }));
+}
+
+function show(prediction, source, maps) {
+  $("error").hidden = true;
+  $("source").textContent = source;
+  $("label").textContent = prediction.label;
+  $("confidence").textContent = (100 * prediction.top[0].probability).toFixed(1) + " % sure";
+  $("inverted").hidden = !prediction.inverted;
+  renderBars(prediction);
+  if (maps) {
+    $("seen").src = maps.input;
+    $("seen").hidden = false;
+    renderMaps(maps.layers);
+  }
+}
+
+function renderMaps(layers) {
+  $("layers").replaceChildren(...layers.map((layer) => {
+    const section = document.createElement("div");
+    section.className = "layer";
+    const title = document.createElement("h3");
+    title.textContent = layer.name;
+    const detail = document.createElement("small");
+    const [h, w, c] = layer.shape;
+    detail.textContent = `${layer.type} · ${h} × ${w} × ${c}` + (layer.tiles.length < c ? ` · first ${layer.tiles.length} channels` : "");
+    title.append(detail);
+    const tiles = document.createElement("div");
+    tiles.className = "tiles";
+    tiles.style.setProperty("--tile", Math.max(36, Math.min(72, 2.2 * h)) + "px");
+    tiles.append(...layer.tiles.map((src, i) => {
+      const img = document.createElement("img");
+      img.src = src;
+      const [lo, hi] = layer.ranges[i];
+      img.title = `${layer.name} channel ${i}: ${lo.toFixed(2)} .. ${hi.toFixed(2)}`;
+      img.alt = img.title;
+      return img;
+    }));
+    section.append(title, tiles);
+    return section;
+  }));
+}
+
+function showEmpty() {
+  state.shown = ++state.sequence;
+  $("source").textContent = "nothing yet";
+  $("label").textContent = "–";
+  $("confidence").textContent = "";
+  $("inverted").hidden = true;
+  $("seen").hidden = true;
+  $("error").hidden = true;
+  renderBars(null);
+  $("layers").innerHTML = '<p class="hint">draw or upload an image to see them</p>';
+}
+
+function showError(error) {
+  $("error").textContent = error.message;
+  $("error").hidden = false;
+}
+
+clearPad();
+redraw();
+loadModel().catch(showError);

@@ -1,0 +1,231 @@
+"""`sweep`: find filters, kernel sizes, dropout, learning rate and batch size by experiment, with Optuna.
+
+    sweeps/<name>/
+      study.db              Optuna's SQLite storage (or any database URL: many machines, one study)
+      trials/trial-0000/    one ordinary run directory per trial: compare, inspect, report, serve it
+      best_spec.yaml        the best trial's model spec, ready for `convscope train --model`
+      best.json             its number, value, parameters, and the `convscope train` command that retrains it
+
+Each trial takes the base spec (a preset or a spec file), draws every Conv2D layer's filters and
+kernel size and every Dropout layer's rate, plus the learning rate and batch size, and trains it
+with `workflow.train` exactly as `convscope train` would.  After every epoch the trial reports its
+validation loss; Optuna's median pruner ends trials doing worse than the median of earlier trials
+at the same epoch (the pruned trial still leaves its run directory).  The value minimised is the
+best validation loss of the run, the epoch whose weights early stopping keeps.
+"""
+
+from __future__ import annotations
+
+import json
+import shlex
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from .errors import UserError
+from .models.build import resolve_spec
+from .runs import WEIGHTS, default_run_dir
+from .workflow import train
+
+TRIALS_DIR = "trials"
+BEST_SPEC, BEST_JSON, STORAGE_FILE = "best_spec.yaml", "best.json", "study.db"
+
+
+@dataclass(frozen=True)
+class SearchSpace:
+    """Ranges to draw from; None keeps the base spec's value (or the given lr / batch size)."""
+
+    filters: tuple[int, int] | None = (8, 64)  # per Conv2D layer, integers on a log scale
+    kernel_sizes: tuple[int, ...] | None = (3, 5)  # per Conv2D layer, one of these
+    dropout: tuple[float, float] | None = (0.0, 0.5)  # per Dropout layer
+    lr: tuple[float, float] | None = (1e-4, 1e-2)  # log scale
+    batch_sizes: tuple[int, ...] | None = (32, 64, 128)
+
+    def __post_init__(self) -> None:
+        if self.filters and not 1 <= self.filters[0] <= self.filters[1]:
+            raise UserError(f"filters range must be 1 <= low <= high, got {self.filters}.")
+        if self.dropout and not 0.0 <= self.dropout[0] <= self.dropout[1] < 1.0:
+            raise UserError(f"dropout range must be within [0, 1), got {self.dropout}.")
+        if self.lr and not 0.0 < self.lr[0] <= self.lr[1]:
+            raise UserError(f"learning-rate range must be positive, low <= high, got {self.lr}.")
+        for name, values in (("kernel sizes", self.kernel_sizes), ("batch sizes", self.batch_sizes)):
+            if values is not None and (not values or min(values) < 1):
+                raise UserError(f"{name} must be positive integers, got {values}.")
+
+
+@dataclass(frozen=True)
+class Draw:
+    """What one trial trains: a full spec and the two fit settings that are searched."""
+
+    spec: dict[str, Any]
+    lr: float
+    batch_size: int
+
+
+def draw(trial, base: dict[str, Any], space: SearchSpace, lr: float, batch_size: int) -> Draw:
+    """Suggest every searched value through `trial`; parameter names say which layer they belong to."""
+    spec = json.loads(json.dumps(base))  # a deep copy of plain values
+    spec["name"] = f"{base['name']}-trial-{trial.number}"
+    for layer in spec["layers"]:
+        name = layer["name"]
+        if layer["type"] == "Conv2D":
+            if space.filters:
+                layer["filters"] = trial.suggest_int(f"{name}.filters", *space.filters, log=True)
+            if space.kernel_sizes:
+                layer["kernel_size"] = trial.suggest_categorical(f"{name}.kernel_size", list(space.kernel_sizes))
+        elif layer["type"] == "Dropout" and space.dropout:
+            layer["rate"] = trial.suggest_float(f"{name}.rate", *space.dropout)
+    if space.lr:
+        lr = trial.suggest_float("lr", *space.lr, log=True)
+    if space.batch_sizes:
+        batch_size = trial.suggest_categorical("batch_size", list(space.batch_sizes))
+    return Draw(spec, lr, batch_size)
+
+
+@dataclass
+class SweepSettings:
+    """Everything a trial needs besides what it draws; stored in best.json to retrain the best."""
+
+    data: str = "mnist-5k"
+    model: str = "cnn"
+    epochs: int = 10
+    batch_size: int = 32  # used when batch size is not searched
+    lr: float = 1e-3  # used when the learning rate is not searched
+    patience: int = 3
+    validation_split: float = 0.2
+    test_split: float = 0.2
+    seed: int = 0
+    device: str | None = None
+    data_options: dict[str, Any] = field(default_factory=dict)  # class_names, layout, image_size, channels
+
+    def train_kwargs(self) -> dict[str, Any]:
+        return {
+            "data": self.data, "epochs": self.epochs, "patience": self.patience,
+            "validation_split": self.validation_split, "test_split": self.test_split, "seed": self.seed,
+            "device": self.device, **self.data_options,
+        }
+
+
+@dataclass
+class SweepResult:
+    study: Any  # optuna.Study
+    path: Path
+    best_run: Path | None
+    best_spec: Path | None
+
+    def table(self) -> str:
+        return study_table(self.study)
+
+
+def sweep(
+    settings: SweepSettings,
+    *,
+    trials: int = 20,
+    space: SearchSpace = SearchSpace(),
+    out: str | Path | None = None,
+    storage: str | None = None,
+    study_name: str | None = None,
+    prune: bool = True,
+    timeout: float | None = None,
+) -> SweepResult:
+    """Run `trials` more trials of the study (created, or joined when it exists) and write the best spec."""
+    if settings.validation_split <= 0:
+        raise UserError("a sweep compares trials by validation loss; set validation_split above 0.")
+    optuna = _optuna()
+    base = resolve_spec(settings.model).to_dict()
+    path = Path(out) if out is not None else default_run_dir(f"{base['name']}-sweep", root="sweeps")
+    path.mkdir(parents=True, exist_ok=True)
+    storage = storage or f"sqlite:///{(path / STORAGE_FILE).resolve()}"
+    pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
+    try:
+        study = optuna.create_study(
+            storage=storage, study_name=study_name or path.name, direction="minimize", load_if_exists=True,
+            sampler=optuna.samplers.TPESampler(seed=settings.seed), pruner=pruner,
+        )
+    except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
+        raise UserError(f"cannot open the study storage {storage!r}: {exc}.") from None
+    study.set_user_attr("settings", asdict(settings))
+
+    def objective(trial) -> float:
+        chosen = draw(trial, base, space, settings.lr, settings.batch_size)
+        run_dir = path / TRIALS_DIR / f"trial-{trial.number:04d}"
+        trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("spec", chosen.spec)
+        pruned = []
+
+        def report(metrics: dict[str, float]) -> bool:
+            trial.report(metrics["val_loss"], step=int(metrics["epoch"]))
+            if trial.should_prune():
+                pruned.append(int(metrics["epoch"]))
+                return True
+            return False
+
+        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,
+                       on_epoch=report, verbose=False, **settings.train_kwargs())
+        if pruned:  # the run directory is written; the study records the trial as pruned
+            raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
+        return min(result.trained.history.column("val_loss"))
+
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,))
+    best_run, best_spec = write_best(study, path, settings)
+    return SweepResult(study, path, best_run, best_spec)
+
+
+def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None, Path | None]:
+    """best_spec.yaml and best.json for the best finished trial so far (None when none finished)."""
+    try:
+        best = study.best_trial
+    except ValueError:
+        return None, None
+    spec_file = path / BEST_SPEC
+    spec_file.write_text(yaml.safe_dump(best.user_attrs["spec"], sort_keys=False))
+    lr = best.params.get("lr", settings.lr)
+    batch_size = best.params.get("batch_size", settings.batch_size)
+    retrain = {**settings.train_kwargs(), "model": str(spec_file), "lr": lr, "batch_size": batch_size}
+    record = {
+        "trial": best.number, "val_loss": best.value, "params": best.params,
+        "run_dir": best.user_attrs["run_dir"], "train": retrain, "command": retrain_command(retrain),
+    }
+    (path / BEST_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    return Path(best.user_attrs["run_dir"]), spec_file
+
+
+def retrain_command(kwargs: dict[str, Any]) -> str:
+    """The `convscope train` command line that reruns the best trial with the same settings."""
+    flags = ["convscope", "train"]
+    for key, value in kwargs.items():
+        if value is not None:
+            flags += [f"--{key.replace('_', '-')}", str(value)]
+    return shlex.join(flags)
+
+
+def trial_run_dirs(study_dir: str | Path) -> list[Path]:
+    """Every finished trial's run directory, by trial number: what `convscope compare <study>` lists."""
+    folder = Path(study_dir) / TRIALS_DIR
+    if not folder.is_dir():
+        raise UserError(f"{study_dir} is not a sweep directory (it has no {TRIALS_DIR}/ folder).")
+    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / WEIGHTS).is_file())
+
+
+def study_table(study) -> str:
+    """One line per trial: number, state, best validation loss, what was drawn."""
+    lines = [f"{'trial':>5}  {'state':<8}  {'val_loss':>8}  params"]
+    for t in study.trials:
+        value = f"{t.value:8.4f}" if t.value is not None else f"{'-':>8}"
+        params = ", ".join(f"{k}={_short(v)}" for k, v in t.params.items())
+        lines.append(f"{t.number:>5}  {t.state.name.lower():<8}  {value}  {params}")
+    return "\n".join(lines)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.3g}" if isinstance(value, float) else str(value)
+
+
+def _optuna():
+    try:
+        import optuna
+    except ImportError:
+        raise UserError("sweeps need Optuna: pip install 'convscope[sweep]'.") from None
+    return optuna

@@ -1,0 +1,75 @@
+"""ONNX and TorchScript export: the exported file gives convscope's probabilities on real MNIST digits."""
+
+from __future__ import annotations
+
+import json
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import convscope as cs
+from convscope.cli import main
+
+onnx = pytest.importorskip("onnx")
+pytest.importorskip("onnxruntime")
+from convscope.serving.export import contract, export, onnx_probabilities  # noqa: E402
+
+
+@pytest.fixture(scope="module")
+def real_digits(trained_run):
+    data, _ = cs.load_test_set(trained_run)
+    return data.images[:300]  # real MNIST test digits, uint8 (N, 28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def onnx_file(trained_run, tmp_path_factory):
+    out = tmp_path_factory.mktemp("export") / "model.onnx"
+    assert main(["export", str(trained_run), "--format", "onnx", "--out", str(out)]) == 0
+    return out
+
+
+def test_onnxruntime_matches_convscope_on_real_images(onnx_file, trained_run, real_digits):
+    expected = cs.load_run(trained_run).predict_proba(real_digits)
+    got = onnx_probabilities(onnx_file, real_digits)
+    assert got.shape == expected.shape == (300, 10)
+    assert np.abs(got - expected).max() < 1e-4
+    assert (got.argmax(axis=1) == expected.argmax(axis=1)).all()
+    # any batch size, including one image
+    assert np.abs(onnx_probabilities(onnx_file, real_digits[:1]) - expected[:1]).max() < 1e-4
+
+
+def test_onnx_file_carries_the_preprocessing_contract(onnx_file, trained_run):
+    model = onnx.load(str(onnx_file))
+    onnx.checker.check_model(model)
+    terms = json.loads({p.key: p.value for p in model.metadata_props}["convscope"])
+    assert terms == json.loads(json.dumps(contract(cs.load_run(trained_run))))
+    assert terms["input"]["shape"] == ["batch", 28, 28, 1] and terms["input"]["layout"].startswith("NHWC")
+    assert terms["scaler"] == {"minimum": 0.0, "maximum": 255.0}
+    assert terms["input"]["background"] == "dark"
+    assert terms["class_names"] == [str(d) for d in range(10)]
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["probabilities"]
+
+
+def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
+    trained = cs.load_run(trained_run)
+    path = export(trained, tmp_path / "model.pt", "torchscript")
+    extra = {"convscope.json": ""}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated; it still loads
+        loaded = torch.jit.load(str(path), _extra_files=extra)
+    with torch.no_grad():
+        got = loaded(torch.as_tensor(real_digits, dtype=torch.float32)).numpy()
+    assert np.abs(got - trained.predict_proba(real_digits)).max() < 1e-4
+    assert json.loads(extra["convscope.json"])["class_names"] == list(trained.class_names)
+
+
+def test_export_errors_are_sentences(trained_run, tmp_path, capsys):
+    assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
+    assert "not a convscope run directory" in capsys.readouterr().err
+    assert main(["export", str(trained_run), "--out", str(tmp_path)]) == 2
+    assert "is a directory" in capsys.readouterr().err
+    with pytest.raises(cs.UserError, match="unknown export format"):
+        export(cs.load_run(trained_run), tmp_path / "m.bin", "tflite")
+    assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
