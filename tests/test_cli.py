@@ -139,6 +139,14 @@ def test_existing_out_directory_is_refused(tiny_run, tiny_npz):
     assert main(["train", "--data", str(tiny_npz), "--epochs", "1", "--out", str(out)]) == 2
 
 
+def test_run_directory_permissions_follow_the_umask(tiny_run):
+    out, _ = tiny_run
+    umask = os.umask(0)
+    os.umask(umask)
+    assert out.stat().st_mode & 0o777 == 0o777 & ~umask
+    assert (out / "model.safetensors").stat().st_mode & 0o777 == 0o666 & ~umask
+
+
 def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
     import convscope.runs as runs
 

@@ -84,10 +84,10 @@ def test_streaming_refuses_what_it_cannot_stream(tmp_path):
 
 # 14,000 images of 256 x 256 x 1: 917 MB of uint8 on disk, 3.7 GB as the float32 tensors the
 # in-memory path would hold.  The child trains one epoch from the memory map and reports its peak RSS
-# (RUSAGE_SELF, so nothing else this test session ran is counted).  An address-space limit would not
+# (the kernel's high-water mark of this process alone).  An address-space limit would not
 # say much: importing torch reserves gigabytes of virtual memory it never touches.
 MEMORY_SCRIPT = """
-    import json, resource, sys
+    import json, sys
     import convscope as cs
     from convscope.data.streaming import stream
     data = stream(sys.argv[1])
@@ -95,7 +95,8 @@ MEMORY_SCRIPT = """
                                  {"Dense": {"units": "num_classes", "activation": "softmax"}}]},
                      data.input_shape, data.num_classes, seed=0)
     trained = cs.fit(model, data, epochs=1, batch_size=64, validation_split=0.1, verbose=False)
-    peak_kib = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still holds the forking parent's peak.
+    peak_kib = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
     print(json.dumps({"peak_bytes": peak_kib * 1024, "rows": trained.history.rows}))
 """
 

@@ -60,11 +60,21 @@ def write_atomically(final: str | Path, fill: Callable[[Path], None]) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
         fill(tmp)
+        _permissions_as_umask_allows(tmp)
         os.rename(tmp, final)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     return final
+
+
+def _permissions_as_umask_allows(directory: Path) -> None:
+    """mkdtemp makes 0700 directories (and some writers 0600 files); a finished run is an ordinary one."""
+    umask = os.umask(0)
+    os.umask(umask)
+    os.chmod(directory, 0o777 & ~umask)
+    for path in directory.rglob("*"):
+        os.chmod(path, (0o777 if path.is_dir() else 0o666) & ~umask)
 
 
 def save_run(

@@ -1,0 +1,127 @@
+"""Ablation of the fit loop's speed knobs, one at a time against the loop `fit` uses.
+
+    python -m benchmarks.ablation [--repeats 3] [--images 4000] [--batch-size 128]
+
+Each variant trains the `cnn` preset for 3 epochs in a fresh process, written out here as the
+same step `fit` takes (gather a batch from resident tensors, forward, loss, backward, Adam) with
+one knob changed; the first epoch (one-off setup) and the median of the others are reported,
+as ratios against the baseline measured in the same run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+
+BASELINE = {"precision": "fp32", "layout": "channels_last", "adam": "default", "threads": 0, "compile": False,
+            "eval_batch": 1024, "grad_mode": "inference"}
+VARIANTS = {
+    "baseline (fit's loop, fp32)": {},
+    "bf16 autocast": {"precision": "bf16"},
+    "NCHW contiguous instead of channels_last": {"layout": "contiguous"},
+    "Adam foreach": {"adam": "foreach"},
+    "Adam fused": {"adam": "fused"},
+    "1 thread": {"threads": 1},
+    "torch.compile": {"compile": True},
+    "eval batch 256": {"eval_batch": 256},
+    "eval in no_grad instead of inference_mode": {"grad_mode": "no_grad"},
+}
+
+
+def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) -> dict:
+    import numpy as np
+    import torch
+    import torch.nn.functional as F
+
+    import convscope as cs
+    from convscope.data.scaling import MinMaxScaler
+    from convscope.training.fit import Tensors
+
+    if knobs["threads"]:
+        torch.set_num_threads(knobs["threads"])
+    data = cs.load(_data())
+    data = data.subset(np.arange(min(images, len(data))))
+    cut = int(len(data) * 0.8)
+    train, val = data.subset(np.arange(cut)), data.subset(np.arange(cut, len(data)))
+    scaler = MinMaxScaler.fit(train.images)
+    t, v = Tensors.of(train, scaler, torch.device("cpu")), Tensors.of(val, scaler, torch.device("cpu"))
+    model = cs.build("cnn", data.input_shape, data.num_classes, seed=0)
+    if knobs["layout"] == "channels_last":
+        model = model.to(memory_format=torch.channels_last)
+    else:
+        t, v = Tensors(t.x.contiguous(), t.y), Tensors(v.x.contiguous(), v.y)
+    opts = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[knobs["adam"]]
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, **opts)
+    forward = torch.compile(model) if knobs["compile"] else model
+    bf16 = knobs["precision"] == "bf16"
+    grad_mode = torch.inference_mode if knobs["grad_mode"] == "inference" else torch.no_grad
+    shuffler = torch.Generator().manual_seed(0)
+    torch.manual_seed(0)
+    seconds, val_acc = [], 0.0
+    for _ in range(epochs):
+        started = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(t.y), generator=shuffler)
+        for start in range(0, len(t.y), batch_size):
+            idx = order[start : start + batch_size]
+            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+                loss = F.cross_entropy(forward(t.x[idx]).float(), t.y[idx])
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+        model.eval()
+        correct = 0
+        with grad_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
+            for start in range(0, len(v.y), knobs["eval_batch"]):
+                correct += int((forward(v.x[start : start + knobs["eval_batch"]]).argmax(1) == v.y[start : start + knobs["eval_batch"]]).sum())
+        val_acc = correct / len(v.y)
+        seconds.append(time.perf_counter() - started)
+    return {"first_epoch": seconds[0], "steady_epoch": statistics.median(seconds[1:]), "val_accuracy": val_acc,
+            "images_per_epoch": len(data)}
+
+
+def _data() -> str:
+    shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist-10k")
+    return shared if os.path.isdir(shared) else "mnist-5k"
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description="ablation of the fit loop's speed knobs")
+    p.add_argument("--repeats", type=int, default=3)
+    p.add_argument("--images", type=int, default=4000)
+    p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
+    args = p.parse_args(argv)
+    if args.variant:
+        print(json.dumps(train_variant({**BASELINE, **VARIANTS[args.variant]}, args.images, args.batch_size)))
+        return 0
+
+    results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
+    names = list(VARIANTS)
+    for rep in range(args.repeats):
+        for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate the order every repetition
+            cmd = [sys.executable, "-m", "benchmarks.ablation", "--variant", name, "--images", str(args.images),
+                   "--batch-size", str(args.batch_size)]
+            load = os.getloadavg()[0]
+            done = subprocess.run(cmd, capture_output=True, text=True, check=True)
+            results[name].append({**json.loads(done.stdout.strip().splitlines()[-1]), "load": load})
+            print(f"{name}: {results[name][-1]}", file=sys.stderr, flush=True)
+    base = statistics.median(r["steady_epoch"] for r in results[names[0]])
+    print(f"`python -m benchmarks.ablation --repeats {args.repeats} --images {args.images} --batch-size {args.batch_size}`; "
+          f"median load average {statistics.median(r['load'] for rs in results.values() for r in rs):.1f}\n")
+    print("| variant | first epoch s | steady epoch s | speed vs baseline | val accuracy after 3 epochs |")
+    print("|---|---|---|---|---|")
+    for name, rs in results.items():
+        steady = statistics.median(r["steady_epoch"] for r in rs)
+        print(f"| {name} | {statistics.median(r['first_epoch'] for r in rs):.2f} | {steady:.2f} | {base / steady:.2f}x | "
+              f"{statistics.median(r['val_accuracy'] for r in rs):.4f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,77 @@
+"""Sweeps: Optuna trials are ordinary run directories, the study can be joined again, the best spec retrains the same."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+import yaml
+
+import convscope as cs
+from convscope.cli import main
+from convscope.errors import UserError
+from convscope.sweep import SearchSpace, draw, trial_run_dirs
+from synthetic import SMALL_SPEC, tiny_dataset
+
+
+@pytest.fixture(scope="module")
+def study_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("sweep")
+    data = tiny_dataset(200)
+    np.savez(root / "tiny.npz", x=data.images, y=data.labels)
+    (root / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
+    args = ["sweep", "--data", str(root / "tiny.npz"), "--model", str(root / "small.yaml"), "--epochs", "2",
+            "--filters", "2,8", "--batch-sizes", "16,32", "--out", str(root / "study")]
+    assert main([*args, "--trials", "3"]) == 0
+    assert main([*args, "--trials", "1"]) == 0  # a second command joins the same study (SQLite storage)
+    return root / "study"
+
+
+def test_every_trial_is_a_run_directory(study_dir, capsys):
+    runs = trial_run_dirs(study_dir)
+    assert [r.name for r in runs] == ["trial-0000", "trial-0001", "trial-0002", "trial-0003"]
+    for run in runs:
+        trained = cs.load_run(run)
+        filters = trained.model.spec.layers[0].args["filters"]
+        assert 2 <= filters <= 8 and trained.history.epochs_run >= 1
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{study_dir / 'study.db'}")
+    assert len(study.trials) == 4
+
+
+def test_best_trial_retrains_from_its_written_spec(study_dir, tmp_path):
+    best = json.loads((study_dir / "best.json").read_text())
+    runs = {r.name: r for r in trial_run_dirs(study_dir)}
+    best_run = runs[f"trial-{best['trial']:04d}"]
+    recorded = cs.load_run(best_run).history.column("val_loss")
+    assert best["val_loss"] == pytest.approx(min(recorded))
+    assert best["train"]["model"] == str(study_dir / "best_spec.yaml")
+    again = cs.train(**best["train"], out=tmp_path / "again", verbose=False)
+    np.testing.assert_allclose(again.trained.history.column("val_loss"), recorded, rtol=1e-6)
+    assert best["command"].startswith("convscope train --data ")
+
+
+def test_parameters_are_named_by_layer():
+    spec = cs.build(SMALL_SPEC, (8, 8, 1), 2).spec.to_dict()
+    trial = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0)).ask()
+    chosen = draw(trial, spec, SearchSpace(filters=(4, 4), kernel_sizes=(5,), dropout=None), lr=1e-3, batch_size=32)
+    assert set(trial.params) == {"conv2d.filters", "conv2d.kernel_size", "lr", "batch_size"}
+    assert chosen.spec["layers"][0]["filters"] == 4 and chosen.spec["layers"][0]["kernel_size"] == 5
+    assert chosen.spec["layers"][3]["rate"] == 0.2  # dropout not searched: the base spec's value
+
+
+def test_a_callback_can_end_training_after_any_epoch():
+    data = tiny_dataset()
+    model = cs.build(SMALL_SPEC, data.input_shape, data.num_classes, seed=0)
+    seen = []
+    trained = cs.fit(model, data, epochs=5, validation_split=0.25, verbose=False,
+                     on_epoch=lambda m: seen.append(m["epoch"]) or m["epoch"] == 2)
+    assert seen == [1, 2] and trained.history.epochs_run == 2
+
+
+def test_bad_ranges_are_refused():
+    with pytest.raises(UserError, match="dropout range"):
+        SearchSpace(dropout=(0.2, 1.5))
+    with pytest.raises(UserError, match="filters range"):
+        SearchSpace(filters=(16, 8))
