@@ -26,5 +26,20 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest
 
+# The Keras comparison of BENCHMARKS.md (issue 4): TensorFlow for the peer comes with the bench extra.
+BENCH_OUT ?= runs/bench
+
+$(VENV)/.bench-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),bench]'
+	touch $@
+
+# The full run, about 15 minutes on 2 cores; tables in $(BENCH_OUT)/results.md.
+bench: $(VENV)/.bench-installed
+	$(PY) -m benchmarks.run --out $(BENCH_OUT)
+
+# CI: one short repetition on 1,200 images so the benchmark code cannot rot; it asserts no threshold.
+bench-smoke: $(VENV)/.bench-installed
+	$(PY) -m benchmarks.run --smoke --out $(BENCH_OUT)/smoke
+
 clean:
 	rm -rf $(VENV) runs .pytest_cache

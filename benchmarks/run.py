@@ -39,6 +39,7 @@ class Plan:
     latency_repeats: int = 200
     keras_latency_repeats: int = 30  # Keras' predict() costs tens of ms a call; 30 give a stable median
     memory_epochs: tuple[int, ...] = (2, 6)
+    threads: int | None = None  # torch threads on the convscope side; None: torch's own choice
 
 
 FULL = Plan()
@@ -50,6 +51,8 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description="convscope against the classic Keras notebook.")
     p.add_argument("--smoke", action="store_true", help="one short repetition on a few images (CI); no thresholds")
     p.add_argument("--repeats", type=int, help="repetitions of every measurement (default 3)")
+    p.add_argument("--epochs", type=int, help="epochs of every throughput run (default 5)")
+    p.add_argument("--threads", type=int, help="torch threads on the convscope side (default: torch's choice)")
     p.add_argument("--data", help="dataset (default ../shared/data/mnist-10k, else the embedded mnist-5k)")
     p.add_argument("--out", default="benchmarks/results", help="folder for results.json and results.md")
     p.add_argument("--only", default="throughput,time,memory", help="comma-separated parts to run")
@@ -60,8 +63,8 @@ def main(argv=None) -> int:
         return 0
 
     plan = SMOKE if args.smoke else FULL
-    if args.repeats:
-        plan = Plan(**{**asdict(plan), "repeats": args.repeats})
+    overrides = {k: v for k, v in (("repeats", args.repeats), ("epochs", args.epochs), ("threads", args.threads)) if v}
+    plan = Plan(**{**asdict(plan), **overrides})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = args.data or (str(SHARED_MNIST) if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file() else "mnist-5k")
@@ -91,8 +94,9 @@ def keras(split: Path, plan: Plan, batch: int, epochs: int, patience: int, *extr
 
 
 def convscope(split: Path, plan: Plan, model: str, *extra: str) -> list[str]:
+    threads = ("--threads", str(plan.threads)) if plan.threads else ()
     return [str(HERE / "convscope_side.py"), "--split", str(split), "--model", model,
-            "--latency-repeats", str(plan.latency_repeats), *extra]
+            "--latency-repeats", str(plan.latency_repeats), *threads, *extra]
 
 
 def throughput(plan: Plan, split: Path, runs: list) -> None:
@@ -268,15 +272,15 @@ def _memory_table(runs) -> list[str]:
     rows = [r for r in runs if r["kind"] in ("throughput", "memory")]
     if not rows:
         return []
-    out = ["Peak resident memory (MB, whole process):", "", "| side | throughput runs (median) | "
-           + " | ".join(f"after {e} epochs" for e in sorted({r['key'] for r in rows if r['kind'] == 'memory'})) + " |"]
     epochs = sorted({r["key"] for r in rows if r["kind"] == "memory"})
-    out.append("|---|---|" + "---|" * len(epochs))
+    out = ["Peak resident memory (MB, whole process):", "",
+           "| side | throughput runs (median) |" + "".join(f" after {e} epochs |" for e in epochs),
+           "|---|---|" + "---|" * len(epochs)]
     for label in ("keras", "convscope fp32", "convscope bf16"):
         t = [r["peak_rss_mb"] for r in rows if r["kind"] == "throughput" and r["label"] == label]
         mem = [f"{med(r['peak_rss_mb'] for r in _pick(runs, 'memory', label, e)):.0f}" for e in epochs]
         if t or any(v != "nan" for v in mem):
-            out.append(f"| {label} | {med(t):.0f} | " + " | ".join(mem) + (" |" if epochs else "|"))
+            out.append(f"| {label} | {med(t):.0f} |" + "".join(f" {v} |" for v in mem))
     return out + [""]
 
 

@@ -61,11 +61,12 @@ def test_every_rank_reports_the_same_reduced_metrics_and_stops_together(two_rank
 def test_two_ranks_match_one_process_without_batchnorm(two_rank_rows):
     single = fit_rows(PLAIN_SPEC, None)
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
-        np.testing.assert_allclose(curves(two_rank_rows[0]["plain"], key), curves(single, key), rtol=1e-4, atol=1e-5)
+        np.testing.assert_allclose(curves(two_rank_rows[0]["plain"], key), curves(single, key), rtol=1e-5, atol=1e-6)
 
 
 def test_two_ranks_follow_one_process_with_batchnorm_and_dropout(two_rank_rows):
-    """Local BatchNorm statistics and per-rank dropout masks: same curve shape, within 10% (measured: ~3%)."""
+    """Local BatchNorm statistics and per-rank dropout masks: within 10% (measured: 4.8% on the training
+    loss, 0.3% on the validation loss)."""
     single = fit_rows(SMALL_SPEC, None)
     ddp = two_rank_rows[0]["batchnorm_dropout"]
     np.testing.assert_allclose(curves(ddp, "loss"), curves(single, "loss"), rtol=0.10)

@@ -5,15 +5,16 @@ from __future__ import annotations
 import json
 
 import numpy as np
-import optuna
 import pytest
 import yaml
 
-import convscope as cs
-from convscope.cli import main
-from convscope.errors import UserError
-from convscope.sweep import SearchSpace, draw, trial_run_dirs
-from synthetic import SMALL_SPEC, tiny_dataset
+optuna = pytest.importorskip("optuna")  # the sweep extra
+
+import convscope as cs  # noqa: E402
+from convscope.cli import main  # noqa: E402
+from convscope.errors import UserError  # noqa: E402
+from convscope.sweep import SearchSpace, draw, trial_run_dirs  # noqa: E402
+from synthetic import SMALL_SPEC, tiny_dataset  # noqa: E402
 
 
 @pytest.fixture(scope="module")
@@ -75,3 +76,20 @@ def test_bad_ranges_are_refused():
         SearchSpace(dropout=(0.2, 1.5))
     with pytest.raises(UserError, match="filters range"):
         SearchSpace(filters=(16, 8))
+
+
+def test_a_study_directory_expands_to_its_trials_for_compare(study_dir, tmp_path):
+    from convscope.sweep import expand_study_dirs
+
+    assert expand_study_dirs([study_dir, tmp_path]) == [*trial_run_dirs(study_dir), tmp_path]
+    with pytest.raises(UserError, match="not a sweep directory"):
+        trial_run_dirs(tmp_path)
+
+
+def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
+    from convscope.cli import main
+
+    assert main(["compare", str(study_dir)]) == 0
+    table = capsys.readouterr().out
+    for trial in trial_run_dirs(study_dir):
+        assert trial.name in table

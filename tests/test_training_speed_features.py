@@ -46,7 +46,7 @@ def test_bf16_autocast_matches_fp32_accuracy(digits):
 
 def test_auto_precision_is_resolved_and_recorded(digits):
     train, _ = digits
-    trained = fit_fast(train, epochs=1, precision="auto")
+    trained = fit_fast(train.subset(np.arange(320)), epochs=1, precision="auto")
     expected = resolve_precision("auto", torch.device("cpu"))
     assert expected in ("fp32", "bf16")
     assert trained.config["precision"] == expected
@@ -86,7 +86,7 @@ def test_train_fast_uses_its_recipe(tmp_path):
 
 def test_cli_recipe_and_extras_flags(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli(["train", "--model", "cnn", "--recipe", "fast", "--epochs", "1", "--label-smoothing", "0.05",
+    code = cli(["train", "--model", "mlp", "--recipe", "fast", "--epochs", "1", "--label-smoothing", "0.05",
                 "--random-shift", "1", "--precision", "fp32", "--quiet", "--no-report", "--out", str(out)])
     assert code == 0
     config = json.loads((out / "config.json").read_text())
@@ -115,11 +115,13 @@ def test_one_cycle_warms_up_then_decays_to_zero():
 
 def test_schedule_is_recorded_per_epoch(digits):
     train, _ = digits
-    one_cycle_lrs = fit_fast(train, epochs=4, schedule="one-cycle").history.column("lr")
-    assert max(one_cycle_lrs) <= 4e-3 + 1e-12
-    assert one_cycle_lrs[0] < one_cycle_lrs[1] and one_cycle_lrs[1] > one_cycle_lrs[2] > one_cycle_lrs[3]
-    assert one_cycle_lrs[3] < 4e-3 / 10  # the last step's rate is close to zero
-    assert fit_fast(train, epochs=2).history.column("lr") == [4e-3, 4e-3]  # Keras' constant rate by default
+    part = train.subset(np.arange(640))
+    # 4 epochs: the warm-up is the first quarter of the steps, so the rate peaks as epoch 1 ends,
+    # then falls linearly to zero; the history records the rate of each epoch's last step.
+    lrs = fit_fast(part, epochs=4, schedule="one-cycle").history.column("lr")
+    assert lrs == pytest.approx([4e-3, 4e-3 * 2 / 3, 4e-3 / 3, 0.0], abs=4e-4)
+    assert lrs[0] > lrs[1] > lrs[2] > lrs[3]
+    assert fit_fast(part, epochs=2).history.column("lr") == [4e-3, 4e-3]  # Keras' constant rate by default
 
 
 def test_label_smoothing_sets_a_floor_under_the_training_loss(digits):
@@ -128,8 +130,9 @@ def test_label_smoothing_sets_a_floor_under_the_training_loss(digits):
     # Cross-entropy against a smoothed target can never go below that target's entropy.
     p_true, p_other = 1 - eps + eps / k, eps / k
     floor = -(p_true * math.log(p_true) + (k - 1) * p_other * math.log(p_other))
-    smoothed = fit_fast(train, label_smoothing=eps).history.column("loss")
-    plain = fit_fast(train).history.column("loss")
+    part = train.subset(np.arange(640))
+    smoothed = fit_fast(part, epochs=2, label_smoothing=eps).history.column("loss")
+    plain = fit_fast(part, epochs=2).history.column("loss")
     assert min(smoothed) > floor
     assert plain[-1] < smoothed[-1]
 

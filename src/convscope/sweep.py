@@ -229,3 +229,11 @@ def _optuna():
     except ImportError:
         raise UserError("sweeps need Optuna: pip install 'convscope[sweep]'.") from None
     return optuna
+
+
+def expand_study_dirs(paths: list[str | Path]) -> list[Path]:
+    """Run directories for `convscope compare`: a sweep directory stands for all its trials' runs."""
+    out: list[Path] = []
+    for path in map(Path, paths):
+        out.extend(trial_run_dirs(path) if (path / TRIALS_DIR).is_dir() else [path])
+    return out

@@ -5,18 +5,19 @@ from __future__ import annotations
 import argparse
 
 from ..report.compare import compare_runs, comparison_text, write_comparison
+from ..sweep import expand_study_dirs
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("compare", help="compare runs: table and overlaid validation curves",
                        description="Model, parameters, epochs, training time, test accuracy and loss of each run.")
-    p.add_argument("run_dirs", metavar="RUN", nargs="+")
+    p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run directories, or a sweep directory for all its trials")
     p.add_argument("--save", metavar="DIR", help="also write DIR/compare.png (curves) and DIR/compare.html")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
-    rows = compare_runs(args.run_dirs)
+    rows = compare_runs(expand_study_dirs(args.run_dirs))
     print(comparison_text(rows))
     if args.save:
         for path in write_comparison(rows, args.save):

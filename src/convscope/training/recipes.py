@@ -85,7 +85,7 @@ def one_cycle(step: int, total: int, warmup: float = WARMUP_FRACTION) -> float:
     peak = max(1, round(total * warmup))
     if step < peak:
         return (step + 1) / peak  # the first step already moves, at 1/peak of the rate
-    return max(0.0, (total - step) / max(1, total - peak))
+    return max(0.0, (total - step) / (total - peak + 1))
 
 
 def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: int):
