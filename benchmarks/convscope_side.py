@@ -51,7 +51,8 @@ def main(argv=None) -> int:
     trained = cs.fit(
         model, train, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
         validation_split=recipe.validation_split, seed=args.seed, precision=recipe.precision,
-        early_stopping=cs.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
+        early_stopping=None if recipe.patience is None else cs.EarlyStopping(
+            monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
         schedule=recipe.schedule, label_smoothing=recipe.label_smoothing, random_shift=recipe.random_shift,
         verbose=False, on_epoch=tracker,
     )

@@ -13,6 +13,7 @@
 __version__ = "0.1.0"
 
 from .data import Dataset, MinMaxScaler, describe, load, read_image  # noqa: E402
+from .data.streaming import stream  # noqa: E402
 from .errors import UserError  # noqa: E402
 from .evaluation import EvaluationResult, evaluate  # noqa: E402
 from .models import ModelSummary, build  # noqa: E402
@@ -33,5 +34,5 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
 __all__ = [
     "Dataset", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
     "TrainedModel", "UserError", "build", "describe", "evaluate", "fit", "load", "load_run", "load_test_set",
-    "read_image", "save_run", "summary", "train",
+    "read_image", "save_run", "stream", "summary", "train",
 ]

@@ -102,7 +102,8 @@ def train(
     network = build(spec, dataset.input_shape, dataset.num_classes, seed=seed)
     say(str(summary(network)) + "\n")
 
-    stopper = EarlyStopping(monitor=monitor, min_delta=min_delta, patience=settings.patience, restore_best_weights=True)
+    stopper = (EarlyStopping(monitor=monitor, min_delta=min_delta, patience=settings.patience, restore_best_weights=True)
+               if settings.patience is not None else None)
     trained = fit(
         network, train_set, epochs=settings.epochs, batch_size=settings.batch_size,
         validation_split=settings.validation_split, early_stopping=stopper, lr=settings.lr, seed=seed, device=device,
