@@ -92,8 +92,6 @@ def fit(
     scaler = MinMaxScaler.fit(train.images)  # training statistics only, reused unchanged everywhere after
     # Several ranks, or images streamed from disk, take the loop in distributed.py; the default stays here.
     parallel = distributed is not None or not isinstance(train.images, np.ndarray)
-    train_t = Tensors.of(train, scaler, device) if not parallel else None
-    val_t = Tensors.of(validation_data, scaler, device) if validation_data is not None and not parallel else None
 
     model = model.to(device).to(memory_format=torch.channels_last)
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7)  # Keras' epsilon
@@ -103,7 +101,6 @@ def fit(
     shuffler = torch.Generator().manual_seed(seed)
     autocast = _autocast(device, precision)
     extras = _Extras(lr_scheduler(optimizer, schedule, epochs * steps), label_smoothing, random_shift)
-    loop = None
     if parallel:
         if (schedule, label_smoothing, random_shift) != ("constant", 0.0, 0):
             raise UserError("schedule, label_smoothing and random_shift (the fast recipe) work on in-memory data in "
@@ -112,6 +109,10 @@ def fit(
 
         loop = ParallelLoop(model, optimizer, train, validation_data, scaler, device, batch_size, shuffler, autocast,
                             progress, distributed)
+    else:
+        val_t = Tensors.of(validation_data, scaler, device) if validation_data is not None else None
+        loop = _ResidentLoop(model, optimizer, Tensors.of(train, scaler, device), val_t, batch_size, shuffler, autocast,
+                             progress, extras)
 
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed + (distributed.rank if distributed else 0))  # dropout draws from the global generator; fork_rng keeps ours private
@@ -119,16 +120,16 @@ def fit(
             for epoch in range(1, epochs + 1):
                 started = time.perf_counter()
                 progress.start_epoch(epoch)
-                metrics = loop.train_epoch() if loop else _train_epoch(model, optimizer, train_t, batch_size, shuffler, autocast, progress, extras)
+                metrics = loop.train_epoch()
                 if validation_data is not None:
-                    val_loss, val_acc = loop.validate() if loop else evaluate_tensors(model, val_t, autocast=autocast)
+                    val_loss, val_acc = loop.validate()
                     metrics.update(val_loss=val_loss, val_accuracy=val_acc)
                 metrics.update(epoch=epoch, seconds=time.perf_counter() - started)
                 metrics.setdefault("lr", lr)
                 history.rows.append(metrics)
                 stop = stopper is not None and stopper.update(epoch, metrics, model)
                 stop = bool(on_epoch is not None and on_epoch(metrics)) or stop
-                stop = loop.agree(stop) if loop else stop
+                stop = loop.agree(stop)
                 progress.end_epoch(metrics, "  (early stop)" if stop else "")
                 if stop:
                     history.stopped_early = True
@@ -158,6 +159,31 @@ class _Extras:
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
     label_smoothing: float = 0.0
     random_shift: int = 0
+
+
+@dataclass
+class _ResidentLoop:
+    """The default path: in-memory tensors in one process (`distributed.ParallelLoop` has the same three methods)."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    train: Tensors
+    validation: Tensors | None
+    batch_size: int
+    shuffler: torch.Generator
+    autocast: Callable
+    progress: ProgressBar
+    extras: _Extras
+
+    def train_epoch(self) -> dict[str, float]:
+        return _train_epoch(self.model, self.optimizer, self.train, self.batch_size, self.shuffler, self.autocast,
+                            self.progress, self.extras)
+
+    def validate(self) -> tuple[float, float]:
+        return evaluate_tensors(self.model, self.validation, autocast=self.autocast)
+
+    def agree(self, stop: bool) -> bool:
+        return stop  # one process: nobody to agree with
 
 
 def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, autocast, progress,
