@@ -160,3 +160,17 @@ def test_evaluate_matches_accuracy_and_has_per_class_scores():
     assert result.confusion_matrix.sum() == len(data)
     assert [row["class"] for row in result.per_class] == ["top", "bottom"]
     assert sum(row["support"] for row in result.per_class) == len(data)
+
+
+def test_predict_proba_uses_the_runs_training_precision_and_any_batch_size():
+    fp32 = small_fit(epochs=1)
+    images = tiny_dataset(seed=5).images
+    exact = fp32.predict_proba(images, precision="fp32")
+    assert np.array_equal(fp32.predict_proba(images), exact)  # an fp32 run predicts exactly
+    assert np.allclose(fp32.predict_proba(images, batch_size=7), exact, atol=1e-6)  # batching changes nothing
+    bf16 = small_fit(epochs=1, precision="bf16")
+    assert bf16.config["precision"] == "bf16"
+    default, forced = bf16.predict_proba(images), bf16.predict_proba(images, precision="fp32")
+    assert np.allclose(default.sum(1), 1, atol=1e-5)
+    assert not np.array_equal(default, forced)  # bf16 arithmetic, as the run validated
+    assert np.abs(default - forced).max() < 0.05

@@ -26,7 +26,7 @@ from .early_stopping import EarlyStopping
 from .history import History
 from .progress import ProgressBar
 from .recipes import check_extras, lr_scheduler
-from .trained_model import TrainedModel
+from .trained_model import PREDICT_BATCH, TrainedModel
 
 if TYPE_CHECKING:
     from .distributed import DistContext
@@ -215,7 +215,7 @@ def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, aut
 
 
 @torch.inference_mode()
-def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int = 1024, autocast=None) -> tuple[float, float]:
+def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int = PREDICT_BATCH, autocast=None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in inference mode (dropout off, BatchNorm's moving statistics)."""
     model.eval()
     autocast = autocast or _autocast(data.x.device, "fp32")
