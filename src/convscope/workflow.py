@@ -34,8 +34,8 @@ if TYPE_CHECKING:
 @dataclass
 class TrainResult:
     trained: TrainedModel
-    evaluation: EvaluationResult
-    path: Path
+    evaluation: EvaluationResult | None  # None on distributed ranks other than 0, which write nothing
+    path: Path | None
 
 
 def train(
@@ -112,7 +112,7 @@ def train(
         distributed=distributed, on_epoch=on_epoch,
     )
     if distributed is not None and not distributed.is_main:
-        return TrainResult(trained, None, None)  # type: ignore[arg-type]
+        return TrainResult(trained, None, None)
     history = trained.history
     if history.stopped_early or history.weights_epoch != history.epochs_run:
         say(f"restored the weights of epoch {history.weights_epoch} (best {monitor})")
