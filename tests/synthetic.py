@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 import convscope as cs
@@ -26,3 +28,11 @@ SMALL_SPEC = {"layers": [
     {"Flatten": {}},
     {"Dense": {"units": "num_classes", "activation": "softmax"}},
 ]}
+
+
+def write_tiny_npz(folder: Path, n: int, size: int = 12) -> Path:
+    """`tiny_dataset` as a real .npz file with keys x (N, H, W) and y."""
+    data = tiny_dataset(n=n, size=size)
+    path = folder / "tiny.npz"
+    np.savez(path, x=data.images[..., 0], y=data.labels)
+    return path

@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from convscope.cli import main
-from synthetic import tiny_dataset
+from synthetic import tiny_dataset, write_tiny_npz
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -25,10 +25,7 @@ def convscope(*args: str, cwd: Path | None = None) -> subprocess.CompletedProces
 
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory) -> Path:
-    data = tiny_dataset(n=200, size=12)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=data.images[..., 0], y=data.labels)
-    return path
+    return write_tiny_npz(tmp_path_factory.mktemp("data"), n=200)
 
 
 @pytest.fixture(scope="module")

@@ -9,7 +9,6 @@ import re
 from html.parser import HTMLParser
 from pathlib import Path
 
-import numpy as np
 import pytest
 from PIL import Image
 
@@ -17,7 +16,7 @@ import convscope as cs
 from convscope.cli import main
 from convscope.report import html as report_html
 from convscope.report.view import load_view
-from synthetic import tiny_dataset
+from synthetic import write_tiny_npz
 
 URL = re.compile(r"(?:https?:|ftp:|wss?:)?//[\w.-]+\.\w", re.I)
 
@@ -183,10 +182,7 @@ def test_missing_run_is_a_clear_error(tmp_path, capsys):
 
 @pytest.fixture(scope="module")
 def tiny_npz(tmp_path_factory) -> Path:
-    data = tiny_dataset(n=120, size=12)
-    path = tmp_path_factory.mktemp("data") / "tiny.npz"
-    np.savez(path, x=data.images[..., 0], y=data.labels)
-    return path
+    return write_tiny_npz(tmp_path_factory.mktemp("data"), n=120)
 
 
 def test_no_report_when_asked_and_an_mlp_report_explains_the_missing_maps(tiny_npz, tmp_path):

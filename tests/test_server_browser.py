@@ -51,12 +51,18 @@ def url(trained_run):
         yield base
 
 
+def requests_leaving_the_machine(page) -> list[str]:
+    """Collects the URL of every request the page makes to anything but loopback (data: URLs are local)."""
+    foreign: list[str] = []
+    page.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
+    return foreign
+
+
 @pytest.fixture
 def page(browser, url):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
-    foreign: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
+    foreign = requests_leaving_the_machine(page)
     page.goto(url + "/")
     page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
     yield page
@@ -133,8 +139,7 @@ def test_uploading_an_image_shows_its_prediction(page, trained_run, tmp_path):
 def test_api_docs_render_offline(browser, url, tmp_path):
     context = browser.new_context(viewport={"width": 1200, "height": 900})
     page = context.new_page()
-    foreign: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
+    foreign = requests_leaving_the_machine(page)
     page.goto(url + "/docs")
     page.wait_for_selector(".opblock-summary-path")
     paths = page.locator(".opblock-summary-path").all_text_contents()
