@@ -40,7 +40,8 @@ def test_train_writes_a_complete_run_directory(tiny_run):
     out, result = tiny_run
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} >= {
-        "config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz"
+        "config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz",
+        "test_images.npy",
     }
     metrics = json.loads((out / "metrics.json").read_text())
     for key in ("test_loss", "test_accuracy", "per_class", "confusion_matrix", "epochs_run", "best_epoch", "train_seconds"):

@@ -60,7 +60,7 @@ def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated; it still loads
         loaded = torch.jit.load(str(path), _extra_files=extra)
     with torch.no_grad():
-        got = loaded(torch.as_tensor(real_digits, dtype=torch.float32)).numpy()
+        got = loaded(torch.tensor(real_digits, dtype=torch.float32)).numpy()  # a copy: the test images are memory-mapped
     assert np.abs(got - trained.predict_proba(real_digits)).max() < 1e-4
     assert json.loads(extra["convscope.json"])["class_names"] == list(trained.class_names)
 

@@ -157,7 +157,8 @@ def test_report_states_the_runs_numbers(trained_run, report):
 def test_report_command_rewrites_it_atomically(trained_run, tmp_path, capsys, monkeypatch):
     run = tmp_path / "copy"
     run.mkdir()
-    for name in ("config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz"):
+    for name in ("config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz",
+                 "test_images.npy"):
         (run / name).write_bytes((trained_run / name).read_bytes())
     assert main(["report", str(run)]) == 0
     assert capsys.readouterr().out.strip() == str(run / "report.html")

@@ -121,3 +121,20 @@ def test_training_from_a_memory_map_keeps_peak_rss_far_below_the_data(tmp_path):
     assert report["peak_bytes"] < 0.2 * data_bytes * 4  # the float32 tensors the in-memory path holds
     assert report["peak_bytes"] < 0.75 * data_bytes  # and well below even the uint8 file
     assert report["rows"][0]["val_accuracy"] > 0.9  # it did train on the data
+
+
+def test_a_streamed_run_is_evaluated_and_saved_without_reading_all_images_at_once(tmp_path, monkeypatch):
+    data = tiny_dataset(200)
+    path = save_npy(tmp_path, data)
+
+    def refuse(self, dtype=None, copy=None):
+        raise AssertionError(f"{self!r} was read into memory whole")
+
+    monkeypatch.setattr(LazyImages, "__array__", refuse)
+    result = cs.train(str(path), SMALL_SPEC, epochs=2, streaming=True, out=tmp_path / "run", verbose=False, report=False)
+    test, probabilities = cs.load_test_set(result.path)
+    expected = data.split(test_size=0.2, seed=0)[1]
+    assert isinstance(test.images, np.memmap)  # read back lazily too
+    np.testing.assert_array_equal(test.images, expected.images)
+    np.testing.assert_array_equal(test.labels, expected.labels)
+    np.testing.assert_allclose(probabilities, result.evaluation.probabilities)

@@ -6,7 +6,8 @@
       model.safetensors   the weights
       history.csv         one row per epoch
       metrics.json        test loss/accuracy, per-class scores, confusion matrix, epochs, timing
-      test_set.npz        the test images, labels and predicted probabilities (allow_pickle=False)
+      test_images.npy     the test images (N, H, W, C), read back memory-mapped
+      test_set.npz        their labels and predicted probabilities (allow_pickle=False)
 
 Everything is written into a hidden sibling directory first and renamed into place at the end,
 so a failed or interrupted write never leaves a half-written run behind.
@@ -37,7 +38,7 @@ from .training.history import History
 from .training.trained_model import TrainedModel
 
 CONFIG, ARCHITECTURE, WEIGHTS = "config.json", "architecture.json", "model.safetensors"
-HISTORY, METRICS, TEST_SET = "history.csv", "metrics.json", "test_set.npz"
+HISTORY, METRICS, TEST_SET, TEST_IMAGES = "history.csv", "metrics.json", "test_set.npz", "test_images.npy"
 ARCHITECTURE_FORMAT = "convscope-architecture/1"
 
 
@@ -110,11 +111,9 @@ def save_run(
         }
         if evaluation is not None:
             metrics = {**evaluation.metrics(), **metrics}
+            _save_images(tmp / TEST_IMAGES, evaluation.images)
             np.savez_compressed(
-                tmp / TEST_SET,
-                images=evaluation.images,
-                labels=evaluation.labels,
-                probabilities=evaluation.probabilities.astype(np.float32),
+                tmp / TEST_SET, labels=evaluation.labels, probabilities=evaluation.probabilities.astype(np.float32)
             )
         _write_json(tmp / METRICS, metrics)
         if extra_files is not None:
@@ -157,15 +156,31 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
 
 
 def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
-    """The run's test images and labels, and the probabilities the model gave them when it was saved."""
+    """The run's test images (memory-mapped) and labels, and the probabilities the model gave them when saved."""
     path = Path(path)
-    file = path / TEST_SET
-    if not file.is_file():
-        raise UserError(f"{path} has no {TEST_SET}; evaluate it on data with `convscope evaluate {path} --data ...`.")
+    if not (path / TEST_SET).is_file() or not (path / TEST_IMAGES).is_file():
+        raise UserError(
+            f"{path} has no {TEST_SET} and {TEST_IMAGES}; evaluate it on data with `convscope evaluate {path} --data ...`."
+        )
     arch = read_json(path / ARCHITECTURE)
-    with np.load(file, allow_pickle=False) as npz:
-        data = Dataset(npz["images"], npz["labels"].astype(np.int64), tuple(arch["class_names"]), f"{path} (test split)")
+    images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
+    with np.load(path / TEST_SET, allow_pickle=False) as npz:
+        data = Dataset(images, npz["labels"].astype(np.int64), tuple(arch["class_names"]), f"{path} (test split)")
         return data, npz["probabilities"]
+
+
+def _save_images(path: Path, images) -> None:
+    """Streamed test images (`data.streaming.LazyImages`) are copied chunk by chunk, never all in memory."""
+    if isinstance(images, np.ndarray):
+        np.save(path, images, allow_pickle=False)
+        return
+    out = np.lib.format.open_memmap(path, mode="w+", dtype=images.dtype, shape=images.shape)
+    start = 0
+    for chunk in images.chunks():
+        out[start : start + len(chunk)] = chunk
+        start += len(chunk)
+    out.flush()
+    del out  # closes the map before the directory is renamed
 
 
 def read_json(path: Path) -> Any:
