@@ -73,3 +73,13 @@ def test_export_errors_are_sentences(trained_run, tmp_path, capsys):
     with pytest.raises(cs.UserError, match="unknown export format"):
         export(cs.load_run(trained_run), tmp_path / "m.bin", "tflite")
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
+
+
+def test_a_run_without_its_test_images_has_no_background_to_invert_against(trained_run, tmp_path):
+    assert contract(cs.load_run(trained_run))["input"]["background"] == "dark"  # MNIST: light ink on black
+    partial = tmp_path / "run"
+    partial.mkdir()
+    for name in ("config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz"):
+        (partial / name).write_bytes((trained_run / name).read_bytes())  # test_images.npy left out
+    described = contract(cs.load_run(partial))["input"]
+    assert described["background"] is None and "never invert" in described["invert"]

@@ -158,7 +158,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
 def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
     """The run's test images (memory-mapped) and labels, and the probabilities the model gave them when saved."""
     path = Path(path)
-    if not (path / TEST_SET).is_file() or not (path / TEST_IMAGES).is_file():
+    if not has_test_set(path):
         raise UserError(
             f"{path} has no {TEST_SET} and {TEST_IMAGES}; evaluate it on data with `convscope evaluate {path} --data ...`."
         )
@@ -167,6 +167,11 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
     with np.load(path / TEST_SET, allow_pickle=False) as npz:
         data = Dataset(images, npz["labels"].astype(np.int64), tuple(arch["class_names"]), f"{path} (test split)")
         return data, npz["probabilities"]
+
+
+def has_test_set(path: str | Path) -> bool:
+    """Whether the run directory kept its test split (runs saved without an evaluation have none)."""
+    return (Path(path) / TEST_SET).is_file() and (Path(path) / TEST_IMAGES).is_file()
 
 
 def _save_images(path: Path, images) -> None:

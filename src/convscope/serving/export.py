@@ -23,9 +23,8 @@ from torch import nn
 from .. import __version__
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
-from ..runs import TEST_SET, load_test_set
 from ..training.trained_model import TrainedModel
-from .preprocess import training_background
+from .service import run_background
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
@@ -48,9 +47,7 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
     """What a consumer of the exported file must do to an image, and what comes out."""
     h, w, c = trained.input_shape
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    background = None
-    if trained.path is not None and (Path(trained.path) / TEST_SET).is_file():
-        background = training_background(load_test_set(trained.path)[0].images, (lo, hi))
+    background = run_background(trained)
     return {
         "producer": f"convscope {__version__}",
         "input": {

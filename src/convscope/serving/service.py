@@ -21,10 +21,10 @@ from PIL import Image
 from ..errors import UserError
 from ..evaluation.inspection import feature_maps
 from ..models.summary import summary
-from ..runs import METRICS, TEST_SET, load_run, load_test_set, read_json
+from ..runs import METRICS, has_test_set, load_run, load_test_set, read_json
 from ..training.trained_model import TrainedModel
 from .errors import PayloadTooLarge, RequestError
-from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload, training_background
+from .preprocess import Background, PreparedImage, Preprocessing, from_pixels, from_upload, training_background
 
 Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's pixels
 
@@ -52,12 +52,16 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     settings = settings or ServerSettings()
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    background = None
-    if trained.path is not None and (Path(trained.path) / TEST_SET).is_file():
-        test_set, _ = load_test_set(trained.path)
-        background = training_background(test_set.images, (lo, hi))
-    prep = Preprocessing(tuple(trained.input_shape), (float(lo), float(hi)), background, settings.max_image_pixels)
+    prep = Preprocessing(tuple(trained.input_shape), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
     return ServedModel(trained, prep, model_info(trained, prep, settings), settings)
+
+
+def run_background(trained: TrainedModel) -> Background | None:
+    """The background of the run's saved test images, which auto-invert compares uploads with; None without them."""
+    if trained.path is None or not has_test_set(trained.path):
+        return None
+    images = load_test_set(trained.path)[0].images
+    return training_background(images, (trained.scaler.minimum, trained.scaler.maximum))
 
 
 def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSettings) -> dict[str, Any]:
