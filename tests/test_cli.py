@@ -165,3 +165,11 @@ def test_argument_errors_exit_2(capsys):
         main(["train", "--epochs", "0"])
     assert exit_info.value.code == 2
     assert "must be a positive integer" in capsys.readouterr().err
+
+
+def test_starting_the_cli_does_not_load_matplotlib_or_the_server_stack():
+    """Only drawing needs matplotlib (about 0.3 s to import) and only `serve` the web stack."""
+    probe = "import sys, convscope.cli; print(sorted(m for m in ('matplotlib', 'fastapi', 'optuna') if m in sys.modules))"
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
+    assert loaded.stdout.strip() == "[]", loaded.stderr

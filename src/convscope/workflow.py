@@ -20,7 +20,6 @@ from .errors import UserError
 from .evaluation.evaluate import EvaluationResult, evaluate
 from .models.build import build, resolve_spec
 from .models.summary import summary
-from .report.html import write_report
 from .runs import default_run_dir, save_run
 from .training.early_stopping import EarlyStopping
 from .training.fit import fit
@@ -135,5 +134,7 @@ def train(
     path = save_run(trained, out or default_run_dir(spec.name), result, config)
     say(f"\nrun saved to {path}")
     if report:  # after the run is safely on disk: a failing report never costs the trained model
+        from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
+
         say(f"report: {write_report(path, samples=train_set)}")
     return TrainResult(trained, result, path)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..report.compare import compare_runs, comparison_text, write_comparison
 from ..sweep import expand_study_dirs
 
 
@@ -17,6 +16,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.compare import compare_runs, comparison_text, write_comparison  # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
+
     rows = compare_runs(expand_study_dirs(args.run_dirs))
     print(comparison_text(rows))
     if args.save:

@@ -15,12 +15,10 @@ import sys
 from pathlib import Path
 
 import numpy as np
-from matplotlib import colormaps
 
 from ..data import read_image
 from ..errors import UserError
 from ..evaluation import inspection, terminal
-from ..report import figures
 from ..report.view import load_view
 from ..runs import load_run
 from .options import positive_int
@@ -98,6 +96,8 @@ def run(args: argparse.Namespace) -> int:
         print("", file=out)
         print(terminal.render_sample(s, color=color, draw=draw, max_width=min(40, width // 3)), file=out)
     if save is not None:
+        from ..report import figures  # matplotlib (~0.3 s) loads only when something is drawn
+
         path = save / f"{stem}.png"
         figures.to_png(figures.predictions_figure(samples, title), path)
         written.append(path)
@@ -136,6 +136,8 @@ def _feature_maps(trained, sample: inspection.Sample, color: bool, draw: bool, w
             print("\n".join(terminal.halfblocks(picture, color, max_width=40)), file=out)
     written = []
     if save is not None:
+        from ..report import figures  # matplotlib (~0.3 s) loads only when something is drawn
+
         stem = f"index-{sample.index}" if sample.index is not None else "image"
         path = save / f"feature-maps-{stem}.png"
         figures.to_png(figures.feature_maps_figure(sample, maps, cam), path)
@@ -153,6 +155,8 @@ def _colored(tiles: np.ndarray, color: bool) -> np.ndarray:
     filled = np.nan_to_num(tiles, nan=0.0)
     if not color:
         return filled
+    from matplotlib import colormaps  # only colour terminals need it
+
     rgb = colormaps["viridis"](filled)[..., :3]
     rgb[np.isnan(tiles)] = 0.0
     return (rgb * 255).round().astype(np.uint8)

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..report.html import write_report
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser("report", help="write report.html for a run",
@@ -16,5 +14,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..report.html import write_report  # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
+
     print(write_report(args.run_dir, samples=None))
     return 0

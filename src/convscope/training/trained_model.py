@@ -16,7 +16,7 @@ from .history import History
 
 
 # Small batches keep a CNN's activations in the CPU's cache: on the `cnn` preset, batches of 64
-# predict 3.2x faster than batches of 1024 (BENCHMARKS.md, "Inference batch size").
+# predict 2.8x faster than batches of 1024 (BENCHMARKS.md, "Inference batch size").
 PREDICT_BATCH = 64
 
 
