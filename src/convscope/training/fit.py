@@ -20,6 +20,7 @@ from torch import nn
 from ..data.dataset import Dataset
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
+from .allocator import keep_freed_memory
 from .device import pick_device
 from .augment import random_shift as shift_images
 from .early_stopping import EarlyStopping
@@ -90,6 +91,8 @@ def fit(
         raise UserError(f"early stopping monitors {stopper.monitor}, but there is no validation data; set validation_split.")
 
     scaler = MinMaxScaler.fit(train.images)  # training statistics only, reused unchanged everywhere after
+    if device.type == "cpu":
+        keep_freed_memory()  # else every step page-faults its activations back in (allocator.py)
     # Several ranks, or images streamed from disk, take the loop in distributed.py; the default stays here.
     parallel = distributed is not None or not isinstance(train.images, np.ndarray)
 

@@ -12,6 +12,7 @@ import torch
 from torch import nn
 
 from ..data.scaling import MinMaxScaler
+from .allocator import keep_freed_memory
 from .history import History
 
 
@@ -41,6 +42,8 @@ class TrainedModel:
         if images.ndim == 3:
             images = images[None]
         precision = precision or self.config.get("precision", "fp32")
+        if self.device.type == "cpu":
+            keep_freed_memory()
         self.model.eval()
         out = []
         with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=precision == "bf16"):
