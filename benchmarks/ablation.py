@@ -5,7 +5,8 @@
 Each variant trains the `cnn` preset for 3 epochs in a fresh process, written out here as the
 same step `fit` takes (gather a batch from resident tensors, forward, loss, backward, Adam) with
 one knob changed; the first epoch (one-off setup) and the median of the others are reported,
-as ratios against the baseline measured in the same run.
+as ratios against the baseline measured in the same run. A fresh process each matters: glibc's
+malloc thresholds, once set, stay set.
 """
 
 from __future__ import annotations
@@ -18,17 +19,21 @@ import subprocess
 import sys
 import time
 
-BASELINE = {"precision": "fp32", "layout": "channels_last", "adam": "default", "threads": 0, "compile": False,
-            "eval_batch": 1024, "grad_mode": "inference"}
+BASELINE = {"precision": "fp32", "layout": "channels_last", "adam": "fused", "threads": 0, "compile": False,
+            "eval_batch": 64, "grad_mode": "inference", "malloc": "kept", "dropout": "bits"}
+PREVIOUS = {"malloc": "glibc", "dropout": "bernoulli", "adam": "default"}  # the loop before these three were kept
 VARIANTS = {
     "baseline (fit's loop, fp32)": {},
     "bf16 autocast": {"precision": "bf16"},
+    "glibc's own malloc thresholds": {"malloc": "glibc"},
+    "torch's dropout (bernoulli_)": {"dropout": "bernoulli"},
+    "Adam unfused (torch's default)": {"adam": "default"},
+    "all three above (the previous loop)": PREVIOUS,
+    "the previous loop in bf16": {**PREVIOUS, "precision": "bf16"},
     "NCHW contiguous instead of channels_last": {"layout": "contiguous"},
-    "Adam foreach": {"adam": "foreach"},
-    "Adam fused": {"adam": "fused"},
     "1 thread": {"threads": 1},
     "torch.compile": {"compile": True},
-    "eval batch 256": {"eval_batch": 256},
+    "eval batch 1024": {"eval_batch": 1024},
     "eval in no_grad instead of inference_mode": {"grad_mode": "no_grad"},
 }
 
@@ -42,8 +47,15 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
     from convscope.data.scaling import MinMaxScaler
     from convscope.training.fit import Tensors
 
+    from convscope.models.layers import KerasDropout
+    from convscope.training.allocator import keep_freed_memory
+
     if knobs["threads"]:
         torch.set_num_threads(knobs["threads"])
+    if knobs["malloc"] == "kept":
+        keep_freed_memory()
+    if knobs["dropout"] == "bernoulli":  # this process only: every Dropout layer takes torch's own path
+        KerasDropout.forward = torch.nn.Dropout.forward
     data = cs.load(_data())
     data = data.subset(np.arange(min(images, len(data))))
     cut = int(len(data) * 0.8)

@@ -1,4 +1,4 @@
-"""The CPU engine's two speed-ups keep their meaning: Keras' dropout, and a malloc that keeps freed memory."""
+"""The CPU engine's speed-ups keep their meaning: Keras' dropout, max pooling, and a malloc that keeps freed memory."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import textwrap
 import pytest
 import torch
 
-from convscope.models.layers import KerasDropout
+from convscope.models.layers import KerasDropout, KerasMaxPool
 
 
 def _ones(shape, channels_last: bool = False, dtype=torch.float32) -> torch.Tensor:
@@ -68,6 +68,30 @@ def test_dropout_on_a_strided_view_falls_back_to_torch():
     x = torch.ones(64, 64)[:, ::2]  # not dense: torch's own dropout handles it
     y = KerasDropout(0.5).train()(x)
     assert y.shape == (64, 32) and 0.4 < (y == 0).float().mean().item() < 0.6
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape, pool", [((64, 32, 28, 28), 2), ((64, 32, 14, 14), 2), ((64, 8, 12, 18), (3, 2)),
+                                         ((64, 32, 7, 7), 2), ((1, 32, 28, 28), 2)])
+def test_max_pool_predicts_the_same_values_as_torch(dtype, shape, pool):
+    torch.manual_seed(5)
+    x = torch.randn(shape).to(dtype).contiguous(memory_format=torch.channels_last)
+    x[0, 0, :4, :4] = 0.0  # ties inside a window
+    with torch.inference_mode():
+        ours, theirs = KerasMaxPool(pool)(x), torch.nn.MaxPool2d(pool)(x)
+    assert torch.equal(ours, theirs)
+    assert ours.is_contiguous(memory_format=torch.channels_last)  # the next convolution wants this layout
+
+
+def test_max_pool_trains_with_torchs_gradient():
+    torch.manual_seed(6)
+    x = torch.randn(64, 32, 14, 14).contiguous(memory_format=torch.channels_last)
+    grads = []
+    for pool in (KerasMaxPool(2), torch.nn.MaxPool2d(2)):
+        leaf = x.clone().requires_grad_()
+        (pool(leaf) * torch.arange(7 * 7).view(7, 7)).sum().backward()
+        grads.append(leaf.grad)
+    assert torch.equal(grads[0], grads[1])
 
 
 _FAULTS_SCRIPT = textwrap.dedent("""

@@ -217,7 +217,9 @@ def test_inspect_image_file_shows_feature_maps_and_grad_cam(trained_run, view, c
     out = capsys.readouterr().out
     assert "predicted 7" in out
     assert "conv2d (Conv2D): output 28 x 28 x 32" in out and "max_pool2d_1 (MaxPool2D): output 7 x 7 x 32" in out
-    assert "Grad-CAM on conv2d_3 for predicted class '7'" in out
+    # the last Conv2D, or the last image-shaped layer when the conv map holds no positive evidence (grad_cam's rule;
+    # which one depends on the trained weights)
+    assert re.search(r"Grad-CAM on (conv2d_3|dropout_1) for predicted class '7'", out)
     assert "\x1b[38;2;" in out  # drawn in 24-bit colour
     assert {p.name for p in tmp_path.glob("*.png")} >= {"image.png", "feature-maps-image.png", "filters.png"}
 

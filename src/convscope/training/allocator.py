@@ -13,7 +13,7 @@ reuse: the process's peak memory is unchanged, it only returns memory to the sys
 from __future__ import annotations
 
 import ctypes
-import ctypes.util
+import functools
 import sys
 
 _M_TRIM_THRESHOLD = -1  # glibc's mallopt parameter numbers (malloc.h)
@@ -22,16 +22,17 @@ MMAP_THRESHOLD = 32 * 2**20  # glibc's ceiling on 64-bit; blocks above it (a 1,0
 TRIM_THRESHOLD = 1 * 2**30  # free memory at the heap's top kept for reuse before any is returned
 
 
+@functools.cache  # once per process: prediction calls it for every image it serves
 def keep_freed_memory() -> bool:
     """Set glibc's mmap and trim thresholds for a training process; True if they were set.
 
-    Calling it again changes nothing. Other C libraries (musl, macOS) and a preloaded
-    allocator without mallopt are left alone, and False says so.
+    Other C libraries (musl, macOS) and a preloaded allocator without mallopt are left alone,
+    and False says so.
     """
     if not sys.platform.startswith("linux"):
         return False
     try:
-        mallopt = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6").mallopt
+        mallopt = ctypes.CDLL(None).mallopt  # the symbols the process already has: glibc's, where it is glibc
     except (OSError, AttributeError):
         return False
     mallopt.argtypes, mallopt.restype = [ctypes.c_int, ctypes.c_int], ctypes.c_int
