@@ -33,7 +33,7 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),bench]'
 	touch $@
 
-# The full run, about 15 minutes on 2 cores; tables in $(BENCH_OUT)/results.md.
+# The full run, about 16 minutes on 2 cores; tables in $(BENCH_OUT)/results.md.
 bench: $(VENV)/.bench-installed
 	$(PY) -m benchmarks.run --out $(BENCH_OUT)
 

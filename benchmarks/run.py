@@ -1,6 +1,6 @@
 """convscope against the classic Keras notebook, measured in the same run on the same machine.
 
-    python -m benchmarks.run                  # the full run (about 15 minutes on 2 cores)
+    python -m benchmarks.run                  # the full run (about 16 minutes on 2 cores)
     python -m benchmarks.run --smoke          # one short repetition on a few images, for CI
     python -m benchmarks.run --render DIR/results.json   # the tables again, from saved results
 
