@@ -45,10 +45,9 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
 
     import convscope as cs
     from convscope.data.scaling import MinMaxScaler
-    from convscope.training.fit import Tensors
-
     from convscope.models.layers import KerasDropout
     from convscope.training.allocator import keep_freed_memory
+    from convscope.training.fit import Tensors
 
     if knobs["threads"]:
         torch.set_num_threads(knobs["threads"])

@@ -5,8 +5,8 @@ raised on the fly up to the size of the last freed block) straight to the kernel
 gives them back on free, and trims the heap whenever 2x that much lies free at its top. A
 training step frees and re-allocates the same few megabytes of activations, so each step
 faulted them in again, page by page: 860 minor faults a step for the `cnn` at batch 32 in bf16,
-14,000 at batch 128 in fp32, where a fault costs a few microseconds on these machines (fit
-1.2x to 1.5x slower; see BENCHMARKS.md). Fixing both thresholds keeps the freed blocks for
+14,000 at batch 128 in fp32, where a fault costs a few microseconds on these machines (the
+`cnn`'s fit 1.05x to 1.35x slower; see the ablation in BENCHMARKS.md). Fixing both thresholds keeps the freed blocks for
 reuse: the process's peak memory is unchanged, it only returns memory to the system later.
 """
 
@@ -24,7 +24,7 @@ TRIM_THRESHOLD = 1 * 2**30  # free memory at the heap's top kept for reuse befor
 
 @functools.cache  # once per process: prediction calls it for every image it serves
 def keep_freed_memory() -> bool:
-    """Set glibc's mmap and trim thresholds for a training process; True if they were set.
+    """Set glibc's mmap and trim thresholds for this process; True if they were set.
 
     Other C libraries (musl, macOS) and a preloaded allocator without mallopt are left alone,
     and False says so.
