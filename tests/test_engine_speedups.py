@@ -129,3 +129,10 @@ def test_freed_activations_are_reused_without_page_faults():
     default = faults_per_step("default")
     assert default > 500
     assert faults_per_step("keep") < 0.1 * default
+
+
+def test_prediction_batches_are_small_on_the_cpu_and_large_on_a_gpu():
+    from convscope.training.trained_model import predict_batch
+
+    assert predict_batch(torch.device("cpu")) == 64  # activations stay in cache
+    assert predict_batch(torch.device("cuda", 0)) == 1024  # a GPU needs work to fill its cores

@@ -48,7 +48,7 @@ from ..runs import default_run_dir
 from ..workflow import train
 from .device import pick_device
 from .fit import Tensors
-from .trained_model import PREDICT_BATCH
+from .trained_model import predict_batch
 
 
 
@@ -246,8 +246,8 @@ class ParallelLoop:
         n = len(self.validation)
         positions = np.arange(self.ctx.rank, n, self.ctx.world_size)
         # Streamed images are validated in training-sized batches: the size the user made fit in memory.
-        # PREDICT_BATCH is what single-process validation uses, so one rank sums the same way
-        size = PREDICT_BATCH if self.validation.resident is not None else self.batch_size
+        # predict_batch is what single-process validation uses, so one rank sums the same way
+        size = predict_batch(self.device) if self.validation.resident is not None else self.batch_size
         chunks = [positions[start : start + size] for start in range(0, len(positions), size)]
         loss_sum, correct = 0.0, 0
         for x, y in self.validation.batches(chunks):

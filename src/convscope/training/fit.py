@@ -27,7 +27,7 @@ from .early_stopping import EarlyStopping
 from .history import History
 from .progress import ProgressBar
 from .recipes import check_extras, lr_scheduler
-from .trained_model import PREDICT_BATCH, TrainedModel
+from .trained_model import TrainedModel, predict_batch
 
 if TYPE_CHECKING:
     from .distributed import DistContext
@@ -219,10 +219,11 @@ def _train_epoch(model, optimizer, data: Tensors, batch_size: int, shuffler, aut
 
 
 @torch.inference_mode()
-def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int = PREDICT_BATCH, autocast=None) -> tuple[float, float]:
+def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int | None = None, autocast=None) -> tuple[float, float]:
     """Mean cross-entropy and accuracy in inference mode (dropout off, BatchNorm's moving statistics)."""
     model.eval()
     autocast = autocast or _autocast(data.x.device, "fp32")
+    batch_size = batch_size or predict_batch(data.x.device)
     loss_sum, correct = 0.0, 0
     for start in range(0, len(data.y), batch_size):
         x, y = data.x[start : start + batch_size], data.y[start : start + batch_size]

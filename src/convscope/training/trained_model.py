@@ -16,9 +16,14 @@ from .allocator import keep_freed_memory
 from .history import History
 
 
-# Small batches keep a CNN's activations in the CPU's cache: on the `cnn` preset, batches of 64
-# predict 2.8x faster than batches of 1024 (BENCHMARKS.md, "Inference batch size").
-PREDICT_BATCH = 64
+def predict_batch(device: torch.device) -> int:
+    """The batch size for prediction and validation on `device`.
+
+    Small batches keep a CNN's activations in the CPU's cache: on the `cnn` preset, batches of 64
+    predict 2.5x faster than batches of 1,024 (BENCHMARKS.md, "Inference batch size"). A GPU wants
+    large batches instead, to fill its cores (not measured here: no GPU was lent to this project).
+    """
+    return 64 if device.type == "cpu" else 1024
 
 
 @dataclass
@@ -33,7 +38,7 @@ class TrainedModel:
     path: Path | None = None  # the run directory, once saved or loaded
 
     @torch.inference_mode()
-    def predict_proba(self, images: np.ndarray, batch_size: int = PREDICT_BATCH, precision: str | None = None) -> np.ndarray:
+    def predict_proba(self, images: np.ndarray, batch_size: int | None = None, precision: str | None = None) -> np.ndarray:
         """Class probabilities for raw (N, H, W, C) images: the one prediction path convscope has.
 
         `precision` defaults to the one the run was trained with: an fp32 run predicts exactly
@@ -42,6 +47,7 @@ class TrainedModel:
         if images.ndim == 3:
             images = images[None]
         precision = precision or self.config.get("precision", "fp32")
+        batch_size = batch_size or predict_batch(self.device)
         if self.device.type == "cpu":
             keep_freed_memory()
         self.model.eval()
