@@ -30,7 +30,6 @@ TARGET_ACCURACY = 0.985
 # convscope sets glibc's malloc thresholds itself (src/convscope/training/allocator.py); this extra Keras side
 # gets the same setting through glibc's environment variables, to show what the setting alone is worth.
 KERAS_KEPT = "keras, malloc kept"
-KEPT_MEMORY_ENV = {"MALLOC_MMAP_THRESHOLD_": str(32 * 2**20), "MALLOC_TRIM_THRESHOLD_": str(2**30)}
 
 
 @dataclass(frozen=True)
@@ -120,7 +119,14 @@ def throughput(plan: Plan, split: Path, runs: list) -> None:
             if plan.limit:  # the smoke run keeps to the three sides that matter
                 sides = sides[:3]
             for label, cmd in sides[rep % len(sides):] + sides[: rep % len(sides)]:
-                runs.append(measure("throughput", label, batch, cmd, KEPT_MEMORY_ENV if label == KERAS_KEPT else None))
+                runs.append(measure("throughput", label, batch, cmd, kept_memory_env() if label == KERAS_KEPT else None))
+
+
+def kept_memory_env() -> dict[str, str]:
+    """glibc's environment variables for the thresholds convscope sets with mallopt."""
+    from convscope.training.allocator import MMAP_THRESHOLD, TRIM_THRESHOLD
+
+    return {"MALLOC_MMAP_THRESHOLD_": str(MMAP_THRESHOLD), "MALLOC_TRIM_THRESHOLD_": str(TRIM_THRESHOLD)}
 
 
 def time_to_accuracy(plan: Plan, split: Path, runs: list) -> None:

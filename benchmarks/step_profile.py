@@ -64,9 +64,9 @@ def main(argv=None) -> int:
     total = sum(e.self_cpu_time_total for e in events) / args.steps / 1e6
     forward = sum(e.self_cpu_time_total for e in events if e.key in CONV_FORWARD) / args.steps / 1e6
     backward = sum(e.self_cpu_time_total for e in events if e.key in CONV_BACKWARD) / args.steps / 1e6
-    conv_flops = sum(layer.flops for layer in cs.summary(model, print_fn=None).layers if layer.type == "Conv2D")
+    conv_layers = [layer.flops for layer in cs.summary(model, print_fn=None).layers if layer.type == "Conv2D"]
+    conv_flops, first = sum(conv_layers), conv_layers[0]
     # backward: the input gradient and the weight gradient each cost a forward (the first conv has no input gradient)
-    first = next(layer.flops for layer in cs.summary(model, print_fn=None).layers if layer.type == "Conv2D")
     forward_flops, backward_flops = conv_flops * args.batch_size, (2 * conv_flops - first) * args.batch_size
     print(json.dumps({
         "mode": "inference" if args.inference else "training",

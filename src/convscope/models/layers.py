@@ -187,12 +187,12 @@ class KerasMaxPool(nn.MaxPool2d):
     pooling kernel is fast."""
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        kh, kw = _pair(self.kernel_size)
+        kh, kw = as_pair(self.kernel_size)
         n, c, h, w = x.shape
-        tiles = _pair(self.stride) == (kh, kw) and _pair(self.padding) == (0, 0) and h % kh == 0 and w % kw == 0
+        tiles = as_pair(self.stride) == (kh, kw) and as_pair(self.padding) == (0, 0) and h % kh == 0 and w % kw == 0
         small = x.numel() < 2**16  # a few images: torch's one kernel beats several small ones
         if (torch.is_grad_enabled() and x.requires_grad) or not tiles or small or x.device.type != "cpu" \
-                or _pair(self.dilation) != (1, 1) or not x.is_contiguous(memory_format=torch.channels_last) \
+                or as_pair(self.dilation) != (1, 1) or not x.is_contiguous(memory_format=torch.channels_last) \
                 or self.return_indices or self.ceil_mode:
             return super().forward(x)
         # (N, H/kh, kh, W/kw, kw*C): a window's kw pixels are kw adjacent blocks of C channels in memory
@@ -206,8 +206,9 @@ class KerasMaxPool(nn.MaxPool2d):
         return out.permute(0, 3, 1, 2)
 
 
-def _pair(value) -> tuple[int, int]:
-    return (value, value) if isinstance(value, int) else tuple(value)
+def as_pair(value) -> tuple:
+    """A torch module's kernel_size / stride / padding as a pair: (3, 3) from 3 or (3, 3)."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _pool(a: _Args, shapes: list[Shape], kind: str) -> BuiltLayer:
@@ -276,8 +277,9 @@ class KerasDropout(nn.Dropout):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        dense = x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)
-        if not self.training or self.p == 0 or x.device.type != "cpu" or not dense:
+        if not self.training or self.p == 0 or x.device.type != "cpu":
+            return super().forward(x)
+        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
             return super().forward(x)
         n = x.numel()
         words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .layers import as_pair
 from .network import LayerInfo, Network
 from .sizes import axis_output
 
@@ -114,9 +115,9 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
             frozen = sum(b.numel() for n, b in module.named_buffers(recurse=False) if n in ("running_mean", "running_var"))
             formula, flops = None, 0
             if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and inputs[0].dim() == 4:
-                k = _pair(module.kernel_size)
-                s = _pair(module.stride)
-                p = _pair(module.padding) if not isinstance(module.padding, str) else (module.padding,) * 2
+                k = as_pair(module.kernel_size)
+                s = as_pair(module.stride)
+                p = as_pair(module.padding)  # ("same", "same") when torch was given a string
                 h = axis_output(inputs[0].shape[2], k[0], s[0], p[0])
                 w = axis_output(inputs[0].shape[3], k[1], s[1], p[1])
                 formula = h.formula if h == w else f"H: {h.formula}; W: {w.formula}"
@@ -142,7 +143,3 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
         for handle in hooks:
             handle.remove()
     return records
-
-
-def _pair(v) -> tuple:
-    return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
