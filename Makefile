@@ -2,9 +2,9 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := serve,sweep,test
+EXTRAS := serve,export,sweep,test
 
-.PHONY: demo test install system-deps bench bench-smoke clean
+.PHONY: demo test lint install system-deps bench bench-smoke clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -25,6 +25,17 @@ system-deps:
 
 test: install system-deps
 	$(PY) -m pytest
+
+# ruff (lint), mypy (types, src/) and import-linter (imports flow one way: the contracts in pyproject.toml).
+# `ruff format --check` joins once the tree has been formatted.
+$(VENV)/.lint-installed: $(VENV)/.installed
+	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),lint]'
+	touch $@
+
+lint: $(VENV)/.lint-installed
+	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/mypy
+	$(VENV)/bin/lint-imports
 
 # The Keras comparison of BENCHMARKS.md (issue 4): TensorFlow for the peer comes with the bench extra.
 BENCH_OUT ?= runs/bench

@@ -14,7 +14,7 @@ from convscope.cli import main
 
 onnx = pytest.importorskip("onnx")
 pytest.importorskip("onnxruntime")
-from convscope.serving.export import contract, export, onnx_probabilities  # noqa: E402
+from convscope.export import contract, export, onnx_probabilities  # noqa: E402
 
 
 @pytest.fixture(scope="module")

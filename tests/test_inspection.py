@@ -14,7 +14,6 @@ from convscope.cli import main
 from convscope.evaluation import inspection, terminal
 from convscope.report.view import load_view
 
-
 # "  name  0.123 ████▍": a class's probability row, wherever the drawn image puts it on the line
 PROBABILITY_ROW = re.compile(r"(\S+) +(\d\.\d{3})(?= |$)", re.M)
 

@@ -211,3 +211,16 @@ def test_summary_of_a_plain_torch_module():
     assert s.layers[0].output_shape == (28, 28, 4)
     assert s.layers[0].formula == "floor((32 - 5 + 2*0) / 1) + 1 = 28"
     assert s.total_params == 4 * 25 + 4 + 4 * 28 * 28 * 10 + 10
+
+
+def test_a_bare_softmax_activation_as_output_layer_builds_and_gives_logits():
+    # Found by mypy: the output check indexed a bare Softmax module as if it were a Sequential.
+    net = build({"layers": [
+        {"Flatten": {}},
+        {"Dense": {"units": 3}},
+        {"Activation": {"activation": "softmax"}},
+    ]}, (4, 4, 1), 3, seed=0)
+    x = torch.rand(5, 4, 4, 1)
+    logits = net(x)
+    assert logits.shape == (5, 3)
+    assert not torch.allclose(logits.sum(dim=1), torch.ones(5))  # logits, not probabilities: the loss softmaxes

@@ -16,7 +16,8 @@ from PIL import Image
 
 import convscope as cs
 from convscope.cli import main
-from convscope.serving.preprocess import should_invert, training_background
+from convscope.data.background import training_background
+from convscope.serving.preprocess import should_invert
 from server_process import running_server
 
 pytest.importorskip("fastapi")
@@ -25,9 +26,9 @@ MAX_BATCH = 8
 
 @pytest.fixture(scope="module")
 def server(trained_run):
-    with running_server(trained_run, "--max-upload-mb", "1", "--max-image-pixels", "1000000", "--max-batch", str(MAX_BATCH)) as url:
-        with httpx.Client(base_url=url, timeout=30.0) as client:
-            yield client
+    limits = ("--max-upload-mb", "1", "--max-image-pixels", "1000000", "--max-batch", str(MAX_BATCH))
+    with running_server(trained_run, *limits) as url, httpx.Client(base_url=url, timeout=30.0) as client:
+        yield client
 
 
 @pytest.fixture(scope="module")

@@ -6,7 +6,6 @@ Without Chromium the tests skip, unless CI is set: there they fail, because CI i
 
 from __future__ import annotations
 
-import io
 import os
 import shutil
 from urllib.parse import urlparse

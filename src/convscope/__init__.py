@@ -10,17 +10,17 @@
     result = cs.evaluate(run, test)
 """
 
-__version__ = "0.1.0"
-
-from .data import Dataset, MinMaxScaler, describe, load, read_image  # noqa: E402
-from .data.streaming import stream  # noqa: E402
-from .errors import UserError  # noqa: E402
-from .evaluation import EvaluationResult, evaluate  # noqa: E402
-from .models import ModelSummary, build  # noqa: E402
-from .models import summary as _summary  # noqa: E402
-from .runs import load_run, load_test_set, save_run  # noqa: E402
-from .training import EarlyStopping, History, TrainedModel, fit  # noqa: E402
-from .workflow import TrainResult, train  # noqa: E402
+from ._version import __version__
+from .data import Dataset, MinMaxScaler, describe, load, read_image
+from .data.streaming import stream
+from .errors import UserError
+from .evaluation import EvaluationResult
+from .models import ModelSummary, build
+from .models import summary as _summary
+from .report.result import DrawableResult, evaluate
+from .runs import load_run, load_test_set, save_run
+from .training import EarlyStopping, History, TrainedModel, fit
+from .workflow import TrainResult, train
 
 
 def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
@@ -32,7 +32,7 @@ def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
 
 
 __all__ = [
-    "Dataset", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
+    "Dataset", "DrawableResult", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
     "TrainedModel", "UserError", "build", "describe", "evaluate", "fit", "load", "load_run", "load_test_set",
-    "read_image", "save_run", "stream", "summary", "train",
+    "__version__", "read_image", "save_run", "stream", "summary", "train",
 ]

@@ -136,7 +136,7 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     model = Network(spec, tuple(arch["input_shape"]), int(arch["num_classes"]))
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
-    except Exception as exc:  # safetensors raises several types for damaged files
+    except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UserError(f"{path / WEIGHTS} cannot be read as weights for this architecture: {exc}.") from None
     config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
     metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}

@@ -162,7 +162,7 @@ def sweep(
                 return True
             return False
 
-        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,
+        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,  # type: ignore[arg-type]
                        on_epoch=report, verbose=False, **settings.train_kwargs())
         if pruned:  # the run directory is written; the study records the trial as pruned
             raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")

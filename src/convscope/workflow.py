@@ -7,19 +7,21 @@ stopping) -> evaluate on the test split -> save the run directory atomically.
 from __future__ import annotations
 
 import sys
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import torch
 
-from . import __version__
+from ._version import __version__
 from .data import describe, load
 from .data.streaming import stream as open_stream
 from .errors import UserError
-from .evaluation.evaluate import EvaluationResult, evaluate
+from .evaluation.evaluate import EvaluationResult
 from .models.build import build, resolve_spec
 from .models.summary import summary
+from .report.result import evaluate
 from .runs import default_run_dir, save_run
 from .training.early_stopping import EarlyStopping
 from .training.fit import fit

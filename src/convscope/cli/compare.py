@@ -16,7 +16,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..report.compare import compare_runs, comparison_text, write_comparison  # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
+    # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
+    from ..report.compare import compare_runs, comparison_text, write_comparison
 
     rows = compare_runs(expand_study_dirs(args.run_dirs))
     print(comparison_text(rows))

@@ -25,15 +25,15 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     try:
-        from ..serving.export import FORMATS, contract, export
+        from ..export import FORMATS, contract, export
     except ImportError as exc:
-        raise UserError(f"convscope export needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'.") from None
+        raise UserError(f"convscope export needs the export extra ({exc.name} is missing): pip install 'convscope[export]'.") from None
     trained = load_run(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"model{FORMATS[args.format]}"
     try:
         path = export(trained, out, args.format)
     except ImportError as exc:
-        raise UserError(f"exporting to {args.format} needs {exc.name}: pip install 'convscope[serve]'.") from None
+        raise UserError(f"exporting to {args.format} needs {exc.name}: pip install 'convscope[export]'.") from None
     print(f"wrote {path} ({path.stat().st_size:,} bytes)")
     print("preprocessing contract (stored in the file too):")
     print(json.dumps(contract(trained), indent=2))

@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import UserError
 from ..training.distributed import DistContext, process_group, train_in_processes
 from ..training.fit import PRECISIONS
 from ..training.recipes import RECIPES, SCHEDULES
 from ..workflow import train
-from ..errors import UserError
 from .options import add_data_options, data_kwargs, fraction, positive_int
 
 

@@ -37,6 +37,7 @@ def read_image(
     name = "uploaded image" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
     target = _check_size(size) if size is not None else None
     try:
+        image: Image.Image
         if isinstance(path_or_bytes, (bytes, bytearray)):
             image = Image.open(io.BytesIO(path_or_bytes))
         else:

@@ -246,7 +246,8 @@ def _dataset(source: Source, labels, where: str, labels_key: str, class_names, w
     # a zero-byte stand-in of the right length (np.broadcast_to allocates nothing).
     stand_in = np.broadcast_to(np.zeros((1, 1, 1, 1), np.uint8), (source.shape[0], 1, 1, 1))
     checked = build_dataset(RawData(RawSplit(stand_in, labels, where, "images", labels_key, nhwc=True)), where, class_names)
-    return StreamingDataset(LazyImages(source), checked.labels, checked.class_names, where, workers=workers)
+    # LazyImages stands in for the image array: shape, len, take and indexing are all a Dataset uses.
+    return StreamingDataset(LazyImages(source), checked.labels, checked.class_names, where, workers=workers)  # type: ignore[arg-type]
 
 
 class _BatchReader(torch.utils.data.Dataset):

@@ -1,4 +1,7 @@
-"""`evaluate`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions."""
+"""`evaluate`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions.
+
+No drawing here: figures of a result live in `report.figures`, and the result users get from `cs.evaluate`
+(`report.result.DrawableResult`) adds `show_random()`/`show_mistakes()` on top of this one."""
 
 from __future__ import annotations
 
@@ -42,22 +45,6 @@ class EvaluationResult:
     def mistakes(self) -> np.ndarray:
         """Indices of misclassified images."""
         return np.flatnonzero(self.predictions != self.labels)
-
-    def show_random(self, n: int = 6, seed: int | None = None):
-        """A matplotlib figure of `n` random test images with their class probabilities (new ones each call
-        unless `seed` is given)."""
-        return self._gallery("random", n, seed)
-
-    def show_mistakes(self, n: int = 6, seed: int | None = None):
-        """Like `show_random`, but only misclassified images."""
-        return self._gallery("mistakes", n, seed)
-
-    def _gallery(self, kind: str, n: int, seed: int | None):
-        from ..report.figures import predictions_figure  # imported here: the report layer builds on this one
-        from .inspection import select
-
-        chosen = select(self, kind, n, seed=seed)
-        return predictions_figure(chosen.samples, chosen.title)
 
     def metrics(self) -> dict:
         return {

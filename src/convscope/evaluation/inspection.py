@@ -8,6 +8,7 @@ drawing them is the job of `terminal.py` (text) and `convscope.report.figures` (
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import torch
@@ -217,7 +218,7 @@ def feature_maps(trained: TrainedModel, image: np.ndarray) -> list[FeatureMap]:
     network.eval()
     values = network.activations(_input(trained, image))
     return [
-        FeatureMap(info.name, info.type, tuple(info.output_shape), values[info.name][0].float().cpu().numpy())
+        FeatureMap(info.name, info.type, cast(tuple[int, int, int], tuple(info.output_shape)), values[info.name][0].float().cpu().numpy())
         for info in network.info
         if info.type in FEATURE_MAP_TYPES
     ]

@@ -107,7 +107,7 @@ def _image_input(a: _Args, shapes: list[Shape]) -> tuple[int, int, int]:
     shape = _one_input(a, shapes)
     if len(shape) != 3:
         raise a.error(f"needs an image input (H, W, C), got {shape}; is there a Flatten before it?")
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 def _window(a: _Args, h: int, w: int, kernel: tuple[int, int], strides: tuple[int, int], padding: str | int):
@@ -149,7 +149,7 @@ def conv2d(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     hy, wx, formula = _window(a, h, w, kernel, strides, padding)
     conv = nn.Conv2d(c, filters, kernel, strides, bias=use_bias)
     nn.init.xavier_uniform_(conv.weight)
-    if use_bias:
+    if conv.bias is not None:
         nn.init.zeros_(conv.bias)
     if _symmetric(hy, wx):
         conv.padding = (hy.pad_before, wx.pad_before)

@@ -71,7 +71,12 @@ class Network(nn.Module):
             )
         last = built.module[-1] if isinstance(built.module, nn.Sequential) else built.module
         if isinstance(last, nn.Softmax):
-            built.module[-1] = nn.Identity()
+            # The loss takes logits; a softmax output layer (Dense(..., activation=softmax) is a Sequential,
+            # a bare Activation(softmax) the Softmax itself) gives them back in predict_proba.
+            if isinstance(built.module, nn.Sequential):
+                built.module[-1] = nn.Identity()
+            else:
+                built.module = nn.Identity()
         elif not isinstance(last, (nn.Identity, nn.Linear)):
             raise UserError(
                 f"output layer '{name}' ends in {type(last).__name__}; a classifier ends in softmax (or no activation)."

@@ -74,7 +74,7 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
                    "their test numbers are not directly comparable.")
     scored = [r for r in rows if r.test_accuracy is not None]
     if len(scored) > 1:
-        best = max(scored, key=lambda r: r.test_accuracy)
+        best = max(scored, key=lambda r: r.test_accuracy or 0.0)  # all scored: `or` only narrows the type
         out.append(f"best test accuracy: {best.name} ({best.model}, {best.test_accuracy:.4f})")
     return out
 

@@ -15,7 +15,8 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data.dataset import Dataset
-from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, tile_grid
+from ..evaluation.evaluate import EvaluationResult
+from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, select, tile_grid
 from ..training.history import History
 
 CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
@@ -101,6 +102,13 @@ def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True,
             _probability_bars(figure.add_subplot(grid[r, c * per + 1]), s)
     figure.suptitle(title, fontsize=12, fontweight="bold")
     return figure
+
+
+def gallery(result: EvaluationResult, kind: str = "random", n: int = 6, seed: int | None = None) -> Figure:
+    """`n` test images of a result (`kind` as in `inspection.select`: 'random', 'mistakes' ...) with their
+    class probabilities."""
+    chosen = select(result, kind, n, seed=seed)
+    return predictions_figure(chosen.samples, chosen.title)
 
 
 def training_curves(history: History, title: str = "training curves") -> Figure:

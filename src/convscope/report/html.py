@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import __version__
+from .._version import __version__
 from ..data.dataset import Dataset
 from ..evaluation import inspection
 from . import figures

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from .. import __version__
+from .._version import __version__
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
 from . import schemas
@@ -307,7 +307,7 @@ def _add_docs(app: FastAPI) -> None:
         if swagger_ui_path is None:
             return HTMLResponse(_plain_docs(app.openapi()))
         return get_swagger_ui_html(
-            openapi_url=app.openapi_url,
+            openapi_url=app.openapi_url or "/openapi.json",
             title=f"{app.title}: API",
             swagger_js_url="/docs-assets/swagger-ui-bundle.js",
             swagger_css_url="/docs-assets/swagger-ui.css",

@@ -13,18 +13,19 @@ import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from PIL import Image
 
 from ..errors import UserError
 from ..evaluation.inspection import feature_maps
+from ..export.contract import run_background
 from ..models.summary import summary
-from ..runs import METRICS, has_test_set, load_run, load_test_set, read_json
+from ..runs import METRICS, load_run, read_json
 from ..training.trained_model import TrainedModel
 from .errors import PayloadTooLarge, RequestError
-from .preprocess import Background, PreparedImage, Preprocessing, from_pixels, from_upload, training_background
+from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload
 
 Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's pixels
 
@@ -52,16 +53,8 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     settings = settings or ServerSettings()
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    prep = Preprocessing(tuple(trained.input_shape), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
+    prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
     return ServedModel(trained, prep, model_info(trained, prep, settings), settings)
-
-
-def run_background(trained: TrainedModel) -> Background | None:
-    """The background of the run's saved test images, which auto-invert compares uploads with; None without them."""
-    if trained.path is None or not has_test_set(trained.path):
-        return None
-    images = load_test_set(trained.path)[0].images
-    return training_background(images, (trained.scaler.minimum, trained.scaler.maximum))
 
 
 def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSettings) -> dict[str, Any]:
@@ -102,7 +95,7 @@ def prepare(payload: Payload, served: ServedModel, invert: bool | None) -> Prepa
     if isinstance(payload, (bytes, bytearray)):
         if not payload:
             raise RequestError("the uploaded image is empty (0 bytes).")
-        return from_upload(payload, served.prep, invert)
+        return from_upload(bytes(payload), served.prep, invert)
     return from_pixels(payload, served.prep, invert)
 
 

@@ -51,7 +51,6 @@ from .fit import Tensors
 from .trained_model import predict_batch
 
 
-
 @dataclass(frozen=True)
 class DistContext:
     """Which rank this process is among how many; (0, 1) is a plain single process."""

@@ -9,8 +9,9 @@ does, early stopping, and Ctrl-C that ends the run cleanly with the best weights
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable, TextIO
+from typing import TYPE_CHECKING, TextIO
 
 import numpy as np
 import torch
@@ -21,8 +22,8 @@ from ..data.dataset import Dataset
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from .allocator import keep_freed_memory
-from .device import pick_device
 from .augment import random_shift as shift_images
+from .device import pick_device
 from .early_stopping import EarlyStopping
 from .history import History
 from .progress import ProgressBar

@@ -18,6 +18,7 @@ import io
 import warnings
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -80,7 +81,7 @@ def _parse_fast(text: str, has_header: bool, label_col: int, width: int) -> tupl
     pixel_cols = [c for c in range(width) if c != label_col]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", UserWarning)  # "input contained no data": reported by the caller
-        options = {"delimiter": ",", "skiprows": skip, "quotechar": '"'}
+        options: dict[str, Any] = {"delimiter": ",", "skiprows": skip, "quotechar": '"'}
         pixels = np.loadtxt(io.StringIO(text), usecols=pixel_cols, dtype=np.float64, ndmin=2, **options)
         labels = np.loadtxt(io.StringIO(text), usecols=label_col, dtype=str, ndmin=1, **options)
     return pixels, np.char.strip(labels)
@@ -142,7 +143,7 @@ def _label_values(labels: np.ndarray) -> np.ndarray:
 
 def _narrow(values: np.ndarray) -> np.ndarray:
     """uint8 when every value is a whole number in 0..255 (the usual case); floats otherwise."""
-    if values.size and np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 255:
-        if np.all(values == np.round(values)):
-            return values.astype(np.uint8)
+    whole = values.size and np.all(np.isfinite(values)) and values.min() >= 0 and values.max() <= 255
+    if whole and np.all(values == np.round(values)):
+        return values.astype(np.uint8)
     return values  # raw.py checks NaN/inf and makes them float32

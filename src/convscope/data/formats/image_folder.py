@@ -9,6 +9,7 @@ silently).  Hidden files and files of other types (Thumbs.db, notes.txt) are ski
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image
@@ -56,13 +57,15 @@ def load_image_folder(
 
 def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     """An int is a square side; a pair is (height, width)."""
+    value: Any = image_size  # anything a user passes; checked here
     try:
-        size = (int(image_size), int(image_size)) if np.isscalar(image_size) else tuple(int(s) for s in image_size)
+        scalar = bool(np.isscalar(value))  # a bool, so that the type of `value` stays Any
+        size = (int(value), int(value)) if scalar else tuple(int(s) for s in value)
     except (TypeError, ValueError):
         raise UserError(f"image size must be an integer or (height, width), got {image_size!r}.") from None
     if len(size) != 2 or min(size) < 1:
         raise UserError(f"image size must be a positive integer or (height, width), got {image_size!r}.")
-    return size  # type: ignore[return-value]
+    return size
 
 
 def _survey(paths: list[Path]) -> tuple[tuple[int, int], bool]:

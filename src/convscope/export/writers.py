@@ -20,14 +20,10 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
-from .service import run_background
-
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
-INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+from .contract import FORMATS, INPUT_NAME, OUTPUT_NAME, contract
 
 
 class RawPixelClassifier(nn.Module):
@@ -41,37 +37,6 @@ class RawPixelClassifier(nn.Module):
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         # The scaler's own transform, so the exported arithmetic is the one predict_proba uses.
         return torch.softmax(self.network(self.scaler.transform(image)).float(), dim=1)
-
-
-def contract(trained: TrainedModel) -> dict[str, Any]:
-    """What a consumer of the exported file must do to an image, and what comes out."""
-    h, w, c = trained.input_shape
-    lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    background = run_background(trained)
-    return {
-        "producer": f"convscope {__version__}",
-        "input": {
-            "name": INPUT_NAME,
-            "dtype": "float32",
-            "shape": ["batch", h, w, c],
-            "layout": "NHWC (batch, height, width, channels)",
-            "color": "grayscale (1 channel)" if c == 1 else "RGB (3 channels)",
-            "resize": f"to {h} x {w} with Lanczos, aspect ratio not kept (PIL Image.resize(..., LANCZOS))",
-            "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
-            "background": background,
-            "invert": (
-                f"the model was trained on {background} backgrounds: invert images on the other background "
-                f"(x -> {lo:g} + {hi:g} - x) first"
-                if background
-                else "no single background in the training data: never invert"
-            ),
-        },
-        "inside_the_graph": f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); NHWC -> NCHW; network; softmax",
-        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(trained.class_names)],
-                   "meaning": "class probabilities in class order; each row sums to 1"},
-        "class_names": list(trained.class_names),
-        "scaler": {"minimum": lo, "maximum": hi},
-    }
 
 
 def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
