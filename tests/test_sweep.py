@@ -3,6 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
+import time
 
 import numpy as np
 import pytest
@@ -93,3 +98,49 @@ def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
     table = capsys.readouterr().out
     for trial in trial_run_dirs(study_dir):
         assert trial.name in table
+
+
+def test_a_killed_sweep_rerun_with_the_same_command_continues_its_study(tmp_path):
+    """SIGKILL in the middle of a trial; the same command again fails that trial, keeps the finished one
+    and draws new parameters (before: the re-seeded sampler replayed trial 0's draw as trial 2)."""
+    data = tiny_dataset(120)
+    np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
+    study_dir = tmp_path / "study"
+    command = [sys.executable, "-m", "convscope", "sweep", "--data", str(tmp_path / "tiny.npz"),
+               "--model", str(tmp_path / "small.yaml"), "--epochs", "4", "--patience", "9", "--no-prune",
+               "--filters", "2,4", "--batch-sizes", "16", "--trials", "2", "--out", str(study_dir)]
+    storage = f"sqlite:///{study_dir / 'study.db'}"
+
+    def study():
+        return optuna.load_study(study_name="study", storage=storage)
+
+    first = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    try:
+        # Kill once trial 0 has finished and trial 1 has reported an epoch (it has three more to go).
+        deadline = time.monotonic() + 300
+        while time.monotonic() < deadline and first.poll() is None:
+            if (study_dir / "study.db").exists():
+                try:
+                    trials = study().trials
+                except (KeyError, optuna.exceptions.OptunaError):  # the study row is not written yet
+                    trials = []
+                if len(trials) == 2 and trials[0].state.name == "COMPLETE" and trials[1].intermediate_values:
+                    break
+            time.sleep(0.05)
+        assert first.poll() is None, first.stderr.read().decode()
+        os.kill(first.pid, signal.SIGKILL)
+    finally:
+        first.kill()
+        first.wait()
+    before = study().trials
+    assert [t.state.name for t in before] == ["COMPLETE", "RUNNING"]
+
+    again = subprocess.run(command, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0, again.stderr
+    after = study().trials
+    assert [t.state.name for t in after] == ["COMPLETE", "FAIL", "COMPLETE", "COMPLETE"]
+    assert after[0].params == before[0].params and after[0].value == before[0].value  # not repeated
+    drawn = [json.dumps(t.params, sort_keys=True) for t in after]
+    assert len(set(drawn)) == len(drawn), drawn  # no parameter set twice, the killed one included
+    assert [r.name for r in trial_run_dirs(study_dir)] == ["trial-0000", "trial-0002", "trial-0003"]

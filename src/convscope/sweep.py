@@ -12,12 +12,21 @@ with `workflow.train` exactly as `convscope train` would.  After every epoch the
 validation loss; Optuna's median pruner ends trials doing worse than the median of earlier trials
 at the same epoch (the pruned trial still leaves its run directory).  The value minimised is the
 best validation loss of the run, the epoch whose weights early stopping keeps.
+
+Resuming: a sweep killed at any moment and started again with the same command (the same `--out` or
+`--storage`/`--study-name`) continues its study. Trials a dead process left RUNNING are marked failed
+(at once when the process ran on this machine and is gone; after Optuna's heartbeat grace period for
+other machines), finished trials stay as they are, and the sampler is seeded from the seed *and* the
+number of trials already in the study, so it goes on drawing new values instead of replaying its first draws.
 """
 
 from __future__ import annotations
 
 import json
+import os
 import shlex
+import socket
+import warnings
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -31,6 +40,9 @@ from .workflow import train
 
 TRIALS_DIR = "trials"
 BEST_SPEC, BEST_JSON, STORAGE_FILE = "best_spec.yaml", "best.json", "study.db"
+# Optuna's heartbeat: a running trial writes one every HEARTBEAT seconds; one silent for GRACE is failed
+# by the next process that starts a trial (the way trials of a dead machine leave RUNNING).
+HEARTBEAT_SECONDS, GRACE_SECONDS = 30, 120
 
 
 @dataclass(frozen=True)
@@ -140,18 +152,23 @@ def sweep(
     storage = storage or f"sqlite:///{(path / STORAGE_FILE).resolve()}"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
     try:
+        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; its interface is ours to track
+            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
         study = optuna.create_study(
-            storage=storage, study_name=study_name or path.name, direction="minimize", load_if_exists=True,
-            sampler=optuna.samplers.TPESampler(seed=settings.seed), pruner=pruner,
+            storage=rdb, study_name=study_name or path.name, direction="minimize", load_if_exists=True, pruner=pruner,
         )
     except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
         raise UserError(f"cannot open the study storage {storage!r}: {exc}.") from None
+    fail_orphaned_trials(study)
+    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(settings.seed, len(study.trials)))
     study.set_user_attr("settings", asdict(settings))
 
     def objective(trial) -> float:
         chosen = draw(trial, base, space, settings.lr, settings.batch_size)
         run_dir = path / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
+        trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("spec", chosen.spec)
         pruned = []
 
@@ -171,6 +188,41 @@ def sweep(
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,))
     best_run, best_spec = write_best(study, path, settings)
     return SweepResult(study, path, best_run, best_spec)
+
+
+def sampler_seed(seed: int, trials_so_far: int) -> int:
+    """The sampler's seed: the same study state draws the same values, a resumed one continues with new ones."""
+    import numpy as np
+
+    return int(np.random.SeedSequence([seed, trials_so_far]).generate_state(1)[0])
+
+
+def fail_orphaned_trials(study) -> list[int]:
+    """Mark failed the RUNNING trials whose process ran on this machine and is gone (killed, crashed, rebooted).
+
+    Trials of other machines are left to Optuna's heartbeat, which fails them once they fall silent.
+    Returns the numbers of the trials marked failed."""
+    from optuna.trial import TrialState
+
+    here, failed = socket.gethostname(), []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        worker = trial.user_attrs.get("worker") or {}
+        if worker.get("host") == here and not _process_alive(int(worker.get("pid", -1))):
+            study.tell(trial.number, state=TrialState.FAIL)
+            failed.append(trial.number)
+    return failed
+
+
+def _process_alive(pid: int) -> bool:
+    if pid <= 0 or pid == os.getpid():  # our own pid: a new process that reuses a dead one's number
+        return False
+    try:
+        os.kill(pid, 0)  # signal 0 checks existence only
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # exists, another user's
+    return True
 
 
 def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None, Path | None]:
@@ -206,7 +258,8 @@ def trial_run_dirs(study_dir: str | Path) -> list[Path]:
     folder = Path(study_dir) / TRIALS_DIR
     if not folder.is_dir():
         raise UserError(f"{study_dir} is not a sweep directory (it has no {TRIALS_DIR}/ folder).")
-    return sorted(p for p in folder.iterdir() if p.is_dir() and (p / WEIGHTS).is_file())
+    # Hidden folders are runs still being written (or left half-written by a killed trial): not runs.
+    return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / WEIGHTS).is_file())
 
 
 def study_table(study) -> str:

@@ -3,15 +3,16 @@
 MATLAB stores arrays column-major; h5py reads that memory row-major, so every axis comes out
 reversed ((28, 28, N) in MATLAB reads as (N, 28, 28)).  Transposing v7.3 arrays gives back the
 shape MATLAB shows, so both versions reach the layout rule with the same shape.
+
+scipy and h5py are imported by the functions that read, so `import convscope` (and every other format)
+does not pay for them.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import h5py
 import numpy as np
-import scipy.io
 
 from ...errors import UserError
 from ..raw import RawData, RawSplit
@@ -19,6 +20,8 @@ from .arrays import pick_keys
 
 
 def load_mat(path: Path) -> RawData:
+    import h5py
+
     file = str(path)
     try:
         arrays = _read_v73(path) if h5py.is_hdf5(path) else _read_v5(path)
@@ -32,11 +35,15 @@ def load_mat(path: Path) -> RawData:
 
 
 def _read_v5(path: Path) -> dict[str, np.ndarray]:
+    import scipy.io
+
     contents = scipy.io.loadmat(path, chars_as_strings=True)
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
 
 def _read_v73(path: Path) -> dict[str, np.ndarray]:
+    import h5py
+
     arrays: dict[str, np.ndarray] = {}
     with h5py.File(path, "r") as f:
         for key, item in f.items():
