@@ -177,7 +177,7 @@ def _shown(text: str) -> list[dict]:
     """Each sample the CLI printed: header fields and its class probabilities."""
     samples = []
     for block in text.split("\n\n"):
-        head = re.search(r"#(\d+)  true (\S+)  predicted (\S+) \(p=([\d.]+)\)  (correct|wrong)", block)
+        head = re.search(r"#(\d+)  (\S+) → (\S+) \(([\d.]+)\)  (correct|wrong)", block)
         if head:
             probs = {m[0]: float(m[1]) for m in PROBABILITY_ROW.findall(block[head.end():])}
             samples.append({"index": int(head[1]), "true": head[2], "predicted": head[3], "verdict": head[5], "probs": probs})

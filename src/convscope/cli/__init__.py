@@ -7,8 +7,10 @@ Each sub-command lives in its own module with two functions, `add_parser(subpars
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 
+from .. import __version__
 from ..errors import UserError
 from . import compare, evaluate, export, inspect, predict, report, serve, summary, sweep, train
 
@@ -20,6 +22,7 @@ def parser() -> argparse.ArgumentParser:
         prog="convscope",
         description="Train, explain and serve small convolutional image classifiers.",
     )
+    root.add_argument("--version", action="version", version=f"convscope {__version__}")
     sub = root.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
@@ -39,6 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print(f"convscope {args.command}: interrupted.", file=sys.stderr)
         return 130
+    except BrokenPipeError:
+        return _reader_went_away()
+
+
+def _reader_went_away() -> int:
+    """The reader of our output closed it (`convscope summary --json cnn | head`): stop quietly, as Unix
+    tools do. Python would otherwise report the pipe again when it flushes stdout at exit."""
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    return 141  # 128 + SIGPIPE, what a shell reports for a tool that a pipe stopped
 
 
 if __name__ == "__main__":

@@ -64,10 +64,26 @@ class EvaluationResult:
             lines.append(
                 f"{row['class']:>{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
             )
+        lines += self.confusion_text()
         pairs = self.most_confused(3)
         if pairs:
             lines.append("most confused: " + ", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in pairs))
         return "\n".join(lines)
+
+
+    def confusion_text(self, max_classes: int = 20) -> list[str]:
+        """The confusion matrix as aligned text (rows true, columns predicted), for up to `max_classes`."""
+        k = len(self.class_names)
+        if k > max_classes:
+            return [f"confusion matrix: {k} classes, too many to print; see --json or the report"]
+        names, corner = [n[:8] for n in self.class_names], "true \\ predicted"
+        width = max(len(corner), *(len(n) for n in names))
+        cell = max(3, *(len(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
+        lines = ["confusion matrix (rows: true class, columns: predicted)",
+                 f"{corner:>{width}}  " + " ".join(f"{n:>{cell}}" for n in names)]
+        for name, row in zip(names, self.confusion_matrix):
+            lines.append(f"{name:>{width}}  " + " ".join(f"{int(v):>{cell}}" for v in row))
+        return lines
 
 
 def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:

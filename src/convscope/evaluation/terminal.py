@@ -82,10 +82,10 @@ def bar(value: float, width: int = 20) -> str:
 
 
 def sample_text(sample: Sample, width: int = 20) -> list[str]:
-    """The header line (index, true, predicted, verdict) and one probability bar per class."""
+    """The header line (index, the figures' caption `true → predicted (p)`, verdict) and one probability bar
+    per class."""
     where = f"#{sample.index}" if sample.index is not None else "image"
-    truth = f"true {sample.true_name}  " if sample.label is not None else ""
-    lines = [f"{where}  {truth}predicted {sample.predicted_name} (p={sample.confidence:.3f})  {sample.verdict}"]
+    lines = [f"{where}  {sample.caption}  {sample.verdict}"]
     name_width = max(len(n) for n in sample.class_names)
     for k, (name, p) in enumerate(zip(sample.class_names, sample.probabilities)):
         marks = ("<- predicted" if k == sample.predicted else "") + (

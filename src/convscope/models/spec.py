@@ -37,6 +37,7 @@ from ..errors import UserError
 from .layers import BUILDERS, canonical_type
 
 INPUT = "input"
+KINDS = ("sequential", "functional")
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 
 
@@ -54,10 +55,13 @@ class ModelSpec:
     layers: tuple[LayerSpec, ...]
     output: str
     input_shape: tuple[int, ...] | None = None  # from an Input layer, if the spec has one
+    # How the spec was written: "functional" when it names its layers' inputs (Keras' Functional API,
+    # even for a plain chain, as the course's Functional CNN is), else "sequential".
+    kind: str = "sequential"
 
     def to_dict(self) -> dict[str, Any]:
         """The normalised, explicit form: what a run stores as its architecture."""
-        out: dict[str, Any] = {"name": self.name}
+        out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.input_shape is not None:
             out["input_shape"] = list(self.input_shape)
         out["layers"] = [
@@ -87,9 +91,12 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
         raw = {"layers": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list) or not raw["layers"]:
         raise UserError(f"{source}: a model spec needs a non-empty 'layers' list.")
-    unknown_top = set(raw) - {"name", "layers", "output", "input_shape"}
+    unknown_top = set(raw) - {"name", "kind", "layers", "output", "input_shape"}
     if unknown_top:
         raise UserError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown_top))}; expected name, layers, output.")
+    if raw.get("kind", "sequential") not in KINDS:
+        raise UserError(f"{source}: kind must be {' or '.join(KINDS)}, got {str(raw['kind'])[:40]!r}.")
+    functional = "output" in raw  # or any layer that names its inputs, below
 
     layers: list[LayerSpec] = []
     input_shape = tuple(raw["input_shape"]) if raw.get("input_shape") else None
@@ -109,6 +116,7 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
         if not _NAME.match(str(layer_name)):
             raise UserError(f"{source}: layer {position} has an invalid name {layer_name!r} (letters, digits, _ and -).")
         inputs = args.pop("inputs", None)
+        functional = functional or inputs is not None
         inputs = (previous,) if inputs is None else (tuple(inputs) if isinstance(inputs, list) else (inputs,))
         layers.append(LayerSpec(str(layer_name), kind, args, tuple(str(i) for i in inputs)))
         previous = str(layer_name)
@@ -117,7 +125,8 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
     output = str(raw.get("output", layers[-1].name))
     if output not in {l.name for l in layers}:
         raise UserError(f"{source}: output {output!r} is not the name of a layer.")
-    return ModelSpec(str(raw.get("name", name)), tuple(layers), output, input_shape)
+    kind = str(raw.get("kind") or ("functional" if functional else "sequential"))
+    return ModelSpec(str(raw.get("name", name)), tuple(layers), output, input_shape, kind)
 
 
 def _split_layer(item: Any, position: int, source: str) -> tuple[str, dict[str, Any]]:

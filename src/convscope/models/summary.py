@@ -22,6 +22,7 @@ class ModelSummary:
     name: str
     input_shape: tuple[int, ...]
     layers: tuple[LayerInfo, ...]
+    kind: str = "sequential"  # or "functional": how the spec was written, as Keras' `Model: "functional"` says
 
     @property
     def trainable_params(self) -> int:
@@ -42,6 +43,7 @@ class ModelSummary:
     def to_dict(self) -> dict:
         return {
             "name": self.name,
+            "kind": self.kind,
             "input_shape": list(self.input_shape),
             "layers": [asdict(l) for l in self.layers],
             "total_params": self.total_params,
@@ -65,7 +67,7 @@ class ModelSummary:
                 cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))
             ).rstrip()
 
-        out = [f'Model: "{self.name}"   input {_shape(self.input_shape)}', line, fmt(header), line.replace("-", "=")]
+        out = [f'Model: "{self.name}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}', line, fmt(header), line.replace("-", "=")]
         for l, r in zip(self.layers, rows):
             out.append(fmt(r))
             if l.formula:
@@ -94,7 +96,7 @@ def _flops(n: int) -> str:
 def summary(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> ModelSummary:
     """The summary of a built model; any other torch module is described from its leaf modules."""
     if isinstance(model, Network):
-        return ModelSummary(model.spec.name, model.input_shape, tuple(model.info))
+        return ModelSummary(model.spec.name, model.input_shape, tuple(model.info), model.spec.kind)
     if input_shape is None:
         raise ValueError("summary of a plain torch module needs input_shape=(H, W, C)")
     return ModelSummary(type(model).__name__, tuple(input_shape), tuple(_traced_layers(model, input_shape)))

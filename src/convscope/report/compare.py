@@ -55,7 +55,7 @@ def run_row(run_dir: str | Path) -> RunRow:
     return RunRow(
         path.name, path, s.name, s.total_params, history.epochs_run, history.best_epoch,
         metrics.get("train_seconds"), metrics.get("test_accuracy"), metrics.get("test_loss"),
-        str(config.get("data", {}).get("source", "")), history,
+        str(config.get("data", {}).get("source") or "unrecorded data"), history,
     )
 
 

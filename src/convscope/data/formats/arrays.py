@@ -68,9 +68,9 @@ def load_npz(path: Path) -> RawData:
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
 
 
-def labels_partner(path: Path) -> Path | None:
-    """Where the labels of an images `.npy` live: `<stem>_labels.npy`, `*labels*` for `*images*`,
-    `y.npy` beside `x.npy`, else `labels.npy`."""
+def label_candidates(path: Path) -> list[str]:
+    """Where the labels of an images `.npy` may live, in the order they are looked for:
+    `<stem>_labels.npy`, `*labels*` for `*images*`, `y.npy` beside `x.npy`, `labels.npy`."""
     stem = path.stem
     names = [f"{stem}_labels.npy"]
     if "images" in stem:
@@ -78,10 +78,13 @@ def labels_partner(path: Path) -> Path | None:
     if stem in ("x", "X"):
         names += ["y.npy", "Y.npy"]
     names.append("labels.npy")
-    for name in names:
-        candidate = path.with_name(name)
-        if candidate != path and candidate.is_file():
-            return candidate
+    return [name for name in names if name != path.name]
+
+
+def labels_partner(path: Path) -> Path | None:
+    for name in label_candidates(path):
+        if path.with_name(name).is_file():
+            return path.with_name(name)
     return None
 
 
@@ -90,7 +93,7 @@ def load_npy(path: Path) -> RawData:
     if labels is None:
         raise UserError(
             f"{path}: a .npy file holds only images; put the labels beside it as "
-            f"{path.stem}_labels.npy or labels.npy, or save both in one .npz."
+            f"{' or '.join(label_candidates(path))}, or save both in one .npz."
         )
     train = RawSplit(_read_npy(path), _read_npy(labels), str(path.parent), path.name, labels.name)
     return RawData(train)

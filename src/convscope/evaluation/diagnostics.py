@@ -1,0 +1,174 @@
+"""What a learning curve says: short notes, with the numbers, for the patterns that make a run look broken.
+
+Each reader is a pure function of the history (and, for class balance, the per-class scores). A note is
+written only when its pattern is present, so a healthy run gets none. The thresholds are deliberately
+plain numbers a learner can check against the table of epochs.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Sequence
+
+from torch import nn
+
+from ..training.history import History
+
+# Validation accuracy this far below training accuracy counts as lagging.
+LAG = 0.10
+# BatchNorm statistics count as young while this share of their initial values (mean 0, variance 1) is left.
+YOUNG = 0.01
+# A validation loss this much (relative) above its minimum, at the end, counts as having risen.
+RISE = 0.05
+# Both accuracies below this, and still rising, count as underfitting.
+LOW_ACCURACY = 0.90
+# A class whose recall is this far below the mean recall, with this many times fewer training images than
+# the median class, is a class the model saw too rarely.
+RECALL_GAP = 0.10
+RARE = 0.5
+
+
+@dataclass(frozen=True)
+class CurveNote:
+    kind: str  # batchnorm-warmup | overfitting | label-smoothing | imbalance | underfitting
+    text: str
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class ClassScore:
+    name: str
+    recall: float
+    train_count: int
+
+
+def batchnorm_momentum(model: nn.Module) -> float | None:
+    """The Keras momentum of the model's BatchNormalization layers (the largest, if they differ), or None."""
+    momenta = [1.0 - m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
+               and m.momentum is not None]
+    return max(momenta) if momenta else None
+
+
+def read_curves(
+    history: History,
+    *,
+    batchnorm_momentum: float | None = None,
+    steps_per_epoch: int | None = None,
+    label_smoothing: float = 0.0,
+    num_classes: int | None = None,
+    classes: Sequence[ClassScore] = (),
+) -> list[CurveNote]:
+    """Every note whose pattern is present in this run, in the order a learner should read them."""
+    notes = [
+        _batchnorm_warmup(history, batchnorm_momentum, steps_per_epoch),
+        _overfitting(history),
+        _label_smoothing(history, label_smoothing, num_classes),
+        _imbalance(classes),
+        _underfitting(history),
+    ]
+    return [note for note in notes if note is not None]
+
+
+def _batchnorm_warmup(history: History, momentum: float | None, steps: int | None) -> CurveNote | None:
+    if momentum is None or not steps or not 0.0 < momentum < 1.0:
+        return None
+    for row in history.rows:
+        if "val_accuracy" not in row or "accuracy" not in row:
+            continue
+        epoch = int(row["epoch"])
+        left = momentum ** (steps * epoch)
+        if row["accuracy"] - row["val_accuracy"] > LAG and left > YOUNG:
+            needed = math.ceil(math.log(YOUNG) / math.log(momentum) / steps)
+            lower = 0.9 if momentum > 0.9 else momentum / 2
+            return CurveNote(
+                "batchnorm-warmup",
+                f"Validation accuracy lags training accuracy at epoch {epoch} ({row['val_accuracy']:.2f} against "
+                f"{row['accuracy']:.2f}) because BatchNormalization's moving statistics are young: validation uses "
+                f"them, and after {steps * epoch} steps with momentum {momentum:g}, {momentum:g}^{steps * epoch} = "
+                f"{left:.0%} of their initial values (mean 0, variance 1) is still in them. Train for at least "
+                f"{needed} epochs (under {YOUNG:.0%} left), or lower the momentum (e.g. {lower:g}: "
+                f"{lower ** steps:.0%} left after one epoch).",
+            )
+    return None
+
+
+def _overfitting(history: History) -> CurveNote | None:
+    rows = [r for r in history.rows if "val_loss" in r and "loss" in r]
+    if len(rows) < 3:
+        return None
+    best = min(rows, key=lambda r: r["val_loss"])
+    last = rows[-1]
+    rose = last["val_loss"] > best["val_loss"] * (1.0 + RISE)
+    if best is last or not rose or not last["loss"] < best["loss"]:
+        return None
+    kept = (f" Early stopping kept epoch {history.weights_epoch}'s weights."
+            if history.weights_epoch == int(best["epoch"]) else
+            f" The model ends with epoch {history.weights_epoch}'s weights; EarlyStopping(restore_best_weights=True) "
+            f"would keep epoch {int(best['epoch'])}'s.")
+    return CurveNote(
+        "overfitting",
+        f"Overfitting: validation loss was lowest at epoch {int(best['epoch'])} ({best['val_loss']:.4f}) and rose to "
+        f"{last['val_loss']:.4f} by epoch {int(last['epoch'])}, while training loss kept falling "
+        f"({best['loss']:.4f} -> {last['loss']:.4f}): the model is learning its training images rather than the "
+        f"classes.{kept}",
+    )
+
+
+def smoothed_loss_floor(label_smoothing: float, num_classes: int) -> float:
+    """The lowest cross-entropy a model can reach against smoothed targets: their entropy."""
+    off = label_smoothing / num_classes
+    on = 1.0 - label_smoothing + off
+    return -(on * math.log(on) + (num_classes - 1) * (off * math.log(off) if off > 0 else 0.0))
+
+
+def _label_smoothing(history: History, smoothing: float, num_classes: int | None) -> CurveNote | None:
+    if smoothing <= 0 or not num_classes or not history.rows:
+        return None
+    last = history.rows[-1]
+    if "val_loss" not in last or not last["loss"] > last["val_loss"]:
+        return None
+    target = 1.0 - smoothing + smoothing / num_classes
+    return CurveNote(
+        "label-smoothing",
+        f"Training loss ({last['loss']:.4f}) stays above validation loss ({last['val_loss']:.4f}) because of label "
+        f"smoothing {smoothing:g}: training aims at probability {target:.3f} for the true class, not 1, so its loss "
+        f"cannot fall below {smoothed_loss_floor(smoothing, num_classes):.4f}; validation is scored against the "
+        f"plain labels. This is expected, not a bug.",
+    )
+
+
+def _imbalance(classes: Sequence[ClassScore]) -> CurveNote | None:
+    if len(classes) < 2:
+        return None
+    mean_recall = sum(c.recall for c in classes) / len(classes)
+    counts = sorted(c.train_count for c in classes)
+    median = counts[len(counts) // 2] if len(counts) % 2 else (counts[len(counts) // 2 - 1] + counts[len(counts) // 2]) / 2
+    rare = [c for c in classes if c.recall < mean_recall - RECALL_GAP and c.train_count < RARE * median]
+    if not rare:
+        return None
+    worst = min(rare, key=lambda c: c.recall)
+    others = f" ({len(rare) - 1} more class{'es' if len(rare) > 2 else ''} alike)" if len(rare) > 1 else ""
+    return CurveNote(
+        "imbalance",
+        f"Class {worst.name!r} has recall {worst.recall:.2f} against {mean_recall:.2f} on average, and had "
+        f"{worst.train_count} training images against a median of {median:g}: the model saw it too rarely{others}. "
+        f"More images of it, or weighting it in the loss, would help.",
+    )
+
+
+def _underfitting(history: History) -> CurveNote | None:
+    if len(history.rows) < 2 or history.stopped_early:
+        return None
+    last, before = history.rows[-1], history.rows[-2]
+    keys = [k for k in ("accuracy", "val_accuracy") if k in last and k in before]
+    if not keys or not all(last[k] < LOW_ACCURACY and last[k] > before[k] for k in keys):
+        return None
+    values = ", ".join(f"{k.replace('_', ' ')} {before[k]:.2f} -> {last[k]:.2f}" for k in keys)
+    return CurveNote(
+        "underfitting",
+        f"Underfitting: accuracy is still low and still rising at the last epoch ({values} at epoch "
+        f"{int(last['epoch'])}): the model has not finished learning. Train for more epochs.",
+    )
