@@ -6,7 +6,10 @@ import pytest
 from torch import nn
 
 from convscope.evaluation.diagnostics import (
-    ClassScore, batchnorm_momentum, read_curves, smoothed_loss_floor,
+    ClassScore,
+    batchnorm_momentum,
+    read_curves,
+    smoothed_loss_floor,
 )
 from convscope.training.history import History
 

@@ -10,7 +10,7 @@ import argparse
 import os
 import sys
 
-from .. import __version__
+from .._version import __version__
 from ..errors import UserError
 from . import compare, evaluate, export, inspect, predict, report, serve, summary, sweep, train
 

@@ -8,8 +8,8 @@ plain numbers a learner can check against the table of epochs.
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 from torch import nn
 
