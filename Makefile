@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := serve,export,sweep,test
 
-.PHONY: demo test lint install system-deps bench bench-smoke clean
+.PHONY: demo test lint install system-deps bench bench-smoke bench-load clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -51,6 +51,10 @@ bench: $(VENV)/.bench-installed
 # CI: one short repetition on 1,200 images so the benchmark code cannot rot; it asserts no threshold.
 bench-smoke: $(VENV)/.bench-installed
 	$(PY) -m benchmarks.run --smoke --out $(BENCH_OUT)/smoke
+
+# Issue 17: both sides with 0, 1 and 2 busy background processes, and the server's /predict; about 15 minutes.
+bench-load: $(VENV)/.bench-installed
+	$(PY) -m benchmarks.under_load --out $(BENCH_OUT)/load
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

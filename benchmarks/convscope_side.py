@@ -20,6 +20,7 @@ import convscope as cs
 from convscope.data.scaling import MinMaxScaler
 from convscope.training.fit import Tensors, evaluate_tensors, resolve_precision
 from convscope.training.recipes import recipe_for
+from convscope.training.threads import apply_threads
 
 
 def main(argv=None) -> int:
@@ -31,13 +32,11 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: torch's choice)")
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: convscope's choice, training/threads.py)")
     p.add_argument("--track-test", action="store_true",
                    help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy")
     p.add_argument("--latency-repeats", type=int, default=200)
     args = p.parse_args(argv)
-    if args.threads:
-        torch.set_num_threads(args.threads)
 
     recipe = recipe_for(args.model).with_overrides(
         epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, precision=args.precision)
@@ -54,13 +53,14 @@ def main(argv=None) -> int:
         early_stopping=None if recipe.patience is None else cs.EarlyStopping(
             monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
         schedule=recipe.schedule, label_smoothing=recipe.label_smoothing, random_shift=recipe.random_shift,
-        verbose=False, on_epoch=tracker,
+        verbose=False, on_epoch=tracker, threads=args.threads,
     )
     fit_seconds = time.perf_counter() - started - tracker.off_clock
     history = trained.history
     result = cs.evaluate(trained, test)
 
     x_test = test.images
+    predict_plan = apply_threads(args.threads)  # as `convscope predict` and `serve` do: planned once, at the start
     trained.predict_proba(x_test[:1024])  # first call pays one-off setup, as Keras' first predict does
     t = time.perf_counter()
     trained.predict_proba(x_test)
@@ -77,7 +77,8 @@ def main(argv=None) -> int:
     per_epoch = len(train)  # training + validation images, as on the Keras side
     print(json.dumps({
         "side": "convscope", "model": args.model, "recipe": recipe.to_dict(),
-        "precision": resolve_precision(recipe.precision, trained.device), "threads": torch.get_num_threads(),
+        "precision": resolve_precision(recipe.precision, trained.device), "threads": trained.config["threads"],
+        "predict_threads": predict_plan.to_dict(),
         "versions": {"convscope": cs.__version__, "torch": torch.__version__},
         "batch_size": recipe.batch_size, "epochs_run": history.epochs_run,
         "train_images": int(len(train) * (1 - recipe.validation_split)), "images_seen": history.epochs_run * per_epoch,

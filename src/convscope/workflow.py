@@ -68,6 +68,7 @@ def train(
     streaming: bool = False,
     distributed: DistContext | None = None,
     on_epoch: Callable[[dict[str, float]], bool] | None = None,
+    threads: int | None = None,
     report: bool = True,
 ) -> TrainResult:
     """Train `model` on `data` the way the course does and write a run directory.
@@ -110,7 +111,7 @@ def train(
         validation_split=settings.validation_split, early_stopping=stopper, lr=settings.lr, seed=seed, device=device,
         precision=settings.precision, schedule=settings.schedule, label_smoothing=settings.label_smoothing,
         random_shift=settings.random_shift, verbose=verbose, stream=stream,
-        distributed=distributed, on_epoch=on_epoch,
+        distributed=distributed, on_epoch=on_epoch, threads=threads,
     )
     if distributed is not None and not distributed.is_main:
         return TrainResult(trained, None, None)

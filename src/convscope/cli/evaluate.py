@@ -8,7 +8,8 @@ import json
 from ..data import load
 from ..evaluation import evaluate
 from ..runs import load_run, load_test_set
-from .options import add_data_options, data_kwargs
+from ..training.threads import apply_threads
+from .options import add_data_options, add_threads_option, data_kwargs
 
 
 def add_parser(sub) -> None:
@@ -16,10 +17,12 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", metavar="RUN")
     add_data_options(p, default=None)
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    add_threads_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_threads(args.threads)
     trained = load_run(args.run_dir)
     if args.data is None:
         data, _ = load_test_set(args.run_dir)

@@ -42,3 +42,8 @@ def data_kwargs(args: argparse.Namespace) -> dict:
         "class_names": args.class_names, "layout": args.layout,
         "image_size": args.image_size, "channels": args.channels,
     }
+
+
+def add_threads_option(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--threads", type=positive_int,
+                   help="torch threads (default: the cores other processes leave idle; see the README)")

@@ -9,6 +9,8 @@ import numpy as np
 
 from ..data import read_image
 from ..runs import load_run
+from ..training.threads import apply_threads
+from .options import add_threads_option
 
 
 def add_parser(sub) -> None:
@@ -17,10 +19,12 @@ def add_parser(sub) -> None:
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
     p.add_argument("--json", action="store_true")
+    add_threads_option(p)
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    apply_threads(args.threads)
     trained = load_run(args.run_dir)
     h, w, c = trained.input_shape
     images = np.stack([read_image(path, (h, w), c) for path in args.images])

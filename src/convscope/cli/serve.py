@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import UserError
-from .options import positive_int
+from .options import add_threads_option, positive_int
 
 
 def add_parser(sub) -> None:
@@ -23,6 +23,7 @@ def add_parser(sub) -> None:
                    help="largest decoded image, width x height (default 16777216); larger: 413")
     p.add_argument("--max-batch", type=positive_int, default=64, help="most images per /predict/batch call (default 64)")
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
+    add_threads_option(p)
     p.set_defaults(run=run)
 
 
@@ -41,7 +42,10 @@ def run(args: argparse.Namespace) -> int:
         max_image_pixels=args.max_image_pixels,
         max_batch=args.max_batch,
     )
+    from ..training.threads import apply_threads
+
+    plan = apply_threads(args.threads)  # once, before the first request; see training/threads.py
     app = create_app(args.run_dir, settings)  # a bad run directory fails here, before listening
-    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/  (API docs: /docs)", flush=True)
+    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/  (API docs: /docs; threads: {plan.reason})", flush=True)
     uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
     return 0

@@ -40,6 +40,7 @@ def add_parser(sub) -> None:
     p.add_argument("--nproc", type=positive_int, default=1,
                    help="data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); "
                         "for several machines launch with torchrun -m convscope train instead")
+    p.add_argument("--threads", type=positive_int, help="torch threads (default: the idle cores, adjusted while training)")
     p.add_argument("--stream", action="store_true",
                    help="read a .npy file or picture folder batch by batch instead of loading it (data larger than memory)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html into the run directory")
@@ -54,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
         validation_split=args.validation_split, test_split=args.test_split, seed=args.seed,
         out=args.out, device=args.device, precision=args.precision, verbose=not args.quiet,
         recipe=args.recipe, schedule=args.schedule, label_smoothing=args.label_smoothing, random_shift=args.random_shift,
-        streaming=args.stream, report=not args.no_report, **data_kwargs(args),
+        streaming=args.stream, report=not args.no_report, threads=args.threads, **data_kwargs(args),
     )
     ranks = DistContext.from_env()  # set by torchrun
     if args.nproc > 1 and ranks is not None:

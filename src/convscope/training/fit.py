@@ -28,6 +28,7 @@ from .early_stopping import EarlyStopping
 from .history import History
 from .progress import ProgressBar
 from .recipes import check_extras, lr_scheduler
+from .threads import ThreadGovernor
 from .trained_model import TrainedModel, predict_batch
 
 if TYPE_CHECKING:
@@ -69,6 +70,7 @@ def fit(
     stream: TextIO | None = None,
     distributed: DistContext | None = None,
     on_epoch: Callable[[dict[str, float]], bool] | None = None,
+    threads: int | None = None,
 ) -> TrainedModel:
     """Train `model` on `train`; returns the model with its scaler, class names and history.
 
@@ -76,6 +78,7 @@ def fit(
     Keras; `validation_data` gives a separate set instead.  `distributed`: this process's rank
     (see `distributed.py`); `on_epoch(metrics)` returning True ends training (a sweep's pruner).
     `schedule`, `label_smoothing` and `random_shift` are optional extras, off by default (see `recipes.py`).
+    `threads`: torch's intra-op threads; None picks them from the free cores and adjusts them while training (`threads.py`).
     """
     _check_settings(epochs, batch_size, validation_split, lr, precision)
     check_extras(schedule, label_smoothing, random_shift)
@@ -119,6 +122,7 @@ def fit(
         loop = _ResidentLoop(model, optimizer, Tensors.of(train, scaler, device), val_t, batch_size, shuffler, autocast,
                              progress, extras)
 
+    governor = ThreadGovernor.start(model, threads, fixed=distributed is not None)  # DDP ranks keep their launcher's count
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(seed + (distributed.rank if distributed else 0))  # dropout draws from the global generator; fork_rng keeps ours private
         try:
@@ -144,6 +148,7 @@ def fit(
             if verbose:
                 print("\nInterrupted: stopping cleanly with the best weights so far.", file=stream)
 
+    thread_record = governor.stop()
     history.best_epoch = stopper.best_epoch if stopper is not None else history.best_by("val_loss", "loss")
     history.weights_epoch = history.best_epoch if stopper is not None and stopper.restore(model) else history.epochs_run
     config = {
@@ -151,6 +156,7 @@ def fit(
         "seed": seed, "precision": precision, "device": str(device),
         "early_stopping": stopper.settings() if stopper else None,
         "schedule": schedule, "label_smoothing": label_smoothing, "random_shift": random_shift,
+        "threads": thread_record,
     }
     if distributed is not None:
         config["world_size"] = distributed.world_size
