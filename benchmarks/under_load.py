@@ -1,7 +1,7 @@
 """convscope and the Keras peer on a CPU that other processes keep busy (issue 17).
 
     python -m benchmarks.under_load                       # 0, 1 and 2 busy processes, 3 repetitions
-    python -m benchmarks.under_load --busy 0,2 --repeats 1 --no-serve
+    python -m benchmarks.under_load --busy 0,2 --repeats 1 --parts train
     python -m benchmarks.under_load --render DIR/results.json
 
 The background load is plain Python busy loops, started by this script before each measured run
@@ -34,7 +34,7 @@ SIDES = {
     "keras": lambda split, a: [str(HERE / "keras_peer.py"), "--split", str(split), "--epochs", str(a.epochs),
                                "--batch-size", "32", "--patience", str(a.epochs), "--latency-repeats", "20"],
     "convscope": lambda split, a: _convscope(split, a),
-    "convscope, 2 threads": lambda split, a: _convscope(split, a, "--threads", "2"),
+    "convscope 2 threads": lambda split, a: _convscope(split, a, "--threads", "2"),
 }
 
 
@@ -51,7 +51,7 @@ def main(argv=None) -> int:
     p.add_argument("--sides", default=",".join(SIDES), help=f"comma-separated, of: {', '.join(SIDES)}")
     p.add_argument("--timeout", type=float, default=120.0, help="seconds before a run is stopped and recorded as this")
     p.add_argument("--busy-seconds", type=float, default=300.0, help="a busy loop ends by itself after this")
-    p.add_argument("--no-serve", action="store_true", help="skip the server's /predict under load")
+    p.add_argument("--parts", default="train,serve", help="train (fit + prediction, both sides), serve (/predict)")
     p.add_argument("--data", help="dataset (default ../shared/data/mnist-10k, else the embedded mnist-5k)")
     p.add_argument("--out", default="runs/bench-load")
     p.add_argument("--render", help="print the tables of a saved results.json and stop")
@@ -67,12 +67,13 @@ def main(argv=None) -> int:
     sides = a.sides.split(",")
     results = {"command": " ".join(["python", "-m", "benchmarks.under_load", *(argv or sys.argv[1:])]),
                "machine": machine(), "data": data, "epochs": a.epochs, "timeout": a.timeout, "runs": [], "serve": []}
-    for rep in range(a.repeats):
+    parts = set(a.parts.split(","))
+    for rep in range(a.repeats if "train" in parts else 0):
         for busy in levels:
             order = sides[rep % len(sides):] + sides[: rep % len(sides)]  # rotate, so no side always goes first
             for side in order:
                 results["runs"].append(measure(side, SIDES[side](split, a), busy, a))
-    if not a.no_serve:
+    if "serve" in parts:
         run_dir = serve_run(split, out)
         for busy in levels:
             results["serve"].append(serve(run_dir, busy, out, a))
@@ -151,9 +152,16 @@ def med(values) -> float:
 def render(results: dict) -> str:
     runs, m = results["runs"], results["machine"]
     lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {m['date']}. Data: {results['data']}, "
-             f"{results['epochs']} epochs at batch 32. Command: `{results['command']}`.",
-             f"Load average before each run: median {med(r['load_before'] for r in runs):.1f}, "
-             f"max {max((r['load_before'] for r in runs), default=0):.1f}.", ""]
+             f"{results['epochs']} epochs at batch 32. Command: `{results['command']}`."]
+    if runs:
+        lines.append(f"Load average before each run: median {med(r['load_before'] for r in runs):.1f}, "
+                     f"max {max(r['load_before'] for r in runs):.1f}.")
+    return "\n".join(lines + [""] + _train_tables(runs) + _serve_table(results.get("serve", []))) + "\n"
+
+
+def _train_tables(runs: list[dict]) -> list[str]:
+    if not runs:
+        return []
     sides = [s for s in SIDES if any(r["side"] == s for r in runs)]
     levels = sorted({r["busy"] for r in runs})
 
@@ -161,22 +169,23 @@ def render(results: dict) -> str:
         return [r for r in runs if r["side"] == side and r["busy"] == busy]
 
     quiet = {s: med(r["fit_seconds"] for r in pick(s, 0)) for s in sides}
-    lines += ["Training (fit seconds, median; every run in brackets; vs Keras under the same load; vs its own quiet median):", "",
-              "| busy processes | " + " | ".join(sides) + " | convscope vs Keras | 2 threads vs Keras |",
-              "|---|" + "---|" * (len(sides) + 2)]
+    lines = ["Training (fit seconds, median, every run in brackets, `+`: stopped at the timeout; vs its own quiet median; "
+             "Keras' time over ours under the same load):", "",
+             "| busy processes | " + " | ".join(sides) + " | convscope vs Keras | 2 threads vs Keras |",
+             "|---|" + "---|" * (len(sides) + 2)]
     for busy in levels:
         cells, fits = [], {}
         for s in sides:
             rs = pick(s, busy)
             fits[s] = med(r["fit_seconds"] for r in rs)
             each = ", ".join(f"{r['fit_seconds']:.1f}{'+' if r['timed_out'] else ''}" for r in rs)
-            own = f", {fits[s] / quiet[s]:.1f}x quiet" if busy and quiet.get(s) == quiet.get(s) else ""
-            threads = _threads(rs) if s == "convscope" else ""
-            cells.append(f"{fits[s]:.1f} ({each}){own}{threads}")
-        ratio = lambda s: f"**{fits['keras'] / fits[s]:.2f}x**" if s in fits and "keras" in fits else ""  # noqa: E731
-        lines.append(f"| {busy} | " + " | ".join(cells) + f" | {ratio('convscope')} | {ratio('convscope, 2 threads')} |")
-    lines += ["", "Prediction on the 2,000 test images (images/s, median; convscope planned once as `convscope predict` does; "
-              "Keras at its best batch, 32 or 1024) and single-image latency p50 (ms):", "",
+            own = f", {fits[s] / quiet[s]:.1f}x quiet" if busy and s in quiet else ""
+            cells.append(f"{fits[s]:.1f} ({each}){own}{_threads(rs) if s == 'convscope' else ''}")
+        ratios = [f"**{fits['keras'] / fits[s]:.2f}x**" if s in fits and "keras" in fits else ""
+                  for s in ("convscope", "convscope 2 threads")]
+        lines.append(f"| {busy} | " + " | ".join(cells + ratios) + " |")
+    lines += ["", "Prediction on the 2,000 test images (images/s, median; convscope planned once, as `convscope predict` "
+              "does; Keras at its better batch, 32 or 1024) and single-image latency p50 (ms):", "",
               "| busy processes | " + " | ".join(f"{s} img/s | {s} p50 ms" for s in sides) + " |",
               "|---|" + "---|---|" * len(sides)]
     for busy in levels:
@@ -186,14 +195,19 @@ def render(results: dict) -> str:
             rate = med(max(r["predict_images_per_second"].values()) for r in rs)
             cells.append(f"{rate:,.0f} | {med(r['latency_p50_ms'] for r in rs):.2f}")
         lines.append(f"| {busy} | " + " | ".join(cells) + " |")
-    if results.get("serve"):
-        lines += ["", "The server's POST /predict (`load_test.py`, 8 concurrent clients, medians of its repeats):", "",
-                  "| busy processes | /predict req/s | p50 ms | p99 ms | errors | /health req/s |", "|---|---|---|---|---|---|"]
-        for s in results["serve"]:
-            pr, h = s["predict"], s["health"]
-            lines.append(f"| {s['busy']} | {pr['rps_median']:,.0f} | {pr['p50_ms_median']:.1f} | {pr['p99_ms_median']:.1f} "
-                         f"| {pr['errors']} | {h['rps_median']:,.0f} |")
-    return "\n".join(lines) + "\n"
+    return lines + [""]
+
+
+def _serve_table(serve: list[dict]) -> list[str]:
+    if not serve:
+        return []
+    lines = ["The server's POST /predict (`load_test.py`, 8 concurrent clients, medians of its repeats):", "",
+             "| busy processes | /predict req/s | p50 ms | p99 ms | errors | /health req/s |", "|---|---|---|---|---|---|"]
+    for s in serve:
+        pr, h = s["predict"], s["health"]
+        lines.append(f"| {s['busy']} | {pr['rps_median']:,.0f} | {pr['p50_ms_median']:.1f} | {pr['p99_ms_median']:.1f} "
+                     f"| {pr['errors']} | {h['rps_median']:,.0f} |")
+    return lines + [""]
 
 
 def _threads(rs) -> str:
