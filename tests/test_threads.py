@@ -202,3 +202,13 @@ def test_apply_threads_sets_torchs_count():
     finally:
         torch.set_num_threads(before)
 
+
+
+def test_a_process_pinned_to_one_core_plans_one_thread_without_sampling():
+    code = ("import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+            "from convscope.training.threads import choose_threads; print(json.dumps(choose_threads().to_dict()))")
+    env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
+    plan = json.loads(done.stdout)
+    assert (plan["threads"], plan["cap"], plan["affinity"], plan["idle"], plan["adaptive"]) == (1, 1, 1, None, False)
+    assert plan["reason"] == "affinity 1 -> 1 thread"

@@ -88,8 +88,9 @@ def choose_threads(requested: int | None = None, *, sample_seconds: float = SAMP
         return plan_threads(affinity_size(), None, None, requested)
     cpus = affinity_cpus()
     quota = cgroup_quota(_read(Path("/proc/self/cgroup")) or "", CGROUP_ROOT)
-    idle = sample_idle(cpus, sample_seconds) if sample_seconds > 0 else None
-    return plan_threads(len(cpus), quota, idle)
+    if plan_threads(len(cpus), quota).cap == 1 or sample_seconds <= 0:  # one core: nothing to sample for
+        return plan_threads(len(cpus), quota)
+    return plan_threads(len(cpus), quota, sample_idle(cpus, sample_seconds))
 
 
 # --- what the process may use ------------------------------------------------------------------
