@@ -116,7 +116,7 @@ def measure(side: str, cmd: list[str], busy: int, a) -> dict:
     if process.returncode != 0:
         raise SystemExit(f"benchmark step failed ({' '.join(cmd)}):\n{stderr[-3000:]}")
     result = json.loads(stdout.strip().splitlines()[-1])
-    return {"side": side, "busy": busy, "load_before": load, "timed_out": False, "process_seconds": wall, **result}
+    return {**result, "side": side, "busy": busy, "load_before": load, "timed_out": False, "process_seconds": wall}
 
 
 def serve_run(split: Path, out: Path) -> Path:
