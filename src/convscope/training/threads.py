@@ -7,8 +7,8 @@ threads wait at every region's barrier for the descheduled one, and the run beco
 slower while one thread hardly notices the load. So the count is a choice:
 
 * the ceiling (`cap`) is what the process may use: the affinity mask (`os.sched_getaffinity`)
-  and the cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded down:
-  a quota of 1.5 CPUs throttles a second thread for a third of every period;
+  and the cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded down,
+  so that no thread is planned for CPU time the quota does not grant (not measured: this machine has no quota);
 * the start is the number of cores left idle by everyone else, sampled for 50 ms from /proc/stat
   (idle time is what a new thread can have at once, whatever the other processes' nice values or
   autogroups, which decide how much a busy core would yield);
@@ -19,7 +19,8 @@ slower while one thread hardly notices the load. So the count is a choice:
   if it does not wait.
 
 OpenMP's wait policy was measured too and is left at libgomp's default (torch's CPU wheel ships
-libgomp): `OMP_WAIT_POLICY=passive` made the quiet run 4x slower and did not fix the loaded ones.
+libgomp): `OMP_WAIT_POLICY=passive` made the quiet run 4x slower, the run with one busy process
+slower too, and with two it stayed slower than one thread; so nothing has to run before torch loads.
 `threads=N` (`--threads N`) fixes the count and turns the governor off.
 """
 
@@ -37,7 +38,7 @@ from ..errors import UserError
 
 SAMPLE_SECONDS = 0.05  # long enough for 5 scheduler ticks per core at USER_HZ 100, short against any fit
 CHECK_SECONDS = 0.5  # the governor's window: a collapsed step takes up to ~0.6 s, a quiet one ~5 ms
-CONTENDED = 1 / 3  # share of wall time our threads waited for a core: 3 runnable threads on 2 cores
+CONTENDED = 1 / 3  # our threads' summed run-queue wait over wall time; 2 of ours + 1 busy loop on 2 cores: ~2/3
 IDLE_ENOUGH = 0.75  # cores idle over a window before a thread is added back
 UNCONTENDED = 0.05  # share of wall time our threads waited for a core below which one more is worth a try
 PROBE_SECONDS = 2.0  # the first such try after this long; each failed one doubles it
