@@ -33,6 +33,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import torch
+from torch.utils.hooks import RemovableHandle
 
 from ..errors import UserError
 
@@ -127,7 +128,7 @@ def cgroup_quota(proc_cgroup: str, root: Path = CGROUP_ROOT) -> float | None:
 
     `proc_cgroup` is the text of /proc/self/cgroup: "0::/path" for v2, "N:cpu,cpuacct:/path" for v1.
     """
-    limits: list[float] = []
+    limits: list[float | None] = []
     for line in proc_cgroup.splitlines():
         hid, _, rest = line.partition(":")
         controllers, _, path = rest.partition(":")
@@ -232,7 +233,7 @@ class ThreadGovernor:
     threads: int = 0
     changes: list[dict] = field(default_factory=list)
     _previous: int = 0
-    _handle: object = None
+    _handle: RemovableHandle | None = None
     _started: float = 0.0
     _last: tuple[float, float | None, str | None] | None = None
     _next_try: float = 0.0
