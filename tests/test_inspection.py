@@ -163,7 +163,7 @@ def test_halfblocks_plain_and_colour():
 def test_rendered_sample_names_classes_and_probabilities(view):
     s = inspection.select(view.evaluation, "mistakes", 1, seed=0).samples[0]
     text = terminal.render_sample(s, color=False)
-    assert f"#{s.index}  true {s.true_name}  predicted {s.predicted_name}" in text and "wrong" in text
+    assert f"#{s.index}  {s.true_name} → {s.predicted_name} ({s.confidence:.2f})  wrong" in text
     rows = PROBABILITY_ROW.findall(text)
     assert [name for name, _ in rows] == list(s.class_names)
     assert sum(float(p) for _, p in rows) == pytest.approx(1.0, abs=0.006)

@@ -64,9 +64,9 @@ class Sample:
 
     @property
     def caption(self) -> str:
-        """`true → predicted (p)`, the fastai-style one-line caption."""
+        """`true → predicted (p)`, the fastai-style one-line caption (`predicted X (p)` without a label)."""
         if self.label is None:
-            return f"{self.predicted_name} ({self.confidence:.2f})"
+            return f"predicted {self.predicted_name} ({self.confidence:.2f})"
         return f"{self.true_name} → {self.predicted_name} ({self.confidence:.2f})"
 
     @property
