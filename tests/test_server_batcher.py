@@ -47,8 +47,8 @@ def run(coroutine):
 def test_an_idle_request_is_sent_at_once_without_waiting_for_the_window():
     async def main():
         reports: list[BatchReport] = []
-        # A window of an hour: had the batcher waited, the trigger would say so (and the test would hang).
-        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=32, max_delay_s=3600), on_batch=reports.append)
+        # Had the batcher waited for the window, its report would say so: trigger 'delay', waits >= 1.
+        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=32, max_delay_s=0.05), on_batch=reports.append)
         assert await batcher.submit(21) == 42
         await until(lambda: reports)
         await batcher.close()
@@ -61,7 +61,7 @@ def test_an_idle_request_is_sent_at_once_without_waiting_for_the_window():
 def test_requests_queued_behind_a_running_batch_form_full_batches_then_the_rest():
     async def main():
         worker, reports = Worker(hold=True), []
-        batcher = Batcher(worker, BatchPolicy(max_batch_size=4, max_delay_s=3600), on_batch=reports.append)
+        batcher = Batcher(worker, BatchPolicy(max_batch_size=4, max_delay_s=10), on_batch=reports.append)
         first = asyncio.ensure_future(batcher.submit(0))
         await until(worker.entered.is_set)  # the worker holds a batch of one
         rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 10)]
@@ -81,7 +81,7 @@ def test_requests_queued_behind_a_running_batch_form_full_batches_then_the_rest(
 def test_the_batcher_waits_for_requests_being_read_and_stops_when_they_arrive():
     async def main():
         reports = []
-        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=8, max_delay_s=3600), on_batch=reports.append)
+        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=8, max_delay_s=10), on_batch=reports.append)
         body_arrived = asyncio.Event()
 
         async def slow_request(value):  # what a route handler does: read the body, then submit

@@ -76,8 +76,11 @@ def run(args: argparse.Namespace) -> int:
 
         torch.set_num_threads(threads)
         app = create_app(args.run_dir, settings)  # a bad run directory fails here, before listening
-        print(f"serving {args.run_dir} on {where}  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})",
-              flush=True)
+        engine = app.state.served.engine
+        timings = "".join(f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured)
+        print(f"serving {args.run_dir} on {where} with engine {engine.name}"
+              + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
+              + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})", flush=True)
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
         return 0
     from ..runs import load_run

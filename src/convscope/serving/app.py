@@ -26,6 +26,7 @@ from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..errors import UserError
@@ -327,6 +328,12 @@ def _add_error_handlers(app: FastAPI) -> None:
         else:
             message = str(exc.detail).rstrip(".") + "."
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
+
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up before its body was in: nobody to answer, and no bug. 499 is nginx's
+        # "client closed request", so /metrics counts it apart from the server's own errors.
+        return Response(status_code=499)
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:

@@ -60,6 +60,7 @@ class ServedModel:
     info: dict[str, Any]
     settings: ServerSettings
     engine: engines.Engine
+    engines_measured: list[engines.Engine]  # what --engine auto timed; empty otherwise
     # One model call at a time: on a few cores torch already uses them all inside one call, and
     # concurrent calls would only fight over them. Decoding runs outside the lock, in parallel.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -70,16 +71,17 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
     prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
-    engine = load_engine(trained, settings)
+    engine, measured = load_engine(trained, settings)
     info = model_info(trained, prep, settings) | {"engine": engine.name}
-    return ServedModel(trained, prep, info, settings, engine)
+    return ServedModel(trained, prep, info, settings, engine, measured)
 
 
-def load_engine(trained: TrainedModel, settings: ServerSettings) -> engines.Engine:
+def load_engine(trained: TrainedModel, settings: ServerSettings) -> tuple[engines.Engine, list[engines.Engine]]:
+    """The engine settings name, or with 'auto' the fastest with parity and every one that was timed."""
     sizes = engines.batch_sizes_for(settings.max_batch_size)
     if settings.engine == "auto":
-        return engines.choose(trained, sizes)[0]
-    return engines.load(trained, settings.engine, sizes)
+        return engines.choose(trained, sizes)
+    return engines.load(trained, settings.engine, sizes), []
 
 
 def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSettings) -> dict[str, Any]:
