@@ -250,6 +250,14 @@ def test_onnxruntime_engine_matches_the_run_and_serves(trained_run, trained, dig
     assert info["engine"] == "onnxruntime"
 
 
+def test_openvino_engine_matches_the_run(trained, digits):
+    pytest.importorskip("openvino")
+    engine = engines.load(trained, "openvino", [1, 4])
+    assert engine.name == "openvino" and engine.parity <= engines.FP32_TOLERANCE
+    np.testing.assert_allclose(engine.forward(digits[:5].astype(np.float32)), trained.predict_proba(digits[:5]),
+                               rtol=0, atol=engines.FP32_TOLERANCE)
+
+
 def test_an_engine_without_parity_is_refused_and_auto_leaves_it_out(trained, monkeypatch):
     real = engines.build
 
