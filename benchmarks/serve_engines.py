@@ -22,9 +22,9 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
-import convscope as cs  # noqa: E402
-from convscope.errors import UserError  # noqa: E402
-from convscope.serving import engines  # noqa: E402
+import convscope as cs
+from convscope.errors import UserError
+from convscope.serving import engines
 
 
 def images_per_second(forward, images: np.ndarray, size: int, seconds: float) -> float:

@@ -18,12 +18,12 @@ import convscope as cs
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
-from convscope.errors import UserError  # noqa: E402
-from convscope.serving import engines  # noqa: E402
-from convscope.serving.app import create_app  # noqa: E402
-from convscope.serving.service import ServerSettings  # noqa: E402
+from convscope.errors import UserError
+from convscope.serving import engines
+from convscope.serving.app import create_app
+from convscope.serving.service import ServerSettings
 
 # torch's CPU kernels sum in another order for other batch sizes: predict_proba itself gives the
 # same image up to 8e-7 apart in a batch of 1 and in a batch of 64 (fp32). Batched serving is held

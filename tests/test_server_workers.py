@@ -15,7 +15,7 @@ from server_process import running_server
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
-from prometheus_client.parser import text_string_to_metric_families  # noqa: E402
+from prometheus_client.parser import text_string_to_metric_families
 
 
 def png(image: np.ndarray) -> bytes:

@@ -157,7 +157,7 @@ class Batcher:
                 outcomes = await loop.run_in_executor(self._worker, self.run_batch, [p.job for p in batch])
             except asyncio.CancelledError:
                 raise
-            except Exception as exc:  # noqa: BLE001 - a bug in run_batch fails its batch, not the server
+            except Exception as exc:
                 log.exception("a batch of %d failed", len(batch))
                 outcomes = [exc] * len(batch)
             finally:
@@ -198,9 +198,7 @@ class Batcher:
                 break
             waits += 1
             self._changed.clear()
-            try:
+            with contextlib.suppress(asyncio.TimeoutError):  # TimeoutError itself from Python 3.11
                 await asyncio.wait_for(self._changed.wait(), deadline - now)
-            except asyncio.TimeoutError:  # TimeoutError itself from Python 3.11
-                pass
             waited += time.perf_counter() - now
         return batch, trigger, waits, waited

@@ -160,7 +160,7 @@ def seconds_per_image(forward: Forward, images: np.ndarray, size: int, budget_s:
     """Median time of one forward pass of `size` images, per image, within a small time budget."""
     batch = images[:size]
     forward(batch)  # warm-up: first calls allocate and pick kernels
-    times = []
+    times: list[float] = []
     deadline = time.perf_counter() + budget_s
     while len(times) < 3 or (time.perf_counter() < deadline and len(times) < 50):
         start = time.perf_counter()

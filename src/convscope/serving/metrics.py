@@ -48,8 +48,8 @@ class ServerMetrics:
                                    registry=r)
         self.batch_seconds = Histogram("convscope_batch_run_seconds", "decode + forward time of one batch",
                                        buckets=LATENCY_BUCKETS, registry=r)
-        gauge_mode = {"multiprocess_mode": "livesum"}
-        self.queue_depth = Gauge("convscope_queue_depth", "images waiting for a batch", registry=r, **gauge_mode)
+        self.queue_depth = Gauge("convscope_queue_depth", "images waiting for a batch", registry=r,
+                                 multiprocess_mode="livesum")  # summed over the live workers
 
     def route_of(self, path: str) -> str:
         """The route label: the path when it is one of the app's routes, else 'other' (bounded cardinality)."""
