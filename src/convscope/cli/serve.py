@@ -94,9 +94,32 @@ def run(args: argparse.Namespace) -> int:
         )
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         print(f"serving {args.run_dir} on {where} with {args.workers} workers  (API docs: /docs, metrics: /metrics)", flush=True)
-        uvicorn.run("convscope.serving.app:app_from_environment", factory=True, host=args.host, port=args.port,
-                    workers=args.workers, log_level=args.log_level)
+        config = uvicorn.Config("convscope.serving.app:app_from_environment", factory=True, host=args.host,
+                                port=args.port, workers=args.workers, log_level=args.log_level)
+        serve_workers(config)
     return 0
+
+
+def serve_workers(config) -> None:
+    """uvicorn.run's multi-worker path, with TCP_NODELAY on the shared listening socket.
+
+    uvicorn binds that socket without naming the protocol (proto 0), so asyncio does not set TCP_NODELAY on
+    the connections it accepts; a keep-alive client then waits for a delayed ACK (about 40 ms) between a
+    response's header and body writes. We measured 48 ms per lone request with 2 workers (BENCHMARKS.md,
+    "Serving"). Linux hands the listener's TCP_NODELAY down to every accepted connection.
+    """
+    import inspect
+    import socket
+
+    from uvicorn import Server
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # uvicorn before 0.30 takes the worker function; later ones build their own
+    takes_target = "target" in inspect.signature(Multiprocess.__init__).parameters
+    Multiprocess(config, sockets=[sock], **({"target": Server(config=config).run} if takes_target else {})).run()
 
 
 def forward_threads(workers: int) -> int:
