@@ -1,19 +1,26 @@
-"""Load test of `convscope serve` on loopback: concurrent clients, bounded in count and time.
+"""Load test of `convscope serve` on loopback: closed-loop keep-alive clients, /predict against /health.
 
-    python benchmarks/load_test.py RUN [--requests 3000] [--concurrency 32] [--max-seconds 120] [--repeats 3]
+    python benchmarks/load_test.py RUN [--concurrency 32] [--requests 6000] [--repeats 3]
+        [--server-args "--max-batch-size 32 --engine torch"] [--src /path/to/other/src]
 
-Starts the server as a subprocess on a free 127.0.0.1 port, then per repeat runs, with the same
-client, the same concurrency and in the same order:
+Starts the server as a subprocess on a free 127.0.0.1 port, then per repeat runs these phases
+against the same server, in this order:
 
-  health   GET /health                     the HTTP floor: uvicorn + FastAPI, no image, no model
-  predict  POST /predict, one real PNG     upload parsing + decode + the model, per request
-  batch    POST /predict/batch, 32 PNGs    a tenth as many requests; reported per image too
-  local    predict_proba on one image      in-process, no HTTP: the model's share of a request
+  health     GET /health, N clients          the HTTP floor: no body, no image, no model
+  predict    POST /predict, N clients        one real PNG digit per request (multipart field `image`)
+  predict-1  POST /predict, one client       the latency of a lone request on an idle server
+  local      predict_proba on one image      in this process, no HTTP: the model's share of a request
 
-Speeds are reported as medians over the repeats and as ratios to `health` measured in the
-same repeat, since absolute numbers on a shared 2-core machine are noisy. Any non-200 answer
-or transport error counts as an error; the script exits 1 if there was one. It stops itself
-after --max-seconds per phase whatever the count, and only ever talks to 127.0.0.1.
+Clients are closed-loop (each sends its next request when the previous answer is in) on their own
+keep-alive connection, written with raw asyncio streams: requests are prebuilt bytes and a response
+is one header read plus one body read, so the client costs a small fraction of what the server
+does per request (its CPU time per request is printed beside the server's rate to show it).
+The batch-size distribution of the predict phase comes from the server's /metrics. Speeds are
+medians over the repeats, and ratios are taken against /health in the same repeat, since absolute
+numbers on a shared machine are noisy. Any non-200 answer or transport error counts as an error;
+the script exits 1 if there was one. Each phase stops after --max-seconds, whatever the count.
+`--src` serves another checkout's sources (say, landed main's) with the same client, for a same-run
+comparison.
 """
 
 from __future__ import annotations
@@ -23,15 +30,16 @@ import asyncio
 import io
 import json
 import os
+import shlex
+import signal
 import socket
 import statistics
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
-import httpx
 import numpy as np
 from PIL import Image
 
@@ -40,70 +48,135 @@ sys.path.insert(0, str(SRC))
 
 import convscope as cs  # noqa: E402
 
+BOUNDARY = "convscopeloadtestboundary"
+
 
 @dataclass
 class Phase:
     name: str
+    concurrency: int
     requests: int
     errors: int
     seconds: float
     p50_ms: float
     p99_ms: float
-    images_per_request: int = 1
+    client_cpu_s: float = 0.0
+    batch_sizes: dict[str, float] = field(default_factory=dict)  # histogram bucket upper bound -> batches
+    batches: float = 0.0
 
     @property
     def rps(self) -> float:
         return self.requests / self.seconds if self.seconds else 0.0
 
 
-async def _drive(name: str, send, total: int, concurrency: int, max_seconds: float, per_request: int = 1) -> Phase:
+# --- the client ----------------------------------------------------------------------------------
+
+
+def get_request(path: str, host: str) -> bytes:
+    return f"GET {path} HTTP/1.1\r\nHost: {host}\r\n\r\n".encode()
+
+
+def multipart_request(path: str, host: str, png: bytes) -> bytes:
+    body = (
+        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+        "Content-Type: image/png\r\n\r\n"
+    ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+    head = (
+        f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
+    return head + body
+
+
+async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
+    head = await reader.readuntil(b"\r\n\r\n")
+    lines = head.split(b"\r\n")
+    status = int(lines[0].split(b" ", 2)[1])
+    length = 0
+    for line in lines[1:]:
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    return status, await reader.readexactly(length)
+
+
+async def drive(name: str, host: str, port: int, requests: list[bytes], total: int, concurrency: int, max_seconds: float) -> Phase:
+    """`concurrency` closed-loop clients, one keep-alive connection each, `total` requests in all."""
     latencies: list[float] = []
     errors = 0
     issued = 0
     deadline = time.perf_counter() + max_seconds
 
-    async def client() -> None:
+    async def client(offset: int) -> None:
         nonlocal issued, errors
-        while issued < total and time.perf_counter() < deadline:
-            issued += 1
-            start = time.perf_counter()
-            try:
-                ok = await send()
-            except httpx.HTTPError:
-                ok = False
-            latencies.append(time.perf_counter() - start)
-            errors += not ok
+        reader, writer = await asyncio.open_connection(host, port)
+        try:
+            i = offset
+            while issued < total and time.perf_counter() < deadline:
+                issued += 1
+                start = time.perf_counter()
+                try:
+                    writer.write(requests[i % len(requests)])
+                    status, _ = await read_response(reader)
+                    ok = status == 200
+                except (OSError, asyncio.IncompleteReadError, ValueError):
+                    ok = False
+                    writer.close()
+                    reader, writer = await asyncio.open_connection(host, port)
+                latencies.append(time.perf_counter() - start)
+                errors += not ok
+                i += concurrency
+        finally:
+            writer.close()
 
-    start = time.perf_counter()
-    await asyncio.gather(*(client() for _ in range(concurrency)))
-    seconds = time.perf_counter() - start
+    cpu, start = time.process_time(), time.perf_counter()
+    await asyncio.gather(*(client(c) for c in range(concurrency)))
+    seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     ms = np.array(latencies) * 1000
-    return Phase(name, len(latencies), errors, seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), per_request)
+    return Phase(name, concurrency, len(latencies), errors, seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), cpu)
 
 
-async def one_repeat(url: str, pngs: list[bytes], args) -> list[Phase]:
-    limits = httpx.Limits(max_connections=args.concurrency, max_keepalive_connections=args.concurrency)
-    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30.0) as http:
-        counter = iter(range(10**9))
+async def scrape(host: str, port: int) -> dict[str, float]:
+    """The server's batch-size histogram buckets (cumulative counts by upper bound), from /metrics."""
+    reader, writer = await asyncio.open_connection(host, port)
+    try:
+        writer.write(get_request("/metrics", host))
+        status, body = await read_response(reader)
+    finally:
+        writer.close()
+    if status != 200:
+        return {}
+    from prometheus_client.parser import text_string_to_metric_families
 
-        async def health() -> bool:
-            return (await http.get("/health")).status_code == 200
+    return {
+        s.labels["le"]: s.value
+        for family in text_string_to_metric_families(body.decode())
+        for s in family.samples
+        if s.name == "convscope_batch_size_bucket"
+    }
 
-        async def predict() -> bool:
-            data = pngs[next(counter) % len(pngs)]
-            return (await http.post("/predict", files={"image": ("d.png", data, "image/png")})).status_code == 200
 
-        async def batch() -> bool:
-            first = next(counter) % len(pngs)
-            files = [("images", (f"{i}.png", pngs[(first + i) % len(pngs)], "image/png")) for i in range(32)]
-            response = await http.post("/predict/batch", files=files)
-            return response.status_code == 200 and len(response.json()["predictions"]) == 32
+def distribution(before: dict[str, float], after: dict[str, float]) -> dict[str, float]:
+    """Batches per bucket ("<= 4": batches of 3 or 4 images) between two scrapes."""
+    previous, out = 0.0, {}
+    for le in sorted(after, key=lambda k: float(k)):
+        cumulative = after[le] - before.get(le, 0.0)
+        if cumulative - previous:
+            out[le] = cumulative - previous
+        previous = cumulative
+    return out
 
-        return [
-            await _drive("health", health, args.requests, args.concurrency, args.max_seconds),
-            await _drive("predict", predict, args.requests, args.concurrency, args.max_seconds),
-            await _drive("batch", batch, max(1, args.requests // 10), args.concurrency, args.max_seconds, 32),
-        ]
+
+async def one_repeat(host: str, port: int, health: list[bytes], predict: list[bytes], args) -> list[Phase]:
+    phases = [await drive("health", host, port, health, args.requests, args.concurrency, args.max_seconds)]
+    before = await scrape(host, port)
+    phase = await drive("predict", host, port, predict, args.requests, args.concurrency, args.max_seconds)
+    after = await scrape(host, port)
+    phase.batch_sizes = distribution(before, after)
+    phase.batches = sum(phase.batch_sizes.values())
+    phases.append(phase)
+    phases.append(await drive("predict-1", host, port, predict, args.single_requests, 1, args.max_seconds))
+    return phases
 
 
 def local_peer(trained, images: np.ndarray, count: int, max_seconds: float) -> Phase:
@@ -118,83 +191,110 @@ def local_peer(trained, images: np.ndarray, count: int, max_seconds: float) -> P
         trained.predict_proba(images[i % len(images)][None])
         latencies.append(time.perf_counter() - t)
     ms = np.array(latencies) * 1000
-    return Phase("local", len(latencies), 0, time.perf_counter() - start, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+    return Phase("local", 1, len(latencies), 0, time.perf_counter() - start, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
 
 
-def start_server(run: Path) -> tuple[subprocess.Popen, str]:
+# --- the server ----------------------------------------------------------------------------------
+
+
+def start_server(run: Path, src: Path, server_args: list[str]) -> tuple[subprocess.Popen, int]:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    env = {**os.environ, "PYTHONPATH": str(SRC)}
-    command = [sys.executable, "-m", "convscope", "serve", str(run), "--port", str(port), "--log-level", "warning"]
+    env = {**os.environ, "PYTHONPATH": str(src)}
+    command = [sys.executable, "-m", "convscope", "serve", str(run), "--port", str(port), "--log-level", "warning", *server_args]
     process = subprocess.Popen(command, env=env)
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(300):
+    for _ in range(600):
         if process.poll() is not None:
             raise SystemExit(f"the server exited with {process.returncode}")
         try:
-            if httpx.get(url + "/health", timeout=1).status_code == 200:
-                return process, url
-        except httpx.TransportError:
+            with socket.create_connection(("127.0.0.1", port), timeout=1) as conn:
+                conn.sendall(get_request("/health", "127.0.0.1"))
+                if conn.recv(64).startswith(b"HTTP/1.1 200"):
+                    return process, port
+        except OSError:
             time.sleep(0.2)
     process.terminate()
-    raise SystemExit("the server did not answer /health in 60 s")
+    raise SystemExit("the server did not answer /health in 120 s")
 
 
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("run", type=Path, help="a run directory (convscope train --out ...)")
-    parser.add_argument("--requests", type=int, default=3000, help="requests per phase (batch: a tenth)")
+    parser.add_argument("--requests", type=int, default=6000, help="requests per phase with --concurrency clients")
+    parser.add_argument("--single-requests", type=int, default=1000, help="requests of the one-client phase")
     parser.add_argument("--concurrency", type=int, default=32)
-    parser.add_argument("--max-seconds", type=float, default=120.0, help="time limit per phase")
+    parser.add_argument("--max-seconds", type=float, default=20.0, help="time limit per phase")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--server-args", default="", help="extra `convscope serve` options, one string")
+    parser.add_argument("--src", type=Path, default=SRC, help="the convscope sources the server runs (default: this checkout's)")
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the server under `timeout`
+    # One thread for the in-process peer, like the server's forward on 2 cores (convscope serve --threads):
+    # two spinning OpenMP threads in a client that shares the cores with the server measure only the fight.
+    import torch
+
+    torch.set_num_threads(1)
 
     trained = cs.load_run(args.run)
     data, _ = cs.load_test_set(args.run)
     images = data.images[:200]
+    host = "127.0.0.1"
     pngs = []
     for image in images:
         buffer = io.BytesIO()
         Image.fromarray(image[..., 0] if image.shape[2] == 1 else image).save(buffer, format="PNG")
         pngs.append(buffer.getvalue())
+    health = [get_request("/health", host)]
+    predict = [multipart_request("/predict", host, p) for p in pngs]
 
-    process, url = start_server(args.run)
+    process, port = start_server(args.run, args.src, shlex.split(args.server_args))
     repeats: list[list[Phase]] = []
     try:
         for r in range(args.repeats):
-            phases = asyncio.run(one_repeat(url, pngs, args))
-            phases.append(local_peer(trained, images, args.requests, args.max_seconds))
+            phases = asyncio.run(one_repeat(host, port, health, predict, args))
+            phases.append(local_peer(trained, images, args.single_requests, args.max_seconds))
             repeats.append(phases)
-            line = "  ".join(f"{p.name} {p.rps:,.0f}/s p50 {p.p50_ms:.1f} ms p99 {p.p99_ms:.1f} ms err {p.errors}" for p in phases)
-            print(f"repeat {r + 1}: {line}", flush=True)
+            line = "  ".join(f"{p.name} {p.rps:,.0f}/s p50 {p.p50_ms:.2f} p99 {p.p99_ms:.1f} ms err {p.errors}" for p in phases)
+            print(f"repeat {r + 1}: {line}  batches {repeats[-1][1].batch_sizes}", flush=True)
     finally:
         process.terminate()
-        process.wait(timeout=10)
+        process.wait(timeout=30)
 
-    names = [p.name for p in repeats[0]]
     summary = {}
-    for i, name in enumerate(names):
+    for i, name in enumerate(p.name for p in repeats[0]):
         runs = [phases[i] for phases in repeats]
-        health = [phases[0].rps for phases in repeats]
+        health_rps = [phases[0].rps for phases in repeats]
         summary[name] = {
+            "concurrency": runs[0].concurrency,
             "requests": sum(p.requests for p in runs),
             "errors": sum(p.errors for p in runs),
             "rps_median": statistics.median(p.rps for p in runs),
-            "images_per_s_median": statistics.median(p.rps * p.images_per_request for p in runs),
             "p50_ms_median": statistics.median(p.p50_ms for p in runs),
             "p99_ms_median": statistics.median(p.p99_ms for p in runs),
-            "rps_vs_health_median": statistics.median(p.rps / h for p, h in zip(runs, health)),
+            "rps_vs_health_median": statistics.median(p.rps / h for p, h in zip(runs, health_rps)),
+            "rps_vs_health_each": [round(p.rps / h, 3) for p, h in zip(runs, health_rps)],
+            "client_cpu_us_per_request": statistics.median(1e6 * p.client_cpu_s / max(p.requests, 1) for p in runs),
         }
-    print(f"\n{args.concurrency} concurrent clients, {args.requests} requests per phase, medians of {args.repeats} repeats")
-    print(f"{'phase':8} {'requests':>9} {'errors':>6} {'req/s':>8} {'images/s':>9} {'p50 ms':>7} {'p99 ms':>7} {'vs health':>9}")
+    sizes: dict[str, float] = {}
+    for phases in repeats:
+        for le, n in phases[1].batch_sizes.items():
+            sizes[le] = sizes.get(le, 0) + n
+    total = sum(sizes.values()) or 1
+    print(f"\n{args.concurrency} concurrent keep-alive clients, {args.requests} requests per phase, medians of {args.repeats} "
+          f"repeats; server: convscope serve {args.server_args or '(defaults)'} from {args.src}")
+    print(f"{'phase':9} {'clients':>7} {'requests':>9} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+          f"{'vs health':>9} {'client us/req':>13}")
     for name, s in summary.items():
-        print(f"{name:8} {s['requests']:9d} {s['errors']:6d} {s['rps_median']:8.0f} {s['images_per_s_median']:9.0f} "
-              f"{s['p50_ms_median']:7.1f} {s['p99_ms_median']:7.1f} {s['rps_vs_health_median']:9.2f}")
+        print(f"{name:9} {s['concurrency']:7d} {s['requests']:9d} {s['errors']:6d} {s['rps_median']:8.0f} {s['p50_ms_median']:7.2f} "
+              f"{s['p99_ms_median']:7.1f} {s['rps_vs_health_median']:9.2f} {s['client_cpu_us_per_request']:13.0f}")
+    if sizes:
+        print("predict batch sizes (batches, all repeats): "
+              + ", ".join(f"<={float(le):g}: {n:.0f} ({n / total:.0%})" for le, n in sorted(sizes.items(), key=lambda kv: float(kv[0]))))
     if args.json:
-        args.json.write_text(json.dumps({"settings": vars(args) | {"run": str(args.run), "json": str(args.json)},
-                                         "summary": summary, "repeats": [[asdict(p) for p in ph] for ph in repeats]}, indent=2))
+        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
+                                         "batch_sizes": sizes, "repeats": [[asdict(p) for p in ph] for ph in repeats]}, indent=2))
     return 1 if any(s["errors"] for s in summary.values()) else 0
 
 

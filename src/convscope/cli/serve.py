@@ -3,16 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import json
+import os
+import tempfile
 
 from ..errors import UserError
 from .options import add_threads_option, positive_int
+
+WORKERS_HELP = (
+    "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "
+    "threads (default 1); a connection stays with one worker, so batches form per worker"
+)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a run over HTTP: REST API, drawing page, /docs",
-        description="Serve a trained run: POST /predict, /predict/batch, /feature-maps; GET /model, /health; "
+        help="serve a run over HTTP: REST API, drawing page, /docs, /metrics",
+        description="Serve a trained run: POST /predict, /predict/batch, /feature-maps; GET /model, /health, /metrics; "
         "the drawing page at / and the API docs at /docs. Works offline.",
     )
     p.add_argument("run_dir", metavar="RUN")
@@ -22,6 +31,14 @@ def add_parser(sub) -> None:
     p.add_argument("--max-image-pixels", type=positive_int, default=4096 * 4096,
                    help="largest decoded image, width x height (default 16777216); larger: 413")
     p.add_argument("--max-batch", type=positive_int, default=64, help="most images per /predict/batch call (default 64)")
+    p.add_argument("--max-batch-size", type=positive_int, default=32,
+                   help="most images per forward pass; concurrent requests are batched up to this (default 32)")
+    p.add_argument("--max-batch-delay-ms", type=float, default=2.0,
+                   help="longest a batch waits for requests still being read (default 2); an idle server never waits")
+    p.add_argument("--engine", default="torch", choices=["torch", "onnxruntime", "openvino", "auto"],
+                   help="what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest "
+                   "installed engine that matches torch, measured at startup")
+    p.add_argument("--workers", type=positive_int, default=1, help=WORKERS_HELP)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_threads_option(p)
     p.set_defaults(run=run)
@@ -31,21 +48,85 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
-        from ..serving.app import create_app
+        from ..serving.app import CONFIG_ENV, create_app
         from ..serving.service import ServerSettings
     except ImportError as exc:
         raise UserError(f"convscope serve needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'.") from None
     if args.max_upload_mb <= 0:
         raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}.")
+    if args.max_batch_delay_ms < 0:
+        raise UserError(f"--max-batch-delay-ms must be 0 or more, got {args.max_batch_delay_ms}.")
     settings = ServerSettings(
         max_body_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_image_pixels=args.max_image_pixels,
         max_batch=args.max_batch,
+        max_batch_size=args.max_batch_size,
+        max_batch_delay_ms=args.max_batch_delay_ms,
+        engine=args.engine,
     )
-    from ..training.threads import apply_threads
+    where = f"http://{args.host}:{args.port}/"
+    from ..training.threads import choose_threads
 
-    plan = apply_threads(args.threads)  # once, before the first request; see training/threads.py
-    app = create_app(args.run_dir, settings)  # a bad run directory fails here, before listening
-    print(f"serving {args.run_dir} on http://{args.host}:{args.port}/  (API docs: /docs; threads: {plan.reason})", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+    # Asked for: as asked. Otherwise the idle cores (training/threads.py), capped at each worker's share of
+    # the cores minus one, which leaves a core to the event loop (BENCHMARKS.md, "Serving at the model's speed").
+    plan = choose_threads(args.threads)
+    threads = plan.threads if args.threads else min(plan.threads, forward_threads(args.workers))
+    if args.workers == 1:
+        import torch
+
+        torch.set_num_threads(threads)
+        app = create_app(args.run_dir, settings)  # a bad run directory fails here, before listening
+        engine = app.state.served.engine
+        timings = "".join(f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured)
+        print(f"serving {args.run_dir} on {where} with engine {engine.name}"
+              + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
+              + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})", flush=True)
+        uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level)
+        return 0
+    from ..runs import load_run
+
+    load_run(args.run_dir)  # a bad run directory fails here, before the workers start
+    # Workers are fresh processes: they get the settings through the environment, and share
+    # one directory for their metrics so that a scrape of any of them sees them all.
+    with tempfile.TemporaryDirectory(prefix="convscope-metrics-") as metrics_dir:
+        os.environ[CONFIG_ENV] = json.dumps(
+            {"run": str(args.run_dir), "settings": dataclasses.asdict(settings), "threads": threads}
+        )
+        os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
+        print(f"serving {args.run_dir} on {where} with {args.workers} workers  (API docs: /docs, metrics: /metrics)", flush=True)
+        config = uvicorn.Config("convscope.serving.app:app_from_environment", factory=True, host=args.host,
+                                port=args.port, workers=args.workers, log_level=args.log_level)
+        serve_workers(config)
     return 0
+
+
+def serve_workers(config) -> None:
+    """uvicorn.run's multi-worker path, with TCP_NODELAY on the shared listening socket.
+
+    uvicorn binds that socket without naming the protocol (proto 0), so asyncio does not set TCP_NODELAY on
+    the connections it accepts; a keep-alive client then waits for a delayed ACK (about 40 ms) between a
+    response's header and body writes. We measured 48 ms per lone request with 2 workers (BENCHMARKS.md,
+    "Serving"). Linux hands the listener's TCP_NODELAY down to every accepted connection.
+    """
+    import inspect
+    import socket
+
+    from uvicorn import Server
+    from uvicorn.supervisors import Multiprocess
+
+    sock = config.bind_socket()
+    if sock.family in (socket.AF_INET, socket.AF_INET6):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    # uvicorn before 0.30 takes the worker function; later ones build their own
+    takes_target = "target" in inspect.signature(Multiprocess.__init__).parameters
+    Multiprocess(config, sockets=[sock], **({"target": Server(config=config).run} if takes_target else {})).run()
+
+
+def forward_threads(workers: int) -> int:
+    """Each worker's share of the cores minus one for its event loop, which parses HTTP while the model runs.
+
+    On 2 cores that is 1 thread: under load a second OpenMP thread only contends with the event loop and the
+    clients (BENCHMARKS.md, "Serving").
+    """
+    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return max(1, cores // workers - 1)

@@ -3,30 +3,49 @@
 Images arrive as multipart uploads, raw image bodies or JSON pixels; options (`invert`,
 `top_k`) are query parameters for all three. Every mistake a client can make is answered with a
 4xx JSON body `{"error": "one sentence"}`; a 500 would be a bug.
+
+/predict and /predict/batch read their bodies on the event loop and hand one job per image to the
+app's `Batcher`, whose worker thread decodes, preprocesses and predicts whole batches
+(`service.run_jobs`); /metrics tells what it did.
 """
 
 from __future__ import annotations
 
 import json
 import logging
+from contextlib import asynccontextmanager
+from functools import partial
 from pathlib import Path
 from typing import Any, Literal
 
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
 from . import schemas
+from .batcher import Batcher, BatchPolicy
 from .errors import PayloadTooLarge, RequestError, UnsupportedMediaType
-from .service import Payload, ServedModel, ServerSettings, feature_map_tiles, load_served, predict, predict_batch
+from .metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
+from .service import (
+    Job,
+    Payload,
+    ServedModel,
+    ServerSettings,
+    check_batch_length,
+    feature_map_tiles,
+    load_served,
+    one_of_many,
+    run_jobs,
+)
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("convscope.serving")
@@ -89,15 +108,31 @@ class BodyTooLarge(PayloadTooLarge):
 def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> FastAPI:
     """The app for one run directory (or an in-memory trained model)."""
     served = load_served(run, settings)
+    metrics = ServerMetrics({"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"})
+    batcher = Batcher(
+        partial(run_jobs, served=served),
+        BatchPolicy(served.settings.max_batch_size, served.settings.max_batch_delay_ms / 1000),
+        on_batch=metrics.observe_batch,
+        on_queue=metrics.observe_queue,
+    )
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        await batcher.close()
+
     app = FastAPI(
         title=f"convscope: {served.info['name']}",
         version=__version__,
         description="Predict with a trained convscope run. The drawing page is at `/`.",
         docs_url=None,  # served below from local files: the default page loads Swagger UI from a CDN
         redoc_url=None,
+        lifespan=lifespan,
     )
+    app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics  # for tests and introspection
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=served.settings.max_body_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: it also counts the 413s of BodyLimit
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_docs(app)
 
@@ -119,10 +154,12 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         request: Request,
         invert: Invert = Query("auto", description=INVERT_HELP),
         top_k: int = Query(3, ge=1, description=TOP_K_HELP),
-    ) -> dict[str, Any]:
+    ) -> Response:
         """The class of one image: label, probabilities in class order, and the top-k."""
-        payload = await _one_payload(request, served)
-        return await run_in_threadpool(predict, payload, served, _invert(invert), top_k)
+        with batcher.reading():
+            payload = await _one_payload(request, served)
+        # A JSONResponse skips re-validating what service.prediction built (the schema still documents it).
+        return JSONResponse(await batcher.submit(Job(payload, _invert(invert), top_k)))
 
     @app.post(
         "/predict/batch", response_model=schemas.BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY, tags=["predict"]
@@ -131,10 +168,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         request: Request,
         invert: Invert = Query("auto", description=INVERT_HELP),
         top_k: int = Query(3, ge=1, description=TOP_K_HELP),
-    ) -> dict[str, Any]:
-        """Several images in one call, predicted together; one bad image fails the call and is named."""
-        payloads = await _batch_payloads(request, served)
-        return {"predictions": await run_in_threadpool(predict_batch, payloads, served, _invert(invert), top_k)}
+    ) -> Response:
+        """Several images in one call, through the same batcher as /predict; one bad image fails the call and is named."""
+        with batcher.reading():
+            payloads = await _batch_payloads(request, served)
+        check_batch_length(len(payloads), served)
+        outcomes = await batcher.submit_all([Job(payload, _invert(invert), top_k) for payload in payloads])
+        return JSONResponse({"predictions": one_of_many(outcomes)})
 
     @app.post(
         "/feature-maps", response_model=schemas.FeatureMaps, responses=_ERRORS, openapi_extra=_ONE_IMAGE_BODY, tags=["predict"]
@@ -150,6 +190,12 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         """What every Conv and Pool layer computed for one image, one PNG tile per channel."""
         payload = await _one_payload(request, served)
         return await run_in_threadpool(feature_map_tiles, payload, served, _invert(invert), top_k, channels)
+
+    @app.get("/metrics", tags=["model"], response_class=Response,
+             responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}, "description": "Prometheus text format"}})
+    async def prometheus_metrics() -> Response:
+        """Requests and errors by route and status, latencies, batch sizes and why batches were sent, queue depth."""
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app
 
@@ -283,6 +329,12 @@ def _add_error_handlers(app: FastAPI) -> None:
             message = str(exc.detail).rstrip(".") + "."
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
 
+    @app.exception_handler(ClientDisconnect)
+    async def client_gone(request: Request, exc: ClientDisconnect) -> Response:
+        # The client hung up before its body was in: nobody to answer, and no bug. 499 is nginx's
+        # "client closed request", so /metrics counts it apart from the server's own errors.
+        return Response(status_code=499)
+
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
@@ -330,3 +382,23 @@ def _plain_docs(spec: dict[str, Any]) -> str:
         f"<h1>{escape(spec['info']['title'])}</h1><p>The full schema is <a href='/openapi.json'>/openapi.json</a>.</p>"
         f"<ul>{rows}</ul>"
     )
+
+
+# --- several worker processes ------------------------------------------------------------------
+
+CONFIG_ENV = "CONVSCOPE_SERVE_CONFIG"
+
+
+def app_from_environment() -> FastAPI:
+    """The app of one `convscope serve --workers N` process, from the settings the parent left in the environment.
+
+    Each worker takes its share of the cores for its forward passes (`threads`, chosen by `convscope serve`),
+    so N batchers do not oversubscribe them.
+    """
+    import os
+
+    import torch
+
+    config = json.loads(os.environ[CONFIG_ENV])
+    torch.set_num_threads(config["threads"])
+    return create_app(config["run"], ServerSettings(**config["settings"]))

@@ -43,6 +43,7 @@ class ModelInfo(BaseModel):
     summary_text: str = Field(description="the same summary as `convscope summary` prints it")
     preprocessing: PreprocessingInfo
     limits: Limits
+    engine: str = Field(description="what runs the forward pass: torch, onnxruntime or openvino (convscope serve --engine)")
 
 
 class TopClass(BaseModel):

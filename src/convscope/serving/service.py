@@ -1,9 +1,11 @@
 """What the server does with a request once it is parsed, with no HTTP in it.
 
-`ServedModel` is a loaded run plus what preprocessing needs to know about it; `predict`,
-`predict_batch` and `feature_map_tiles` turn payloads (upload bytes or JSON pixels) into
-response dictionaries. Predictions go through `TrainedModel.predict_proba` and feature maps
-through `evaluation.inspection.feature_maps`: the same code paths as the CLI and the report.
+`ServedModel` is a loaded run plus what preprocessing needs to know about it. `run_jobs` is what
+the batcher runs on a batch of jobs (one image each): every image is decoded and preprocessed on
+its own (a bad one fails alone), the good ones go through one forward pass of the served engine,
+and each job gets its response dictionary. The `torch` engine is `TrainedModel.predict_proba`,
+and feature maps come from `evaluation.inspection.feature_maps`: the same code paths as the CLI
+and the report.
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from ..export.contract import run_background
 from ..models.summary import summary
 from ..runs import METRICS, load_run, read_json
 from ..training.trained_model import TrainedModel
+from . import engines
 from .errors import PayloadTooLarge, RequestError
 from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload
 
@@ -34,8 +37,20 @@ Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's 
 class ServerSettings:
     max_body_bytes: int = 10 * 1024 * 1024
     max_image_pixels: int = 4096 * 4096
-    max_batch: int = 64
+    max_batch: int = 64  # images per /predict/batch request
     max_feature_channels: int = 32  # tiles per layer in /feature-maps unless the client asks for fewer
+    max_batch_size: int = 32  # images per forward pass the batcher forms (BENCHMARKS.md, "Serving")
+    max_batch_delay_ms: float = 2.0  # longest the batcher waits for requests still being read
+    engine: str = "torch"  # one of engines.CHOICES
+
+
+@dataclass(frozen=True)
+class Job:
+    """One image to predict: what a request hands the batcher."""
+
+    payload: Any  # upload bytes, or the decoded JSON value of one image's pixels
+    invert: bool | None
+    top_k: int
 
 
 @dataclass
@@ -44,6 +59,8 @@ class ServedModel:
     prep: Preprocessing
     info: dict[str, Any]
     settings: ServerSettings
+    engine: engines.Engine
+    engines_measured: list[engines.Engine]  # what --engine auto timed; empty otherwise
     # One model call at a time: on a few cores torch already uses them all inside one call, and
     # concurrent calls would only fight over them. Decoding runs outside the lock, in parallel.
     lock: threading.Lock = field(default_factory=threading.Lock)
@@ -54,7 +71,17 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
     prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
-    return ServedModel(trained, prep, model_info(trained, prep, settings), settings)
+    engine, measured = load_engine(trained, settings)
+    info = model_info(trained, prep, settings) | {"engine": engine.name}
+    return ServedModel(trained, prep, info, settings, engine, measured)
+
+
+def load_engine(trained: TrainedModel, settings: ServerSettings) -> tuple[engines.Engine, list[engines.Engine]]:
+    """The engine settings name, or with 'auto' the fastest with parity and every one that was timed."""
+    sizes = engines.batch_sizes_for(settings.max_batch_size)
+    if settings.engine == "auto":
+        return engines.choose(trained, sizes)
+    return engines.load(trained, settings.engine, sizes), []
 
 
 def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSettings) -> dict[str, Any]:
@@ -111,28 +138,43 @@ def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: i
     }
 
 
-def predict_batch(payloads: list[Payload], served: ServedModel, invert: bool | None, top_k: int) -> list[dict[str, Any]]:
-    """Every image or none: a bad image fails the whole request, naming which one it was."""
-    if len(payloads) > served.settings.max_batch:
-        raise PayloadTooLarge(
-            f"the batch has {len(payloads)} images; this server takes at most {served.settings.max_batch} per request."
-        )
-    prepared = []
-    for i, payload in enumerate(payloads):
+def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exception]:
+    """One outcome per job: its prediction, or the UserError of its own image. One forward pass."""
+    outcomes: list[dict[str, Any] | Exception] = []
+    prepared: list[PreparedImage] = []
+    for job in jobs:
         try:
-            prepared.append(prepare(payload, served, invert))
+            prepared.append(prepare(job.payload, served, job.invert))
+            outcomes.append({})
         except UserError as exc:
-            if len(payloads) == 1:
-                raise
-            raise type(exc)(f"image {i + 1} of {len(payloads)}: {exc}") from None
-    with served.lock:
-        probabilities = served.trained.predict_proba(np.stack([p.image for p in prepared]).astype(np.float32))
-    names = served.trained.class_names
-    return [prediction(p, names, top_k, image.inverted) for p, image in zip(probabilities, prepared)]
+            outcomes.append(exc)
+    if prepared:
+        with served.lock:
+            probabilities = served.engine.forward(np.stack([p.image for p in prepared]).astype(np.float32))
+        rows = iter(zip(probabilities, prepared))
+        names = served.trained.class_names
+        for i, job in enumerate(jobs):
+            if not isinstance(outcomes[i], Exception):
+                p, image = next(rows)
+                outcomes[i] = prediction(p, names, job.top_k, image.inverted)
+    return outcomes
 
 
-def predict(payload: Payload, served: ServedModel, invert: bool | None, top_k: int) -> dict[str, Any]:
-    return predict_batch([payload], served, invert, top_k)[0]
+def one_of_many(outcomes: list[Any]) -> list[dict[str, Any]]:
+    """Every image or none, for /predict/batch: the first bad image fails the call, named by position."""
+    for i, outcome in enumerate(outcomes):
+        if isinstance(outcome, UserError):
+            if len(outcomes) == 1:
+                raise outcome
+            raise type(outcome)(f"image {i + 1} of {len(outcomes)}: {outcome}") from None
+        if isinstance(outcome, BaseException):
+            raise outcome
+    return outcomes
+
+
+def check_batch_length(count: int, served: ServedModel) -> None:
+    if count > served.settings.max_batch:
+        raise PayloadTooLarge(f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request.")
 
 
 def feature_map_tiles(payload: Payload, served: ServedModel, invert: bool | None, top_k: int, channels: int) -> dict[str, Any]:
