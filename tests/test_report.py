@@ -122,8 +122,12 @@ def test_train_writes_a_self_contained_report(trained_run, report):
     assert_offline(text, page)
     sizes = decode_images(page)
     alts = [image["alt"] for image in page.images]
+    strips = [i for i, alt in enumerate(alts) if alt.startswith("samples of class ")]
+    assert [alts[i] for i in strips] == [f"samples of class {d}" for d in range(10)]  # one strip per class
+    assert all(h == 56 and w > 300 for w, h in (sizes[i] for i in strips))  # 8 images of 28 px, doubled
+    alts, sizes = [a for i, a in enumerate(alts) if i not in strips], [s for i, s in enumerate(sizes) if i not in strips]
     assert alts == [
-        "sample images per class", "training and validation loss and accuracy per epoch",
+        "training and validation loss and accuracy per epoch",
         "per-class precision, recall and F1", "confusion matrix", "random test images", "misclassified test images",
         "feature maps of a correctly classified image", "feature maps of the most confidently wrong image",
         "first-layer filters",

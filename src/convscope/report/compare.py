@@ -11,12 +11,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from .. import display
 from ..errors import UserError
 from ..models.summary import summary
 from ..runs import CONFIG, METRICS, load_run, read_json
 from ..training.history import History
 from . import figures
-from .html import CSS, esc, figure_block, table
 
 HEADER = ("run", "model", "params", "epochs", "train time", "test accuracy", "test loss")
 
@@ -92,18 +92,11 @@ def comparison_text(rows: Sequence[RunRow]) -> str:
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:
-    body = table(HEADER, [r.cells() for r in rows], numeric=range(2, len(HEADER)), cls="compact")
-    curves = figure_block(figures.comparison_figure([(r.name, r.history) for r in rows]),
-                          "validation curves of the runs", "Solid: validation; dashed: training.")
-    paths = "".join(f"<li>{esc(r.name)}: {esc(r.path)}</li>" for r in rows)
-    extra = "".join(f"<p>{esc(n)}</p>" for n in notes(rows))
-    return (
-        '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        '<meta name="viewport" content="width=device-width, initial-scale=1">'
-        f"<title>convscope: {len(rows)} runs compared</title><style>{CSS}</style></head><body>"
-        f'<header><div class="wrap"><h1>{len(rows)} runs compared</h1></div></header>'
-        f'<main class="wrap"><h2>Runs</h2>{body}{extra}<h2>Curves</h2>{curves}'
-        f'<h2>Run directories</h2><ul>{paths}</ul></main></body></html>\n'
+    curves = display.picture(figures.comparison_figure([(r.name, r.history) for r in rows]),
+                             "validation curves of the runs", "Solid: validation; dashed: training.", png=figures.to_png)
+    return display.render(
+        "compare.html", header=HEADER, rows=[r.cells() for r in rows], numeric=range(2, len(HEADER)),
+        notes=notes(rows), curves=curves, runs=[(r.name, str(r.path)) for r in rows],
     )
 
 

@@ -7,7 +7,6 @@ returned figure inline. `to_png` turns any of them into PNG bytes.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,21 +14,21 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data.dataset import Dataset
+from ..display.charts import (  # noqa: F401  (curves and matrices live where the reprs reach them)
+    CORRECT, NEUTRAL, TRAIN_COLOR, VAL_COLOR, WRONG, confusion_matrix_figure, per_class_figure, training_curves,
+)
+from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, select, tile_grid
 from ..training.history import History
 
-CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
-TRAIN_COLOR, VAL_COLOR = "#0969da", "#bc4c00"
 DPI = 100
 MAX_BARS = 20  # beyond this many classes a probability panel lists the 10 most likely
 
 
 def to_png(figure: Figure, path: str | Path | None = None) -> bytes:
     """PNG bytes of a figure (and the same bytes written to `path`, when given)."""
-    buffer = io.BytesIO()
-    figure.savefig(buffer, format="png", dpi=DPI, facecolor="white")
-    data = buffer.getvalue()
+    data = figure_png(figure, DPI)
     if path is not None:
         Path(path).write_bytes(data)
     return data
@@ -109,82 +108,6 @@ def gallery(result: EvaluationResult, kind: str = "random", n: int = 6, seed: in
     class probabilities."""
     chosen = select(result, kind, n, seed=seed)
     return predictions_figure(chosen.samples, chosen.title)
-
-
-def training_curves(history: History, title: str = "training curves") -> Figure:
-    """Loss and accuracy per epoch, training against validation, with the best epoch and the stop marked."""
-    figure = Figure(figsize=(10, 3.8), layout="constrained")
-    epochs = history.column("epoch")
-    for ax, metric, label in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy")):
-        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
-            values = history.column(key)
-            if values:
-                ax.plot(epochs[: len(values)], values, marker="o", markersize=3.5, color=color, label=name)
-        if history.best_epoch is not None:
-            ax.axvline(history.best_epoch, color=CORRECT, linestyle="--", linewidth=1.2,
-                       label=f"best epoch {history.best_epoch}")
-        if history.stopped_early or history.interrupted:
-            why = "stopped early" if history.stopped_early else "interrupted"
-            ax.axvline(history.epochs_run, color=WRONG, linestyle=":", linewidth=1.5,
-                       label=f"{why} at epoch {history.epochs_run}")
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(label)
-        ax.set_title(label.split(" ")[0])
-        if epochs:
-            ax.set_xticks(_epoch_ticks(len(epochs)))
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
-    figure.suptitle(title, fontsize=12, fontweight="bold")
-    return figure
-
-
-def _epoch_ticks(n: int) -> list[int]:
-    step = max(1, int(np.ceil(n / 12)))
-    return list(range(1, n + 1, step))
-
-
-def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figure:
-    """Counts per (true, predicted) pair as a heat map, every cell labelled."""
-    k = len(class_names)
-    side = min(12.0, max(4.5, 0.45 * k + 2))
-    figure = Figure(figsize=(side + 1, side), layout="constrained")
-    ax = figure.add_subplot()
-    image = ax.imshow(cm, cmap="Blues")
-    figure.colorbar(image, ax=ax, shrink=0.8, label="images")
-    ticks = np.arange(k)
-    ax.set_xticks(ticks, class_names, rotation=90 if max(len(n) for n in class_names) > 3 else 0)
-    ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix ({int(cm.sum())} test images, {int(np.trace(cm))} correct)")
-    if k <= 30:
-        threshold = cm.max() / 2 if cm.size and cm.max() > 0 else 0
-        fontsize = 9 if k <= 12 else 7 if k <= 20 else 5
-        for (t, p), count in np.ndenumerate(cm):
-            if count or t == p:
-                ax.text(p, t, str(int(count)), ha="center", va="center", fontsize=fontsize,
-                        color="white" if count > threshold else "black")
-    return figure
-
-
-def per_class_figure(rows: Sequence[dict]) -> Figure:
-    """Precision, recall and F1 of every class as grouped bars (rows as `EvaluationResult.per_class`)."""
-    k = len(rows)
-    figure = Figure(figsize=(min(14.0, max(6.0, 0.5 * k + 2)), 3.4), layout="constrained")
-    ax = figure.add_subplot()
-    x = np.arange(k)
-    width = 0.27
-    for offset, key, color in ((-width, "precision", TRAIN_COLOR), (0.0, "recall", VAL_COLOR), (width, "f1", CORRECT)):
-        ax.bar(x + offset, [row[key] for row in rows], width, label=key if key != "f1" else "F1", color=color)
-    ax.set_xticks(x, [row["class"] for row in rows], rotation=90 if max(len(r["class"]) for r in rows) > 3 else 0)
-    low = min([row[key] for row in rows for key in ("precision", "recall", "f1")] + [1.0])
-    ax.set_ylim(max(0.0, np.floor(low * 10) / 10 - 0.1), 1.0)
-    ax.set_xlabel("class")
-    ax.set_ylabel("score")
-    ax.set_title("per-class precision, recall and F1 (test split)")
-    ax.grid(axis="y", alpha=0.3)
-    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
-    return figure
 
 
 def class_samples_figure(data: Dataset, per_class: int = 8, seed: int = 0, title: str | None = None) -> Figure:
@@ -310,4 +233,25 @@ def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     figure.suptitle("runs compared", fontsize=12, fontweight="bold")
+    return figure
+
+
+def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], title: str = "Grad-CAM") -> Figure:
+    """Each image beside itself under its Grad-CAM heat map: red is where the evidence for the predicted
+    class lies. The caption is the sample's `true → predicted (p)`."""
+    n = len(samples)
+    figure = Figure(figsize=(2.6 * max(n, 1), 3.0), layout="constrained")
+    axes = figure.subplots(2, max(n, 1), squeeze=False)
+    for column, (s, cam) in enumerate(zip(samples, cams)):
+        top, bottom = axes[0, column], axes[1, column]
+        _show_image(top, s.image)
+        where = f"#{s.index}  " if s.index is not None else ""
+        top.set_title(f"{where}{s.caption}", fontsize=9, color=_verdict_color(s))
+        _show_image(bottom, s.image)
+        if cam is not None:
+            bottom.imshow(cam.heatmap, cmap="jet", alpha=0.45, interpolation="bilinear")
+            bottom.set_title(f"evidence for '{cam.class_name}'", fontsize=8)
+        else:
+            bottom.set_title("Grad-CAM needs a Conv2D layer", fontsize=8)
+    figure.suptitle(title, fontsize=12, fontweight="bold")
     return figure

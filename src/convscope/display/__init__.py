@@ -1,0 +1,14 @@
+"""The display layer: HTML templates and pictures shared by `report.html` and the notebook reprs.
+
+It sits at the bottom of convscope and imports nothing else from it, so every stage's objects
+(`Dataset`, `ModelSummary`, `History`, `EvaluationResult`, `TrainedModel`) can show themselves in
+Jupyter with the same templates the report is written from. matplotlib is only touched by `charts`
+and `Picture`, and only when something is drawn.
+"""
+
+from .images import array_png, figure_png, png_data_uri, strip
+from .picture import Picture
+from .jinja import fragment, image_tag, picture, render
+from .notebook import in_notebook
+
+__all__ = ["Picture", "array_png", "figure_png", "fragment", "image_tag", "in_notebook", "picture", "png_data_uri", "render", "strip"]

@@ -1,0 +1,64 @@
+"""One jinja2 environment for every HTML convscope writes: `report.html`, `compare.html` and the
+notebook reprs render the same section templates, so a table looks the same in all three."""
+
+from __future__ import annotations
+
+from functools import cache
+from pathlib import Path
+
+import jinja2
+from markupsafe import Markup
+
+from .images import figure_png, png_data_uri
+
+TEMPLATES = Path(__file__).with_name("templates")
+
+
+@cache  # one environment per process: jinja2 compiles each template once and keeps it
+def environment() -> jinja2.Environment:
+    env = jinja2.Environment(
+        loader=jinja2.FileSystemLoader(TEMPLATES),
+        autoescape=True,  # every value is escaped unless it is Markup made here
+        undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
+        trim_blocks=True,
+        lstrip_blocks=True,
+    )
+    env.filters["number"] = number
+    env.filters["shape"] = shape
+    return env
+
+
+def render(name: str, **context) -> str:
+    """A template by file name (e.g. `report.html`, `sections/model.html`) with `context`."""
+    return environment().get_template(name).render(**context)
+
+
+def fragment(*sections: tuple[str, dict]) -> str:
+    """Sections for a notebook cell, each a (template, context) pair: the section templates inside a `div.convscope` that carries the
+    report's stylesheet (every rule is scoped to that class, so the notebook's own look is untouched)."""
+    return render("notebook.html", sections=sections)
+
+
+def number(value: object, digits: int = 4) -> str:
+    """Floats with `digits` decimals, None as a dash, anything else as text."""
+    if value is None:
+        return "–"
+    if isinstance(value, float):
+        return f"{value:.{digits}f}"
+    return str(value)
+
+
+def shape(dims) -> str:
+    """A Keras output shape with its batch axis: (None, 28, 28, 32)."""
+    return "(" + ", ".join(["None", *(str(s) for s in dims)]) + ")"
+
+
+def image_tag(png: bytes, alt: str) -> Markup:
+    """An inline <img> for a table cell (a sample strip, say), safe to pass through autoescaping."""
+    return Markup('<img src="{}" alt="{}">').format(png_data_uri(png), alt)
+
+
+def picture(figure, alt: str, caption: str | None = None, png=figure_png) -> dict:
+    """What the `figure` macro takes: a data URI, the alt text and an optional caption. `png` turns the
+    figure into bytes (the report passes its own, which it can also write to a file)."""
+    return {"src": png_data_uri(png(figure)), "alt": alt, "caption": caption}

@@ -1,0 +1,34 @@
+"""An EvaluationResult as the report's "Test metrics" and "Confusion matrix" sections."""
+
+from __future__ import annotations
+
+from .. import display
+from .evaluate import EvaluationResult
+
+PER_CLASS_ALT = "per-class precision, recall and F1"
+MATRIX_ALT = "confusion matrix"
+MATRIX_CAPTION = "Rows: the true class; columns: the predicted class."
+
+
+def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
+    number = display.jinja.number
+    rows = [[r["class"], number(r["precision"], 3), number(r["recall"], 3), number(r["f1"], 3), r["support"]]
+            for r in result.per_class]
+    return "sections/metrics.html", {
+        "anchor": "metrics", "nav": "Metrics", "accuracy": result.accuracy, "loss": result.loss,
+        "size": len(result.labels), "bars": bars, "per_class": rows,
+    }
+
+
+def confusion_section(result: EvaluationResult, matrix: dict, top: int = 10) -> tuple[str, dict]:
+    pairs = [[p["true"], p["predicted"], p["count"]] for p in result.most_confused(top)]
+    return "sections/confusion.html", {"anchor": "confusion", "nav": "Confusion", "matrix": matrix, "pairs": pairs}
+
+
+def evaluation_html(result: EvaluationResult) -> str:
+    from ..display.charts import confusion_matrix_figure, per_class_figure  # matplotlib only when drawn
+
+    bars = display.picture(per_class_figure(result.per_class), PER_CLASS_ALT)
+    matrix = display.picture(confusion_matrix_figure(result.confusion_matrix, result.class_names), MATRIX_ALT,
+                             MATRIX_CAPTION)
+    return display.fragment(metrics_section(result, bars), confusion_section(result, matrix))

@@ -1,0 +1,86 @@
+"""History and TrainedModel as the report's "Training" section and header cards."""
+
+from __future__ import annotations
+
+from .. import display
+from .history import History
+from .trained_model import TrainedModel
+
+CURVES_ALT = "training and validation loss and accuracy per epoch"
+
+
+def ending(history: History) -> str:
+    """How the run ended, in one sentence without its full stop."""
+    parts = []
+    if history.best_epoch is not None:
+        parts.append(f"best epoch {history.best_epoch}")
+    if history.stopped_early:
+        parts.append(f"stopped early after epoch {history.epochs_run}")
+    if history.interrupted:
+        parts.append(f"interrupted after epoch {history.epochs_run}")
+    if history.weights_epoch is not None:
+        parts.append(f"the saved weights are those of epoch {history.weights_epoch}")
+    return "; ".join(parts)
+
+
+def training_section(history: History, curves: dict | None, open_epochs: bool = False) -> tuple[str, dict]:
+    """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs."""
+    number = display.jinja.number
+    rows = [
+        [int(r["epoch"]), *(number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
+         number(r.get("seconds"), 1)]
+        for r in history.rows
+    ]
+    return "sections/training.html", {
+        "anchor": "training", "nav": "Training", "curves": curves, "ending": ending(history), "rows": rows,
+        "open": open_epochs,
+    }
+
+
+def curves_picture(history: History) -> dict | None:
+    if not history.rows:
+        return None
+    from ..display.charts import training_curves  # matplotlib loads only when a chart is drawn
+
+    return display.picture(training_curves(history), CURVES_ALT)
+
+
+def history_html(history: History) -> str:
+    return display.fragment(training_section(history, curves_picture(history)))
+
+
+def model_cards(trained: TrainedModel, total_params: int) -> list[tuple[str, str]]:
+    history = trained.history
+    h, w, c = trained.input_shape
+    epochs = f"{history.epochs_run}" + (f" (best {history.best_epoch})" if history.best_epoch else "")
+    return [
+        ("classes", f"{len(trained.class_names)}"),
+        ("input", f"{h} × {w} × {c}"),
+        ("parameters", f"{total_params:,}"),
+        ("epochs", epochs),
+        ("device", str(trained.device)),
+    ]
+
+
+def trained_html(trained: TrainedModel) -> str:
+    from ..models.html import model_section
+    from ..models.summary import summary
+
+    s = summary(trained.model, trained.input_shape)
+    scaler = trained.scaler
+    card = ("sections/model_card.html", {
+        "title": f"Trained model: {s.name}" + (f" ({trained.path})" if trained.path else ""),
+        "cards": model_cards(trained, s.total_params),
+        "note": f"classes {', '.join(trained.class_names)}; inputs scaled with training statistics: "
+                f"(x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
+    })
+    return display.fragment(card, model_section(s), training_section(trained.history, curves_picture(trained.history)))
+
+
+def history_text(history: History) -> str:
+    columns = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
+    lines = ["  ".join(f"{c:>12}" for c in columns)]
+    for row in history.rows:
+        lines.append("  ".join(f"{display.jinja.number(row.get(c)):>12}" for c in columns))
+    end = ending(history)
+    return "\n".join(lines + ([end] if end else []))
