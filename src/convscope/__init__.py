@@ -23,9 +23,17 @@ from .training import EarlyStopping, History, TrainedModel, fit
 from .workflow import TrainResult, train
 
 
-def summary(model, input_shape=None, print_fn=print) -> ModelSummary:
-    """Print the Keras-style summary (with size formulas, FLOPs, receptive fields) and return it."""
+def summary(model, input_shape=None, print_fn="auto") -> ModelSummary:
+    """Print the Keras-style summary (with size formulas, FLOPs, receptive fields) and return it.
+
+    `print_fn="auto"` prints with `print`, except in a Jupyter kernel: there the returned summary shows
+    itself as the report's table, and printing it as text too would say everything twice.
+    """
     result = _summary(model, input_shape)
+    if print_fn == "auto":
+        from .display.notebook import in_notebook
+
+        print_fn = None if in_notebook() else print
     if print_fn is not None:
         print_fn(str(result))
     return result

@@ -51,6 +51,18 @@ class Dataset:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's Data section (facts, class counts, sample strips)."""
+        from .html import dataset_html
+
+        return dataset_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        """Jupyter's plain-text fallback: `describe`, not the arrays."""
+        from .describe import describe
+
+        printer.text(describe(self))
+
     def split(self, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Stratified train/test split; a pre-split file keeps its own split and ignores test_size."""
         if self.predefined_test is not None:

@@ -25,6 +25,8 @@ class EvaluationResult:
     labels: np.ndarray  # (N,) true class indices
     class_names: tuple[str, ...]
     images: np.ndarray = field(repr=False)  # the raw (N, H, W, C) images, for galleries and inspection
+    # the model that was evaluated, for feature maps, filters and Grad-CAM (None when built from numbers alone)
+    trained: TrainedModel | None = field(default=None, repr=False, compare=False)
     confusion_matrix: np.ndarray = field(init=False)
 
     def __post_init__(self) -> None:
@@ -45,6 +47,15 @@ class EvaluationResult:
     def mistakes(self) -> np.ndarray:
         """Indices of misclassified images."""
         return np.flatnonzero(self.predictions != self.labels)
+
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's Test metrics and Confusion matrix sections."""
+        from .html import evaluation_html
+
+        return evaluation_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(self.text())
 
     def metrics(self) -> dict:
         return {
@@ -100,4 +111,4 @@ def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
     picked = np.clip(probs[np.arange(len(data)), data.labels], _EPS, 1.0)
     loss = float(-np.log(picked).mean()) if len(data) else float("nan")
     accuracy = float((probs.argmax(axis=1) == data.labels).mean()) if len(data) else float("nan")
-    return EvaluationResult(loss, accuracy, probs, data.labels, trained.class_names, data.images)
+    return EvaluationResult(loss, accuracy, probs, data.labels, trained.class_names, data.images, trained)

@@ -52,6 +52,15 @@ class ModelSummary:
             "flops_per_image": self.flops,
         }
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's Model section, formulas included."""
+        from .html import summary_html
+
+        return summary_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        printer.text(str(self))
+
     def __str__(self) -> str:
         header = ("Layer (type)", "Output Shape", "Param #", "FLOPs", "Receptive field")
         rows = []

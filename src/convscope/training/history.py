@@ -32,6 +32,17 @@ class History:
                 return int(min(values)[1])
         return None
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's Training section (curves, how the run ended, every epoch)."""
+        from .html import history_html
+
+        return history_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        from .html import history_text
+
+        printer.text(history_text(self))
+
     def to_csv(self) -> str:
         columns = [c for c in COLUMNS if any(c in row for row in self.rows)]
         out = io.StringIO()

@@ -37,6 +37,18 @@ class TrainedModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: Path | None = None  # the run directory, once saved or loaded
 
+    def _repr_html_(self) -> str:
+        """Jupyter: the report's headline cards, Model and Training sections."""
+        from .html import trained_html
+
+        return trained_html(self)
+
+    def _repr_pretty_(self, printer, cycle: bool) -> None:
+        h, w, c = self.input_shape
+        printer.text(f"TrainedModel: {type(self.model).__name__} on {h}x{w}x{c} images, "
+                     f"{len(self.class_names)} classes, {self.history.epochs_run} epochs, device {self.device}"
+                     + (f", saved in {self.path}" if self.path else ""))
+
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray, batch_size: int | None = None, precision: str | None = None) -> np.ndarray:
         """Class probabilities for raw (N, H, W, C) images: the one prediction path convscope has.
