@@ -23,8 +23,10 @@ class Picture:
         return figure_png(self.figure)
 
     def __getattr__(self, name: str):
-        # everything else is the figure's: axes, savefig, suptitle, ...
-        if name == "figure":  # not set yet (during unpickling or copy): no recursion
+        # public names are the figure's (axes, savefig, suptitle, ...); private ones are not, so IPython
+        # sees no `_repr_html_` of the Figure's (webagg's) and shows the PNG, and `figure` itself, when
+        # not set yet (copy, unpickling), does not recurse
+        if name.startswith("_") or name == "figure":
             raise AttributeError(name)
         return getattr(self.figure, name)
 

@@ -1,8 +1,10 @@
 """matplotlib figures of a run, readable at a glance: titles, axis labels, class names.
 
 Every function builds a `matplotlib.figure.Figure` directly, without pyplot: no global figure
-state, no display needed (PNG goes through the Agg canvas), and a notebook still shows the
-returned figure inline. `to_png` turns any of them into PNG bytes.
+state, no display needed (PNG goes through the Agg canvas). A bare Figure does not render in a
+notebook, so the API hands them out wrapped in `display.Picture`. `to_png` turns any of them into
+PNG bytes. Charts of plain numbers (curves, confusion matrix, per-class bars) live in
+`convscope.display.charts`, where the notebook reprs of lower layers reach them.
 """
 
 from __future__ import annotations

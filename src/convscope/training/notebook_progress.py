@@ -1,0 +1,178 @@
+"""Training progress in a Jupyter notebook: one status line updated in place and a live chart.
+
+A terminal gets Keras' text bar (`progress.py`); a notebook cell would collect hundreds of lines of
+it. Here the cell holds exactly two outputs, each replaced in place through IPython's display ids:
+a status line (epoch, step, running loss and accuracy) and the loss/accuracy chart of every epoch so
+far, train against validation, with the best epoch marked. The chart is one PNG that each epoch
+replaces, so a saved notebook keeps one image, not one per epoch.
+"""
+
+from __future__ import annotations
+
+import time
+
+from .. import display
+from .history import History
+
+THROTTLE_SECONDS = 0.5  # a status update per half second: fast enough to watch, light on the kernel's socket
+CHART_DPI = 72  # a 720 x 274 px chart: readable in a cell, ~30 KB per PNG
+
+
+class Callback:
+    """Stand-in for `convscope.training.callbacks.Callback` (branch `engine`) until it lands on main:
+    the same attributes and hooks (0-based epochs; logs with loss, accuracy, val_loss, val_accuracy, lr)."""
+
+    model = None
+    params: dict = {}
+
+    def set_model(self, model) -> None:
+        self.model = model
+
+    def set_params(self, params: dict) -> None:
+        self.params = params
+
+    def on_train_begin(self, logs=None): ...
+    def on_train_end(self, logs=None): ...
+    def on_epoch_begin(self, epoch, logs=None): ...
+    def on_epoch_end(self, epoch, logs=None): ...
+    def on_train_batch_begin(self, batch, logs=None): ...
+    def on_train_batch_end(self, batch, logs=None): ...
+
+
+class _Status:
+    """The status line: HTML for the notebook, the same words as text for any other front end."""
+
+    def __init__(self, context: dict):
+        self.context = context
+
+    def _repr_html_(self) -> str:
+        return display.fragment(("sections/live.html", self.context))
+
+    def __repr__(self) -> str:
+        c = self.context
+        words = c["done"] or f"epoch {c['epoch']}/{c['epochs']} {c['step']}/{c['steps']}"
+        return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"])
+
+
+class NotebookProgress(Callback):
+    """The notebook's progress display: `fit` picks it when it runs in a Jupyter kernel and is verbose."""
+
+    def __init__(self, show=None):
+        # `show` is IPython's display(); passed in by tests, imported lazily otherwise (IPython is there in a kernel)
+        self._show = show
+        self.history = History()
+        self._status = None
+        self._chart = None
+        self._last = 0.0
+
+    def _display(self, obj):
+        if self._show is None:
+            from IPython.display import display as show
+
+            self._show = show
+        return self._show(obj, display_id=True)
+
+    def _put_status(self, step: int, metrics: list[tuple[str, float]], done: str = "") -> None:
+        status = _Status({
+            "epoch": self._epoch + 1, "epochs": self.params.get("epochs", 0), "step": step,
+            "steps": self.params.get("steps", 0), "metrics": metrics, "done": done,
+        })
+        if self._status is None:
+            self._status = self._display(status)
+        else:
+            self._status.update(status)
+
+    def _put_chart(self) -> None:
+        from ..display.charts import training_curves  # matplotlib: only once there is a chart to draw
+
+        figure = training_curves(self.history, title="training curves (live)")
+        picture = _Chart(figure)
+        if self._chart is None:
+            self._chart = self._display(picture)
+        else:
+            self._chart.update(picture)
+
+    def on_train_begin(self, logs=None):
+        self._epoch, self._started = 0, time.perf_counter()
+        self._put_status(0, [])
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        now = time.perf_counter()
+        if now - self._last < THROTTLE_SECONDS:
+            return
+        self._last = now
+        logs = logs or {}
+        self._put_status(batch + 1, [(k, float(logs[k])) for k in ("loss", "accuracy") if k in logs])
+
+    def on_epoch_end(self, epoch, logs=None):
+        logs = dict(logs or {})
+        row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}}
+        self.history.rows.append(row)
+        self.history.best_epoch = self.history.best_by("val_loss", "loss")
+        keys = ("loss", "accuracy", "val_loss", "val_accuracy")
+        self._put_status(self.params.get("steps", 0), [(k, row[k]) for k in keys if k in row])
+        self._put_chart()
+
+    def on_train_end(self, logs=None):
+        logs = logs or {}
+        history = self.history
+        # a callback ends training with model.stop_training (Keras); the bridge below passes it in the logs
+        history.stopped_early = bool(logs.get("stopped_early", getattr(self.model, "stop_training", False)))
+        history.interrupted = bool(logs.get("interrupted"))
+        if logs.get("best_epoch") is not None:
+            history.best_epoch = int(logs["best_epoch"])
+        seconds = time.perf_counter() - self._started
+        done = f"{history.epochs_run} epochs in {seconds:.1f} s"
+        if history.best_epoch is not None:
+            done += f", best epoch {history.best_epoch}"
+        if history.stopped_early:
+            done += ", stopped early"
+        if history.interrupted:
+            done += ", interrupted"
+        last = history.rows[-1] if history.rows else {}
+        self._put_status(self.params.get("steps", 0), [(k, last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
+                                                        if k in last], done)
+        if history.rows:
+            self._put_chart()  # the final chart, with the stop marked
+
+
+class _Chart(display.Picture):
+    """The live chart at a lower resolution: it is re-sent every epoch."""
+
+    def _repr_png_(self) -> bytes:
+        return display.figure_png(self.figure, CHART_DPI)
+
+
+class NotebookBar:
+    """fit's progress interface (`ProgressBar`'s start_epoch / step / end_epoch) driving a `NotebookProgress`.
+
+    A bridge for the fit loop of today, whose progress is not yet a callback: once `engine`'s callbacks
+    are on main, `fit` hands the callback itself the hooks and this class goes.
+    """
+
+    live = True  # fit reports every step; the callback throttles what it draws
+
+    def __init__(self, epochs: int, steps: int, callback: NotebookProgress | None = None):
+        self.callback = callback or NotebookProgress()
+        self.callback.set_params({"epochs": epochs, "steps": steps, "verbose": 1})
+        self._begun = False
+
+    def start_epoch(self, epoch: int) -> None:
+        if not self._begun:
+            self.callback.on_train_begin({})
+            self._begun = True
+        self.callback.on_epoch_begin(epoch - 1, {})
+
+    def step(self, done: int, loss: float, accuracy: float) -> None:
+        self.callback.on_train_batch_end(done - 1, {"loss": loss, "accuracy": accuracy})
+
+    def end_epoch(self, metrics: dict[str, float], note: str = "") -> None:
+        self.callback.on_epoch_end(int(metrics["epoch"]) - 1, {k: v for k, v in metrics.items() if k != "epoch"})
+
+    def finish(self, history: History) -> None:
+        if self._begun:
+            self.callback.on_train_end({"best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
+                                        "interrupted": history.interrupted})
