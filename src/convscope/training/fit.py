@@ -20,6 +20,7 @@ from torch import nn
 
 from ..data.dataset import Dataset
 from ..data.scaling import MinMaxScaler
+from ..display.notebook import in_notebook
 from ..errors import UserError
 from .allocator import keep_freed_memory
 from .augment import random_shift as shift_images
@@ -105,7 +106,7 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=lr, eps=1e-7, fused=_fusable(model))
     history = History()
     steps = -(-len(train) // batch_size)
-    progress = ProgressBar(epochs, steps, stream, enabled=verbose and (distributed is None or distributed.is_main))
+    progress = progress_display(epochs, steps, stream, enabled=verbose and (distributed is None or distributed.is_main))
     shuffler = torch.Generator().manual_seed(seed)
     autocast = _autocast(device, precision)
     extras = _Extras(lr_scheduler(optimizer, schedule, epochs * steps), label_smoothing, random_shift)
@@ -151,6 +152,7 @@ def fit(
     thread_record = governor.stop()
     history.best_epoch = stopper.best_epoch if stopper is not None else history.best_by("val_loss", "loss")
     history.weights_epoch = history.best_epoch if stopper is not None and stopper.restore(model) else history.epochs_run
+    progress.finish(history)
     config = {
         "epochs": epochs, "batch_size": batch_size, "validation_split": validation_split, "lr": lr,
         "seed": seed, "precision": precision, "device": str(device),
@@ -161,6 +163,16 @@ def fit(
     if distributed is not None:
         config["world_size"] = distributed.world_size
     return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device)
+
+
+def progress_display(epochs: int, steps: int, stream: TextIO | None, enabled: bool):
+    """How training reports progress, chosen in this one place: in a Jupyter kernel, one status line
+    and a live chart updated in place (`notebook_progress.py`); elsewhere Keras' text bar, on `stream`."""
+    if enabled and stream is None and in_notebook():
+        from .notebook_progress import NotebookBar
+
+        return NotebookBar(epochs, steps)
+    return ProgressBar(epochs, steps, stream, enabled=enabled)
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,9 @@ class ProgressBar:
         self.stream.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
         self.stream.flush()
 
+    def finish(self, history) -> None:
+        """Nothing more to print: the last epoch's line said it all."""
+
     def _bar(self, done: int, width: int = 30) -> str:
         filled = int(width * done / max(self.steps, 1))
         arrow = ">" if filled < width else ""
