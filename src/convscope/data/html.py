@@ -6,7 +6,7 @@ import numpy as np
 
 from .. import display
 from .dataset import Dataset
-from .describe import imbalance_warning
+from .describe import _number, imbalance_warning
 
 SAMPLES_PER_CLASS = 8
 
@@ -64,7 +64,3 @@ def data_section(dataset: Dataset) -> tuple[str, dict]:
 def dataset_html(dataset: Dataset) -> str:
     return display.fragment(data_section(dataset))
 
-
-def _number(value: object) -> str:
-    number = float(value)  # type: ignore[arg-type]
-    return str(int(number)) if number.is_integer() else f"{number:.4g}"

@@ -7,8 +7,11 @@ and `Picture`, and only when something is drawn.
 """
 
 from .images import array_png, figure_png, png_data_uri, strip
-from .picture import Picture
-from .jinja import fragment, image_tag, picture, render
+from .jinja import fragment, image_tag, number, picture, render, shape
 from .notebook import in_notebook
+from .picture import Picture
 
-__all__ = ["Picture", "array_png", "figure_png", "fragment", "image_tag", "in_notebook", "picture", "png_data_uri", "render", "strip"]
+__all__ = [
+    "Picture", "array_png", "figure_png", "fragment", "image_tag", "in_notebook", "number", "picture", "png_data_uri",
+    "render", "shape", "strip",
+]

@@ -11,7 +11,7 @@ MATRIX_CAPTION = "Rows: the true class; columns: the predicted class."
 
 
 def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
-    number = display.jinja.number
+    number = display.number
     rows = [[r["class"], number(r["precision"], 3), number(r["recall"], 3), number(r["f1"], 3), r["support"]]
             for r in result.per_class]
     return "sections/metrics.html", {

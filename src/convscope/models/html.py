@@ -17,7 +17,7 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
         rf = f"{layer.receptive_field[0]}×{layer.receptive_field[1]}" if layer.receptive_field else ""
         rows.append([
             layer.name, layer.type, *([", ".join(layer.inputs)] if branching else []),
-            display.jinja.shape(layer.output_shape), f"{layer.trainable + layer.non_trainable:,}", f"{layer.flops:,}",
+            display.shape(layer.output_shape), f"{layer.trainable + layer.non_trainable:,}", f"{layer.flops:,}",
             rf, layer.formula or "",
         ])
     return "sections/model.html", {

@@ -25,7 +25,7 @@ def ending(history: History) -> str:
 
 def training_section(history: History, curves: dict | None, open_epochs: bool = False) -> tuple[str, dict]:
     """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs."""
-    number = display.jinja.number
+    number = display.number
     rows = [
         [int(r["epoch"]), *(number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
          number(r.get("seconds"), 1)]
@@ -81,6 +81,6 @@ def history_text(history: History) -> str:
     columns = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy")
     lines = ["  ".join(f"{c:>12}" for c in columns)]
     for row in history.rows:
-        lines.append("  ".join(f"{display.jinja.number(row.get(c)):>12}" for c in columns))
+        lines.append("  ".join(f"{display.number(row.get(c)):>12}" for c in columns))
     end = ending(history)
     return "\n".join(lines + ([end] if end else []))

@@ -15,7 +15,7 @@ from .. import display
 from .history import History
 
 THROTTLE_SECONDS = 0.5  # a status update per half second: fast enough to watch, light on the kernel's socket
-CHART_DPI = 72  # a 720 x 274 px chart: readable in a cell, ~30 KB per PNG
+CHART_DPI = 72  # a 720 x 274 px chart: readable in a cell, about 50 KB as PNG
 
 
 class Callback:
