@@ -9,7 +9,7 @@ and `Picture`, and only when something is drawn.
 from .images import array_png, figure_png, png_data_uri, strip
 from .jinja import fragment, image_tag, number, picture, render, shape
 from .notebook import in_notebook
-from .picture import Picture
+from .rich import Picture
 
 __all__ = [
     "Picture", "array_png", "figure_png", "fragment", "image_tag", "in_notebook", "number", "picture", "png_data_uri",

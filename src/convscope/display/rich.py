@@ -1,4 +1,4 @@
-"""`Picture`: a matplotlib Figure that shows itself in Jupyter.
+"""`Picture`: a matplotlib Figure that shows itself in Jupyter (a rich-display object).
 
 A bare `Figure` (built without pyplot, as convscope builds them) has no rich repr: without the
 inline backend's formatter a notebook prints `<Figure size ...>` and no image. A `Picture` gives
