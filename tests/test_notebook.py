@@ -117,7 +117,7 @@ def test_everything_show_returns_renders_as_a_png(view, call):
 
 
 def test_grad_cam_and_feature_maps_need_the_model():
-    e = cs.EvaluationResult(0.1, 1.0, np.eye(2, dtype=np.float32), np.array([0, 1]), ("a", "b"),
+    e = cs.DrawableResult(0.1, 1.0, np.eye(2, dtype=np.float32), np.array([0, 1]), ("a", "b"),
                             np.zeros((2, 4, 4, 1), np.uint8))
     with pytest.raises(cs.UserError, match="does not know its model"):
         e.show_filters()

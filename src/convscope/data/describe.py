@@ -5,7 +5,11 @@ Pure functions returning text, so the CLI prints it, the server can return it, t
 
 from __future__ import annotations
 
-from .dataset import Dataset
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
+    from .dataset import Dataset
+
 
 IMBALANCE_RATIO = 3.0  # largest class more than 3x the smallest: accuracy starts to mislead
 

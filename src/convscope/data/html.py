@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .. import display
-from .dataset import Dataset
 from .describe import _number, imbalance_warning
+
+if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
+    from .dataset import Dataset
 
 SAMPLES_PER_CLASS = 8
 

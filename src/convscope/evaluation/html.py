@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import display
-from .evaluate import EvaluationResult
+
+if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
+    from .evaluate import EvaluationResult
 
 PER_CLASS_ALT = "per-class precision, recall and F1"
 MATRIX_ALT = "confusion matrix"

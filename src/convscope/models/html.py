@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import display
-from .summary import ModelSummary
+
+if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
+    from .summary import ModelSummary
 
 
 def model_section(s: ModelSummary) -> tuple[str, dict]:

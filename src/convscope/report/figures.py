@@ -17,7 +17,14 @@ from matplotlib.figure import Figure
 
 from ..data.dataset import Dataset
 from ..display.charts import (  # noqa: F401  (curves and matrices live where the reprs reach them)
-    CORRECT, NEUTRAL, TRAIN_COLOR, VAL_COLOR, WRONG, confusion_matrix_figure, per_class_figure, training_curves,
+    CORRECT,
+    NEUTRAL,
+    TRAIN_COLOR,
+    VAL_COLOR,
+    WRONG,
+    confusion_matrix_figure,
+    per_class_figure,
+    training_curves,
 )
 from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult

@@ -106,7 +106,8 @@ def predictions_section(view: RunView) -> Section:
 
 def inside_section(view: RunView) -> Section:
     trained, e = view.trained, view.evaluation
-    context = {"anchor": "inside", "nav": "Inside the model", "flat": False, "maps": [], "filters": None}
+    maps: list[tuple[str, dict]] = []
+    context = {"anchor": "inside", "nav": "Inside the model", "flat": False, "maps": maps, "filters": None}
     if not inspection.image_layers(trained):
         return "sections/inside.html", {**context, "flat": True}
     for kind, label in (("correct", "a correctly classified image"), ("top-losses", "the most confidently wrong image")):
@@ -117,7 +118,7 @@ def inside_section(view: RunView) -> Section:
         fig = figures.feature_maps_figure(s, inspection.feature_maps(trained, s.image),
                                           inspection.grad_cam(trained, s.image),
                                           title=f"feature maps of {label} (test image #{s.index})")
-        context["maps"].append((f"{label.capitalize()}: {s.caption}", picture(fig, f"feature maps of {label}")))
+        maps.append((f"{label.capitalize()}: {s.caption}", picture(fig, f"feature maps of {label}")))
     filters = inspection.first_filters(trained)
     if filters is not None:
         context["filters"] = picture(

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from .. import display
-from .history import History
-from .trained_model import TrainedModel
+
+if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
+    from .history import History
+    from .trained_model import TrainedModel
 
 CURVES_ALT = "training and validation loss and accuracy per epoch"
 
