@@ -216,3 +216,15 @@ def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     assert png_size(base64.b64decode(png))[0] > 300
     sweep = "".join(o.get("text", "") for o in _outputs_of(nb, r"for filters in"))
     assert re.search(r"best: \d+ filters", sweep)
+
+
+def test_auto_device_is_cuda_where_torch_sees_a_gpu(monkeypatch):
+    """Colab: `device="auto"` (and fit's default, None) must train on the GPU when there is one."""
+    import torch
+
+    from convscope.training.device import pick_device
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    assert pick_device("auto").type == "cuda" and pick_device(None).type == "cuda"
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    assert pick_device("auto").type == "cpu"
