@@ -93,7 +93,8 @@ def data_section(view: RunView) -> str:
         ("training images", data.get("train_size", "–")),
         ("of which validation", f"{view.trained.config.get('validation_split', '–')} (the last fraction, as Keras)"),
         ("test images", len(evaluation.labels)),
-        ("test split", "predefined by the file" if data.get("predefined_split") else
+        ("test split", "the whole file (an imported model)" if data.get("whole_file_is_test_set") else
+         "predefined by the file" if data.get("predefined_split") else
          f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}"),
         ("scaling", f"min-max with training statistics: (x - {view.trained.scaler.minimum:g}) / "
                     f"({view.trained.scaler.maximum:g} - {view.trained.scaler.minimum:g})"),
@@ -147,6 +148,11 @@ def model_section(view: RunView) -> str:
 
 
 def training_section(view: RunView) -> str:
+    imported = view.config.get("imported")
+    if imported:  # `convscope import`: trained elsewhere, so no curves to draw
+        return section("training", "Training", f"<p>Imported from <code>{esc(imported.get('from'))}</code> "
+                       f"({esc(imported.get('format'))}): the model was trained outside convscope, so this run has "
+                       "no training curves.</p>")
     history = view.trained.history
     rows = [
         [int(r["epoch"]), *(_number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
