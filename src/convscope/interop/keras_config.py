@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import re
 import zipfile
 from dataclasses import dataclass
@@ -50,6 +51,7 @@ SUPPORTED = ("InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAverageP
              "BatchNormalization, Dropout, Activation, Add, Concatenate, Rescaling, Reshape")
 KERAS_ACTIVATIONS = sorted(k for k in ACTIVATIONS if k)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+FLAT_INPUT = "flatten_pixels"  # the Flatten put in front of a model that reads flat vectors
 
 
 @dataclass(frozen=True)
@@ -241,14 +243,18 @@ def _input_shape(config: dict[str, Any]) -> list | None:
 
 
 def _image_shape(shape: list | None, source: str) -> tuple[int, int, int]:
+    """The (H, W, C) images a model reads; flat vectors of s*s values are s x s grayscale images."""
     if shape is None:
         raise UserError(f"{source}: the model does not say its input shape; build it with keras.Input(shape=...) "
                         "before saving.")
+    if len(shape) == 1 and isinstance(shape[0], int) and math.isqrt(shape[0]) ** 2 == shape[0]:
+        side = math.isqrt(shape[0])
+        shape = [side, side, 1]
     if len(shape) == 2:  # (H, W) grayscale: with one channel every element order is the same
         shape = [*shape, 1]
     if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
         raise UserError(f"{source}: the model's input shape is {tuple(shape)}; convscope reads images (H, W, C) "
-                        "of fixed size.")
+                        "of fixed size, or flat vectors of a square grayscale image's pixels.")
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
@@ -256,8 +262,7 @@ def _image_shape(shape: list | None, source: str) -> tuple[int, int, int]:
 _Step = tuple[dict[str, Any], tuple[str, ...]]
 
 
-def _sequential(layers: list[dict[str, Any]], built: list | None,
-                source: str) -> tuple[list[_Step], tuple[int, int, int]]:
+def _sequential(layers: list[dict[str, Any]], built: list | None, source: str) -> tuple[list[_Step], list | None]:
     shape = list(built)[1:] if built else None
     graph: list[_Step] = []
     previous = INPUT
@@ -270,7 +275,7 @@ def _sequential(layers: list[dict[str, Any]], built: list | None,
         name = str(config.get("name") or layer.get("name"))
         graph.append((layer, (previous,)))
         previous = name
-    return graph, _image_shape(shape, source)
+    return graph, shape
 
 
 def _history_refs(value: Any) -> list[list]:
@@ -314,13 +319,13 @@ def _endpoints(value: Any, what: str, source: str) -> str:
     return str(entries[0][0])
 
 
-def _functional(body: dict[str, Any], source: str) -> tuple[list[_Step], tuple[int, int, int]]:
+def _functional(body: dict[str, Any], source: str) -> tuple[list[_Step], list | None]:
     input_name = _endpoints(body.get("input_layers"), "input", source)
     output_name = _endpoints(body.get("output_layers"), "output", source)
     by_name = {str(l.get("name") or l["config"].get("name")): l for l in body["layers"]}
     if input_name not in by_name or by_name[input_name]["class_name"] != "InputLayer":
         raise UserError(f"{source}: the model's input '{input_name}' is not an InputLayer.")
-    shape = _image_shape(_input_shape(by_name[input_name]["config"]), source)
+    shape = _input_shape(by_name[input_name]["config"])
     inputs = {name: _node_inputs(layer, source) for name, layer in by_name.items() if layer["class_name"] != "InputLayer"}
     for name, layer in by_name.items():
         if layer["class_name"] == "InputLayer" and name != input_name:
@@ -433,12 +438,19 @@ def _spec_names(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _to_model(graph: list[_Step], shape: tuple[int, int, int], body: dict[str, Any], source: str, container: str,
+def _to_model(graph: list[_Step], raw_shape: list | None, body: dict[str, Any], source: str, container: str,
               version: str | None, model_class: str, saved: list[dict[str, Any]]) -> KerasModel:
+    shape = _image_shape(raw_shape, source)
     keras_names = [str((l.get("config") or {}).get("name") or l.get("name")) for l, _ in graph]
-    rename = _spec_names(keras_names)
+    rename = _spec_names([*keras_names, FLAT_INPUT])
     rename[INPUT] = INPUT
-    layers, entries = [], []
+    layers: list[KerasLayer] = []
+    entries: list[dict[str, Any]] = []
+    if raw_shape is not None and len(raw_shape) == 1:
+        # A model of flat pixel vectors (x.reshape(n, -1) in the notebook, row by row): the images are
+        # flattened first, in the same (H, W, C) order.
+        entries.append({"name": rename[FLAT_INPUT], "type": "Flatten", "inputs": [INPUT]})
+        rename[INPUT] = rename[FLAT_INPUT]
     for (layer, inputs), name in zip(graph, keras_names):
         args = translate_layer(layer, source)
         entries.append({"name": rename[name], "type": LAYER_TYPES[layer["class_name"]], **args,
