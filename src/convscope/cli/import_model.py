@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..interop.keras_import import import_keras, parse_scale
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -26,6 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..interop.keras_import import import_keras, parse_scale  # h5py and the run writer only when used
+
     scale = parse_scale(args.scale) if args.scale is not None else None
     result = import_keras(args.model, args.out, data=args.data, class_names=args.class_names, scale=scale,
                           layout=args.layout)
