@@ -263,8 +263,8 @@ BRANCHES = {"name": "branches", "layers": [
     {"name": "narrow", "type": "Conv2D", "filters": 3, "kernel_size": 1, "use_bias": False, "inputs": "c1"},
     {"name": "sum", "type": "Add", "inputs": ["narrow", "wide"]},
     {"name": "bn", "type": "BatchNormalization", "momentum": 0.9, "epsilon": 0.01, "inputs": "sum"},
-    {"name": "half", "type": "Rescaling", "scale": 0.5, "inputs": "bn"},
-    {"name": "pool", "type": "MaxPool2D", "padding": "same", "inputs": "half"},
+    {"name": "halve", "type": "Rescaling", "scale": 0.5, "inputs": "bn"},
+    {"name": "pool", "type": "MaxPool2D", "padding": "same", "inputs": "halve"},
     {"name": "flat", "type": "Reshape", "target_shape": [-1], "inputs": "pool"},
     {"name": "out", "type": "Dense", "units": "num_classes", "inputs": "flat"}], "output": "out"}
 
@@ -355,3 +355,15 @@ def test_an_imported_run_keeps_its_data_metrics_through_evaluate(tmp_path):
     assert result.evaluation.loss == pytest.approx(float(-np.log(picked).mean()), abs=1e-5)
     again = evaluate(load_run(tmp_path / "run"), Dataset(reference["images"], labels, ("0", "1", "2")))
     assert again.loss == pytest.approx(result.evaluation.loss, abs=1e-7)
+
+
+def test_layer_names_that_are_torch_methods_are_refused_in_specs_and_renamed_on_import():
+    from convscope.interop.keras_config import parse_keras_config
+    from convscope.models import parse_spec
+
+    with pytest.raises(UserError, match="cannot be called 'half', the name of a torch method"):
+        parse_spec({"layers": [{"name": "half", "type": "Flatten"}]})
+    config = json.loads((TF_KERAS2 / "sequential.json").read_text())
+    config["config"]["layers"][-1]["config"]["name"] = "float"
+    model = parse_keras_config(config, "sequential.json")
+    assert model.spec.layers[-1].name == "float_layer" and model.layers[-1].name == "float"

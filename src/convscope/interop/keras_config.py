@@ -29,6 +29,7 @@ from pathlib import Path
 from typing import Any
 
 import h5py
+from torch import nn
 
 from ..errors import UserError
 from ..models.layers import ACTIVATIONS
@@ -428,6 +429,8 @@ def _spec_names(names: list[str]) -> dict[str, str]:
     taken = {INPUT}
     for name in names:
         candidate = name if _NAME.match(name) and name != INPUT else re.sub(r"[^A-Za-z0-9_\-]", "_", name)
+        if hasattr(nn.ModuleDict, candidate):  # 'half', 'float', 'eval' ... would shadow a torch method
+            candidate = f"{candidate}_layer"
         if not candidate or not re.match(r"[A-Za-z_]", candidate[0]):
             candidate = f"layer_{candidate}"
         base, n = candidate, 1
