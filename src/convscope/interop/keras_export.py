@@ -29,7 +29,7 @@ import h5py
 import numpy as np
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..errors import UserError
 from ..models.network import Network
 from ..models.spec import INPUT, LayerSpec

@@ -31,7 +31,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .. import __version__
+from .._version import __version__
 from ..data import load
 from ..data.dataset import Dataset
 from ..data.raw import parse_class_names
@@ -92,8 +92,7 @@ def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> Mi
     if scale == "none":
         return MinMaxScaler(0.0, 1.0)
     if isinstance(scale, str):
-        scale = parse_scale(scale)  # type: ignore[assignment]
-        return scaler_for(scale, model)
+        return scaler_for(parse_scale(scale), model)
     lo, hi = (float(v) for v in scale)
     if not hi > lo:
         raise UserError(f"--scale MIN,MAX needs MAX > MIN, got {lo:g},{hi:g}.")
