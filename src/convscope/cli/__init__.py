@@ -12,9 +12,9 @@ import sys
 
 from .._version import __version__
 from ..errors import UserError
-from . import compare, evaluate, export, inspect, predict, report, serve, summary, sweep, train
+from . import compare, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
 
-COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare]
+COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model]
 
 
 def parser() -> argparse.ArgumentParser:

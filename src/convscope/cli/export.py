@@ -13,17 +13,25 @@ from ..runs import load_run
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a run as ONNX or TorchScript",
+        help="export a run as ONNX, TorchScript or a Keras 3 .keras file",
         description="Export a run's model as one file that takes raw pixels and returns class probabilities "
         "(scaling and softmax inside). Prints the preprocessing contract, which is also stored in the file.",
     )
     p.add_argument("run_dir", metavar="RUN")
-    p.add_argument("--format", choices=["onnx", "torchscript"], default="onnx")
-    p.add_argument("--out", help="output file (default RUN/model.onnx or RUN/model.pt)")
+    p.add_argument("--format", choices=["onnx", "torchscript", "keras"], default="onnx")
+    p.add_argument("--out", help="output file (default RUN/model.onnx, RUN/model.pt or RUN/model.keras)")
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.format == "keras":  # needs neither the serve extra nor Keras
+        from ..interop.keras_export import contract, export_keras
+
+        trained = load_run(args.run_dir)
+        path = export_keras(trained, Path(args.out) if args.out else Path(args.run_dir) / "model.keras")
+        print(f"wrote {path} ({path.stat().st_size:,} bytes)\npreprocessing contract:")
+        print(json.dumps(contract(trained), indent=2))
+        return 0
     try:
         from ..export import FORMATS, contract, export
     except ImportError as exc:

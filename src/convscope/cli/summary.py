@@ -12,7 +12,8 @@ from .options import positive_int, shape
 def add_parser(sub) -> None:
     p = sub.add_parser("summary", help="show a model's layers, output sizes with formulas, params, FLOPs",
                        description="Summarise a preset or spec file without training it.")
-    p.add_argument("model", metavar="MODEL_OR_SPEC", help="preset (mlp, cnn, cnn-wide) or a .yaml/.json spec")
+    p.add_argument("model", metavar="MODEL_OR_SPEC",
+                   help="preset (mlp, cnn, cnn-wide), a .yaml/.json spec, or a Keras model (.keras, .h5, to_json() .json)")
     p.add_argument("--input-shape", type=shape, default=(28, 28, 1), help="H,W,C (default 28,28,1)")
     p.add_argument("--classes", type=positive_int, default=10, help="number of classes (default 10)")
     p.add_argument("--json", action="store_true")
@@ -20,6 +21,12 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    result = summary(build(args.model, args.input_shape, args.classes))
+    from ..interop.keras_config import is_keras_file, read_keras_model  # h5py only when a Keras file is read
+
+    if is_keras_file(args.model):  # its own input shape and classes; no weights are read
+        keras = read_keras_model(args.model)
+        result = summary(build(keras.spec, keras.input_shape, keras.num_classes))
+    else:
+        result = summary(build(args.model, args.input_shape, args.classes))
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return 0

@@ -309,7 +309,7 @@ def flatten(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 
 def global_average_pooling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     h, w, c = _image_input(a, shapes)
-    return BuiltLayer(GlobalAveragePool(), (c,), flops=h * w * c)
+    return BuiltLayer(GlobalAveragePool(), (c,), f"the mean of each channel's {h}x{w} map -> ({c},)", flops=h * w * c)
 
 
 class AddInputs(nn.Module):
@@ -337,7 +337,76 @@ def concatenate(a: _Args, shapes: list[Shape]) -> BuiltLayer:
         raise a.error(f"only the channel axis (-1) can be concatenated, got axis={axis}")
     if len(shapes) < 2 or any(len(s) != len(shapes[0]) or s[:-1] != shapes[0][:-1] for s in shapes):
         raise a.error(f"needs two or more inputs that differ only in channels, got {shapes}")
-    return BuiltLayer(ConcatenateChannels(), (*shapes[0][:-1], sum(s[-1] for s in shapes)))
+    channels = [s[-1] for s in shapes]
+    formula = f"channels {' + '.join(map(str, channels))} = {sum(channels)}"
+    return BuiltLayer(ConcatenateChannels(), (*shapes[0][:-1], sum(channels)), formula)
+
+
+class Rescale(nn.Module):
+    """Keras' Rescaling: `x * scale + offset`, either a number or one per channel (the last axis in Keras)."""
+
+    scale: torch.Tensor
+    offset: torch.Tensor
+
+    def __init__(self, scale: list[float], offset: list[float], image: bool):
+        super().__init__()
+        view = (1, -1, 1, 1) if image else (1, -1)
+        # not in the state dict: Keras stores these in the config, not as weights
+        self.register_buffer("scale", torch.tensor(scale, dtype=torch.float32).view(view), persistent=False)
+        self.register_buffer("offset", torch.tensor(offset, dtype=torch.float32).view(view), persistent=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x * self.scale + self.offset
+
+
+def _per_channel(a: _Args, key: str, default: float, channels: int) -> list[float]:
+    value = a.get(key, default)
+    values = list(value) if isinstance(value, (list, tuple)) else [value]
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) not in (1, channels):
+        raise a.error(f"'{key}' must be a number or {channels} numbers (one per channel), got {value!r}")
+    return [float(v) for v in values]
+
+
+def rescaling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    scale = _per_channel(a, "scale", 1.0, shape[-1])
+    offset = _per_channel(a, "offset", 0.0, shape[-1])
+    show = lambda v: f"{v[0]:g}" if len(v) == 1 else "[" + ", ".join(f"{x:g}" for x in v) + "]"  # noqa: E731
+    formula = f"unchanged; every value becomes x * {show(scale)} + {show(offset)}"
+    return BuiltLayer(Rescale(scale, offset, len(shape) == 3), shape, formula, flops=2 * _numel(shape))
+
+
+class KerasReshape(nn.Module):
+    """Reshape in Keras' (H, W, C) element order; tensors enter and leave channels-first."""
+
+    def __init__(self, target: Shape):
+        super().__init__()
+        self.target = tuple(target)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if x.dim() == 4:
+            x = x.permute(0, 2, 3, 1)
+        x = x.reshape(x.shape[0], *self.target)
+        return x.permute(0, 3, 1, 2) if x.dim() == 4 else x
+
+
+def reshape(a: _Args, shapes: list[Shape]) -> BuiltLayer:
+    shape = _one_input(a, shapes)
+    target = a.get("target_shape")
+    if not (isinstance(target, (list, tuple)) and len(target) in (1, 3)
+            and all(isinstance(t, int) and not isinstance(t, bool) and (t > 0 or t == -1) for t in target)
+            and list(target).count(-1) <= 1):
+        raise a.error(f"'target_shape' must be [features] or [H, W, C] of positive integers (one may be -1), got {target!r}")
+    size, known = _numel(shape), _numel(tuple(t for t in target if t != -1))
+    filled = tuple(size // known if t == -1 else t for t in target)
+    if _numel(filled) != size:
+        raise a.error(f"cannot reshape {shape} ({size} values) to {tuple(target)}")
+    formula = f"{' * '.join(map(str, shape))} = {size} values -> {_shape_text(filled)}"
+    return BuiltLayer(KerasReshape(filled), filled, formula)
+
+
+def _shape_text(shape: Shape) -> str:
+    return "(" + ", ".join(map(str, shape)) + ("," if len(shape) == 1 else "") + ")"
 
 
 def _numel(shape: Shape) -> int:
@@ -359,6 +428,8 @@ BUILDERS: dict[str, Callable[[_Args, list[Shape]], BuiltLayer]] = {
     "Activation": activation,
     "Add": add,
     "Concatenate": concatenate,
+    "Rescaling": rescaling,
+    "Reshape": reshape,
 }
 
 # Other spellings Keras users type; every one maps to a canonical name above.

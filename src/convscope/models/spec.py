@@ -32,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 import yaml
+from torch import nn
 
 from ..errors import UserError
 from .layers import BUILDERS, canonical_type
@@ -115,6 +116,9 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
         layer_name = args.pop("name", None) or _auto_name(kind, counters)
         if not _NAME.match(str(layer_name)):
             raise UserError(f"{source}: layer {position} has an invalid name {layer_name!r} (letters, digits, _ and -).")
+        if hasattr(nn.ModuleDict, str(layer_name)):  # the layers live in a ModuleDict, whose methods they would hide
+            raise UserError(f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
+                            "choose another name.")
         inputs = args.pop("inputs", None)
         functional = functional or inputs is not None
         inputs = (previous,) if inputs is None else (tuple(inputs) if isinstance(inputs, list) else (inputs,))

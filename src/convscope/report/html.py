@@ -60,7 +60,8 @@ def data_section(view: RunView) -> Section:
         ("training images", data.get("train_size", "–")),
         ("of which validation", f"{view.trained.config.get('validation_split', '–')} (the last fraction, as Keras)"),
         ("test images", len(evaluation.labels)),
-        ("test split", "predefined by the file" if data.get("predefined_split") else
+        ("test split", "the whole file (an imported model)" if data.get("whole_file_is_test_set") else
+         "predefined by the file" if data.get("predefined_split") else
          f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}"),
         ("scaling", f"min-max with training statistics: (x - {scaler.minimum:g}) / "
                     f"({scaler.maximum:g} - {scaler.minimum:g})"),
@@ -135,7 +136,8 @@ def sections(view: RunView) -> list[Section]:
         data_section(view),
         config_section(view),
         model_section(view.summary),
-        training_section(view.trained.history, picture(figures.training_curves(view.trained.history), CURVES_ALT)),
+        training_section(view.trained.history, picture(figures.training_curves(view.trained.history), CURVES_ALT)
+                         if view.trained.history.rows else None, imported=view.config.get("imported")),
         metrics_section(e, picture(figures.per_class_figure(e.per_class), PER_CLASS_ALT)),
         confusion_section(e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT,
                                      MATRIX_CAPTION)),

@@ -27,8 +27,10 @@ def ending(history: History) -> str:
     return "; ".join(parts)
 
 
-def training_section(history: History, curves: dict | None, open_epochs: bool = False) -> tuple[str, dict]:
-    """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs."""
+def training_section(history: History, curves: dict | None, open_epochs: bool = False,
+                     imported: dict | None = None) -> tuple[str, dict]:
+    """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs;
+    `imported`: config.json's record of a `convscope import`, whose model was trained elsewhere."""
     number = display.number
     rows = [
         [int(r["epoch"]), *(number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
@@ -37,7 +39,7 @@ def training_section(history: History, curves: dict | None, open_epochs: bool = 
     ]
     return "sections/training.html", {
         "anchor": "training", "nav": "Training", "curves": curves, "ending": ending(history), "rows": rows,
-        "open": open_epochs,
+        "open": open_epochs, "imported": imported,
     }
 
 
