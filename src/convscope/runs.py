@@ -15,7 +15,9 @@ so a failed or interrupted write never leaves a half-written run behind.
 
 from __future__ import annotations
 
+import csv
 import json
+import math
 import os
 import shutil
 import tempfile
@@ -30,8 +32,11 @@ from safetensors.torch import load_file, save_file
 
 from .data.dataset import Dataset
 from .data.scaling import MinMaxScaler
+from .checks import cut, quote
+from .data.formats.arrays import check_npy_header
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
+from .models.build import check_params, plan_network
 from .models.network import Network
 from .models.spec import parse_spec
 from .training.history import History
@@ -50,6 +55,30 @@ def default_run_dir(model_name: str, root: str | Path = "runs") -> Path:
         candidate = Path(root) / f"{stamp}-{model_name}-{n}"
         n += 1
     return candidate
+
+
+def check_out_writable(out: str | Path | None, root: str | Path = "runs") -> None:
+    """Refuse an output directory that cannot be written, before any data is read or any epoch runs.
+
+    `out` None means a fresh `root/<timestamp>-<model>`, so `root` is checked instead. The write
+    itself stays atomic (`write_atomically`); this only moves the foreseeable failures to the start.
+    """
+    target = Path(root) / "x" if out is None else Path(out)
+    if out is not None and (target.exists() or target.is_symlink()):
+        what = "a dangling symbolic link" if not target.exists() else (
+            "a directory" if target.is_dir() else "a file")
+        raise UserError(f"--out {target} already exists ({what}); choose a new directory.")
+    ancestor = target.parent
+    while not ancestor.exists():
+        if ancestor.is_symlink():
+            raise UserError(f"--out {target}: {ancestor} is a dangling symbolic link.")
+        ancestor = ancestor.parent
+    if not ancestor.is_dir():
+        raise UserError(f"--out {target} lies under {ancestor}, which is a file, not a directory.")
+    try:  # a real probe: permission bits say nothing about root, read-only mounts or full quotas
+        os.rmdir(tempfile.mkdtemp(prefix=".convscope-probe-", dir=ancestor))
+    except OSError as exc:
+        raise UserError(f"--out {target}: the folder {ancestor} cannot be written to ({exc.strerror}).") from None
 
 
 def write_atomically(final: str | Path, fill: Callable[[Path], None]) -> Path:
@@ -129,30 +158,78 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     path = Path(path)
     if not (path / WEIGHTS).is_file() or not (path / ARCHITECTURE).is_file():
         raise UserError(f"{path} is not a convscope run directory (it needs {WEIGHTS} and {ARCHITECTURE}).")
-    arch = read_json(path / ARCHITECTURE)
-    if arch.get("format") != ARCHITECTURE_FORMAT:
-        raise UserError(f"{path / ARCHITECTURE}: unknown format {arch.get('format')!r}, expected {ARCHITECTURE_FORMAT}.")
+    arch = read_architecture(path)
     spec = parse_spec(arch["spec"], source=str(path / ARCHITECTURE))
-    model = Network(spec, tuple(arch["input_shape"]), int(arch["num_classes"]))
+    model = plan_network(spec, tuple(arch["input_shape"]), arch["num_classes"])  # refuses absurd sizes first
+    check_params(model)
+    model = Network(spec, tuple(arch["input_shape"]), arch["num_classes"])
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
-        raise UserError(f"{path / WEIGHTS} cannot be read as weights for this architecture: {exc}.") from None
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
-    metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
+        raise UserError(f"{path / WEIGHTS} cannot be read as weights for this architecture: {cut(str(exc), 200)}.") from None
+    config = _read_mapping(path / CONFIG) if (path / CONFIG).is_file() else {}
+    metrics = _read_mapping(path / METRICS) if (path / METRICS).is_file() else {}
     ending = {k: metrics[k] for k in History().ending() if k in metrics}
-    history = History.from_csv((path / HISTORY).read_text(), **ending) if (path / HISTORY).is_file() else History()
+    history = _read_history(path / HISTORY, ending) if (path / HISTORY).is_file() else History()
     device = torch.device(device)
+    fit_config = config.get("fit", {})
     return TrainedModel(
         model.to(device).eval(),
         MinMaxScaler(**arch["scaler"]),
         tuple(arch["class_names"]),
         tuple(arch["input_shape"]),
         history,
-        config.get("fit", {}),
+        fit_config if isinstance(fit_config, dict) else {},
         device,
         path,
     )
+
+
+def read_architecture(path: Path) -> dict[str, Any]:
+    """architecture.json, with every field the loaders use checked for presence and type."""
+    file = path / ARCHITECTURE
+    arch = _read_mapping(file)
+    if arch.get("format") != ARCHITECTURE_FORMAT:
+        raise UserError(f"{file}: unknown format {quote(arch.get('format'))}, expected {ARCHITECTURE_FORMAT}.")
+    missing = [k for k in ("spec", "input_shape", "num_classes", "class_names", "scaler") if k not in arch]
+    if missing:
+        raise UserError(f"{file}: the run's architecture lacks {', '.join(missing)}; the run directory is damaged.")
+    shape, classes, names, scaler = arch["input_shape"], arch["num_classes"], arch["class_names"], arch["scaler"]
+    if not (isinstance(shape, list) and len(shape) in (1, 3) and all(_is_count(v) for v in shape)):
+        raise UserError(f"{file}: 'input_shape' must be [H, W, C] of positive integers, got {quote(shape)}.")
+    if not _is_count(classes) or classes < 2:
+        raise UserError(f"{file}: 'num_classes' must be an integer of at least 2, got {quote(classes)}.")
+    if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
+        raise UserError(f"{file}: 'class_names' must be {classes} names, got {quote(names)}.")
+    bounds = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
+    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and all(_is_finite(v) for v in bounds)
+            and bounds[1] > bounds[0]):
+        raise UserError(f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}.")
+    return arch
+
+
+def _is_count(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1
+
+
+def _is_finite(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+def _read_mapping(path: Path) -> dict[str, Any]:
+    value = read_json(path)
+    if not isinstance(value, dict):
+        raise UserError(f"{path}: must hold a JSON object, got {type(value).__name__}; the run directory is damaged.")
+    return value
+
+
+def _read_history(path: Path, ending: dict[str, Any]) -> History:
+    try:
+        return History.from_csv(path.read_bytes().decode("utf-8"), **ending)
+    except UnicodeDecodeError as exc:
+        raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged.") from None
+    except (ValueError, TypeError, csv.Error) as exc:
+        raise UserError(f"{path}: not a history table convscope wrote ({cut(str(exc), 120)}).") from None
 
 
 def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
@@ -162,11 +239,26 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
         raise UserError(
             f"{path} has no {TEST_SET} and {TEST_IMAGES}; evaluate it on data with `convscope evaluate {path} --data ...`."
         )
-    arch = read_json(path / ARCHITECTURE)
-    images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
-    with np.load(path / TEST_SET, allow_pickle=False) as npz:
-        data = Dataset(images, npz["labels"].astype(np.int64), tuple(arch["class_names"]), f"{path} (test split)")
-        return data, npz["probabilities"]
+    arch = read_architecture(path)
+    names = tuple(arch["class_names"])
+    with open(path / TEST_IMAGES, "rb") as f:
+        check_npy_header(f, (path / TEST_IMAGES).stat().st_size, str(path / TEST_IMAGES))
+    try:
+        images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
+        with np.load(path / TEST_SET, allow_pickle=False) as npz:
+            labels, probabilities = npz["labels"], npz["probabilities"]
+    except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types on damaged files
+        raise UserError(f"{path}: its test set cannot be read ({cut(str(exc), 120)}); the run directory is damaged.") from None
+    n = len(images) if images.ndim else 0
+    if (images.ndim != 4 or list(images.shape[1:]) != list(arch["input_shape"]) or labels.shape != (n,)
+            or labels.dtype.kind not in "iu" or probabilities.shape != (n, len(names))
+            or (n and not 0 <= int(labels.min()) <= int(labels.max()) < len(names))):
+        raise UserError(
+            f"{path}: its test set does not match the run: images {images.shape}, labels {labels.shape}, "
+            f"probabilities {probabilities.shape} for {len(names)} classes and input {tuple(arch['input_shape'])}."
+        )
+    data = Dataset(images, labels.astype(np.int64), names, f"{path} (test split)")
+    return data, probabilities
 
 
 def has_test_set(path: str | Path) -> bool:
@@ -190,9 +282,9 @@ def _save_images(path: Path, images) -> None:
 
 def read_json(path: Path) -> Any:
     try:
-        return json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as exc:
-        raise UserError(f"cannot read {path}: {exc}.") from None
+        return json.loads(Path(path).read_bytes().decode("utf-8"))
+    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+        raise UserError(f"cannot read {path}: {cut(str(exc) or type(exc).__name__, 120)}.") from None
 
 
 def _write_json(path: Path, value: Any) -> None:

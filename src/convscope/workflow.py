@@ -17,12 +17,13 @@ import torch
 from ._version import __version__
 from .data import describe, load
 from .data.streaming import stream as open_stream
+from .checks import check_random_shift, check_train_settings
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
 from .models.build import build, resolve_spec
 from .models.summary import summary
 from .report.result import evaluate
-from .runs import default_run_dir, save_run
+from .runs import check_out_writable, default_run_dir, save_run
 from .training.early_stopping import EarlyStopping
 from .training.fit import fit
 from .training.recipes import recipe_for
@@ -82,6 +83,10 @@ def train(
     other ranks return with `evaluation` and `path` None.
     `report` writes `report.html` (figures, metrics, feature maps) into the run directory at the end.
     """
+    check_out_writable(out)  # first: a bad `out` must not cost a training run
+    check_train_settings(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta,
+                         validation_split=validation_split, test_split=test_split, seed=seed,
+                         label_smoothing=label_smoothing, random_shift=random_shift)
     settings = recipe_for(model, recipe).with_overrides(
         epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, validation_split=validation_split,
         precision=precision, schedule=schedule, label_smoothing=label_smoothing, random_shift=random_shift,
@@ -96,6 +101,7 @@ def train(
         dataset = open_stream(data, class_names=class_names, image_size=image_size, channels=channels)
     else:
         dataset = load(data, class_names=class_names, layout=layout, image_size=image_size, channels=channels)
+    check_random_shift(settings.random_shift, dataset.input_shape)
     say(describe(dataset))
     train_set, test_set = dataset.split(test_size=test_split, seed=seed)
     say(f"split: {len(train_set)} train (of which {settings.validation_split:.0%} validation), {len(test_set)} test\n")

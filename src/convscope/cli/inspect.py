@@ -21,7 +21,7 @@ from ..errors import UserError
 from ..evaluation import inspection, terminal
 from ..report.view import load_view
 from ..runs import load_run
-from .options import positive_int
+from .options import non_negative_int, positive_int, seed
 
 DEFAULT_COUNT = 5
 
@@ -40,10 +40,10 @@ def add_parser(sub) -> None:
                        help="N random misclassified test images")
     which.add_argument("--top-losses", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
                        help="the N misclassified images with the highest loss, most confidently wrong first")
-    which.add_argument("--index", type=int, metavar="I", help="test image I (reproducible)")
+    which.add_argument("--index", type=non_negative_int, metavar="I", help="test image I (reproducible)")
     which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="only test images of this true class")
-    p.add_argument("--seed", type=int, help="seed for the random choices (printed when not given)")
+    p.add_argument("--seed", type=seed, help="seed for the random choices (printed when not given)")
     p.add_argument("--feature-maps", action="store_true",
                    help="also show the first image's Conv/Pool activations and its Grad-CAM heat map")
     p.add_argument("--save", metavar="DIR", help="write the figures as PNG files into DIR")

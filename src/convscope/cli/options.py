@@ -1,31 +1,94 @@
-"""Argument types shared by several sub-commands: bad values fail in argparse with exit code 2."""
+"""Argument types shared by several sub-commands: bad values fail in argparse with exit code 2.
+
+Every numeric flag goes through one of these, so `nan`, `inf`, negative numbers and values no
+setting can use are refused before any data is read, with argparse's one-line message:
+"argument --lr: must be a finite number > 0, got 'nan'".
+"""
 
 from __future__ import annotations
 
 import argparse
+import math
+from collections.abc import Callable
+
+from ..checks import MAX_SEED
+
+_SHOWN = 40  # characters of a bad value quoted back: a flag can hold a pasted file
 
 
-def positive_int(text: str) -> int:
-    value = int(text)
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"must be a positive integer, got {text}")
-    return value
+def _quoted(text: str) -> str:
+    return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def fraction(text: str) -> float:
-    value = float(text)
-    if not 0.0 <= value < 1.0:
-        raise argparse.ArgumentTypeError(f"must be in [0, 1), got {text}")
-    return value
+def int_range(low: int, high: int | None = None, what: str = "an integer") -> Callable[[str], int]:
+    """An integer in [low, high] (no upper bound when `high` is None)."""
+
+    def parse(text: str) -> int:
+        try:
+            value = int(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be {what}, got {_quoted(text)}") from None
+        if value < low or (high is not None and value > high):
+            bounds = f">= {low:,}" if high is None else f"from {low:,} to {high:,}"
+            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {_quoted(text)}")
+        return value
+
+    parse.__name__ = "integer"  # argparse names the type in "invalid <name> value" messages
+    return parse
+
+
+def float_range(
+    low: float, high: float | None = None, *, low_open: bool = False, high_open: bool = False
+) -> Callable[[str], float]:
+    """A finite number in the interval; NaN and infinities are always refused."""
+    left = "(" if low_open else "["
+    right = ")" if high_open else "]"
+    interval = f"> {_number(low)}" if high is None and low_open else (
+        f">= {_number(low)}" if high is None else f"in {left}{_number(low)}, {_number(high)}{right}"
+    )
+
+    def parse(text: str) -> float:
+        try:
+            value = float(text.strip())
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a number, got {_quoted(text)}") from None
+        if not math.isfinite(value):
+            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+        below = value <= low if low_open else value < low
+        above = high is not None and (value >= high if high_open else value > high)
+        if below or above:
+            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+        return value
+
+    parse.__name__ = "number"
+    return parse
+
+
+def _number(value: float) -> str:
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
+
+
+# The largest count any "how many" flag takes: beyond it a typo, never an intention.
+MAX_COUNT = 1_000_000
+
+positive_int = int_range(1, MAX_COUNT, "a positive integer")
+non_negative_int = int_range(0, MAX_COUNT, "an integer")
+seed = int_range(0, MAX_SEED, "a seed")
+port = int_range(0, 65_535, "a TCP port")
+fraction = float_range(0.0, 1.0, high_open=True)
+positive_float = float_range(0.0, low_open=True)
+non_negative_float = float_range(0.0)
 
 
 def shape(text: str) -> tuple[int, ...]:
     try:
         parts = tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must look like 28,28,1, got {text!r}") from None
-    if len(parts) != 3 or min(parts) < 1:
-        raise argparse.ArgumentTypeError(f"must be three positive integers H,W,C, got {text!r}")
+        raise argparse.ArgumentTypeError(f"must look like 28,28,1, got {_quoted(text)}") from None
+    if len(parts) != 3 or min(parts) < 1 or max(parts) > MAX_COUNT:
+        raise argparse.ArgumentTypeError(
+            f"must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {_quoted(text)}"
+        )
     return parts
 
 
@@ -33,7 +96,8 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k
     p.add_argument("--data", default=default, help="a file, folder or built-in name (mnist-5k, digits)")
     p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="override layout detection")
-    p.add_argument("--image-size", type=positive_int, help="resize image-folder images to this size")
+    p.add_argument("--image-size", type=int_range(1, 8192, "a side in pixels"),
+                   help="resize image-folder images to this size")
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB (image folders)")
 
 

@@ -10,14 +10,14 @@ import numpy as np
 from ..data import read_image
 from ..runs import load_run
 from ..training.threads import apply_threads
-from .options import add_threads_option
+from .options import add_threads_option, positive_int
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser("predict", help="predict the class of image files", description="Predict image files with a run.")
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("images", metavar="IMAGE", nargs="+")
-    p.add_argument("--top", type=int, default=3, help="how many classes to list per image")
+    p.add_argument("--top", type=positive_int, default=3, help="how many classes to list per image")
     p.add_argument("--json", action="store_true")
     add_threads_option(p)
     p.set_defaults(run=run)

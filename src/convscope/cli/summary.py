@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models import build, summary
+from ..models.summary import plan
 from .options import positive_int, shape
 
 
@@ -25,8 +25,8 @@ def run(args: argparse.Namespace) -> int:
 
     if is_keras_file(args.model):  # its own input shape and classes; no weights are read
         keras = read_keras_model(args.model)
-        result = summary(build(keras.spec, keras.input_shape, keras.num_classes))
+        result = plan(keras.spec, keras.input_shape, keras.num_classes)
     else:
-        result = summary(build(args.model, args.input_shape, args.classes))
+        result = plan(args.model, args.input_shape, args.classes)  # arithmetic: any input size, no weights allocated
     print(json.dumps(result.to_dict(), indent=2) if args.json else result)
     return 0

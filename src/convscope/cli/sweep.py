@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from ..sweep import SearchSpace, SweepSettings, sweep
-from .options import add_data_options, data_kwargs, fraction, positive_int
+from .options import add_data_options, data_kwargs, fraction, non_negative_int, positive_float, positive_int, seed
 
 
 def add_parser(sub) -> None:
@@ -17,21 +17,21 @@ def add_parser(sub) -> None:
     p.add_argument("--model", default="cnn", help="the base spec: preset or .yaml/.json file (default cnn)")
     p.add_argument("--trials", type=positive_int, default=20, help="trials to run now (default 20)")
     p.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs per trial (default 10)")
-    p.add_argument("--patience", type=int, default=3)
+    p.add_argument("--patience", type=non_negative_int, default=3)
     p.add_argument("--validation-split", type=fraction, default=0.2)
     p.add_argument("--test-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--filters", type=_range(int), default=(8, 64), help="Conv2D filters LOW,HIGH (default 8,64)")
-    p.add_argument("--kernel-sizes", type=_choices(int), default=(3, 5), help="Conv2D kernel sizes (default 3,5)")
-    p.add_argument("--dropout", type=_range(float), default=(0.0, 0.5), help="Dropout rate LOW,HIGH (default 0,0.5)")
-    p.add_argument("--lr", type=_range(float), default=(1e-4, 1e-2), help="learning rate LOW,HIGH (default 1e-4,1e-2)")
-    p.add_argument("--batch-sizes", type=_choices(int), default=(32, 64, 128), help="batch sizes (default 32,64,128)")
+    p.add_argument("--filters", type=_range(positive_int), default=(8, 64), help="Conv2D filters LOW,HIGH (default 8,64)")
+    p.add_argument("--kernel-sizes", type=_choices(positive_int), default=(3, 5), help="Conv2D kernel sizes (default 3,5)")
+    p.add_argument("--dropout", type=_range(fraction), default=(0.0, 0.5), help="Dropout rate LOW,HIGH (default 0,0.5)")
+    p.add_argument("--lr", type=_range(positive_float), default=(1e-4, 1e-2), help="learning rate LOW,HIGH (default 1e-4,1e-2)")
+    p.add_argument("--batch-sizes", type=_choices(positive_int), default=(32, 64, 128), help="batch sizes (default 32,64,128)")
     p.add_argument("--out", help="study directory (default sweeps/<timestamp>-<model>-sweep)")
     p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://host/db "
                                      "(default: sqlite study.db in the study directory)")
     p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
-    p.add_argument("--timeout", type=float, help="stop starting trials after this many seconds")
+    p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
     p.add_argument("--no-prune", action="store_true", help="train every trial to the end (no median pruning)")
     p.set_defaults(run=run)
 

@@ -4,12 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..checks import MAX_LR
 from ..errors import UserError
+from ..runs import check_out_writable
 from ..training.distributed import DistContext, process_group, train_in_processes
 from ..training.fit import PRECISIONS
 from ..training.recipes import RECIPES, SCHEDULES
 from ..workflow import train
-from .options import add_data_options, data_kwargs, fraction, positive_int
+from .options import (
+    add_data_options, data_kwargs, float_range, fraction, int_range, non_negative_float, non_negative_int, positive_int, seed,
+)
 
 
 def add_parser(sub) -> None:
@@ -22,22 +26,22 @@ def add_parser(sub) -> None:
                    help="a bundle of the settings below (default: keras, or fast for --model fast)")
     p.add_argument("--epochs", type=positive_int, help="at most this many epochs (keras recipe: 20)")
     p.add_argument("--batch-size", type=positive_int, help="keras recipe: 32")
-    p.add_argument("--lr", type=float, help="Adam learning rate, the peak of a one-cycle schedule (keras recipe: 1e-3)")
-    p.add_argument("--patience", type=int, help="early-stopping patience in epochs (keras recipe: 3)")
-    p.add_argument("--min-delta", type=float, default=0.0)
+    p.add_argument("--lr", type=float_range(0.0, MAX_LR, low_open=True), help="Adam learning rate, the peak of a one-cycle schedule (keras recipe: 1e-3)")
+    p.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (keras recipe: 3)")
+    p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_accuracy", "loss", "accuracy"])
     p.add_argument("--validation-split", type=fraction, help="keras recipe: 0.2")
     p.add_argument("--test-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
     p.add_argument("--precision", choices=list(PRECISIONS),
                    help="bf16 autocast; auto = bf16 where the hardware has it (keras recipe: fp32)")
     p.add_argument("--schedule", choices=list(SCHEDULES), help="learning rate over the run (keras recipe: constant)")
     p.add_argument("--label-smoothing", type=fraction, help="share of the target spread over all classes (keras recipe: 0)")
-    p.add_argument("--random-shift", type=int, metavar="PIXELS",
+    p.add_argument("--random-shift", type=int_range(0, 1024, "a number of pixels"), metavar="PIXELS",
                    help="move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)")
     p.add_argument("--out", help="run directory (default runs/<timestamp>-<model>)")
-    p.add_argument("--nproc", type=positive_int, default=1,
+    p.add_argument("--nproc", type=int_range(1, 256, "a number of processes"), default=1,
                    help="data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); "
                         "for several machines launch with torchrun -m convscope train instead")
     p.add_argument("--threads", type=positive_int, help="torch threads (default: the idle cores, adjusted while training)")
@@ -49,6 +53,7 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    check_out_writable(args.out)  # before any data is read: a bad --out must not cost a training run
     kwargs = dict(
         data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
         patience=args.patience, min_delta=args.min_delta, monitor=args.monitor,

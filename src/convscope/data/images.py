@@ -8,12 +8,16 @@ from __future__ import annotations
 
 import io
 import os
+import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from ..checks import cut
 from ..errors import UserError
+from .raw import limits
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
 
@@ -22,7 +26,8 @@ _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def read_image(
-    path_or_bytes: str | os.PathLike[str] | bytes, size: tuple[int, int] | None, channels: int
+    path_or_bytes: str | os.PathLike[str] | bytes, size: tuple[int, int] | None, channels: int,
+    max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode an image and return it as uint8 (H, W, C).
 
@@ -31,33 +36,49 @@ def read_image(
     over white, the way an image viewer shows them, so a drawing on a transparent canvas does not
     turn into black on black.  Phone photos are turned upright by their EXIF orientation.
     Resizing uses Lanczos, which keeps thin strokes (digits, letters) sharp without aliasing.
+    `max_pixels` (default `Limits.max_image_pixels`) bounds width x height, checked from the header
+    before decoding, so a small file that decodes to gigabytes (a decompression bomb) is refused.
     """
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
     name = "uploaded image" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+    allowed = limits() if max_pixels is None else replace(limits(), max_image_pixels=max_pixels)
     target = _check_size(size) if size is not None else None
+    if target is not None:
+        allowed.check_pixels(target[1], target[0], f"{name} resized")
     try:
-        image: Image.Image
-        if isinstance(path_or_bytes, (bytes, bytearray)):
-            image = Image.open(io.BytesIO(path_or_bytes))
-        else:
-            image = Image.open(Path(path_or_bytes))
+        image = open_image(io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes))
         with image:
+            allowed.check_pixels(image.width, image.height, name)
             image.load()  # decode now, so a truncated file fails here and not later
             image = ImageOps.exif_transpose(image)
             image = _to_mode(image, "L" if channels == 1 else "RGB")
             if target is not None and image.size != (target[1], target[0]):
                 image = image.resize((target[1], target[0]), Image.Resampling.LANCZOS)
             pixels = np.asarray(image, dtype=np.uint8)
+    except UserError:
+        raise
     except FileNotFoundError:
         raise UserError(f"{name}: no such image file.") from None
+    except Image.DecompressionBombError:
+        raise UserError(
+            f"{name}: the image declares more pixels than Pillow decodes ({2 * (Image.MAX_IMAGE_PIXELS or 0):,}); "
+            "it is refused as a decompression bomb."
+        ) from None
     except UnidentifiedImageError:
         raise UserError(f"{name}: not a PNG/JPEG/BMP/GIF image (PIL cannot identify its format).") from None
     except Exception as exc:  # noqa: BLE001
         # PIL signals bad data with OSError (UnidentifiedImageError, truncation), and its plugins
         # with ValueError, SyntaxError, IndexError, struct.error...: all mean "not a usable picture".
-        raise UserError(f"{name}: not a readable PNG/JPEG/BMP/GIF image ({exc}).") from None
+        raise UserError(f"{name}: not a readable PNG/JPEG/BMP/GIF image ({cut(str(exc), 120)}).") from None
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
+
+
+def open_image(source) -> Image.Image:
+    """`Image.open` without Pillow's bomb warning: our own pixel limit is checked on every header."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+        return Image.open(source)
 
 
 def is_grayscale(image: Image.Image) -> bool:

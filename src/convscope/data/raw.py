@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import Limits, cut, limits, quote  # noqa: F401 - Limits: the data limits live beside the others
 from ..errors import UserError
 from .dataset import Dataset
 from .layout import to_nhwc
@@ -50,11 +51,18 @@ def parse_class_names(class_names: ClassNames) -> tuple[str, ...] | None:
         names = [n.strip() for n in text.split(",")] if "," in text else list(text)
     else:
         names = [str(n).strip() for n in class_names]
+    shown = quote(class_names)
     if not names or any(not n for n in names):
-        raise UserError(f"class names {class_names!r} contain an empty name.")
-    duplicates = sorted({n for n in names if names.count(n) > 1})
+        raise UserError(f"class names {shown} contain an empty name.")
+    limit = limits().max_classes
+    if len(names) > limit:
+        raise UserError(f"class names give {len(names):,} classes, over the limit of {limit:,} {_CLASSES_HINT}.")
+    counts: dict[str, int] = {}
+    for n in names:
+        counts[n] = counts.get(n, 0) + 1
+    duplicates = sorted(n for n, c in counts.items() if c > 1)
     if duplicates:
-        raise UserError(f"class names {class_names!r} repeat {', '.join(duplicates)}.")
+        raise UserError(f"class names {shown} repeat {cut(', '.join(duplicates))}.")
     return tuple(names)
 
 
@@ -69,6 +77,8 @@ def build_dataset(
     labels = [_encode(values, names, split, given is not None) for values, split in zip(flat, splits)]
     images = [_images(split, len(lab), layout) for split, lab in zip(splits, labels)]
     _check_classes(labels[0], names, splits[0])
+    if given is not None:
+        _check_named_classes_used(labels[0], names, splits[0])
     test = None
     if raw.test is not None:
         test = Dataset(images[1], labels[1], names, f"{source} (predefined test split)")
@@ -105,15 +115,30 @@ def _scalar_text(value: object) -> str:
 
 def _default_names(flat: list[np.ndarray], splits: list[RawSplit]) -> tuple[str, ...]:
     """Sorted names for text labels; "0".."K-1" for numbers (K = one-hot width or largest + 1)."""
+    limit = limits().max_classes
     if flat[0].dtype.kind == "U":
-        return tuple(sorted({str(v).strip() for values in flat for v in values}))
+        names = sorted({str(v).strip() for values in flat for v in values})
+        if len(names) > limit:
+            raise UserError(
+                f"{splits[0].where(splits[0].labels_key)} holds {len(names):,} different label names, "
+                f"over the limit of {limit:,} classes {_CLASSES_HINT}."
+            )
+        return tuple(names)
     k = 0
     for values, split in zip(flat, splits):
         if values.ndim == 2:
+            if values.shape[1] > limit:
+                raise UserError(
+                    f"{split.where(split.labels_key)} has one-hot rows of width {values.shape[1]:,}, "
+                    f"over the limit of {limit:,} classes {_CLASSES_HINT}."
+                )
             k = max(k, values.shape[1])
         elif values.size:
             k = max(k, int(np.max(_as_ints(values, split))) + 1)
     return tuple(str(i) for i in range(k))
+
+
+_CLASSES_HINT = "(raise it with the environment variable CONVSCOPE_MAX_CLASSES)"
 
 
 def _as_ints(values: np.ndarray, split: RawSplit) -> np.ndarray:
@@ -128,11 +153,21 @@ def _as_ints(values: np.ndarray, split: RawSplit) -> np.ndarray:
                 f"{where} holds {values[first]} at position {first}, not a whole number; "
                 "labels must be class numbers, one-hot rows or names."
             )
-    ints = values.astype(np.int64)
-    if ints.size and ints.min() < 0:
-        first = int(np.flatnonzero(ints < 0)[0])
-        raise UserError(f"{where} holds label {ints[first]} at position {first}; class numbers start at 0.")
-    return ints
+    if values.size and values.min() < 0:  # compared in the stored dtype: no int64 wrap-around yet
+        first = int(np.flatnonzero(values < 0)[0])
+        raise UserError(f"{where} holds label {_number(values[first])} at position {first}; class numbers start at 0.")
+    limit = limits().max_classes
+    if values.size and values.max() >= limit:
+        first = int(np.argmax(values))
+        raise UserError(
+            f"{where} holds label {_number(values[first])} at position {first}, over the largest class "
+            f"number {limit - 1:,} {_CLASSES_HINT}."
+        )
+    return values.astype(np.int64)
+
+
+def _number(value: object) -> str:
+    return f"{float(value):g}" if isinstance(value, (float, np.floating)) else str(int(value))
 
 
 def _encode(values: np.ndarray, names: tuple[str, ...], split: RawSplit, names_given: bool) -> np.ndarray:
@@ -190,12 +225,26 @@ def _images(split: RawSplit, n_labels: int, layout: str | None) -> np.ndarray:
                 f"{where} holds {int(bad.sum())} NaN/inf pixel values (first in image {first}); "
                 "fill or drop those images."
             )
+        _check_float32_range(images, where)
         images = images.astype(np.float32, copy=False)
     elif images.dtype.kind == "b":
         images = images.astype(np.uint8)
     if not images.dtype.isnative:
         images = images.astype(images.dtype.newbyteorder("="))
     return images
+
+
+_FLOAT32_MAX = float(np.finfo(np.float32).max)
+
+
+def _check_float32_range(images: np.ndarray, where: str) -> None:
+    """Training runs in float32: values (and their span, the scaler's divisor) must stay finite there."""
+    lo, hi = float(images.min()), float(images.max())
+    if max(abs(lo), abs(hi), hi - lo) > _FLOAT32_MAX:
+        raise UserError(
+            f"{where} holds pixel values from {lo:g} to {hi:g}; values and their span must stay within "
+            f"{_FLOAT32_MAX:.3g} (float32) for training: rescale the images."
+        )
 
 
 def _raise_if_count_mismatch(images: np.ndarray, n_labels: int, layout: str | None, split: RawSplit) -> None:
@@ -208,6 +257,21 @@ def _raise_if_count_mismatch(images: np.ndarray, n_labels: int, layout: str | No
         raise UserError(
             f"{split.where(split.images_key)} holds {n_images} images but '{split.labels_key}' holds {n_labels} labels."
         ) from None
+
+
+def _check_named_classes_used(labels: np.ndarray, names: tuple[str, ...], split: RawSplit) -> None:
+    """Given names that no training image carries would be classes the model can never learn: refuse.
+
+    (Numbered labels without names are left alone: 1-based MATLAB labels leave class 0 empty.)
+    """
+    used = np.zeros(len(names), dtype=bool)
+    used[labels] = True
+    if not used.all():
+        unused = [names[i] for i in np.flatnonzero(~used)]
+        raise UserError(
+            f"{split.where(split.labels_key)} uses only {int(used.sum())} of the {len(names)} class names given; "
+            f"no image is labelled {cut(', '.join(unused))}: drop those names or check the labels."
+        )
 
 
 def _check_classes(labels: np.ndarray, names: tuple[str, ...], split: RawSplit) -> None:

@@ -9,6 +9,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..checks import limits
 from ..errors import UserError
 from .network import Network
 from .presets import PRESETS
@@ -34,6 +35,39 @@ def resolve_spec(model: str | Path | dict[str, Any] | list | ModelSpec) -> Model
     )
 
 
+def plan_network(model: str | Path | dict[str, Any] | list | ModelSpec, input_shape: tuple[int, ...],
+                 num_classes: int) -> Network:
+    """The network with every shape, parameter count and FLOP worked out, but no memory behind it.
+
+    Built on torch's meta device, whose tensors have shapes and no storage: a model of billions
+    of weights, or an input of 100,000 x 100,000 pixels, is described in milliseconds.
+    """
+    spec = resolve_spec(model)
+    try:
+        with torch.device("meta"):
+            return Network(spec, tuple(input_shape), int(num_classes))
+    except UserError:
+        raise
+    except (RuntimeError, OverflowError, ValueError) as exc:  # torch refuses sizes beyond int64
+        first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
+        raise UserError(
+            f"model '{spec.name}' on input {tuple(input_shape)}: its sizes are too large to work out ({first})."
+        ) from None
+
+
+def check_params(network: Network) -> None:
+    """Refuse to allocate a model over `Limits.max_params` weights."""
+    total = sum(layer.trainable + layer.non_trainable for layer in network.info)
+    allowed = limits().max_params
+    if total > allowed:
+        largest = max(network.info, key=lambda layer: layer.trainable + layer.non_trainable)
+        raise UserError(
+            f"model '{network.spec.name}' on input {network.input_shape} has {total:,} parameters "
+            f"({largest.trainable + largest.non_trainable:,} in layer '{largest.name}'), over the limit of "
+            f"{allowed:,} (raise it with the environment variable CONVSCOPE_MAX_PARAMS)."
+        )
+
+
 def build(
     model: str | Path | dict[str, Any] | list | ModelSpec | nn.Module,
     input_shape: tuple[int, ...],
@@ -47,6 +81,7 @@ def build(
     if isinstance(model, nn.Module):
         return model
     spec = resolve_spec(model)
+    check_params(plan_network(spec, input_shape, num_classes))  # before a single weight is allocated
     if seed is None:
         return Network(spec, tuple(input_shape), int(num_classes))
     with torch.random.fork_rng(devices=[]):

@@ -11,6 +11,7 @@ BatchNormalization momentum 0.99 / epsilon 1e-3 (PyTorch momentum = 1 - 0.99).
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -19,6 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..checks import quote
 from ..errors import UserError
 from .sizes import AxisSize, axis_output
 
@@ -50,6 +52,13 @@ ACTIVATIONS: dict[str | None, Callable[[], nn.Module]] = {
 }
 
 
+MAX_SIZE = 2**31 - 1  # filters, units, kernels, strides, pads: larger is a typo, and overflows torch's int32 paths
+
+
+def _is_size(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= MAX_SIZE
+
+
 class _Args:
     """Keras arguments of one layer; anything left unread is reported as unknown."""
 
@@ -65,28 +74,48 @@ class _Args:
         value = self.get(key, default)
         if isinstance(value, int):
             value = (value, value)
-        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(isinstance(v, int) and v > 0 for v in value)):
-            raise self.error(f"'{key}' must be a positive integer or a pair of them, got {value!r}")
+        if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_size(v) for v in value)):
+            raise self.error(f"'{key}' must be a positive integer or a pair of them, got {quote(value)}")
         return int(value[0]), int(value[1])
 
     def positive_int(self, key: str, default: Any = None) -> int:
         value = self.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise self.error(f"'{key}' must be a positive integer, got {value!r}")
+            raise self.error(f"'{key}' must be a positive integer, got {quote(value)}")
+        if value > MAX_SIZE:
+            raise self.error(f"'{key}' is {value:,}, above the largest size {MAX_SIZE:,}")
+        return value
+
+    def number(self, key: str, default: float, low: float, high: float | None = None) -> float:
+        """A finite number in [low, high] (low < value when low is 0 and high is None: a positive number)."""
+        value = self.get(key, default)
+        ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+        ok = ok and value >= low and (high is None or value <= high) and (high is not None or value > low)
+        if not ok:
+            expected = f"a number in [{low:g}, {high:g}]" if high is not None else f"a number above {low:g}"
+            raise self.error(f"'{key}' must be {expected}, got {quote(value)}")
+        return float(value)
+
+    def flag(self, key: str, default: bool) -> bool:
+        value = self.get(key, default)
+        if not isinstance(value, bool):
+            raise self.error(f"'{key}' must be true or false, got {quote(value)}")
         return value
 
     def activation(self) -> nn.Module:
         name = self.get("activation")
+        if name is not None and not isinstance(name, str):
+            raise self.error(f"'activation' must be the name of one activation, got {quote(name)}")
         if name not in ACTIVATIONS:
             known = ", ".join(sorted(k for k in ACTIVATIONS if k))
-            raise self.error(f"unknown activation {name!r} (known: {known})")
+            raise self.error(f"unknown activation {quote(name)} (known: {known})")
         return ACTIVATIONS[name]()
 
     def padding(self) -> str | int:
         value = self.get("padding", "valid")
-        if value in ("valid", "same") or (isinstance(value, int) and not isinstance(value, bool) and value >= 0):
+        if value in ("valid", "same") or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE):
             return value
-        raise self.error(f"'padding' must be 'valid', 'same' or a non-negative integer, got {value!r}")
+        raise self.error(f"'padding' must be 'valid', 'same' or a non-negative integer, got {quote(value)}")
 
     def error(self, message: str) -> UserError:
         return UserError(f"layer '{self.layer}' ({self.kind}): {message}.")
@@ -144,7 +173,7 @@ def conv2d(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     kernel = a.pair("kernel_size", None)
     strides = a.pair("strides", 1)
     padding = a.padding()
-    use_bias = bool(a.get("use_bias", True))
+    use_bias = a.flag("use_bias", True)
     act = a.activation()
     hy, wx, formula = _window(a, h, w, kernel, strides, padding)
     conv = nn.Conv2d(c, filters, kernel, strides, bias=use_bias)
@@ -249,7 +278,7 @@ def dense(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     if len(shape) != 1:
         raise a.error(f"needs a flat input, got {shape}; add a Flatten or GlobalAveragePooling2D before it")
     units = a.positive_int("units")
-    use_bias = bool(a.get("use_bias", True))
+    use_bias = a.flag("use_bias", True)
     act = a.activation()
     linear = nn.Linear(shape[0], units, bias=use_bias)
     nn.init.xavier_uniform_(linear.weight)
@@ -260,8 +289,8 @@ def dense(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 
 def batch_norm(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
-    momentum = float(a.get("momentum", 0.99))
-    eps = float(a.get("epsilon", 1e-3))
+    momentum = a.number("momentum", 0.99, 0.0, 1.0)
+    eps = a.number("epsilon", 1e-3, 0.0)
     channels = shape[-1]
     cls = nn.BatchNorm2d if len(shape) == 3 else nn.BatchNorm1d
     return BuiltLayer(cls(channels, eps=eps, momentum=1.0 - momentum), shape, flops=2 * _numel(shape))
@@ -293,7 +322,7 @@ def dropout(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     rate = a.get("rate", None)
     if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise a.error(f"'rate' must be a number in [0, 1), got {rate!r}")
+        raise a.error(f"'rate' must be a number in [0, 1), got {quote(rate)}")
     return BuiltLayer(KerasDropout(float(rate)), shape)
 
 
@@ -333,8 +362,8 @@ def add(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 
 def concatenate(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     axis = a.get("axis", -1)
-    if axis != -1:
-        raise a.error(f"only the channel axis (-1) can be concatenated, got axis={axis}")
+    if not (isinstance(axis, int) and not isinstance(axis, bool) and axis == -1):
+        raise a.error(f"only the channel axis (-1) can be concatenated, got axis={quote(axis)}")
     if len(shapes) < 2 or any(len(s) != len(shapes[0]) or s[:-1] != shapes[0][:-1] for s in shapes):
         raise a.error(f"needs two or more inputs that differ only in channels, got {shapes}")
     channels = [s[-1] for s in shapes]

@@ -34,12 +34,14 @@ from typing import Any
 import yaml
 from torch import nn
 
+from ..checks import limits, quote
 from ..errors import UserError
 from .layers import BUILDERS, canonical_type
 
 INPUT = "input"
 KINDS = ("sequential", "functional")
-_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]{0,99}$")
+_MODEL_NAME = re.compile(r"^(?!\.\.?$)[^/\\\x00]{1,100}$")  # part of a run directory's name: no path, not huge
 
 
 @dataclass(frozen=True)
@@ -72,50 +74,92 @@ class ModelSpec:
         return out
 
 
+MAX_SPEC_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; a megabyte is a wrong file
+MAX_DEPTH = 16  # nesting of a spec: layers -> layer -> argument -> pair is 4
+MAX_INT = 2**31 - 1  # sizes, counts and pads: larger ones are typos (and overflow torch's int32 paths)
+_SEQUENCES = (list, tuple)
+
+
 def read_spec_file(path: str | Path) -> Any:
     path = Path(path)
+    kind = "JSON" if path.suffix == ".json" else "YAML"
     try:
-        text = path.read_text()
+        size = path.stat().st_size
+        if size > MAX_SPEC_FILE_BYTES:
+            raise UserError(f"model spec {path} is {size:,} bytes; a spec is at most {MAX_SPEC_FILE_BYTES:,}.")
+        text = path.read_bytes().decode("utf-8")
     except OSError as exc:
         raise UserError(f"cannot read model spec {path}: {exc.strerror}.") from None
+    except UnicodeDecodeError as exc:
+        raise UserError(f"model spec {path} is not UTF-8 text (byte {exc.start} cannot be decoded).") from None
     try:
-        return json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+        value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
         at = f" near line {where + (0 if isinstance(exc, json.JSONDecodeError) else 1)}" if where is not None else ""
-        raise UserError(f"model spec {path} is not valid {'JSON' if path.suffix == '.json' else 'YAML'}{at}.") from None
+        raise UserError(f"model spec {path} is not valid {kind}{at}.") from None
+    except RecursionError:
+        raise UserError(f"model spec {path} nests deeper than {kind} can be read; a spec nests {MAX_DEPTH} levels at most.") from None
+    check_spec_size(value, str(path))
+    return value
+
+
+def check_spec_size(raw: Any, source: str) -> None:
+    """Count a spec's values with aliases expanded, stopping at the limit: a YAML alias bomb
+    (a few lines that expand to billions of values) is refused before anything walks it."""
+    limit = limits().max_spec_values
+    stack = [(raw, 1)]
+    seen = 0
+    while stack:
+        value, depth = stack.pop()
+        seen += 1
+        if seen > limit:
+            raise UserError(
+                f"{source}: the spec holds more than {limit:,} values (YAML aliases expanded); "
+                "raise CONVSCOPE_MAX_SPEC_VALUES if it really is that large."
+            )
+        if depth > MAX_DEPTH:
+            raise UserError(f"{source}: the spec nests more than {MAX_DEPTH} levels deep.")
+        if isinstance(value, dict):
+            stack.extend((v, depth + 1) for v in value.values())
+            stack.extend((k, depth + 1) for k in value.keys())
+        elif isinstance(value, _SEQUENCES):
+            stack.extend((v, depth + 1) for v in value)
 
 
 def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec:
     """Validate and normalise a spec: canonical types, unique names, explicit inputs."""
+    check_spec_size(raw, source)
     if isinstance(raw, list):
         raw = {"layers": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list) or not raw["layers"]:
         raise UserError(f"{source}: a model spec needs a non-empty 'layers' list.")
-    unknown_top = set(raw) - {"name", "kind", "layers", "output", "input_shape"}
+    unknown_top = sorted(quote(k, 40) for k in raw if k not in ("name", "kind", "layers", "output", "input_shape"))
     if unknown_top:
-        raise UserError(f"{source}: unknown top-level key(s) {', '.join(sorted(unknown_top))}; expected name, layers, output.")
+        raise UserError(f"{source}: unknown top-level key(s) {', '.join(unknown_top)}; expected name, layers, output.")
+    if "name" in raw and not (isinstance(raw["name"], str) and _MODEL_NAME.match(raw["name"])):
+        raise UserError(f"{source}: 'name' must be up to 100 characters without / or \\, got {quote(raw['name'])}.")
+    if "output" in raw and not isinstance(raw["output"], str):
+        raise UserError(f"{source}: 'output' must be the name of a layer, got {quote(raw['output'])}.")
     if raw.get("kind", "sequential") not in KINDS:
         raise UserError(f"{source}: kind must be {' or '.join(KINDS)}, got {str(raw['kind'])[:40]!r}.")
     functional = "output" in raw  # or any layer that names its inputs, below
 
     layers: list[LayerSpec] = []
-    input_shape = tuple(raw["input_shape"]) if raw.get("input_shape") else None
+    input_shape = _shape(raw["input_shape"], f"{source}: 'input_shape'") if raw.get("input_shape") is not None else None
     counters: dict[str, int] = {}
     previous = INPUT
     for position, item in enumerate(raw["layers"], start=1):
         kind, args = _split_layer(item, position, source)
         if kind == "Input":
-            shape = args.get("shape")
-            if not (isinstance(shape, (list, tuple)) and len(shape) in (1, 3)):
-                raise UserError(f"{source}: layer {position} (Input) needs shape [H, W, C], got {shape!r}.")
-            input_shape = tuple(int(s) for s in shape)
+            input_shape = _shape(args.get("shape"), f"{source}: layer {position} (Input) 'shape'")
             if args.get("name", INPUT) != INPUT:
                 raise UserError(f"{source}: the Input layer is always called '{INPUT}'.")
             continue
+        _check_args(args, f"{source}: layer {position} ({kind})")
         layer_name = args.pop("name", None) or _auto_name(kind, counters)
         if not _NAME.match(str(layer_name)):
-            raise UserError(f"{source}: layer {position} has an invalid name {layer_name!r} (letters, digits, _ and -).")
+            raise UserError(f"{source}: layer {position} has an invalid name {quote(layer_name)} (letters, digits, _ and -).")
         if hasattr(nn.ModuleDict, str(layer_name)):  # the layers live in a ModuleDict, whose methods they would hide
             raise UserError(f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
                             "choose another name.")
@@ -128,7 +172,7 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
     _check_graph(layers, source)
     output = str(raw.get("output", layers[-1].name))
     if output not in {l.name for l in layers}:
-        raise UserError(f"{source}: output {output!r} is not the name of a layer.")
+        raise UserError(f"{source}: output {quote(output)} is not the name of a layer.")
     kind = str(raw.get("kind") or ("functional" if functional else "sequential"))
     return ModelSpec(str(raw.get("name", name)), tuple(layers), output, input_shape, kind)
 
@@ -139,16 +183,49 @@ def _split_layer(item: Any, position: int, source: str) -> tuple[str, dict[str, 
         kind = args.pop("type")
     elif isinstance(item, dict) and len(item) == 1:
         ((kind, args),) = item.items()
-        args = dict(args or {})
+        if args is None:
+            args = {}
+        if not isinstance(args, dict):
+            raise UserError(
+                f"{source}: layer {position} ({quote(kind, 30)}) needs a mapping of arguments like "
+                f"{{filters: 32}} (or {{}}), got {quote(args)}."
+            )
+        args = dict(args)
     else:
-        raise UserError(f"{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {item!r}.")
-    canonical = "Input" if str(kind).lower() in ("input", "inputlayer") else canonical_type(kind)
+        raise UserError(f"{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {quote(item)}.")
+    if not isinstance(kind, str):
+        raise UserError(f"{source}: layer {position} has a type that is not a name: {quote(kind)}.")
+    canonical = "Input" if kind.lower() in ("input", "inputlayer") else canonical_type(kind)
     if canonical is None:
         known = ", ".join(["Input", *BUILDERS])
-        raise UserError(f"{source}: layer {position} has unknown type {kind!r}; known types: {known}.")
+        raise UserError(f"{source}: layer {position} has unknown type {quote(kind)}; known types: {known}.")
     return canonical, args
 
 
+def _shape(value: Any, where: str) -> tuple[int, ...]:
+    if not (isinstance(value, _SEQUENCES) and len(value) in (1, 3) and all(_is_int(v, 1) for v in value)):
+        raise UserError(f"{where} must be [H, W, C] (or [features]) of positive integers up to {MAX_INT:,}, got {quote(value)}.")
+    return tuple(int(v) for v in value)
+
+
+def _is_int(value: Any, low: int = 0) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool) and low <= value <= MAX_INT
+
+
+def _name_or_names(value: Any) -> bool:
+    return isinstance(value, str) or (isinstance(value, _SEQUENCES) and all(isinstance(v, str) for v in value))
+
+
+def _check_args(args: dict[Any, Any], where: str) -> None:
+    """Argument names are text, and the two arguments read here are names; the layer builders
+    check every other argument's type and meaning (`layers._Args`)."""
+    for key in args:
+        if not isinstance(key, str):
+            raise UserError(f"{where}: argument names must be text, got {quote(key)}.")
+    if "name" in args and not isinstance(args["name"], str):
+        raise UserError(f"{where}: 'name' must be a name, got {quote(args['name'])}.")
+    if "inputs" in args and not _name_or_names(args["inputs"]):
+        raise UserError(f"{where}: 'inputs' must be a layer name or a list of them, got {quote(args['inputs'])}.")
 def _auto_name(kind: str, counters: dict[str, int]) -> str:
     base = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", kind).lower().replace("2_d", "2d")  # Keras-style conv2d, dense_1
     n = counters.get(base, 0)
@@ -160,10 +237,10 @@ def _check_graph(layers: list[LayerSpec], source: str) -> None:
     seen = {INPUT}
     for layer in layers:
         if layer.name in seen:
-            raise UserError(f"{source}: two layers are called '{layer.name}'.")
+            raise UserError(f"{source}: two layers are called {quote(layer.name)}.")
         for parent in layer.inputs:
             if parent not in seen:
                 raise UserError(
-                    f"{source}: layer '{layer.name}' takes input '{parent}', which is not defined before it."
+                    f"{source}: layer {quote(layer.name)} takes input {quote(parent)}, which is not defined before it."
                 )
         seen.add(layer.name)

@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from .build import plan_network
 from .layers import as_pair
 from .network import LayerInfo, Network
 from .sizes import axis_output
@@ -100,6 +101,11 @@ def _flops(n: int) -> str:
         if n >= size:
             return f"{n / size:.2f} {unit}"
     return str(n)
+
+
+def plan(model, input_shape: tuple[int, ...], num_classes: int) -> ModelSummary:
+    """The summary of a preset or spec on `input_shape`, worked out arithmetically (no weights allocated)."""
+    return summary(plan_network(model, input_shape, num_classes))
 
 
 def summary(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> ModelSummary:

@@ -11,7 +11,6 @@ app's `Batcher`, whose worker thread decodes, preprocesses and predicts whole ba
 
 from __future__ import annotations
 
-import json
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
@@ -46,6 +45,7 @@ from .service import (
     one_of_many,
     run_jobs,
 )
+from .limits import parse_json, read_form
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("convscope.serving")
@@ -255,10 +255,7 @@ async def _body(request: Request) -> bytes:
 
 
 def _json_object(body: bytes, key: str) -> dict[str, Any]:
-    try:
-        value = json.loads(body)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise RequestError(f"the body is not valid JSON ({exc}).") from None
+    value = parse_json(body)  # limits.py: depth-limited
     if not isinstance(value, dict) or key not in value:
         raise RequestError(f"the JSON body must be an object with a '{key}' field.")
     return value
@@ -266,7 +263,7 @@ def _json_object(body: bytes, key: str) -> dict[str, Any]:
 
 async def _form_files(request: Request, served: ServedModel) -> list[bytes]:
     # Starlette's own cap, far above ours, only bounds parsing work; ours gives the clear 413.
-    form = await request.form(max_files=10 * served.settings.max_batch, max_fields=100)
+    form = await read_form(request, served.settings.max_batch)
     files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if len(files) > served.settings.max_batch:
         raise PayloadTooLarge(f"the batch has {len(files)} images; this server takes at most {served.settings.max_batch} per request.")
@@ -283,6 +280,9 @@ class BodyLimit:
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.strip().isdigit():  # '-1', '1e9': h11 refuses these before us
+            response = JSONResponse({"error": f"Content-Length must be a number of bytes, got {declared[:20].decode('latin-1')!r}."}, status_code=400)
+            return await response(scope, receive, send)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
             return await response(scope, receive, send)

@@ -78,7 +78,7 @@ def from_upload(data: bytes, prep: Preprocessing, invert: bool | None) -> Prepar
             f"this server accepts at most {prep.max_image_pixels:,} pixels per image."
         )
     h, w, c = prep.input_shape
-    image = read_image(bytes(data), (h, w), c)
+    image = read_image(bytes(data), (h, w), c, max_pixels=prep.max_image_pixels)
     flip = should_invert(image, (0, 255), prep.background, invert)
     return PreparedImage(invert_image(image, (0, 255)) if flip else image, flip)
 

@@ -35,7 +35,7 @@ class EarlyStopping:
             raise UserError(f"early stopping can monitor {', '.join(MONITORS)}, not {self.monitor!r}.")
         if self.mode not in ("auto", "min", "max"):
             raise UserError(f"early stopping mode must be auto, min or max, not {self.mode!r}.")
-        if self.patience < 0 or self.min_delta < 0:
+        if self.patience < 0 or not self.min_delta >= 0:  # NaN fails >=
             raise UserError(f"patience and min_delta must be >= 0, got {self.patience} and {self.min_delta}.")
 
     @property

@@ -282,7 +282,7 @@ def _check_settings(epochs: int, batch_size: int, validation_split: float, lr: f
         raise UserError(f"epochs and batch size must be at least 1, got {epochs} and {batch_size}.")
     if not 0.0 <= validation_split < 1.0:
         raise UserError(f"validation_split must be in [0, 1), got {validation_split}.")
-    if lr <= 0:
+    if not 0 < lr < float("inf"):  # NaN fails both comparisons
         raise UserError(f"learning rate must be positive, got {lr}.")
     if precision not in PRECISIONS:
         raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {precision!r}.")

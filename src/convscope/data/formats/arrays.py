@@ -5,13 +5,16 @@ Pickled object arrays can run code when loaded; a dataset never needs them, so t
 
 from __future__ import annotations
 
+import math
+import zipfile
 from collections.abc import Iterable
 from pathlib import Path
+from typing import BinaryIO
 
 import numpy as np
 
 from ...errors import UserError
-from ..raw import RawData, RawSplit
+from ..raw import RawData, RawSplit, limits
 
 # (images, labels) key pairs, tried in order, case-insensitively; the first with a test partner
 # keeps it as the predefined test split.
@@ -59,11 +62,13 @@ def load_npz(path: Path) -> RawData:
             raise UserError(f"{file}: holds one bare array, not named arrays; save it with np.savez(x=..., y=...).")
         with archive:
             (x, y), test = pick_keys(archive.files, file)
-            arrays = {k: archive[k] for k in (x, y, *(test or ()))}
+            keys = (x, y, *(test or ()))
+            _check_members(path, keys)
+            arrays = {k: archive[k] for k in keys}
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile... on bad bytes
-        raise UserError(f"{file}: not a readable .npz file without pickled objects ({exc}).") from None
+        raise UserError(f"{file}: not a readable .npz file without pickled objects ({_first_line(exc)}).") from None
     train = RawSplit(arrays[x], arrays[y], file, x, y)
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
 
@@ -101,10 +106,54 @@ def load_npy(path: Path) -> RawData:
 
 def _read_npy(path: Path) -> np.ndarray:
     _check_magic(path, b"\x93NUMPY", "a .npy file")
+    with open(path, "rb") as f:
+        check_npy_header(f, path.stat().st_size, str(path))
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - as in load_npz
-        raise UserError(f"{path}: not a readable .npy file without pickled objects ({exc}).") from None
+        raise UserError(f"{path}: not a readable .npy file without pickled objects ({_first_line(exc)}).") from None
+
+
+def check_npy_header(f: BinaryIO, size: int, file: str, key: str | None = None) -> None:
+    """Compare the array an .npy header declares with the bytes that follow it, before numpy allocates.
+
+    The element count is a Python integer product (no wrap-around); it must fit `Limits.max_bytes`
+    and match the stored bytes exactly, so a lying or truncated header ends in one sentence.
+    """
+    where = f"{file}: '{key}'" if key else file
+    try:
+        version = np.lib.format.read_magic(f)
+        read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+        shape, _, dtype = read(f)
+    except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError... on bad headers
+        raise UserError(f"{where}: not a readable .npy array header ({_first_line(exc)}).") from None
+    if dtype.hasobject:
+        kind, held = (".npz", f"'{key}' holds") if key else (".npy", "it holds")
+        raise UserError(f"{file}: not a readable {kind} file without pickled objects ({held} dtype {dtype}).")
+    declared = math.prod(shape) * dtype.itemsize
+    shown = " x ".join(str(d) for d in shape) or "scalar"
+    limits().check_bytes(declared, where, f"its {shown} {dtype} values")
+    stored = size - f.tell()
+    if stored != declared:
+        raise UserError(
+            f"{where}: the header declares {shown} {dtype} values ({declared:,} bytes) "
+            f"but {stored:,} bytes follow it; the file is truncated or damaged."
+        )
+
+
+def _check_members(path: Path, keys: Iterable[str]) -> None:
+    """`check_npy_header` for each array of an .npz that will be read (stored sizes from the zip directory)."""
+    with zipfile.ZipFile(path) as archive:
+        for key in keys:
+            name = key if key in archive.NameToInfo else f"{key}.npy"
+            info = archive.getinfo(name)
+            with archive.open(info) as member:
+                check_npy_header(member, info.file_size, str(path), key)
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return (text[0] if text else type(exc).__name__)[:120]
 
 
 def _check_magic(path: Path, magic: bytes, what: str) -> None:

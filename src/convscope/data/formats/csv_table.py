@@ -16,6 +16,7 @@ import csv
 import gzip
 import io
 import warnings
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -23,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserError
-from ..raw import RawData, RawSplit
+from ..raw import RawData, RawSplit, limits
 
 LABEL_COLUMNS = ("label", "labels", "class", "y", "target")
 
@@ -50,12 +51,16 @@ def load_csv(path: Path) -> RawData:
 
 
 def _read_text(path: Path) -> str:
+    allowed = limits()
     try:
+        allowed.check_bytes(path.stat().st_size, str(path), "its text")
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
-            raw = gzip.decompress(raw)
+            with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
+                raw = unzipped.read(allowed.max_bytes + 1)  # never more than the limit, whatever the file claims
+            allowed.check_bytes(len(raw), str(path), "its decompressed text")
         return raw.decode("utf-8-sig")
-    except (OSError, EOFError) as exc:
+    except (OSError, EOFError, zlib.error) as exc:
         raise UserError(f"{path}: the gzip data is truncated or corrupt ({exc}).") from None
     except UnicodeDecodeError as exc:
         raise UserError(f"{path}: not a UTF-8 text table (byte {exc.start} cannot be decoded).") from None

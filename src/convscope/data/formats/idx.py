@@ -9,6 +9,7 @@ pair beside it keeps that as the predefined test split.
 from __future__ import annotations
 
 import gzip
+import math
 import re
 import zlib
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
-from ..raw import RawData, RawSplit
+from ..raw import RawData, RawSplit, limits
 
 _TYPES: dict[int, np.dtype] = {
     0x08: np.dtype("u1"),
@@ -36,28 +37,47 @@ def is_idx_name(path: Path) -> bool:
 
 
 def read_idx(path: Path) -> np.ndarray:
-    """Parse one IDX file (gzip detected by its magic bytes, not its name) into a native-endian array."""
+    """Parse one IDX file (gzip detected by its magic bytes, not its name) into a native-endian array.
+
+    The header's sizes are multiplied as Python integers (no wrap-around) and checked against the
+    file size and `Limits.max_bytes` before the values are read; a gzipped file is decompressed
+    only up to the size its header declares, so a small bomb cannot fill memory.
+    """
     try:
-        data = path.read_bytes()
-        if data[:2] == b"\x1f\x8b":
-            data = gzip.decompress(data)
+        with open(path, "rb") as raw:
+            gzipped = raw.read(2) == b"\x1f\x8b"
+        opened = gzip.open(path, "rb") if gzipped else open(path, "rb")
+        with opened as f:
+            head = f.read(4)
+            if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
+                raise UserError(
+                    f"{path}: not an IDX file (it does not start with 00 00, a type byte and an axis count)."
+                )
+            dtype, ndim = _TYPES[head[2]], head[3]
+            header = 4 + 4 * ndim
+            dim_bytes = f.read(4 * ndim)
+            if len(dim_bytes) < 4 * ndim:
+                raise UserError(f"{path}: the IDX header needs {header} bytes but the file holds {4 + len(dim_bytes)}.")
+            dims = tuple(int.from_bytes(dim_bytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
+            count = math.prod(dims)
+            expected = header + count * dtype.itemsize
+            shape = " x ".join(str(d) for d in dims) or "a scalar of"
+            limits().check_bytes(count * dtype.itemsize, str(path), f"the header's {shape} {dtype.name} values")
+            if not gzipped and path.stat().st_size != expected:
+                raise UserError(
+                    f"{path}: the IDX header promises {shape} {dtype.name} values ({expected} bytes) "
+                    f"but the file holds {path.stat().st_size} bytes."
+                )
+            data = f.read(count * dtype.itemsize + 1)  # one byte more reveals trailing data
     except (OSError, EOFError, zlib.error):
         raise UserError(f"{path}: the gzip data is truncated or corrupt.") from None
-    if len(data) < 4 or data[0] != 0 or data[1] != 0 or data[2] not in _TYPES:
-        raise UserError(f"{path}: not an IDX file (it does not start with 00 00, a type byte and an axis count).")
-    dtype, ndim = _TYPES[data[2]], data[3]
-    header = 4 + 4 * ndim
-    if len(data) < header:
-        raise UserError(f"{path}: the IDX header needs {header} bytes but the file holds {len(data)}.")
-    dims = tuple(int(d) for d in np.frombuffer(data, dtype=">u4", count=ndim, offset=4))
-    expected = header + int(np.prod(dims, dtype=np.int64)) * dtype.itemsize
-    if len(data) != expected:
-        shape = " x ".join(str(d) for d in dims)
+    if len(data) != count * dtype.itemsize:
+        held = "more than that" if len(data) > count * dtype.itemsize else f"{header + len(data)} bytes"
         raise UserError(
             f"{path}: the IDX header promises {shape} {dtype.name} values ({expected} bytes) "
-            f"but the file holds {len(data)} bytes."
+            f"but the {'decompressed ' if gzipped else ''}file holds {held}."
         )
-    values = np.frombuffer(data, dtype=dtype, offset=header).reshape(dims)
+    values = np.frombuffer(data, dtype=dtype).reshape(dims)
     return values.astype(dtype.newbyteorder("="))  # a writable native-endian copy
 
 

@@ -1,9 +1,9 @@
 """A folder with one sub-folder of pictures per class (`pets/cat/1.png`, `pets/dog/7.jpg`).
 
 Class names are the sub-folder names, sorted.  Every picture is brought to one size and one
-channel count so they stack into a single (N, H, W, C) array: by default the first picture's
-size, and grayscale only when every picture is grayscale (so colour is never thrown away
-silently).  Hidden files and files of other types (Thumbs.db, notes.txt) are skipped.
+channel count so they stack into a single (N, H, W, C) array: by default the most common size
+among the first pictures (so one odd or huge picture cannot become everyone's resize target),
+and grayscale only when every picture is grayscale (so colour is never thrown away silently).  Hidden files and files of other types (Thumbs.db, notes.txt) are skipped.
 """
 
 from __future__ import annotations
@@ -15,8 +15,8 @@ import numpy as np
 from PIL import Image
 
 from ...errors import UserError
-from ..images import IMAGE_SUFFIXES, is_grayscale, read_image
-from ..raw import RawData, RawSplit
+from ..images import IMAGE_SUFFIXES, is_grayscale, open_image, read_image
+from ..raw import RawData, RawSplit, limits
 
 
 def class_folders(folder: Path) -> list[tuple[str, list[Path]]]:
@@ -50,6 +50,8 @@ def load_image_folder(
         channels = channels or (1 if all_gray else 3)
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+    limits().check_bytes(len(paths) * size[0] * size[1] * channels, str(folder),
+                         f"its {len(paths):,} pictures at {size[0]} x {size[1]} x {channels}")
     images = np.stack([read_image(p, size, channels) for p in paths])
     labels = np.array([name for name, pictures in classes for _ in pictures])
     return RawData(RawSplit(images, labels, str(folder), "", "", nhwc=True))
@@ -68,19 +70,30 @@ def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
     return size
 
 
+SIZE_SAMPLE = 256  # pictures whose sizes vote for the common size; headers only, so cheap
+
+
 def _survey(paths: list[Path]) -> tuple[tuple[int, int], bool]:
-    """First picture's (height, width) and whether all are grayscale, from headers only."""
-    first: tuple[int, int] | None = None
+    """The most common (height, width) among the first pictures, and whether all are grayscale.
+
+    Headers only. Ties go to the earlier picture; every picture is also held to the pixel limit
+    here, so a decompression bomb is named before anything is decoded.
+    """
+    sizes: dict[tuple[int, int], int] = {}
     all_gray = True
-    for path in paths:
+    allowed = limits()
+    for number, path in enumerate(paths):
+        if number >= SIZE_SAMPLE and not all_gray:
+            break
         try:
-            with Image.open(path) as image:
-                if first is None:
-                    first = (image.height, image.width)
-                all_gray = all_gray and is_grayscale(image)
+            with open_image(path) as image:
+                size = (image.height, image.width)
+                gray = is_grayscale(image)
         except Exception:  # noqa: BLE001 - any PIL failure means an unusable picture, see images.py
             raise UserError(f"{path}: not a readable PNG/JPEG/BMP/GIF image.") from None
-        if not all_gray and first is not None:
-            break
-    assert first is not None
-    return first, all_gray
+        allowed.check_pixels(size[1], size[0], str(path))
+        all_gray = all_gray and gray
+        if number < SIZE_SAMPLE:
+            sizes[size] = sizes.get(size, 0) + 1
+    common = max(sizes, key=sizes.__getitem__)  # ties: the first picture's size, as before
+    return common, all_gray

@@ -10,12 +10,13 @@ does not pay for them.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import numpy as np
 
 from ...errors import UserError
-from ..raw import RawData, RawSplit
+from ..raw import RawData, RawSplit, limits
 from .arrays import pick_keys
 
 
@@ -37,6 +38,12 @@ def load_mat(path: Path) -> RawData:
 def _read_v5(path: Path) -> dict[str, np.ndarray]:
     import scipy.io
 
+    # Variable headers first (scipy decompresses only their start): a compressed variable that
+    # declares billions of values is refused before loadmat inflates it.
+    allowed = limits()
+    for name, shape, matlab_class in scipy.io.whosmat(path):
+        count = math.prod(int(d) for d in shape)
+        allowed.check_bytes(count * 8, f"{path}: '{name}'", f"its {' x '.join(map(str, shape))} {matlab_class} values")
     contents = scipy.io.loadmat(path, chars_as_strings=True)
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
@@ -56,6 +63,8 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
                 raise UserError(
                     f"{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix."
                 )
+            limits().check_bytes(item.size * item.dtype.itemsize, f"{path}: '{key}'",
+                                 f"its {' x '.join(map(str, item.shape))} {item.dtype} values")
             values = np.asarray(item[()]).T
             if matlab_class == "char":  # uint16 codes, one row per label
                 values = np.array(["".join(map(chr, row)).strip() for row in np.atleast_2d(values)])

@@ -1,0 +1,165 @@
+"""Checks of single setting values for the Python API, with the same bounds as the CLI's flags.
+
+`cli/options.py` refuses bad flag values in argparse; these give the same verdict, as a
+`UserError` naming the setting, to callers of `cs.train(...)`, `cs.fit(...)` and the settings
+types, which never pass through argparse.
+"""
+
+from __future__ import annotations
+
+import math
+import numbers
+import os
+from dataclasses import dataclass
+
+from .errors import UserError
+
+MAX_SEED = 2**32 - 1  # what every generator we seed (numpy's legacy one included) accepts
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What a data file or a model spec may ask of memory, checked before anything is allocated.
+
+    Each can be raised (or lowered) with the environment variable named beside it.
+    """
+
+    max_bytes: int = 4 * 2**30  # CONVSCOPE_MAX_DATA_BYTES: one file's values, as declared or decompressed
+    max_classes: int = 100_000  # CONVSCOPE_MAX_CLASSES: so labels 0..K-1 name at most this many classes
+    max_image_pixels: int = 4096 * 4096  # CONVSCOPE_MAX_IMAGE_PIXELS: width x height of one picture
+    max_params: int = 2**28  # CONVSCOPE_MAX_PARAMS: weights of a model built to train (1 GiB in float32)
+    max_spec_values: int = 10_000  # CONVSCOPE_MAX_SPEC_VALUES: values in a model spec, YAML aliases expanded
+
+    def check_bytes(self, size: int, where: str, what: str = "its values") -> None:
+        if size > self.max_bytes:
+            raise UserError(
+                f"{where}: {what} take {size:,} bytes, over the limit of {self.max_bytes:,} "
+                "(raise it with the environment variable CONVSCOPE_MAX_DATA_BYTES)."
+            )
+
+    def check_pixels(self, width: int, height: int, where: str) -> None:
+        if width * height > self.max_image_pixels:
+            raise UserError(
+                f"{where}: the image is {width} x {height} = {width * height:,} pixels, over the limit of "
+                f"{self.max_image_pixels:,} (raise it with the environment variable CONVSCOPE_MAX_IMAGE_PIXELS)."
+            )
+
+
+_ENV = {"max_bytes": "CONVSCOPE_MAX_DATA_BYTES", "max_classes": "CONVSCOPE_MAX_CLASSES",
+        "max_image_pixels": "CONVSCOPE_MAX_IMAGE_PIXELS", "max_params": "CONVSCOPE_MAX_PARAMS",
+        "max_spec_values": "CONVSCOPE_MAX_SPEC_VALUES"}
+
+
+def limits() -> Limits:
+    """The defaults, with any set in the environment (read at each call: no module state)."""
+    values = {}
+    for field_name, variable in _ENV.items():
+        text = os.environ.get(variable)
+        if text is None:
+            continue
+        try:
+            values[field_name] = int(text.replace("_", ""))
+        except ValueError:
+            values[field_name] = -1
+        if values[field_name] < 1:
+            raise UserError(f"environment variable {variable} must be a positive integer, got {text[:40]!r}.")
+    return Limits(**values)
+
+
+def check_number(
+    name: str, value: object, low: float | None = None, high: float | None = None,
+    *, low_open: bool = False, high_open: bool = False,
+) -> float:
+    """A finite real number inside the bounds, returned as a float."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise UserError(f"{name} must be a number, got {quote(value)}.")
+    number = float(value)
+    inside = math.isfinite(number)
+    if inside and low is not None:
+        inside = number > low if low_open else number >= low
+    if inside and high is not None:
+        inside = number < high if high_open else number <= high
+    if not inside:
+        raise UserError(f"{name} must be a finite number{_interval(low, high, low_open, high_open)}, got {number!r}.")
+    return number
+
+
+def check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
+    """A whole number (bools refused) inside [low, high]."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral):
+        raise UserError(f"{name} must be an integer, got {quote(value)}.")
+    number = int(value)
+    if (low is not None and number < low) or (high is not None and number > high):
+        raise UserError(f"{name} must be an integer{_interval(low, high, False, False)}, got {number}.")
+    return number
+
+
+def check_seed(value: object, name: str = "seed") -> int:
+    return check_int(name, value, 0, MAX_SEED)
+
+
+def _interval(low, high, low_open: bool, high_open: bool) -> str:
+    if low is None and high is None:
+        return ""
+    if high is None:
+        return f" {'>' if low_open else '>='} {low:g}"
+    if low is None:
+        return f" {'<' if high_open else '<='} {high:g}"
+    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+
+
+def quote(value: object, limit: int = 60) -> str:
+    """repr of a value, cut to `limit` characters: an error message never quotes a whole file,
+    a huge number or a YAML alias bomb (reprlib stops at depth 3 and a few items per level)."""
+    import reprlib
+
+    short = reprlib.Repr()
+    short.maxstring = short.maxother = short.maxlong = limit
+    short.maxlevel = 3
+    text = short.repr(value)
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# The training settings' bounds, shared by `train()` and the flags of `convscope train`:
+# name -> (kind, low, high, low_open, high_open). None as a value means "the recipe's".
+_COUNT = 1_000_000
+MAX_LR = 10.0  # Adam diverges to NaN long before this; a larger rate is a typo
+TRAIN_BOUNDS: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
+    "epochs": ("int", 1, _COUNT, False, False),
+    "batch_size": ("int", 1, _COUNT, False, False),
+    "patience": ("int", 0, _COUNT, False, False),
+    "random_shift": ("int", 0, 1024, False, False),
+    "seed": ("int", 0, MAX_SEED, False, False),
+    "lr": ("float", 0.0, MAX_LR, True, False),
+    "min_delta": ("float", 0.0, None, False, False),
+    "validation_split": ("float", 0.0, 1.0, False, True),
+    "test_split": ("float", 0.0, 1.0, False, True),
+    "label_smoothing": ("float", 0.0, 1.0, False, True),
+}
+
+
+def check_train_settings(**values: object) -> None:
+    """Refuse any training setting outside `TRAIN_BOUNDS` (None is left to the recipe)."""
+    for name, value in values.items():
+        if value is None:
+            continue
+        kind, low, high, low_open, high_open = TRAIN_BOUNDS[name]
+        if kind == "int":
+            check_int(name, value, low, high)  # type: ignore[arg-type]
+        else:
+            check_number(name, value, low, high, low_open=low_open, high_open=high_open)
+
+
+def check_random_shift(pixels: int, input_shape: tuple[int, ...]) -> None:
+    """A shift of half the image or more can move every stroke out of the frame: refuse it."""
+    if len(input_shape) == 3 and pixels > 0 and 2 * pixels >= min(input_shape[:2]):
+        h, w = input_shape[:2]
+        raise UserError(
+            f"random_shift {pixels} pixels is too large for {h}x{w} images; "
+            f"it must be below half the smaller side, at most {(min(h, w) - 1) // 2}."
+        )
+
+
+def cut(text: str, limit: int = 60) -> str:
+    """Plain text cut to `limit` characters, for lists of names quoted in a message."""
+    return text if len(text) <= limit else text[: limit - 3] + "..."
