@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := serve,export,sweep,test,notebook,keras
 
-.PHONY: demo test lint install system-deps bench bench-smoke bench-load clean
+.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -36,6 +36,11 @@ lint: $(VENV)/.lint-installed
 	$(VENV)/bin/ruff check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
+
+# The fuzz suite with thousands of examples per property instead of the CI few (README: Bad input).
+fuzz: install
+	CONVSCOPE_FUZZ=long $(PY) -m pytest tests/test_fuzz_loaders.py tests/test_fuzz_spec.py tests/test_fuzz_cli.py \
+	  tests/test_fuzz_server.py tests/test_fuzz_runs.py -p no:cacheprovider
 
 # The Keras comparison of BENCHMARKS.md (issue 4): TensorFlow for the peer comes with the bench extra.
 BENCH_OUT ?= runs/bench

@@ -167,19 +167,19 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UserError(f"{path / WEIGHTS} cannot be read as weights for this architecture: {cut(str(exc), 200)}.") from None
-    config = _read_mapping(path / CONFIG) if (path / CONFIG).is_file() else {}
-    metrics = _read_mapping(path / METRICS) if (path / METRICS).is_file() else {}
+    config = read_record(path / CONFIG)
+    metrics = read_record(path / METRICS)
     ending = {k: metrics[k] for k in History().ending() if k in metrics}
     history = _read_history(path / HISTORY, ending) if (path / HISTORY).is_file() else History()
     device = torch.device(device)
-    fit_config = config.get("fit", {})
+    fit_config = config.get("fit") or {}
     return TrainedModel(
         model.to(device).eval(),
         MinMaxScaler(**arch["scaler"]),
         tuple(arch["class_names"]),
         tuple(arch["input_shape"]),
         history,
-        fit_config if isinstance(fit_config, dict) else {},
+        fit_config,
         device,
         path,
     )
@@ -214,6 +214,32 @@ def _is_count(value: Any) -> bool:
 
 def _is_finite(value: Any) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
+
+
+# The fields of config.json and metrics.json that readers format or index, and what they must hold.
+_RECORD_NUMBERS = ("train_seconds", "test_accuracy", "test_loss", "epochs_run")
+_RECORD_MAPPINGS = ("data", "versions", "fit", "model")
+_RECORD_EPOCHS = ("best_epoch", "weights_epoch")
+_RECORD_FLAGS = ("stopped_early", "interrupted")
+
+
+def read_record(path: Path) -> dict[str, Any]:
+    """config.json or metrics.json of a run ({} when absent), with the fields readers use type-checked."""
+    if not path.is_file():
+        return {}
+    record = _read_mapping(path)
+    for key, value in record.items():
+        if value is None:
+            continue
+        ok = (
+            (key not in _RECORD_NUMBERS or _is_finite(value))
+            and (key not in _RECORD_MAPPINGS or isinstance(value, dict))
+            and (key not in _RECORD_EPOCHS or (isinstance(value, int) and not isinstance(value, bool) and value >= 0))
+            and (key not in _RECORD_FLAGS or isinstance(value, bool))
+        )
+        if not ok:
+            raise UserError(f"{path}: '{key}' holds {quote(value)}, which convscope never writes there; the run directory is damaged.")
+    return record
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:

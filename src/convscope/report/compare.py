@@ -14,7 +14,7 @@ from pathlib import Path
 from .. import display
 from ..errors import UserError
 from ..models.summary import summary
-from ..runs import CONFIG, METRICS, load_run, read_json
+from ..runs import CONFIG, METRICS, load_run, read_record
 from ..training.history import History
 from . import figures
 
@@ -48,8 +48,8 @@ class RunRow:
 def run_row(run_dir: str | Path) -> RunRow:
     path = Path(run_dir)
     trained = load_run(path)
-    metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
+    metrics = read_record(path / METRICS)
+    config = read_record(path / CONFIG)
     s = summary(trained.model)
     history = trained.history
     return RunRow(

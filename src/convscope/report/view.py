@@ -12,7 +12,7 @@ from typing import Any
 
 from ..data.dataset import Dataset
 from ..models.summary import ModelSummary, summary
-from ..runs import CONFIG, METRICS, load_run, load_test_set, read_json
+from ..runs import CONFIG, METRICS, load_run, load_test_set, read_record
 from ..training.trained_model import TrainedModel
 from .result import DrawableResult, evaluate
 
@@ -44,8 +44,8 @@ def load_view(run_dir: str | Path, samples: Dataset | None = None, samples_split
     trained = load_run(path)
     test, _ = load_test_set(path)
     evaluation = evaluate(trained, test)
-    config = read_json(path / CONFIG) if (path / CONFIG).is_file() else {}
-    metrics = read_json(path / METRICS) if (path / METRICS).is_file() else {}
+    config = read_record(path / CONFIG)
+    metrics = read_record(path / METRICS)
     if samples is None:
         samples, samples_split = test, "test split"
     return RunView(path, trained, evaluation, config, metrics, summary(trained.model), samples, samples_split)

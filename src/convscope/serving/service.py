@@ -24,7 +24,7 @@ from ..errors import UserError
 from ..evaluation.inspection import feature_maps
 from ..export.contract import run_background
 from ..models.summary import summary
-from ..runs import METRICS, load_run, read_json
+from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
 from . import engines
 from .errors import PayloadTooLarge, RequestError
@@ -88,7 +88,7 @@ def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSetti
     described = summary(trained.model, tuple(trained.input_shape))
     metrics = {}
     if trained.path is not None and (Path(trained.path) / METRICS).is_file():
-        metrics = read_json(Path(trained.path) / METRICS)
+        metrics = read_record(Path(trained.path) / METRICS)
     channels = trained.input_shape[2]
     return {
         "name": described.name,
