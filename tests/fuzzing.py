@@ -37,3 +37,9 @@ def valid_or_user_error(call, *args, **kwargs):
     except UserError as error:
         assert_one_sentence(error)
         return None
+
+
+def scaled(share: float) -> settings:
+    """The loaded profile's example count times `share` (at least 5): for properties whose
+    every example trains, serves or reads a whole run, so `make fuzz` stays near 20 minutes."""
+    return settings(max_examples=max(5, int(settings.default.max_examples * share)))

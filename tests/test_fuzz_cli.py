@@ -19,7 +19,7 @@ from hypothesis import strategies as st
 import convscope as cs
 from convscope import cli
 from convscope.checks import check_train_settings
-from fuzzing import valid_or_user_error
+from fuzzing import scaled, valid_or_user_error
 
 # A value for each positional argument, so that only the flag under test can fail.
 POSITIONALS = {"run_dir": "RUN", "images": "image.png", "model": "cnn", "run_dirs": "RUN"}
@@ -74,6 +74,7 @@ def test_every_numeric_flag_is_covered():
 
 
 @pytest.mark.parametrize("command, flag", [(c, f) for c, f, _ in FLAGS])
+@scaled(0.1)
 @given(text=texts)
 @example(text="nan")
 @example(text="inf")
@@ -178,6 +179,7 @@ def picture(tmp_path_factory) -> Path:
     return path
 
 
+@scaled(0.05)
 @given(top=st.integers(1, 10**6))
 @example(top=1)
 @example(top=10**6)
@@ -188,6 +190,7 @@ def test_predict_top_any_accepted_value(tiny_run, picture, top):
     assert out.getvalue().count(",") == min(top, 10) - 1
 
 
+@scaled(0.1)
 @given(shape=st.tuples(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 10**6)),
        classes=st.integers(1, 10**6), model=st.sampled_from(["mlp", "cnn", "cnn-wide", "fast"]))
 @example((100_000, 100_000, 1), 10, "cnn")

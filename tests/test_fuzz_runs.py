@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 import convscope as cs
 from convscope import cli
 from convscope.runs import ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS
-from fuzzing import valid_or_user_error
+from fuzzing import scaled, valid_or_user_error
 
 FILES = [ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS]
 JSON_FILES = [ARCHITECTURE, CONFIG, METRICS]
@@ -57,6 +57,7 @@ def damaged_copy(source: Path, tmp: str) -> Path:
     return run
 
 
+@scaled(0.05)
 @given(file=st.sampled_from(FILES), cut=st.floats(0, 1), command=commands)
 @example(TEST_SET, 0.5, "evaluate")
 @example(TEST_IMAGES, 0.5, "inspect")
@@ -68,6 +69,7 @@ def test_truncated_files(tiny_run, file, cut, command):
         run_command(command, run)
 
 
+@scaled(0.05)
 @given(file=st.sampled_from(FILES), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16), command=commands)
 @example(HISTORY, 0.0, b"\xff\xfe\xfa", "evaluate")
 def test_overwritten_bytes(tiny_run, file, at, junk, command):
@@ -84,6 +86,7 @@ json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st
                            max_leaves=6)
 
 
+@scaled(0.05)
 @given(file=st.sampled_from(JSON_FILES), data=st.data(), command=commands)
 def test_edited_json_fields(tiny_run, file, data, command):
     with tempfile.TemporaryDirectory() as tmp:

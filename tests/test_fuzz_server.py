@@ -10,14 +10,13 @@ import socket
 from pathlib import Path
 from urllib.parse import urlsplit
 
-import numpy as np
 import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
 import convscope as cs
-import fuzzing  # noqa: F401 - loads the Hypothesis profile
+from fuzzing import scaled
 
 pytest.importorskip("fastapi")
 from starlette.testclient import TestClient  # noqa: E402
@@ -78,6 +77,7 @@ queries = st.dictionaries(st.sampled_from(["top_k", "invert", "channels", "x"]),
                           max_size=3)
 
 
+@scaled(0.3)
 @given(path=paths, body=bodies, content_type=content_types, query=queries)
 @example("/predict", b"[" * 100_000, "application/json", {})
 @example("/predict", json.dumps({"pixels": [[[[[[0]]]]]]}).encode(), "application/json", {})
@@ -86,6 +86,7 @@ def test_random_bodies(client, path, body, content_type, query):
     assert_answered(client.post(path, content=body, headers=headers, params=query))
 
 
+@scaled(0.1)
 @given(count=st.integers(0, 12), field=st.sampled_from(["image", "images", "other"]),
        data=st.lists(st.sampled_from([png(8), png(3, "RGB"), b"", b"junk", png(400)]), min_size=1, max_size=3), path=paths)
 def test_random_multipart_forms(client, count, field, data, path):

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from convscope.errors import UserError
 from convscope.models.build import build
 from convscope.models.summary import plan
-from fuzzing import assert_one_sentence, valid_or_user_error
+from fuzzing import assert_one_sentence, scaled, valid_or_user_error
 
 LAYER_TYPES = ["Conv2D", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "Dense", "Flatten",
                "BatchNormalization", "Dropout", "Activation", "Add", "Concatenate", "Input", "Conv3D", "conv2d"]
@@ -56,6 +56,7 @@ def test_spec_values_build_or_fail_with_one_sentence(spec, shape, classes):
     valid_or_user_error(build, spec, shape, classes)
 
 
+@scaled(0.2)
 @given(spec=specs, shape=st.tuples(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 10**6)))
 def test_summary_plans_any_size_without_allocating(spec, shape):
     started = time.monotonic()

@@ -1,8 +1,10 @@
-"""Checks of single setting values for the Python API, with the same bounds as the CLI's flags.
+"""Limits and value checks shared by every entry point: data loaders, spec parser, CLI, API.
 
-`cli/options.py` refuses bad flag values in argparse; these give the same verdict, as a
-`UserError` naming the setting, to callers of `cs.train(...)`, `cs.fit(...)` and the settings
-types, which never pass through argparse.
+`Limits` bounds what a file or a spec may ask of memory (changeable through environment
+variables, see README "Bad input"). The `check_*` functions give the API the verdict
+`cli/options.py` gives flags in argparse, as a `UserError` naming the setting, for callers of
+`cs.train(...)` and the settings types, which never pass through argparse. `quote` and `cut`
+keep every message short whatever value it names.
 """
 
 from __future__ import annotations

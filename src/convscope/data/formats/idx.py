@@ -62,6 +62,8 @@ def read_idx(path: Path) -> np.ndarray:
             count = math.prod(dims)
             expected = header + count * dtype.itemsize
             shape = " x ".join(str(d) for d in dims) or "a scalar of"
+            if count == 0:  # also spares numpy shapes like 4294967295 x 4294967295 x 0, which it refuses
+                raise UserError(f"{path}: the IDX header declares {shape} values, none at all; the dataset is empty.")
             limits().check_bytes(count * dtype.itemsize, str(path), f"the header's {shape} {dtype.name} values")
             if not gzipped and path.stat().st_size != expected:
                 raise UserError(

@@ -12,7 +12,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
 from ...errors import UserError
 from ..images import IMAGE_SUFFIXES, is_grayscale, open_image, read_image
