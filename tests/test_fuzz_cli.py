@@ -200,3 +200,14 @@ def test_summary_of_any_accepted_shape_answers_quickly(shape, classes, model):
         code = valid_or_user_error(cli.main, ["summary", model, "--input-shape", ",".join(map(str, shape)),
                                               "--classes", str(classes), "--json"])
     assert code in (0, 2) and time.monotonic() - started < 20
+
+
+@pytest.mark.parametrize("argv", [["export", "{run}", "--format", "torchscript", "--out", "{file}/m.pt"],
+                                  ["compare", "{run}", "--save", "{file}/dir"],
+                                  ["inspect", "{run}", "--no-images", "--save", "{file}/dir"]])
+def test_other_outputs_are_checked_before_work(tiny_run, tmp_path, argv, capsys):
+    (tmp_path / "file").write_text("x")
+    argv = [a.format(run=tiny_run, file=tmp_path / "file") for a in argv]
+    assert cli.main(argv) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith(f"lies under {tmp_path / 'file'}, which is a file, not a directory.") and "\n" not in err

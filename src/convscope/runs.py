@@ -58,27 +58,34 @@ def default_run_dir(model_name: str, root: str | Path = "runs") -> Path:
 
 
 def check_out_writable(out: str | Path | None, root: str | Path = "runs") -> None:
-    """Refuse an output directory that cannot be written, before any data is read or any epoch runs.
+    """Refuse a run directory that cannot be written, before any data is read or any epoch runs.
 
     `out` None means a fresh `root/<timestamp>-<model>`, so `root` is checked instead. The write
     itself stays atomic (`write_atomically`); this only moves the foreseeable failures to the start.
     """
-    target = Path(root) / "x" if out is None else Path(out)
-    if out is not None and (target.exists() or target.is_symlink()):
-        what = "a dangling symbolic link" if not target.exists() else (
-            "a directory" if target.is_dir() else "a file")
-        raise UserError(f"--out {target} already exists ({what}); choose a new directory.")
-    ancestor = target.parent
+    check_writable(Path(root) / "x" if out is None else out, "--out", may_exist=False)
+
+
+def check_writable(path: str | Path, flag: str, *, may_exist: bool = True) -> None:
+    """Refuse an output path (`--out`, `--save`) that cannot be created: it exists (unless
+    `may_exist`), is a dangling link, lies under a file, or its folder refuses writes."""
+    target = Path(path)
+    if target.is_symlink() and not target.exists():
+        raise UserError(f"{flag} {target} already exists (a dangling symbolic link); choose a new path.")
+    if target.exists() and not may_exist:
+        raise UserError(f"{flag} {target} already exists ({'a directory' if target.is_dir() else 'a file'}); "
+                        "choose a new directory.")
+    ancestor = target if target.is_dir() else target.parent
     while not ancestor.exists():
         if ancestor.is_symlink():
-            raise UserError(f"--out {target}: {ancestor} is a dangling symbolic link.")
+            raise UserError(f"{flag} {target}: {ancestor} is a dangling symbolic link.")
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"--out {target} lies under {ancestor}, which is a file, not a directory.")
+        raise UserError(f"{flag} {target} lies under {ancestor}, which is a file, not a directory.")
     try:  # a real probe: permission bits say nothing about root, read-only mounts or full quotas
         os.rmdir(tempfile.mkdtemp(prefix=".convscope-probe-", dir=ancestor))
     except OSError as exc:
-        raise UserError(f"--out {target}: the folder {ancestor} cannot be written to ({exc.strerror}).") from None
+        raise UserError(f"{flag} {target}: the folder {ancestor} cannot be written to ({exc.strerror}).") from None
 
 
 def write_atomically(final: str | Path, fill: Callable[[Path], None]) -> Path:

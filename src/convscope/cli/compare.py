@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runs import check_writable
 from ..sweep import expand_study_dirs
 
 
@@ -16,6 +17,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.save is not None:
+        check_writable(args.save, "--save")
     # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
     from ..report.compare import compare_runs, comparison_text, write_comparison
 

@@ -7,7 +7,7 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
-from ..runs import load_run
+from ..runs import check_writable, load_run
 
 
 def add_parser(sub) -> None:
@@ -24,6 +24,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_writable(args.out, "--out")
     if args.format == "keras":  # needs neither the serve extra nor Keras
         from ..interop.keras_export import contract, export_keras
 

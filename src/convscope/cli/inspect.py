@@ -20,7 +20,7 @@ from ..data import read_image
 from ..errors import UserError
 from ..evaluation import inspection, terminal
 from ..report.view import load_view
-from ..runs import load_run
+from ..runs import check_writable, load_run
 from .options import non_negative_int, positive_int, seed
 
 DEFAULT_COUNT = 5
@@ -61,6 +61,8 @@ def _selection(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.save is not None:
+        check_writable(args.save, "--save")
     out = sys.stdout
     color = args.color == "always" or (args.color == "auto" and terminal.wants_color(out))
     draw = not args.no_images

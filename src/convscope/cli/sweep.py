@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..runs import check_writable
 from ..sweep import SearchSpace, SweepSettings, sweep
 from .options import add_data_options, data_kwargs, fraction, non_negative_int, positive_float, positive_int, seed
 
@@ -37,6 +38,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    if args.out is not None:
+        check_writable(args.out, "--out")
     space = SearchSpace(args.filters, args.kernel_sizes, args.dropout, args.lr, args.batch_sizes)
     fixed_lr = 1e-3 if args.lr is None else args.lr[0]
     settings = SweepSettings(
