@@ -152,7 +152,7 @@ def test_out_is_checked_before_any_data_is_loaded(tmp_path, case, capsys):
     else:
         out = tmp_path / "link"
         out.symlink_to(tmp_path / "nowhere")
-        expected = f"--out {out} already exists (a dangling symbolic link); choose a new directory."
+        expected = f"--out {out} already exists (a dangling symbolic link); choose a new path."
     started = time.monotonic()
     # a data path that does not exist: reaching the loader would give a different message
     code = cli.main(["train", "--data", str(tmp_path / "absent.npz"), "--out", str(out), "--quiet"])

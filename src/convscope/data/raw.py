@@ -104,7 +104,10 @@ def _flatten_labels(split: RawSplit) -> np.ndarray:
     if labels.dtype.kind == "O":
         labels = np.array([_scalar_text(v) for v in labels])
     if labels.dtype.kind == "S":
-        labels = labels.astype(str)
+        try:
+            labels = np.char.decode(labels, "utf-8")
+        except UnicodeDecodeError:  # not UTF-8: Latin-1 decodes every byte, so the names survive
+            labels = np.char.decode(labels, "latin-1")
     return labels
 
 
@@ -155,11 +158,11 @@ def _as_ints(values: np.ndarray, split: RawSplit) -> np.ndarray:
                 f"{where} holds {values[first]} at position {first}, not a whole number; "
                 "labels must be class numbers, one-hot rows or names."
             )
-    if values.size and values.min() < 0:  # compared in the stored dtype: no int64 wrap-around yet
+    if values.size and values.min().item() < 0:  # before any cast: no int64 wrap-around yet
         first = int(np.flatnonzero(values < 0)[0])
         raise UserError(f"{where} holds label {_number(values[first])} at position {first}; class numbers start at 0.")
     limit = limits().max_classes
-    if values.size and values.max() >= limit:
+    if values.size and values.max().item() >= limit:  # .item(): float16 cannot hold the limit
         first = int(np.argmax(values))
         raise UserError(
             f"{where} holds label {_number(values[first])} at position {first}, over the largest class "
