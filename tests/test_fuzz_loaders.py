@@ -32,7 +32,7 @@ def check_dataset(data: cs.Dataset | None) -> None:
     assert data.images.dtype.kind in "uif"
     if data.images.dtype.kind == "f":
         assert data.images.dtype == np.float32 and np.isfinite(data.images).all()
-    assert 0 <= data.labels.min() and data.labels.max() < len(data.class_names)
+    assert data.labels.min() >= 0 and data.labels.max() < len(data.class_names)
 
 
 def load_checked(path, **options) -> None:

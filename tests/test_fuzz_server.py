@@ -19,10 +19,10 @@ import convscope as cs
 from fuzzing import scaled
 
 pytest.importorskip("fastapi")
-from starlette.testclient import TestClient  # noqa: E402
+from starlette.testclient import TestClient
 
-from convscope.serving.app import create_app  # noqa: E402
-from convscope.serving.service import ServerSettings  # noqa: E402
+from convscope.serving.app import create_app
+from convscope.serving.service import ServerSettings
 
 MAX_BATCH = 4
 

@@ -30,10 +30,10 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .data.dataset import Dataset
-from .data.scaling import MinMaxScaler
 from .checks import cut, quote
+from .data.dataset import Dataset
 from .data.formats.arrays import check_npy_header
+from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
 from .models.build import check_params, plan_network
@@ -208,9 +208,9 @@ def read_architecture(path: Path) -> dict[str, Any]:
         raise UserError(f"{file}: 'num_classes' must be an integer of at least 2, got {quote(classes)}.")
     if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
         raise UserError(f"{file}: 'class_names' must be {classes} names, got {quote(names)}.")
-    bounds = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
-    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and all(_is_finite(v) for v in bounds)
-            and bounds[1] > bounds[0]):
+    low, high = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
+    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and _is_finite(low) and _is_finite(high)
+            and float(high) > float(low)):  # type: ignore[arg-type]
         raise UserError(f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}.")
     return arch
 

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, TextIO
 import torch
 
 from ._version import __version__
+from .checks import check_random_shift, check_train_settings
 from .data import describe, load
 from .data.streaming import stream as open_stream
-from .checks import check_random_shift, check_train_settings
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
 from .models.build import build, resolve_spec

@@ -12,7 +12,15 @@ from ..training.fit import PRECISIONS
 from ..training.recipes import RECIPES, SCHEDULES
 from ..workflow import train
 from .options import (
-    add_data_options, data_kwargs, float_range, fraction, int_range, non_negative_float, non_negative_int, positive_int, seed,
+    add_data_options,
+    data_kwargs,
+    float_range,
+    fraction,
+    int_range,
+    non_negative_float,
+    non_negative_int,
+    positive_int,
+    seed,
 )
 
 

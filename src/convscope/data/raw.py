@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -171,7 +172,7 @@ def _as_ints(values: np.ndarray, split: RawSplit) -> np.ndarray:
     return values.astype(np.int64)
 
 
-def _number(value: object) -> str:
+def _number(value: Any) -> str:
     return f"{float(value):g}" if isinstance(value, (float, np.floating)) else str(int(value))
 
 

@@ -122,7 +122,7 @@ def check_spec_size(raw: Any, source: str) -> None:
             raise UserError(f"{source}: the spec nests more than {MAX_DEPTH} levels deep.")
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
-            stack.extend((k, depth + 1) for k in value.keys())
+            stack.extend((k, depth + 1) for k in value)
         elif isinstance(value, _SEQUENCES):
             stack.extend((v, depth + 1) for v in value)
 

@@ -9,7 +9,7 @@ import math
 import zipfile
 from collections.abc import Iterable
 from pathlib import Path
-from typing import BinaryIO
+from typing import IO
 
 import numpy as np
 
@@ -114,7 +114,7 @@ def _read_npy(path: Path) -> np.ndarray:
         raise UserError(f"{path}: not a readable .npy file without pickled objects ({_first_line(exc)}).") from None
 
 
-def check_npy_header(f: BinaryIO, size: int, file: str, key: str | None = None) -> None:
+def check_npy_header(f: IO[bytes], size: int, file: str, key: str | None = None) -> None:
     """Compare the array an .npy header declares with the bytes that follow it, before numpy allocates.
 
     The element count is a Python integer product (no wrap-around); it must fit `Limits.max_bytes`
