@@ -92,10 +92,10 @@ def _flatten_labels(split: RawSplit) -> np.ndarray:
     where = split.where(split.labels_key)
     if labels.dtype.kind not in "biufUSO":
         raise UserError(f"{where} holds {labels.dtype} values; labels must be numbers or names.")
-    if labels.size == 0:
-        raise UserError(f"{where} holds no labels (shape {labels.shape}); the dataset is empty.")
     if labels.ndim == 2 and 1 in labels.shape:
         labels = labels.reshape(-1)
+    if labels.ndim == 2 and labels.shape[1] == 0:
+        raise UserError(f"{where} has shape {labels.shape}: one-hot rows of width 0 name no class.")
     if labels.ndim == 2:  # one-hot rows
         if labels.dtype.kind not in "biuf":
             raise UserError(f"{where} is a {labels.shape} table of {labels.dtype}; one-hot labels must be numbers.")
