@@ -9,7 +9,7 @@ import os
 import tempfile
 
 from ..errors import UserError
-from .options import add_threads_option, float_range, int_range, port, positive_int
+from .options import add_threads_option, float_range, int_range, port
 
 WORKERS_HELP = (
     "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "

@@ -11,6 +11,7 @@ app's `Batcher`, whose worker thread decodes, preprocesses and predicts whole ba
 
 from __future__ import annotations
 
+import json
 import logging
 from contextlib import asynccontextmanager
 from functools import partial
@@ -33,6 +34,7 @@ from ..training.trained_model import TrainedModel
 from . import schemas
 from .batcher import Batcher, BatchPolicy
 from .errors import PayloadTooLarge, RequestError, UnsupportedMediaType
+from .limits import parse_json, read_form
 from .metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from .service import (
     Job,
@@ -45,7 +47,6 @@ from .service import (
     one_of_many,
     run_jobs,
 )
-from .limits import parse_json, read_form
 
 STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("convscope.serving")
