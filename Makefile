@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := serve,export,sweep,test
+EXTRAS := serve,export,sweep,test,tensorboard
 
 .PHONY: demo test lint install system-deps bench bench-smoke bench-load clean
 

@@ -36,6 +36,7 @@ class TrainedModel:
     config: dict[str, Any] = field(default_factory=dict)  # the fit settings, for reproducing the run
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: Path | None = None  # the run directory, once saved or loaded
+    data: dict[str, Any] = field(default_factory=dict)  # what it was trained on: source, class names, sizes
 
     @torch.inference_mode()
     def predict_proba(self, images: np.ndarray, batch_size: int | None = None, precision: str | None = None) -> np.ndarray:
