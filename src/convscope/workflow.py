@@ -88,7 +88,7 @@ def train(
 
     spec = resolve_spec(s.model)
     out = Path(s.out) if s.out is not None else default_run_dir(spec.name)
-    state = _prepare_state(s, out, is_main, say)
+    state = _check_state(s, out)
 
     if s.stream:
         if s.layout is not None:
@@ -111,11 +111,18 @@ def train(
     if s.tensorboard is not None:
         extra.append(TensorBoard(s.tensorboard))
     ranks = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
-    trained = fit(
-        network, train_set, settings=fit_settings, early_stopping=stopper, callbacks=[*extra, *callbacks],
-        device=s.device, verbose=verbose, log=log, distributed=distributed,
-        checkpoint=CheckpointStore(state, *ranks), resume=s.resume,
-    )
+    checkpoint = CheckpointStore(state, *ranks)
+    if is_main and not s.resume:
+        _start_state(s, state, say)
+    try:
+        trained = fit(
+            network, train_set, settings=fit_settings, early_stopping=stopper, callbacks=[*extra, *callbacks],
+            device=s.device, verbose=verbose, log=log, distributed=distributed, checkpoint=checkpoint, resume=s.resume,
+        )
+    except BaseException:
+        if is_main and checkpoint.latest() is None:  # nothing to resume from: leave nothing behind
+            shutil.rmtree(state, ignore_errors=True)
+        raise
     if not is_main:
         return TrainResult(trained, None, None)
     history = trained.history
@@ -153,8 +160,8 @@ def train(
     return TrainResult(trained, result, path)
 
 
-def _prepare_state(s: TrainSettings, out: Path, is_main: bool, say) -> Path:
-    """The run's in-progress state folder: checked against these settings with --resume, else started afresh."""
+def _check_state(s: TrainSettings, out: Path) -> Path:
+    """The run's in-progress state folder, checked against these settings with --resume (before any data loads)."""
     state = state_dir_for(out)
     saved_file = state / "settings.json"
     if s.resume:
@@ -170,13 +177,16 @@ def _prepare_state(s: TrainSettings, out: Path, is_main: bool, say) -> Path:
         return state
     if out.exists():
         raise UserError(f"run directory {out} already exists; choose another --out.")
-    if is_main:
-        if state.exists():
-            say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
-            shutil.rmtree(state)
-        state.mkdir(parents=True)
-        (state / "settings.json").write_text(json.dumps(s.to_dict(), indent=2) + "\n")
     return state
+
+
+def _start_state(s: TrainSettings, state: Path, say) -> None:
+    """A fresh in-progress state folder holding the settings, which `--resume` compares against."""
+    if state.exists():
+        say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    (state / "settings.json").write_text(json.dumps(s.to_dict(), indent=2) + "\n")
 
 
 def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = ()) -> TrainResult:

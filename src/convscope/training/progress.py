@@ -38,6 +38,7 @@ class ProgressBar(Callback):
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.start = time.perf_counter()
         self.log.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+        self.log.flush()
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         now, done = time.perf_counter(), batch + 1
