@@ -134,9 +134,11 @@ def test_resume_without_saved_state_exits_2(inputs, tmp_path, capsys):
 def test_resume_with_other_settings_exits_2_naming_them(inputs, tmp_path, capsys, monkeypatch):
     out = tmp_path / "run"
 
-    def interrupt_second_epoch(self, callbacks=None, _calls=[]):
-        _calls.append(1)
-        if len(_calls) == 2:
+    calls = []
+
+    def interrupt_second_epoch(self, callbacks=None):
+        calls.append(1)
+        if len(calls) == 2:
             raise SystemExit(99)  # dies mid-run: the state of epoch 1 stays behind
         return original(self, callbacks)
 

@@ -20,8 +20,19 @@ from .models import summary as _summary
 from .report.result import DrawableResult, evaluate
 from .runs import load_run, load_test_set, save_run
 from .training import (
-    Callback, CSVLogger, EarlyStopping, FitSettings, History, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau,
-    TensorBoard, TerminateOnNaN, TrainedModel, TrainSettings, fit,
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    FitSettings,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TensorBoard,
+    TerminateOnNaN,
+    TrainedModel,
+    TrainSettings,
+    fit,
 )
 from .workflow import TrainResult, train
 

@@ -18,6 +18,7 @@ import torch
 
 from ._version import __version__
 from .data import describe, load
+from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
@@ -90,6 +91,7 @@ def train(
     out = Path(s.out) if s.out is not None else default_run_dir(spec.name)
     state = _check_state(s, out)
 
+    dataset: Dataset
     if s.stream:
         if s.layout is not None:
             raise UserError(f"{s.data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).")

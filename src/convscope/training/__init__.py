@@ -1,7 +1,14 @@
 """Training: the epoch loop, callbacks, checkpoints, settings, history, devices."""
 
-from .callbacks import (Callback, CSVLogger, LearningRateScheduler, ModelCheckpoint, ReduceLROnPlateau, TensorBoard,
-                        TerminateOnNaN)
+from .callbacks import (
+                        Callback,
+                        CSVLogger,
+                        LearningRateScheduler,
+                        ModelCheckpoint,
+                        ReduceLROnPlateau,
+                        TensorBoard,
+                        TerminateOnNaN,
+)
 from .device import pick_device
 from .early_stopping import EarlyStopping
 from .fit import PRECISIONS, Tensors, evaluate_tensors, fit

@@ -80,7 +80,7 @@ class CheckpointStore:
         put("rng.", rng)
         cb_json = []
         for i, cb in enumerate(callbacks):
-            plain = {}
+            plain: dict[str, Any] = {}
             for key, value in cb.state_dict().items():
                 if isinstance(value, torch.Tensor):
                     put(f"cb{i}.{key}", {"": value})
@@ -112,8 +112,8 @@ class CheckpointStore:
         try:
             with safe_open(str(path), framework="pt") as f:
                 meta = json.loads(f.metadata()["state"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}
-        except Exception as exc:  # safetensors raises several types for damaged files
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
             raise UserError(f"{path}: the saved state cannot be read ({exc}); delete {self.directory} to start over.") from None
         if meta["fit"] != fit_settings:
             diff = [f"{k}={meta['fit'].get(k)!r} then, {fit_settings.get(k)!r} now"

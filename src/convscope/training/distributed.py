@@ -39,6 +39,7 @@ from torch.nn.parallel import DistributedDataParallel
 from ..errors import UserError
 from .device import pick_device
 
+
 @dataclass(frozen=True)
 class DistContext:
     """Which rank this process is among how many; (0, 1) is a plain single process."""

@@ -91,9 +91,9 @@ def fit(
 
         reducer = DataParallel(distributed, device)
     else:
-        reducer = OneProcess()
+        reducer = OneProcess()  # type: ignore[assignment]  # the same five methods
 
-    model = model.to(device).to(memory_format=torch.channels_last)
+    model = model.to(device).to(memory_format=torch.channels_last)  # type: ignore[call-overload]
     # Keras' epsilon; one fused kernel per step instead of ~10 small ops per parameter (1.04x a cnn step)
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, eps=1e-7, fused=_fusable(model))
     shuffler = torch.Generator().manual_seed(settings.seed)
@@ -110,7 +110,8 @@ def fit(
     history = History()
     fit_record = {**settings.to_dict(), "precision": precision, "world_size": reducer.world_size,
                   "train_size": len(train), "validation_size": len(validation_data) if validation_data is not None else 0}
-    model.optimizer, model.stop_training = optimizer, False  # Keras' names, for callbacks
+    setattr(model, "optimizer", optimizer)  # Keras' names, for callbacks  # noqa: B010
+    setattr(model, "stop_training", False)  # noqa: B010
     governor = ThreadGovernor.start(model, threads, fixed=distributed is not None)  # DDP ranks keep their launcher's count
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(settings.seed + reducer.rank)  # dropout draws from the global generator; fork_rng keeps ours private
@@ -164,7 +165,7 @@ def fit(
 
 def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:
     for cb in callbacks:
-        monitor = getattr(cb, "monitor", None)
+        monitor = str(getattr(cb, "monitor", ""))
         if isinstance(cb, (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint)) and monitor.startswith("val_") \
                 and not has_validation:
             name = "early stopping" if isinstance(cb, EarlyStopping) else type(cb).__name__

@@ -134,7 +134,7 @@ class EpochLoop:
     autocast: Callable
     extras: Extras = Extras()
     reducer: Any = None  # OneProcess() when None
-    net: nn.Module | None = None  # what the forward pass calls (DDP's wrapper, torch.compile's); default: model
+    net: Any = None  # what the forward pass calls (DDP's wrapper, torch.compile's); default: model
 
     def __post_init__(self) -> None:
         self.reducer = self.reducer or OneProcess()
