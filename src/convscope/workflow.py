@@ -167,6 +167,8 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
     state = state_dir_for(out)
     saved_file = state / "settings.json"
     if s.resume:
+        if s.out is None:
+            raise UserError("--resume continues the run that --out names; give the same --out as the interrupted run.")
         if out.exists():
             raise UserError(f"--resume: the run {out} is already finished; there is nothing to resume.")
         if not saved_file.is_file():
