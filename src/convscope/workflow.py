@@ -152,7 +152,12 @@ def train(
         "settings": s.to_dict(),
         "versions": {"convscope": __version__, "torch": torch.__version__},
     }
-    path = save_run(trained, out, result, config)
+    try:
+        path = save_run(trained, out, result, config)
+    except Exception:
+        # A failed write leaves nothing behind, the in-progress state included (a Ctrl-C keeps it for --resume).
+        shutil.rmtree(state, ignore_errors=True)
+        raise
     shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
     say(f"\nrun saved to {path}")
     if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
