@@ -65,7 +65,7 @@ def command(inputs, out: Path, extra: list[str]) -> list[str]:
     return ["--data", str(inputs["npy" if "--stream" in extra else "npz"]), "--model", str(inputs["spec"]),
             "--epochs", str(EPOCHS), "--batch-size", "16", "--patience", "1", "--monitor", "loss",
             "--reduce-lr-patience", "1", "--reduce-lr-factor", "0.5", "--schedule", "constant",
-            "--label-smoothing", "0.1", "--random-shift", "1", "--seed", "3", "--device", "cpu",
+            "--label-smoothing", "0.1", "--random-shift", "1", "--seed", "3", "--device", "cpu", "--threads", "1",
             "--no-report", "--quiet", "--out", str(out), *extra]
 
 

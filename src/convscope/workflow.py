@@ -120,6 +120,7 @@ def train(
         trained = fit(
             network, train_set, settings=fit_settings, early_stopping=stopper, callbacks=[*extra, *callbacks],
             device=s.device, verbose=verbose, log=log, distributed=distributed, checkpoint=checkpoint, resume=s.resume,
+            threads=s.threads,
         )
     except BaseException:
         if is_main and checkpoint.latest() is None:  # nothing to resume from: leave nothing behind
