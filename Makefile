@@ -2,7 +2,7 @@
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
-EXTRAS := serve,export,sweep,test,notebook,keras
+EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 
 .PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean
 

@@ -2,8 +2,8 @@
 
     python -m benchmarks.ablation [--repeats 3] [--images 4000] [--batch-size 128]
 
-Each variant trains the `cnn` preset for 3 epochs in a fresh process, written out here as the
-same step `fit` takes (gather a batch from resident tensors, forward, loss, backward, Adam) with
+Each variant trains the `cnn` preset for 3 epochs in a fresh process with `fit`'s own epoch loop
+(`training/loop.py`: gather a batch from resident tensors, forward, loss, backward, Adam) and
 one knob changed; the first epoch (one-off setup) and the median of the others are reported,
 as ratios against the baseline measured in the same run. A fresh process each matters: glibc's
 malloc thresholds, once set, stay set.
@@ -41,13 +41,12 @@ VARIANTS = {
 def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) -> dict:
     import numpy as np
     import torch
-    import torch.nn.functional as F
 
     import convscope as cs
     from convscope.data.scaling import MinMaxScaler
     from convscope.models.layers import KerasDropout
     from convscope.training.allocator import keep_freed_memory
-    from convscope.training.fit import Tensors
+    from convscope.training.loop import EpochLoop, ResidentFeed, Tensors, autocast_for
 
     if knobs["threads"]:
         torch.set_num_threads(knobs["threads"])
@@ -68,29 +67,17 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
         t, v = Tensors(t.x.contiguous(), t.y), Tensors(v.x.contiguous(), v.y)
     opts = {"default": {}, "foreach": {"foreach": True}, "fused": {"fused": True}}[knobs["adam"]]
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, **opts)
-    forward = torch.compile(model) if knobs["compile"] else model
-    bf16 = knobs["precision"] == "bf16"
     grad_mode = torch.inference_mode if knobs["grad_mode"] == "inference" else torch.no_grad
-    shuffler = torch.Generator().manual_seed(0)
+    # fit's own epoch loop (training/loop.py), with the knobs put in from outside
+    loop = EpochLoop(model, optimizer, ResidentFeed(t), ResidentFeed(v), batch_size, torch.Generator().manual_seed(0),
+                     autocast_for(torch.device("cpu"), knobs["precision"]),
+                     net=torch.compile(model) if knobs["compile"] else None)
     torch.manual_seed(0)
     seconds, val_acc = [], 0.0
     for _ in range(epochs):
         started = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(t.y), generator=shuffler)
-        for start in range(0, len(t.y), batch_size):
-            idx = order[start : start + batch_size]
-            with torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-                loss = F.cross_entropy(forward(t.x[idx]).float(), t.y[idx])
-            optimizer.zero_grad(set_to_none=True)
-            loss.backward()
-            optimizer.step()
-        model.eval()
-        correct = 0
-        with grad_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=bf16):
-            for start in range(0, len(v.y), knobs["eval_batch"]):
-                correct += int((forward(v.x[start : start + knobs["eval_batch"]]).argmax(1) == v.y[start : start + knobs["eval_batch"]]).sum())
-        val_acc = correct / len(v.y)
+        loop.train_epoch()
+        val_acc = loop.validate(batch_size=knobs["eval_batch"], grad_mode=grad_mode)[1]
         seconds.append(time.perf_counter() - started)
     return {"first_epoch": seconds[0], "steady_epoch": statistics.median(seconds[1:]), "val_accuracy": val_acc,
             "images_per_epoch": len(data)}

@@ -53,7 +53,7 @@ def main(argv=None) -> int:
         early_stopping=None if recipe.patience is None else cs.EarlyStopping(
             monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
         schedule=recipe.schedule, label_smoothing=recipe.label_smoothing, random_shift=recipe.random_shift,
-        verbose=False, on_epoch=tracker, threads=args.threads,
+        verbose=False, callbacks=[tracker], threads=args.threads,
     )
     fit_seconds = time.perf_counter() - started - tracker.off_clock
     history = trained.history
@@ -94,26 +94,26 @@ def main(argv=None) -> int:
     return 0
 
 
-class _TestTracker:
-    """`fit`'s on_epoch hook: test accuracy after each epoch, timed so it can be taken off the clock.
+class _TestTracker(cs.Callback):
+    """A callback for `fit`: test accuracy after each epoch, timed so it can be taken off the clock.
 
     It scales the test images with the statistics `fit` uses (the training part before the
     validation split) and evaluates without autograd, so the run itself is not changed.
     """
 
     def __init__(self, model, train, test, validation_split: float, enabled: bool):
+        super().__init__()
         self.model, self.enabled, self.off_clock, self.test_accuracy = model, enabled, 0.0, []
         if enabled:
             cut = int(len(train) * (1.0 - validation_split))
             scaler = MinMaxScaler.fit(train.images[:cut])
             self.test = Tensors.of(test, scaler, torch.device("cpu"))
 
-    def __call__(self, metrics) -> bool:
+    def on_epoch_end(self, epoch, logs=None) -> None:
         if self.enabled:
             t = time.perf_counter()
             self.test_accuracy.append(evaluate_tensors(self.model, self.test)[1])
             self.off_clock += time.perf_counter() - t
-        return False
 
 
 if __name__ == "__main__":

@@ -5,7 +5,6 @@ The last test runs examples/course.ipynb in a real kernel (nbclient), as a learn
 from __future__ import annotations
 
 import base64
-import importlib
 import io
 import json
 import os
@@ -20,11 +19,11 @@ from PIL import Image
 import convscope as cs
 from convscope import display
 from convscope.report.view import load_view
-from convscope.training.notebook_progress import NotebookBar, NotebookProgress
+from convscope.training import progress
+from convscope.training.notebook_progress import NotebookProgress
 from convscope.training.progress import ProgressBar
 from test_report import decode_images, parse
 
-fit_module = importlib.import_module("convscope.training.fit")  # the module: `convscope.training.fit` is the function
 COURSE = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
 
 
@@ -170,11 +169,10 @@ def test_notebook_progress_keeps_two_outputs_and_marks_the_best_epoch():
 
 
 def test_fit_picks_the_notebook_display_only_in_a_kernel(monkeypatch):
-    assert isinstance(fit_module.progress_display(2, 5, None, True), ProgressBar)
-    monkeypatch.setattr(fit_module, "in_notebook", lambda: True)
-    assert isinstance(fit_module.progress_display(2, 5, None, True), NotebookBar)
-    assert fit_module.progress_display(2, 5, None, False).enabled is False  # --quiet stays quiet
-    assert isinstance(fit_module.progress_display(2, 5, io.StringIO(), True), ProgressBar)  # an explicit log
+    assert isinstance(progress.default_progress(None), ProgressBar)
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    assert isinstance(progress.default_progress(None), NotebookProgress)
+    assert isinstance(progress.default_progress(io.StringIO()), ProgressBar)  # an explicit log stays text
 
 
 def test_in_notebook_is_false_outside_a_kernel():

@@ -71,9 +71,14 @@ def test_a_callback_can_end_training_after_any_epoch():
     data = tiny_dataset()
     model = cs.build(SMALL_SPEC, data.input_shape, data.num_classes, seed=0)
     seen = []
-    trained = cs.fit(model, data, epochs=5, validation_split=0.25, verbose=False,
-                     on_epoch=lambda m: seen.append(m["epoch"]) or m["epoch"] == 2)
-    assert seen == [1, 2] and trained.history.epochs_run == 2
+
+    class StopAfterTwo(cs.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(epoch)
+            self.model.stop_training = epoch == 1
+
+    trained = cs.fit(model, data, epochs=5, validation_split=0.25, verbose=False, callbacks=[StopAfterTwo()])
+    assert seen == [0, 1] and trained.history.epochs_run == 2
 
 
 def test_bad_ranges_are_refused():

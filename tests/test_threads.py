@@ -153,8 +153,11 @@ def test_fit_uses_the_override_records_it_and_restores_torchs_count():
     seen = []
     data = tiny_dataset(96)
     model = cs.build("cnn", data.input_shape, data.num_classes)
-    trained = cs.fit(model, data, epochs=1, verbose=False, threads=1,
-                     on_epoch=lambda metrics: seen.append(torch.get_num_threads()) and False)
+    class Threads(cs.Callback):
+        def on_epoch_end(self, epoch, logs=None):
+            seen.append(torch.get_num_threads())
+
+    trained = cs.fit(model, data, epochs=1, verbose=False, threads=1, callbacks=[Threads()])
     record = trained.config["threads"]
     assert seen == [1]
     assert (record["threads"], record["final"], record["requested"], record["changes"]) == (1, 1, 1, [])

@@ -125,7 +125,7 @@ def test_ctrl_c_stops_cleanly_with_the_best_weights_so_far(monkeypatch):
         return original_update(self, epoch, metrics, model)
 
     monkeypatch.setattr(EarlyStopping, "update", spy)
-    trained = cs.fit(wrapper, data, validation_split=0.25, batch_size=15, epochs=5, early_stopping=stopper, stream=out)
+    trained = cs.fit(wrapper, data, validation_split=0.25, batch_size=15, epochs=5, early_stopping=stopper, log=out)
     assert trained.history.interrupted and trained.history.epochs_run == 1
     assert "Interrupted" in out.getvalue()
     state = trained.model.state_dict()
@@ -136,7 +136,7 @@ def test_progress_lines_name_every_metric():
     out = io.StringIO()
     data = tiny_dataset()
     model = cs.build(SMALL, data.input_shape, data.num_classes, seed=0)
-    cs.fit(model, data, validation_split=0.25, epochs=2, stream=out)
+    cs.fit(model, data, validation_split=0.25, epochs=2, log=out)
     lines = out.getvalue().splitlines()
     assert lines[0] == "Epoch 1/2"
     assert all(k in lines[1] for k in ("loss:", "accuracy:", "val_loss:", "val_accuracy:"))

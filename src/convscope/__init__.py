@@ -19,7 +19,21 @@ from .models import ModelSummary, build
 from .models import summary as _summary
 from .report.result import DrawableResult, evaluate
 from .runs import load_run, load_test_set, save_run
-from .training import EarlyStopping, History, TrainedModel, fit
+from .training import (
+    Callback,
+    CSVLogger,
+    EarlyStopping,
+    FitSettings,
+    History,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TensorBoard,
+    TerminateOnNaN,
+    TrainedModel,
+    TrainSettings,
+    fit,
+)
 from .workflow import TrainResult, train
 
 
@@ -40,6 +54,8 @@ def summary(model, input_shape=None, print_fn="auto") -> ModelSummary:
 
 
 __all__ = [
+    "CSVLogger", "Callback", "FitSettings", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TensorBoard",
+    "TerminateOnNaN", "TrainSettings",
     "Dataset", "DrawableResult", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
     "TrainedModel", "UserError", "build", "describe", "evaluate", "fit", "load", "load_run", "load_test_set",
     "__version__", "read_image", "save_run", "stream", "summary", "train",

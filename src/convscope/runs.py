@@ -125,6 +125,10 @@ def save_run(
     model = trained.model
     if not isinstance(model, Network):
         raise UserError("only models built from a preset or spec can be saved as a run (their architecture is JSON).")
+    if trained.history.epochs_run == 0:
+        raise UserError("the model has not completed an epoch of training; there is no run to save.")
+    if config is None:  # saved from Python: still name the data and the model it was trained with
+        config = {"data": dict(trained.data), "model": {"name": model.spec.name, "source": model.spec.name}}
 
     def fill(tmp: Path) -> None:
         architecture = {

@@ -36,6 +36,7 @@ import yaml
 from .errors import UserError
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
+from .training.callbacks import Callback
 from .workflow import train
 
 TRIALS_DIR = "trials"
@@ -170,19 +171,11 @@ def sweep(
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("spec", chosen.spec)
-        pruned = []
-
-        def report(metrics: dict[str, float]) -> bool:
-            trial.report(metrics["val_loss"], step=int(metrics["epoch"]))
-            if trial.should_prune():
-                pruned.append(int(metrics["epoch"]))
-                return True
-            return False
-
-        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,  # type: ignore[arg-type]
-                       on_epoch=report, verbose=False, **settings.train_kwargs())
-        if pruned:  # the run directory is written; the study records the trial as pruned
-            raise optuna.TrialPruned(f"pruned after epoch {pruned[0]}")
+        pruner = PruningCallback(trial)
+        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,
+                       callbacks=[pruner], quiet=True, **settings.train_kwargs())
+        if pruner.pruned_at is not None:  # the run directory is written; the study records the trial as pruned
+            raise optuna.TrialPruned(f"pruned after epoch {pruner.pruned_at}")
         return min(result.trained.history.column("val_loss"))
 
     study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,))
@@ -223,6 +216,20 @@ def _process_alive(pid: int) -> bool:
     except PermissionError:
         return True  # exists, another user's
     return True
+
+
+class PruningCallback(Callback):
+    """Reports each epoch's validation loss to the trial and ends training when Optuna's pruner says so."""
+
+    def __init__(self, trial):
+        super().__init__()
+        self.trial, self.pruned_at = trial, None
+
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        self.trial.report(logs["val_loss"], step=epoch + 1)
+        if self.trial.should_prune():
+            self.pruned_at = epoch + 1
+            self.model.stop_training = True
 
 
 def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None, Path | None]:

@@ -6,9 +6,11 @@ stopping) -> evaluate on the test split -> save the run directory atomically.
 
 from __future__ import annotations
 
+import json
+import shutil
 import sys
-from collections.abc import Callable
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
@@ -17,16 +19,19 @@ import torch
 from ._version import __version__
 from .checks import check_random_shift, check_train_settings
 from .data import describe, load
+from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
 from .models.build import build, resolve_spec
 from .models.summary import summary
 from .report.result import evaluate
-from .runs import check_out_writable, default_run_dir, save_run
+from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
+from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
+from .training.checkpoint import CheckpointStore, state_dir_for
 from .training.early_stopping import EarlyStopping
 from .training.fit import fit
-from .training.recipes import recipe_for
+from .training.settings import TrainSettings
 from .training.trained_model import TrainedModel
 
 if TYPE_CHECKING:
@@ -40,110 +45,180 @@ class TrainResult:
     path: Path | None
 
 
+# Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
+_ALIASES = {"verbose": ("quiet", True), "report": ("no_report", True), "streaming": ("stream", False)}
+
+
 def train(
-    data: str = "mnist-5k",
-    model: str = "cnn",
+    data: str | None = None,
+    model: str | dict | None = None,
     *,
-    epochs: int | None = None,
-    batch_size: int | None = None,
-    lr: float | None = None,
-    patience: int | None = None,
-    min_delta: float = 0.0,
-    monitor: str = "val_loss",
-    validation_split: float | None = None,
-    test_split: float = 0.2,
-    seed: int = 0,
-    class_names: str | list[str] | None = None,
-    layout: str | None = None,
-    image_size: int | None = None,
-    channels: int | None = None,
-    out: str | Path | None = None,
-    device: str | None = None,
-    precision: str | None = None,
-    recipe: str | None = None,
-    schedule: str | None = None,
-    label_smoothing: float | None = None,
-    random_shift: int | None = None,
-    verbose: bool = True,
-    stream: TextIO | None = None,
-    streaming: bool = False,
+    settings: TrainSettings | None = None,
+    log: TextIO | None = None,
+    callbacks: Sequence[Callback] = (),
     distributed: DistContext | None = None,
-    on_epoch: Callable[[dict[str, float]], bool] | None = None,
-    threads: int | None = None,
-    report: bool = True,
+    **options: Any,
 ) -> TrainResult:
     """Train `model` on `data` the way the course does and write a run directory.
 
-    Defaults are the course's workflow: 20 epochs at most, EarlyStopping on val_loss with
-    patience 3 that restores the best weights, validation_split 0.2, a 0.2 stratified test split.
-    Those are the `keras` recipe; `recipe` names another (`fast` is the default for the fast preset),
-    and every training setting left at None comes from the recipe (`training/recipes.py`).
-    `streaming` reads a .npy file or picture folder batch by batch (`data/streaming.py`);
-    `distributed` is this process's rank: only rank 0 prints, evaluates and writes the run, the
-    other ranks return with `evaluation` and `path` None.
-    `report` writes `report.html` (figures, metrics, feature maps) into the run directory at the end.
+    `options` are the flags of `convscope train`, by the same names (`epochs=5`, `stream=True`,
+    `no_report=True`, `nproc=2`, `resume=True` ...; `TrainSettings` lists them all), or `settings`
+    holds them all at once. Defaults are the course's workflow: 20 epochs at most, EarlyStopping
+    on val_loss with patience 3 that restores the best weights, validation_split 0.2, a 0.2
+    stratified test split. Those are the `keras` recipe; `recipe` names another (`fast` is the
+    default for the fast preset), and every training setting left at None comes from the recipe.
+    `log`: where the progress goes (stdout); `callbacks`: more Keras callbacks for `fit`;
+    `distributed`: this process's rank (only rank 0 prints, evaluates and writes the run; the
+    other ranks return with `evaluation` and `path` None).
     """
-    check_out_writable(out)  # first: a bad `out` must not cost a training run
-    check_train_settings(epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, min_delta=min_delta,
-                         validation_split=validation_split, test_split=test_split, seed=seed,
-                         label_smoothing=label_smoothing, random_shift=random_shift)
-    settings = recipe_for(model, recipe).with_overrides(
-        epochs=epochs, batch_size=batch_size, lr=lr, patience=patience, validation_split=validation_split,
-        precision=precision, schedule=schedule, label_smoothing=label_smoothing, random_shift=random_shift,
-    )
-    stream = stream or sys.stdout
-    verbose = verbose and (distributed is None or distributed.is_main)
-    say = (lambda text="": print(text, file=stream, flush=True)) if verbose else (lambda text="": None)
+    for alias, (flag, negate) in _ALIASES.items():
+        if alias in options:
+            value = options.pop(alias)
+            options[flag] = (not value) if negate else value
+    if not isinstance(options.get("stream", False), bool):
+        raise TypeError("train(stream=...) is the --stream flag (True/False); the output file is `log=`.")
+    options.update({k: v for k, v in (("data", data), ("model", model)) if v is not None})
+    s = TrainSettings.of(settings, options)
+    check_out_writable(s.out)  # first: a bad `out` must not cost a training run
+    check_train_settings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience,
+                         min_delta=s.min_delta, validation_split=s.validation_split, test_split=s.test_split,
+                         seed=s.seed, label_smoothing=s.label_smoothing, random_shift=s.random_shift)
+    if s.nproc > 1 and distributed is None:
+        return train_in_processes(s, callbacks)
+    fit_settings = s.fit_settings()
+    patience = s.recipe_settings().patience
+    is_main = distributed is None or distributed.is_main
+    log = log or sys.stdout
+    verbose = not s.quiet and is_main
+    say = (lambda text="": print(text, file=log, flush=True)) if verbose else (lambda text="": None)
 
-    if streaming:
-        if layout is not None:
-            raise UserError(f"{data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).")
-        dataset = open_stream(data, class_names=class_names, image_size=image_size, channels=channels)
+    spec = resolve_spec(s.model)
+    out = Path(s.out) if s.out is not None else default_run_dir(spec.name)
+    state = _check_state(s, out)
+
+    dataset: Dataset
+    if s.stream:
+        if s.layout is not None:
+            raise UserError(f"{s.data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).")
+        dataset = open_stream(s.data, class_names=s.class_names, image_size=s.image_size, channels=s.channels)
     else:
-        dataset = load(data, class_names=class_names, layout=layout, image_size=image_size, channels=channels)
-    check_random_shift(settings.random_shift, dataset.input_shape)
+        dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
+    check_random_shift(fit_settings.random_shift, dataset.input_shape)
     say(describe(dataset))
-    train_set, test_set = dataset.split(test_size=test_split, seed=seed)
-    say(f"split: {len(train_set)} train (of which {settings.validation_split:.0%} validation), {len(test_set)} test\n")
+    train_set, test_set = dataset.split(test_size=s.test_split, seed=s.seed)
+    say(f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n")
 
-    spec = resolve_spec(model)
-    network = build(spec, dataset.input_shape, dataset.num_classes, seed=seed)
+    network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
     say(str(summary(network)) + "\n")
 
-    stopper = (EarlyStopping(monitor=monitor, min_delta=min_delta, patience=settings.patience, restore_best_weights=True)
-               if settings.patience is not None else None)
-    trained = fit(
-        network, train_set, epochs=settings.epochs, batch_size=settings.batch_size,
-        validation_split=settings.validation_split, early_stopping=stopper, lr=settings.lr, seed=seed, device=device,
-        precision=settings.precision, schedule=settings.schedule, label_smoothing=settings.label_smoothing,
-        random_shift=settings.random_shift, verbose=verbose, stream=stream,
-        distributed=distributed, on_epoch=on_epoch, threads=threads,
-    )
-    if distributed is not None and not distributed.is_main:
+    stopper = (EarlyStopping(monitor=s.monitor, min_delta=s.min_delta, patience=patience, restore_best_weights=True)
+               if patience is not None else None)
+    extra: list[Callback] = []
+    if s.reduce_lr_patience is not None:
+        extra.append(ReduceLROnPlateau(monitor=s.monitor, factor=s.reduce_lr_factor, patience=s.reduce_lr_patience))
+    if s.tensorboard is not None:
+        extra.append(TensorBoard(s.tensorboard))
+    ranks = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
+    checkpoint = CheckpointStore(state, *ranks)
+    if is_main and not s.resume:
+        _start_state(s, state, say)
+    try:
+        trained = fit(
+            network, train_set, settings=fit_settings, early_stopping=stopper, callbacks=[*extra, *callbacks],
+            device=s.device, verbose=verbose, log=log, distributed=distributed, checkpoint=checkpoint, resume=s.resume,
+            threads=s.threads,
+        )
+    except BaseException:
+        if is_main and checkpoint.latest() is None:  # nothing to resume from: leave nothing behind
+            shutil.rmtree(state, ignore_errors=True)
+        raise
+    if not is_main:
         return TrainResult(trained, None, None)
     history = trained.history
+    if history.epochs_run == 0:
+        shutil.rmtree(state, ignore_errors=True)
+        raise UserError("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
+    if history.resumed_from_epoch is not None:
+        say(f"resumed after epoch {history.resumed_from_epoch}")
     if history.stopped_early or history.weights_epoch != history.epochs_run:
-        say(f"restored the weights of epoch {history.weights_epoch} (best {monitor})")
+        say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")
 
     result = evaluate(trained, test_set)
     say("\n" + result.text())
 
     config: dict[str, Any] = {
         "data": {
-            "source": str(data), "class_names": list(dataset.class_names), "layout": layout,
-            "image_size": image_size, "channels": channels, "input_shape": list(dataset.input_shape),
-            "test_split": None if dataset.predefined_test is not None else test_split,
-            "predefined_split": dataset.predefined_test is not None, "split_seed": seed,
+            "source": str(s.data), "class_names": list(dataset.class_names), "layout": s.layout,
+            "image_size": s.image_size, "channels": s.channels, "input_shape": list(dataset.input_shape),
+            "test_split": None if dataset.predefined_test is not None else s.test_split,
+            "predefined_split": dataset.predefined_test is not None, "split_seed": s.seed,
             "train_size": len(train_set), "test_size": len(test_set),
         },
-        "model": {"name": spec.name, "source": str(model)},
-        "recipe": settings.name,
+        "model": {"name": spec.name, "source": s.model if isinstance(s.model, str) else spec.name},
+        "recipe": s.recipe_settings().name,
+        "settings": s.to_dict(),
         "versions": {"convscope": __version__, "torch": torch.__version__},
     }
-    path = save_run(trained, out or default_run_dir(spec.name), result, config)
+    try:
+        path = save_run(trained, out, result, config)
+    except Exception:
+        # A failed write leaves nothing behind, the in-progress state included (a Ctrl-C keeps it for --resume).
+        shutil.rmtree(state, ignore_errors=True)
+        raise
+    shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
     say(f"\nrun saved to {path}")
-    if report:  # after the run is safely on disk: a failing report never costs the trained model
+    if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
         from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
         say(f"report: {write_report(path, samples=train_set)}")
     return TrainResult(trained, result, path)
+
+
+def _check_state(s: TrainSettings, out: Path) -> Path:
+    """The run's in-progress state folder, checked against these settings with --resume (before any data loads)."""
+    state = state_dir_for(out)
+    saved_file = state / "settings.json"
+    if s.resume:
+        if s.out is None:
+            raise UserError("--resume continues the run that --out names; give the same --out as the interrupted run.")
+        if out.exists():
+            raise UserError(f"--resume: the run {out} is already finished; there is nothing to resume.")
+        if not saved_file.is_file():
+            raise UserError(f"--resume: there is no saved state for {out} (looked for {state}); "
+                            "run the same command without --resume to start it.")
+        saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
+        differences = s.differences(saved)
+        if differences:
+            raise UserError(f"--resume: {out} was started with other settings: {'; '.join(differences)}.")
+        return state
+    if out.exists():
+        raise UserError(f"run directory {out} already exists; choose another --out.")
+    return state
+
+
+def _start_state(s: TrainSettings, state: Path, say) -> None:
+    """A fresh in-progress state folder holding the settings, which `--resume` compares against."""
+    if state.exists():
+        say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
+        shutil.rmtree(state)
+    state.mkdir(parents=True)
+    (state / "settings.json").write_text(json.dumps(s.to_dict(), indent=2) + "\n")
+
+
+def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = ()) -> TrainResult:
+    """`train(settings)` on `settings.nproc` local ranks; returns the run rank 0 wrote, read back."""
+    # Decided here, once: each rank would otherwise stamp its own default directory name.
+    out = Path(settings.out or default_run_dir(resolve_spec(settings.model).name))
+    if out.exists() and not settings.resume:
+        raise UserError(f"run directory {out} already exists; choose another --out.")
+    from .training.distributed import launch  # torch.distributed loads only for parallel runs
+
+    settings = replace(settings, out=str(out))
+    launch(settings.nproc, _train_rank, (settings, list(callbacks)), device=settings.device)
+    trained = load_run(out)
+    test, _ = load_test_set(out)
+    return TrainResult(trained, evaluate(trained, test), out)
+
+
+def _train_rank(settings: TrainSettings, callbacks: list, ctx: DistContext) -> None:
+    train(settings=settings, callbacks=callbacks, distributed=ctx)

@@ -1,4 +1,8 @@
-"""`convscope train`: load, split, build, fit with early stopping, evaluate, save a run."""
+"""`convscope train`: load, split, build, fit with early stopping, evaluate, save a run.
+
+Every flag is a field of `TrainSettings` by the same name: the flags become the settings in one
+loop (`settings_from_args`), so a new option is one `add_argument` line here.
+"""
 
 from __future__ import annotations
 
@@ -6,14 +10,12 @@ import argparse
 
 from ..checks import MAX_LR
 from ..errors import UserError
-from ..runs import check_out_writable
-from ..training.distributed import DistContext, process_group, train_in_processes
-from ..training.fit import PRECISIONS
+from ..runs import read_json
 from ..training.recipes import RECIPES, SCHEDULES
+from ..training.settings import PRECISIONS, TrainSettings
 from ..workflow import train
 from .options import (
     add_data_options,
-    data_kwargs,
     float_range,
     fraction,
     int_range,
@@ -29,6 +31,8 @@ def add_parser(sub) -> None:
                        description="Train a model on a dataset; with no arguments, the cnn preset on mnist-5k.")
     add_data_options(p)
     p.add_argument("--model", default="cnn", help="preset (mlp, cnn, cnn-wide, fast) or a .yaml/.json spec")
+    p.add_argument("--config", metavar="CONFIG_JSON",
+                   help="retrain with the settings of a run's config.json (flags given as well override them)")
     # Training settings left unset come from the recipe: `keras` (the course) for every model but `fast`.
     p.add_argument("--recipe", choices=list(RECIPES),
                    help="a bundle of the settings below (default: keras, or fast for --model fast)")
@@ -48,7 +52,14 @@ def add_parser(sub) -> None:
     p.add_argument("--label-smoothing", type=fraction, help="share of the target spread over all classes (keras recipe: 0)")
     p.add_argument("--random-shift", type=int_range(0, 1024, "a number of pixels"), metavar="PIXELS",
                    help="move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)")
+    p.add_argument("--reduce-lr-patience", type=non_negative_int, metavar="N",
+                   help="ReduceLROnPlateau: multiply the learning rate by --reduce-lr-factor after N epochs "
+                        "without improvement of --monitor (default: off)")
+    p.add_argument("--reduce-lr-factor", type=fraction, default=0.1, help="see --reduce-lr-patience")
+    p.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs (per-epoch scalars) into DIR")
     p.add_argument("--out", help="run directory (default runs/<timestamp>-<model>)")
+    p.add_argument("--resume", action="store_true",
+                   help="continue the run --out from its last completed epoch (same command, same result)")
     p.add_argument("--nproc", type=int_range(1, 256, "a number of processes"), default=1,
                    help="data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); "
                         "for several machines launch with torchrun -m convscope train instead")
@@ -57,29 +68,32 @@ def add_parser(sub) -> None:
                    help="read a .npy file or picture folder batch by batch instead of loading it (data larger than memory)")
     p.add_argument("--no-report", action="store_true", help="do not write report.html into the run directory")
     p.add_argument("--quiet", action="store_true", help="print only the run directory")
-    p.set_defaults(run=run)
+    p.set_defaults(run=run, defaults=p)
+
+
+def settings_from_args(args: argparse.Namespace) -> TrainSettings:
+    """The flags as settings; with --config, the file's settings with every flag the user gave on top."""
+    given = {name: getattr(args, name) for name in TrainSettings.names() if hasattr(args, name)}
+    if args.config is None:
+        return TrainSettings.of(None, given)
+    base = TrainSettings.from_config(read_json(args.config), args.config)
+    base = TrainSettings.of(base, {"out": None, "resume": False})
+    defaults = {name: args.defaults.get_default(name) for name in given}
+    return TrainSettings.of(base, {k: v for k, v in given.items() if v != defaults[k]})
 
 
 def run(args: argparse.Namespace) -> int:
-    check_out_writable(args.out)  # before any data is read: a bad --out must not cost a training run
-    kwargs = dict(
-        data=args.data, model=args.model, epochs=args.epochs, batch_size=args.batch_size, lr=args.lr,
-        patience=args.patience, min_delta=args.min_delta, monitor=args.monitor,
-        validation_split=args.validation_split, test_split=args.test_split, seed=args.seed,
-        out=args.out, device=args.device, precision=args.precision, verbose=not args.quiet,
-        recipe=args.recipe, schedule=args.schedule, label_smoothing=args.label_smoothing, random_shift=args.random_shift,
-        streaming=args.stream, report=not args.no_report, threads=args.threads, **data_kwargs(args),
-    )
+    from ..training.distributed import DistContext, process_group  # torch.distributed only when training
+
+    settings = settings_from_args(args)
     ranks = DistContext.from_env()  # set by torchrun
-    if args.nproc > 1 and ranks is not None:
+    if settings.nproc > 1 and ranks is not None:
         raise UserError("--nproc starts its own processes; under torchrun, set --nproc-per-node on torchrun instead.")
-    if args.nproc > 1:
-        path = train_in_processes(args.nproc, **kwargs)
-    elif ranks is not None and ranks.active:
-        with process_group(ranks, args.device):
-            path = train(**kwargs, distributed=ranks).path
+    if ranks is not None and ranks.active:
+        with process_group(ranks, settings.device):
+            path = train(settings=settings, distributed=ranks).path
     else:
-        path = train(**kwargs).path
-    if args.quiet and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
+        path = train(settings=settings).path
+    if settings.quiet and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
         print(path)
     return 0

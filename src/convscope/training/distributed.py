@@ -29,26 +29,15 @@ import socket
 import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from pathlib import Path
 
-import numpy as np
 import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from ..data.dataset import Dataset
-from ..data.scaling import MinMaxScaler
-from ..data.streaming import is_streaming, read_batches
 from ..errors import UserError
-from ..models.build import resolve_spec
-from ..runs import default_run_dir
-from ..workflow import train
 from .device import pick_device
-from .fit import Tensors
-from .trained_model import predict_batch
 
 
 @dataclass(frozen=True)
@@ -150,112 +139,56 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
-def shard(batch: np.ndarray, ctx: DistContext) -> np.ndarray:
-    """This rank's part of one global batch of indices."""
+def shard(batch, ctx: DistContext):
+    """This rank's part of one global batch of indices (an array or a tensor): DistributedSampler's stride."""
     return batch[ctx.rank :: ctx.world_size]
 
 
-class _Feed:
-    """One split as batches on the device: gathered from resident tensors, or read from disk per batch."""
+class DataParallel:
+    """The reducer of a DDP run (see the module docstring): shards, weights, sums and agrees."""
 
-    def __init__(self, data: Dataset, scaler: MinMaxScaler, device: torch.device):
-        self.data, self.scaler, self.device = data, scaler, device
-        self.resident = None if is_streaming(data) else Tensors.of(data, scaler, device)
-
-    def __len__(self) -> int:
-        return len(self.data)
-
-    def batches(self, index_batches: list[np.ndarray]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
-        if self.resident is not None:
-            for idx in index_batches:
-                at = torch.as_tensor(idx, device=self.device)
-                yield self.resident.x[at], self.resident.y[at]
-            return
-        workers = getattr(self.data, "workers", 0)
-        for images, labels in read_batches(self.data, index_batches, workers):
-            x = self.scaler.transform(images).to(self.device).contiguous(memory_format=torch.channels_last)
-            yield x, labels.to(self.device)
-
-
-class ParallelLoop:
-    """`fit`'s training and validation passes for several ranks and/or data streamed from disk.
-
-    With one rank and in-memory data it computes what `fit`'s own loop computes; `fit` keeps its
-    own loop for that case so the default path carries none of this.
-    """
-
-    def __init__(self, model: nn.Module, optimizer, train: Dataset, validation: Dataset | None, scaler: MinMaxScaler,
-                 device: torch.device, batch_size: int, shuffler: torch.Generator, autocast, progress,
-                 ctx: DistContext | None):
-        self.ctx = ctx or DistContext()
-        if self.ctx.active and not dist.is_initialized():
+    def __init__(self, ctx: DistContext, device: torch.device):
+        if ctx.active and not dist.is_initialized():
             raise UserError(
-                f"rank {self.ctx.rank} of {self.ctx.world_size}: no process group; start ranks with "
+                f"rank {ctx.rank} of {ctx.world_size}: no process group; start ranks with "
                 "`convscope train --nproc N`, torchrun, or inside convscope.training.distributed.launch."
             )
-        self.model, self.optimizer, self.device = model, optimizer, device
-        self.net = model
-        if self.ctx.active:
-            self.net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-        self.train, self.validation = _Feed(train, scaler, device), (
-            _Feed(validation, scaler, device) if validation is not None else None)
-        self.batch_size, self.shuffler, self.autocast, self.progress = batch_size, shuffler, autocast, progress
+        self.ctx, self.device = ctx, device
+        self.world_size, self.rank, self.is_main = ctx.world_size, ctx.rank, ctx.is_main
 
-    def train_epoch(self) -> dict[str, float]:
-        self.net.train()
-        n, world = len(self.train), self.ctx.world_size
-        order = torch.randperm(n, generator=self.shuffler).numpy()  # the same draw on every rank
-        global_batches = [order[start : start + self.batch_size] for start in range(0, n, self.batch_size)]
+    def wrap(self, model: nn.Module) -> nn.Module:
+        if not self.ctx.active:
+            return model
+        return DistributedDataParallel(model, device_ids=[self.device.index] if self.device.type == "cuda" else None)
+
+    def plan(self, order: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, float, slice, int]]:
         # Weight = this rank's share of the global batch x world size: DDP's gradient average then
         # equals the mean over the whole global batch, also for a short last batch.  A rank with no
         # share of a short last batch still steps, on that batch with weight 0: every optimizer must
         # take every step, or the ranks' weights drift apart.
-        plan = []
-        for batch in global_batches:
-            mine = shard(batch, self.ctx)
-            plan.append((mine, len(mine) * world / len(batch)) if len(mine) else (batch, 0.0))
-        loss_sum = torch.zeros((), device=self.device, dtype=torch.float64)
-        correct = torch.zeros((), device=self.device, dtype=torch.float64)
-        seen = 0
-        for step, ((x, y), (_, weight)) in enumerate(zip(self.train.batches([idx for idx, _ in plan]), plan), start=1):
-            with self.autocast():
-                logits = self.net(x)
-                loss = F.cross_entropy(logits.float(), y)
-            self.optimizer.zero_grad(set_to_none=True)
-            (loss * weight if weight != 1.0 else loss).backward()
-            self.optimizer.step()
-            if weight == 0.0:
-                continue
-            loss_sum += loss.detach() * len(y)
-            correct += (logits.detach().argmax(1) == y).sum()
-            seen += len(y)
-            if self.progress.live:
-                self.progress.step(step, loss_sum.item() / seen, correct.item() / seen)
-        total_loss, total_correct = self._sum(loss_sum, correct)
-        return {"loss": total_loss / n, "accuracy": total_correct / n}
+        world, mine = self.world_size, slice(self.rank, None, self.world_size)
+        out = []
+        for batch in order.split(batch_size):
+            part = shard(batch, self.ctx)
+            out.append((part, len(part) * world / len(batch), mine, len(batch)) if len(part)
+                       else (batch, 0.0, slice(None), len(batch)))
+        return out
 
-    @torch.inference_mode()
-    def validate(self) -> tuple[float, float]:
-        """Validation loss and accuracy over every rank's shard, with rank 0's BatchNorm statistics."""
-        assert self.validation is not None
+    def positions(self, n: int, batch_size: int) -> list[torch.Tensor]:
+        mine = torch.arange(self.rank, n, self.world_size, device=self.device)
+        return list(mine.split(batch_size))
+
+    def sum(self, *values: torch.Tensor | float) -> tuple[float, ...]:
+        stacked = torch.stack([torch.as_tensor(v).to(self.device, torch.float64) for v in values])
         if self.ctx.active:
-            for buffer in self.model.buffers():
+            dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
+        return tuple(float(v) for v in stacked.cpu())
+
+    def before_validation(self, model: nn.Module) -> None:
+        """All ranks validate, and rank 0 saves, rank 0's BatchNorm statistics."""
+        if self.ctx.active:
+            for buffer in model.buffers():
                 dist.broadcast(buffer, src=0)
-        self.model.eval()
-        n = len(self.validation)
-        positions = np.arange(self.ctx.rank, n, self.ctx.world_size)
-        # Streamed images are validated in training-sized batches: the size the user made fit in memory.
-        # predict_batch is what single-process validation uses, so one rank sums the same way
-        size = predict_batch(self.device) if self.validation.resident is not None else self.batch_size
-        chunks = [positions[start : start + size] for start in range(0, len(positions), size)]
-        loss_sum, correct = 0.0, 0
-        for x, y in self.validation.batches(chunks):
-            with self.autocast():
-                logits = self.model(x).float()  # the bare module: no DDP hooks outside training
-            loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
-            correct += int((logits.argmax(1) == y).sum())
-        total_loss, total_correct = self._sum(torch.tensor(loss_sum, dtype=torch.float64), torch.tensor(float(correct)))
-        return total_loss / max(n, 1), total_correct / max(n, 1)
 
     def agree(self, stop: bool) -> bool:
         """Rank 0's decision, on every rank: the ranks must leave the epoch loop together."""
@@ -265,22 +198,6 @@ class ParallelLoop:
         dist.broadcast(flag, src=0)
         return bool(flag.item())
 
-    def _sum(self, *values: torch.Tensor) -> tuple[float, ...]:
-        stacked = torch.stack([v.to(self.device, torch.float64) for v in values])
+    def barrier(self) -> None:
         if self.ctx.active:
-            dist.all_reduce(stacked, op=dist.ReduceOp.SUM)
-        return tuple(float(v) for v in stacked.cpu())
-
-
-def train_in_processes(nproc: int, **train_kwargs) -> Path:
-    """`convscope.train(**train_kwargs)` on `nproc` local ranks; returns the run directory rank 0 wrote."""
-    # Decided here, once: each rank would otherwise stamp its own default directory name.
-    out = Path(train_kwargs.pop("out", None) or default_run_dir(resolve_spec(train_kwargs.get("model", "cnn")).name))
-    if out.exists():
-        raise UserError(f"run directory {out} already exists; choose another --out.")
-    launch(nproc, _train_rank, (train_kwargs, str(out)), device=train_kwargs.get("device"))
-    return out
-
-
-def _train_rank(train_kwargs: dict, out: str, ctx: DistContext) -> None:
-    train(**train_kwargs, out=out, distributed=ctx)
+            dist.barrier()

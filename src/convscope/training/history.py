@@ -16,6 +16,7 @@ class History:
     weights_epoch: int | None = None  # the epoch whose weights the model ends with (best_epoch when restored)
     stopped_early: bool = False
     interrupted: bool = False  # Ctrl-C: the run stopped cleanly and kept the best weights so far
+    resumed_from_epoch: int | None = None  # --resume: the epochs before this one ran in an earlier process
 
     @property
     def epochs_run(self) -> int:
@@ -65,4 +66,5 @@ class History:
         return {
             "best_epoch": self.best_epoch, "weights_epoch": self.weights_epoch,
             "stopped_early": self.stopped_early, "interrupted": self.interrupted,
+            "resumed_from_epoch": self.resumed_from_epoch,
         }

@@ -12,31 +12,11 @@ from __future__ import annotations
 import time
 
 from .. import display
+from .callbacks import Callback
 from .history import History
 
 THROTTLE_SECONDS = 0.5  # a status update per half second: fast enough to watch, light on the kernel's socket
 CHART_DPI = 72  # a 720 x 274 px chart: readable in a cell, about 50 KB as PNG
-
-
-class Callback:
-    """Stand-in for `convscope.training.callbacks.Callback` (branch `engine`) until it lands on main:
-    the same attributes and hooks (0-based epochs; logs with loss, accuracy, val_loss, val_accuracy, lr)."""
-
-    model = None
-    params: dict = {}
-
-    def set_model(self, model) -> None:
-        self.model = model
-
-    def set_params(self, params: dict) -> None:
-        self.params = params
-
-    def on_train_begin(self, logs=None): ...
-    def on_train_end(self, logs=None): ...
-    def on_epoch_begin(self, epoch, logs=None): ...
-    def on_epoch_end(self, epoch, logs=None): ...
-    def on_train_batch_begin(self, batch, logs=None): ...
-    def on_train_batch_end(self, batch, logs=None): ...
 
 
 class _Status:
@@ -55,9 +35,12 @@ class _Status:
 
 
 class NotebookProgress(Callback):
-    """The notebook's progress display: `fit` picks it when it runs in a Jupyter kernel and is verbose."""
+    """The notebook's progress display: `progress.default_progress` picks it in a Jupyter kernel."""
+
+    main_process_only = True  # it draws: rank 0 only
 
     def __init__(self, show=None):
+        super().__init__()
         # `show` is IPython's display(); passed in by tests, imported lazily otherwise (IPython is there in a kernel)
         self._show = show
         self.history = History()
@@ -119,7 +102,7 @@ class NotebookProgress(Callback):
     def on_train_end(self, logs=None):
         logs = logs or {}
         history = self.history
-        # a callback ends training with model.stop_training (Keras); the bridge below passes it in the logs
+        # a callback (EarlyStopping) ends training with model.stop_training, as in Keras
         history.stopped_early = bool(logs.get("stopped_early", getattr(self.model, "stop_training", False)))
         history.interrupted = bool(logs.get("interrupted"))
         if logs.get("best_epoch") is not None:
@@ -145,34 +128,3 @@ class _Chart(display.Picture):
     def _repr_png_(self) -> bytes:
         return display.figure_png(self.figure, CHART_DPI)
 
-
-class NotebookBar:
-    """fit's progress interface (`ProgressBar`'s start_epoch / step / end_epoch) driving a `NotebookProgress`.
-
-    A bridge for the fit loop of today, whose progress is not yet a callback: once `engine`'s callbacks
-    are on main, `fit` hands the callback itself the hooks and this class goes.
-    """
-
-    live = True  # fit reports every step; the callback throttles what it draws
-
-    def __init__(self, epochs: int, steps: int, callback: NotebookProgress | None = None):
-        self.callback = callback or NotebookProgress()
-        self.callback.set_params({"epochs": epochs, "steps": steps, "verbose": 1})
-        self._begun = False
-
-    def start_epoch(self, epoch: int) -> None:
-        if not self._begun:
-            self.callback.on_train_begin({})
-            self._begun = True
-        self.callback.on_epoch_begin(epoch - 1, {})
-
-    def step(self, done: int, loss: float, accuracy: float) -> None:
-        self.callback.on_train_batch_end(done - 1, {"loss": loss, "accuracy": accuracy})
-
-    def end_epoch(self, metrics: dict[str, float], note: str = "") -> None:
-        self.callback.on_epoch_end(int(metrics["epoch"]) - 1, {k: v for k, v in metrics.items() if k != "epoch"})
-
-    def finish(self, history: History) -> None:
-        if self._begun:
-            self.callback.on_train_end({"best_epoch": history.best_epoch, "stopped_early": history.stopped_early,
-                                        "interrupted": history.interrupted})

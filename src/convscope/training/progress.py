@@ -1,4 +1,8 @@
-"""A Keras-like progress line per epoch: a live bar on a terminal, one plain line per epoch otherwise."""
+"""A Keras-like progress line per epoch: a live bar on a terminal, one plain line per epoch otherwise.
+
+`default_progress` is the one place `fit` picks its progress display: a notebook variant plugs in
+there.
+"""
 
 from __future__ import annotations
 
@@ -6,36 +10,60 @@ import sys
 import time
 from typing import TextIO
 
+from ..display.notebook import in_notebook
+from .callbacks import Callback
 
-class ProgressBar:
-    def __init__(self, epochs: int, steps: int, stream: TextIO | None = None, enabled: bool = True):
-        self.epochs, self.steps = epochs, steps
-        self.stream = stream or sys.stdout
-        self.enabled = enabled
-        self.live = enabled and self.stream.isatty()
+
+def default_progress(log: TextIO | None = None) -> Callback:
+    """The progress callback `fit` shows when verbose, for where the output goes: in a Jupyter kernel (and
+    no `log` given) one status line and a live chart updated in place (`notebook_progress.py`), elsewhere
+    Keras' text bar."""
+    if log is None and in_notebook():
+        from .notebook_progress import NotebookProgress
+
+        return NotebookProgress()
+    return ProgressBar(log)
+
+
+class ProgressBar(Callback):
+    main_process_only = True
+
+    def __init__(self, log: TextIO | None = None):
+        super().__init__()
+        self.log = log or sys.stdout
+        self.live = self.log.isatty()  # the per-step bar costs a device sync per step: only where someone watches
         self._last_draw = 0.0
 
-    def start_epoch(self, epoch: int) -> None:
-        self.epoch, self.start = epoch, time.perf_counter()
-        if self.enabled:
-            self.stream.write(f"Epoch {epoch}/{self.epochs}\n")
+    @property
+    def wants_batches(self) -> bool:
+        return self.live
 
-    def step(self, done: int, loss: float, accuracy: float) -> None:
-        now = time.perf_counter()
+    @property
+    def steps(self) -> int:
+        return int(self.params.get("steps", 0))
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self.start = time.perf_counter()
+        self.log.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+        self.log.flush()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        now, done = time.perf_counter(), batch + 1
         if not self.live or (now - self._last_draw < 0.1 and done < self.steps):
             return
         self._last_draw = now
-        self.stream.write(f"\r{self._bar(done)} - loss: {loss:.4f} - accuracy: {accuracy:.4f}")
-        self.stream.flush()
+        logs = logs or {}
+        self.log.write(f"\r{self._bar(done)} - loss: {logs.get('loss', 0):.4f} - accuracy: {logs.get('accuracy', 0):.4f}")
+        self.log.flush()
 
-    def end_epoch(self, metrics: dict[str, float], note: str = "") -> None:
-        if not self.enabled:
-            return
+    def on_epoch_end(self, epoch: int, logs=None) -> None:
+        logs = logs or {}
         seconds = time.perf_counter() - self.start
-        parts = [f"{k}: {metrics[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in metrics]
+        parts = [f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
+        note = "  (early stop)" if getattr(self.model, "stop_training", False) else ""
         prefix = "\r" if self.live else ""
-        self.stream.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
-        self.stream.flush()
+        self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
+        self.log.flush()
 
     def finish(self, history) -> None:
         """Nothing more to print: the last epoch's line said it all."""

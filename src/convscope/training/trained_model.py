@@ -36,6 +36,7 @@ class TrainedModel:
     config: dict[str, Any] = field(default_factory=dict)  # the fit settings, for reproducing the run
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: Path | None = None  # the run directory, once saved or loaded
+    data: dict[str, Any] = field(default_factory=dict)  # what it was trained on: source, class names, sizes
 
     def _repr_html_(self) -> str:
         """Jupyter: the report's headline cards, Model and Training sections."""

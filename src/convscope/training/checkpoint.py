@@ -1,0 +1,155 @@
+"""A run's in-progress state: written after every epoch, so that `--resume` continues a killed run.
+
+    runs/.x.resume/
+      settings.json                    the TrainSettings the run started with (workflow writes it)
+      rank0-epoch0003.safetensors      everything one rank needs to continue after epoch 3
+
+One file per rank and epoch, written under a temporary name and renamed (atomic on POSIX): a kill
+at any moment leaves whole files only. Tensors (weights, Adam's moments, the early-stopping
+snapshot, every random generator's state) are safetensors; everything else (epoch, history rows,
+learning-rate schedule, callback state, Adam's hyper-parameters) is JSON in the file's metadata.
+No pickle anywhere.
+
+Each rank keeps its last two epochs: ranks run in lockstep (every epoch ends in collectives), so
+when rank 0 has written epoch e every rank has written e - 1, and some epoch is complete on all.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import safe_open
+from safetensors.torch import save_file
+
+from ..errors import UserError
+
+_FILE = re.compile(r"rank(\d+)-epoch(\d+)\.safetensors")
+
+
+def state_dir_for(out: str | os.PathLike) -> Path:
+    """The hidden folder beside the run directory `out` that holds its in-progress state."""
+    out = Path(out)
+    return out.parent / f".{out.name}.resume"
+
+
+@dataclass
+class Restored:
+    epoch: int  # epochs completed
+    stopped: bool  # the last completed epoch ended training (early stopping)
+    rows: list[dict[str, float]]
+
+
+class CheckpointStore:
+    def __init__(self, directory: str | os.PathLike, rank: int = 0, world_size: int = 1):
+        self.directory, self.rank, self.world_size = Path(directory), rank, world_size
+
+    def _path(self, rank: int, epoch: int) -> Path:
+        return self.directory / f"rank{rank}-epoch{epoch:04d}.safetensors"
+
+    def epochs(self, rank: int) -> set[int]:
+        if not self.directory.is_dir():
+            return set()
+        return {int(m[2]) for p in self.directory.iterdir() if (m := _FILE.fullmatch(p.name)) and int(m[1]) == rank}
+
+    def latest(self) -> int | None:
+        """The last epoch every rank saved, or None."""
+        common = set.intersection(*(self.epochs(r) for r in range(self.world_size)))
+        return max(common) if common else None
+
+    def save(self, epoch: int, *, model, optimizer, scheduler, shuffler, rows, callbacks, stopped: bool,
+             fit_settings: dict) -> None:
+        tensors: dict[str, torch.Tensor] = {}
+        put = lambda prefix, mapping: tensors.update({f"{prefix}{k}": v.detach().cpu().contiguous()  # noqa: E731
+                                                      for k, v in mapping.items()})
+        put("model.", model.state_dict())
+        opt = optimizer.state_dict()
+        opt_json: dict[str, Any] = {"param_groups": opt["param_groups"], "state": {}}
+        for index, entry in opt["state"].items():
+            opt_json["state"][str(index)] = {k: v for k, v in entry.items() if not isinstance(v, torch.Tensor)}
+            put(f"optim.{index}.", {k: v for k, v in entry.items() if isinstance(v, torch.Tensor)})
+        rng = {"torch": torch.get_rng_state(), "shuffler": shuffler.get_state()}
+        if torch.cuda.is_available() and torch.cuda.is_initialized():
+            rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
+        put("rng.", rng)
+        cb_json = []
+        for i, cb in enumerate(callbacks):
+            plain: dict[str, Any] = {}
+            for key, value in cb.state_dict().items():
+                if isinstance(value, torch.Tensor):
+                    put(f"cb{i}.{key}", {"": value})
+                    plain[key] = {"tensor": True}
+                elif isinstance(value, dict) and value and all(isinstance(v, torch.Tensor) for v in value.values()):
+                    put(f"cb{i}.{key}.", value)
+                    plain[key] = {"tensors": list(value)}
+                else:
+                    plain[key] = {"value": value}
+            cb_json.append({"type": type(cb).__name__, "state": plain})
+        meta = {
+            "epoch": epoch, "stopped": stopped, "rows": rows, "optimizer": opt_json, "fit": fit_settings,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None, "callbacks": cb_json,
+        }
+        self.directory.mkdir(parents=True, exist_ok=True)
+        final = self._path(self.rank, epoch)
+        tmp = final.with_name(f".{final.name}.tmp")
+        save_file(tensors, str(tmp), metadata={"state": json.dumps(meta)})
+        os.replace(tmp, final)
+        for old in self.epochs(self.rank):
+            if old < epoch - 1:
+                self._path(self.rank, old).unlink(missing_ok=True)
+
+    def restore(self, *, model, optimizer, scheduler, shuffler, callbacks, fit_settings: dict) -> Restored:
+        epoch = self.latest()
+        if epoch is None:
+            raise UserError(f"{self.directory}: holds no completed epoch to resume from.")
+        path = self._path(self.rank, epoch)
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = json.loads(f.metadata()["state"])
+                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
+        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
+            raise UserError(f"{path}: the saved state cannot be read ({exc}); delete {self.directory} to start over.") from None
+        if meta["fit"] != fit_settings:
+            diff = [f"{k}={meta['fit'].get(k)!r} then, {fit_settings.get(k)!r} now"
+                    for k in sorted(set(meta["fit"]) | set(fit_settings)) if meta["fit"].get(k) != fit_settings.get(k)]
+            raise UserError(f"--resume: the saved state in {self.directory} was trained with other settings: {'; '.join(diff)}.")
+        names = [type(cb).__name__ for cb in callbacks]
+        saved_names = [c["type"] for c in meta["callbacks"]]
+        if names != saved_names:
+            raise UserError(f"--resume: the saved state has the callbacks {saved_names}, this run has {names}.")
+
+        def take(prefix: str) -> dict[str, torch.Tensor]:
+            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+        model.load_state_dict(take("model."))
+        opt = meta["optimizer"]
+        state = {int(i): {**plain, **take(f"optim.{i}.")} for i, plain in opt["state"].items()}
+        optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+        if scheduler is not None:
+            scheduler.load_state_dict(meta["scheduler"])
+        rng = take("rng.")
+        torch.set_rng_state(rng["torch"])
+        shuffler.set_state(rng["shuffler"])
+        cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
+        if cuda:
+            torch.cuda.set_rng_state_all(cuda)
+        for i, (cb, saved) in enumerate(zip(callbacks, meta["callbacks"])):
+            restored = {}
+            for key, entry in saved["state"].items():
+                if "tensor" in entry:
+                    restored[key] = tensors[f"cb{i}.{key}"]
+                elif "tensors" in entry:
+                    restored[key] = take(f"cb{i}.{key}.")
+                else:
+                    restored[key] = entry["value"]
+            cb.load_state_dict(restored)
+        return Restored(epoch, bool(meta["stopped"]), meta["rows"])
+
+    def clear(self) -> None:
+        shutil.rmtree(self.directory, ignore_errors=True)

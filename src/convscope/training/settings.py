@@ -1,0 +1,149 @@
+"""Settings as typed objects: `FitSettings` (what `fit` needs) and `TrainSettings` (everything
+`convscope train` / `cs.train` takes, named exactly as the CLI flags with `_` for `-`).
+
+One path for both: CLI flags -> `TrainSettings` -> `train` -> `fit` -> the run's `config.json`
+("settings"), and back with `TrainSettings.from_config` (`convscope train --config`). Adding a fit
+option is a field of `FitSettings` (and of `TrainSettings` when the CLI offers it), its use in the
+loop, and one `add_argument` line: the CLI, `cs.train` and `config.json` follow the fields.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields, replace
+from typing import Any
+
+from ..errors import UserError
+from .recipes import Recipe, check_extras, recipe_for
+
+PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware has it, else fp32
+
+
+@dataclass(frozen=True)
+class FitSettings:
+    """`fit`'s settings; defaults are Keras' `model.fit` (no recipe extras)."""
+
+    epochs: int = 10
+    batch_size: int = 32
+    validation_split: float = 0.0
+    lr: float = 1e-3
+    seed: int = 0
+    precision: str = "fp32"
+    schedule: str = "constant"
+    label_smoothing: float = 0.0
+    random_shift: int = 0
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.epochs, int) and isinstance(self.batch_size, int)) or self.epochs < 1 or self.batch_size < 1:
+            raise UserError(f"epochs and batch size must be at least 1, got {self.epochs} and {self.batch_size}.")
+        if not 0.0 <= self.validation_split < 1.0:  # also refuses NaN
+            raise UserError(f"validation_split must be in [0, 1), got {self.validation_split}.")
+        if not (self.lr > 0 and math.isfinite(self.lr)):
+            raise UserError(f"learning rate must be a positive finite number, got {self.lr}.")
+        if not isinstance(self.seed, int) or self.seed < 0:
+            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}.")
+        if self.precision not in PRECISIONS:
+            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+        check_extras(self.schedule, self.label_smoothing, self.random_shift)
+
+    @classmethod
+    def of(cls, base: FitSettings | None, options: dict[str, Any]) -> FitSettings:
+        """`base` (or the defaults) with `options` replaced; an unknown name is a TypeError, as for any function."""
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}; fit settings: {', '.join(sorted(known))}.")
+        return replace(base or cls(), **options)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """Every option of `convscope train`, by the flag's name; None means: from the recipe."""
+
+    data: str = "mnist-5k"
+    model: str = "cnn"
+    recipe: str | None = None
+    epochs: int | None = None
+    batch_size: int | None = None
+    lr: float | None = None
+    patience: int | None = None
+    min_delta: float = 0.0
+    monitor: str = "val_loss"
+    validation_split: float | None = None
+    test_split: float = 0.2
+    seed: int = 0
+    class_names: str | list[str] | None = None
+    layout: str | None = None
+    image_size: int | None = None
+    channels: int | None = None
+    device: str | None = None
+    precision: str | None = None
+    schedule: str | None = None
+    label_smoothing: float | None = None
+    random_shift: int | None = None
+    reduce_lr_patience: int | None = None
+    reduce_lr_factor: float = 0.1
+    tensorboard: str | None = None
+    out: str | None = None
+    nproc: int = 1
+    threads: int | None = None
+    stream: bool = False
+    no_report: bool = False
+    quiet: bool = False
+    resume: bool = False
+
+    # How a run is carried out, not what it computes: free to differ when resuming or reproducing.
+    CONDUCT = ("out", "resume", "quiet", "no_report", "tensorboard", "threads")
+
+    @classmethod
+    def names(cls) -> list[str]:
+        return [f.name for f in fields(cls)]
+
+    @classmethod
+    def of(cls, base: TrainSettings | None, options: dict[str, Any]) -> TrainSettings:
+        unknown = sorted(set(options) - set(cls.names()))
+        if unknown:
+            raise TypeError(f"train() got an unexpected keyword argument {unknown[0]!r}; "
+                            f"it takes the options of `convscope train`: {', '.join(cls.names())}.")
+        options = {k: (str(v) if k in ("data", "model", "out", "tensorboard") and v is not None and not isinstance(v, dict) else v)
+                   for k, v in options.items()}
+        return replace(base or cls(), **options)
+
+    def recipe_settings(self) -> Recipe:
+        """The recipe with every setting given here replacing its own."""
+        recipe = recipe_for(self.model, self.recipe)
+        return recipe.with_overrides(**{f.name: getattr(self, f.name) for f in fields(Recipe) if f.name != "name"
+                                        and hasattr(self, f.name)})
+
+    def fit_settings(self) -> FitSettings:
+        recipe = self.recipe_settings()
+        return FitSettings(**{f.name: getattr(recipe, f.name) for f in fields(FitSettings) if f.name != "seed"},
+                           seed=self.seed)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+    def differences(self, other: TrainSettings) -> list[str]:
+        """'name: mine vs theirs' for every setting that changes what a run computes."""
+        return [f"{name}={getattr(other, name)!r} then, {getattr(self, name)!r} now" for name in self.names()
+                if name not in self.CONDUCT and getattr(self, name) != getattr(other, name)]
+
+    @classmethod
+    def from_config(cls, config: dict[str, Any], source: str = "config.json") -> TrainSettings:
+        """The settings a run's config.json was trained with (runs saved from Python: from its data, model and fit)."""
+        if isinstance(config.get("settings"), dict):
+            saved = {k: v for k, v in config["settings"].items() if k in cls.names()}
+            return replace(cls(), **saved)
+        data, model, fit = config.get("data") or {}, config.get("model") or {}, config.get("fit") or {}
+        if not data.get("source") or not (model.get("source") or model.get("name")):
+            raise UserError(f"{source} does not name the data and the model it was trained with; "
+                            "it cannot be retrained from its config.")
+        fit_names = {f.name for f in fields(FitSettings)}
+        stopping = fit.get("early_stopping") or {}
+        return replace(cls(), data=data["source"], model=model.get("source") or model["name"],
+                       **{k: v for k, v in fit.items() if k in fit_names},
+                       **({"patience": stopping["patience"], "min_delta": stopping["min_delta"],
+                           "monitor": stopping["monitor"]} if stopping else {}))
