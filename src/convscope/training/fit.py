@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..data.dataset import Dataset
+from ..data.framing import learn_contract
 from ..data.scaling import MinMaxScaler
 from ..display.notebook import in_notebook
 from ..errors import UserError
@@ -96,6 +97,7 @@ def fit(
         raise UserError(f"early stopping monitors {stopper.monitor}, but there is no validation data; set validation_split.")
 
     scaler = MinMaxScaler.fit(train.images)  # training statistics only, reused unchanged everywhere after
+    contract = learn_contract(train.images, (scaler.minimum, scaler.maximum))  # how new pictures get framed
     if device.type == "cpu":
         keep_freed_memory()  # else every step page-faults its activations back in (allocator.py)
     # Several ranks, or images streamed from disk, take the loop in distributed.py; the default stays here.
@@ -162,7 +164,8 @@ def fit(
     }
     if distributed is not None:
         config["world_size"] = distributed.world_size
-    return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device)
+    return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device,
+                        input_contract=contract)
 
 
 def progress_display(epochs: int, steps: int, stream: TextIO | None, enabled: bool):
