@@ -112,8 +112,7 @@ def learn_contract(images, pixel_range: tuple[float, float], source: str | None 
     if n == 0:
         return unframed((lo, hi), "no training images to learn from")
     picked = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64))
-    gray = _gray(np.asarray(images[picked] if isinstance(images, np.ndarray) else np.stack([images[int(i)] for i in picked])),
-                 lo, hi)
+    gray = _gray(np.asarray(images[picked]), lo, hi)  # one read, also for streamed images and memory maps
     background = dominant_background(gray)
     threshold = 0.5  # halfway between background and ink: the edge of an anti-aliased stroke
     if background is None:
