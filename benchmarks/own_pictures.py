@@ -31,7 +31,7 @@ from PIL import Image
 import convscope as cs
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))
-import glyphs  # noqa: E402  (the tests' font renderer: one definition of what the pictures look like)
+import glyphs  # (the tests' font renderer: one definition of what the pictures look like)
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 # A font gives one glyph per letter; these give each font 30 variants that survive notMNIST's stretching:
