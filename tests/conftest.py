@@ -33,9 +33,8 @@ def mnist_10k() -> Path:
 def letters_run(tmp_path_factory) -> Path:
     """A small CNN on notMNIST-like letters A-J (white, stretched to fill a black 28 x 28 frame) in two thirds
     of the installed fonts; `glyphs.held_out_fonts()` are the other third. About 5 s on 2 idle cores."""
-    import glyphs
-
     import convscope as cs
+    import glyphs
 
     fonts = glyphs.truetype_fonts()
     if len(fonts) < 6:

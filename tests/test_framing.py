@@ -13,15 +13,15 @@ import subprocess
 import sys
 from pathlib import Path
 
-import glyphs
 import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from server_process import SRC, running_server
 
 import convscope as cs
+import glyphs
 from convscope.data.framing import InputContract, frame, learn_contract, model_input, resize
+from server_process import SRC, running_server
 
 MNIST_FRACTION = 20 / 28  # MNIST scales each digit's longest side to 20 of 28 pixels
 

@@ -6,6 +6,8 @@ Without Chromium the tests skip, unless CI is set: there they fail, because CI i
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 from urllib.parse import urlparse
@@ -184,8 +186,6 @@ def test_a_letter_drawn_small_in_a_corner_is_framed_by_the_server_and_read(brows
     assert page.locator("#inverted").is_visible()
     assert page.locator("#seen-caption").text_content() == "model input · framing fill"
     seen = page.locator("#seen").get_attribute("src")
-    import base64
-
     pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(seen.split(",", 1)[1]))))
     assert pixels.shape == (28, 28)
     assert pixels[:, :3].mean() > 128 and pixels[:3, :].mean() > 128  # the stem and the top bar fill the frame's edges

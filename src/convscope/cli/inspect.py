@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ..data.framing import model_input, parse_framing, parse_invert
+from ..export.contract import run_contract
 from ..errors import UserError
 from ..evaluation import inspection, terminal
 from ..report.view import load_view
@@ -77,12 +78,12 @@ def run(args: argparse.Namespace) -> int:
         if args.class_name is not None:
             raise UserError("--class selects test images; it does not apply to --image.")
         trained = load_run(args.run_dir)
-        framed = model_input(args.image, trained.input_contract, trained.input_shape, parse_invert(args.invert),
-                             parse_framing(args.framing))
+        contract = run_contract(trained)
+        framed = model_input(args.image, contract, trained.input_shape, parse_invert(args.invert), parse_framing(args.framing))
         samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, framed.image),)
         title, stem, feature_maps = f"image {args.image}", "image", True
         print(f"model input: {'inverted, ' if framed.inverted else ''}framing {framed.framing} "
-              f"({trained.input_contract.describe()})", file=out)
+              f"({contract.describe()})", file=out)
     else:
         view = load_view(args.run_dir)
         trained = view.trained

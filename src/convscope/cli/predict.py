@@ -9,6 +9,7 @@ import sys
 import numpy as np
 
 from ..data.framing import model_input, parse_framing, parse_invert
+from ..export.contract import run_contract
 from ..runs import load_run
 from ..training.threads import apply_threads
 from .options import add_framing_options, add_threads_option, positive_int
@@ -28,7 +29,7 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     trained = load_run(args.run_dir)
-    contract = trained.input_contract
+    contract = run_contract(trained)
     if contract.source.startswith("this run stored no contract"):
         print(f"note: {contract.source}.", file=sys.stderr)
     invert, framing = parse_invert(args.invert), parse_framing(args.framing)

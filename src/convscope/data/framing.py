@@ -29,6 +29,7 @@ from PIL import Image
 from ..errors import UserError
 from .images import read_image
 
+LEARNED = "learned from the training images at fit time"
 Background = Literal["dark", "light"]
 Framing = Literal["fill", "fit", "none"]
 Centre = Literal["mass", "box"]
@@ -59,7 +60,7 @@ class InputContract:
     centre: Centre = "mass"  # "fit": what is put in the frame's middle
     fraction_range: tuple[float, float] = (0.0, 1.0)  # 1st..99th percentile of the training fractions
     offset_limit: float = 0.0  # 99th percentile of the training centres' distance from the middle (frame shares)
-    source: str = "learned from the training images at fit time"
+    source: str = LEARNED
 
     @property
     def threshold_value(self) -> float:
@@ -104,10 +105,9 @@ def unframed(pixel_range: tuple[float, float], source: str) -> InputContract:
 # --- learning ---------------------------------------------------------------------------------
 
 
-def learn_contract(images, pixel_range: tuple[float, float], source: str | None = None) -> InputContract:
+def learn_contract(images, pixel_range: tuple[float, float], source: str = LEARNED) -> InputContract:
     """Measure polarity, framing and the ink threshold of (N, H, W, C) training images (arrays or lazy images)."""
     lo, hi = float(pixel_range[0]), float(pixel_range[1])
-    kwargs = {"source": source} if source else {}
     n = len(images)
     if n == 0:
         return unframed((lo, hi), "no training images to learn from")
@@ -116,26 +116,26 @@ def learn_contract(images, pixel_range: tuple[float, float], source: str | None 
     background = dominant_background(gray)
     threshold = 0.5  # halfway between background and ink: the edge of an anti-aliased stroke
     if background is None:
-        return InputContract(None, "none", threshold, (lo, hi), **kwargs)
+        return InputContract(None, "none", threshold, (lo, hi), source=source)
     ink = gray if background == "dark" else 1.0 - gray
-    boxes = [measure(image, threshold) for image in ink]
-    boxes = np.array([b for b in boxes if b is not None])
+    measured = [measure(image, threshold) for image in ink]
+    boxes = np.array([b for b in measured if b is not None])
     if len(boxes) < max(1, len(ink) // 2):  # mostly blank images: nothing consistent to frame
-        return InputContract(background, "none", threshold, (lo, hi), **kwargs)
+        return InputContract(background, "none", threshold, (lo, hi), source=source)
     height, width, longest, mass_offset, box_offset = boxes.T
     if np.median(height) >= _FILL and np.median(width) >= _FILL:
         return InputContract(background, "fill", threshold, (lo, hi),
-                             fraction_range=(float(np.percentile(np.minimum(height, width), _TOLERANCE[0])), 1.0), **kwargs)
+                             fraction_range=(float(np.percentile(np.minimum(height, width), _TOLERANCE[0])), 1.0), source=source)
     q1, q3 = np.percentile(longest, [25, 75])
     centre: Centre = "mass" if np.median(mass_offset) <= np.median(box_offset) else "box"
     offsets = mass_offset if centre == "mass" else box_offset
     if q3 - q1 <= _FIT_SPREAD and np.median(offsets) <= _CENTRED:
         return InputContract(
             background, "fit", threshold, (lo, hi), fraction=float(np.median(longest)), centre=centre,
-            fraction_range=tuple(float(v) for v in np.percentile(longest, _TOLERANCE)),
-            offset_limit=float(np.percentile(offsets, _TOLERANCE[1])), **kwargs,
+            fraction_range=(float(np.percentile(longest, _TOLERANCE[0])), float(np.percentile(longest, _TOLERANCE[1]))),
+            offset_limit=float(np.percentile(offsets, _TOLERANCE[1])), source=source,
         )
-    return InputContract(background, "none", threshold, (lo, hi), **kwargs)
+    return InputContract(background, "none", threshold, (lo, hi), source=source)
 
 
 def dominant_background(gray: np.ndarray) -> Background | None:
