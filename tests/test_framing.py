@@ -228,4 +228,4 @@ def test_inspect_frames_an_image_file_the_same_way(letters_run, tmp_path, capsys
     assert "model input: inverted, framing fill" in out
     probabilities = trained.predict_proba(framed.image)[0]
     expected = trained.class_names[int(probabilities.argmax())]
-    assert f"image  predicted {expected} (p={probabilities.max():.3f})" in out
+    assert f"for predicted class '{expected}' (p={probabilities.max():.3f})" in out  # the Grad-CAM line
