@@ -17,9 +17,9 @@ from pathlib import Path
 import numpy as np
 
 from ..data.framing import model_input, parse_framing, parse_invert
-from ..export.contract import run_contract
 from ..errors import UserError
 from ..evaluation import inspection, terminal
+from ..export.contract import run_contract
 from ..report.view import load_view
 from ..runs import check_writable, load_run
 from .options import add_framing_options, non_negative_int, positive_int, seed
