@@ -27,3 +27,20 @@ def mnist_10k() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"{SHARED_MNIST} is absent")
     return SHARED_MNIST
+
+
+@pytest.fixture(scope="session")
+def letters_run(tmp_path_factory) -> Path:
+    """A small CNN on notMNIST-like letters A-J (white, stretched to fill a black 28 x 28 frame) in two thirds
+    of the installed fonts; `glyphs.held_out_fonts()` are the other third. About 5 s on 2 idle cores."""
+    import convscope as cs
+    import glyphs
+
+    fonts = glyphs.truetype_fonts()
+    if len(fonts) < 6:
+        pytest.skip("fewer than 6 TrueType fonts installed (make system-deps installs fonts-dejavu and fonts-liberation)")
+    images, labels = glyphs.letters_dataset(glyphs.training_fonts())
+    data = cs.Dataset(images, labels, tuple(glyphs.LETTERS), "notMNIST-like letters")
+    model = cs.build(glyphs.SMALL_CNN, input_shape=data.input_shape, num_classes=data.num_classes, seed=0)
+    trained = cs.fit(model, data, epochs=10, verbose=False, seed=0)
+    return cs.save_run(trained, tmp_path_factory.mktemp("runs") / "letters-run")

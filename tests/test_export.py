@@ -48,6 +48,7 @@ def test_onnx_file_carries_the_preprocessing_contract(onnx_file, trained_run):
     assert terms["input"]["shape"] == ["batch", 28, 28, 1] and terms["input"]["layout"].startswith("NHWC")
     assert terms["scaler"] == {"minimum": 0.0, "maximum": 255.0}
     assert terms["input"]["background"] == "dark"
+    assert terms["input_contract"]["framing"] == "fit" and "'fit'" in terms["input"]["framing"]
     assert terms["class_names"] == [str(d) for d in range(10)]
     assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["probabilities"]
 
@@ -75,11 +76,19 @@ def test_export_errors_are_sentences(trained_run, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
-def test_a_run_without_its_test_images_has_no_background_to_invert_against(trained_run, tmp_path):
-    assert contract(cs.load_run(trained_run))["input"]["background"] == "dark"  # MNIST: light ink on black
+def test_the_contract_names_polarity_and_framing_and_an_old_bare_run_has_neither(trained_run, tmp_path):
+    described = contract(cs.load_run(trained_run))
+    assert described["input"]["background"] == "dark"  # MNIST: light ink on black
+    assert described["input"]["polarity"] == "light ink on a dark background"
+    assert described["input"]["framing"].startswith("'fit': crop to the ink's bounding box")
+    assert described["input_contract"]["framing"] == "fit" and described["input_contract"]["centre"] == "mass"
     partial = tmp_path / "run"
     partial.mkdir()
-    for name in ("config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz"):
+    for name in ("config.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz"):
         (partial / name).write_bytes((trained_run / name).read_bytes())  # test_images.npy left out
+    arch = json.loads((trained_run / "architecture.json").read_text())
+    del arch["input_contract"]  # as runs saved before contracts existed
+    (partial / "architecture.json").write_text(json.dumps(arch))
     described = contract(cs.load_run(partial))["input"]
     assert described["background"] is None and "never invert" in described["invert"]
+    assert described["framing"].startswith("'none'")

@@ -134,6 +134,7 @@ def test_train_writes_a_self_contained_report(trained_run, report):
     ]
     assert all(w > 300 and h > 200 for w, h in sizes)
     assert {"data", "config", "model", "training", "metrics", "confusion", "predictions", "inside"} <= page.ids
+    assert "light ink on a dark background" in text and "longest side scaled to 71% of the frame" in text
     assert not [p for p in trained_run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 

@@ -16,8 +16,7 @@ from PIL import Image
 
 import convscope as cs
 from convscope.cli import main
-from convscope.data.background import training_background
-from convscope.serving.preprocess import should_invert
+from convscope.data.framing import frame, learn_contract
 from server_process import running_server
 
 pytest.importorskip("fastapi")
@@ -70,6 +69,8 @@ def test_health_and_model_describe_the_run(server, trained_run):
     assert [layer["name"] for layer in info["summary"]["layers"]][:2] == ["conv2d", "conv2d_1"]
     assert "44,010" in info["summary_text"]
     assert info["preprocessing"]["background"] == "dark"  # MNIST: light digits on black
+    assert info["preprocessing"]["framing"] == "fit"  # MNIST: 20 of 28 pixels, centred by mass
+    assert info["preprocessing"]["contract"]["source"] == "learned from the training images at fit time"
     assert info["preprocessing"]["pixel_range"] == [0.0, 255.0]
     assert info["limits"]["max_batch"] == MAX_BATCH
 
@@ -228,12 +229,13 @@ def test_serve_refuses_a_directory_that_is_not_a_run(tmp_path, capsys):
 def test_inversion_follows_the_training_background():
     dark = np.zeros((20, 28, 28, 1), np.uint8)
     dark[:, 8:20, 12:16] = 255
-    assert training_background(dark, (0, 255)) == "dark"
-    assert training_background(255 - dark, (0, 255)) == "light"
+    assert learn_contract(dark, (0, 255)).background == "dark"
+    assert learn_contract(255 - dark, (0, 255)).background == "light"
     photos = np.random.default_rng(0).integers(0, 256, (20, 28, 28, 3), dtype=np.uint8)
-    assert training_background(photos, (0, 255)) is None
+    assert learn_contract(photos, (0, 255)).background is None
     paper = 255 - dark[0]
-    assert should_invert(paper, (0, 255), "dark", None) is True
-    assert should_invert(dark[0], (0, 255), "dark", None) is False
-    assert should_invert(paper, (0, 255), None, None) is False  # no clear background: never guess
-    assert should_invert(dark[0], (0, 255), "dark", True) is True  # the client's word wins
+    contract = learn_contract(dark, (0, 255))
+    assert frame(paper, contract, (28, 28)).inverted is True
+    assert frame(dark[0], contract, (28, 28)).inverted is False
+    assert frame(paper, learn_contract(photos, (0, 255)), (28, 28)).inverted is False  # no clear background: never guess
+    assert frame(dark[0], contract, (28, 28), invert=True).inverted is True  # the client's word wins

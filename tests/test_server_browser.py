@@ -6,6 +6,8 @@ Without Chromium the tests skip, unless CI is set: there they fail, because CI i
 
 from __future__ import annotations
 
+import base64
+import io
 import os
 import shutil
 from urllib.parse import urlparse
@@ -146,3 +148,47 @@ def test_api_docs_render_offline(browser, url, tmp_path):
     page.screenshot(path=str(tmp_path / "docs.png"))
     context.close()
     assert foreign == [], f"/docs reached outside the machine: {foreign}"
+
+
+@pytest.fixture(scope="module")
+def letters_url(letters_run):
+    with running_server(letters_run) as base:
+        yield base
+
+
+def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
+    """Mouse strokes through points given as fractions of the pad, each segment in small steps."""
+    box = page.locator("#pad").bounding_box()
+    for points in strokes:
+        page.mouse.move(box["x"] + points[0][0] * box["width"], box["y"] + points[0][1] * box["height"])
+        page.mouse.down()
+        for (x0, y0), (x1, y1) in zip(points, points[1:]):
+            for i in range(1, 9):
+                t = i / 8
+                page.mouse.move(box["x"] + (x0 + t * (x1 - x0)) * box["width"], box["y"] + (y0 + t * (y1 - y0)) * box["height"])
+        page.mouse.up()
+
+
+def test_a_letter_drawn_small_in_a_corner_is_framed_by_the_server_and_read(browser, letters_url, tmp_path):
+    """A letters model (notMNIST framing: glyphs stretched to fill the frame): the page sends the pad as drawn,
+    the server inverts and frames it, and the page shows the model input it got back."""
+    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    page = context.new_page()
+    foreign = requests_leaving_the_machine(page)
+    page.goto(letters_url + "/")
+    page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
+    # an E in the top-left quarter of the pad, in four strokes
+    draw_strokes(page, [[(0.12, 0.10), (0.12, 0.45)], [(0.12, 0.10), (0.38, 0.10)], [(0.12, 0.27), (0.33, 0.27)],
+                        [(0.12, 0.45), (0.38, 0.45)]])
+    page.wait_for_function("document.querySelector('#source').textContent === 'your drawing'")
+    page.wait_for_selector("#seen:not([hidden])")
+    assert page.locator("#label").text_content() == "E"
+    assert page.locator("#inverted").is_visible()
+    assert page.locator("#seen-caption").text_content() == "model input · framing fill"
+    seen = page.locator("#seen").get_attribute("src")
+    pixels = np.asarray(Image.open(io.BytesIO(base64.b64decode(seen.split(",", 1)[1]))))
+    assert pixels.shape == (28, 28)
+    assert pixels[:, :3].mean() > 128 and pixels[:3, :].mean() > 128  # the stem and the top bar fill the frame's edges
+    page.screenshot(path=str(tmp_path / "letter.png"), full_page=True)
+    context.close()
+    assert foreign == [], f"the page reached outside the machine: {foreign}"

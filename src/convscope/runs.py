@@ -33,6 +33,7 @@ from safetensors.torch import load_file, save_file
 from .checks import cut, quote
 from .data.dataset import Dataset
 from .data.formats.arrays import check_npy_header
+from .data.framing import InputContract, learn_contract, unframed
 from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
@@ -139,6 +140,8 @@ def save_run(
             "class_names": list(trained.class_names),
             "scaler": trained.scaler.to_dict(),
         }
+        if trained.input_contract is not None:
+            architecture["input_contract"] = trained.input_contract.to_dict()
         _write_json(tmp / ARCHITECTURE, architecture)
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": ARCHITECTURE_FORMAT})
@@ -184,15 +187,17 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     history = _read_history(path / HISTORY, ending) if (path / HISTORY).is_file() else History()
     device = torch.device(device)
     fit_config = config.get("fit") or {}
+    scaler = MinMaxScaler(**arch["scaler"])
     return TrainedModel(
         model.to(device).eval(),
-        MinMaxScaler(**arch["scaler"]),
+        scaler,
         tuple(arch["class_names"]),
         tuple(arch["input_shape"]),
         history,
         fit_config,
         device,
         path,
+        input_contract=stored_contract(path, arch, scaler),
     )
 
 
@@ -267,6 +272,19 @@ def _read_history(path: Path, ending: dict[str, Any]) -> History:
         raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged.") from None
     except (ValueError, TypeError, csv.Error) as exc:
         raise UserError(f"{path}: not a history table convscope wrote ({cut(str(exc), 120)}).") from None
+
+
+def stored_contract(path: Path, arch: dict[str, Any], scaler: MinMaxScaler) -> InputContract:
+    """The run's input contract; runs saved before contracts existed learn it from their test images, and say so."""
+    if "input_contract" in arch:
+        return InputContract.from_dict(arch["input_contract"])
+    pixel_range = (scaler.minimum, scaler.maximum)
+    if has_test_set(path):
+        images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
+        return learn_contract(images, pixel_range, source="this run stored no contract (made before convscope learned "
+                                                          "them): learned from its saved test images")
+    return unframed(pixel_range, "this run stored no contract and kept no test images: images are resized whole "
+                                 "and never inverted")
 
 
 def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:

@@ -16,12 +16,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..data import read_image
+from ..data.framing import model_input, parse_framing, parse_invert
 from ..errors import UserError
 from ..evaluation import inspection, terminal
+from ..export.contract import run_contract
 from ..report.view import load_view
 from ..runs import check_writable, load_run
-from .options import non_negative_int, positive_int, seed
+from .options import add_framing_options, non_negative_int, positive_int, seed
 
 DEFAULT_COUNT = 5
 
@@ -50,6 +51,7 @@ def add_parser(sub) -> None:
     p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
                    help="24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)")
     p.add_argument("--no-images", action="store_true", help="text only: captions and probabilities")
+    add_framing_options(p)  # --image only
     p.set_defaults(run=run)
 
 
@@ -76,9 +78,12 @@ def run(args: argparse.Namespace) -> int:
         if args.class_name is not None:
             raise UserError("--class selects test images; it does not apply to --image.")
         trained = load_run(args.run_dir)
-        h, w, c = trained.input_shape
-        samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, read_image(args.image, (h, w), c)),)
+        contract = run_contract(trained)
+        framed = model_input(args.image, contract, trained.input_shape, parse_invert(args.invert), parse_framing(args.framing))
+        samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, framed.image),)
         title, stem, feature_maps = f"image {args.image}", "image", True
+        print(f"model input: {'inverted, ' if framed.inverted else ''}framing {framed.framing} "
+              f"({contract.describe()})", file=out)
     else:
         view = load_view(args.run_dir)
         trained = view.trained

@@ -111,3 +111,11 @@ def data_kwargs(args: argparse.Namespace) -> dict:
 def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument("--threads", type=positive_int,
                    help="torch threads (default: the cores other processes leave idle; see the README)")
+
+
+def add_framing_options(p: argparse.ArgumentParser) -> None:
+    """--invert and --framing: overrides of the run's learned input contract (the server's query parameters)."""
+    p.add_argument("--invert", choices=["auto", "true", "false"], default="auto",
+                   help="auto: invert images whose background is the opposite of the training images'")
+    p.add_argument("--framing", choices=["auto", "fill", "fit", "none"], default="auto",
+                   help="auto: crop and frame the ink as the training images are framed (the run's input contract)")

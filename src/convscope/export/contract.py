@@ -1,34 +1,34 @@
 """The preprocessing contract of an exported model: what a consumer must do to an image, and what comes out.
 
-The server's auto-invert uses the same background (`run_background`), so a drawing the server inverts is one
-the contract tells an exported file's consumer to invert."""
+It is the run's learned input contract (`convscope.data.framing`), the one the server and `convscope predict`
+apply: polarity and framing in words another runtime can follow, and as numbers (`input_contract`)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from .._version import __version__
-from ..data.background import Background, training_background
-from ..runs import has_test_set, load_test_set
+from ..data.framing import InputContract, unframed
 from ..training.trained_model import TrainedModel
 
 FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
 
 
-def run_background(trained: TrainedModel) -> Background | None:
-    """The background of the run's saved test images, which auto-invert compares uploads with; None without them."""
-    if trained.path is None or not has_test_set(trained.path):
-        return None
-    images = load_test_set(trained.path)[0].images
-    return training_background(images, (trained.scaler.minimum, trained.scaler.maximum))
+def run_contract(trained: TrainedModel) -> InputContract:
+    """The run's learned input contract; a model put together by hand, without one, is resized whole."""
+    if trained.input_contract is not None:
+        return trained.input_contract
+    lo, hi = trained.scaler.minimum, trained.scaler.maximum
+    return unframed((lo, hi), "this model carries no input contract: images are resized whole and never inverted")
 
 
 def contract(trained: TrainedModel) -> dict[str, Any]:
     """What a consumer of the exported file must do to an image, and what comes out."""
     h, w, c = trained.input_shape
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    background = run_background(trained)
+    terms = run_contract(trained)
+    background = terms.background
     return {
         "producer": f"convscope {__version__}",
         "input": {
@@ -37,19 +37,36 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
             "shape": ["batch", h, w, c],
             "layout": "NHWC (batch, height, width, channels)",
             "color": "grayscale (1 channel)" if c == 1 else "RGB (3 channels)",
-            "resize": f"to {h} x {w} with Lanczos, aspect ratio not kept (PIL Image.resize(..., LANCZOS))",
+            "resize": f"frame first (see 'framing'), then to {h} x {w} with Lanczos (PIL Image.resize(..., LANCZOS))",
             "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
             "background": background,
+            "polarity": terms.polarity,
             "invert": (
                 f"the model was trained on {background} backgrounds: invert images on the other background "
                 f"(x -> {lo:g} + {hi:g} - x) first"
                 if background
                 else "no single background in the training data: never invert"
             ),
+            "framing": framing_steps(terms),
         },
         "inside_the_graph": f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); NHWC -> NCHW; network; softmax",
         "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(trained.class_names)],
                    "meaning": "class probabilities in class order; each row sums to 1"},
         "class_names": list(trained.class_names),
         "scaler": {"minimum": lo, "maximum": hi},
+        "input_contract": terms.to_dict(),
     }
+
+
+def framing_steps(terms: InputContract) -> str:
+    """The learned framing in words another runtime can follow (`convscope.data.framing.frame` does exactly this)."""
+    ink = (f"ink: pixels past {terms.threshold:.0%} of the way from the image's background level (its most frequent "
+           f"level below mid-grey, after inversion to the training polarity) to its ink level (99.9th percentile)")
+    if terms.framing == "fill":
+        return f"'fill': crop to the ink's bounding box and stretch it to the whole frame; {ink}"
+    if terms.framing == "fit":
+        centre = "centre of mass" if terms.centre == "mass" else "box centre"
+        return (f"'fit': crop to the ink's bounding box, scale it (aspect kept) so its longest side is "
+                f"{terms.fraction:.3f} of the frame, and place it so its {centre} is in the middle of the frame, "
+                f"padding with the image's background; {ink}")
+    return "'none': resize the whole image, no cropping"

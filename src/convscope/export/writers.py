@@ -3,7 +3,8 @@
 The exported graph takes raw pixels and returns probabilities: the stored min-max scaling,
 the NHWC -> NCHW transpose and the softmax are inside it, so a consumer only has to decode
 and resize its image the way the contract below says. The contract travels with the file (ONNX
-metadata_props / TorchScript extra file `convscope.json`) and is printed by `convscope export`.
+metadata_props / TorchScript extra file `convscope.json`) and is printed by `convscope export`:
+it names the polarity and the framing learned at fit time, in words and as numbers.
 """
 
 from __future__ import annotations

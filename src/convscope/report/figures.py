@@ -16,6 +16,7 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from ..data.dataset import Dataset
+from ..data.framing import InputContract, frame, ink_box, ink_of
 from ..display.charts import (  # noqa: F401  (curves and matrices live where the reprs reach them)
     CORRECT,
     NEUTRAL,
@@ -264,3 +265,54 @@ def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], t
             bottom.set_title("Grad-CAM needs a Conv2D layer", fontsize=8)
     figure.suptitle(title, fontsize=12, fontweight="bold")
     return figure
+
+
+def contract_figure(images: np.ndarray, contract: InputContract, examples: int = 5) -> Figure:
+    """The learned input contract at a glance: the intensity histogram with its dominant (background) level and
+    the ink threshold, training images with their measured ink box (and, for "fit", the learned frame), and what
+    a dark-on-light picture of one of them, small and off-centre on paper, becomes."""
+    images = np.asarray(images[:examples])
+    lo, hi = contract.pixel_range
+    figure = Figure(figsize=(2.2 * (examples + 3), 2.6), layout="constrained")
+    axes = figure.subplots(1, examples + 3, width_ratios=[2.2] + [1] * (examples + 2))
+    gray = (np.asarray(images, dtype=np.float64).mean(axis=-1) - lo) / (hi - lo)
+    axes[0].hist(gray.ravel() * (hi - lo) + lo, bins=32, range=(lo, hi), color=NEUTRAL, log=True)
+    axes[0].axvline(contract.threshold_value, color=WRONG, linestyle="--", label="ink threshold")
+    axes[0].set_xlabel("pixel value")
+    axes[0].set_title(f"background: {contract.background or 'none'}", fontsize=9)
+    axes[0].legend(fontsize=7, loc="upper center")
+    for ax, image in zip(axes[1 : examples + 1], images):
+        _show_image(ax, image)
+        found = ink_box(ink_of(image, contract), contract.threshold) if contract.framing != "none" else None
+        if found is not None:
+            top, left, bottom, right = found[0]
+            ax.add_patch(_rectangle(left - 0.5, top - 0.5, right - left, bottom - top, WRONG, "-"))
+        if contract.framing == "fit":
+            h, w = image.shape[:2]
+            side = contract.fraction * max(h, w)
+            ax.add_patch(_rectangle((w - side) / 2 - 0.5, (h - side) / 2 - 0.5, side, side, TRAIN_COLOR, "--"))
+    paper = _on_paper(images[0], contract)
+    _show_image(axes[-2], paper)
+    axes[-2].set_title("a picture", fontsize=9)
+    _show_image(axes[-1], frame(paper, contract, images[0].shape[:2]).image)
+    axes[-1].set_title("model input", fontsize=9)
+    figure.suptitle(f"input contract: {contract.framing}", fontsize=11, fontweight="bold")
+    return figure
+
+
+def _rectangle(x: float, y: float, w: float, h: float, color: str, style: str):
+    from matplotlib.patches import Rectangle
+
+    return Rectangle((x, y), w, h, fill=False, edgecolor=color, linestyle=style, linewidth=1.2)
+
+
+def _on_paper(image: np.ndarray, contract: InputContract) -> np.ndarray:
+    """One training image as someone's picture: on the opposite background, half size, off-centre on a 3x canvas."""
+    lo, hi = contract.pixel_range
+    flipped = (lo + hi - np.asarray(image, dtype=np.float32)) if contract.background is not None else np.asarray(image, np.float32)
+    h, w = image.shape[:2]
+    canvas = np.empty((3 * h, 3 * w, image.shape[2]), np.float32)
+    canvas[...] = np.median(flipped.reshape(-1, image.shape[2]), axis=0) if contract.background is None else (
+        hi if contract.background == "dark" else lo)
+    canvas[h // 2 : h // 2 + h, 2 * w - w // 2 : 3 * w - w // 2] = flipped
+    return canvas

@@ -65,6 +65,7 @@ def data_section(view: RunView) -> Section:
          f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}"),
         ("scaling", f"min-max with training statistics: (x - {scaler.minimum:g}) / "
                     f"({scaler.maximum:g} - {scaler.minimum:g})"),
+        ("input contract", view.trained.input_contract.describe() if view.trained.input_contract else "–"),
     ]
     classes = class_table(view.samples)
     classes["header"][1] = f"images ({view.samples_split})"

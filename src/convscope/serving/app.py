@@ -1,7 +1,7 @@
 """The FastAPI application: HTTP in, `service` functions, JSON out.
 
 Images arrive as multipart uploads, raw image bodies or JSON pixels; options (`invert`,
-`top_k`) are query parameters for all three. Every mistake a client can make is answered with a
+`framing`, `top_k`) are query parameters for all three. Every mistake a client can make is answered with a
 4xx JSON body `{"error": "one sentence"}`; a 500 would be a bug.
 
 /predict and /predict/batch read their bodies on the event loop and hand one job per image to the
@@ -29,6 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .._version import __version__
+from ..data.framing import parse_framing
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
 from . import schemas
@@ -53,6 +54,8 @@ log = logging.getLogger("convscope.serving")
 
 Invert = Literal["auto", "true", "false"]
 INVERT_HELP = "auto: invert when the image's background is the opposite of the training images' (dark-on-light drawings)"
+FramingChoice = Literal["auto", "fill", "fit", "none"]
+FRAMING_HELP = "auto: crop and frame the ink as the training images are framed (GET /model, preprocessing.contract)"
 TOP_K_HELP = "how many classes to list in `top`"
 
 _IMAGE_BODY = {"schema": {"type": "string", "format": "binary"}}
@@ -155,12 +158,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         request: Request,
         invert: Invert = Query("auto", description=INVERT_HELP),
         top_k: int = Query(3, ge=1, description=TOP_K_HELP),
+        framing: FramingChoice = Query("auto", description=FRAMING_HELP),
     ) -> Response:
         """The class of one image: label, probabilities in class order, and the top-k."""
         with batcher.reading():
             payload = await _one_payload(request, served)
         # A JSONResponse skips re-validating what service.prediction built (the schema still documents it).
-        return JSONResponse(await batcher.submit(Job(payload, _invert(invert), top_k)))
+        return JSONResponse(await batcher.submit(Job(payload, _invert(invert), top_k, parse_framing(framing))))
 
     @app.post(
         "/predict/batch", response_model=schemas.BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY, tags=["predict"]
@@ -169,12 +173,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         request: Request,
         invert: Invert = Query("auto", description=INVERT_HELP),
         top_k: int = Query(3, ge=1, description=TOP_K_HELP),
+        framing: FramingChoice = Query("auto", description=FRAMING_HELP),
     ) -> Response:
         """Several images in one call, through the same batcher as /predict; one bad image fails the call and is named."""
         with batcher.reading():
             payloads = await _batch_payloads(request, served)
         check_batch_length(len(payloads), served)
-        outcomes = await batcher.submit_all([Job(payload, _invert(invert), top_k) for payload in payloads])
+        outcomes = await batcher.submit_all([Job(payload, _invert(invert), top_k, parse_framing(framing)) for payload in payloads])
         return JSONResponse({"predictions": one_of_many(outcomes)})
 
     @app.post(
@@ -187,10 +192,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         channels: int = Query(
             served.settings.max_feature_channels, ge=1, description="tiles per layer (the server's maximum applies)"
         ),
+        framing: FramingChoice = Query("auto", description=FRAMING_HELP),
     ) -> dict[str, Any]:
         """What every Conv and Pool layer computed for one image, one PNG tile per channel."""
         payload = await _one_payload(request, served)
-        return await run_in_threadpool(feature_map_tiles, payload, served, _invert(invert), top_k, channels)
+        return await run_in_threadpool(
+            feature_map_tiles, payload, served, _invert(invert), top_k, channels, parse_framing(framing)
+        )
 
     @app.get("/metrics", tags=["model"], response_class=Response,
              responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}, "description": "Prometheus text format"}})

@@ -1,15 +1,12 @@
 """From what a client sends to the (H, W, C) image the model was trained on: pure functions.
 
-An upload is decoded by `convscope.data.read_image` (the decoder training used for image
-folders and `convscope predict` uses for files): grayscale or RGB as the model expects, resized
-to the model's input size. JSON pixels are taken as they are, in the training data's own units,
-and must already have the model's input shape. Neither is scaled here: `predict_proba` applies
-the run's stored min-max scaling, the one prediction path.
-
-Inversion: MNIST-like data is light ink on a dark background, while people draw and scan dark
-ink on white paper. The training images' border tells which background the model knows; an
-incoming image whose border is on the other side of mid-gray is inverted (`invert=None`), or
-the client says so itself (`invert=True/False`).
+An upload is decoded at its own size and framed by `convscope.data.framing.model_input`, the one
+function `convscope predict` and `inspect --image` use too: inverted when its background is on the
+other side from the training images', its ink cropped and scaled the way the training images are
+framed (the run's learned `InputContract`), then resized to the model's input. JSON pixels are in
+the training data's own units and must already have the model's input shape; they are framed by
+the same rules (`framing.frame`). Neither is scaled here: `predict_proba` applies the run's stored
+min-max scaling, the one prediction path.
 """
 
 from __future__ import annotations
@@ -21,8 +18,7 @@ from typing import Any
 import numpy as np
 from PIL import Image
 
-from ..data import read_image
-from ..data.background import Background, border_pixels, side_of
+from ..data.framing import Framed, Framing, InputContract, frame, model_input
 from .errors import InvalidPixels, PayloadTooLarge
 
 
@@ -32,32 +28,11 @@ class Preprocessing:
 
     input_shape: tuple[int, int, int]  # (H, W, C)
     pixel_range: tuple[float, float]  # the stored min-max scaling's (min, max), the training data's units
-    background: Background | None  # of the training images; None: no clear background, never auto-invert
+    contract: InputContract  # polarity and framing of the training images
     max_image_pixels: int = 4096 * 4096  # decoded width x height; larger uploads are refused with 413
 
 
-@dataclass(frozen=True)
-class PreparedImage:
-    image: np.ndarray  # (H, W, C): uint8 for uploads, float32 for JSON pixels
-    inverted: bool
-
-
-def should_invert(image: np.ndarray, value_range: tuple[float, float], background: Background | None, invert: bool | None) -> bool:
-    """The client's choice, or (None) whether the image's border sits on the other side from training."""
-    if invert is not None:
-        return invert
-    if background is None:
-        return False
-    light = bool(side_of(np.median(border_pixels(image[None])), value_range))
-    return light != (background == "light")
-
-
-def invert_image(image: np.ndarray, value_range: tuple[float, float]) -> np.ndarray:
-    """The photographic negative within a value range: lo <-> hi."""
-    lo, hi = value_range
-    if image.dtype == np.uint8:
-        return (255 - image).astype(np.uint8) if (lo, hi) == (0, 255) else image
-    return (lo + hi - image).astype(image.dtype)
+PreparedImage = Framed  # image (H, W, C): uint8 for uploads, float32 for JSON pixels; inverted; framing
 
 
 def image_dimensions(data: bytes) -> tuple[int, int] | None:
@@ -69,7 +44,7 @@ def image_dimensions(data: bytes) -> tuple[int, int] | None:
         return None
 
 
-def from_upload(data: bytes, prep: Preprocessing, invert: bool | None) -> PreparedImage:
+def from_upload(data: bytes, prep: Preprocessing, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
     """An uploaded PNG/JPEG/BMP/GIF of any size and mode -> the model's input image."""
     size = image_dimensions(data)
     if size is not None and size[0] * size[1] > prep.max_image_pixels:
@@ -77,13 +52,10 @@ def from_upload(data: bytes, prep: Preprocessing, invert: bool | None) -> Prepar
             f"the image is {size[0]} x {size[1]} pixels ({size[0] * size[1]:,}); "
             f"this server accepts at most {prep.max_image_pixels:,} pixels per image."
         )
-    h, w, c = prep.input_shape
-    image = read_image(bytes(data), (h, w), c, max_pixels=prep.max_image_pixels)
-    flip = should_invert(image, (0, 255), prep.background, invert)
-    return PreparedImage(invert_image(image, (0, 255)) if flip else image, flip)
+    return model_input(bytes(data), prep.contract, prep.input_shape, invert, framing, max_pixels=prep.max_image_pixels)
 
 
-def from_pixels(value: Any, prep: Preprocessing, invert: bool | None) -> PreparedImage:
+def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
     """JSON pixels ((H, W) for a grayscale model, or (H, W, C)) in the training data's units."""
     h, w, c = prep.input_shape
     lo, hi = prep.pixel_range
@@ -106,8 +78,7 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None) -> Prepare
         raise InvalidPixels(
             f"pixel values span {float(array.min()):g}..{float(array.max()):g}, outside the training data's range {lo:g}..{hi:g}."
         )
-    flip = should_invert(array, (lo, hi), prep.background, invert)
-    return PreparedImage(invert_image(array, (lo, hi)) if flip else array, flip)
+    return frame(array, prep.contract, (h, w), invert, framing)
 
 
 def _json_kind(array: np.ndarray) -> str:

@@ -24,6 +24,11 @@ class PreprocessingInfo(BaseModel):
         description="'dark' or 'light': the training images' background; uploads and pixels on the other "
         "background are inverted when invert=auto. None: never inverted automatically."
     )
+    framing: str = Field(description="'fill', 'fit' or 'none': how uploads are framed when framing=auto (see contract)")
+    contract: dict = Field(
+        description="the input contract learned from the training images at fit time: polarity, framing, the fit "
+        "fraction and centring, the ink threshold, and where it came from (source)"
+    )
 
 
 class Limits(BaseModel):
@@ -58,6 +63,7 @@ class Prediction(BaseModel):
     probabilities: list[float] = Field(description="one per class, in class order (GET /model lists the classes); sums to 1")
     top: list[TopClass] = Field(description="the top_k classes, most probable first")
     inverted: bool = Field(description="whether the image was inverted (dark-on-light -> light-on-dark) before predicting")
+    framing: str = Field(description="the framing applied: 'fill', 'fit', or 'none' (resized whole, or no ink found)")
 
 
 class BatchPrediction(BaseModel):

@@ -20,9 +20,10 @@ from typing import Any, cast
 import numpy as np
 from PIL import Image
 
+from ..data.framing import Framing
 from ..errors import UserError
 from ..evaluation.inspection import feature_maps
-from ..export.contract import run_background
+from ..export.contract import run_contract
 from ..models.summary import summary
 from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
@@ -51,6 +52,7 @@ class Job:
     payload: Any  # upload bytes, or the decoded JSON value of one image's pixels
     invert: bool | None
     top_k: int
+    framing: Framing | None = None  # None: the run's learned framing
 
 
 @dataclass
@@ -70,7 +72,8 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     settings = settings or ServerSettings()
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_background(trained), settings.max_image_pixels)
+    prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_contract(trained),
+                         settings.max_image_pixels)
     engine, measured = load_engine(trained, settings)
     info = model_info(trained, prep, settings) | {"engine": engine.name}
     return ServedModel(trained, prep, info, settings, engine, measured)
@@ -106,9 +109,11 @@ def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSetti
         "preprocessing": {
             "input_shape": list(prep.input_shape),
             "color": "grayscale" if channels == 1 else "rgb",
-            "resize": f"Lanczos to {prep.input_shape[0]} x {prep.input_shape[1]}, aspect ratio not kept",
+            "resize": f"Lanczos to {prep.input_shape[0]} x {prep.input_shape[1]} after framing",
             "pixel_range": list(prep.pixel_range),
-            "background": prep.background,
+            "background": prep.contract.background,
+            "framing": prep.contract.framing,
+            "contract": prep.contract.to_dict(),
         },
         "limits": {
             "max_body_bytes": settings.max_body_bytes,
@@ -118,15 +123,15 @@ def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSetti
     }
 
 
-def prepare(payload: Payload, served: ServedModel, invert: bool | None) -> PreparedImage:
+def prepare(payload: Payload, served: ServedModel, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
     if isinstance(payload, (bytes, bytearray)):
         if not payload:
             raise RequestError("the uploaded image is empty (0 bytes).")
-        return from_upload(bytes(payload), served.prep, invert)
-    return from_pixels(payload, served.prep, invert)
+        return from_upload(bytes(payload), served.prep, invert, framing)
+    return from_pixels(payload, served.prep, invert, framing)
 
 
-def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, inverted: bool) -> dict[str, Any]:
+def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, image: PreparedImage) -> dict[str, Any]:
     order = np.argsort(-probabilities, kind="stable")[: max(1, min(top_k, len(class_names)))]
     best = int(order[0])
     return {
@@ -134,7 +139,8 @@ def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: i
         "index": best,
         "probabilities": [float(p) for p in probabilities],
         "top": [{"label": class_names[int(i)], "index": int(i), "probability": float(probabilities[i])} for i in order],
-        "inverted": inverted,
+        "inverted": image.inverted,
+        "framing": image.framing,
     }
 
 
@@ -144,7 +150,7 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
     prepared: list[PreparedImage] = []
     for job in jobs:
         try:
-            prepared.append(prepare(job.payload, served, job.invert))
+            prepared.append(prepare(job.payload, served, job.invert, job.framing))
             outcomes.append({})
         except UserError as exc:
             outcomes.append(exc)
@@ -156,7 +162,7 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
         for i, job in enumerate(jobs):
             if not isinstance(outcomes[i], Exception):
                 p, image = next(rows)
-                outcomes[i] = prediction(p, names, job.top_k, image.inverted)
+                outcomes[i] = prediction(p, names, job.top_k, image)
     return outcomes
 
 
@@ -177,9 +183,11 @@ def check_batch_length(count: int, served: ServedModel) -> None:
         raise PayloadTooLarge(f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request.")
 
 
-def feature_map_tiles(payload: Payload, served: ServedModel, invert: bool | None, top_k: int, channels: int) -> dict[str, Any]:
+def feature_map_tiles(
+    payload: Payload, served: ServedModel, invert: bool | None, top_k: int, channels: int, framing: Framing | None = None
+) -> dict[str, Any]:
     """The prediction plus every Conv/Pool layer's activations as one small PNG per channel."""
-    image = prepare(payload, served, invert)
+    image = prepare(payload, served, invert, framing)
     trained = served.trained
     with served.lock:
         probabilities = trained.predict_proba(image.image[None].astype(np.float32))[0]
@@ -188,7 +196,7 @@ def feature_map_tiles(payload: Payload, served: ServedModel, invert: bool | None
     lo, hi = served.prep.pixel_range
     seen = np.clip((image.image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     return {
-        "prediction": prediction(probabilities, trained.class_names, top_k, image.inverted),
+        "prediction": prediction(probabilities, trained.class_names, top_k, image),
         "input": png_data_url(seen),
         "layers": [
             {

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from ..data.dataset import Dataset
+from ..data.framing import learn_contract
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from .allocator import keep_freed_memory
@@ -84,6 +85,7 @@ def fit(
     _check_monitors(callbacks, validation_data is not None)
 
     scaler = MinMaxScaler.fit(train.images)  # training statistics only, reused unchanged everywhere after
+    contract = learn_contract(train.images, (scaler.minimum, scaler.maximum))  # how new pictures get framed
     if device.type == "cpu":
         keep_freed_memory()  # else every step page-faults its activations back in (allocator.py)
     if distributed is not None:
@@ -160,7 +162,8 @@ def fit(
         config["world_size"] = distributed.world_size
     data = {"source": train.source, "class_names": list(train.class_names), "input_shape": list(train.input_shape),
             "train_size": len(train), "validation_size": len(validation_data) if validation_data is not None else 0}
-    return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device, data=data)
+    return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device, data=data,
+                        input_contract=contract)
 
 
 def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.framing import InputContract
 from ..data.scaling import MinMaxScaler
 from .allocator import keep_freed_memory
 from .history import History
@@ -37,6 +38,7 @@ class TrainedModel:
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: Path | None = None  # the run directory, once saved or loaded
     data: dict[str, Any] = field(default_factory=dict)  # what it was trained on: source, class names, sizes
+    input_contract: InputContract | None = None  # how the training images are framed (data/framing.py)
 
     def _repr_html_(self) -> str:
         """Jupyter: the report's headline cards, Model and Training sections."""

@@ -1,5 +1,6 @@
 // The drawing page: strokes on a canvas -> PNG -> POST /predict (live) and /feature-maps (after
-// each stroke). Plain browser JavaScript, no libraries, so the page works offline.
+// each stroke), which frames it like the training images and returns the model input it made.
+// Plain browser JavaScript, no libraries, so the page works offline.
 "use strict";
 
 const $ = (id) => document.getElementById(id);
@@ -90,56 +91,25 @@ pad.addEventListener("pointercancel", endStroke);
 
 $("undo").addEventListener("click", () => { state.strokes.pop(); redraw(); requestPrediction(true); });
 $("clear").addEventListener("click", () => { state.strokes = []; redraw(); requestPrediction(true); });
-$("center").addEventListener("change", () => requestPrediction(true));
 document.addEventListener("keydown", (event) => {
   if ((event.ctrlKey || event.metaKey) && event.key === "z") { event.preventDefault(); $("undo").click(); }
 });
 
 // --- what is sent ---------------------------------------------------------------------------
 
-// The bounding box of the ink (dark pixels) on the white pad, or null when nothing is drawn.
-function inkBox() {
-  const { data, width, height } = ctx.getImageData(0, 0, pad.width, pad.height);
-  let left = width, right = -1, top = height, bottom = -1, mass = 0, cx = 0, cy = 0;
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const ink = 255 - data[4 * (y * width + x)];
-      if (ink > 32) {
-        left = Math.min(left, x); right = Math.max(right, x); top = Math.min(top, y); bottom = Math.max(bottom, y);
-        mass += ink; cx += ink * x; cy += ink * y;
-      }
-    }
-  }
-  return right < 0 ? null : { left, top, width: right - left + 1, height: bottom - top + 1, cx: cx / mass, cy: cy / mass };
-}
-
-// The drawing as MNIST frames its digits: the ink scaled to fit 20/28 of the frame, its centre of
-// mass in the middle. The server only decodes, resizes and (auto-)inverts; framing is a drawing
-// matter, so it lives here and can be switched off.
-function framedDrawing(box) {
-  const [h, w] = state.model ? state.model.input_shape : [28, 28];
-  const out = document.createElement("canvas");
-  out.width = 4 * w;  // drawn at 4x, so the server's Lanczos resize does the anti-aliasing
-  out.height = 4 * h;
-  const g = out.getContext("2d");
-  g.fillStyle = "#fff";
-  g.fillRect(0, 0, out.width, out.height);
-  const scale = Math.min((out.width * 20) / 28 / box.width, (out.height * 20) / 28 / box.height);
-  const x = out.width / 2 - (box.cx - box.left) * scale;
-  const y = out.height / 2 - (box.cy - box.top) * scale;
-  g.imageSmoothingQuality = "high";
-  g.drawImage(pad, box.left, box.top, box.width, box.height, x, y, box.width * scale, box.height * scale);
-  return out;
+// Whether anything is drawn: the pad is white, strokes are black.
+function hasInk() {
+  return state.strokes.length > 0 || state.current !== null;
 }
 
 function canvasBlob(canvas) {
   return new Promise((resolve) => canvas.toBlob(resolve, "image/png"));
 }
 
+// The pad exactly as drawn. Inverting, cropping and centring are the server's: it frames every
+// picture the way the model's training images are framed, and sends back what the model saw.
 async function drawingBlob() {
-  const box = inkBox();
-  if (!box) return null;
-  return canvasBlob($("center").checked ? framedDrawing(box) : pad);
+  return hasInk() ? canvasBlob(pad) : null;
 }
 
 async function post(path, blob, name) {
@@ -228,6 +198,7 @@ function show(prediction, source, maps) {
   if (maps) {
     $("seen").src = maps.input;
     $("seen").hidden = false;
+    $("seen-caption").textContent = "model input · framing " + prediction.framing;
     renderMaps(maps.layers);
   }
 }
