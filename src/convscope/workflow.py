@@ -79,7 +79,8 @@ def train(
         raise TypeError("train(stream=...) is the --stream flag (True/False); the output file is `log=`.")
     options.update({k: v for k, v in (("data", data), ("model", model)) if v is not None})
     s = TrainSettings.of(settings, options)
-    check_out_writable(s.out)  # first: a bad `out` must not cost a training run
+    if not s.resume:  # a resumed run's `out` is checked against its saved state instead (_check_state)
+        check_out_writable(s.out)  # first: a bad `out` must not cost a training run
     check_train_settings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience,
                          min_delta=s.min_delta, validation_split=s.validation_split, test_split=s.test_split,
                          seed=s.seed, label_smoothing=s.label_smoothing, random_shift=s.random_shift)
