@@ -5,7 +5,7 @@ import math
 import pytest
 from torch import nn
 
-from convscope.evaluation.diagnostics import (
+from convscope.training.diagnostics import (
     ClassScore,
     batchnorm_momentum,
     read_curves,
@@ -101,3 +101,11 @@ def test_batchnorm_momentum_is_read_back_in_keras_terms():
     model = nn.Sequential(nn.Conv2d(1, 2, 3), nn.BatchNorm2d(2, momentum=0.01))
     assert batchnorm_momentum(model) == pytest.approx(0.99)
     assert batchnorm_momentum(nn.Sequential(nn.Linear(2, 2))) is None
+
+
+def test_overfitting_is_not_claimed_while_batchnorm_statistics_are_young():
+    rising = history((0.7, 0.77, 2.1, 0.28), (0.3, 0.9, 2.3, 0.30), (0.1, 0.96, 2.5, 0.36), weights_epoch=1)
+    assert kinds(read_curves(rising)) == ["overfitting"]  # without BatchNorm it would be overfitting
+    # 0.99^(100 * 1) = 37% at the best epoch: the rise is the young statistics, which the first note explains
+    assert kinds(read_curves(rising, batchnorm_momentum=0.99, steps_per_epoch=100)) == ["batchnorm-warmup"]
+    assert "3e-05 left after one epoch" in read_curves(rising, batchnorm_momentum=0.99, steps_per_epoch=100)[0].text

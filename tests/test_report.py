@@ -127,6 +127,7 @@ def test_train_writes_a_self_contained_report(trained_run, report):
     assert all(h == 56 and w > 300 for w, h in (sizes[i] for i in strips))  # 8 images of 28 px, doubled
     alts, sizes = [a for i, a in enumerate(alts) if i not in strips], [s for i, s in enumerate(sizes) if i not in strips]
     assert alts == [
+        "the learned input contract",
         "training and validation loss and accuracy per epoch",
         "per-class precision, recall and F1", "confusion matrix", "random test images", "misclassified test images",
         "feature maps of a correctly classified image", "feature maps of the most confidently wrong image",

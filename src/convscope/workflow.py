@@ -14,6 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
+import numpy as np
 import torch
 
 from ._version import __version__
@@ -29,6 +30,7 @@ from .report.result import evaluate
 from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
 from .training.checkpoint import CheckpointStore, state_dir_for
+from .training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
 from .training.early_stopping import EarlyStopping
 from .training.fit import fit
 from .training.settings import TrainSettings
@@ -47,6 +49,13 @@ class TrainResult:
 
 # Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
 _ALIASES = {"verbose": ("quiet", True), "report": ("no_report", True), "streaming": ("stream", False)}
+
+
+def _curve_notes(trained: TrainedModel, result: EvaluationResult, train_set: Dataset) -> list[CurveNote]:
+    counts = np.bincount(np.asarray(train_set.labels), minlength=len(result.class_names))
+    classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(result.per_class, counts)]
+    steps = steps_per_epoch(trained.data.get("train_size"), 0.0, trained.config.get("batch_size"))  # after the cut
+    return notes_for(trained.history, trained.model, trained.config, steps, len(trained.class_names), classes)
 
 
 def train(
@@ -146,6 +155,8 @@ def train(
 
     result = evaluate(trained, test_set)
     say("\n" + result.text())
+    for note in _curve_notes(trained, result, train_set):
+        say(f"\nwhat this curve says: {note}")
 
     config: dict[str, Any] = {
         "data": {

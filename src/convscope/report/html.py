@@ -13,6 +13,7 @@ import os
 import time
 from pathlib import Path
 
+import numpy as np
 from matplotlib.figure import Figure
 
 from .. import display
@@ -22,6 +23,7 @@ from ..data.html import class_table
 from ..evaluation import inspection
 from ..evaluation.html import MATRIX_ALT, MATRIX_CAPTION, PER_CLASS_ALT, confusion_section, metrics_section
 from ..models.html import model_section
+from ..training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
 from ..training.html import CURVES_ALT, training_section
 from . import figures
 from .view import RunView, load_view
@@ -74,9 +76,15 @@ def data_section(view: RunView) -> Section:
         classes["header"].insert(3, "test images")
         classes["rows"] = [[*row[:3], f"{n:,}", row[3]] for row, n in zip(classes["rows"], counts)]
         classes["numeric"] = [1, 2, 3]
+    contract = view.trained.input_contract
     return "sections/data.html", {
         "anchor": "data", "nav": "Data", "title": "Data", "rows": rows, "classes": classes,
         "caption": f"Samples: random examples of every class from the {view.samples_split}.",
+        "contract": picture(figures.contract_figure(np.asarray(view.samples.images[:5]), contract),
+                            "the learned input contract",
+                            "How a new picture is framed before the model sees it: learned from the training images "
+                            "(polarity, ink threshold, framing) and applied by predict, inspect and the server.")
+        if contract is not None and len(view.samples) else None,
     }
 
 
@@ -130,6 +138,18 @@ def inside_section(view: RunView) -> Section:
     return "sections/inside.html", context
 
 
+def curve_notes(view: RunView) -> list[CurveNote]:
+    """What the curves say, with the per-class recall of the test split against the training counts
+    (when the report was written with the training split at hand)."""
+    fit, data = view.trained.config, view.config.get("data", {})
+    steps = steps_per_epoch(data.get("train_size"), fit.get("validation_split"), fit.get("batch_size"))
+    classes: list[ClassScore] = []
+    if view.samples_split == "training split":
+        counts = np.bincount(np.asarray(view.samples.labels), minlength=len(view.evaluation.class_names))
+        classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(view.evaluation.per_class, counts)]
+    return notes_for(view.trained.history, view.trained.model, fit, steps, len(view.trained.class_names), classes)
+
+
 def sections(view: RunView) -> list[Section]:
     """The report's sections in page order; the navigation bar is made from the same list."""
     e = view.evaluation
@@ -138,7 +158,8 @@ def sections(view: RunView) -> list[Section]:
         config_section(view),
         model_section(view.summary),
         training_section(view.trained.history, picture(figures.training_curves(view.trained.history), CURVES_ALT)
-                         if view.trained.history.rows else None, imported=view.config.get("imported")),
+                         if view.trained.history.rows else None, imported=view.config.get("imported"),
+                         notes=curve_notes(view)),
         metrics_section(e, picture(figures.per_class_figure(e.per_class), PER_CLASS_ALT)),
         confusion_section(e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT,
                                      MATRIX_CAPTION)),

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import display
+from .diagnostics import notes_for, read_curves, steps_per_epoch
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .history import History
@@ -28,7 +29,7 @@ def ending(history: History) -> str:
 
 
 def training_section(history: History, curves: dict | None, open_epochs: bool = False,
-                     imported: dict | None = None) -> tuple[str, dict]:
+                     imported: dict | None = None, notes: list | tuple = ()) -> tuple[str, dict]:
     """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs;
     `imported`: config.json's record of a `convscope import`, whose model was trained elsewhere."""
     number = display.number
@@ -39,7 +40,7 @@ def training_section(history: History, curves: dict | None, open_epochs: bool = 
     ]
     return "sections/training.html", {
         "anchor": "training", "nav": "Training", "curves": curves, "ending": ending(history), "rows": rows,
-        "open": open_epochs, "imported": imported,
+        "open": open_epochs, "imported": imported, "notes": [str(n) for n in notes],
     }
 
 
@@ -52,7 +53,8 @@ def curves_picture(history: History) -> dict | None:
 
 
 def history_html(history: History) -> str:
-    return display.fragment(training_section(history, curves_picture(history)))
+    # A bare History knows no model or settings: only the notes that its numbers alone support.
+    return display.fragment(training_section(history, curves_picture(history), notes=read_curves(history)))
 
 
 def model_cards(trained: TrainedModel, total_params: int) -> list[tuple[str, str]]:
@@ -80,7 +82,11 @@ def trained_html(trained: TrainedModel) -> str:
         "note": f"classes {', '.join(trained.class_names)}; inputs scaled with training statistics: "
                 f"(x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
     })
-    return display.fragment(card, model_section(s), training_section(trained.history, curves_picture(trained.history)))
+    fit = trained.config or {}
+    steps = steps_per_epoch((trained.data or {}).get("train_size"), 0.0, fit.get("batch_size"))  # after the cut
+    notes = notes_for(trained.history, trained.model, fit, steps, len(trained.class_names))
+    return display.fragment(card, model_section(s),
+                            training_section(trained.history, curves_picture(trained.history), notes=notes))
 
 
 def history_text(history: History) -> str:

@@ -10,10 +10,12 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from torch import nn
 
-from ..training.history import History
+if TYPE_CHECKING:  # annotations only: History draws itself with html.py, which shows these notes
+    from .history import History
 
 # Validation accuracy this far below training accuracy counts as lagging.
 LAG = 0.10
@@ -64,7 +66,7 @@ def read_curves(
     """Every note whose pattern is present in this run, in the order a learner should read them."""
     notes = [
         _batchnorm_warmup(history, batchnorm_momentum, steps_per_epoch),
-        _overfitting(history),
+        _overfitting(history, batchnorm_momentum, steps_per_epoch),
         _label_smoothing(history, label_smoothing, num_classes),
         _imbalance(classes),
         _underfitting(history),
@@ -90,16 +92,22 @@ def _batchnorm_warmup(history: History, momentum: float | None, steps: int | Non
                 f"them, and after {steps * epoch} steps with momentum {momentum:g}, {momentum:g}^{steps * epoch} = "
                 f"{left:.0%} of their initial values (mean 0, variance 1) is still in them. Train for at least "
                 f"{needed} epochs (under {YOUNG:.0%} left), or lower the momentum (e.g. {lower:g}: "
-                f"{lower ** steps:.0%} left after one epoch).",
+                f"{_share(lower ** steps)} left after one epoch).",
             )
     return None
 
 
-def _overfitting(history: History) -> CurveNote | None:
+def _share(fraction: float) -> str:
+    return f"{fraction:.0%}" if fraction >= 0.005 else f"{fraction:.0e}"
+
+
+def _overfitting(history: History, momentum: float | None, steps: int | None) -> CurveNote | None:
     rows = [r for r in history.rows if "val_loss" in r and "loss" in r]
     if len(rows) < 3:
         return None
     best = min(rows, key=lambda r: r["val_loss"])
+    if momentum and steps and momentum ** (steps * int(best["epoch"])) > YOUNG:
+        return None  # young BatchNorm statistics move the validation loss too: that note explains it instead
     last = rows[-1]
     rose = last["val_loss"] > best["val_loss"] * (1.0 + RISE)
     if best is last or not rose or not last["loss"] < best["loss"]:
@@ -172,3 +180,19 @@ def _underfitting(history: History) -> CurveNote | None:
         f"Underfitting: accuracy is still low and still rising at the last epoch ({values} at epoch "
         f"{int(last['epoch'])}): the model has not finished learning. Train for more epochs.",
     )
+
+
+def steps_per_epoch(train_size: int | None, validation_split: float | None, batch_size: int | None) -> int | None:
+    """Optimizer steps in one epoch: the training images left after Keras' validation cut, in batches."""
+    if not train_size or not batch_size:
+        return None
+    return -(-int(train_size * (1.0 - (validation_split or 0.0))) // int(batch_size))
+
+
+def notes_for(history: History, model: nn.Module, fit: dict, steps: int | None, num_classes: int,
+              classes: Sequence[ClassScore] = ()) -> list[CurveNote]:
+    """`read_curves` for a trained model: `fit` is its fit settings (config.json's "fit"), `steps` its
+    optimizer steps per epoch (`steps_per_epoch`)."""
+    return read_curves(history, batchnorm_momentum=batchnorm_momentum(model), steps_per_epoch=steps,
+                       label_smoothing=float(fit.get("label_smoothing") or 0.0), num_classes=num_classes,
+                       classes=classes)
