@@ -13,12 +13,13 @@ import sys
 from .._version import __version__
 from ..errors import UserError
 from . import compare, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
+from .options import Parser
 
 COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model]
 
 
 def parser() -> argparse.ArgumentParser:
-    root = argparse.ArgumentParser(
+    root = Parser(  # its sub-parsers are Parsers: every --help shows the defaults
         prog="convscope",
         description="Train, explain and serve small convolutional image classifiers.",
     )

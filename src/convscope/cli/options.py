@@ -1,4 +1,6 @@
-"""Argument types shared by several sub-commands: bad values fail in argparse with exit code 2.
+"""What every sub-command shares: argument types (bad values fail in argparse with exit code 2), the
+help formatter that shows each option's default (every sub-command's parser is a `Parser`, so an option added
+later shows its default in `--help` too), and the preset list.
 
 Every numeric flag goes through one of these, so `nan`, `inf`, negative numbers and values no
 setting can use are refused before any data is read, with argparse's one-line message:
@@ -8,10 +10,53 @@ setting can use are refused before any data is read, with argparse's one-line me
 from __future__ import annotations
 
 import argparse
+import copy
 import math
 from collections.abc import Callable
 
 from ..checks import MAX_SEED
+from ..models.presets import PRESETS
+
+
+def presets() -> str:
+    """The preset names, from the registry itself: a help text never lists a copy that falls behind."""
+    return ", ".join(PRESETS)
+
+
+class ShowDefaults(argparse.HelpFormatter):
+    """Appends "(default: X)" to each option whose default means something and whose help does not state it.
+
+    Unlike argparse.ArgumentDefaultsHelpFormatter, this also covers options without a help text, skips
+    defaults that mean "not given" (None, False) and writes tuples as they are typed (28,28,1)."""
+
+    def add_argument(self, action: argparse.Action) -> None:
+        shown = default_text(action)
+        if shown is not None:
+            action = copy.copy(action)
+            # help is %-formatted by argparse, so a literal % in a default must be doubled.
+            action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
+        super().add_argument(action)
+
+
+def default_text(action: argparse.Action) -> str | None:
+    """How `--help` should show the action's default; None when it shows none (or already states one)."""
+    default = action.default
+    if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+        return None
+    if action.help is argparse.SUPPRESS or "default" in (action.help or "").lower():
+        return None
+    if isinstance(default, (tuple, list)):
+        return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
+    return f"{default:g}" if isinstance(default, float) else str(default)
+
+
+class Parser(argparse.ArgumentParser):
+    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too."""
+
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("formatter_class", ShowDefaults)
+        super().__init__(*args, **kwargs)
+
 
 _SHOWN = 40  # characters of a bad value quoted back: a flag can hold a pasted file
 

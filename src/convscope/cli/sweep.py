@@ -6,7 +6,16 @@ import argparse
 
 from ..runs import check_writable
 from ..sweep import SearchSpace, SweepSettings, sweep
-from .options import add_data_options, data_kwargs, fraction, non_negative_int, positive_float, positive_int, seed
+from .options import (
+    add_data_options,
+    data_kwargs,
+    fraction,
+    non_negative_int,
+    positive_float,
+    positive_int,
+    presets,
+    seed,
+)
 
 
 def add_parser(sub) -> None:
@@ -15,7 +24,7 @@ def add_parser(sub) -> None:
         description="Train several variants of a model spec and keep the best; every trial is a run directory. "
                     "Give a range as LOW,HIGH or a list as A,B,C; 'fixed' keeps the base spec's value.")
     add_data_options(p)
-    p.add_argument("--model", default="cnn", help="the base spec: preset or .yaml/.json file (default cnn)")
+    p.add_argument("--model", default="cnn", help=f"the base spec: a preset ({presets()}) or a .yaml/.json file (default cnn)")
     p.add_argument("--trials", type=positive_int, default=20, help="trials to run now (default 20)")
     p.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs per trial (default 10)")
     p.add_argument("--patience", type=non_negative_int, default=3)

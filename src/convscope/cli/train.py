@@ -22,6 +22,7 @@ from .options import (
     non_negative_float,
     non_negative_int,
     positive_int,
+    presets,
     seed,
 )
 
@@ -30,7 +31,7 @@ def add_parser(sub) -> None:
     p = sub.add_parser("train", help="train a model and write a run directory",
                        description="Train a model on a dataset; with no arguments, the cnn preset on mnist-5k.")
     add_data_options(p)
-    p.add_argument("--model", default="cnn", help="preset (mlp, cnn, cnn-wide, fast) or a .yaml/.json spec")
+    p.add_argument("--model", default="cnn", help=f"preset ({presets()}) or a .yaml/.json spec")
     p.add_argument("--config", metavar="CONFIG_JSON",
                    help="retrain with the settings of a run's config.json (flags given as well override them)")
     # Training settings left unset come from the recipe: `keras` (the course) for every model but `fast`.
