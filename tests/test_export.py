@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import stat
 import warnings
 
 import numpy as np
@@ -92,3 +94,26 @@ def test_the_contract_names_polarity_and_framing_and_an_old_bare_run_has_neither
     described = contract(cs.load_run(partial))["input"]
     assert described["background"] is None and "never invert" in described["invert"]
     assert described["framing"].startswith("'none'")
+
+
+def test_exported_files_follow_the_umask_like_every_run_file(onnx_file, trained_run, tmp_path):
+    umask = os.umask(0o027)  # group may read, others nothing: neither mkstemp's 0600 nor the usual 0644
+    try:
+        path = export(cs.load_run(trained_run), tmp_path / "model.pt", "torchscript")
+    finally:
+        os.umask(umask)
+    assert stat.S_IMODE(path.stat().st_mode) == 0o640
+    assert stat.S_IMODE(onnx_file.stat().st_mode) == 0o666 & ~umask
+    assert stat.S_IMODE((trained_run / "model.safetensors").stat().st_mode) == 0o666 & ~umask
+
+
+def test_the_onnx_input_is_float32_as_the_contract_says(onnx_file, trained_run, real_digits):
+    import onnxruntime
+
+    terms = contract(cs.load_run(trained_run))["input"]
+    assert terms["dtype"] == "float32" and "float32" in terms["values"]
+    (graph_input,) = onnxruntime.InferenceSession(str(onnx_file), providers=["CPUExecutionProvider"]).get_inputs()
+    assert graph_input.type == "tensor(float)"
+    # uint8 pixels cast as the contract says give the same answer as convscope on the uint8 images
+    got = onnx_probabilities(onnx_file, np.asarray(real_digits[:5]).astype(np.float32))
+    assert np.abs(got - cs.load_run(trained_run).predict_proba(real_digits[:5])).max() < 1e-4

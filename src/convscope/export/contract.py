@@ -38,7 +38,10 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
             "layout": "NHWC (batch, height, width, channels)",
             "color": "grayscale (1 channel)" if c == 1 else "RGB (3 channels)",
             "resize": f"frame first (see 'framing'), then to {h} x {w} with Lanczos (PIL Image.resize(..., LANCZOS))",
-            "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
+            "values": (
+                f"raw pixels in the training data's units ({lo:g}..{hi:g}) as float32 (cast uint8 images with "
+                "numpy's astype(np.float32)); do not scale them yourself"
+            ),
             "background": background,
             "polarity": terms.polarity,
             "invert": (

@@ -93,10 +93,17 @@ def _atomically(out: Path, write) -> None:
     os.close(fd)
     try:
         write(Path(tmp))
+        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the exported file is an ordinary run file
         os.replace(tmp, out)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def _umask() -> int:
+    umask = os.umask(0)  # the only way to read it is to set it, so set it straight back
+    os.umask(umask)
+    return umask
 
 
 def onnx_probabilities(path: str | Path, images: np.ndarray) -> np.ndarray:
