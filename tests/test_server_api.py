@@ -17,6 +17,7 @@ from PIL import Image
 import convscope as cs
 from convscope.cli import main
 from convscope.data.framing import frame, learn_contract
+from convscope.serving.preprocess import range_warnings
 from server_process import running_server
 
 pytest.importorskip("fastapi")
@@ -113,6 +114,32 @@ def test_raw_image_body_and_json_pixels_predict_the_same(server, trained, digits
     as_hwc = server.post("/predict", json={"pixels": (image / 1.0).tolist()}).json()
     for body in (raw, as_hw, as_hwc):
         np.testing.assert_allclose(body["probabilities"], want, atol=1e-5)
+
+
+def test_json_pixels_in_other_units_are_predicted_with_a_warning(server, digits):
+    image = digits[0][0].astype(np.float64)
+    right = server.post("/predict", json={"pixels": image.tolist()}).json()
+    assert right["warnings"] == []
+    scaled = server.post("/predict", json={"pixels": (image / 255).tolist()}).json()  # 0..1 to a 0..255 model
+    (warning,) = scaled["warnings"]
+    assert "0..1" in warning and "0..255" in warning and "multiply them by 255" in warning
+    batch = server.post("/predict/batch", json={"images": [image.tolist(), (image / 255).tolist()]}).json()
+    assert [len(p["warnings"]) for p in batch["predictions"]] == [0, 1]
+    upload_body = server.post("/predict", content=png(digits[0][0]), headers={"content-type": "image/png"}).json()
+    assert upload_body["warnings"] == []
+
+
+def test_range_warnings_flag_only_a_detailed_image_in_a_sliver_of_the_range():
+    digit = np.zeros((8, 8, 1), np.float32)
+    digit[2:6, 3:5] = 1.0
+    assert range_warnings(digit, (0, 255))  # 0..1 sent to a 0..255 model
+    assert "multiply them by 16" in range_warnings(digit, (0, 16))[0]  # scikit-learn digits: 0..16
+    assert range_warnings(digit * 200, (0, 255)) == ()  # a real image
+    assert range_warnings(digit * 30, (0, 255)) == ()  # faint, but 12% of the range
+    assert range_warnings(np.zeros((8, 8, 1)), (0, 255)) == ()  # blank: plausible in any units
+    assert range_warnings(digit, (0, 1)) == ()  # a model trained on 0..1 pixels
+    (far,) = range_warnings(digit + 100, (0, 255))  # a sliver, but not 0..1: no multiplication hint
+    assert "100..101" in far and "multiply" not in far
 
 
 def test_batch_predicts_every_image_like_single_calls(server, trained, digits):

@@ -83,3 +83,26 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
 
 def _json_kind(array: np.ndarray) -> str:
     return {"b": "true/false", "U": "string", "O": "null or mixed"}.get(array.dtype.kind, str(array.dtype))
+
+
+# JSON pixels whose own spread is under this share of the training range look like they were sent in other
+# units (0..1 to a model trained on 0..255 covers 0.4% of it; 0..1 to scikit-learn's 0..16 digits, 6%).
+IMPLAUSIBLE_SPREAD = 0.1
+
+
+def range_warnings(pixels: Any, pixel_range: tuple[float, float]) -> tuple[str, ...]:
+    """Why accepted JSON pixels may still be in the wrong units; () when they look right, and for uploads.
+
+    A blank image (one value) is plausible in any units; an image with detail in a sliver of the range is not."""
+    if isinstance(pixels, (bytes, bytearray)):
+        return ()  # an uploaded file: decoded into 0..255 by the server itself
+    image = np.asarray(pixels, dtype=np.float64)
+    lo, hi = pixel_range
+    low, high = float(image.min()), float(image.max())
+    if high == low or hi <= lo or (high - low) >= IMPLAUSIBLE_SPREAD * (hi - lo):
+        return ()
+    hint = f"; if they were scaled to 0..1, multiply them by {hi:g}" if lo == 0 and high <= 1 < hi else ""
+    return (
+        f"pixel values span only {low:g}..{high:g}, {100 * (high - low) / (hi - lo):.1g}% of the training data's "
+        f"range {lo:g}..{hi:g}: send pixels in the training data's units{hint}.",
+    )

@@ -64,6 +64,11 @@ class Prediction(BaseModel):
     top: list[TopClass] = Field(description="the top_k classes, most probable first")
     inverted: bool = Field(description="whether the image was inverted (dark-on-light -> light-on-dark) before predicting")
     framing: str = Field(description="the framing applied: 'fill', 'fit', or 'none' (resized whole, or no ink found)")
+    warnings: list[str] = Field(
+        default_factory=list,
+        description="why the answer may be wrong although the image was accepted, e.g. JSON pixels that span only "
+        "a sliver of the training data's range (0..1 sent to a model trained on 0..255); empty when none",
+    )
 
 
 class BatchPrediction(BaseModel):

@@ -29,7 +29,7 @@ from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
 from . import engines
 from .errors import PayloadTooLarge, RequestError
-from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload
+from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload, range_warnings
 
 Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's pixels
 
@@ -131,7 +131,9 @@ def prepare(payload: Payload, served: ServedModel, invert: bool | None, framing:
     return from_pixels(payload, served.prep, invert, framing)
 
 
-def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, image: PreparedImage) -> dict[str, Any]:
+def prediction(
+    probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, image: PreparedImage, warnings: tuple[str, ...] = ()
+) -> dict[str, Any]:
     order = np.argsort(-probabilities, kind="stable")[: max(1, min(top_k, len(class_names)))]
     best = int(order[0])
     return {
@@ -141,6 +143,7 @@ def prediction(probabilities: np.ndarray, class_names: tuple[str, ...], top_k: i
         "top": [{"label": class_names[int(i)], "index": int(i), "probability": float(probabilities[i])} for i in order],
         "inverted": image.inverted,
         "framing": image.framing,
+        "warnings": list(warnings),
     }
 
 
@@ -162,7 +165,8 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
         for i, job in enumerate(jobs):
             if not isinstance(outcomes[i], Exception):
                 p, image = next(rows)
-                outcomes[i] = prediction(p, names, job.top_k, image)
+                warnings = range_warnings(job.payload, served.prep.pixel_range)
+                outcomes[i] = prediction(p, names, job.top_k, image, warnings)
     return outcomes
 
 
@@ -196,7 +200,7 @@ def feature_map_tiles(
     lo, hi = served.prep.pixel_range
     seen = np.clip((image.image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     return {
-        "prediction": prediction(probabilities, trained.class_names, top_k, image),
+        "prediction": prediction(probabilities, trained.class_names, top_k, image, range_warnings(payload, served.prep.pixel_range)),
         "input": png_data_url(seen),
         "layers": [
             {
