@@ -18,6 +18,8 @@ Functional, named layers that say which layers feed them (`input` is the image):
       - {name: a, type: Conv2D, filters: 16, kernel_size: 3, padding: same, inputs: input}
       - {name: b, type: Conv2D, filters: 16, kernel_size: 3, padding: same, inputs: a}
       - {name: skip, type: Add, inputs: [a, b]}
+      - {name: pool, type: GlobalAveragePooling2D, inputs: skip}
+      - {name: out, type: Dense, units: num_classes, activation: softmax, inputs: pool}
     output: out
 
 A layer without `inputs` takes the layer before it. `units: num_classes` is filled in from the data.
