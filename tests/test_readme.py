@@ -99,6 +99,8 @@ def test_every_spec_in_the_readme_builds_and_every_summary_command_runs(tmp_path
         (tmp_path / f"{spec['name']}.yaml").write_text(text)
     commands = [line.split("#")[0] for block in blocks("bash") for line in block.splitlines()]
     commands = [shlex.split(c)[1:] for c in commands if c.startswith("convscope summary ")]
+    # presets and the README's own specs; a Keras file (cnn.keras) is the user's, not the README's
+    commands = [argv for argv in commands if argv[1] in PRESETS or (tmp_path / argv[1]).is_file()]
     assert len(commands) >= 3
     for argv in commands:
         assert main(argv) == 0, argv
