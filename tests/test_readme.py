@@ -47,7 +47,8 @@ def named_flags() -> list[tuple[str, str, str]]:
         spans = re.findall(r"`([^`\n]+)`", chunk)
         named = {command for span in spans for command, _ in COMMAND.findall(span)}
         owner = named.pop() if len(named) == 1 else "*"
-        found += [(owner, flag, chunk.strip()[:60]) for span in spans if not COMMAND.search(span) for flag in FLAG.findall(span)]
+        # only spans that start with a flag: `tensorboard --logdir DIR` names another program's flag
+        found += [(owner, flag, chunk.strip()[:60]) for span in spans if span.startswith("--") for flag in FLAG.findall(span)]
     return found
 
 
