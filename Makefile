@@ -39,6 +39,7 @@ $(VENV)/.lint-installed: $(VENV)/.installed
 
 lint: $(VENV)/.lint-installed
 	$(VENV)/bin/ruff check src tests benchmarks
+	$(VENV)/bin/ruff format --check src tests benchmarks
 	$(VENV)/bin/mypy
 	$(VENV)/bin/lint-imports
 

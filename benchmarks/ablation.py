@@ -19,8 +19,17 @@ import subprocess
 import sys
 import time
 
-BASELINE = {"precision": "fp32", "layout": "channels_last", "adam": "fused", "threads": 0, "compile": False,
-            "eval_batch": 64, "grad_mode": "inference", "malloc": "kept", "dropout": "bits"}
+BASELINE = {
+    "precision": "fp32",
+    "layout": "channels_last",
+    "adam": "fused",
+    "threads": 0,
+    "compile": False,
+    "eval_batch": 64,
+    "grad_mode": "inference",
+    "malloc": "kept",
+    "dropout": "bits",
+}
 PREVIOUS = {"malloc": "glibc", "dropout": "bernoulli", "adam": "default"}  # the loop before these three were kept
 VARIANTS = {
     "baseline (fit's loop, fp32)": {},
@@ -69,9 +78,16 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
     optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, **opts)
     grad_mode = torch.inference_mode if knobs["grad_mode"] == "inference" else torch.no_grad
     # fit's own epoch loop (training/loop.py), with the knobs put in from outside
-    loop = EpochLoop(model, optimizer, ResidentFeed(t), ResidentFeed(v), batch_size, torch.Generator().manual_seed(0),
-                     autocast_for(torch.device("cpu"), knobs["precision"]),
-                     net=torch.compile(model) if knobs["compile"] else None)
+    loop = EpochLoop(
+        model,
+        optimizer,
+        ResidentFeed(t),
+        ResidentFeed(v),
+        batch_size,
+        torch.Generator().manual_seed(0),
+        autocast_for(torch.device("cpu"), knobs["precision"]),
+        net=torch.compile(model) if knobs["compile"] else None,
+    )
     torch.manual_seed(0)
     seconds, val_acc = [], 0.0
     for _ in range(epochs):
@@ -79,8 +95,12 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
         loop.train_epoch()
         val_acc = loop.validate(batch_size=knobs["eval_batch"], grad_mode=grad_mode)[1]
         seconds.append(time.perf_counter() - started)
-    return {"first_epoch": seconds[0], "steady_epoch": statistics.median(seconds[1:]), "val_accuracy": val_acc,
-            "images_per_epoch": len(data)}
+    return {
+        "first_epoch": seconds[0],
+        "steady_epoch": statistics.median(seconds[1:]),
+        "val_accuracy": val_acc,
+        "images_per_epoch": len(data),
+    }
 
 
 def _data() -> str:
@@ -102,22 +122,35 @@ def main(argv=None) -> int:
     results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
     for rep in range(args.repeats):
-        for name in names[rep % len(names):] + names[: rep % len(names)]:  # rotate the order every repetition
-            cmd = [sys.executable, "-m", "benchmarks.ablation", "--variant", name, "--images", str(args.images),
-                   "--batch-size", str(args.batch_size)]
+        for name in names[rep % len(names) :] + names[: rep % len(names)]:  # rotate the order every repetition
+            cmd = [
+                sys.executable,
+                "-m",
+                "benchmarks.ablation",
+                "--variant",
+                name,
+                "--images",
+                str(args.images),
+                "--batch-size",
+                str(args.batch_size),
+            ]
             load = os.getloadavg()[0]
             done = subprocess.run(cmd, capture_output=True, text=True, check=True)
             results[name].append({**json.loads(done.stdout.strip().splitlines()[-1]), "load": load})
             print(f"{name}: {results[name][-1]}", file=sys.stderr, flush=True)
     base = statistics.median(r["steady_epoch"] for r in results[names[0]])
-    print(f"`python -m benchmarks.ablation --repeats {args.repeats} --images {args.images} --batch-size {args.batch_size}`; "
-          f"median load average {statistics.median(r['load'] for rs in results.values() for r in rs):.1f}\n")
+    print(
+        f"`python -m benchmarks.ablation --repeats {args.repeats} --images {args.images} --batch-size {args.batch_size}`; "
+        f"median load average {statistics.median(r['load'] for rs in results.values() for r in rs):.1f}\n"
+    )
     print("| variant | first epoch s | steady epoch s | speed vs baseline | val accuracy after 3 epochs |")
     print("|---|---|---|---|---|")
     for name, rs in results.items():
         steady = statistics.median(r["steady_epoch"] for r in rs)
-        print(f"| {name} | {statistics.median(r['first_epoch'] for r in rs):.2f} | {steady:.2f} | {base / steady:.2f}x | "
-              f"{statistics.median(r['val_accuracy'] for r in rs):.4f} |")
+        print(
+            f"| {name} | {statistics.median(r['first_epoch'] for r in rs):.2f} | {steady:.2f} | {base / steady:.2f}x | "
+            f"{statistics.median(r['val_accuracy'] for r in rs):.4f} |"
+        )
     return 0
 
 

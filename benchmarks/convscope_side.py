@@ -32,14 +32,20 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--threads", type=int, help="torch intra-op threads (default: convscope's choice, training/threads.py)")
-    p.add_argument("--track-test", action="store_true",
-                   help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy")
+    p.add_argument(
+        "--threads", type=int, help="torch intra-op threads (default: convscope's choice, training/threads.py)"
+    )
+    p.add_argument(
+        "--track-test",
+        action="store_true",
+        help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy",
+    )
     p.add_argument("--latency-repeats", type=int, default=200)
     args = p.parse_args(argv)
 
     recipe = recipe_for(args.model).with_overrides(
-        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, precision=args.precision)
+        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, precision=args.precision
+    )
     data = cs.load(args.split)
     train, test = data.split()  # the npz carries the split, so both sides see the same images
     model = cs.build(args.model, data.input_shape, data.num_classes, seed=args.seed)
@@ -48,12 +54,23 @@ def main(argv=None) -> int:
     tracker = _TestTracker(model, train, test, recipe.validation_split, args.track_test)
     started = time.perf_counter()
     trained = cs.fit(
-        model, train, epochs=recipe.epochs, batch_size=recipe.batch_size, lr=recipe.lr,
-        validation_split=recipe.validation_split, seed=args.seed, precision=recipe.precision,
-        early_stopping=None if recipe.patience is None else cs.EarlyStopping(
-            monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
-        schedule=recipe.schedule, label_smoothing=recipe.label_smoothing, random_shift=recipe.random_shift,
-        verbose=False, callbacks=[tracker], threads=args.threads,
+        model,
+        train,
+        epochs=recipe.epochs,
+        batch_size=recipe.batch_size,
+        lr=recipe.lr,
+        validation_split=recipe.validation_split,
+        seed=args.seed,
+        precision=recipe.precision,
+        early_stopping=None
+        if recipe.patience is None
+        else cs.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
+        schedule=recipe.schedule,
+        label_smoothing=recipe.label_smoothing,
+        random_shift=recipe.random_shift,
+        verbose=False,
+        callbacks=[tracker],
+        threads=args.threads,
     )
     fit_seconds = time.perf_counter() - started - tracker.off_clock
     history = trained.history
@@ -75,22 +92,33 @@ def main(argv=None) -> int:
         latencies.append(time.perf_counter() - t)
 
     per_epoch = len(train)  # training + validation images, as on the Keras side
-    print(json.dumps({
-        "side": "convscope", "model": args.model, "recipe": recipe.to_dict(),
-        "precision": resolve_precision(recipe.precision, trained.device), "threads": trained.config["threads"],
-        "predict_threads": predict_plan.to_dict(),
-        "versions": {"convscope": cs.__version__, "torch": torch.__version__},
-        "batch_size": recipe.batch_size, "epochs_run": history.epochs_run,
-        "train_images": int(len(train) * (1 - recipe.validation_split)), "images_seen": history.epochs_run * per_epoch,
-        "fit_seconds": fit_seconds, "images_per_second": history.epochs_run * per_epoch / fit_seconds,
-        "test_accuracy": result.accuracy, "test_loss": result.loss,
-        "epoch_end_seconds": list(np.cumsum([row["seconds"] for row in history.rows])),
-        "epoch_test_accuracy": tracker.test_accuracy,
-        "predict_images_per_second": {"1024": predict_rate},
-        "latency_p50_ms": 1000 * float(np.median(latencies)),
-        "flops_per_image": flops,
-        "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
-    }))
+    print(
+        json.dumps(
+            {
+                "side": "convscope",
+                "model": args.model,
+                "recipe": recipe.to_dict(),
+                "precision": resolve_precision(recipe.precision, trained.device),
+                "threads": trained.config["threads"],
+                "predict_threads": predict_plan.to_dict(),
+                "versions": {"convscope": cs.__version__, "torch": torch.__version__},
+                "batch_size": recipe.batch_size,
+                "epochs_run": history.epochs_run,
+                "train_images": int(len(train) * (1 - recipe.validation_split)),
+                "images_seen": history.epochs_run * per_epoch,
+                "fit_seconds": fit_seconds,
+                "images_per_second": history.epochs_run * per_epoch / fit_seconds,
+                "test_accuracy": result.accuracy,
+                "test_loss": result.loss,
+                "epoch_end_seconds": list(np.cumsum([row["seconds"] for row in history.rows])),
+                "epoch_test_accuracy": tracker.test_accuracy,
+                "predict_images_per_second": {"1024": predict_rate},
+                "latency_p50_ms": 1000 * float(np.median(latencies)),
+                "flops_per_image": flops,
+                "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,
+            }
+        )
+    )
     return 0
 
 

@@ -34,8 +34,9 @@ def _epoch_seconds(batch: int, device: str, ctx: DistContext | None, threads: in
     data = cs.load("mnist-5k")
     train, _ = data.split(0.2, seed=0)
     model = cs.build("cnn", data.input_shape, data.num_classes, seed=0)
-    trained = cs.fit(model, train, epochs=2, batch_size=batch, device=device, verbose=False, distributed=ctx,
-                     threads=threads)  # None on a rank: it keeps the count its launcher set
+    trained = cs.fit(
+        model, train, epochs=2, batch_size=batch, device=device, verbose=False, distributed=ctx, threads=threads
+    )  # None on a rank: it keeps the count its launcher set
     return trained.history.rows[-1]["seconds"], len(train)
 
 
@@ -64,10 +65,12 @@ def throughput(repeats: int, batches: list[int], device: str) -> dict:
             ratios_1t.append(twos[-1] / ones_1t[-1])
         results[batch] = {
             f"1 rank ({default_threads} threads) img/s": statistics.median(ones),
-            "1 rank (1 thread) img/s": statistics.median(ones_1t), "2 ranks (1 thread each) img/s": statistics.median(twos),
+            "1 rank (1 thread) img/s": statistics.median(ones_1t),
+            "2 ranks (1 thread each) img/s": statistics.median(twos),
             "2 ranks / 1 rank all threads (median ratio)": statistics.median(ratios),
             "2 ranks / 1 rank 1 thread (median ratio)": statistics.median(ratios_1t),
-            "ratios": ratios, "ratios_1_thread": ratios_1t,
+            "ratios": ratios,
+            "ratios_1_thread": ratios_1t,
         }
         print(batch, results[batch], flush=True)
     return results
@@ -104,8 +107,9 @@ def memory(n: int, side: int) -> dict:
         np.save(Path(tmp) / "big_labels.npy", labels)
         out = {"data_bytes_uint8": n * side * side, "float32_bytes": 4 * n * side * side}
         for mode in ("stream", "load"):
-            done = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY_CHILD), str(path), mode],
-                                  capture_output=True, text=True)
+            done = subprocess.run(
+                [sys.executable, "-c", textwrap.dedent(MEMORY_CHILD), str(path), mode], capture_output=True, text=True
+            )
             hwm, seconds, acc = done.stdout.split() if done.returncode == 0 else ("nan", "nan", done.stderr[-300:])
             out[mode] = {"peak_rss_bytes": float(hwm), "epoch_seconds": float(seconds), "val_accuracy": acc}
             print(mode, out[mode], flush=True)
@@ -121,5 +125,9 @@ if __name__ == "__main__":
     parser.add_argument("--images", type=int, default=14000)
     parser.add_argument("--side", type=int, default=256)
     args = parser.parse_args()
-    result = throughput(args.repeats, args.batch, args.device) if args.what == "throughput" else memory(args.images, args.side)
+    result = (
+        throughput(args.repeats, args.batch, args.device)
+        if args.what == "throughput"
+        else memory(args.images, args.side)
+    )
     print(json.dumps(result, indent=2))

@@ -26,21 +26,23 @@ import numpy as np
 def build_cnn(keras, input_shape, num_classes):
     """The course's Sequential CNN: 44,010 parameters on 28x28x1 with 10 classes (the `cnn` preset)."""
     layers = keras.layers
-    return keras.Sequential([
-        keras.Input(shape=input_shape),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.BatchNormalization(),
-        layers.Dropout(0.25),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.Conv2D(32, 3, padding="same", activation="relu"),
-        layers.MaxPooling2D(2),
-        layers.BatchNormalization(),
-        layers.Dropout(0.25),
-        layers.Flatten(),
-        layers.Dense(num_classes, activation="softmax"),
-    ])
+    return keras.Sequential(
+        [
+            keras.Input(shape=input_shape),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.BatchNormalization(),
+            layers.Dropout(0.25),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.Conv2D(32, 3, padding="same", activation="relu"),
+            layers.MaxPooling2D(2),
+            layers.BatchNormalization(),
+            layers.Dropout(0.25),
+            layers.Flatten(),
+            layers.Dense(num_classes, activation="softmax"),
+        ]
+    )
 
 
 def main(argv=None) -> int:
@@ -50,8 +52,11 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=32)
     p.add_argument("--patience", type=int, default=3)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--track-test", action="store_true",
-                   help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy")
+    p.add_argument(
+        "--track-test",
+        action="store_true",
+        help="evaluate on the test set after every epoch, off the clock, for time-to-accuracy",
+    )
     p.add_argument("--latency-repeats", type=int, default=200)
     args = p.parse_args(argv)
 
@@ -75,8 +80,15 @@ def main(argv=None) -> int:
     clock = _EpochClock(keras, x_test, y_test, args.track_test)
     stopper = keras.callbacks.EarlyStopping(monitor="val_loss", patience=args.patience, restore_best_weights=True)
     started = time.perf_counter()
-    history = model.fit(x_train, y_train, batch_size=args.batch_size, epochs=args.epochs,
-                        validation_split=0.2, callbacks=[stopper, clock], verbose=0)
+    history = model.fit(
+        x_train,
+        y_train,
+        batch_size=args.batch_size,
+        epochs=args.epochs,
+        validation_split=0.2,
+        callbacks=[stopper, clock],
+        verbose=0,
+    )
     fit_seconds = time.perf_counter() - started - clock.off_clock
     epochs_run = len(history.history["loss"])
     test_loss, test_accuracy = model.evaluate(x_test, y_test, verbose=0)
@@ -97,12 +109,17 @@ def main(argv=None) -> int:
         latencies.append(time.perf_counter() - t)
 
     result = {
-        "side": "keras", "versions": {"keras": keras.__version__, "backend": keras.backend.backend()},
-        "batch_size": args.batch_size, "epochs_run": epochs_run,
+        "side": "keras",
+        "versions": {"keras": keras.__version__, "backend": keras.backend.backend()},
+        "batch_size": args.batch_size,
+        "epochs_run": epochs_run,
         "images_seen": epochs_run * len(x_train),  # training + validation images, every epoch
-        "fit_seconds": fit_seconds, "images_per_second": epochs_run * len(x_train) / fit_seconds,
-        "test_accuracy": float(test_accuracy), "test_loss": float(test_loss),
-        "epoch_end_seconds": clock.ends, "epoch_test_accuracy": clock.test_accuracy,
+        "fit_seconds": fit_seconds,
+        "images_per_second": epochs_run * len(x_train) / fit_seconds,
+        "test_accuracy": float(test_accuracy),
+        "test_loss": float(test_loss),
+        "epoch_end_seconds": clock.ends,
+        "epoch_test_accuracy": clock.test_accuracy,
         "predict_images_per_second": {str(k): v for k, v in predict.items()},
         "latency_p50_ms": 1000 * float(np.median(latencies)),
         "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,

@@ -78,9 +78,13 @@ def get_request(path: str, host: str) -> bytes:
 
 def multipart_request(path: str, host: str, png: bytes) -> bytes:
     body = (
-        f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
-        "Content-Type: image/png\r\n\r\n"
-    ).encode() + png + f"\r\n--{BOUNDARY}--\r\n".encode()
+        (
+            f'--{BOUNDARY}\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\n'
+            "Content-Type: image/png\r\n\r\n"
+        ).encode()
+        + png
+        + f"\r\n--{BOUNDARY}--\r\n".encode()
+    )
     head = (
         f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: multipart/form-data; boundary={BOUNDARY}\r\n"
         f"Content-Length: {len(body)}\r\n\r\n"
@@ -100,7 +104,9 @@ async def read_response(reader: asyncio.StreamReader) -> tuple[int, bytes]:
     return status, await reader.readexactly(length)
 
 
-async def drive(name: str, host: str, port: int, requests: list[bytes], total: int, concurrency: int, max_seconds: float) -> Phase:
+async def drive(
+    name: str, host: str, port: int, requests: list[bytes], total: int, concurrency: int, max_seconds: float
+) -> Phase:
     """`concurrency` closed-loop clients, one keep-alive connection each, `total` requests in all."""
     latencies: list[float] = []
     errors = 0
@@ -133,7 +139,16 @@ async def drive(name: str, host: str, port: int, requests: list[bytes], total: i
     await asyncio.gather(*(client(c) for c in range(concurrency)))
     seconds, cpu = time.perf_counter() - start, time.process_time() - cpu
     ms = np.array(latencies) * 1000
-    return Phase(name, concurrency, len(latencies), errors, seconds, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)), cpu)
+    return Phase(
+        name,
+        concurrency,
+        len(latencies),
+        errors,
+        seconds,
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+        cpu,
+    )
 
 
 async def scrape(host: str, port: int) -> dict[str, float]:
@@ -191,7 +206,15 @@ def local_peer(trained, images: np.ndarray, count: int, max_seconds: float) -> P
         trained.predict_proba(images[i % len(images)][None])
         latencies.append(time.perf_counter() - t)
     ms = np.array(latencies) * 1000
-    return Phase("local", 1, len(latencies), 0, time.perf_counter() - start, float(np.percentile(ms, 50)), float(np.percentile(ms, 99)))
+    return Phase(
+        "local",
+        1,
+        len(latencies),
+        0,
+        time.perf_counter() - start,
+        float(np.percentile(ms, 50)),
+        float(np.percentile(ms, 99)),
+    )
 
 
 # --- the server ----------------------------------------------------------------------------------
@@ -202,7 +225,18 @@ def start_server(run: Path, src: Path, server_args: list[str]) -> tuple[subproce
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     env = {**os.environ, "PYTHONPATH": str(src)}
-    command = [sys.executable, "-m", "convscope", "serve", str(run), "--port", str(port), "--log-level", "warning", *server_args]
+    command = [
+        sys.executable,
+        "-m",
+        "convscope",
+        "serve",
+        str(run),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *server_args,
+    ]
     process = subprocess.Popen(command, env=env)
     for _ in range(600):
         if process.poll() is not None:
@@ -227,7 +261,9 @@ def main() -> int:
     parser.add_argument("--max-seconds", type=float, default=20.0, help="time limit per phase")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--server-args", default="", help="extra `convscope serve` options, one string")
-    parser.add_argument("--src", type=Path, default=SRC, help="the convscope sources the server runs (default: this checkout's)")
+    parser.add_argument(
+        "--src", type=Path, default=SRC, help="the convscope sources the server runs (default: this checkout's)"
+    )
     parser.add_argument("--json", type=Path, help="also write the results here")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # so that `finally` stops the server under `timeout`
@@ -256,7 +292,9 @@ def main() -> int:
             phases = asyncio.run(one_repeat(host, port, health, predict, args))
             phases.append(local_peer(trained, images, args.single_requests, args.max_seconds))
             repeats.append(phases)
-            line = "  ".join(f"{p.name} {p.rps:,.0f}/s p50 {p.p50_ms:.2f} p99 {p.p99_ms:.1f} ms err {p.errors}" for p in phases)
+            line = "  ".join(
+                f"{p.name} {p.rps:,.0f}/s p50 {p.p50_ms:.2f} p99 {p.p99_ms:.1f} ms err {p.errors}" for p in phases
+            )
             print(f"repeat {r + 1}: {line}  batches {repeats[-1][1].batch_sizes}", flush=True)
     finally:
         process.terminate()
@@ -282,19 +320,39 @@ def main() -> int:
         for le, n in phases[1].batch_sizes.items():
             sizes[le] = sizes.get(le, 0) + n
     total = sum(sizes.values()) or 1
-    print(f"\n{args.concurrency} concurrent keep-alive clients, {args.requests} requests per phase, medians of {args.repeats} "
-          f"repeats; server: convscope serve {args.server_args or '(defaults)'} from {args.src}")
-    print(f"{'phase':9} {'clients':>7} {'requests':>9} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
-          f"{'vs health':>9} {'client us/req':>13}")
+    print(
+        f"\n{args.concurrency} concurrent keep-alive clients, {args.requests} requests per phase, medians of {args.repeats} "
+        f"repeats; server: convscope serve {args.server_args or '(defaults)'} from {args.src}"
+    )
+    print(
+        f"{'phase':9} {'clients':>7} {'requests':>9} {'errors':>6} {'req/s':>8} {'p50 ms':>7} {'p99 ms':>7} "
+        f"{'vs health':>9} {'client us/req':>13}"
+    )
     for name, s in summary.items():
-        print(f"{name:9} {s['concurrency']:7d} {s['requests']:9d} {s['errors']:6d} {s['rps_median']:8.0f} {s['p50_ms_median']:7.2f} "
-              f"{s['p99_ms_median']:7.1f} {s['rps_vs_health_median']:9.2f} {s['client_cpu_us_per_request']:13.0f}")
+        print(
+            f"{name:9} {s['concurrency']:7d} {s['requests']:9d} {s['errors']:6d} {s['rps_median']:8.0f} {s['p50_ms_median']:7.2f} "
+            f"{s['p99_ms_median']:7.1f} {s['rps_vs_health_median']:9.2f} {s['client_cpu_us_per_request']:13.0f}"
+        )
     if sizes:
-        print("predict batch sizes (batches, all repeats): "
-              + ", ".join(f"<={float(le):g}: {n:.0f} ({n / total:.0%})" for le, n in sorted(sizes.items(), key=lambda kv: float(kv[0]))))
+        print(
+            "predict batch sizes (batches, all repeats): "
+            + ", ".join(
+                f"<={float(le):g}: {n:.0f} ({n / total:.0%})"
+                for le, n in sorted(sizes.items(), key=lambda kv: float(kv[0]))
+            )
+        )
     if args.json:
-        args.json.write_text(json.dumps({"settings": {k: str(v) for k, v in vars(args).items()}, "summary": summary,
-                                         "batch_sizes": sizes, "repeats": [[asdict(p) for p in ph] for ph in repeats]}, indent=2))
+        args.json.write_text(
+            json.dumps(
+                {
+                    "settings": {k: str(v) for k, v in vars(args).items()},
+                    "summary": summary,
+                    "batch_sizes": sizes,
+                    "repeats": [[asdict(p) for p in ph] for ph in repeats],
+                },
+                indent=2,
+            )
+        )
     return 1 if any(s["errors"] for s in summary.values()) else 0
 
 

@@ -50,11 +50,17 @@ def notmnist_like_set(fonts: list[Path]) -> cs.Dataset:
             for stroke in STROKES:
                 bold = ink if stroke is None else ink.filter(ImageFilter.MaxFilter(stroke))
                 for shear in SHEARS:
-                    leaning = bold.transform((bold.width + int(abs(shear) * bold.height), bold.height), Image.Transform.AFFINE,
-                                             (1, shear, -max(shear, 0) * bold.height, 0, 1, 0), Image.Resampling.BICUBIC)
+                    leaning = bold.transform(
+                        (bold.width + int(abs(shear) * bold.height), bold.height),
+                        Image.Transform.AFFINE,
+                        (1, shear, -max(shear, 0) * bold.height, 0, 1, 0),
+                        Image.Resampling.BICUBIC,
+                    )
                     for angle in ANGLES:
                         turned = leaning.rotate(angle, resample=Image.Resampling.BICUBIC, expand=True, fillcolor=0)
-                        images.append(np.asarray(turned.crop(turned.getbbox()).resize((28, 28), Image.Resampling.LANCZOS)))
+                        images.append(
+                            np.asarray(turned.crop(turned.getbbox()).resize((28, 28), Image.Resampling.LANCZOS))
+                        )
                         labels.append(label)
     return cs.Dataset(np.stack(images)[..., None], np.array(labels, np.int64), tuple(glyphs.LETTERS), "notMNIST-like")
 
@@ -71,8 +77,13 @@ def train_letters(fonts: list[Path], out: Path) -> Path:
 
 def predict(src: Path, run: Path, files: list[Path]) -> list[str]:
     env = {**os.environ, "PYTHONPATH": str(src)}
-    done = subprocess.run([sys.executable, "-m", "convscope", "predict", str(run), *map(str, files), "--json"],
-                          capture_output=True, text=True, env=env, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "convscope", "predict", str(run), *map(str, files), "--json"],
+        capture_output=True,
+        text=True,
+        env=env,
+        check=False,
+    )
     if done.returncode != 0:
         raise SystemExit(f"convscope predict failed ({src}):\n{done.stderr}")
     return [row["label"] for row in json.loads(done.stdout)]
@@ -100,7 +111,9 @@ def main() -> None:
     folds_to_run = [] if args.only == "digits" else [(folds[0], folds[1]), (folds[1], folds[0])]
     for k, (train_fonts, test_fonts) in enumerate(folds_to_run):
         run = train_letters(train_fonts, args.out)
-        pictures = glyphs.write_pictures(args.out / "pictures" / f"letters-{k}", test_fonts, glyphs.LETTERS, args.seed + k)
+        pictures = glyphs.write_pictures(
+            args.out / "pictures" / f"letters-{k}", test_fonts, glyphs.LETTERS, args.seed + k
+        )
         files, truth = [f for f, _ in pictures], [t for _, t in pictures]
         for name, src in sources.items():
             labels = predict(src, run, files)
@@ -115,10 +128,14 @@ def main() -> None:
             labels = predict(src, digits_run, files)
             correct[("digits", name)] = [lab == glyphs.DIGITS[t] for lab, t in zip(labels, truth)]
 
-    lines = ["| model | pictures | " + " | ".join(f"accuracy {name}" for name in sources) + " |",
-             "|---|---|" + "---|" * len(sources)]
-    for kind, model in (("letters", "`cnn` on notMNIST-like letters of the other half of the fonts"),
-                        ("digits", "default `cnn` on mnist-5k")):
+    lines = [
+        "| model | pictures | " + " | ".join(f"accuracy {name}" for name in sources) + " |",
+        "|---|---|" + "---|" * len(sources),
+    ]
+    for kind, model in (
+        ("letters", "`cnn` on notMNIST-like letters of the other half of the fonts"),
+        ("digits", "default `cnn` on mnist-5k"),
+    ):
         if (kind, "after") not in correct:
             continue
         n = len(correct[(kind, "after")])

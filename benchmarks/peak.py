@@ -31,5 +31,12 @@ def best_flops(dtype: torch.dtype, repeats: int = 10) -> float:
 
 if __name__ == "__main__":
     repeats = int(sys.argv[1]) if len(sys.argv) > 1 else 10
-    print(json.dumps({"threads": torch.get_num_threads(), "fp32_flops": best_flops(torch.float32, repeats),
-                      "bf16_flops": best_flops(torch.bfloat16, repeats)}))
+    print(
+        json.dumps(
+            {
+                "threads": torch.get_num_threads(),
+                "fp32_flops": best_flops(torch.float32, repeats),
+                "bf16_flops": best_flops(torch.bfloat16, repeats),
+            }
+        )
+    )

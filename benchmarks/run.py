@@ -47,8 +47,15 @@ class Plan:
 
 
 FULL = Plan()
-SMOKE = Plan(repeats=1, epochs=((128, 1),), limit=1200, converge_epochs=1, latency_repeats=5,
-             keras_latency_repeats=3, memory_epochs=())
+SMOKE = Plan(
+    repeats=1,
+    epochs=((128, 1),),
+    limit=1200,
+    converge_epochs=1,
+    latency_repeats=5,
+    keras_latency_repeats=3,
+    memory_epochs=(),
+)
 
 
 def main(argv=None) -> int:
@@ -75,9 +82,14 @@ def main(argv=None) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = args.data or (str(SHARED_MNIST) if (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file() else "mnist-5k")
     split = write_split(data, out / "split.npz", plan.limit)
-    results = {"command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
-               "machine": machine(), "data": data, "plan": asdict(plan), "peak": run_json([str(HERE / "peak.py")]),
-               "runs": []}
+    results = {
+        "command": " ".join([Path(sys.executable).name, "-m", "benchmarks.run", *(argv or sys.argv[1:])]),
+        "machine": machine(),
+        "data": data,
+        "plan": asdict(plan),
+        "peak": run_json([str(HERE / "peak.py")]),
+        "runs": [],
+    }
     parts = set(args.only.split(","))
     if "throughput" in parts:
         throughput(plan, split, results["runs"])
@@ -94,15 +106,37 @@ def main(argv=None) -> int:
 
 # --- what runs ---------------------------------------------------------------------------------
 
+
 def keras(split: Path, plan: Plan, batch: int, epochs: int, patience: int, *extra: str) -> list[str]:
-    return [str(HERE / "keras_peer.py"), "--split", str(split), "--batch-size", str(batch), "--epochs", str(epochs),
-            "--patience", str(patience), "--latency-repeats", str(plan.keras_latency_repeats), *extra]
+    return [
+        str(HERE / "keras_peer.py"),
+        "--split",
+        str(split),
+        "--batch-size",
+        str(batch),
+        "--epochs",
+        str(epochs),
+        "--patience",
+        str(patience),
+        "--latency-repeats",
+        str(plan.keras_latency_repeats),
+        *extra,
+    ]
 
 
 def convscope(split: Path, plan: Plan, model: str, *extra: str) -> list[str]:
     threads = ("--threads", str(plan.threads)) if plan.threads else ()
-    return [str(HERE / "convscope_side.py"), "--split", str(split), "--model", model,
-            "--latency-repeats", str(plan.latency_repeats), *threads, *extra]
+    return [
+        str(HERE / "convscope_side.py"),
+        "--split",
+        str(split),
+        "--model",
+        model,
+        "--latency-repeats",
+        str(plan.latency_repeats),
+        *threads,
+        *extra,
+    ]
 
 
 def throughput(plan: Plan, split: Path, runs: list) -> None:
@@ -118,8 +152,10 @@ def throughput(plan: Plan, split: Path, runs: list) -> None:
             ]
             if plan.limit:  # the smoke run keeps to the three sides that matter
                 sides = sides[:3]
-            for label, cmd in sides[rep % len(sides):] + sides[: rep % len(sides)]:
-                runs.append(measure("throughput", label, batch, cmd, kept_memory_env() if label == KERAS_KEPT else None))
+            for label, cmd in sides[rep % len(sides) :] + sides[: rep % len(sides)]:
+                runs.append(
+                    measure("throughput", label, batch, cmd, kept_memory_env() if label == KERAS_KEPT else None)
+                )
 
 
 def kept_memory_env() -> dict[str, str]:
@@ -145,19 +181,25 @@ def memory(plan: Plan, split: Path, runs: list) -> None:
     for epochs in plan.memory_epochs:
         same = ("--batch-size", "128", "--epochs", str(epochs), "--patience", str(epochs))
         runs.append(measure("memory", "keras", epochs, keras(split, plan, 128, epochs, epochs)))
-        runs.append(measure("memory", "convscope fp32", epochs, convscope(split, plan, "cnn", *same, "--precision", "fp32")))
+        runs.append(
+            measure("memory", "convscope fp32", epochs, convscope(split, plan, "cnn", *same, "--precision", "fp32"))
+        )
 
 
 def measure(kind: str, label: str, key, cmd: list[str], env: dict[str, str] | None = None) -> dict:
     load = os.getloadavg()[0]
-    print(f"[{time.strftime('%H:%M:%S')}] {kind:<10} {label:<15} {key if key is not None else '':<4} load {load:.1f}",
-          file=sys.stderr, flush=True)
+    print(
+        f"[{time.strftime('%H:%M:%S')}] {kind:<10} {label:<15} {key if key is not None else '':<4} load {load:.1f}",
+        file=sys.stderr,
+        flush=True,
+    )
     return {"kind": kind, "label": label, "key": key, "load_before": load, **run_json(cmd, env)}
 
 
 def run_json(cmd: list[str], env: dict[str, str] | None = None) -> dict:
-    done = subprocess.run([sys.executable, *cmd], capture_output=True, text=True,
-                          env={**os.environ, **env} if env else None)
+    done = subprocess.run(
+        [sys.executable, *cmd], capture_output=True, text=True, env={**os.environ, **env} if env else None
+    )
     if done.returncode != 0:
         raise SystemExit(f"benchmark step failed ({' '.join(cmd)}):\n{done.stderr[-3000:]}")
     return json.loads(done.stdout.strip().splitlines()[-1])
@@ -180,14 +222,30 @@ def write_split(data: str, path: Path, limit: int | None) -> Path:
 def machine() -> dict:
     import torch
 
-    cpu = next((line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-                if line.startswith("model name")), platform.processor()) if Path("/proc/cpuinfo").exists() else ""
-    return {"cpu": cpu, "cores": os.cpu_count(), "python": platform.python_version(), "torch": torch.__version__,
-            "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-            "date": time.strftime("%Y-%m-%d %H:%M")}
+    cpu = (
+        next(
+            (
+                line.split(":", 1)[1].strip()
+                for line in Path("/proc/cpuinfo").read_text().splitlines()
+                if line.startswith("model name")
+            ),
+            platform.processor(),
+        )
+        if Path("/proc/cpuinfo").exists()
+        else ""
+    )
+    return {
+        "cpu": cpu,
+        "cores": os.cpu_count(),
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
+        "date": time.strftime("%Y-%m-%d %H:%M"),
+    }
 
 
 # --- the tables ---------------------------------------------------------------------------------
+
 
 def med(values) -> float:
     values = [v for v in values if v is not None]
@@ -197,11 +255,14 @@ def med(values) -> float:
 def render(results: dict) -> str:
     runs = results["runs"]
     m, peak = results["machine"], results["peak"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
-             f"{', GPU ' + m['cuda'] if m.get('cuda') else ', no GPU'}; {m['date']}.",
-             f"Data: {results['data']}; command: `{results['command']}`; "
-             f"{results['plan']['repeats']} repetition(s), medians; load average before each run: median "
-             f"{med(r['load_before'] for r in runs):.1f}, max {max((r['load_before'] for r in runs), default=0):.1f}.", ""]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}, Python {m['python']}"
+        f"{', GPU ' + m['cuda'] if m.get('cuda') else ', no GPU'}; {m['date']}.",
+        f"Data: {results['data']}; command: `{results['command']}`; "
+        f"{results['plan']['repeats']} repetition(s), medians; load average before each run: median "
+        f"{med(r['load_before'] for r in runs):.1f}, max {max((r['load_before'] for r in runs), default=0):.1f}.",
+        "",
+    ]
     lines += _throughput_table(runs, peak) + _inference_table(runs) + _time_table(runs) + _memory_table(runs)
     return "\n".join(lines) + "\n"
 
@@ -214,9 +275,12 @@ def _throughput_table(runs, peak) -> list[str]:
     keys = sorted({r["key"] for r in runs if r["kind"] == "throughput"})
     if not keys:
         return []
-    out = ["Training throughput, `cnn` preset, whole fit (training + validation images per second):", "",
-           "| batch | side | images/s | vs Keras | fit s | test accuracy | Δ vs Keras (points) | GFLOP/s | of peak |",
-           "|---|---|---|---|---|---|---|---|---|"]
+    out = [
+        "Training throughput, `cnn` preset, whole fit (training + validation images per second):",
+        "",
+        "| batch | side | images/s | vs Keras | fit s | test accuracy | Δ vs Keras (points) | GFLOP/s | of peak |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
     for key in keys:
         base = _pick(runs, "throughput", "keras", key)
         base_rate, base_acc = med(r["images_per_second"] for r in base), med(r["test_accuracy"] for r in base)
@@ -233,10 +297,16 @@ def _throughput_table(runs, peak) -> list[str]:
                 flops = med(r["images_per_second"] * r["flops_per_image"] * (3 * frac + (1 - frac)) for r in rs)
                 roof = peak["bf16_flops"] if "bf16" in label else peak["fp32_flops"]
                 achieved, share = f"{flops / 1e9:.0f}", f"{flops / roof:.0%}"
-            out.append(f"| {key} ({rs[0]['epochs_run']} epoch{'s' if rs[0]['epochs_run'] > 1 else ''}) | {label} | {rate:,.0f} | {rate / base_rate:.2f}x | {med(r['fit_seconds'] for r in rs):.1f} "
-                       f"| {acc:.4f} | {100 * (acc - base_acc):+.2f} | {achieved} | {share} |")
-    out += ["", f"Peak measured on this machine (best 3x3 convolution, 64 channels, batch 32): fp32 "
-            f"{peak['fp32_flops'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16_flops'] / 1e9:.0f} GFLOP/s.", ""]
+            out.append(
+                f"| {key} ({rs[0]['epochs_run']} epoch{'s' if rs[0]['epochs_run'] > 1 else ''}) | {label} | {rate:,.0f} | {rate / base_rate:.2f}x | {med(r['fit_seconds'] for r in rs):.1f} "
+                f"| {acc:.4f} | {100 * (acc - base_acc):+.2f} | {achieved} | {share} |"
+            )
+    out += [
+        "",
+        f"Peak measured on this machine (best 3x3 convolution, 64 channels, batch 32): fp32 "
+        f"{peak['fp32_flops'] / 1e9:.0f} GFLOP/s, bf16 {peak['bf16_flops'] / 1e9:.0f} GFLOP/s.",
+        "",
+    ]
     return out
 
 
@@ -248,22 +318,30 @@ def _inference_table(runs) -> list[str]:
     keras32 = med(r["predict_images_per_second"]["32"] for r in keras_runs)
     keras1024 = med(r["predict_images_per_second"]["1024"] for r in keras_runs)
     best = max(keras32, keras1024)
-    out = ["Inference on the test split (images per second) and single-image latency:", "",
-           "| side | batch prediction img/s | vs Keras' best | single image p50 ms |", "|---|---|---|---|",
-           f"| Keras `predict` (batch 32, the notebook's) | {keras32:,.0f} | {keras32 / best:.2f}x | "
-           f"{med(r['latency_p50_ms'] for r in keras_runs):.1f} |",
-           f"| Keras `predict` (batch 1024) | {keras1024:,.0f} | {keras1024 / best:.2f}x | |"]
+    out = [
+        "Inference on the test split (images per second) and single-image latency:",
+        "",
+        "| side | batch prediction img/s | vs Keras' best | single image p50 ms |",
+        "|---|---|---|---|",
+        f"| Keras `predict` (batch 32, the notebook's) | {keras32:,.0f} | {keras32 / best:.2f}x | "
+        f"{med(r['latency_p50_ms'] for r in keras_runs):.1f} |",
+        f"| Keras `predict` (batch 1024) | {keras1024:,.0f} | {keras1024 / best:.2f}x | |",
+    ]
     kept = [r for r in rs if r["label"] == KERAS_KEPT]
     if kept:
         rate = max(med(r["predict_images_per_second"][b] for r in kept) for b in ("32", "1024"))
-        out.append(f"| Keras `predict`, malloc kept (its best batch) | {rate:,.0f} | {rate / best:.2f}x | "
-                   f"{med(r['latency_p50_ms'] for r in kept):.1f} |")
+        out.append(
+            f"| Keras `predict`, malloc kept (its best batch) | {rate:,.0f} | {rate / best:.2f}x | "
+            f"{med(r['latency_p50_ms'] for r in kept):.1f} |"
+        )
     for label in ("convscope fp32", "convscope bf16"):
         side = [r for r in rs if r["label"] == label]
         if side:
             rate = med(r["predict_images_per_second"]["1024"] for r in side)
-            out.append(f"| convscope `predict_proba` (trained with {label.split()[1]}) | {rate:,.0f} | {rate / best:.2f}x | "
-                       f"{med(r['latency_p50_ms'] for r in side):.2f} |")
+            out.append(
+                f"| convscope `predict_proba` (trained with {label.split()[1]}) | {rate:,.0f} | {rate / best:.2f}x | "
+                f"{med(r['latency_p50_ms'] for r in side):.2f} |"
+            )
     return out + [""]
 
 
@@ -280,14 +358,19 @@ def _time_table(runs) -> list[str]:
         to_target.append(next((t for a, t in zip(accs, ends) if a >= TARGET_ACCURACY), None))
     reached = [t for t in to_target if t is not None]
     fast_s, fast_acc = med(r["fit_seconds"] for r in f), med(r["test_accuracy"] for r in f)
-    return ["Time to accuracy (training seconds; test accuracy for Keras measured after every epoch, off the clock):", "",
-            "| run | training s | test accuracy | note |", "|---|---|---|---|",
-            f"| Keras `cnn`, batch 32, to its best epoch | {med(to_best):.1f} | {med(best_acc):.4f} | "
-            f"reached {TARGET_ACCURACY:.1%} in {len(reached)} of {len(k)} runs"
-            f"{f' (median {med(reached):.1f} s)' if reached else ''} |",
-            f"| convscope `fast`, its recipe, whole fit | {fast_s:.1f} | {fast_acc:.4f} | "
-            f"{sum(r['test_accuracy'] >= TARGET_ACCURACY for r in f)} of {len(f)} runs at {TARGET_ACCURACY:.1%}; "
-            f"{med(to_best) / fast_s:.1f}x faster than Keras to its best |", ""]
+    return [
+        "Time to accuracy (training seconds; test accuracy for Keras measured after every epoch, off the clock):",
+        "",
+        "| run | training s | test accuracy | note |",
+        "|---|---|---|---|",
+        f"| Keras `cnn`, batch 32, to its best epoch | {med(to_best):.1f} | {med(best_acc):.4f} | "
+        f"reached {TARGET_ACCURACY:.1%} in {len(reached)} of {len(k)} runs"
+        f"{f' (median {med(reached):.1f} s)' if reached else ''} |",
+        f"| convscope `fast`, its recipe, whole fit | {fast_s:.1f} | {fast_acc:.4f} | "
+        f"{sum(r['test_accuracy'] >= TARGET_ACCURACY for r in f)} of {len(f)} runs at {TARGET_ACCURACY:.1%}; "
+        f"{med(to_best) / fast_s:.1f}x faster than Keras to its best |",
+        "",
+    ]
 
 
 def _memory_table(runs) -> list[str]:
@@ -295,9 +378,12 @@ def _memory_table(runs) -> list[str]:
     if not rows:
         return []
     epochs = sorted({r["key"] for r in rows if r["kind"] == "memory"})
-    out = ["Peak resident memory (MB, whole process):", "",
-           "| side | throughput runs (median) |" + "".join(f" after {e} epochs |" for e in epochs),
-           "|---|---|" + "---|" * len(epochs)]
+    out = [
+        "Peak resident memory (MB, whole process):",
+        "",
+        "| side | throughput runs (median) |" + "".join(f" after {e} epochs |" for e in epochs),
+        "|---|---|" + "---|" * len(epochs),
+    ]
     for label in ("keras", "convscope fp32", "convscope bf16"):
         t = [r["peak_rss_mb"] for r in rows if r["kind"] == "throughput" and r["label"] == label]
         mem = [f"{med(r['peak_rss_mb'] for r in _pick(runs, 'memory', label, e)):.0f}" for e in epochs]

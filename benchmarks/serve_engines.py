@@ -48,8 +48,11 @@ def main() -> int:
     sizes = [int(s) for s in args.sizes.split(",")]
     torch.set_num_threads(args.threads)
     trained = cs.load_run(args.run)
-    print(f"run {args.run}: precision {engines.precision_of(trained)}, tolerance {engines.tolerance(trained):g}, "
-          f"{args.threads} threads", flush=True)
+    print(
+        f"run {args.run}: precision {engines.precision_of(trained)}, tolerance {engines.tolerance(trained):g}, "
+        f"{args.threads} threads",
+        flush=True,
+    )
     loaded = {}
     for name in engines.ENGINES:
         try:

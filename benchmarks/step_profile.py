@@ -68,16 +68,25 @@ def main(argv=None) -> int:
     conv_flops, first = sum(conv_layers), conv_layers[0]
     # backward: the input gradient and the weight gradient each cost a forward (the first conv has no input gradient)
     forward_flops, backward_flops = conv_flops * args.batch_size, (2 * conv_flops - first) * args.batch_size
-    print(json.dumps({
-        "mode": "inference" if args.inference else "training",
-        "batch_size": args.batch_size, "precision": args.precision, "step_ms": 1000 * step_s,
-        "profiled_step_ms": 1000 * total,
-        "conv_forward_ms": 1000 * forward, "conv_forward_gflops": forward_flops / forward / 1e9,
-        "conv_backward_ms": 1000 * backward, "conv_backward_gflops": backward_flops / backward / 1e9 if backward else None,
-        "conv_share": (forward + backward) / total, "other_ms": 1000 * (total - forward - backward),
-        "images_per_second": args.batch_size / step_s,
-        "bound_images_per_second": args.batch_size / (forward + backward),
-    }))
+    print(
+        json.dumps(
+            {
+                "mode": "inference" if args.inference else "training",
+                "batch_size": args.batch_size,
+                "precision": args.precision,
+                "step_ms": 1000 * step_s,
+                "profiled_step_ms": 1000 * total,
+                "conv_forward_ms": 1000 * forward,
+                "conv_forward_gflops": forward_flops / forward / 1e9,
+                "conv_backward_ms": 1000 * backward,
+                "conv_backward_gflops": backward_flops / backward / 1e9 if backward else None,
+                "conv_share": (forward + backward) / total,
+                "other_ms": 1000 * (total - forward - backward),
+                "images_per_second": args.batch_size / step_s,
+                "bound_images_per_second": args.batch_size / (forward + backward),
+            }
+        )
+    )
     return 0
 
 

@@ -31,16 +31,43 @@ from benchmarks.run import HERE, SHARED_MNIST, machine, write_split
 
 BUSY_LOOP = "import sys, time\nend = time.time() + float(sys.argv[1])\nwhile time.time() < end: pass\n"
 SIDES = {
-    "keras": lambda split, a: [str(HERE / "keras_peer.py"), "--split", str(split), "--epochs", str(a.epochs),
-                               "--batch-size", "32", "--patience", str(a.epochs), "--latency-repeats", "20"],
+    "keras": lambda split, a: [
+        str(HERE / "keras_peer.py"),
+        "--split",
+        str(split),
+        "--epochs",
+        str(a.epochs),
+        "--batch-size",
+        "32",
+        "--patience",
+        str(a.epochs),
+        "--latency-repeats",
+        "20",
+    ],
     "convscope": lambda split, a: _convscope(split, a),
     "convscope 2 threads": lambda split, a: _convscope(split, a, "--threads", "2"),
 }
 
 
 def _convscope(split: Path, a, *extra: str) -> list[str]:
-    return [str(HERE / "convscope_side.py"), "--split", str(split), "--model", "cnn", "--epochs", str(a.epochs),
-            "--batch-size", "32", "--patience", str(a.epochs), "--precision", "auto", "--latency-repeats", "50", *extra]
+    return [
+        str(HERE / "convscope_side.py"),
+        "--split",
+        str(split),
+        "--model",
+        "cnn",
+        "--epochs",
+        str(a.epochs),
+        "--batch-size",
+        "32",
+        "--patience",
+        str(a.epochs),
+        "--precision",
+        "auto",
+        "--latency-repeats",
+        "50",
+        *extra,
+    ]
 
 
 def main(argv=None) -> int:
@@ -65,12 +92,19 @@ def main(argv=None) -> int:
     split = write_split(data, out / "split.npz", None)
     levels = [int(b) for b in a.busy.split(",")]
     sides = a.sides.split(",")
-    results = {"command": " ".join(["python", "-m", "benchmarks.under_load", *(argv or sys.argv[1:])]),
-               "machine": machine(), "data": data, "epochs": a.epochs, "timeout": a.timeout, "runs": [], "serve": []}
+    results = {
+        "command": " ".join(["python", "-m", "benchmarks.under_load", *(argv or sys.argv[1:])]),
+        "machine": machine(),
+        "data": data,
+        "epochs": a.epochs,
+        "timeout": a.timeout,
+        "runs": [],
+        "serve": [],
+    }
     parts = set(a.parts.split(","))
     for rep in range(a.repeats if "train" in parts else 0):
         for busy in levels:
-            order = sides[rep % len(sides):] + sides[: rep % len(sides)]  # rotate, so no side always goes first
+            order = sides[rep % len(sides) :] + sides[: rep % len(sides)]  # rotate, so no side always goes first
             for side in order:
                 results["runs"].append(measure(side, SIDES[side](split, a), busy, a))
     if "serve" in parts:
@@ -134,15 +168,33 @@ def serve(run_dir: Path, busy: int, out: Path, a) -> dict:
     report = out / f"serve-busy{busy}.json"
     print(f"[{time.strftime('%H:%M:%S')}] serve /predict        busy {busy}", file=sys.stderr, flush=True)
     with busy_processes(busy, a.busy_seconds):
-        done = subprocess.run([sys.executable, str(HERE / "load_test.py"), str(run_dir), "--requests", "600",
-                               "--concurrency", "8", "--repeats", str(a.repeats), "--max-seconds", "30",
-                               "--json", str(report)], capture_output=True, text=True, timeout=a.timeout * 6)
+        done = subprocess.run(
+            [
+                sys.executable,
+                str(HERE / "load_test.py"),
+                str(run_dir),
+                "--requests",
+                "600",
+                "--concurrency",
+                "8",
+                "--repeats",
+                str(a.repeats),
+                "--max-seconds",
+                "30",
+                "--json",
+                str(report),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=a.timeout * 6,
+        )
     if not report.is_file():
         raise SystemExit(f"load_test.py failed:\n{done.stderr[-3000:]}")
     return {"busy": busy, "exit": done.returncode, **json.loads(report.read_text())["summary"]}
 
 
 # --- the tables ---------------------------------------------------------------------------------
+
 
 def med(values) -> float:
     values = list(values)
@@ -151,11 +203,15 @@ def med(values) -> float:
 
 def render(results: dict) -> str:
     runs, m = results["runs"], results["machine"]
-    lines = [f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {m['date']}. Data: {results['data']}, "
-             f"{results['epochs']} epochs at batch 32. Command: `{results['command']}`."]
+    lines = [
+        f"Machine: {m['cpu']}, {m['cores']} cores, torch {m['torch']}; {m['date']}. Data: {results['data']}, "
+        f"{results['epochs']} epochs at batch 32. Command: `{results['command']}`."
+    ]
     if runs:
-        lines.append(f"Load average before each run: median {med(r['load_before'] for r in runs):.1f}, "
-                     f"max {max(r['load_before'] for r in runs):.1f}.")
+        lines.append(
+            f"Load average before each run: median {med(r['load_before'] for r in runs):.1f}, "
+            f"max {max(r['load_before'] for r in runs):.1f}."
+        )
     return "\n".join(lines + [""] + _train_tables(runs) + _serve_table(results.get("serve", []))) + "\n"
 
 
@@ -169,10 +225,13 @@ def _train_tables(runs: list[dict]) -> list[str]:
         return [r for r in runs if r["side"] == side and r["busy"] == busy]
 
     quiet = {s: med(r["fit_seconds"] for r in pick(s, 0)) for s in sides}
-    lines = ["Training (fit seconds, median, every run in brackets, `+`: stopped at the timeout; vs its own quiet median; "
-             "Keras' time over ours under the same load):", "",
-             "| busy processes | " + " | ".join(sides) + " | convscope vs Keras | 2 threads vs Keras |",
-             "|---|" + "---|" * (len(sides) + 2)]
+    lines = [
+        "Training (fit seconds, median, every run in brackets, `+`: stopped at the timeout; vs its own quiet median; "
+        "Keras' time over ours under the same load):",
+        "",
+        "| busy processes | " + " | ".join(sides) + " | convscope vs Keras | 2 threads vs Keras |",
+        "|---|" + "---|" * (len(sides) + 2),
+    ]
     for busy in levels:
         cells, fits = [], {}
         for s in sides:
@@ -181,13 +240,19 @@ def _train_tables(runs: list[dict]) -> list[str]:
             each = ", ".join(f"{r['fit_seconds']:.1f}{'+' if r['timed_out'] else ''}" for r in rs)
             own = f", {fits[s] / quiet[s]:.1f}x quiet" if busy and s in quiet else ""
             cells.append(f"{fits[s]:.1f} ({each}){own}{_threads(rs) if s == 'convscope' else ''}")
-        ratios = [f"**{fits['keras'] / fits[s]:.2f}x**" if s in fits and "keras" in fits else ""
-                  for s in ("convscope", "convscope 2 threads")]
+        ratios = [
+            f"**{fits['keras'] / fits[s]:.2f}x**" if s in fits and "keras" in fits else ""
+            for s in ("convscope", "convscope 2 threads")
+        ]
         lines.append(f"| {busy} | " + " | ".join(cells + ratios) + " |")
-    lines += ["", "Prediction on the 2,000 test images (images/s, median; convscope planned once, as `convscope predict` "
-              "does; Keras at its better batch, 32 or 1024) and single-image latency p50 (ms):", "",
-              "| busy processes | " + " | ".join(f"{s} img/s | {s} p50 ms" for s in sides) + " |",
-              "|---|" + "---|---|" * len(sides)]
+    lines += [
+        "",
+        "Prediction on the 2,000 test images (images/s, median; convscope planned once, as `convscope predict` "
+        "does; Keras at its better batch, 32 or 1024) and single-image latency p50 (ms):",
+        "",
+        "| busy processes | " + " | ".join(f"{s} img/s | {s} p50 ms" for s in sides) + " |",
+        "|---|" + "---|---|" * len(sides),
+    ]
     for busy in levels:
         cells = []
         for s in sides:
@@ -201,19 +266,32 @@ def _train_tables(runs: list[dict]) -> list[str]:
 def _serve_table(serve: list[dict]) -> list[str]:
     if not serve:
         return []
-    lines = ["The server's POST /predict (`load_test.py`, 8 concurrent clients, medians of its repeats):", "",
-             "| busy processes | /predict req/s | p50 ms | p99 ms | errors | /health req/s |", "|---|---|---|---|---|---|"]
+    lines = [
+        "The server's POST /predict (`load_test.py`, 8 concurrent clients, medians of its repeats):",
+        "",
+        "| busy processes | /predict req/s | p50 ms | p99 ms | errors | /health req/s |",
+        "|---|---|---|---|---|---|",
+    ]
     for s in serve:
         pr, h = s["predict"], s["health"]
-        lines.append(f"| {s['busy']} | {pr['rps_median']:,.0f} | {pr['p50_ms_median']:.1f} | {pr['p99_ms_median']:.1f} "
-                     f"| {pr['errors']} | {h['rps_median']:,.0f} |")
+        lines.append(
+            f"| {s['busy']} | {pr['rps_median']:,.0f} | {pr['p50_ms_median']:.1f} | {pr['p99_ms_median']:.1f} "
+            f"| {pr['errors']} | {h['rps_median']:,.0f} |"
+        )
     return lines + [""]
 
 
 def _threads(rs) -> str:
     """What convscope chose in these runs: start -> end threads."""
-    picks = sorted({f"{r['threads']['threads']}->{r['threads']['final']}" if r['threads']['changes']
-                    else str(r['threads']['threads']) for r in rs if not r["timed_out"]})
+    picks = sorted(
+        {
+            f"{r['threads']['threads']}->{r['threads']['final']}"
+            if r["threads"]["changes"]
+            else str(r["threads"]["threads"])
+            for r in rs
+            if not r["timed_out"]
+        }
+    )
     return f"; threads {'/'.join(picks)}" if picks else ""
 
 

@@ -38,7 +38,9 @@ def letters_run(tmp_path_factory) -> Path:
 
     fonts = glyphs.truetype_fonts()
     if len(fonts) < 6:
-        pytest.skip("fewer than 6 TrueType fonts installed (make system-deps installs fonts-dejavu and fonts-liberation)")
+        pytest.skip(
+            "fewer than 6 TrueType fonts installed (make system-deps installs fonts-dejavu and fonts-liberation)"
+        )
     images, labels = glyphs.letters_dataset(glyphs.training_fonts())
     data = cs.Dataset(images, labels, tuple(glyphs.LETTERS), "notMNIST-like letters")
     model = cs.build(glyphs.SMALL_CNN, input_shape=data.input_shape, num_classes=data.num_classes, seed=0)

@@ -24,7 +24,9 @@ def truetype_fonts() -> list[Path]:
     """Every TrueType font fontconfig knows, sorted by file name (a stable order for splitting)."""
     paths: list[str] = []
     if shutil.which("fc-list"):
-        listing = subprocess.run(["fc-list", ":fontformat=TrueType", "file"], capture_output=True, text=True, check=False)
+        listing = subprocess.run(
+            ["fc-list", ":fontformat=TrueType", "file"], capture_output=True, text=True, check=False
+        )
         paths = [line.strip().rstrip(":") for line in listing.stdout.splitlines() if line.strip()]
     if not paths:
         paths = glob.glob("/usr/share/fonts/truetype/**/*.ttf", recursive=True)
@@ -66,7 +68,9 @@ def own_picture(font: Path, char: str, rng: np.random.Generator, side: int = 200
     return 255 - np.asarray(paper)
 
 
-def write_pictures(folder: Path, fonts: list[Path], chars: str, seed: int = 0, side: int = 200) -> list[tuple[Path, int]]:
+def write_pictures(
+    folder: Path, fonts: list[Path], chars: str, seed: int = 0, side: int = 200
+) -> list[tuple[Path, int]]:
     """PNG files of `own_picture` for every font and character, with each file's class index."""
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(seed)
@@ -91,12 +95,14 @@ def training_fonts() -> list[Path]:
 
 # A CNN small enough to train on a few hundred glyphs in seconds, without BatchNorm (whose Keras momentum
 # needs more steps than a tiny set gives to settle).
-SMALL_CNN = {"layers": [
-    {"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-    {"MaxPool2D": {}},
-    {"Conv2D": {"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-    {"MaxPool2D": {}},
-    {"Flatten": {}},
-    {"Dense": {"units": 64, "activation": "relu"}},
-    {"Dense": {"units": "num_classes", "activation": "softmax"}},
-]}
+SMALL_CNN = {
+    "layers": [
+        {"Conv2D": {"filters": 16, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"MaxPool2D": {}},
+        {"Conv2D": {"filters": 32, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"MaxPool2D": {}},
+        {"Flatten": {}},
+        {"Dense": {"units": 64, "activation": "relu"}},
+        {"Dense": {"units": "num_classes", "activation": "softmax"}},
+    ]
+}

@@ -27,17 +27,35 @@ def models(keras):
     from keras import layers
 
     def course_cnn():  # the course's Sequential CNN: 44,010 parameters
-        block = lambda: [layers.Conv2D(32, 3, padding="same", activation="relu"),  # noqa: E731
-                         layers.Conv2D(32, 3, padding="same", activation="relu"),
-                         layers.MaxPooling2D(2, 2), layers.BatchNormalization(), layers.Dropout(0.25)]
-        return keras.Sequential([keras.Input((28, 28, 1)), *block(), *block(), layers.Flatten(),
-                                 layers.Dense(10, activation="softmax")], name="cnn")
+        def block():
+            return [
+                layers.Conv2D(32, 3, padding="same", activation="relu"),
+                layers.Conv2D(32, 3, padding="same", activation="relu"),
+                layers.MaxPooling2D(2, 2),
+                layers.BatchNormalization(),
+                layers.Dropout(0.25),
+            ]
+
+        return keras.Sequential(
+            [keras.Input((28, 28, 1)), *block(), *block(), layers.Flatten(), layers.Dense(10, activation="softmax")],
+            name="cnn",
+        )
 
     def course_mlp():  # 271,370 parameters
-        return keras.Sequential([keras.Input((28, 28, 1)), layers.Flatten(),
-                                 layers.Dense(256, activation="relu"), layers.BatchNormalization(), layers.Dropout(0.2),
-                                 layers.Dense(256, activation="relu"), layers.BatchNormalization(), layers.Dropout(0.2),
-                                 layers.Dense(10, activation="softmax")], name="mlp")
+        return keras.Sequential(
+            [
+                keras.Input((28, 28, 1)),
+                layers.Flatten(),
+                layers.Dense(256, activation="relu"),
+                layers.BatchNormalization(),
+                layers.Dropout(0.2),
+                layers.Dense(256, activation="relu"),
+                layers.BatchNormalization(),
+                layers.Dropout(0.2),
+                layers.Dense(10, activation="softmax"),
+            ],
+            name="mlp",
+        )
 
     def course_wide():  # the Functional CNN: 662,410 parameters
         x = inputs = keras.Input((28, 28, 1))
@@ -49,17 +67,20 @@ def models(keras):
         return keras.Model(inputs, layers.Dense(10, activation="softmax")(x), name="cnn_wide")
 
     def small_sequential():  # 'same' with stride 2 on an even size: Keras pads 0 before, 1 after
-        return keras.Sequential([
-            keras.Input((12, 12, 1)),
-            layers.Conv2D(6, 3, strides=2, padding="same", activation="relu"),
-            layers.BatchNormalization(momentum=0.9, epsilon=0.01),
-            layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False),
-            layers.Activation("tanh"),
-            layers.MaxPool2D(pool_size=2, strides=1, padding="same"),
-            layers.Dropout(0.3),
-            layers.Flatten(),
-            layers.Dense(3, activation="softmax"),
-        ], name="small_sequential")
+        return keras.Sequential(
+            [
+                keras.Input((12, 12, 1)),
+                layers.Conv2D(6, 3, strides=2, padding="same", activation="relu"),
+                layers.BatchNormalization(momentum=0.9, epsilon=0.01),
+                layers.Conv2D(6, 3, strides=2, padding="same", use_bias=False),
+                layers.Activation("tanh"),
+                layers.MaxPool2D(pool_size=2, strides=1, padding="same"),
+                layers.Dropout(0.3),
+                layers.Flatten(),
+                layers.Dense(3, activation="softmax"),
+            ],
+            name="small_sequential",
+        )
 
     def small_functional():  # branches, merges and every other layer of the import list
         inputs = keras.Input((12, 12, 1), name="pixels")
@@ -81,12 +102,25 @@ def models(keras):
         return keras.Model(inputs, outputs, name="small_functional")
 
     def small_flat():  # an MLP on flat pixel vectors, x.reshape(n, -1) in the notebook
-        return keras.Sequential([keras.Input((144,)), layers.Dense(16, activation="relu"), layers.BatchNormalization(),
-                                 layers.Dropout(0.2), layers.Dense(3, activation="softmax")], name="small_flat")
+        return keras.Sequential(
+            [
+                keras.Input((144,)),
+                layers.Dense(16, activation="relu"),
+                layers.BatchNormalization(),
+                layers.Dropout(0.2),
+                layers.Dense(3, activation="softmax"),
+            ],
+            name="small_flat",
+        )
 
-    return {"cnn": (course_cnn(), 10), "mlp": (course_mlp(), 10), "cnn_wide": (course_wide(), 10),
-            "small_sequential": (small_sequential(), 3), "small_functional": (small_functional(), 3),
-            "small_flat": (small_flat(), 3)}
+    return {
+        "cnn": (course_cnn(), 10),
+        "mlp": (course_mlp(), 10),
+        "cnn_wide": (course_wide(), 10),
+        "small_sequential": (small_sequential(), 3),
+        "small_functional": (small_functional(), 3),
+        "small_flat": (small_flat(), 3),
+    }
 
 
 def refused(keras, out: Path) -> None:
@@ -101,17 +135,38 @@ def refused(keras, out: Path) -> None:
     def save(model, name):
         model.save(out / f"{name}.keras")
 
-    save(keras.Sequential([keras.Input((8, 8, 1)), layers.SeparableConv2D(2, 3, name="sep"), layers.Flatten(),
-                           layers.Dense(2, activation="softmax")]), "unsupported")
-    save(keras.Sequential([keras.Input((8, 8, 1)), Doubler(name="doubler"), layers.Flatten(),
-                           layers.Dense(2, activation="softmax")]), "custom")
+    save(
+        keras.Sequential(
+            [
+                keras.Input((8, 8, 1)),
+                layers.SeparableConv2D(2, 3, name="sep"),
+                layers.Flatten(),
+                layers.Dense(2, activation="softmax"),
+            ]
+        ),
+        "unsupported",
+    )
+    save(
+        keras.Sequential(
+            [keras.Input((8, 8, 1)), Doubler(name="doubler"), layers.Flatten(), layers.Dense(2, activation="softmax")]
+        ),
+        "custom",
+    )
     a, b = keras.Input((8, 8, 1), name="left"), keras.Input((8, 8, 1), name="right")
     merged = layers.Flatten()(layers.Add()([a, b]))
     save(keras.Model([a, b], layers.Dense(2, activation="softmax")(merged)), "two_inputs")
     x = keras.Input((8, 8, 1))
     flat = layers.Flatten()(x)
-    save(keras.Model(x, [layers.Dense(2, activation="softmax", name="first")(flat),
-                         layers.Dense(3, activation="softmax", name="second")(flat)]), "two_outputs")
+    save(
+        keras.Model(
+            x,
+            [
+                layers.Dense(2, activation="softmax", name="first")(flat),
+                layers.Dense(3, activation="softmax", name="second")(flat),
+            ],
+        ),
+        "two_outputs",
+    )
 
 
 def build(out: Path) -> None:
@@ -127,10 +182,11 @@ def build(out: Path) -> None:
         images = rng.integers(0, 256, (96, *shape)).astype(np.uint8)
         # labels that depend on the image, so training moves the weights somewhere
         labels = (images.reshape(len(images), -1).mean(axis=1) * classes // 256).astype(np.int64) % classes
-        labels[: classes] = np.arange(classes)
+        labels[:classes] = np.arange(classes)
         x = images.astype(np.float32) / 255.0
-        model.compile(optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy",
-                      metrics=["accuracy"])
+        model.compile(
+            optimizer=keras.optimizers.Adam(1e-2), loss="sparse_categorical_crossentropy", metrics=["accuracy"]
+        )
         model.fit(x, labels, epochs=2, batch_size=32, verbose=0)
         model.save(out / f"{name}.keras")
         model.save(out / f"{name}.h5")
@@ -140,9 +196,13 @@ def build(out: Path) -> None:
         expected[f"{name}_labels"] = labels
         expected[f"{name}_probabilities"] = model.predict(x, verbose=0)
         bn = [w for l in model.layers if "BatchNormalization" in type(l).__name__ for w in l.get_weights()[2:]]
-        facts[name] = {"loss": float(loss), "accuracy": float(accuracy), "params": int(model.count_params()),
-                       "bn_moving_stats_moved": bool(bn) and all(
-                           np.abs(w - (0 if i % 2 == 0 else 1)).max() > 1e-3 for i, w in enumerate(bn))}
+        facts[name] = {
+            "loss": float(loss),
+            "accuracy": float(accuracy),
+            "params": int(model.count_params()),
+            "bn_moving_stats_moved": bool(bn)
+            and all(np.abs(w - (0 if i % 2 == 0 else 1)).max() > 1e-3 for i, w in enumerate(bn)),
+        }
     np.savez(out / "keras.npz", **expected)
     (out / "keras.json").write_text(json.dumps(facts, indent=1))
     refused(keras, out)

@@ -26,7 +26,18 @@ def running_server(run_dir: Path, *args: str, timeout: float = 90.0):
     """Yield the base URL of a server for `run_dir`; stop it (by its own pid) afterwards."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    command = [sys.executable, "-m", "convscope", "serve", str(run_dir), "--port", str(port), "--log-level", "warning", *args]
+    command = [
+        sys.executable,
+        "-m",
+        "convscope",
+        "serve",
+        str(run_dir),
+        "--port",
+        str(port),
+        "--log-level",
+        "warning",
+        *args,
+    ]
     process = subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     url = f"http://127.0.0.1:{port}"
     try:

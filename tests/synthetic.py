@@ -20,14 +20,16 @@ def tiny_dataset(n: int = 240, size: int = 8, seed: int = 0) -> cs.Dataset:
     return cs.Dataset(images, labels.astype(np.int64), ("top", "bottom"), "tiny")
 
 
-SMALL_SPEC = {"layers": [
-    {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-    {"MaxPool2D": {}},
-    {"BatchNormalization": {}},
-    {"Dropout": {"rate": 0.2}},
-    {"Flatten": {}},
-    {"Dense": {"units": "num_classes", "activation": "softmax"}},
-]}
+SMALL_SPEC = {
+    "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"MaxPool2D": {}},
+        {"BatchNormalization": {}},
+        {"Dropout": {"rate": 0.2}},
+        {"Flatten": {}},
+        {"Dense": {"units": "num_classes", "activation": "softmax"}},
+    ]
+}
 
 
 def write_tiny_npz(folder: Path, n: int, size: int = 12) -> Path:

@@ -20,8 +20,16 @@ from synthetic import SMALL_SPEC, tiny_dataset
 def small_fit(epochs=3, callbacks=(), **kwargs):
     data = tiny_dataset()
     model = cs.build(SMALL_SPEC, data.input_shape, data.num_classes, seed=0)
-    return cs.fit(model, data, epochs=epochs, validation_split=0.25, batch_size=16, verbose=False,
-                  callbacks=list(callbacks), **kwargs)
+    return cs.fit(
+        model,
+        data,
+        epochs=epochs,
+        validation_split=0.25,
+        batch_size=16,
+        verbose=False,
+        callbacks=list(callbacks),
+        **kwargs,
+    )
 
 
 class _Holder(torch.nn.Module):
@@ -66,7 +74,7 @@ def test_reduce_lr_on_plateau_inside_fit_lowers_the_rate_at_the_right_epoch():
 
 
 def test_learning_rate_scheduler_sets_each_epochs_rate():
-    trained = small_fit(callbacks=[cs.LearningRateScheduler(lambda epoch, lr: 1e-3 * 0.5 ** epoch)])
+    trained = small_fit(callbacks=[cs.LearningRateScheduler(lambda epoch, lr: 1e-3 * 0.5**epoch)])
     assert trained.history.column("lr") == pytest.approx([1e-3, 5e-4, 2.5e-4])
 
 
@@ -83,8 +91,9 @@ class Snapshots(Callback):
 def test_model_checkpoint_keeps_the_best_epochs_weights(tmp_path):
     spy = Snapshots()
     best_file = tmp_path / "best.safetensors"
-    trained = small_fit(epochs=5, callbacks=[cs.ModelCheckpoint(best_file, monitor="val_loss", save_best_only=True), spy],
-                        lr=0.05)  # a high rate, so that val_loss does not simply fall every epoch
+    trained = small_fit(
+        epochs=5, callbacks=[cs.ModelCheckpoint(best_file, monitor="val_loss", save_best_only=True), spy], lr=0.05
+    )  # a high rate, so that val_loss does not simply fall every epoch
     losses = trained.history.column("val_loss")
     best = int(np.argmin(losses))
     saved = load_file(str(best_file))
@@ -132,8 +141,15 @@ def test_terminate_on_nan_stops_at_the_first_nan_batch(capsys):
         def on_train_batch_end(self, batch, logs=None):
             seen.append(batch)
 
-    trained = cs.fit(net, data, epochs=4, validation_split=0.25, batch_size=15, verbose=False,
-                     callbacks=[cs.TerminateOnNaN(), Batches()])
+    trained = cs.fit(
+        net,
+        data,
+        epochs=4,
+        validation_split=0.25,
+        batch_size=15,
+        verbose=False,
+        callbacks=[cs.TerminateOnNaN(), Batches()],
+    )
     assert trained.history.epochs_run == 2 and trained.history.stopped_early
     assert seen[-1] == 3  # the 16th batch overall is batch 3 of epoch 2 (0-based): nothing after it
     assert "invalid loss" in capsys.readouterr().out
@@ -157,9 +173,13 @@ def test_callback_contract_params_epochs_and_logs():
 
     small_fit(epochs=2, callbacks=[Recorder()])
     assert calls[0] == ("begin", {"epochs": 2, "steps": 12, "verbose": 0})  # 180 training images / 16
-    assert calls[1:] == [("epoch_begin", 0), ("epoch_end", 0, ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]),
-                         ("epoch_begin", 1), ("epoch_end", 1, ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]),
-                         ("end",)]
+    assert calls[1:] == [
+        ("epoch_begin", 0),
+        ("epoch_end", 0, ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]),
+        ("epoch_begin", 1),
+        ("epoch_end", 1, ["accuracy", "loss", "lr", "val_accuracy", "val_loss"]),
+        ("end",),
+    ]
 
 
 def test_tensorboard_event_files_hold_the_scalars(tmp_path):

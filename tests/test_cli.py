@@ -20,7 +20,9 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 def convscope(*args: str, cwd: Path | None = None) -> subprocess.CompletedProcess:
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300)
+    return subprocess.run(
+        [sys.executable, "-m", "convscope", *args], capture_output=True, text=True, cwd=cwd, env=env, timeout=300
+    )
 
 
 @pytest.fixture(scope="module")
@@ -31,8 +33,19 @@ def tiny_npz(tmp_path_factory) -> Path:
 @pytest.fixture(scope="module")
 def tiny_run(tiny_npz, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
     out = tmp_path_factory.mktemp("runs") / "tiny-run"
-    result = convscope("train", "--data", str(tiny_npz), "--model", "cnn", "--epochs", "2", "--class-names", "top,bottom",
-                       "--out", str(out))
+    result = convscope(
+        "train",
+        "--data",
+        str(tiny_npz),
+        "--model",
+        "cnn",
+        "--epochs",
+        "2",
+        "--class-names",
+        "top,bottom",
+        "--out",
+        str(out),
+    )
     return out, result
 
 
@@ -40,11 +53,24 @@ def test_train_writes_a_complete_run_directory(tiny_run):
     out, result = tiny_run
     assert result.returncode == 0, result.stderr
     assert {p.name for p in out.iterdir()} >= {
-        "config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz",
+        "config.json",
+        "architecture.json",
+        "model.safetensors",
+        "history.csv",
+        "metrics.json",
+        "test_set.npz",
         "test_images.npy",
     }
     metrics = json.loads((out / "metrics.json").read_text())
-    for key in ("test_loss", "test_accuracy", "per_class", "confusion_matrix", "epochs_run", "best_epoch", "train_seconds"):
+    for key in (
+        "test_loss",
+        "test_accuracy",
+        "per_class",
+        "confusion_matrix",
+        "epochs_run",
+        "best_epoch",
+        "train_seconds",
+    ):
         assert key in metrics
     assert metrics["epochs_run"] == 2
     assert [row["class"] for row in metrics["per_class"]] == ["top", "bottom"]
@@ -109,7 +135,9 @@ def corrupt_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
     mismatch = tmp / "mismatch.npz"
     np.savez(mismatch, x=np.zeros((20, 8, 8), np.uint8), y=np.arange(19) % 2)
     spec = tmp / "bad.yaml"
-    spec.write_text("layers:\n  - Conv2D: {filters: 4, kernel_size: 31}\n  - Flatten: {}\n  - Dense: {units: num_classes}\n")
+    spec.write_text(
+        "layers:\n  - Conv2D: {filters: 4, kernel_size: 31}\n  - Flatten: {}\n  - Dense: {units: num_classes}\n"
+    )
     return {
         "missing": (["--data", str(tmp / "nope.npz")], "nope.npz"),
         "corrupt": (["--data", str(bad_npz)], "broken.npz"),
@@ -155,8 +183,20 @@ def test_failure_while_writing_leaves_nothing_behind(tmp_path, monkeypatch):
     data = tiny_dataset(n=60, size=8)
     np.savez(tmp_path / "d.npz", x=data.images, y=data.labels)
     with pytest.raises(OSError):
-        main(["train", "--data", str(tmp_path / "d.npz"), "--model", "mlp", "--epochs", "1", "--out", str(tmp_path / "runs" / "x"),
-              "--quiet"])
+        main(
+            [
+                "train",
+                "--data",
+                str(tmp_path / "d.npz"),
+                "--model",
+                "mlp",
+                "--epochs",
+                "1",
+                "--out",
+                str(tmp_path / "runs" / "x"),
+                "--quiet",
+            ]
+        )
     assert list((tmp_path / "runs").iterdir()) == []
 
 

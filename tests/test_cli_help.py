@@ -46,9 +46,17 @@ def test_every_option_with_a_default_shows_it(command):
 
 @pytest.mark.parametrize(
     ("command", "option", "default"),
-    [("train", "--test-split", "0.2"), ("train", "--seed", "0"), ("train", "--min-delta", "0"),
-     ("train", "--monitor", "val_loss"), ("train", "--data", "mnist-5k"), ("export", "--format", "onnx"),
-     ("serve", "--port", "8000"), ("predict", "--top", "3"), ("sweep", "--patience", "3")],
+    [
+        ("train", "--test-split", "0.2"),
+        ("train", "--seed", "0"),
+        ("train", "--min-delta", "0"),
+        ("train", "--monitor", "val_loss"),
+        ("train", "--data", "mnist-5k"),
+        ("export", "--format", "onnx"),
+        ("serve", "--port", "8000"),
+        ("predict", "--top", "3"),
+        ("sweep", "--patience", "3"),
+    ],
 )
 def test_the_defaults_the_issue_found_missing_are_shown(command, option, default, capsys):
     with pytest.raises(SystemExit):

@@ -32,7 +32,10 @@ def test_table_rows_come_from_the_runs(trained_run, mlp_run):
     lines = text.splitlines()
     assert lines[0].split() == ["run", "model", "params", "epochs", "train", "time", "test", "accuracy", "test", "loss"]
     assert re.search(r"^mlp-run\s+mlp\s+271,370\s+2\b", lines[2])
-    assert re.search(rf"^cnn-run\s+cnn\s+44,010\s+{rows[1].epochs}\b.*{rows[1].test_accuracy:.4f}\s+{rows[1].test_loss:.4f}$", lines[3])
+    assert re.search(
+        rf"^cnn-run\s+cnn\s+44,010\s+{rows[1].epochs}\b.*{rows[1].test_accuracy:.4f}\s+{rows[1].test_loss:.4f}$",
+        lines[3],
+    )
     best = max(rows, key=lambda r: r.test_accuracy)
     assert f"best test accuracy: {best.name}" in text
     assert "different data" not in text

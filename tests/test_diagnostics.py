@@ -32,7 +32,7 @@ def test_batchnorm_warmup_names_the_residue_of_the_initial_statistics():
     assert kinds(notes) == ["batchnorm-warmup"]
     text = notes[0].text
     # epoch 1: 0.99^100 = 36.6% of the initial statistics left
-    assert f"{0.99 ** 100:.0%}" == "37%" and "37%" in text and "0.99^100" in text
+    assert f"{0.99**100:.0%}" == "37%" and "37%" in text and "0.99^100" in text
     # under 1% left needs ceil(log(0.01) / log(0.99) / 100) = 5 epochs
     assert "at least 5 epochs" in text and "0.27" in text and "0.77" in text
 
@@ -46,8 +46,15 @@ def test_batchnorm_warmup_absent_without_batchnorm_or_when_statistics_are_old():
 
 
 def test_overfitting_points_to_the_best_epoch_that_early_stopping_kept():
-    h = history((0.5, 0.8, 0.40, 0.85), (0.3, 0.9, 0.30, 0.9), (0.2, 0.95, 0.33, 0.9), (0.1, 0.98, 0.38, 0.9),
-                weights_epoch=2, best_epoch=2, stopped_early=True)
+    h = history(
+        (0.5, 0.8, 0.40, 0.85),
+        (0.3, 0.9, 0.30, 0.9),
+        (0.2, 0.95, 0.33, 0.9),
+        (0.1, 0.98, 0.38, 0.9),
+        weights_epoch=2,
+        best_epoch=2,
+        stopped_early=True,
+    )
     notes = read_curves(h)
     assert kinds(notes) == ["overfitting"]
     assert "lowest at epoch 2 (0.3000)" in notes[0].text and "0.3800 by epoch 4" in notes[0].text
@@ -76,8 +83,12 @@ def test_label_smoothing_explains_training_loss_above_validation_loss():
 
 
 def test_imbalance_names_the_rare_class_behind_a_low_recall():
-    classes = [ClassScore("A", 0.97, 400), ClassScore("B", 0.95, 420), ClassScore("C", 0.96, 380),
-               ClassScore("J", 0.55, 40)]
+    classes = [
+        ClassScore("A", 0.97, 400),
+        ClassScore("B", 0.95, 420),
+        ClassScore("C", 0.96, 380),
+        ClassScore("J", 0.55, 40),
+    ]
     notes = read_curves(history(), classes=classes)
     assert kinds(notes) == ["imbalance"]
     assert "'J'" in notes[0].text and "0.55" in notes[0].text and "40 training images" in notes[0].text

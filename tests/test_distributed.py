@@ -17,12 +17,14 @@ from convscope.training.distributed import DistContext, launch, shard
 from synthetic import SMALL_SPEC, tiny_dataset
 
 # No BatchNorm, no Dropout: the two runs differ only by float summation order.
-PLAIN_SPEC = {"layers": [
-    {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-    {"MaxPool2D": {}},
-    {"Flatten": {}},
-    {"Dense": {"units": "num_classes", "activation": "softmax"}},
-]}
+PLAIN_SPEC = {
+    "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"MaxPool2D": {}},
+        {"Flatten": {}},
+        {"Dense": {"units": "num_classes", "activation": "softmax"}},
+    ]
+}
 # 236 images, validation_split 0.25 -> 177 training images: 11 batches of 16 and a last batch of 1,
 # so one rank sits out the last step (DDP's Join) and the loss weights are not all 1.
 N_IMAGES, BATCH, EPOCHS = 236, 16, 4
@@ -32,8 +34,17 @@ CASES = {"plain": PLAIN_SPEC, "batchnorm_dropout": SMALL_SPEC}
 def fit_rows(spec, ctx: DistContext | None) -> list[dict]:
     data = tiny_dataset(N_IMAGES)
     model = cs.build(spec, data.input_shape, data.num_classes, seed=0)
-    trained = cs.fit(model, data, epochs=EPOCHS, batch_size=BATCH, validation_split=0.25, seed=0, verbose=False,
-                     early_stopping=cs.EarlyStopping(patience=EPOCHS, restore_best_weights=True), distributed=ctx)
+    trained = cs.fit(
+        model,
+        data,
+        epochs=EPOCHS,
+        batch_size=BATCH,
+        validation_split=0.25,
+        seed=0,
+        verbose=False,
+        early_stopping=cs.EarlyStopping(patience=EPOCHS, restore_best_weights=True),
+        distributed=ctx,
+    )
     return [{k: v for k, v in row.items() if k != "seconds"} for row in trained.history.rows]
 
 
@@ -99,8 +110,24 @@ def test_nproc_2_writes_one_complete_run(tmp_path, capsys):
     np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
     out = tmp_path / "run"
-    code = main(["train", "--nproc", "2", "--data", str(tmp_path / "tiny.npz"), "--model", str(tmp_path / "small.yaml"),
-                 "--epochs", "2", "--batch-size", "16", "--out", str(out), "--quiet"])
+    code = main(
+        [
+            "train",
+            "--nproc",
+            "2",
+            "--data",
+            str(tmp_path / "tiny.npz"),
+            "--model",
+            str(tmp_path / "small.yaml"),
+            "--epochs",
+            "2",
+            "--batch-size",
+            "16",
+            "--out",
+            str(out),
+            "--quiet",
+        ]
+    )
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out)
     assert {ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_SET, WEIGHTS} <= {p.name for p in out.iterdir()}

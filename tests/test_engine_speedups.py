@@ -71,8 +71,16 @@ def test_dropout_on_a_strided_view_falls_back_to_torch():
 
 
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("shape, pool", [((64, 32, 28, 28), 2), ((64, 32, 14, 14), 2), ((64, 8, 12, 18), (3, 2)),
-                                         ((64, 32, 7, 7), 2), ((1, 32, 28, 28), 2)])
+@pytest.mark.parametrize(
+    "shape, pool",
+    [
+        ((64, 32, 28, 28), 2),
+        ((64, 32, 14, 14), 2),
+        ((64, 8, 12, 18), (3, 2)),
+        ((64, 32, 7, 7), 2),
+        ((1, 32, 28, 28), 2),
+    ],
+)
 def test_max_pool_predicts_the_same_values_as_torch(dtype, shape, pool):
     torch.manual_seed(5)
     x = torch.randn(shape).to(dtype).contiguous(memory_format=torch.channels_last)

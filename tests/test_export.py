@@ -52,7 +52,9 @@ def test_onnx_file_carries_the_preprocessing_contract(onnx_file, trained_run):
     assert terms["input"]["background"] == "dark"
     assert terms["input_contract"]["framing"] == "fit" and "'fit'" in terms["input"]["framing"]
     assert terms["class_names"] == [str(d) for d in range(10)]
-    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == ["probabilities"]
+    assert [i.name for i in model.graph.input] == ["image"] and [o.name for o in model.graph.output] == [
+        "probabilities"
+    ]
 
 
 def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
@@ -63,7 +65,9 @@ def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
         warnings.simplefilter("ignore", DeprecationWarning)  # torch.jit is deprecated; it still loads
         loaded = torch.jit.load(str(path), _extra_files=extra)
     with torch.no_grad():
-        got = loaded(torch.tensor(real_digits, dtype=torch.float32)).numpy()  # a copy: the test images are memory-mapped
+        got = loaded(
+            torch.tensor(real_digits, dtype=torch.float32)
+        ).numpy()  # a copy: the test images are memory-mapped
     assert np.abs(got - trained.predict_proba(real_digits)).max() < 1e-4
     assert json.loads(extra["convscope.json"])["class_names"] == list(trained.class_names)
 

@@ -31,8 +31,14 @@ def png_size(data: bytes) -> tuple[int, int]:
 
 def history(stopped: bool) -> History:
     rows = [
-        {"epoch": e, "loss": 1.0 / e, "accuracy": 1 - 0.5 / e, "val_loss": [0.9, 0.5, 0.4, 0.45, 0.5][e - 1],
-         "val_accuracy": [0.7, 0.8, 0.85, 0.84, 0.83][e - 1], "seconds": 1.0}
+        {
+            "epoch": e,
+            "loss": 1.0 / e,
+            "accuracy": 1 - 0.5 / e,
+            "val_loss": [0.9, 0.5, 0.4, 0.45, 0.5][e - 1],
+            "val_accuracy": [0.7, 0.8, 0.85, 0.84, 0.83][e - 1],
+            "seconds": 1.0,
+        }
         for e in range(1, 6)
     ]
     return History(rows, best_epoch=3, weights_epoch=3, stopped_early=stopped)

@@ -74,8 +74,16 @@ def test_scattered_glyphs_of_varying_size_have_no_consistent_framing():
 
 
 def _fit_contract(centre: str = "mass") -> InputContract:
-    return InputContract("dark", "fit", 0.5, (0.0, 255.0), fraction=MNIST_FRACTION, centre=centre,
-                         fraction_range=(0.68, 0.75), offset_limit=0.05)
+    return InputContract(
+        "dark",
+        "fit",
+        0.5,
+        (0.0, 255.0),
+        fraction=MNIST_FRACTION,
+        centre=centre,
+        fraction_range=(0.68, 0.75),
+        offset_limit=0.05,
+    )
 
 
 def _small_dark_glyph_on_paper() -> np.ndarray:
@@ -165,8 +173,14 @@ def test_the_contract_is_stored_in_the_run_and_old_runs_fall_back_and_say_so(tra
 
 def _cli_predict(run: Path, files: list[Path], *options: str) -> list[dict]:
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
-    done = subprocess.run([sys.executable, "-m", "convscope", "predict", str(run), *map(str, files), "--json", *options],
-                          capture_output=True, text=True, env=env, timeout=300, check=False)
+    done = subprocess.run(
+        [sys.executable, "-m", "convscope", "predict", str(run), *map(str, files), "--json", *options],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+        check=False,
+    )
     assert done.returncode == 0, done.stderr
     return json.loads(done.stdout)
 
@@ -196,8 +210,11 @@ def test_own_letters_in_unseen_fonts_are_read_by_cli_and_server_alike(letters_ru
         served = _http_predict(url, files)
         assert httpx.get(url + "/model").json()["preprocessing"]["framing"] == "fill"
     assert [p["label"] for p in served] == cli_labels
-    np.testing.assert_allclose([p["probabilities"] for p in served],
-                               [[row["probabilities"][c] for c in glyphs.LETTERS] for row in cli], atol=1e-5)
+    np.testing.assert_allclose(
+        [p["probabilities"] for p in served],
+        [[row["probabilities"][c] for c in glyphs.LETTERS] for row in cli],
+        atol=1e-5,
+    )
     # The old behaviour (no inversion, the whole picture resized) on the same files: near chance.
     unframed = _cli_predict(letters_run, files, "--framing", "none", "--invert", "false")
     assert _accuracy([row["label"] for row in unframed], truth, glyphs.LETTERS) <= 0.4

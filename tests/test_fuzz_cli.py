@@ -39,9 +39,35 @@ def numeric_flags() -> list[tuple[str, str, argparse.Action]]:
 
 FLAGS = numeric_flags()
 texts = st.one_of(
-    st.sampled_from(["nan", "NaN", "inf", "-inf", "-1", "0", "1", "-0", "1e308", "1e-320", "99999", "2**62",
-                     str(2**64), "1,2", "0,1e9", "fixed", "", " ", "3.5", "1e3", "0x10", "１"]),
-    st.floats().map(repr), st.integers().map(str), st.text(max_size=12),
+    st.sampled_from(
+        [
+            "nan",
+            "NaN",
+            "inf",
+            "-inf",
+            "-1",
+            "0",
+            "1",
+            "-0",
+            "1e308",
+            "1e-320",
+            "99999",
+            "2**62",
+            str(2**64),
+            "1,2",
+            "0,1e9",
+            "fixed",
+            "",
+            " ",
+            "3.5",
+            "1e3",
+            "0x10",
+            "１",
+        ]
+    ),
+    st.floats().map(repr),
+    st.integers().map(str),
+    st.text(max_size=12),
 )
 
 
@@ -67,9 +93,18 @@ def finite_values(value) -> list[float]:
 
 def test_every_numeric_flag_is_covered():
     names = {(c, f) for c, f, _ in FLAGS}
-    for expected in [("train", "--lr"), ("train", "--seed"), ("train", "--min-delta"), ("train", "--random-shift"),
-                     ("predict", "--top"), ("serve", "--port"), ("serve", "--max-upload-mb"), ("sweep", "--timeout"),
-                     ("inspect", "--index"), ("summary", "--input-shape")]:
+    for expected in [
+        ("train", "--lr"),
+        ("train", "--seed"),
+        ("train", "--min-delta"),
+        ("train", "--random-shift"),
+        ("predict", "--top"),
+        ("serve", "--port"),
+        ("serve", "--max-upload-mb"),
+        ("sweep", "--timeout"),
+        ("inspect", "--index"),
+        ("summary", "--input-shape"),
+    ]:
         assert expected in names
 
 
@@ -90,27 +125,57 @@ def test_numeric_flags_refuse_or_hold_a_usable_value(command, flag, text):
     value = getattr(args, dest)
     for number in finite_values(value):
         assert math.isfinite(number) and number >= 0, (flag, text, value)
-    if command == "train" and dest in {"epochs", "batch_size", "lr", "patience", "min_delta", "validation_split",
-                                       "test_split", "seed", "label_smoothing", "random_shift"}:
+    if command == "train" and dest in {
+        "epochs",
+        "batch_size",
+        "lr",
+        "patience",
+        "min_delta",
+        "validation_split",
+        "test_split",
+        "seed",
+        "label_smoothing",
+        "random_shift",
+    }:
         check_train_settings(**{dest: value})  # what argparse accepts, the API accepts
 
 
-@pytest.mark.parametrize("argv, message", [
-    (["train", "--lr", "nan"], "argument --lr: must be a finite number in (0, 10], got 'nan'"),
-    (["train", "--lr", "inf"], "argument --lr: must be a finite number in (0, 10], got 'inf'"),
-    (["train", "--seed", "-1"], "argument --seed: must be a seed from 0 to 4,294,967,295, got '-1'"),
-    (["train", "--min-delta", "nan"], "argument --min-delta: must be a finite number >= 0, got 'nan'"),
-    (["predict", "RUN", "x.png", "--top", "0"], "argument --top: must be a positive integer from 1 to 1,000,000, got '0'"),
-    (["serve", "RUN", "--port", "99999"], "argument --port: must be a TCP port from 0 to 65,535, got '99999'"),
-    (["serve", "RUN", "--max-upload-mb", "nan"], "argument --max-upload-mb: must be a finite number in (0, 1,048,576], got 'nan'"),
-])
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["train", "--lr", "nan"], "argument --lr: must be a finite number in (0, 10], got 'nan'"),
+        (["train", "--lr", "inf"], "argument --lr: must be a finite number in (0, 10], got 'inf'"),
+        (["train", "--seed", "-1"], "argument --seed: must be a seed from 0 to 4,294,967,295, got '-1'"),
+        (["train", "--min-delta", "nan"], "argument --min-delta: must be a finite number >= 0, got 'nan'"),
+        (
+            ["predict", "RUN", "x.png", "--top", "0"],
+            "argument --top: must be a positive integer from 1 to 1,000,000, got '0'",
+        ),
+        (["serve", "RUN", "--port", "99999"], "argument --port: must be a TCP port from 0 to 65,535, got '99999'"),
+        (
+            ["serve", "RUN", "--max-upload-mb", "nan"],
+            "argument --max-upload-mb: must be a finite number in (0, 1,048,576], got 'nan'",
+        ),
+    ],
+)
 def test_the_reported_flags(argv, message):
     code, _, err = parse(argv)
     assert code == 2 and err.strip().splitlines()[-1].endswith(message)
 
 
-@pytest.mark.parametrize("setting", [{"lr": float("nan")}, {"lr": float("inf")}, {"seed": -1}, {"min_delta": float("nan")},
-                                     {"epochs": 0}, {"test_split": 1.0}, {"random_shift": -2}, {"batch_size": 2.5}])
+@pytest.mark.parametrize(
+    "setting",
+    [
+        {"lr": float("nan")},
+        {"lr": float("inf")},
+        {"seed": -1},
+        {"min_delta": float("nan")},
+        {"epochs": 0},
+        {"test_split": 1.0},
+        {"random_shift": -2},
+        {"batch_size": 2.5},
+    ],
+)
 def test_the_api_refuses_what_the_flags_refuse(tmp_path, setting):
     with pytest.raises(cs.UserError):
         cs.train("digits", "mlp", out=tmp_path / "run", verbose=False, **setting)
@@ -123,6 +188,7 @@ def test_random_shift_larger_than_half_the_image_is_refused_before_training(tmp_
 
 
 # --- --out is checked before any data is read --------------------------------------------------
+
 
 def _read_only_parent(tmp_path: Path) -> Path:
     parent = tmp_path / "read-only"
@@ -163,6 +229,7 @@ def test_out_is_checked_before_any_data_is_loaded(tmp_path, case, capsys):
 
 # --- commands that run, with fuzzed numbers -----------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def tiny_run(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("fuzz-cli") / "run"
@@ -191,20 +258,30 @@ def test_predict_top_any_accepted_value(tiny_run, picture, top):
 
 
 @scaled(0.1)
-@given(shape=st.tuples(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 10**6)),
-       classes=st.integers(1, 10**6), model=st.sampled_from(["mlp", "cnn", "cnn-wide", "fast"]))
+@given(
+    shape=st.tuples(st.integers(1, 10**6), st.integers(1, 10**6), st.integers(1, 10**6)),
+    classes=st.integers(1, 10**6),
+    model=st.sampled_from(["mlp", "cnn", "cnn-wide", "fast"]),
+)
 @example((100_000, 100_000, 1), 10, "cnn")
 def test_summary_of_any_accepted_shape_answers_quickly(shape, classes, model):
     started = time.monotonic()
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
-        code = valid_or_user_error(cli.main, ["summary", model, "--input-shape", ",".join(map(str, shape)),
-                                              "--classes", str(classes), "--json"])
+        code = valid_or_user_error(
+            cli.main,
+            ["summary", model, "--input-shape", ",".join(map(str, shape)), "--classes", str(classes), "--json"],
+        )
     assert code in (0, 2) and time.monotonic() - started < 20
 
 
-@pytest.mark.parametrize("argv", [["export", "{run}", "--format", "torchscript", "--out", "{file}/m.pt"],
-                                  ["compare", "{run}", "--save", "{file}/dir"],
-                                  ["inspect", "{run}", "--no-images", "--save", "{file}/dir"]])
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["export", "{run}", "--format", "torchscript", "--out", "{file}/m.pt"],
+        ["compare", "{run}", "--save", "{file}/dir"],
+        ["inspect", "{run}", "--no-images", "--save", "{file}/dir"],
+    ],
+)
 def test_other_outputs_are_checked_before_work(tiny_run, tmp_path, argv, capsys):
     (tmp_path / "file").write_text("x")
     argv = [a.format(run=tiny_run, file=tmp_path / "file") for a in argv]

@@ -47,7 +47,8 @@ mutations = st.lists(
         st.tuples(st.just("overwrite"), st.floats(0, 1), st.binary(min_size=1, max_size=8)),
         st.tuples(st.just("insert"), st.floats(0, 1), st.binary(min_size=1, max_size=8)),
     ),
-    min_size=1, max_size=4,
+    min_size=1,
+    max_size=4,
 )
 
 
@@ -57,7 +58,7 @@ def mutate(data: bytes, edits) -> bytes:
         if edit[0] == "truncate":
             data = data[:at]
         elif edit[0] == "overwrite":
-            data = data[:at] + edit[2] + data[at + len(edit[2]):]
+            data = data[:at] + edit[2] + data[at + len(edit[2]) :]
         else:
             data = data[:at] + edit[2] + data[at:]
     return data
@@ -71,6 +72,7 @@ def valid_npz() -> bytes:
 
 
 # --- IDX ----------------------------------------------------------------------------------------
+
 
 def idx_bytes(type_byte: int, dims: list[int], payload: bytes) -> bytes:
     return bytes([0, 0, type_byte, len(dims)]) + b"".join(struct.pack(">I", d) for d in dims) + payload
@@ -89,7 +91,7 @@ idx_dims = st.lists(st.one_of(st.integers(0, 6), st.integers(0, 2**32 - 1), st.j
 )
 @example(0x08, [65536] * 4, b"\0" * 16, [6], bytes(6), False)  # the int64 product wraps to 0
 @example(0x0E, [2, 2, 2], struct.pack(">8d", *[1e300] * 8), [2], bytes([0, 1]), False)  # float32 overflow
-@example(0x08, [3, 2, 2], bytes(12), [3], struct.pack(">3I", 0, 1, 2) [:3], False)
+@example(0x08, [3, 2, 2], bytes(12), [3], struct.pack(">3I", 0, 1, 2)[:3], False)
 @example(0x08, [2**31, 2**31], b"", [1], b"\0", True)  # a header that claims 4 EiB, gzipped
 def test_idx_headers_and_values(type_byte, dims, payload, label_dims, label_payload, gzipped):
     with tempfile.TemporaryDirectory() as tmp:
@@ -101,7 +103,10 @@ def test_idx_headers_and_values(type_byte, dims, payload, label_dims, label_payl
         load_checked(images)
 
 
-@given(dims=st.lists(st.integers(1, 4), min_size=1, max_size=4), labels=st.lists(st.integers(-2, 2**62), min_size=1, max_size=6))
+@given(
+    dims=st.lists(st.integers(1, 4), min_size=1, max_size=4),
+    labels=st.lists(st.integers(-2, 2**62), min_size=1, max_size=6),
+)
 @example([2, 2, 2], [0, 2**62])
 def test_idx_labels_of_any_size(dims, labels):
     with tempfile.TemporaryDirectory() as tmp:
@@ -115,12 +120,19 @@ def test_idx_labels_of_any_size(dims, labels):
 # --- npz / npy ------------------------------------------------------------------------------
 
 any_dtype = st.one_of(
-    hnp.integer_dtypes(), hnp.unsigned_integer_dtypes(), hnp.floating_dtypes(), hnp.boolean_dtypes(),
-    hnp.complex_number_dtypes(), hnp.byte_string_dtypes(max_len=4), hnp.unicode_string_dtypes(max_len=4),
+    hnp.integer_dtypes(),
+    hnp.unsigned_integer_dtypes(),
+    hnp.floating_dtypes(),
+    hnp.boolean_dtypes(),
+    hnp.complex_number_dtypes(),
+    hnp.byte_string_dtypes(max_len=4),
+    hnp.unicode_string_dtypes(max_len=4),
     hnp.datetime64_dtypes(),
 )
 small_shapes = hnp.array_shapes(min_dims=0, max_dims=5, min_side=0, max_side=5)
 arrays = hnp.arrays(any_dtype, small_shapes)
+
+
 def _cast(array: np.ndarray, dtype) -> np.ndarray:
     with warnings.catch_warnings(), np.errstate(all="ignore"):
         warnings.simplefilter("ignore")
@@ -128,8 +140,11 @@ def _cast(array: np.ndarray, dtype) -> np.ndarray:
 
 
 image_arrays = st.tuples(
-    hnp.arrays(np.float64, hnp.array_shapes(min_dims=1, max_dims=5, min_side=1, max_side=5),
-               elements=st.one_of(st.integers(0, 255).map(float), st.floats(), st.just(1e300))),
+    hnp.arrays(
+        np.float64,
+        hnp.array_shapes(min_dims=1, max_dims=5, min_side=1, max_side=5),
+        elements=st.one_of(st.integers(0, 255).map(float), st.floats(), st.just(1e300)),
+    ),
     st.sampled_from([np.uint8, np.int64, np.float32, np.float64, np.uint64, np.float16]),
 ).map(lambda t: _cast(*t))
 label_arrays = hnp.arrays(
@@ -138,7 +153,11 @@ label_arrays = hnp.arrays(
 )
 
 
-@given(x=st.one_of(arrays, image_arrays), y=st.one_of(arrays, label_arrays), key=st.sampled_from(["x", "x_train", "pictures"]))
+@given(
+    x=st.one_of(arrays, image_arrays),
+    y=st.one_of(arrays, label_arrays),
+    key=st.sampled_from(["x", "x_train", "pictures"]),
+)
 def test_npz_arrays(x, y, key):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.npz"
@@ -162,8 +181,12 @@ def test_npz_bytes_mutated(edits):
         load_checked(path)
 
 
-@given(shape=st.lists(st.integers(0, 2**40), min_size=0, max_size=4), descr=st.sampled_from(["|u1", "<f8", "|O", "<i4", "V3"]),
-       payload=st.binary(max_size=64), version=st.sampled_from([1, 2]))
+@given(
+    shape=st.lists(st.integers(0, 2**40), min_size=0, max_size=4),
+    descr=st.sampled_from(["|u1", "<f8", "|O", "<i4", "V3"]),
+    payload=st.binary(max_size=64),
+    version=st.sampled_from([1, 2]),
+)
 @example([2**40, 2**40, 2**40], "<f8", b"", 1)  # 8 * 2**120 bytes declared: refused before numpy allocates
 def test_npy_headers_that_lie(shape, descr, payload, version):
     header = repr({"descr": descr, "fortran_order": False, "shape": tuple(shape)}).encode("latin1")
@@ -183,8 +206,12 @@ mat_arrays = hnp.arrays(
 )
 
 
-@given(x=mat_arrays, y=st.one_of(mat_arrays, st.lists(st.sampled_from(["a", "b", "cc"]), min_size=1, max_size=5).map(np.array)),
-       compress=st.booleans(), edits=st.one_of(st.none(), mutations))
+@given(
+    x=mat_arrays,
+    y=st.one_of(mat_arrays, st.lists(st.sampled_from(["a", "b", "cc"]), min_size=1, max_size=5).map(np.array)),
+    compress=st.booleans(),
+    edits=st.one_of(st.none(), mutations),
+)
 def test_mat_v5(x, y, compress, edits):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.mat"
@@ -194,8 +221,11 @@ def test_mat_v5(x, y, compress, edits):
         load_checked(path)
 
 
-@given(x=mat_arrays.filter(lambda a: a.dtype.kind != "c"), y=mat_arrays.filter(lambda a: a.dtype.kind != "c"),
-       matlab_class=st.sampled_from([b"double", b"char", b"uint8", b"cell", b"logical"]))
+@given(
+    x=mat_arrays.filter(lambda a: a.dtype.kind != "c"),
+    y=mat_arrays.filter(lambda a: a.dtype.kind != "c"),
+    matlab_class=st.sampled_from([b"double", b"char", b"uint8", b"cell", b"logical"]),
+)
 def test_mat_v73(x, y, matlab_class):
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "data.mat"
@@ -211,15 +241,19 @@ def test_mat_v73_declaring_more_than_the_limit_is_refused_before_reading(tmp_pat
         f.create_dataset("X", shape=(1000, 1000, 1000), dtype=np.uint8)  # 1 GB declared, nothing stored
         f.create_dataset("y", data=np.arange(1000) % 2)
     monkeypatch.setenv("CONVSCOPE_MAX_DATA_BYTES", str(10**8))
-    with pytest.raises(UserError, match=r"'X': its 1000 x 1000 x 1000 uint8 values take 1,000,000,000 bytes, "
-                                        r"over the limit of 100,000,000 \(raise it with"):
+    with pytest.raises(
+        UserError,
+        match=r"'X': its 1000 x 1000 x 1000 uint8 values take 1,000,000,000 bytes, "
+        r"over the limit of 100,000,000 \(raise it with",
+    ):
         cs.load(path)
 
 
 # --- CSV ------------------------------------------------------------------------------------
 
 cells = st.one_of(
-    st.integers(-5, 300).map(str), st.floats(allow_nan=True, allow_infinity=True).map(repr),
+    st.integers(-5, 300).map(str),
+    st.floats(allow_nan=True, allow_infinity=True).map(repr),
     st.sampled_from(["1e300", "-1e300", "cat", "", '"3"', "label", " 7 ", "0x10", "nan", "2" * 30]),
     st.text(max_size=5),
 )
@@ -244,6 +278,7 @@ def test_csv_random_bytes(raw):
 
 # --- image folders --------------------------------------------------------------------------
 
+
 def png(size: tuple[int, int], mode: str) -> bytes:
     out = io.BytesIO()
     Image.new(mode, size).save(out, format="PNG")
@@ -251,16 +286,23 @@ def png(size: tuple[int, int], mode: str) -> bytes:
 
 
 pictures = st.one_of(
-    st.tuples(st.integers(1, 40), st.integers(1, 40), st.sampled_from(["1", "L", "RGB", "RGBA", "P", "I;16", "LA"]))
-    .map(lambda t: png((t[0], t[1]), t[2])),
+    st.tuples(
+        st.integers(1, 40), st.integers(1, 40), st.sampled_from(["1", "L", "RGB", "RGBA", "P", "I;16", "LA"])
+    ).map(lambda t: png((t[0], t[1]), t[2])),
     st.binary(max_size=64),
     st.tuples(st.integers(1, 20), st.integers(1, 20), mutations).map(lambda t: mutate(png((t[0], t[1]), "L"), t[2])),
 )
 
 
-@given(files=st.lists(st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([".png", ".gif", ".jpg", ".bmp"]), pictures),
-                      min_size=1, max_size=6),
-       image_size=st.one_of(st.none(), st.integers(1, 64)), channels=st.sampled_from([None, 1, 3]))
+@given(
+    files=st.lists(
+        st.tuples(st.sampled_from(["a", "b"]), st.sampled_from([".png", ".gif", ".jpg", ".bmp"]), pictures),
+        min_size=1,
+        max_size=6,
+    ),
+    image_size=st.one_of(st.none(), st.integers(1, 64)),
+    channels=st.sampled_from([None, 1, 3]),
+)
 def test_image_folders(files, image_size, channels):
     with tempfile.TemporaryDirectory() as tmp:
         for number, (label, suffix, data) in enumerate(files):
@@ -294,17 +336,30 @@ def test_one_large_picture_does_not_become_the_resize_target(tmp_path):
 
 # --- labels and pixels at the edges of what float32 / int64 hold ----------------------------
 
+
 @pytest.mark.parametrize(
     "x, y, message",
     [
-        (np.full((4, 3, 3), 1e300), np.arange(4) % 2,
-         "holds pixel values from 1e+300 to 1e+300; values and their span must stay within 3.4e+38 (float32)"),
-        (np.array([-3e38, 3e38, 0, 0]).reshape(4, 1, 1).repeat(3, 1).repeat(3, 2), np.arange(4) % 2,
-         "holds pixel values from -3e+38 to 3e+38"),
-        (np.zeros((4, 3, 3), np.uint8), np.array([0, 1, 0, 2**62]),
-         "'y' holds label 4611686018427387904 at position 3, over the largest class number 99,999"),
-        (np.zeros((4, 3, 3), np.uint8), np.array([0, 1, 0, 2**64 - 1], np.uint64),
-         "'y' holds label 18446744073709551615 at position 3"),
+        (
+            np.full((4, 3, 3), 1e300),
+            np.arange(4) % 2,
+            "holds pixel values from 1e+300 to 1e+300; values and their span must stay within 3.4e+38 (float32)",
+        ),
+        (
+            np.array([-3e38, 3e38, 0, 0]).reshape(4, 1, 1).repeat(3, 1).repeat(3, 2),
+            np.arange(4) % 2,
+            "holds pixel values from -3e+38 to 3e+38",
+        ),
+        (
+            np.zeros((4, 3, 3), np.uint8),
+            np.array([0, 1, 0, 2**62]),
+            "'y' holds label 4611686018427387904 at position 3, over the largest class number 99,999",
+        ),
+        (
+            np.zeros((4, 3, 3), np.uint8),
+            np.array([0, 1, 0, 2**64 - 1], np.uint64),
+            "'y' holds label 18446744073709551615 at position 3",
+        ),
         (np.zeros((4, 3, 3), np.uint8), np.array([0, 1, 0, 1e300]), "holds label 1e+300 at position 3"),
     ],
 )

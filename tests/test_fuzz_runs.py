@@ -41,9 +41,12 @@ def run_command(command: str, run: Path) -> None:
 
         valid_or_user_error(create_app, run)
         return
-    argv = {"evaluate": ["evaluate", str(run)], "inspect": ["inspect", str(run), "--no-images", "--seed", "0"],
-            "report": ["report", str(run)],
-            "export": ["export", str(run), "--format", "torchscript", "--out", str(run.parent / "m.pt")]}[command]
+    argv = {
+        "evaluate": ["evaluate", str(run)],
+        "inspect": ["inspect", str(run), "--no-images", "--seed", "0"],
+        "report": ["report", str(run)],
+        "export": ["export", str(run), "--format", "torchscript", "--out", str(run.parent / "m.pt")],
+    }[command]
     with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
         code = cli.main(argv)
     assert code in (0, 2), (argv, err.getvalue()[-2000:])
@@ -77,13 +80,15 @@ def test_overwritten_bytes(tiny_run, file, at, junk, command):
         run = damaged_copy(tiny_run, tmp)
         data = (run / file).read_bytes()
         start = int(len(data) * at)
-        (run / file).write_bytes(data[:start] + junk + data[start + len(junk):])
+        (run / file).write_bytes(data[:start] + junk + data[start + len(junk) :])
         run_command(command, run)
 
 
-json_values = st.recursive(st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
-                           lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
-                           max_leaves=6)
+json_values = st.recursive(
+    st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=5)),
+    lambda inner: st.one_of(st.lists(inner, max_size=3), st.dictionaries(st.text(max_size=5), inner, max_size=3)),
+    max_leaves=6,
+)
 
 
 @scaled(0.05)

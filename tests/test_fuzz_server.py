@@ -57,11 +57,18 @@ def png(side: int, mode: str = "L") -> bytes:
 
 json_values = st.recursive(
     st.one_of(st.none(), st.booleans(), st.integers(), st.floats(), st.text(max_size=4)),
-    lambda inner: st.one_of(st.lists(inner, max_size=9), st.dictionaries(st.sampled_from(["pixels", "images", "x"]), inner, max_size=2)),
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=9), st.dictionaries(st.sampled_from(["pixels", "images", "x"]), inner, max_size=2)
+    ),
     max_leaves=80,
 )
-pixel_grids = st.integers(1, 10).flatmap(lambda side: st.lists(
-    st.lists(st.one_of(st.integers(-1, 300), st.floats()), min_size=side, max_size=side), min_size=side, max_size=side))
+pixel_grids = st.integers(1, 10).flatmap(
+    lambda side: st.lists(
+        st.lists(st.one_of(st.integers(-1, 300), st.floats()), min_size=side, max_size=side),
+        min_size=side,
+        max_size=side,
+    )
+)
 bodies = st.one_of(
     st.binary(max_size=200),
     json_values.map(lambda v: json.dumps(v).encode()),
@@ -69,12 +76,25 @@ bodies = st.one_of(
     st.builds(lambda gs: json.dumps({"images": gs}).encode(), st.lists(pixel_grids, max_size=6)),
     st.sampled_from([png(8), png(8, "RGBA"), png(400), png(8)[:40], b"{" * 5000, b"[" * 100_000, b"GIF89a"]),
 )
-content_types = st.sampled_from(["application/json", "image/png", "", "application/octet-stream", "text/plain",
-                                 "multipart/form-data", "multipart/form-data; boundary=x", "image/*", "application/json; charset=latin-1"])
+content_types = st.sampled_from(
+    [
+        "application/json",
+        "image/png",
+        "",
+        "application/octet-stream",
+        "text/plain",
+        "multipart/form-data",
+        "multipart/form-data; boundary=x",
+        "image/*",
+        "application/json; charset=latin-1",
+    ]
+)
 paths = st.sampled_from(["/predict", "/predict/batch", "/feature-maps"])
-queries = st.dictionaries(st.sampled_from(["top_k", "invert", "channels", "x"]),
-                          st.one_of(st.integers(-5, 10**12).map(str), st.sampled_from(["auto", "true", "nan", "", "1e400", "-0"])),
-                          max_size=3)
+queries = st.dictionaries(
+    st.sampled_from(["top_k", "invert", "channels", "x"]),
+    st.one_of(st.integers(-5, 10**12).map(str), st.sampled_from(["auto", "true", "nan", "", "1e400", "-0"])),
+    max_size=3,
+)
 
 
 @scaled(0.3)
@@ -87,8 +107,12 @@ def test_random_bodies(client, path, body, content_type, query):
 
 
 @scaled(0.1)
-@given(count=st.integers(0, 12), field=st.sampled_from(["image", "images", "other"]),
-       data=st.lists(st.sampled_from([png(8), png(3, "RGB"), b"", b"junk", png(400)]), min_size=1, max_size=3), path=paths)
+@given(
+    count=st.integers(0, 12),
+    field=st.sampled_from(["image", "images", "other"]),
+    data=st.lists(st.sampled_from([png(8), png(3, "RGB"), b"", b"junk", png(400)]), min_size=1, max_size=3),
+    path=paths,
+)
 def test_random_multipart_forms(client, count, field, data, path):
     files = [(field, (f"f{i}.png", data[i % len(data)], "image/png")) for i in range(count)]
     response = client.post(path, files=files) if files else client.post(path, data={"a": "b"})
@@ -96,7 +120,9 @@ def test_random_multipart_forms(client, count, field, data, path):
 
 
 def test_json_nested_100000_deep_is_a_400_naming_the_limit(client):
-    response = client.post("/predict", content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"})
+    response = client.post(
+        "/predict", content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"}
+    )
     assert response.status_code == 400
     assert response.json()["error"] == (
         "the JSON body nests 100,000 levels deep; this server reads at most 32 (set CONVSCOPE_MAX_JSON_DEPTH to change it)."
@@ -125,8 +151,7 @@ def test_the_real_server_answers_malformed_http_with_json(tiny_run):
 
     with running_server(tiny_run) as url:
         parts = urlsplit(url)
-        for request in (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n",
-                        b"GARBAGE\r\n\r\n"):
+        for request in (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"GARBAGE\r\n\r\n"):
             with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:
                 conn.sendall(request)
                 reply = b""

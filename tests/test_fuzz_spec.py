@@ -18,19 +18,58 @@ from convscope.models.build import build
 from convscope.models.summary import plan
 from fuzzing import assert_one_sentence, scaled, valid_or_user_error
 
-LAYER_TYPES = ["Conv2D", "MaxPool2D", "AveragePooling2D", "GlobalAveragePooling2D", "Dense", "Flatten",
-               "BatchNormalization", "Dropout", "Activation", "Add", "Concatenate", "Input", "Conv3D", "conv2d"]
-ARGUMENTS = ["filters", "kernel_size", "strides", "padding", "activation", "use_bias", "units", "pool_size",
-             "momentum", "epsilon", "rate", "axis", "name", "inputs", "shape", "dilation"]
+LAYER_TYPES = [
+    "Conv2D",
+    "MaxPool2D",
+    "AveragePooling2D",
+    "GlobalAveragePooling2D",
+    "Dense",
+    "Flatten",
+    "BatchNormalization",
+    "Dropout",
+    "Activation",
+    "Add",
+    "Concatenate",
+    "Input",
+    "Conv3D",
+    "conv2d",
+]
+ARGUMENTS = [
+    "filters",
+    "kernel_size",
+    "strides",
+    "padding",
+    "activation",
+    "use_bias",
+    "units",
+    "pool_size",
+    "momentum",
+    "epsilon",
+    "rate",
+    "axis",
+    "name",
+    "inputs",
+    "shape",
+    "dilation",
+]
 
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-3, 40), st.integers(), st.sampled_from([10**9, 2**31, 2**63, 10**30]),
-    st.floats(), st.sampled_from(["same", "valid", "relu", "softmax", "num_classes", "input", "a", "", "x" * 500]),
+    st.none(),
+    st.booleans(),
+    st.integers(-3, 40),
+    st.integers(),
+    st.sampled_from([10**9, 2**31, 2**63, 10**30]),
+    st.floats(),
+    st.sampled_from(["same", "valid", "relu", "softmax", "num_classes", "input", "a", "", "x" * 500]),
     st.text(max_size=8),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(st.lists(inner, max_size=4),
-                                                       st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3)),
-                      max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4), st.dictionaries(st.one_of(st.text(max_size=6), st.integers()), inner, max_size=3)
+    ),
+    max_leaves=12,
+)
 arguments = st.dictionaries(st.sampled_from(ARGUMENTS), st.one_of(scalars, st.lists(scalars, max_size=3)), max_size=5)
 layers = st.one_of(
     st.builds(lambda kind, args: {kind: args}, st.sampled_from(LAYER_TYPES), st.one_of(arguments, values)),
@@ -39,8 +78,10 @@ layers = st.one_of(
 )
 specs = st.one_of(
     st.lists(layers, max_size=6),
-    st.fixed_dictionaries({"layers": st.lists(layers, max_size=6)},
-                          optional={"name": values, "output": values, "input_shape": values, 7: values}),
+    st.fixed_dictionaries(
+        {"layers": st.lists(layers, max_size=6)},
+        optional={"name": values, "output": values, "input_shape": values, 7: values},
+    ),
     values,
 )
 shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 4))
@@ -50,7 +91,9 @@ shapes = st.tuples(st.integers(1, 40), st.integers(1, 40), st.integers(1, 4))
 @example([{"Conv2D": 5}], (8, 8, 1), 2)
 @example([{"Dense": {"units": 4, "activation": ["relu"]}}], (4,), 4)
 @example([{"BatchNormalization": {"momentum": "fast"}}, {"Flatten": {}}, {"Dense": {"units": 2}}], (4, 4, 1), 2)
-@example([{"Conv2D": {"filters": 1_000_000_000, "kernel_size": 3}}, {"Flatten": {}}, {"Dense": {"units": 2}}], (8, 8, 1), 2)
+@example(
+    [{"Conv2D": {"filters": 1_000_000_000, "kernel_size": 3}}, {"Flatten": {}}, {"Dense": {"units": 2}}], (8, 8, 1), 2
+)
 @example({"name": "../../etc", "layers": [{"Flatten": {}}, {"Dense": {"units": 2}}]}, (4, 4, 1), 2)
 def test_spec_values_build_or_fail_with_one_sentence(spec, shape, classes):
     valid_or_user_error(build, spec, shape, classes)

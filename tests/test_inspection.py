@@ -111,11 +111,13 @@ def test_grad_cam_on_real_model_is_a_normalised_map_for_the_predicted_class(view
 def test_grad_cam_known_answer():
     """A 1x1 identity convolution averaged into the logit of class 0: the evidence for class 0 is the
     image itself, and there is none for class 1 (whose logit is minus the same average)."""
-    spec = {"layers": [
-        {"Conv2D": {"filters": 1, "kernel_size": 1, "activation": "relu"}},
-        {"GlobalAveragePooling2D": {}},
-        {"Dense": {"units": "num_classes", "activation": "softmax"}},
-    ]}
+    spec = {
+        "layers": [
+            {"Conv2D": {"filters": 1, "kernel_size": 1, "activation": "relu"}},
+            {"GlobalAveragePooling2D": {}},
+            {"Dense": {"units": "num_classes", "activation": "softmax"}},
+        ]
+    }
     model = cs.build(spec, input_shape=(6, 6, 1), num_classes=2)
     with torch.no_grad():
         conv = model.blocks["conv2d"][0]
@@ -179,14 +181,20 @@ def _shown(text: str) -> list[dict]:
     for block in text.split("\n\n"):
         head = re.search(r"#(\d+)  (\S+) → (\S+) \(([\d.]+)\)  (correct|wrong)", block)
         if head:
-            probs = {m[0]: float(m[1]) for m in PROBABILITY_ROW.findall(block[head.end():])}
-            samples.append({"index": int(head[1]), "true": head[2], "predicted": head[3], "verdict": head[5], "probs": probs})
+            probs = {m[0]: float(m[1]) for m in PROBABILITY_ROW.findall(block[head.end() :])}
+            samples.append(
+                {"index": int(head[1]), "true": head[2], "predicted": head[3], "verdict": head[5], "probs": probs}
+            )
     return samples
 
 
 def test_inspect_mistakes_command(trained_run, view, capsys, tmp_path):
-    assert main(["inspect", str(trained_run), "--mistakes", "4", "--seed", "2", "--color", "never",
-                 "--save", str(tmp_path)]) == 0
+    assert (
+        main(
+            ["inspect", str(trained_run), "--mistakes", "4", "--seed", "2", "--color", "never", "--save", str(tmp_path)]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     shown = _shown(out)
     assert len(shown) == 4

@@ -17,9 +17,28 @@ def test_two_ctrl_c_50_ms_apart_end_with_a_sentence(tmp_path):
     data = tiny_dataset(n=200)
     np.savez(tmp_path / "tiny.npz", x=data.images[..., 0], y=data.labels)
     proc = subprocess.Popen(
-        [sys.executable, "-m", "convscope", "train", "--data", str(tmp_path / "tiny.npz"), "--model", "mlp",
-         "--epochs", "500", "--patience", "500", "--no-report", "--out", str(tmp_path / "run")],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        [
+            sys.executable,
+            "-m",
+            "convscope",
+            "train",
+            "--data",
+            str(tmp_path / "tiny.npz"),
+            "--model",
+            "mlp",
+            "--epochs",
+            "500",
+            "--patience",
+            "500",
+            "--no-report",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
     for line in proc.stdout:
         if line.startswith("Epoch 2/"):  # the first epoch is complete
             break

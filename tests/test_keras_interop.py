@@ -37,23 +37,31 @@ TF_KERAS2 = HERE / "fixtures" / "tf_keras2"
 COURSE = {"mlp": 271_370, "cnn": 44_010, "cnn_wide": 662_410}
 MODELS = [*COURSE, "small_sequential", "small_functional", "small_flat"]
 
-needs_keras = pytest.mark.skipif(importlib.util.find_spec("keras") is None,
-                                 reason="Keras 3 is missing: pip install 'convscope[keras]' (make test does)")
+needs_keras = pytest.mark.skipif(
+    importlib.util.find_spec("keras") is None,
+    reason="Keras 3 is missing: pip install 'convscope[keras]' (make test does)",
+)
 
 
 def _env() -> dict[str, str]:
-    return {**os.environ, "KERAS_BACKEND": "torch", "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return {
+        **os.environ,
+        "KERAS_BACKEND": "torch",
+        "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}",
+    }
 
 
 def keras_side(*args: str) -> None:
-    result = subprocess.run([sys.executable, str(HERE / "keras_side.py"), *args], capture_output=True, text=True,
-                            env=_env(), timeout=900)
+    result = subprocess.run(
+        [sys.executable, str(HERE / "keras_side.py"), *args], capture_output=True, text=True, env=_env(), timeout=900
+    )
     assert result.returncode == 0, result.stderr[-3000:]
 
 
 def convscope(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "convscope", *args], capture_output=True, text=True, env=_env(),
-                          timeout=600)
+    return subprocess.run(
+        [sys.executable, "-m", "convscope", *args], capture_output=True, text=True, env=_env(), timeout=600
+    )
 
 
 @pytest.fixture(scope="module")
@@ -121,12 +129,28 @@ def test_the_fixtures_cover_what_the_issue_lists(keras_dir):
     for name in ("small_sequential", "small_functional"):
         config = json.loads(zipfile.ZipFile(keras_dir / f"{name}.keras").read("config.json"))
         classes |= {l["class_name"] for l in config["config"]["layers"]}
-        same_stride_2 = [l for l in config["config"]["layers"] if l["class_name"] == "Conv2D"
-                         and l["config"]["padding"] == "same" and l["config"]["strides"] == [2, 2]]
+        same_stride_2 = [
+            l
+            for l in config["config"]["layers"]
+            if l["class_name"] == "Conv2D" and l["config"]["padding"] == "same" and l["config"]["strides"] == [2, 2]
+        ]
         assert same_stride_2, name
-    assert {"Conv2D", "MaxPooling2D", "AveragePooling2D", "GlobalAveragePooling2D", "Dense", "Flatten",
-            "BatchNormalization", "Dropout", "Activation", "Add", "Concatenate", "Rescaling", "Reshape",
-            "InputLayer"} <= classes
+    assert {
+        "Conv2D",
+        "MaxPooling2D",
+        "AveragePooling2D",
+        "GlobalAveragePooling2D",
+        "Dense",
+        "Flatten",
+        "BatchNormalization",
+        "Dropout",
+        "Activation",
+        "Add",
+        "Concatenate",
+        "Rescaling",
+        "Reshape",
+        "InputLayer",
+    } <= classes
 
 
 @pytest.mark.parametrize("name", ["sequential", "functional"])
@@ -143,8 +167,18 @@ def test_import_with_data_is_a_run_whose_metrics_are_keras_evaluate(keras_dir, e
     images, labels = arrays["small_functional_images"], arrays["small_functional_labels"]
     np.savez(tmp_path / "data.npz", x=images, y=labels)
     run = tmp_path / "imported"
-    result = convscope("import", str(keras_dir / "small_functional.keras"), "--out", str(run),
-                       "--data", str(tmp_path / "data.npz"), "--scale", "0,255", "--class-names", "abc")
+    result = convscope(
+        "import",
+        str(keras_dir / "small_functional.keras"),
+        "--out",
+        str(run),
+        "--data",
+        str(tmp_path / "data.npz"),
+        "--scale",
+        "0,255",
+        "--class-names",
+        "abc",
+    )
     assert result.returncode == 0, result.stderr
     metrics = json.loads((run / "metrics.json").read_text())
     assert round(metrics["test_accuracy"] * len(labels)) == round(facts["small_functional"]["accuracy"] * len(labels))
@@ -166,8 +200,9 @@ def test_import_data_of_the_sequential_h5_matches_keras_evaluate(keras_dir, expe
     arrays, facts = expected
     images, labels = arrays["cnn_images"], arrays["cnn_labels"]
     np.savez(tmp_path / "data.npz", x=images, y=labels)
-    result = import_keras(keras_dir / "cnn.h5", tmp_path / "run", data=str(tmp_path / "data.npz"), scale=(0, 255),
-                          report=False)
+    result = import_keras(
+        keras_dir / "cnn.h5", tmp_path / "run", data=str(tmp_path / "data.npz"), scale=(0, 255), report=False
+    )
     assert result.evaluation.loss == pytest.approx(facts["cnn"]["loss"], abs=1e-4)
     assert round(result.evaluation.accuracy * len(labels)) == round(facts["cnn"]["accuracy"] * len(labels))
 
@@ -178,7 +213,9 @@ def test_summary_reads_keras_files_without_importing(keras_dir):
         result = convscope("summary", str(keras_dir / name))
         assert result.returncode == 0, result.stderr
         assert "Total params: 662,410" in result.stdout
-        assert "size: ceil(28 / 1) = 28" in result.stdout and "size: floor((28 - 2 + 2*0) / 2) + 1 = 14" in result.stdout
+        assert (
+            "size: ceil(28 / 1) = 28" in result.stdout and "size: floor((28 - 2 + 2*0) / 2) + 1 = 14" in result.stdout
+        )
     small = convscope("summary", str(keras_dir / "small_functional.h5")).stdout
     assert "size: unchanged; every value becomes x * 2 + -1" in small  # Rescaling
     assert "size: 3 * 3 * 8 = 72 values -> (72,)" in small  # Reshape
@@ -198,12 +235,15 @@ def test_summary_reads_tf_keras2_json():
 
 
 @needs_keras
-@pytest.mark.parametrize("name, words", [
-    ("unsupported", ["layer 'sep' (SeparableConv2D)", "is not supported", "Conv2D, MaxPooling2D"]),
-    ("custom", ["layer 'doubler' (Doubler)", "custom object", "Conv2D, MaxPooling2D"]),
-    ("two_inputs", ["2 inputs", "left, right", "one image input"]),
-    ("two_outputs", ["2 outputs", "first, second"]),
-])
+@pytest.mark.parametrize(
+    "name, words",
+    [
+        ("unsupported", ["layer 'sep' (SeparableConv2D)", "is not supported", "Conv2D, MaxPooling2D"]),
+        ("custom", ["layer 'doubler' (Doubler)", "custom object", "Conv2D, MaxPooling2D"]),
+        ("two_inputs", ["2 inputs", "left, right", "one image input"]),
+        ("two_outputs", ["2 outputs", "first, second"]),
+    ],
+)
 def test_models_outside_the_vocabulary_are_refused_by_name(keras_dir, tmp_path, name, words):
     result = convscope("import", str(keras_dir / f"{name}.keras"), "--out", str(tmp_path / "run"), "--scale", "none")
     assert result.returncode == 2
@@ -256,17 +296,30 @@ def _random_bn(network: torch.nn.Module) -> None:
 
 # Two conv branches of equal depth listed against the order Keras gives them, numeric padding,
 # a linear output (convscope's softmax must become a Keras layer), Rescaling and Reshape.
-BRANCHES = {"name": "branches", "layers": [
-    {"name": "c1", "type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": 1, "inputs": "input"},
-    {"name": "wide", "type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": "same", "strides": 1,
-     "activation": "relu", "inputs": "c1"},
-    {"name": "narrow", "type": "Conv2D", "filters": 3, "kernel_size": 1, "use_bias": False, "inputs": "c1"},
-    {"name": "sum", "type": "Add", "inputs": ["narrow", "wide"]},
-    {"name": "bn", "type": "BatchNormalization", "momentum": 0.9, "epsilon": 0.01, "inputs": "sum"},
-    {"name": "halve", "type": "Rescaling", "scale": 0.5, "inputs": "bn"},
-    {"name": "pool", "type": "MaxPool2D", "padding": "same", "inputs": "halve"},
-    {"name": "flat", "type": "Reshape", "target_shape": [-1], "inputs": "pool"},
-    {"name": "out", "type": "Dense", "units": "num_classes", "inputs": "flat"}], "output": "out"}
+BRANCHES = {
+    "name": "branches",
+    "layers": [
+        {"name": "c1", "type": "Conv2D", "filters": 3, "kernel_size": 3, "padding": 1, "inputs": "input"},
+        {
+            "name": "wide",
+            "type": "Conv2D",
+            "filters": 3,
+            "kernel_size": 3,
+            "padding": "same",
+            "strides": 1,
+            "activation": "relu",
+            "inputs": "c1",
+        },
+        {"name": "narrow", "type": "Conv2D", "filters": 3, "kernel_size": 1, "use_bias": False, "inputs": "c1"},
+        {"name": "sum", "type": "Add", "inputs": ["narrow", "wide"]},
+        {"name": "bn", "type": "BatchNormalization", "momentum": 0.9, "epsilon": 0.01, "inputs": "sum"},
+        {"name": "halve", "type": "Rescaling", "scale": 0.5, "inputs": "bn"},
+        {"name": "pool", "type": "MaxPool2D", "padding": "same", "inputs": "halve"},
+        {"name": "flat", "type": "Reshape", "target_shape": [-1], "inputs": "pool"},
+        {"name": "out", "type": "Dense", "units": "num_classes", "inputs": "flat"},
+    ],
+    "output": "out",
+}
 
 
 @pytest.fixture(scope="module")
@@ -283,7 +336,9 @@ def exports(keras_dir, trained_run, tmp_path_factory) -> tuple[Path, dict[str, n
     trained = load_run(trained_run)
     images = np.random.default_rng(1).integers(0, 256, (32, *trained.input_shape)).astype(np.uint8)
     np.save(out / "trained.npy", images)
-    assert convscope("export", str(trained_run), "--format", "keras", "--out", str(out / "trained.keras")).returncode == 0
+    assert (
+        convscope("export", str(trained_run), "--format", "keras", "--out", str(out / "trained.keras")).returncode == 0
+    )
     ours["trained"] = trained.predict_proba(images)
     network = build(BRANCHES, (10, 10, 2), 4, seed=3)
     _random_bn(network)
@@ -321,8 +376,9 @@ def test_export_prints_the_contract_and_refuses_what_keras_cannot_do(trained_run
     result = convscope("export", str(trained_run), "--format", "keras", "--out", str(tmp_path / "m.keras"))
     assert result.returncode == 0, result.stderr
     assert "Rescaling: x = (pixels - 0) / (255 - 0)" in result.stdout and '"class_names"' in result.stdout
-    spec = {"layers": [{"type": "MaxPool2D", "padding": 1}, {"type": "Flatten"},
-                       {"type": "Dense", "units": "num_classes"}]}
+    spec = {
+        "layers": [{"type": "MaxPool2D", "padding": 1}, {"type": "Flatten"}, {"type": "Dense", "units": "num_classes"}]
+    }
     padded = TrainedModel(build(spec, (8, 8, 1), 2).eval(), MinMaxScaler(0, 1), ("a", "b"), (8, 8, 1))
     with pytest.raises(UserError, match=r"layer 'max_pool2d' \(MaxPool2D\) pads by 1 pixels"):
         export_keras(padded, tmp_path / "padded.keras")
@@ -348,8 +404,9 @@ def test_an_imported_run_keeps_its_data_metrics_through_evaluate(tmp_path):
     reference = np.load(TF_KERAS2 / "expected.npz")
     labels = reference["sequential"].argmax(axis=1)  # tf.keras' own predictions as labels: accuracy 1
     np.savez(tmp_path / "data.npz", x=reference["images"], y=labels)
-    result = import_keras(TF_KERAS2 / "sequential.h5", tmp_path / "run", data=str(tmp_path / "data.npz"),
-                          scale=(0, 255), report=False)
+    result = import_keras(
+        TF_KERAS2 / "sequential.h5", tmp_path / "run", data=str(tmp_path / "data.npz"), scale=(0, 255), report=False
+    )
     assert result.evaluation.accuracy == 1.0
     picked = reference["sequential"][np.arange(len(labels)), labels]
     assert result.evaluation.loss == pytest.approx(float(-np.log(picked).mean()), abs=1e-5)

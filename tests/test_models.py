@@ -50,12 +50,20 @@ def test_formula_text_shows_the_numbers():
 
 
 def test_summary_shows_formula_flops_and_receptive_field():
-    s = summary(build({"layers": [
-        {"Conv2D": {"filters": 6, "kernel_size": 5}},
-        {"MaxPool2D": {}},
-        {"Flatten": {}},
-        {"Dense": {"units": "num_classes", "activation": "softmax"}},
-    ]}, (32, 32, 1), 10))
+    s = summary(
+        build(
+            {
+                "layers": [
+                    {"Conv2D": {"filters": 6, "kernel_size": 5}},
+                    {"MaxPool2D": {}},
+                    {"Flatten": {}},
+                    {"Dense": {"units": "num_classes", "activation": "softmax"}},
+                ]
+            },
+            (32, 32, 1),
+            10,
+        )
+    )
     text = str(s)
     assert "floor((32 - 5 + 2*0) / 1) + 1 = 28" in text
     assert "floor((28 - 2 + 2*0) / 2) + 1 = 14" in text
@@ -69,10 +77,17 @@ def test_summary_shows_formula_flops_and_receptive_field():
 
 def test_same_padding_is_asymmetric_like_keras_for_every_stride():
     """6x6 ones, 3x3 ones kernel, stride 2, 'same': Keras pads 0 before and 1 after."""
-    net = build({"layers": [
-        {"Conv2D": {"filters": 1, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}},
-        {"Flatten": {}}, {"Dense": {"units": "num_classes"}},
-    ]}, (6, 6, 1), 2)
+    net = build(
+        {
+            "layers": [
+                {"Conv2D": {"filters": 1, "kernel_size": 3, "strides": 2, "padding": "same", "use_bias": False}},
+                {"Flatten": {}},
+                {"Dense": {"units": "num_classes"}},
+            ]
+        },
+        (6, 6, 1),
+        2,
+    )
     conv = next(m for m in net.modules() if isinstance(m, torch.nn.Conv2d))
     torch.nn.init.ones_(conv.weight)
     out = net.activations(torch.ones(1, 1, 6, 6))["conv2d"][0, 0]
@@ -85,10 +100,17 @@ def test_same_max_and_average_pooling_ignore_padding():
     x = torch.arange(25.0).reshape(1, 1, 5, 5)
     # 5 -> 3 with pads 0 before, 1 after: the last window holds only pixel 24, averaged over itself alone
     for kind, first, last in (("MaxPool2D", 6.0, 24.0), ("AveragePooling2D", (0 + 1 + 5 + 6) / 4, 24.0)):
-        net = build({"layers": [
-            {kind: {"pool_size": 2, "strides": 2, "padding": "same"}},
-            {"Flatten": {}}, {"Dense": {"units": "num_classes"}},
-        ]}, (5, 5, 1), 2)
+        net = build(
+            {
+                "layers": [
+                    {kind: {"pool_size": 2, "strides": 2, "padding": "same"}},
+                    {"Flatten": {}},
+                    {"Dense": {"units": "num_classes"}},
+                ]
+            },
+            (5, 5, 1),
+            2,
+        )
         name = net.graph[0][0]
         out = net.activations(x)[name][0, 0]
         assert out.shape == (3, 3)
@@ -135,15 +157,24 @@ def test_yaml_sequential_spec_with_aliases(tmp_path):
 @pytest.mark.parametrize(
     "layers, input_shape, message",
     [
-        ([{"Conv2D": {"filters": 4, "kernel_size": 5}}] * 3 + [{"Flatten": {}}, {"Dense": {"units": 10}}],
-         (8, 8, 1), "layer 'conv2d_1' (Conv2D): output height would be 0, below 1: floor((4 - 5 + 2*0) / 1) + 1 = 0"),
-        ([{"Conv2D": {"filters": 4, "kernel_size": 3}}, {"Dense": {"units": 10}}],
-         (8, 8, 1), "layer 'dense' (Dense): needs a flat input, got (6, 6, 4)"),
+        (
+            [{"Conv2D": {"filters": 4, "kernel_size": 5}}] * 3 + [{"Flatten": {}}, {"Dense": {"units": 10}}],
+            (8, 8, 1),
+            "layer 'conv2d_1' (Conv2D): output height would be 0, below 1: floor((4 - 5 + 2*0) / 1) + 1 = 0",
+        ),
+        (
+            [{"Conv2D": {"filters": 4, "kernel_size": 3}}, {"Dense": {"units": 10}}],
+            (8, 8, 1),
+            "layer 'dense' (Dense): needs a flat input, got (6, 6, 4)",
+        ),
         ([{"Conv3D": {"filters": 4}}], (8, 8, 1), "unknown type 'Conv3D'"),
         ([{"Conv2D": {"filters": 4, "kernel_size": 3, "dilation": 2}}], (8, 8, 1), "unknown argument(s) dilation"),
         ([{"Flatten": {}}, {"Dense": {"units": 7}}], (8, 8, 1), "gives shape (7,), but the data has 10 classes"),
-        ([{"Input": {"shape": [28, 28, 3]}}, {"Flatten": {}}, {"Dense": {"units": 10}}],
-         (28, 28, 1), "declares Input shape (28, 28, 3) but the data is (28, 28, 1)"),
+        (
+            [{"Input": {"shape": [28, 28, 3]}}, {"Flatten": {}}, {"Dense": {"units": 10}}],
+            (28, 28, 1),
+            "declares Input shape (28, 28, 3) but the data is (28, 28, 1)",
+        ),
         ([{"Conv2D": {"filters": 0, "kernel_size": 3}}], (8, 8, 1), "'filters' must be a positive integer, got 0"),
         ([{"Dense": {"units": 10, "activation": "relux"}}], (8,), "unknown activation 'relux'"),
     ],
@@ -155,11 +186,13 @@ def test_invalid_specs_fail_before_training_with_layer_and_numbers(layers, input
 
 
 def test_add_with_mismatched_shapes_names_the_layer():
-    spec = {"layers": [
-        {"name": "a", "type": "Conv2D", "filters": 4, "kernel_size": 3},
-        {"name": "b", "type": "Conv2D", "filters": 8, "kernel_size": 3, "inputs": "input"},
-        {"name": "s", "type": "Add", "inputs": ["a", "b"]},
-    ]}
+    spec = {
+        "layers": [
+            {"name": "a", "type": "Conv2D", "filters": 4, "kernel_size": 3},
+            {"name": "b", "type": "Conv2D", "filters": 8, "kernel_size": 3, "inputs": "input"},
+            {"name": "s", "type": "Add", "inputs": ["a", "b"]},
+        ]
+    }
     with pytest.raises(UserError, match=r"layer 's' \(Add\): needs two or more inputs of the same shape"):
         build(spec, (8, 8, 1), 10)
 
@@ -206,7 +239,9 @@ def test_seeded_build_is_reproducible_and_leaves_global_rng_alone():
 
 
 def test_summary_of_a_plain_torch_module():
-    model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 28 * 28, 10))
+    model = torch.nn.Sequential(
+        torch.nn.Conv2d(1, 4, 5), torch.nn.ReLU(), torch.nn.Flatten(), torch.nn.Linear(4 * 28 * 28, 10)
+    )
     s = cs.summary(model, input_shape=(32, 32, 1), print_fn=None)
     assert s.layers[0].output_shape == (28, 28, 4)
     assert s.layers[0].formula == "floor((32 - 5 + 2*0) / 1) + 1 = 28"
@@ -215,11 +250,18 @@ def test_summary_of_a_plain_torch_module():
 
 def test_a_bare_softmax_activation_as_output_layer_builds_and_gives_logits():
     # Found by mypy: the output check indexed a bare Softmax module as if it were a Sequential.
-    net = build({"layers": [
-        {"Flatten": {}},
-        {"Dense": {"units": 3}},
-        {"Activation": {"activation": "softmax"}},
-    ]}, (4, 4, 1), 3, seed=0)
+    net = build(
+        {
+            "layers": [
+                {"Flatten": {}},
+                {"Dense": {"units": 3}},
+                {"Activation": {"activation": "softmax"}},
+            ]
+        },
+        (4, 4, 1),
+        3,
+        seed=0,
+    )
     x = torch.rand(5, 4, 4, 1)
     logits = net(x)
     assert logits.shape == (5, 3)

@@ -103,10 +103,17 @@ def test_evaluation_shows_scores_matrix_and_confusions(view):
     assert "precision" in e.text()
 
 
-@pytest.mark.parametrize("call", [
-    lambda e: e.show_random(4, seed=0), lambda e: e.show_mistakes(3, seed=0), lambda e: e.show_top_losses(3),
-    lambda e: e.show_feature_maps(), lambda e: e.show_filters(), lambda e: e.show_grad_cam(3),
-])
+@pytest.mark.parametrize(
+    "call",
+    [
+        lambda e: e.show_random(4, seed=0),
+        lambda e: e.show_mistakes(3, seed=0),
+        lambda e: e.show_top_losses(3),
+        lambda e: e.show_feature_maps(),
+        lambda e: e.show_filters(),
+        lambda e: e.show_grad_cam(3),
+    ],
+)
 def test_everything_show_returns_renders_as_a_png(view, call):
     picture = call(view.evaluation)
     assert not hasattr(picture, "_repr_html_")  # Jupyter shows the PNG itself
@@ -116,8 +123,9 @@ def test_everything_show_returns_renders_as_a_png(view, call):
 
 
 def test_grad_cam_and_feature_maps_need_the_model():
-    e = cs.DrawableResult(0.1, 1.0, np.eye(2, dtype=np.float32), np.array([0, 1]), ("a", "b"),
-                            np.zeros((2, 4, 4, 1), np.uint8))
+    e = cs.DrawableResult(
+        0.1, 1.0, np.eye(2, dtype=np.float32), np.array([0, 1]), ("a", "b"), np.zeros((2, 4, 4, 1), np.uint8)
+    )
     with pytest.raises(cs.UserError, match="does not know its model"):
         e.show_filters()
 
@@ -153,15 +161,27 @@ def test_notebook_progress_keeps_two_outputs_and_marks_the_best_epoch():
         callback.on_epoch_begin(epoch)
         for batch in range(10):
             callback.on_train_batch_end(batch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5})
-        callback.on_epoch_end(epoch, {"loss": 1.0 / (epoch + 1), "accuracy": 0.5 + epoch / 10, "val_loss": val_loss,
-                                      "val_accuracy": 0.8, "lr": 1e-3})
+        callback.on_epoch_end(
+            epoch,
+            {
+                "loss": 1.0 / (epoch + 1),
+                "accuracy": 0.5 + epoch / 10,
+                "val_loss": val_loss,
+                "val_accuracy": 0.8,
+                "lr": 1e-3,
+            },
+        )
     callback.model.stop_training = True  # as EarlyStopping ends a run
     callback.on_train_end()
     status, chart = shown.outputs  # one status line and one chart, however many epochs
     assert "4 epochs in" in repr(status) and "best epoch 2" in repr(status) and "stopped early" in repr(status)
     assert "4 epochs in" in status._repr_html_()
-    lines = {line.get_label(): line.get_xdata()[0] for ax in chart.figure.axes for line in ax.get_lines()
-             if line.get_label().startswith(("best", "stopped"))}
+    lines = {
+        line.get_label(): line.get_xdata()[0]
+        for ax in chart.figure.axes
+        for line in ax.get_lines()
+        if line.get_label().startswith(("best", "stopped"))
+    }
     assert lines == {"best epoch 2": 2, "stopped early at epoch 4": 4}
     np.testing.assert_allclose(chart.figure.axes[0].get_lines()[1].get_ydata(), [0.9, 0.5, 0.6, 0.7])
     assert len(chart._repr_png_()) < 80_000
@@ -195,12 +215,14 @@ def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed without outputs
     env_path = os.pathsep.join(p for p in [str(Path(cs.__file__).parents[1]), os.environ.get("PYTHONPATH", "")] if p)
     monkeypatch.setenv("PYTHONPATH", env_path)  # the kernel imports this checkout's convscope
-    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client = nbclient.NotebookClient(
+        nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}}
+    )
     client.execute()
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.output_type != "error", "".join(out.get("traceback", []))
-    summary = _html(_outputs_of(nb, r'cs\.summary\(cnn\)'))
+    summary = _html(_outputs_of(nb, r"cs\.summary\(cnn\)"))
     assert "floor((28 - 2 + 2*0) / 2) + 1 = 14" in summary and "ceil(28 / 1) = 28" in summary
     fit_cell = _outputs_of(nb, r"cs\.fit\(\s*cnn")
     assert len(json.dumps(fit_cell)) < 200_000

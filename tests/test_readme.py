@@ -39,7 +39,9 @@ def named_flags() -> list[tuple[str, str, str]]:
     for line in lines:
         for command, rest in COMMAND.findall(line):
             found += [(command, flag, line) for flag in FLAG.findall(rest)]
-    for command, listed in re.findall(r"`convscope ([a-z-]+)` flags: (.*?)\(`convscope \1 --help`", prose(), flags=re.S):
+    for command, listed in re.findall(
+        r"`convscope ([a-z-]+)` flags: (.*?)\(`convscope \1 --help`", prose(), flags=re.S
+    ):
         found += [(command, flag, f"the `convscope {command}` flags list") for flag in FLAG.findall(listed)]
     # A paragraph or bullet that names one command: its other flags are that command's (`convscope sweep`
     # searches ... `--filters 8,64`); with none or several named, a flag must exist in some command ("*").
@@ -48,7 +50,9 @@ def named_flags() -> list[tuple[str, str, str]]:
         named = {command for span in spans for command, _ in COMMAND.findall(span)}
         owner = named.pop() if len(named) == 1 else "*"
         # only spans that start with a flag: `tensorboard --logdir DIR` names another program's flag
-        found += [(owner, flag, chunk.strip()[:60]) for span in spans if span.startswith("--") for flag in FLAG.findall(span)]
+        found += [
+            (owner, flag, chunk.strip()[:60]) for span in spans if span.startswith("--") for flag in FLAG.findall(span)
+        ]
     return found
 
 

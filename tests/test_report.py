@@ -125,12 +125,19 @@ def test_train_writes_a_self_contained_report(trained_run, report):
     strips = [i for i, alt in enumerate(alts) if alt.startswith("samples of class ")]
     assert [alts[i] for i in strips] == [f"samples of class {d}" for d in range(10)]  # one strip per class
     assert all(h == 56 and w > 300 for w, h in (sizes[i] for i in strips))  # 8 images of 28 px, doubled
-    alts, sizes = [a for i, a in enumerate(alts) if i not in strips], [s for i, s in enumerate(sizes) if i not in strips]
+    alts, sizes = (
+        [a for i, a in enumerate(alts) if i not in strips],
+        [s for i, s in enumerate(sizes) if i not in strips],
+    )
     assert alts == [
         "the learned input contract",
         "training and validation loss and accuracy per epoch",
-        "per-class precision, recall and F1", "confusion matrix", "random test images", "misclassified test images",
-        "feature maps of a correctly classified image", "feature maps of the most confidently wrong image",
+        "per-class precision, recall and F1",
+        "confusion matrix",
+        "random test images",
+        "misclassified test images",
+        "feature maps of a correctly classified image",
+        "feature maps of the most confidently wrong image",
         "first-layer filters",
     ]
     assert all(w > 300 and h > 200 for w, h in sizes)
@@ -152,7 +159,9 @@ def test_report_states_the_runs_numbers(trained_run, report):
     assert layers["dense"][2] == "(None, 10)" and layers["dense"][3] == "15,690"
     per_class = next(t for t in page.tables if t and t[0] == ["class", "precision", "recall", "F1", "support"])
     assert [row[0] for row in per_class[1:]] == [str(d) for d in range(10)]
-    assert [float(row[1]) for row in per_class[1:]] == pytest.approx([r["precision"] for r in metrics["per_class"]], abs=5e-4)
+    assert [float(row[1]) for row in per_class[1:]] == pytest.approx(
+        [r["precision"] for r in metrics["per_class"]], abs=5e-4
+    )
     confused = next(t for t in page.tables if t and t[0] == ["true class", "predicted as", "images"])
     expected = [[p["true"], p["predicted"], str(p["count"])] for p in metrics["most_confused"]]
     assert confused[1 : 1 + len(expected)] == expected
@@ -163,8 +172,15 @@ def test_report_states_the_runs_numbers(trained_run, report):
 def test_report_command_rewrites_it_atomically(trained_run, tmp_path, capsys, monkeypatch):
     run = tmp_path / "copy"
     run.mkdir()
-    for name in ("config.json", "architecture.json", "model.safetensors", "history.csv", "metrics.json", "test_set.npz",
-                 "test_images.npy"):
+    for name in (
+        "config.json",
+        "architecture.json",
+        "model.safetensors",
+        "history.csv",
+        "metrics.json",
+        "test_set.npz",
+        "test_images.npy",
+    ):
         (run / name).write_bytes((trained_run / name).read_bytes())
     assert main(["report", str(run)]) == 0
     assert capsys.readouterr().out.strip() == str(run / "report.html")
@@ -193,8 +209,9 @@ def tiny_npz(tmp_path_factory) -> Path:
 
 
 def test_no_report_when_asked_and_an_mlp_report_explains_the_missing_maps(tiny_npz, tmp_path):
-    quiet = cs.train(str(tiny_npz), "cnn", epochs=1, class_names="top,bottom", out=tmp_path / "a",
-                     verbose=False, report=False)
+    quiet = cs.train(
+        str(tiny_npz), "cnn", epochs=1, class_names="top,bottom", out=tmp_path / "a", verbose=False, report=False
+    )
     assert not (quiet.path / "report.html").exists()
     mlp = cs.train(str(tiny_npz), "mlp", epochs=1, class_names="top,bottom", out=tmp_path / "b", verbose=False)
     text = (mlp.path / "report.html").read_text()

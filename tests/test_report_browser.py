@@ -12,8 +12,14 @@ import shutil
 import pytest
 
 CHROMIUM_FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -25,8 +31,10 @@ def _chromium() -> str:
         path = None
     if path is None:
         if os.environ.get("CI"):
-            pytest.fail("CI must run the browser test: install Debian's chromium and the playwright package "
-                        "(make system-deps; pip install -e '.[test]').")
+            pytest.fail(
+                "CI must run the browser test: install Debian's chromium and the playwright package "
+                "(make system-deps; pip install -e '.[test]')."
+            )
         pytest.skip("chromium or playwright is not installed here (`make system-deps` installs chromium)")
     return path
 
@@ -40,12 +48,18 @@ def test_report_loads_in_chromium_without_errors(trained_run, tmp_path):
     requests: list[str] = []
     with sync_playwright() as p:
         context = p.chromium.launch_persistent_context(
-            str(tmp_path / "profile"), executable_path=executable, headless=True, args=CHROMIUM_FLAGS,
+            str(tmp_path / "profile"),
+            executable_path=executable,
+            headless=True,
+            args=CHROMIUM_FLAGS,
             viewport={"width": 1366, "height": 768},  # a common laptop screen
         )
         try:
             page = context.new_page()
-            page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on(
+                "console",
+                lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None,
+            )
             page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
             page.on("requestfailed", lambda r: problems.append(f"failed request: {r.url[:80]}"))
             page.on("request", lambda r: requests.append(r.url))

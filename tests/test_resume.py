@@ -26,7 +26,7 @@ from synthetic import SMALL_SPEC, tiny_dataset
 
 # Blocks a run right after it saved the state of epoch KILL_AFTER, so the test can kill it there.
 # At the top level, not under __main__: spawned DDP ranks re-import this file and get the patch too.
-DRIVER = '''
+DRIVER = """
 import os, sys, threading
 from convscope.training import checkpoint
 
@@ -42,7 +42,7 @@ checkpoint.CheckpointStore.save = save
 if __name__ == "__main__":
     from convscope.cli import main
     sys.exit(main(sys.argv[1:]))
-'''
+"""
 EPOCHS, KILL_AFTER = 4, 2
 
 
@@ -55,25 +55,66 @@ def inputs(tmp_path_factory) -> dict[str, Path]:
     np.save(folder / "tiny_labels.npy", data.labels)
     (folder / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
     (folder / "driver.py").write_text(DRIVER)
-    return {"folder": folder, "npz": folder / "tiny.npz", "npy": folder / "tiny.npy", "spec": folder / "small.yaml",
-            "driver": folder / "driver.py"}
+    return {
+        "folder": folder,
+        "npz": folder / "tiny.npz",
+        "npy": folder / "tiny.npy",
+        "spec": folder / "small.yaml",
+        "driver": folder / "driver.py",
+    }
 
 
 def command(inputs, out: Path, extra: list[str]) -> list[str]:
     # patience 1 and a ReduceLROnPlateau: callback state matters after the kill; the fast
     # recipe's extras (one-cycle, label smoothing, random shift) run on every path
-    return ["--data", str(inputs["npy" if "--stream" in extra else "npz"]), "--model", str(inputs["spec"]),
-            "--epochs", str(EPOCHS), "--batch-size", "16", "--patience", "1", "--monitor", "loss",
-            "--reduce-lr-patience", "1", "--reduce-lr-factor", "0.5", "--schedule", "constant",
-            "--label-smoothing", "0.1", "--random-shift", "1", "--seed", "3", "--device", "cpu", "--threads", "1",
-            "--no-report", "--quiet", "--out", str(out), *extra]
+    return [
+        "--data",
+        str(inputs["npy" if "--stream" in extra else "npz"]),
+        "--model",
+        str(inputs["spec"]),
+        "--epochs",
+        str(EPOCHS),
+        "--batch-size",
+        "16",
+        "--patience",
+        "1",
+        "--monitor",
+        "loss",
+        "--reduce-lr-patience",
+        "1",
+        "--reduce-lr-factor",
+        "0.5",
+        "--schedule",
+        "constant",
+        "--label-smoothing",
+        "0.1",
+        "--random-shift",
+        "1",
+        "--seed",
+        "3",
+        "--device",
+        "cpu",
+        "--threads",
+        "1",
+        "--no-report",
+        "--quiet",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def run_cli(args: list[str], driver: Path | None = None, **popen) -> subprocess.Popen:
     env = {**os.environ, "KILL_AFTER": str(KILL_AFTER), "OMP_NUM_THREADS": "1"}
     head = [sys.executable, str(driver)] if driver else [sys.executable, "-m", "convscope", "train"]
-    return subprocess.Popen(head + (["train"] if driver else []) + args, env=env, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE, text=True, **popen)
+    return subprocess.Popen(
+        head + (["train"] if driver else []) + args,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        **popen,
+    )
 
 
 def kill_after_checkpoint(inputs, out: Path, extra: list[str], ranks: int) -> None:
@@ -101,8 +142,9 @@ def history_rows(run: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
-@pytest.mark.parametrize("extra,ranks", [([], 1), (["--stream"], 1), (["--nproc", "2"], 2)],
-                         ids=["in-memory", "streamed", "ddp-2-ranks"])
+@pytest.mark.parametrize(
+    "extra,ranks", [([], 1), (["--stream"], 1), (["--nproc", "2"], 2)], ids=["in-memory", "streamed", "ddp-2-ranks"]
+)
 def test_resume_after_sigkill_is_bit_identical(inputs, tmp_path, extra, ranks):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"
     uninterrupted = run_cli(command(inputs, whole, extra))  # runs while the other one is killed
@@ -121,8 +163,24 @@ def test_resume_after_sigkill_is_bit_identical(inputs, tmp_path, extra, ranks):
 
 
 def tiny_run_args(inputs, out, *extra) -> list[str]:
-    return ["train", "--data", str(inputs["npz"]), "--model", str(inputs["spec"]), "--epochs", "2", "--batch-size", "16",
-            "--no-report", "--quiet", "--device", "cpu", "--out", str(out), *extra]
+    return [
+        "train",
+        "--data",
+        str(inputs["npz"]),
+        "--model",
+        str(inputs["spec"]),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-report",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *extra,
+    ]
 
 
 def test_resume_without_saved_state_exits_2(inputs, tmp_path, capsys):
@@ -166,13 +224,34 @@ def test_resume_with_other_settings_exits_2_naming_them(inputs, tmp_path, capsys
 
 
 def test_config_round_trip_retrains_the_same_run(inputs, tmp_path):
-    first = cs.train(str(inputs["npz"]), str(inputs["spec"]), epochs=2, batch_size=16, lr=2e-3, seed=5,
-                     reduce_lr_patience=1, out=tmp_path / "first", quiet=True, no_report=True, device="cpu")
+    first = cs.train(
+        str(inputs["npz"]),
+        str(inputs["spec"]),
+        epochs=2,
+        batch_size=16,
+        lr=2e-3,
+        seed=5,
+        reduce_lr_patience=1,
+        out=tmp_path / "first",
+        quiet=True,
+        no_report=True,
+        device="cpu",
+    )
     config = json.loads((first.path / "config.json").read_text())
     settings = TrainSettings.from_config(config)
-    assert settings == TrainSettings(data=str(inputs["npz"]), model=str(inputs["spec"]), epochs=2, batch_size=16,
-                                     lr=2e-3, seed=5, reduce_lr_patience=1, out=str(tmp_path / "first"), quiet=True,
-                                     no_report=True, device="cpu")
+    assert settings == TrainSettings(
+        data=str(inputs["npz"]),
+        model=str(inputs["spec"]),
+        epochs=2,
+        batch_size=16,
+        lr=2e-3,
+        seed=5,
+        reduce_lr_patience=1,
+        out=str(tmp_path / "first"),
+        quiet=True,
+        no_report=True,
+        device="cpu",
+    )
     assert main(["train", "--config", str(first.path / "config.json"), "--out", str(tmp_path / "again")]) == 0
     again = json.loads((tmp_path / "again" / "config.json").read_text())["settings"]
     assert {**again, "out": None} == {**config["settings"], "out": None}
@@ -181,8 +260,16 @@ def test_config_round_trip_retrains_the_same_run(inputs, tmp_path):
 
 
 def test_train_takes_the_cli_option_names(inputs, tmp_path):
-    result = cs.train(str(inputs["npy"]), str(inputs["spec"]), stream=True, quiet=True, no_report=True, nproc=1,
-                      epochs=1, out=tmp_path / "run")
+    result = cs.train(
+        str(inputs["npy"]),
+        str(inputs["spec"]),
+        stream=True,
+        quiet=True,
+        no_report=True,
+        nproc=1,
+        epochs=1,
+        out=tmp_path / "run",
+    )
     assert (result.path / "model.safetensors").is_file() and not (result.path / "report.html").exists()
     with pytest.raises(TypeError, match="log="):
         cs.train(str(inputs["npz"]), stream=sys.stdout)

@@ -146,7 +146,9 @@ def test_batch_predicts_every_image_like_single_calls(server, trained, digits):
     images, _ = digits
     files = [("images", (f"d{i}.png", png(image), "image/png")) for i, image in enumerate(images[:5])]
     body = server.post("/predict/batch", files=files).json()
-    np.testing.assert_allclose([p["probabilities"] for p in body["predictions"]], trained.predict_proba(images[:5]), atol=1e-5)
+    np.testing.assert_allclose(
+        [p["probabilities"] for p in body["predictions"]], trained.predict_proba(images[:5]), atol=1e-5
+    )
     as_json = server.post("/predict/batch", json={"images": [im[..., 0].tolist() for im in images[:3]]}).json()
     assert [p["index"] for p in as_json["predictions"]] == list(trained.predict(images[:3]))
 
@@ -156,8 +158,12 @@ def test_feature_maps_come_as_png_tiles_for_every_conv_and_pool_layer(server, tr
     body = upload(server, "/feature-maps", png(image), channels=4).json()
     layers = [(layer["name"], layer["type"], layer["shape"]) for layer in body["layers"]]
     assert layers == [
-        ("conv2d", "Conv2D", [28, 28, 32]), ("conv2d_1", "Conv2D", [28, 28, 32]), ("max_pool2d", "MaxPool2D", [14, 14, 32]),
-        ("conv2d_2", "Conv2D", [14, 14, 32]), ("conv2d_3", "Conv2D", [14, 14, 32]), ("max_pool2d_1", "MaxPool2D", [7, 7, 32]),
+        ("conv2d", "Conv2D", [28, 28, 32]),
+        ("conv2d_1", "Conv2D", [28, 28, 32]),
+        ("max_pool2d", "MaxPool2D", [14, 14, 32]),
+        ("conv2d_2", "Conv2D", [14, 14, 32]),
+        ("conv2d_3", "Conv2D", [14, 14, 32]),
+        ("max_pool2d_1", "MaxPool2D", [7, 7, 32]),
     ]
     for layer in body["layers"]:
         assert len(layer["tiles"]) == 4 and len(layer["ranges"]) == 4
@@ -177,7 +183,9 @@ def test_docs_work_offline(server):
     assert server.get("/docs-assets/swagger-ui.css").status_code == 200
     spec = server.get("/openapi.json").json()
     assert {"/health", "/model", "/predict", "/predict/batch", "/feature-maps"} <= set(spec["paths"])
-    assert {"multipart/form-data", "application/json", "image/png"} <= set(spec["paths"]["/predict"]["post"]["requestBody"]["content"])
+    assert {"multipart/form-data", "application/json", "image/png"} <= set(
+        spec["paths"]["/predict"]["post"]["requestBody"]["content"]
+    )
     page = server.get("/")
     assert page.status_code == 200 and "<canvas" in page.text
     assert server.get("/static/app.js").status_code == 200
@@ -195,34 +203,112 @@ def _too_many_files():
 
 
 BAD_REQUESTS = {
-    "not an image": (400, "/predict", lambda: {"content": b"hello, not a picture", "headers": {"content-type": "image/png"}}, "not a"),
-    "truncated image": (400, "/predict", lambda: {"files": {"image": ("t.png", _noise_png(120)[:3000], "image/png")}}, "truncated"),
+    "not an image": (
+        400,
+        "/predict",
+        lambda: {"content": b"hello, not a picture", "headers": {"content-type": "image/png"}},
+        "not a",
+    ),
+    "truncated image": (
+        400,
+        "/predict",
+        lambda: {"files": {"image": ("t.png", _noise_png(120)[:3000], "image/png")}},
+        "truncated",
+    ),
     "empty body": (400, "/predict", lambda: {"content": b""}, "empty"),
     "empty upload": (400, "/predict", lambda: {"files": {"image": ("e.png", b"", "image/png")}}, "empty"),
     "empty form": (400, "/predict/batch", lambda: {"files": {"other": ("e.txt", b"", "text/plain")}, "data": {}}, None),
-    "invalid json": (400, "/predict", lambda: {"content": b"{pixels: 1", "headers": {"content-type": "application/json"}}, "JSON"),
+    "invalid json": (
+        400,
+        "/predict",
+        lambda: {"content": b"{pixels: 1", "headers": {"content-type": "application/json"}},
+        "JSON",
+    ),
     "json without pixels": (400, "/predict", lambda: {"json": {"image": [1, 2]}}, "pixels"),
     "wrong json shape": (422, "/predict", lambda: {"json": {"pixels": [[0] * 28] * 27}}, "(27, 28, 1)"),
     "ragged json": (422, "/predict", lambda: {"json": {"pixels": [[0] * 28] * 27 + [[0] * 5]}}, "rectangular"),
     "strings": (422, "/predict", lambda: {"json": {"pixels": [["0"] * 28] * 28}}, "string"),
     "booleans": (422, "/predict", lambda: {"json": {"pixels": [[True] * 28] * 28}}, "true/false"),
     "nulls": (422, "/predict", lambda: {"json": {"pixels": [[None] * 28] * 28}}, "null"),
-    "NaN": (422, "/predict", lambda: {"content": json.dumps({"pixels": [[float("nan")] * 28] * 28}).encode(),
-                                      "headers": {"content-type": "application/json"}}, "NaN"),
+    "NaN": (
+        422,
+        "/predict",
+        lambda: {
+            "content": json.dumps({"pixels": [[float("nan")] * 28] * 28}).encode(),
+            "headers": {"content-type": "application/json"},
+        },
+        "NaN",
+    ),
     "out of range": (422, "/predict", lambda: {"json": {"pixels": [[300] * 28] * 28}}, "0..255"),
-    "image over pixel limit": (413, "/predict", lambda: {"files": {"image": ("big.png", png(np.zeros((1200, 1000), np.uint8)), "image/png")}}, "1,000,000"),
-    "body over limit": (413, "/predict", lambda: {"content": b"\0" * (2 * 1024 * 1024), "headers": {"content-type": "image/png"}}, "1,048,576"),
-    "chunked body over limit": (413, "/predict", lambda: {"content": iter([b"\0" * 65536] * 40), "headers": {"content-type": "image/png"}}, "1,048,576"),
+    "image over pixel limit": (
+        413,
+        "/predict",
+        lambda: {"files": {"image": ("big.png", png(np.zeros((1200, 1000), np.uint8)), "image/png")}},
+        "1,000,000",
+    ),
+    "body over limit": (
+        413,
+        "/predict",
+        lambda: {"content": b"\0" * (2 * 1024 * 1024), "headers": {"content-type": "image/png"}},
+        "1,048,576",
+    ),
+    "chunked body over limit": (
+        413,
+        "/predict",
+        lambda: {"content": iter([b"\0" * 65536] * 40), "headers": {"content-type": "image/png"}},
+        "1,048,576",
+    ),
     "batch over limit": (413, "/predict/batch", _too_many_files, f"at most {MAX_BATCH}"),
-    "json batch over limit": (413, "/predict/batch", lambda: {"json": {"images": [[[0] * 28] * 28] * (MAX_BATCH + 1)}}, f"at most {MAX_BATCH}"),
-    "bad image in batch": (400, "/predict/batch", lambda: {"files": [("images", ("a.png", _noise_png(28), "image/png")),
-                                                                       ("images", ("b.png", b"junk", "image/png"))]}, "image 2 of 2"),
-    "two files to /predict": (400, "/predict", lambda: {"files": [("image", ("a.png", _noise_png(28), "image/png"))] * 2}, "exactly one"),
-    "unsupported content type": (415, "/predict", lambda: {"content": b"x", "headers": {"content-type": "text/plain"}}, "text/plain"),
-    "raw body to batch": (415, "/predict/batch", lambda: {"content": _noise_png(28), "headers": {"content-type": "image/png"}}, None),
-    "top_k zero": (422, "/predict?top_k=0", lambda: {"files": {"image": ("a.png", _noise_png(28), "image/png")}}, "top_k"),
-    "invert typo": (422, "/predict?invert=maybe", lambda: {"files": {"image": ("a.png", _noise_png(28), "image/png")}}, "invert"),
-    "feature maps of junk": (400, "/feature-maps", lambda: {"content": b"GIF89a-junk", "headers": {"content-type": "image/gif"}}, "not a"),
+    "json batch over limit": (
+        413,
+        "/predict/batch",
+        lambda: {"json": {"images": [[[0] * 28] * 28] * (MAX_BATCH + 1)}},
+        f"at most {MAX_BATCH}",
+    ),
+    "bad image in batch": (
+        400,
+        "/predict/batch",
+        lambda: {
+            "files": [("images", ("a.png", _noise_png(28), "image/png")), ("images", ("b.png", b"junk", "image/png"))]
+        },
+        "image 2 of 2",
+    ),
+    "two files to /predict": (
+        400,
+        "/predict",
+        lambda: {"files": [("image", ("a.png", _noise_png(28), "image/png"))] * 2},
+        "exactly one",
+    ),
+    "unsupported content type": (
+        415,
+        "/predict",
+        lambda: {"content": b"x", "headers": {"content-type": "text/plain"}},
+        "text/plain",
+    ),
+    "raw body to batch": (
+        415,
+        "/predict/batch",
+        lambda: {"content": _noise_png(28), "headers": {"content-type": "image/png"}},
+        None,
+    ),
+    "top_k zero": (
+        422,
+        "/predict?top_k=0",
+        lambda: {"files": {"image": ("a.png", _noise_png(28), "image/png")}},
+        "top_k",
+    ),
+    "invert typo": (
+        422,
+        "/predict?invert=maybe",
+        lambda: {"files": {"image": ("a.png", _noise_png(28), "image/png")}},
+        "invert",
+    ),
+    "feature maps of junk": (
+        400,
+        "/feature-maps",
+        lambda: {"content": b"GIF89a-junk", "headers": {"content-type": "image/gif"}},
+        "not a",
+    ),
 }
 
 
@@ -264,5 +350,7 @@ def test_inversion_follows_the_training_background():
     contract = learn_contract(dark, (0, 255))
     assert frame(paper, contract, (28, 28)).inverted is True
     assert frame(dark[0], contract, (28, 28)).inverted is False
-    assert frame(paper, learn_contract(photos, (0, 255)), (28, 28)).inverted is False  # no clear background: never guess
+    assert (
+        frame(paper, learn_contract(photos, (0, 255)), (28, 28)).inverted is False
+    )  # no clear background: never guess
     assert frame(dark[0], contract, (28, 28), invert=True).inverted is True  # the client's word wins

@@ -152,8 +152,12 @@ def test_a_bad_image_fails_alone_and_its_batch_mates_succeed(trained_run, traine
     primer, (good1, bad, good2), samples = serve(app, test)
     assert primer.status_code == good1.status_code == good2.status_code == 200
     assert bad.status_code == 400 and "not a" in bad.json()["error"]
-    np.testing.assert_allclose(np.float32(good2.json()["probabilities"]), trained.predict_proba(digits[2][None])[0],
-                               rtol=0, atol=BATCHING_TOLERANCE)
+    np.testing.assert_allclose(
+        np.float32(good2.json()["probabilities"]),
+        trained.predict_proba(digits[2][None])[0],
+        rtol=0,
+        atol=BATCHING_TOLERANCE,
+    )
     assert batch_sizes(samples) == (2, 4)  # the primer alone, then the three together
 
 
@@ -211,7 +215,12 @@ def test_metrics_parse_and_move_with_requests_errors_and_limits(trained_run, dig
         files = [("images", (f"{i}.png", png(digits[i]), "image/png")) for i in range(5)]
         too_many = await client.post("/predict/batch", files=files)
         health = await client.get("/health")
-        return [r.status_code for r in (*ok, bad, too_big, too_many, health)], too_big.json(), before, await scrape(client)
+        return (
+            [r.status_code for r in (*ok, bad, too_big, too_many, health)],
+            too_big.json(),
+            before,
+            await scrape(client),
+        )
 
     statuses, too_big, before, after = serve(app, test)
     assert statuses == [200, 200, 400, 413, 413, 200]
@@ -242,7 +251,9 @@ def test_onnxruntime_engine_matches_the_run_and_serves(trained_run, trained, dig
     assert app.state.served.engine.parity <= engines.FP32_TOLERANCE
 
     async def test(client, app):
-        return await asyncio.gather(*(post(client, png(image)) for image in digits[:8])), (await client.get("/model")).json()
+        return await asyncio.gather(*(post(client, png(image)) for image in digits[:8])), (
+            await client.get("/model")
+        ).json()
 
     responses, info = serve(app, test)
     got = np.float32([r.json()["probabilities"] for r in responses])
@@ -254,8 +265,12 @@ def test_openvino_engine_matches_the_run(trained, digits):
     pytest.importorskip("openvino")
     engine = engines.load(trained, "openvino", [1, 4])
     assert engine.name == "openvino" and engine.parity <= engines.FP32_TOLERANCE
-    np.testing.assert_allclose(engine.forward(digits[:5].astype(np.float32)), trained.predict_proba(digits[:5]),
-                               rtol=0, atol=engines.FP32_TOLERANCE)
+    np.testing.assert_allclose(
+        engine.forward(digits[:5].astype(np.float32)),
+        trained.predict_proba(digits[:5]),
+        rtol=0,
+        atol=engines.FP32_TOLERANCE,
+    )
 
 
 def test_an_engine_without_parity_is_refused_and_auto_leaves_it_out(trained, monkeypatch):
@@ -266,7 +281,9 @@ def test_an_engine_without_parity_is_refused_and_auto_leaves_it_out(trained, mon
         return forward if name == "torch" else (lambda images: forward(images) + 1e-3)
 
     monkeypatch.setattr(engines, "build", off_by_a_little)
-    with pytest.raises(UserError, match=r"engine onnxruntime differs .* by up to 0.001 .* 0.0001 allowed for a fp32 run"):
+    with pytest.raises(
+        UserError, match=r"engine onnxruntime differs .* by up to 0.001 .* 0.0001 allowed for a fp32 run"
+    ):
         engines.load(trained, "onnxruntime", [1, 4])
     best, measured = engines.choose(trained, [1, 4], budget_s=0.01)
     assert best.name == "torch" and [e.name for e in measured] == ["torch"]

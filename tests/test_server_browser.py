@@ -21,8 +21,14 @@ from server_process import running_server
 
 CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
 FLAGS = [
-    "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
 ]
 
 
@@ -55,7 +61,14 @@ def url(trained_run):
 def requests_leaving_the_machine(page) -> list[str]:
     """Collects the URL of every request the page makes to anything but loopback (data: URLs are local)."""
     foreign: list[str] = []
-    page.on("request", lambda r: foreign.append(r.url) if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:") else None)
+    page.on(
+        "request",
+        lambda r: (
+            foreign.append(r.url)
+            if urlparse(r.url).hostname not in (None, "127.0.0.1") and not r.url.startswith("data:")
+            else None
+        ),
+    )
     return foreign
 
 
@@ -165,7 +178,9 @@ def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
         for (x0, y0), (x1, y1) in zip(points, points[1:]):
             for i in range(1, 9):
                 t = i / 8
-                page.mouse.move(box["x"] + (x0 + t * (x1 - x0)) * box["width"], box["y"] + (y0 + t * (y1 - y0)) * box["height"])
+                page.mouse.move(
+                    box["x"] + (x0 + t * (x1 - x0)) * box["width"], box["y"] + (y0 + t * (y1 - y0)) * box["height"]
+                )
         page.mouse.up()
 
 
@@ -178,8 +193,15 @@ def test_a_letter_drawn_small_in_a_corner_is_framed_by_the_server_and_read(brows
     page.goto(letters_url + "/")
     page.wait_for_function("document.querySelectorAll('#bars .bar').length === 10")
     # an E in the top-left quarter of the pad, in four strokes
-    draw_strokes(page, [[(0.12, 0.10), (0.12, 0.45)], [(0.12, 0.10), (0.38, 0.10)], [(0.12, 0.27), (0.33, 0.27)],
-                        [(0.12, 0.45), (0.38, 0.45)]])
+    draw_strokes(
+        page,
+        [
+            [(0.12, 0.10), (0.12, 0.45)],
+            [(0.12, 0.10), (0.38, 0.10)],
+            [(0.12, 0.27), (0.33, 0.27)],
+            [(0.12, 0.45), (0.38, 0.45)],
+        ],
+    )
     page.wait_for_function("document.querySelector('#source').textContent === 'your drawing'")
     page.wait_for_selector("#seen:not([hidden])")
     assert page.locator("#label").text_content() == "E"

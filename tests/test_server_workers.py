@@ -35,10 +35,15 @@ def predictions_counted(client: httpx.Client) -> float:
 
 
 def multipart(data: bytes, port: int) -> bytes:
-    body = (b'--b\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
-            + data + b"\r\n--b--\r\n")
-    head = (f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
-            f"Content-Length: {len(body)}\r\n\r\n").encode()
+    body = (
+        b'--b\r\nContent-Disposition: form-data; name="image"; filename="d.png"\r\nContent-Type: image/png\r\n\r\n'
+        + data
+        + b"\r\n--b--\r\n"
+    )
+    head = (
+        f"POST /predict HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Type: multipart/form-data; boundary=b\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    ).encode()
     return head + body
 
 
@@ -47,9 +52,13 @@ def test_two_workers_share_the_port_and_one_scrape_counts_both(trained_run):
     images = cs.load_test_set(trained_run)[0].images[:12]
     with running_server(trained_run, "--workers", "2", "--max-batch-size", "4") as url:
         # fresh connections, so the kernel spreads them over both workers' accept queues
-        bodies = [httpx.post(url + "/predict", files={"image": ("d.png", png(im), "image/png")}).json() for im in images]
+        bodies = [
+            httpx.post(url + "/predict", files={"image": ("d.png", png(im), "image/png")}).json() for im in images
+        ]
         got = np.float32([b["probabilities"] for b in bodies])
-        np.testing.assert_allclose(got, np.concatenate([trained.predict_proba(im[None]) for im in images]), rtol=0, atol=1e-6)
+        np.testing.assert_allclose(
+            got, np.concatenate([trained.predict_proba(im[None]) for im in images]), rtol=0, atol=1e-6
+        )
         with httpx.Client(base_url=url) as client:
             # a scrape of whichever worker answers reads every worker's samples
             assert [predictions_counted(client) for _ in range(4)] == [len(images)] * 4
@@ -65,10 +74,17 @@ def test_clients_that_hang_up_mid_request_break_nothing(trained_run):
                 with socket.create_connection(("127.0.0.1", port)) as conn:
                     conn.sendall(request[:cut])
         with httpx.Client(base_url=url) as client:
-            statuses = [client.post("/predict", files={"image": ("d.png", png(image), "image/png")}).status_code for _ in range(5)]
+            statuses = [
+                client.post("/predict", files={"image": ("d.png", png(image), "image/png")}).status_code
+                for _ in range(5)
+            ]
             assert statuses == [200] * 5
             assert client.get("/health").json() == {"status": "ok"}
             text = client.get("/metrics").text
-    errors = [s for f in text_string_to_metric_families(text) for s in f.samples
-              if s.name == "convscope_request_errors_total" and s.labels["status"] == "500"]
+    errors = [
+        s
+        for f in text_string_to_metric_families(text)
+        for s in f.samples
+        if s.name == "convscope_request_errors_total" and s.labels["status"] == "500"
+    ]
     assert errors == []

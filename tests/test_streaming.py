@@ -64,8 +64,14 @@ def test_streamed_picture_folder_matches_loading_it(tmp_path):
     streamed = stream(tmp_path, image_size=12, channels=1, workers=2)
     assert streamed.class_names == loaded.class_names == ("cat", "dog")
     np.testing.assert_array_equal(np.asarray(streamed.images), loaded.images)
-    trained = cs.fit(cs.build(SMALL_SPEC, streamed.input_shape, 2, seed=0), streamed, epochs=1, batch_size=8,
-                     validation_split=0.25, verbose=False)  # batches decoded in 2 worker processes
+    trained = cs.fit(
+        cs.build(SMALL_SPEC, streamed.input_shape, 2, seed=0),
+        streamed,
+        epochs=1,
+        batch_size=8,
+        validation_split=0.25,
+        verbose=False,
+    )  # batches decoded in 2 worker processes
     assert trained.history.epochs_run == 1 and np.isfinite(trained.history.rows[0]["val_loss"])
 
 
@@ -113,8 +119,13 @@ def test_training_from_a_memory_map_keeps_peak_rss_far_below_the_data(tmp_path):
     del images
     np.save(tmp_path / "big_labels.npy", labels)
     data_bytes = n * side * side
-    done = subprocess.run([sys.executable, "-c", textwrap.dedent(MEMORY_SCRIPT), str(tmp_path / "big.npy")],
-                          capture_output=True, text=True, env={"PYTHONPATH": str(SRC), "PATH": ""}, timeout=240)
+    done = subprocess.run(
+        [sys.executable, "-c", textwrap.dedent(MEMORY_SCRIPT), str(tmp_path / "big.npy")],
+        capture_output=True,
+        text=True,
+        env={"PYTHONPATH": str(SRC), "PATH": ""},
+        timeout=240,
+    )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
     # Measured: ~590 MB, of which ~275 MB is the interpreter with torch; the rest is a few batches.
@@ -131,7 +142,9 @@ def test_a_streamed_run_is_evaluated_and_saved_without_reading_all_images_at_onc
         raise AssertionError(f"{self!r} was read into memory whole")
 
     monkeypatch.setattr(LazyImages, "__array__", refuse)
-    result = cs.train(str(path), SMALL_SPEC, epochs=2, streaming=True, out=tmp_path / "run", verbose=False, report=False)
+    result = cs.train(
+        str(path), SMALL_SPEC, epochs=2, streaming=True, out=tmp_path / "run", verbose=False, report=False
+    )
     test, probabilities = cs.load_test_set(result.path)
     expected = data.split(test_size=0.2, seed=0)[1]
     assert isinstance(test.images, np.memmap)  # read back lazily too

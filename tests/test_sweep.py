@@ -28,8 +28,21 @@ def study_dir(tmp_path_factory):
     data = tiny_dataset(200)
     np.savez(root / "tiny.npz", x=data.images, y=data.labels)
     (root / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
-    args = ["sweep", "--data", str(root / "tiny.npz"), "--model", str(root / "small.yaml"), "--epochs", "2",
-            "--filters", "2,8", "--batch-sizes", "16,32", "--out", str(root / "study")]
+    args = [
+        "sweep",
+        "--data",
+        str(root / "tiny.npz"),
+        "--model",
+        str(root / "small.yaml"),
+        "--epochs",
+        "2",
+        "--filters",
+        "2,8",
+        "--batch-sizes",
+        "16,32",
+        "--out",
+        str(root / "study"),
+    ]
     assert main([*args, "--trials", "3"]) == 0
     assert main([*args, "--trials", "1"]) == 0  # a second command joins the same study (SQLite storage)
     return root / "study"
@@ -112,9 +125,29 @@ def test_a_killed_sweep_rerun_with_the_same_command_continues_its_study(tmp_path
     np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
     (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
     study_dir = tmp_path / "study"
-    command = [sys.executable, "-m", "convscope", "sweep", "--data", str(tmp_path / "tiny.npz"),
-               "--model", str(tmp_path / "small.yaml"), "--epochs", "4", "--patience", "9", "--no-prune",
-               "--filters", "2,4", "--batch-sizes", "16", "--trials", "2", "--out", str(study_dir)]
+    command = [
+        sys.executable,
+        "-m",
+        "convscope",
+        "sweep",
+        "--data",
+        str(tmp_path / "tiny.npz"),
+        "--model",
+        str(tmp_path / "small.yaml"),
+        "--epochs",
+        "4",
+        "--patience",
+        "9",
+        "--no-prune",
+        "--filters",
+        "2,4",
+        "--batch-sizes",
+        "16",
+        "--trials",
+        "2",
+        "--out",
+        str(study_dir),
+    ]
     storage = f"sqlite:///{study_dir / 'study.db'}"
 
     def study():

@@ -24,6 +24,7 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 # --- the plan from its inputs ------------------------------------------------------------------
 
+
 def test_affinity_alone_sets_the_count():
     plan = th.plan_threads(affinity=2)
     assert (plan.threads, plan.cap, plan.adaptive) == (2, 2, True)
@@ -66,6 +67,7 @@ def test_choose_threads_reads_this_machines_affinity():
 
 
 # --- cgroup quota files ------------------------------------------------------------------------
+
 
 def _write(path: Path, text: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -148,11 +150,13 @@ def test_decide_tries_one_more_only_when_due_and_ours_never_waited():
 
 # --- applied: fit, train, the CLI --------------------------------------------------------------
 
+
 def test_fit_uses_the_override_records_it_and_restores_torchs_count():
     before = torch.get_num_threads()
     seen = []
     data = tiny_dataset(96)
     model = cs.build("cnn", data.input_shape, data.num_classes)
+
     class Threads(cs.Callback):
         def on_epoch_end(self, epoch, logs=None):
             seen.append(torch.get_num_threads())
@@ -186,14 +190,38 @@ def test_config_json_records_the_plan(tmp_path):
 def test_cli_threads_flag_reaches_config_json(tmp_path):
     npz = write_tiny_npz(tmp_path, n=120)
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
-    done = subprocess.run([sys.executable, "-m", "convscope", "train", "--data", str(npz), "--epochs", "1",
-                           "--threads", "1", "--no-report", "--quiet", "--out", str(tmp_path / "run")],
-                          capture_output=True, text=True, env=env, timeout=300)
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "convscope",
+            "train",
+            "--data",
+            str(npz),
+            "--epochs",
+            "1",
+            "--threads",
+            "1",
+            "--no-report",
+            "--quiet",
+            "--out",
+            str(tmp_path / "run"),
+        ],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert done.returncode == 0, done.stderr
     config = json.loads((tmp_path / "run" / "config.json").read_text())
     assert config["fit"]["threads"]["requested"] == 1
-    bad = subprocess.run([sys.executable, "-m", "convscope", "predict", str(tmp_path / "run"), str(npz), "--threads", "0"],
-                         capture_output=True, text=True, env=env, timeout=300)
+    bad = subprocess.run(
+        [sys.executable, "-m", "convscope", "predict", str(tmp_path / "run"), str(npz), "--threads", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=300,
+    )
     assert bad.returncode == 2 and "--threads: must be a positive integer, got 0" in bad.stderr
 
 
@@ -206,10 +234,11 @@ def test_apply_threads_sets_torchs_count():
         torch.set_num_threads(before)
 
 
-
 def test_a_process_pinned_to_one_core_plans_one_thread_without_sampling():
-    code = ("import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
-            "from convscope.training.threads import choose_threads; print(json.dumps(choose_threads().to_dict()))")
+    code = (
+        "import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "
+        "from convscope.training.threads import choose_threads; print(json.dumps(choose_threads().to_dict()))"
+    )
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=120)
     plan = json.loads(done.stdout)

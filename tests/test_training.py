@@ -54,7 +54,10 @@ def test_mode_auto_maximises_accuracy_and_restores_best_weights():
     stopper = EarlyStopping(monitor="val_accuracy", patience=2, restore_best_weights=True)
     assert run_stopper(stopper, [0.5, 0.9, 0.8, 0.85, 0.99], key="val_accuracy") == (4, 2, 2.0)
     # mode="min" on an accuracy would take the worst one as best
-    assert run_stopper(EarlyStopping(monitor="val_accuracy", mode="min", patience=1), [0.5, 0.9], key="val_accuracy")[1] == 1
+    assert (
+        run_stopper(EarlyStopping(monitor="val_accuracy", mode="min", patience=1), [0.5, 0.9], key="val_accuracy")[1]
+        == 1
+    )
 
 
 def test_bad_early_stopping_settings():
@@ -66,7 +69,9 @@ def test_bad_early_stopping_settings():
 
 def test_fit_ends_holding_the_best_epochs_weights():
     """With restore_best_weights the model's val_loss equals the best epoch's recorded val_loss."""
-    trained = small_fit(epochs=6, early_stopping=EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True))
+    trained = small_fit(
+        epochs=6, early_stopping=EarlyStopping(monitor="val_loss", patience=6, restore_best_weights=True)
+    )
     history = trained.history
     best = history.best_epoch
     recorded = history.column("val_loss")

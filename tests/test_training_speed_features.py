@@ -35,6 +35,7 @@ def fit_fast(train, **kwargs):
 
 # --- bf16 ---------------------------------------------------------------------------------------
 
+
 def test_bf16_autocast_matches_fp32_accuracy(digits):
     train, test = digits
     fp32 = cs.evaluate(fit_fast(train, precision="fp32"), test)
@@ -54,6 +55,7 @@ def test_auto_precision_is_resolved_and_recorded(digits):
 
 
 # --- the fast preset and its recipe -------------------------------------------------------------
+
 
 def test_fast_preset_architecture():
     summary = cs.summary(cs.build("fast", (28, 28, 1), 10), print_fn=None)
@@ -86,8 +88,27 @@ def test_train_fast_uses_its_recipe(tmp_path):
 
 def test_cli_recipe_and_extras_flags(tmp_path, capsys):
     out = tmp_path / "run"
-    code = cli(["train", "--model", "mlp", "--recipe", "fast", "--epochs", "1", "--label-smoothing", "0.05",
-                "--random-shift", "1", "--precision", "fp32", "--quiet", "--no-report", "--out", str(out)])
+    code = cli(
+        [
+            "train",
+            "--model",
+            "mlp",
+            "--recipe",
+            "fast",
+            "--epochs",
+            "1",
+            "--label-smoothing",
+            "0.05",
+            "--random-shift",
+            "1",
+            "--precision",
+            "fp32",
+            "--quiet",
+            "--no-report",
+            "--out",
+            str(out),
+        ]
+    )
     assert code == 0
     config = json.loads((out / "config.json").read_text())
     assert config["recipe"] == "fast"
@@ -100,6 +121,7 @@ def test_cli_recipe_and_extras_flags(tmp_path, capsys):
 
 
 # --- the recipe options, each on its own ------------------------------------------------------
+
 
 def test_one_cycle_warms_up_then_decays_to_zero():
     total = 100
@@ -165,12 +187,15 @@ def test_random_shift_keeps_several_channels_together():
         assert torch.equal(moved[:, c] - moved[:, 0], torch.full((2, 5, 5), 25.0 * c))
 
 
-@pytest.mark.parametrize("kwargs, message", [
-    ({"schedule": "cosine"}, "schedule must be one of constant, one-cycle"),
-    ({"label_smoothing": 1.5}, "label_smoothing must be in"),
-    ({"random_shift": -1}, "random_shift is a number of pixels"),
-    ({"precision": "fp16"}, "precision must be one of fp32, bf16, auto"),
-])
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        ({"schedule": "cosine"}, "schedule must be one of constant, one-cycle"),
+        ({"label_smoothing": 1.5}, "label_smoothing must be in"),
+        ({"random_shift": -1}, "random_shift is a number of pixels"),
+        ({"precision": "fp16"}, "precision must be one of fp32, bf16, auto"),
+    ],
+)
 def test_bad_options_are_user_errors(digits, kwargs, message):
     with pytest.raises(UserError, match=message):
         fit_fast(digits[0], **kwargs)

@@ -1,13 +1,13 @@
 """convscope: train, explain and serve small convolutional image classifiers.
 
-    import convscope as cs
-    data = cs.load("notMNIST_small.mat", class_names="ABCDEFGHIJ")
-    train, test = data.split(test_size=0.2, seed=0)
-    model = cs.build("cnn", input_shape=data.input_shape, num_classes=data.num_classes)
-    cs.summary(model)
-    run = cs.fit(model, train, validation_split=0.2, epochs=100,
-                 early_stopping=cs.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True))
-    result = cs.evaluate(run, test)
+import convscope as cs
+data = cs.load("notMNIST_small.mat", class_names="ABCDEFGHIJ")
+train, test = data.split(test_size=0.2, seed=0)
+model = cs.build("cnn", input_shape=data.input_shape, num_classes=data.num_classes)
+cs.summary(model)
+run = cs.fit(model, train, validation_split=0.2, epochs=100,
+             early_stopping=cs.EarlyStopping(monitor="val_loss", patience=3, restore_best_weights=True))
+result = cs.evaluate(run, test)
 """
 
 from ._version import __version__
@@ -54,9 +54,36 @@ def summary(model, input_shape=None, print_fn="auto") -> ModelSummary:
 
 
 __all__ = [
-    "CSVLogger", "Callback", "FitSettings", "LearningRateScheduler", "ModelCheckpoint", "ReduceLROnPlateau", "TensorBoard",
-    "TerminateOnNaN", "TrainSettings",
-    "Dataset", "DrawableResult", "EarlyStopping", "EvaluationResult", "History", "MinMaxScaler", "ModelSummary", "TrainResult",
-    "TrainedModel", "UserError", "build", "describe", "evaluate", "fit", "load", "load_run", "load_test_set",
-    "__version__", "read_image", "save_run", "stream", "summary", "train",
+    "CSVLogger",
+    "Callback",
+    "FitSettings",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "ReduceLROnPlateau",
+    "TensorBoard",
+    "TerminateOnNaN",
+    "TrainSettings",
+    "Dataset",
+    "DrawableResult",
+    "EarlyStopping",
+    "EvaluationResult",
+    "History",
+    "MinMaxScaler",
+    "ModelSummary",
+    "TrainResult",
+    "TrainedModel",
+    "UserError",
+    "build",
+    "describe",
+    "evaluate",
+    "fit",
+    "load",
+    "load_run",
+    "load_test_set",
+    "__version__",
+    "read_image",
+    "save_run",
+    "stream",
+    "summary",
+    "train",
 ]

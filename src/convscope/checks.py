@@ -47,9 +47,13 @@ class Limits:
             )
 
 
-_ENV = {"max_bytes": "CONVSCOPE_MAX_DATA_BYTES", "max_classes": "CONVSCOPE_MAX_CLASSES",
-        "max_image_pixels": "CONVSCOPE_MAX_IMAGE_PIXELS", "max_params": "CONVSCOPE_MAX_PARAMS",
-        "max_spec_values": "CONVSCOPE_MAX_SPEC_VALUES"}
+_ENV = {
+    "max_bytes": "CONVSCOPE_MAX_DATA_BYTES",
+    "max_classes": "CONVSCOPE_MAX_CLASSES",
+    "max_image_pixels": "CONVSCOPE_MAX_IMAGE_PIXELS",
+    "max_params": "CONVSCOPE_MAX_PARAMS",
+    "max_spec_values": "CONVSCOPE_MAX_SPEC_VALUES",
+}
 
 
 def limits() -> Limits:
@@ -69,8 +73,13 @@ def limits() -> Limits:
 
 
 def check_number(
-    name: str, value: object, low: float | None = None, high: float | None = None,
-    *, low_open: bool = False, high_open: bool = False,
+    name: str,
+    value: object,
+    low: float | None = None,
+    high: float | None = None,
+    *,
+    low_open: bool = False,
+    high_open: bool = False,
 ) -> float:
     """A finite real number inside the bounds, returned as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):

@@ -74,8 +74,10 @@ def check_writable(path: str | Path, flag: str, *, may_exist: bool = True) -> No
     if target.is_symlink() and not target.exists():
         raise UserError(f"{flag} {target} already exists (a dangling symbolic link); choose a new path.")
     if target.exists() and not may_exist:
-        raise UserError(f"{flag} {target} already exists ({'a directory' if target.is_dir() else 'a file'}); "
-                        "choose a new directory.")
+        raise UserError(
+            f"{flag} {target} already exists ({'a directory' if target.is_dir() else 'a file'}); "
+            "choose a new directory."
+        )
     ancestor = target if target.is_dir() else target.parent
     while not ancestor.exists():
         if ancestor.is_symlink():
@@ -180,7 +182,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
-        raise UserError(f"{path / WEIGHTS} cannot be read as weights for this architecture: {cut(str(exc), 200)}.") from None
+        raise UserError(
+            f"{path / WEIGHTS} cannot be read as weights for this architecture: {cut(str(exc), 200)}."
+        ) from None
     config = read_record(path / CONFIG)
     metrics = read_record(path / METRICS)
     ending = {k: metrics[k] for k in History().ending() if k in metrics}
@@ -218,9 +222,16 @@ def read_architecture(path: Path) -> dict[str, Any]:
     if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
         raise UserError(f"{file}: 'class_names' must be {classes} names, got {quote(names)}.")
     low, high = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
-    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and _is_finite(low) and _is_finite(high)
-            and float(high) > float(low)):  # type: ignore[arg-type]
-        raise UserError(f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}.")
+    if not (
+        isinstance(scaler, dict)
+        and set(scaler) == {"minimum", "maximum"}
+        and _is_finite(low)
+        and _is_finite(high)
+        and float(high) > float(low)  # type: ignore[arg-type]
+    ):
+        raise UserError(
+            f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}."
+        )
     return arch
 
 
@@ -254,7 +265,9 @@ def read_record(path: Path) -> dict[str, Any]:
             and (key not in _RECORD_FLAGS or isinstance(value, bool))
         )
         if not ok:
-            raise UserError(f"{path}: '{key}' holds {quote(value)}, which convscope never writes there; the run directory is damaged.")
+            raise UserError(
+                f"{path}: '{key}' holds {quote(value)}, which convscope never writes there; the run directory is damaged."
+            )
     return record
 
 
@@ -269,7 +282,9 @@ def _read_history(path: Path, ending: dict[str, Any]) -> History:
     try:
         return History.from_csv(path.read_bytes().decode("utf-8"), **ending)
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged.") from None
+        raise UserError(
+            f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged."
+        ) from None
     except (ValueError, TypeError, csv.Error) as exc:
         raise UserError(f"{path}: not a history table convscope wrote ({cut(str(exc), 120)}).") from None
 
@@ -281,10 +296,15 @@ def stored_contract(path: Path, arch: dict[str, Any], scaler: MinMaxScaler) -> I
     pixel_range = (scaler.minimum, scaler.maximum)
     if has_test_set(path):
         images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
-        return learn_contract(images, pixel_range, source="this run stored no contract (made before convscope learned "
-                                                          "them): learned from its saved test images")
-    return unframed(pixel_range, "this run stored no contract and kept no test images: images are resized whole "
-                                 "and never inverted")
+        return learn_contract(
+            images,
+            pixel_range,
+            source="this run stored no contract (made before convscope learned "
+            "them): learned from its saved test images",
+        )
+    return unframed(
+        pixel_range, "this run stored no contract and kept no test images: images are resized whole and never inverted"
+    )
 
 
 def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
@@ -303,11 +323,18 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
         with np.load(path / TEST_SET, allow_pickle=False) as npz:
             labels, probabilities = npz["labels"], npz["probabilities"]
     except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types on damaged files
-        raise UserError(f"{path}: its test set cannot be read ({cut(str(exc), 120)}); the run directory is damaged.") from None
+        raise UserError(
+            f"{path}: its test set cannot be read ({cut(str(exc), 120)}); the run directory is damaged."
+        ) from None
     n = len(images) if images.ndim else 0
-    if (images.ndim != 4 or list(images.shape[1:]) != list(arch["input_shape"]) or labels.shape != (n,)
-            or labels.dtype.kind not in "iu" or probabilities.shape != (n, len(names))
-            or (n and not 0 <= int(labels.min()) <= int(labels.max()) < len(names))):
+    if (
+        images.ndim != 4
+        or list(images.shape[1:]) != list(arch["input_shape"])
+        or labels.shape != (n,)
+        or labels.dtype.kind not in "iu"
+        or probabilities.shape != (n, len(names))
+        or (n and not 0 <= int(labels.min()) <= int(labels.max()) < len(names))
+    ):
         raise UserError(
             f"{path}: its test set does not match the run: images {images.shape}, labels {labels.shape}, "
             f"probabilities {probabilities.shape} for {len(names)} classes and input {tuple(arch['input_shape'])}."

@@ -115,9 +115,14 @@ class SweepSettings:
 
     def train_kwargs(self) -> dict[str, Any]:
         return {
-            "data": self.data, "epochs": self.epochs, "patience": self.patience,
-            "validation_split": self.validation_split, "test_split": self.test_split, "seed": self.seed,
-            "device": self.device, **self.data_options,
+            "data": self.data,
+            "epochs": self.epochs,
+            "patience": self.patience,
+            "validation_split": self.validation_split,
+            "test_split": self.test_split,
+            "seed": self.seed,
+            "device": self.device,
+            **self.data_options,
         }
 
 
@@ -157,7 +162,11 @@ def sweep(
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
             rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
         study = optuna.create_study(
-            storage=rdb, study_name=study_name or path.name, direction="minimize", load_if_exists=True, pruner=pruner,
+            storage=rdb,
+            study_name=study_name or path.name,
+            direction="minimize",
+            load_if_exists=True,
+            pruner=pruner,
         )
     except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
         raise UserError(f"cannot open the study storage {storage!r}: {exc}.") from None
@@ -172,8 +181,15 @@ def sweep(
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("spec", chosen.spec)
         pruner = PruningCallback(trial)
-        result = train(model=chosen.spec, lr=chosen.lr, batch_size=chosen.batch_size, out=run_dir,
-                       callbacks=[pruner], quiet=True, **settings.train_kwargs())
+        result = train(
+            model=chosen.spec,
+            lr=chosen.lr,
+            batch_size=chosen.batch_size,
+            out=run_dir,
+            callbacks=[pruner],
+            quiet=True,
+            **settings.train_kwargs(),
+        )
         if pruner.pruned_at is not None:  # the run directory is written; the study records the trial as pruned
             raise optuna.TrialPruned(f"pruned after epoch {pruner.pruned_at}")
         return min(result.trained.history.column("val_loss"))
@@ -244,8 +260,12 @@ def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None,
     batch_size = best.params.get("batch_size", settings.batch_size)
     retrain = {**settings.train_kwargs(), "model": str(spec_file), "lr": lr, "batch_size": batch_size}
     record = {
-        "trial": best.number, "val_loss": best.value, "params": best.params,
-        "run_dir": best.user_attrs["run_dir"], "train": retrain, "command": retrain_command(retrain),
+        "trial": best.number,
+        "val_loss": best.value,
+        "params": best.params,
+        "run_dir": best.user_attrs["run_dir"],
+        "train": retrain,
+        "command": retrain_command(retrain),
     }
     (path / BEST_JSON).write_text(json.dumps(record, indent=2) + "\n")
     return Path(best.user_attrs["run_dir"]), spec_file

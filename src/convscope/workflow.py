@@ -90,9 +90,18 @@ def train(
     s = TrainSettings.of(settings, options)
     if not s.resume:  # a resumed run's `out` is checked against its saved state instead (_check_state)
         check_out_writable(s.out)  # first: a bad `out` must not cost a training run
-    check_train_settings(epochs=s.epochs, batch_size=s.batch_size, lr=s.lr, patience=s.patience,
-                         min_delta=s.min_delta, validation_split=s.validation_split, test_split=s.test_split,
-                         seed=s.seed, label_smoothing=s.label_smoothing, random_shift=s.random_shift)
+    check_train_settings(
+        epochs=s.epochs,
+        batch_size=s.batch_size,
+        lr=s.lr,
+        patience=s.patience,
+        min_delta=s.min_delta,
+        validation_split=s.validation_split,
+        test_split=s.test_split,
+        seed=s.seed,
+        label_smoothing=s.label_smoothing,
+        random_shift=s.random_shift,
+    )
     if s.nproc > 1 and distributed is None:
         return train_in_processes(s, callbacks)
     fit_settings = s.fit_settings()
@@ -116,13 +125,18 @@ def train(
     check_random_shift(fit_settings.random_shift, dataset.input_shape)
     say(describe(dataset))
     train_set, test_set = dataset.split(test_size=s.test_split, seed=s.seed)
-    say(f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n")
+    say(
+        f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n"
+    )
 
     network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
     say(str(summary(network)) + "\n")
 
-    stopper = (EarlyStopping(monitor=s.monitor, min_delta=s.min_delta, patience=patience, restore_best_weights=True)
-               if patience is not None else None)
+    stopper = (
+        EarlyStopping(monitor=s.monitor, min_delta=s.min_delta, patience=patience, restore_best_weights=True)
+        if patience is not None
+        else None
+    )
     extra: list[Callback] = []
     if s.reduce_lr_patience is not None:
         extra.append(ReduceLROnPlateau(monitor=s.monitor, factor=s.reduce_lr_factor, patience=s.reduce_lr_patience))
@@ -134,8 +148,17 @@ def train(
         _start_state(s, state, say)
     try:
         trained = fit(
-            network, train_set, settings=fit_settings, early_stopping=stopper, callbacks=[*extra, *callbacks],
-            device=s.device, verbose=verbose, log=log, distributed=distributed, checkpoint=checkpoint, resume=s.resume,
+            network,
+            train_set,
+            settings=fit_settings,
+            early_stopping=stopper,
+            callbacks=[*extra, *callbacks],
+            device=s.device,
+            verbose=verbose,
+            log=log,
+            distributed=distributed,
+            checkpoint=checkpoint,
+            resume=s.resume,
             threads=s.threads,
         )
     except BaseException:
@@ -147,7 +170,9 @@ def train(
     history = trained.history
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
-        raise UserError("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
+        raise UserError(
+            "interrupted before the first epoch completed: there is nothing to save, so no run was written."
+        )
     if history.resumed_from_epoch is not None:
         say(f"resumed after epoch {history.resumed_from_epoch}")
     if history.stopped_early or history.weights_epoch != history.epochs_run:
@@ -160,11 +185,17 @@ def train(
 
     config: dict[str, Any] = {
         "data": {
-            "source": str(s.data), "class_names": list(dataset.class_names), "layout": s.layout,
-            "image_size": s.image_size, "channels": s.channels, "input_shape": list(dataset.input_shape),
+            "source": str(s.data),
+            "class_names": list(dataset.class_names),
+            "layout": s.layout,
+            "image_size": s.image_size,
+            "channels": s.channels,
+            "input_shape": list(dataset.input_shape),
             "test_split": None if dataset.predefined_test is not None else s.test_split,
-            "predefined_split": dataset.predefined_test is not None, "split_seed": s.seed,
-            "train_size": len(train_set), "test_size": len(test_set),
+            "predefined_split": dataset.predefined_test is not None,
+            "split_seed": s.seed,
+            "train_size": len(train_set),
+            "test_size": len(test_set),
         },
         "model": {"name": spec.name, "source": s.model if isinstance(s.model, str) else spec.name},
         "recipe": s.recipe_settings().name,
@@ -196,8 +227,10 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
         if out.exists():
             raise UserError(f"--resume: the run {out} is already finished; there is nothing to resume.")
         if not saved_file.is_file():
-            raise UserError(f"--resume: there is no saved state for {out} (looked for {state}); "
-                            "run the same command without --resume to start it.")
+            raise UserError(
+                f"--resume: there is no saved state for {out} (looked for {state}); "
+                "run the same command without --resume to start it."
+            )
         saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
         differences = s.differences(saved)
         if differences:

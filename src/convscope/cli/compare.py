@@ -9,9 +9,14 @@ from ..sweep import expand_study_dirs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("compare", help="compare runs: table and overlaid validation curves",
-                       description="Model, parameters, epochs, training time, test accuracy and loss of each run.")
-    p.add_argument("run_dirs", metavar="RUN", nargs="+", help="run directories, or a sweep directory for all its trials")
+    p = sub.add_parser(
+        "compare",
+        help="compare runs: table and overlaid validation curves",
+        description="Model, parameters, epochs, training time, test accuracy and loss of each run.",
+    )
+    p.add_argument(
+        "run_dirs", metavar="RUN", nargs="+", help="run directories, or a sweep directory for all its trials"
+    )
     p.add_argument("--save", metavar="DIR", help="also write DIR/compare.png (curves) and DIR/compare.html")
     p.set_defaults(run=run)
 

@@ -37,7 +37,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         from ..export import FORMATS, contract, export
     except ImportError as exc:
-        raise UserError(f"convscope export needs the export extra ({exc.name} is missing): pip install 'convscope[export]'.") from None
+        raise UserError(
+            f"convscope export needs the export extra ({exc.name} is missing): pip install 'convscope[export]'."
+        ) from None
     trained = load_run(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"model{FORMATS[args.format]}"
     try:

@@ -7,7 +7,8 @@ import argparse
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "import", help="import a Keras model (.keras or .h5) as a run",
+        "import",
+        help="import a Keras model (.keras or .h5) as a run",
         description="Read a Keras 3 .keras archive or a legacy HDF5 .h5 (tf.keras 2.x or Keras 3) into a run "
         "directory that evaluate, inspect, report, serve and export use like a trained run. "
         "Neither TensorFlow nor Keras is needed.",
@@ -16,9 +17,12 @@ def add_parser(sub) -> None:
     p.add_argument("--out", required=True, help="the run directory to write")
     p.add_argument("--data", help="a file whose every image is the test set (metrics, test-set files, report)")
     p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
-    p.add_argument("--scale", metavar="MIN,MAX|none",
-                   help="the model was trained on (x - MIN) / (MAX - MIN) (the course: 0,255), or 'none' for "
-                        "pixels as they are; may be left out when the model starts with a Rescaling layer")
+    p.add_argument(
+        "--scale",
+        metavar="MIN,MAX|none",
+        help="the model was trained on (x - MIN) / (MAX - MIN) (the course: 0,255), or 'none' for "
+        "pixels as they are; may be left out when the model starts with a Rescaling layer",
+    )
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="axis order of --data arrays")
     p.set_defaults(run=run)
 
@@ -27,11 +31,14 @@ def run(args: argparse.Namespace) -> int:
     from ..interop.keras_import import import_keras, parse_scale  # h5py and the run writer only when used
 
     scale = parse_scale(args.scale) if args.scale is not None else None
-    result = import_keras(args.model, args.out, data=args.data, class_names=args.class_names, scale=scale,
-                          layout=args.layout)
+    result = import_keras(
+        args.model, args.out, data=args.data, class_names=args.class_names, scale=scale, layout=args.layout
+    )
     trained = result.trained
-    print(f"read a {result.keras.description}: {len(result.keras.layers)} layers, "
-          f"input {tuple(trained.input_shape)}, {len(trained.class_names)} classes")
+    print(
+        f"read a {result.keras.description}: {len(result.keras.layers)} layers, "
+        f"input {tuple(trained.input_shape)}, {len(trained.class_names)} classes"
+    )
     print(f"scaling: (x - {trained.scaler.minimum:g}) / ({trained.scaler.maximum:g} - {trained.scaler.minimum:g})")
     if result.evaluation is not None:
         print(result.evaluation.text())

@@ -1,10 +1,10 @@
 """`convscope inspect RUN`: test images with what the model made of them, drawn in the terminal.
 
-    convscope inspect runs/x                        # 5 random test images
-    convscope inspect runs/x --mistakes 9 --class 7 # misclassified 7s
-    convscope inspect runs/x --top-losses 5         # most confidently wrong first
-    convscope inspect runs/x --index 42 --feature-maps --save out/
-    convscope inspect runs/x --image my_digit.png   # an image file: prediction, feature maps, Grad-CAM
+convscope inspect runs/x                        # 5 random test images
+convscope inspect runs/x --mistakes 9 --class 7 # misclassified 7s
+convscope inspect runs/x --top-losses 5         # most confidently wrong first
+convscope inspect runs/x --index 42 --feature-maps --save out/
+convscope inspect runs/x --image my_digit.png   # an image file: prediction, feature maps, Grad-CAM
 """
 
 from __future__ import annotations
@@ -29,27 +29,53 @@ DEFAULT_COUNT = 5
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "inspect", help="look at test images, mistakes, feature maps and Grad-CAM",
+        "inspect",
+        help="look at test images, mistakes, feature maps and Grad-CAM",
         description="Test images with their true and predicted class and every class's probability; images are "
-                    "drawn in the terminal with half-block characters (works over SSH).",
+        "drawn in the terminal with half-block characters (works over SSH).",
     )
     p.add_argument("run_dir", metavar="RUN")
     which = p.add_mutually_exclusive_group()
-    which.add_argument("--random", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
-                       help=f"N random test images (the default, N={DEFAULT_COUNT})")
-    which.add_argument("--mistakes", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
-                       help="N random misclassified test images")
-    which.add_argument("--top-losses", type=positive_int, nargs="?", const=DEFAULT_COUNT, metavar="N",
-                       help="the N misclassified images with the highest loss, most confidently wrong first")
+    which.add_argument(
+        "--random",
+        type=positive_int,
+        nargs="?",
+        const=DEFAULT_COUNT,
+        metavar="N",
+        help=f"N random test images (the default, N={DEFAULT_COUNT})",
+    )
+    which.add_argument(
+        "--mistakes",
+        type=positive_int,
+        nargs="?",
+        const=DEFAULT_COUNT,
+        metavar="N",
+        help="N random misclassified test images",
+    )
+    which.add_argument(
+        "--top-losses",
+        type=positive_int,
+        nargs="?",
+        const=DEFAULT_COUNT,
+        metavar="N",
+        help="the N misclassified images with the highest loss, most confidently wrong first",
+    )
     which.add_argument("--index", type=non_negative_int, metavar="I", help="test image I (reproducible)")
     which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
     p.add_argument("--class", dest="class_name", metavar="NAME", help="only test images of this true class")
     p.add_argument("--seed", type=seed, help="seed for the random choices (printed when not given)")
-    p.add_argument("--feature-maps", action="store_true",
-                   help="also show the first image's Conv/Pool activations and its Grad-CAM heat map")
+    p.add_argument(
+        "--feature-maps",
+        action="store_true",
+        help="also show the first image's Conv/Pool activations and its Grad-CAM heat map",
+    )
     p.add_argument("--save", metavar="DIR", help="write the figures as PNG files into DIR")
-    p.add_argument("--color", choices=["auto", "always", "never"], default="auto",
-                   help="24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)")
+    p.add_argument(
+        "--color",
+        choices=["auto", "always", "never"],
+        default="auto",
+        help="24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)",
+    )
     p.add_argument("--no-images", action="store_true", help="text only: captions and probabilities")
     add_framing_options(p)  # --image only
     p.set_defaults(run=run)
@@ -79,11 +105,15 @@ def run(args: argparse.Namespace) -> int:
             raise UserError("--class selects test images; it does not apply to --image.")
         trained = load_run(args.run_dir)
         contract = run_contract(trained)
-        framed = model_input(args.image, contract, trained.input_shape, parse_invert(args.invert), parse_framing(args.framing))
+        framed = model_input(
+            args.image, contract, trained.input_shape, parse_invert(args.invert), parse_framing(args.framing)
+        )
         samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, framed.image),)
         title, stem, feature_maps = f"image {args.image}", "image", True
-        print(f"model input: {'inverted, ' if framed.inverted else ''}framing {framed.framing} "
-              f"({contract.describe()})", file=out)
+        print(
+            f"model input: {'inverted, ' if framed.inverted else ''}framing {framed.framing} ({contract.describe()})",
+            file=out,
+        )
     else:
         view = load_view(args.run_dir)
         trained = view.trained
@@ -116,7 +146,9 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _feature_maps(trained, sample: inspection.Sample, color: bool, draw: bool, width: int, save: Path | None) -> list[Path]:
+def _feature_maps(
+    trained, sample: inspection.Sample, color: bool, draw: bool, width: int, save: Path | None
+) -> list[Path]:
     out = sys.stdout
     maps = inspection.feature_maps(trained, sample.image)
     if not maps:
@@ -136,8 +168,11 @@ def _feature_maps(trained, sample: inspection.Sample, color: bool, draw: bool, w
             tiles = inspection.mosaic(fmap.values[:shown], columns=per_row)
             print("\n".join(terminal.halfblocks(_colored(tiles, color), color, max_width=width - 1)), file=out)
     if cam is not None:
-        print(f"\nGrad-CAM on {cam.layer} for predicted class '{cam.class_name}' (p={cam.probability:.3f}):"
-              " red/yellow is where the evidence lies", file=out)
+        print(
+            f"\nGrad-CAM on {cam.layer} for predicted class '{cam.class_name}' (p={cam.probability:.3f}):"
+            " red/yellow is where the evidence lies",
+            file=out,
+        )
         if draw:
             picture = terminal.heat_overlay(sample.image, cam.heatmap) if color else cam.heatmap
             print("\n".join(terminal.halfblocks(picture, color, max_width=40)), file=out)

@@ -88,8 +88,10 @@ def float_range(
     """A finite number in the interval; NaN and infinities are always refused."""
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
-    interval = f"> {_number(low)}" if high is None and low_open else (
-        f">= {_number(low)}" if high is None else f"in {left}{_number(low)}, {_number(high)}{right}"
+    interval = (
+        f"> {_number(low)}"
+        if high is None and low_open
+        else (f">= {_number(low)}" if high is None else f"in {left}{_number(low)}, {_number(high)}{right}")
     )
 
     def parse(text: str) -> float:
@@ -131,9 +133,7 @@ def shape(text: str) -> tuple[int, ...]:
     except ValueError:
         raise argparse.ArgumentTypeError(f"must look like 28,28,1, got {_quoted(text)}") from None
     if len(parts) != 3 or min(parts) < 1 or max(parts) > MAX_COUNT:
-        raise argparse.ArgumentTypeError(
-            f"must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {_quoted(text)}"
-        )
+        raise argparse.ArgumentTypeError(f"must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {_quoted(text)}")
     return parts
 
 
@@ -141,26 +141,40 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k
     p.add_argument("--data", default=default, help="a file, folder or built-in name (mnist-5k, digits)")
     p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="override layout detection")
-    p.add_argument("--image-size", type=int_range(1, 8192, "a side in pixels"),
-                   help="resize image-folder images to this size")
+    p.add_argument(
+        "--image-size", type=int_range(1, 8192, "a side in pixels"), help="resize image-folder images to this size"
+    )
     p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB (image folders)")
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:
     return {
-        "class_names": args.class_names, "layout": args.layout,
-        "image_size": args.image_size, "channels": args.channels,
+        "class_names": args.class_names,
+        "layout": args.layout,
+        "image_size": args.image_size,
+        "channels": args.channels,
     }
 
 
 def add_threads_option(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--threads", type=positive_int,
-                   help="torch threads (default: the cores other processes leave idle; see the README)")
+    p.add_argument(
+        "--threads",
+        type=positive_int,
+        help="torch threads (default: the cores other processes leave idle; see the README)",
+    )
 
 
 def add_framing_options(p: argparse.ArgumentParser) -> None:
     """--invert and --framing: overrides of the run's learned input contract (the server's query parameters)."""
-    p.add_argument("--invert", choices=["auto", "true", "false"], default="auto",
-                   help="auto: invert images whose background is the opposite of the training images'")
-    p.add_argument("--framing", choices=["auto", "fill", "fit", "none"], default="auto",
-                   help="auto: crop and frame the ink as the training images are framed (the run's input contract)")
+    p.add_argument(
+        "--invert",
+        choices=["auto", "true", "false"],
+        default="auto",
+        help="auto: invert images whose background is the opposite of the training images'",
+    )
+    p.add_argument(
+        "--framing",
+        choices=["auto", "fill", "fit", "none"],
+        default="auto",
+        help="auto: crop and frame the ink as the training images are framed (the run's input contract)",
+    )

@@ -16,7 +16,9 @@ from .options import add_framing_options, add_threads_option, positive_int
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("predict", help="predict the class of image files", description="Predict image files with a run.")
+    p = sub.add_parser(
+        "predict", help="predict the class of image files", description="Predict image files with a run."
+    )
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("images", metavar="IMAGE", nargs="+")
     p.add_argument("--top", type=positive_int, default=3, help="how many classes to list per image")
@@ -38,14 +40,16 @@ def run(args: argparse.Namespace) -> int:
     rows = []
     for path, p, f in zip(args.images, probs, framed):
         order = np.argsort(p)[::-1][: args.top]
-        rows.append({
-            "image": path,
-            "label": trained.class_names[int(order[0])],
-            "probabilities": {name: float(v) for name, v in zip(trained.class_names, p)},
-            "top": [{"label": trained.class_names[int(i)], "probability": float(p[i])} for i in order],
-            "inverted": f.inverted,
-            "framing": f.framing,
-        })
+        rows.append(
+            {
+                "image": path,
+                "label": trained.class_names[int(order[0])],
+                "probabilities": {name: float(v) for name, v in zip(trained.class_names, p)},
+                "top": [{"label": trained.class_names[int(i)], "probability": float(p[i])} for i in order],
+                "inverted": f.inverted,
+                "framing": f.framing,
+            }
+        )
     if args.json:
         print(json.dumps(rows, indent=2))
     else:

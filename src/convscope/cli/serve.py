@@ -27,17 +27,43 @@ def add_parser(sub) -> None:
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
     p.add_argument("--port", type=port, default=8000)
-    p.add_argument("--max-upload-mb", type=float_range(0.0, 1024 * 1024, low_open=True), default=10.0, help="largest request body, in MiB (default 10); larger: 413")
-    p.add_argument("--max-image-pixels", type=int_range(1, 2**31, "a pixel count"), default=4096 * 4096,
-                   help="largest decoded image, width x height (default 16777216); larger: 413")
-    p.add_argument("--max-batch", type=int_range(1, 100_000, "a number of images"), default=64, help="most images per /predict/batch call (default 64)")
-    p.add_argument("--max-batch-size", type=int_range(1, 100_000, "a number of images"), default=32,
-                   help="most images per forward pass; concurrent requests are batched up to this (default 32)")
-    p.add_argument("--max-batch-delay-ms", type=float_range(0.0, 60_000.0), default=2.0,
-                   help="longest a batch waits for requests still being read (default 2); an idle server never waits")
-    p.add_argument("--engine", default="torch", choices=["torch", "onnxruntime", "openvino", "auto"],
-                   help="what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest "
-                   "installed engine that matches torch, measured at startup")
+    p.add_argument(
+        "--max-upload-mb",
+        type=float_range(0.0, 1024 * 1024, low_open=True),
+        default=10.0,
+        help="largest request body, in MiB (default 10); larger: 413",
+    )
+    p.add_argument(
+        "--max-image-pixels",
+        type=int_range(1, 2**31, "a pixel count"),
+        default=4096 * 4096,
+        help="largest decoded image, width x height (default 16777216); larger: 413",
+    )
+    p.add_argument(
+        "--max-batch",
+        type=int_range(1, 100_000, "a number of images"),
+        default=64,
+        help="most images per /predict/batch call (default 64)",
+    )
+    p.add_argument(
+        "--max-batch-size",
+        type=int_range(1, 100_000, "a number of images"),
+        default=32,
+        help="most images per forward pass; concurrent requests are batched up to this (default 32)",
+    )
+    p.add_argument(
+        "--max-batch-delay-ms",
+        type=float_range(0.0, 60_000.0),
+        default=2.0,
+        help="longest a batch waits for requests still being read (default 2); an idle server never waits",
+    )
+    p.add_argument(
+        "--engine",
+        default="torch",
+        choices=["torch", "onnxruntime", "openvino", "auto"],
+        help="what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest "
+        "installed engine that matches torch, measured at startup",
+    )
     p.add_argument("--workers", type=int_range(1, 256, "a number of processes"), default=1, help=WORKERS_HELP)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_threads_option(p)
@@ -52,7 +78,9 @@ def run(args: argparse.Namespace) -> int:
         from ..serving.limits import json_error_protocol
         from ..serving.service import ServerSettings
     except ImportError as exc:
-        raise UserError(f"convscope serve needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'.") from None
+        raise UserError(
+            f"convscope serve needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'."
+        ) from None
     if args.max_upload_mb <= 0:
         raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}.")
     if args.max_batch_delay_ms < 0:
@@ -78,10 +106,15 @@ def run(args: argparse.Namespace) -> int:
         torch.set_num_threads(threads)
         app = create_app(args.run_dir, settings)  # a bad run directory fails here, before listening
         engine = app.state.served.engine
-        timings = "".join(f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured)
-        print(f"serving {args.run_dir} on {where} with engine {engine.name}"
-              + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
-              + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})", flush=True)
+        timings = "".join(
+            f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured
+        )
+        print(
+            f"serving {args.run_dir} on {where} with engine {engine.name}"
+            + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
+            + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})",
+            flush=True,
+        )
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=json_error_protocol())
         return 0
     from ..runs import load_run
@@ -94,10 +127,19 @@ def run(args: argparse.Namespace) -> int:
             {"run": str(args.run_dir), "settings": dataclasses.asdict(settings), "threads": threads}
         )
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
-        print(f"serving {args.run_dir} on {where} with {args.workers} workers  (API docs: /docs, metrics: /metrics)", flush=True)
-        config = uvicorn.Config("convscope.serving.app:app_from_environment", factory=True, host=args.host,
-                                port=args.port, workers=args.workers, log_level=args.log_level,
-                                http=json_error_protocol())
+        print(
+            f"serving {args.run_dir} on {where} with {args.workers} workers  (API docs: /docs, metrics: /metrics)",
+            flush=True,
+        )
+        config = uvicorn.Config(
+            "convscope.serving.app:app_from_environment",
+            factory=True,
+            host=args.host,
+            port=args.port,
+            workers=args.workers,
+            log_level=args.log_level,
+            http=json_error_protocol(),
+        )
         serve_workers(config)
     return 0
 

@@ -10,10 +10,16 @@ from .options import positive_int, presets, shape
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("summary", help="show a model's layers, output sizes with formulas, params, FLOPs",
-                       description="Summarise a preset or spec file without training it.")
-    p.add_argument("model", metavar="MODEL_OR_SPEC",
-                   help=f"preset ({presets()}), a .yaml/.json spec, or a Keras model (.keras, .h5, to_json() .json)")
+    p = sub.add_parser(
+        "summary",
+        help="show a model's layers, output sizes with formulas, params, FLOPs",
+        description="Summarise a preset or spec file without training it.",
+    )
+    p.add_argument(
+        "model",
+        metavar="MODEL_OR_SPEC",
+        help=f"preset ({presets()}), a .yaml/.json spec, or a Keras model (.keras, .h5, to_json() .json)",
+    )
     p.add_argument("--input-shape", type=shape, default=(28, 28, 1), help="H,W,C (default 28,28,1)")
     p.add_argument("--classes", type=positive_int, default=10, help="number of classes (default 10)")
     p.add_argument("--json", action="store_true")

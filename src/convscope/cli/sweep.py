@@ -20,11 +20,15 @@ from .options import (
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "sweep", help="search filters, kernel sizes, dropout, lr and batch size with Optuna",
+        "sweep",
+        help="search filters, kernel sizes, dropout, lr and batch size with Optuna",
         description="Train several variants of a model spec and keep the best; every trial is a run directory. "
-                    "Give a range as LOW,HIGH or a list as A,B,C; 'fixed' keeps the base spec's value.")
+        "Give a range as LOW,HIGH or a list as A,B,C; 'fixed' keeps the base spec's value.",
+    )
     add_data_options(p)
-    p.add_argument("--model", default="cnn", help=f"the base spec: a preset ({presets()}) or a .yaml/.json file (default cnn)")
+    p.add_argument(
+        "--model", default="cnn", help=f"the base spec: a preset ({presets()}) or a .yaml/.json file (default cnn)"
+    )
     p.add_argument("--trials", type=positive_int, default=20, help="trials to run now (default 20)")
     p.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs per trial (default 10)")
     p.add_argument("--patience", type=non_negative_int, default=3)
@@ -32,14 +36,25 @@ def add_parser(sub) -> None:
     p.add_argument("--test-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto")
-    p.add_argument("--filters", type=_range(positive_int), default=(8, 64), help="Conv2D filters LOW,HIGH (default 8,64)")
-    p.add_argument("--kernel-sizes", type=_choices(positive_int), default=(3, 5), help="Conv2D kernel sizes (default 3,5)")
+    p.add_argument(
+        "--filters", type=_range(positive_int), default=(8, 64), help="Conv2D filters LOW,HIGH (default 8,64)"
+    )
+    p.add_argument(
+        "--kernel-sizes", type=_choices(positive_int), default=(3, 5), help="Conv2D kernel sizes (default 3,5)"
+    )
     p.add_argument("--dropout", type=_range(fraction), default=(0.0, 0.5), help="Dropout rate LOW,HIGH (default 0,0.5)")
-    p.add_argument("--lr", type=_range(positive_float), default=(1e-4, 1e-2), help="learning rate LOW,HIGH (default 1e-4,1e-2)")
-    p.add_argument("--batch-sizes", type=_choices(positive_int), default=(32, 64, 128), help="batch sizes (default 32,64,128)")
+    p.add_argument(
+        "--lr", type=_range(positive_float), default=(1e-4, 1e-2), help="learning rate LOW,HIGH (default 1e-4,1e-2)"
+    )
+    p.add_argument(
+        "--batch-sizes", type=_choices(positive_int), default=(32, 64, 128), help="batch sizes (default 32,64,128)"
+    )
     p.add_argument("--out", help="study directory (default sweeps/<timestamp>-<model>-sweep)")
-    p.add_argument("--storage", help="Optuna storage URL shared by several machines, e.g. postgresql://host/db "
-                                     "(default: sqlite study.db in the study directory)")
+    p.add_argument(
+        "--storage",
+        help="Optuna storage URL shared by several machines, e.g. postgresql://host/db "
+        "(default: sqlite study.db in the study directory)",
+    )
     p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
     p.add_argument("--no-prune", action="store_true", help="train every trial to the end (no median pruning)")
@@ -52,15 +67,32 @@ def run(args: argparse.Namespace) -> int:
     space = SearchSpace(args.filters, args.kernel_sizes, args.dropout, args.lr, args.batch_sizes)
     fixed_lr = 1e-3 if args.lr is None else args.lr[0]
     settings = SweepSettings(
-        data=args.data, model=args.model, epochs=args.epochs, lr=fixed_lr, patience=args.patience,
-        validation_split=args.validation_split, test_split=args.test_split, seed=args.seed, device=args.device,
+        data=args.data,
+        model=args.model,
+        epochs=args.epochs,
+        lr=fixed_lr,
+        patience=args.patience,
+        validation_split=args.validation_split,
+        test_split=args.test_split,
+        seed=args.seed,
+        device=args.device,
         data_options={k: v for k, v in data_kwargs(args).items() if v is not None},
     )
-    result = sweep(settings, trials=args.trials, space=space, out=args.out, storage=args.storage,
-                   study_name=args.study_name, prune=not args.no_prune, timeout=args.timeout)
+    result = sweep(
+        settings,
+        trials=args.trials,
+        space=space,
+        out=args.out,
+        storage=args.storage,
+        study_name=args.study_name,
+        prune=not args.no_prune,
+        timeout=args.timeout,
+    )
     print(result.table())
     if result.best_spec is not None:
-        print(f"\nbest: {result.best_run}\nspec written to {result.best_spec} (retrain: see {result.path / 'best.json'})")
+        print(
+            f"\nbest: {result.best_run}\nspec written to {result.best_spec} (retrain: see {result.path / 'best.json'})"
+        )
     else:
         print("\nno trial finished; nothing to write.")
     return 0
@@ -83,10 +115,12 @@ def _range(kind):
         if len(values) != 2:
             raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
         return values
+
     return parse
 
 
 def _choices(kind):
     def parse(text: str):
         return None if text == "fixed" else _numbers(kind, text)
+
     return parse

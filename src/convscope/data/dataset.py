@@ -25,13 +25,9 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
-            raise UserError(
-                f"{self.source or 'dataset'}: images must be (N, H, W, C), got shape {self.images.shape}."
-            )
+            raise UserError(f"{self.source or 'dataset'}: images must be (N, H, W, C), got shape {self.images.shape}.")
         if len(self.images) != len(self.labels):
-            raise UserError(
-                f"{self.source or 'dataset'}: {len(self.images)} images but {len(self.labels)} labels."
-            )
+            raise UserError(f"{self.source or 'dataset'}: {len(self.images)} images but {len(self.labels)} labels.")
 
     @property
     def input_shape(self) -> tuple[int, int, int]:

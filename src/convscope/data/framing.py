@@ -71,7 +71,8 @@ class InputContract:
     @property
     def polarity(self) -> str:
         return {"dark": "light ink on a dark background", "light": "dark ink on a light background"}.get(
-            self.background or "", "no single background (never inverted)")
+            self.background or "", "no single background (never inverted)"
+        )
 
     def describe(self) -> str:
         """One line for people: what is done to a new picture."""
@@ -85,8 +86,14 @@ class InputContract:
         return f"{self.polarity}; {how}; ink threshold {self.threshold_value:g} ({self.threshold:.0%} of the way to the ink)"
 
     def to_dict(self) -> dict:
-        return {**asdict(self), "pixel_range": list(self.pixel_range), "fraction_range": list(self.fraction_range),
-                "threshold_value": self.threshold_value, "polarity": self.polarity, "description": self.describe()}
+        return {
+            **asdict(self),
+            "pixel_range": list(self.pixel_range),
+            "fraction_range": list(self.fraction_range),
+            "threshold_value": self.threshold_value,
+            "polarity": self.polarity,
+            "description": self.describe(),
+        }
 
     @classmethod
     def from_dict(cls, value: dict) -> InputContract:
@@ -124,16 +131,28 @@ def learn_contract(images, pixel_range: tuple[float, float], source: str = LEARN
         return InputContract(background, "none", threshold, (lo, hi), source=source)
     height, width, longest, mass_offset, box_offset = boxes.T
     if np.median(height) >= _FILL and np.median(width) >= _FILL:
-        return InputContract(background, "fill", threshold, (lo, hi),
-                             fraction_range=(float(np.percentile(np.minimum(height, width), _TOLERANCE[0])), 1.0), source=source)
+        return InputContract(
+            background,
+            "fill",
+            threshold,
+            (lo, hi),
+            fraction_range=(float(np.percentile(np.minimum(height, width), _TOLERANCE[0])), 1.0),
+            source=source,
+        )
     q1, q3 = np.percentile(longest, [25, 75])
     centre: Centre = "mass" if np.median(mass_offset) <= np.median(box_offset) else "box"
     offsets = mass_offset if centre == "mass" else box_offset
     if q3 - q1 <= _FIT_SPREAD and np.median(offsets) <= _CENTRED:
         return InputContract(
-            background, "fit", threshold, (lo, hi), fraction=float(np.median(longest)), centre=centre,
+            background,
+            "fit",
+            threshold,
+            (lo, hi),
+            fraction=float(np.median(longest)),
+            centre=centre,
             fraction_range=(float(np.percentile(longest, _TOLERANCE[0])), float(np.percentile(longest, _TOLERANCE[1]))),
-            offset_limit=float(np.percentile(offsets, _TOLERANCE[1])), source=source,
+            offset_limit=float(np.percentile(offsets, _TOLERANCE[1])),
+            source=source,
         )
     return InputContract(background, "none", threshold, (lo, hi), source=source)
 
@@ -252,8 +271,12 @@ def parse_framing(value: str | None) -> Framing | None:
 
 
 def model_input(
-    source: str | os.PathLike[str] | bytes, contract: InputContract, input_shape: tuple[int, int, int],
-    invert: bool | None = None, framing: Framing | None = None, max_pixels: int | None = None,
+    source: str | os.PathLike[str] | bytes,
+    contract: InputContract,
+    input_shape: tuple[int, int, int],
+    invert: bool | None = None,
+    framing: Framing | None = None,
+    max_pixels: int | None = None,
 ) -> Framed:
     """Decode an image file or upload at its own size and frame it like the training images (uint8)."""
     h, w, c = input_shape
@@ -262,8 +285,12 @@ def model_input(
 
 
 def frame(
-    image: np.ndarray, contract: InputContract, size: tuple[int, int], invert: bool | None = None,
-    framing: Framing | None = None, value_range: tuple[float, float] | None = None,
+    image: np.ndarray,
+    contract: InputContract,
+    size: tuple[int, int],
+    invert: bool | None = None,
+    framing: Framing | None = None,
+    value_range: tuple[float, float] | None = None,
 ) -> Framed:
     """One (h, w, C) image of any size in `value_range` (default: the training units) -> the model's (H, W, C) input.
 
@@ -274,8 +301,13 @@ def frame(
     lo, hi = value_range or contract.pixel_range
     framing = framing or contract.framing
     gray = _gray(image, lo, hi)
-    flip = invert if invert is not None else (
-        contract.background is not None and (_mode_levels(gray[None])[0] > 0.5) != (contract.background == "light"))
+    flip = (
+        invert
+        if invert is not None
+        else (
+            contract.background is not None and (_mode_levels(gray[None])[0] > 0.5) != (contract.background == "light")
+        )
+    )
     if flip:
         image = _inverted(image, lo, hi)
         gray = 1.0 - gray
@@ -338,7 +370,7 @@ def _paste(glyph: np.ndarray, fill: np.ndarray, size: tuple[int, int], y: int, x
     gy, gx = max(0, -y), max(0, -x)
     cy, cx = max(0, y), max(0, x)
     rows, cols = min(h - cy, glyph.shape[0] - gy), min(w - cx, glyph.shape[1] - gx)
-    canvas[cy:cy + rows, cx:cx + cols] = glyph[gy:gy + rows, gx:gx + cols]
+    canvas[cy : cy + rows, cx : cx + cols] = glyph[gy : gy + rows, gx : gx + cols]
     return canvas
 
 
@@ -349,10 +381,18 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
         return image
     if image.dtype == np.uint8 and image.shape[2] in (1, 3):
         mode = "L" if image.shape[2] == 1 else "RGB"
-        out = np.asarray(Image.fromarray(image[..., 0] if mode == "L" else image, mode).resize((w, h), Image.Resampling.LANCZOS))
+        out = np.asarray(
+            Image.fromarray(image[..., 0] if mode == "L" else image, mode).resize((w, h), Image.Resampling.LANCZOS)
+        )
         return out.reshape(h, w, image.shape[2])
-    channels = [np.asarray(Image.fromarray(np.ascontiguousarray(image[..., k], dtype=np.float32), "F")
-                           .resize((w, h), Image.Resampling.LANCZOS)) for k in range(image.shape[2])]
+    channels = [
+        np.asarray(
+            Image.fromarray(np.ascontiguousarray(image[..., k], dtype=np.float32), "F").resize(
+                (w, h), Image.Resampling.LANCZOS
+            )
+        )
+        for k in range(image.shape[2])
+    ]
     out = np.stack(channels, axis=-1)
     return out.astype(image.dtype) if image.dtype.kind == "f" else np.clip(np.rint(out), 0, 255).astype(image.dtype)
 

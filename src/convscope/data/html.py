@@ -26,7 +26,13 @@ def class_table(dataset: Dataset, per_class: int = SAMPLES_PER_CLASS, seed: int 
         pool = np.flatnonzero(dataset.labels == c)
         chosen = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)) if len(pool) else pool
         images = np.asarray(dataset.images[chosen])  # one read, also for memory-mapped images
-        strip = display.image_tag(display.array_png(display.strip(images, value_range=value_range)), f"samples of class {name}") if len(chosen) else ""
+        strip = (
+            display.image_tag(
+                display.array_png(display.strip(images, value_range=value_range)), f"samples of class {name}"
+            )
+            if len(chosen)
+            else ""
+        )
         rows.append([name, f"{int(counts[c]):,}", f"{100 * counts[c] / total:.1f}%", strip])
     return {"header": ["class", "images", "share", "samples"], "rows": rows, "numeric": [1, 2]}
 
@@ -60,11 +66,14 @@ def facts(dataset: Dataset) -> list[tuple[str, str]]:
 
 def data_section(dataset: Dataset) -> tuple[str, dict]:
     return "sections/data.html", {
-        "anchor": "data", "nav": "Data", "title": "Data", "rows": facts(dataset), "classes": class_table(dataset),
+        "anchor": "data",
+        "nav": "Data",
+        "title": "Data",
+        "rows": facts(dataset),
+        "classes": class_table(dataset),
         "caption": f"Samples: {SAMPLES_PER_CLASS} random images of every class (seed 0).",
     }
 
 
 def dataset_html(dataset: Dataset) -> str:
     return display.fragment(data_section(dataset))
-

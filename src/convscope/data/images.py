@@ -26,7 +26,9 @@ _WIDE_GRAY_MODES = ("I", "I;16", "I;16B", "I;16L", "I;16N", "F")
 
 
 def read_image(
-    path_or_bytes: str | os.PathLike[str] | bytes, size: tuple[int, int] | None, channels: int,
+    path_or_bytes: str | os.PathLike[str] | bytes,
+    size: tuple[int, int] | None,
+    channels: int,
     max_pixels: int | None = None,
 ) -> np.ndarray:
     """Decode an image and return it as uint8 (H, W, C).
@@ -47,7 +49,9 @@ def read_image(
     if target is not None:
         allowed.check_pixels(target[1], target[0], f"{name} resized")
     try:
-        image = open_image(io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes))
+        image = open_image(
+            io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes)
+        )
         with image:
             allowed.check_pixels(image.width, image.height, name)
             image.load()  # decode now, so a truncated file fails here and not later

@@ -51,9 +51,7 @@ def check_layout(layout: str | None) -> str | None:
     return name
 
 
-def to_nhwc(
-    array: np.ndarray, n_labels: int | None = None, layout: str | None = None, source: str = ""
-) -> np.ndarray:
+def to_nhwc(array: np.ndarray, n_labels: int | None = None, layout: str | None = None, source: str = "") -> np.ndarray:
     """Return `array` as a C-contiguous (N, H, W, C) array, following the module's rule."""
     where = f"{source}: " if source else ""
     shape = tuple(int(s) for s in array.shape)

@@ -67,9 +67,7 @@ def parse_class_names(class_names: ClassNames) -> tuple[str, ...] | None:
     return tuple(names)
 
 
-def build_dataset(
-    raw: RawData, source: str, class_names: ClassNames = None, layout: str | None = None
-) -> Dataset:
+def build_dataset(raw: RawData, source: str, class_names: ClassNames = None, layout: str | None = None) -> Dataset:
     """Validate `raw` and return the `Dataset`; train and test share one set of class names."""
     given = parse_class_names(class_names)
     splits = [raw.train] + ([raw.test] if raw.test is not None else [])
@@ -198,9 +196,7 @@ def _encode(values: np.ndarray, names: tuple[str, ...], split: RawSplit, names_g
     if ints.size and ints.max() >= len(names):
         bad = int(ints.max())
         origin = "class names given" if names_given else "classes"
-        raise UserError(
-            f"{where} holds label {bad}, outside 0..{len(names) - 1} for the {len(names)} {origin}."
-        )
+        raise UserError(f"{where} holds label {bad}, outside 0..{len(names) - 1} for the {len(names)} {origin}.")
     return ints
 
 

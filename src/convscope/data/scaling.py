@@ -26,7 +26,11 @@ class MinMaxScaler:
     def transform(self, images: np.ndarray | torch.Tensor) -> torch.Tensor:
         """(N, H, W, C) numbers -> float32 (N, C, H, W) tensor in the training range [0, 1]."""
         # torch.tensor copies: read-only arrays (decoded images, memory maps) are fine and never aliased
-        x = images.to(torch.float32) if isinstance(images, torch.Tensor) else torch.tensor(np.asarray(images), dtype=torch.float32)
+        x = (
+            images.to(torch.float32)
+            if isinstance(images, torch.Tensor)
+            else torch.tensor(np.asarray(images), dtype=torch.float32)
+        )
         x = (x - self.minimum) / (self.maximum - self.minimum)
         return x.permute(0, 3, 1, 2).contiguous()
 

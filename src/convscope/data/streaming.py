@@ -62,7 +62,9 @@ class NpyFile:
         if dtype.hasobject or dtype.kind not in "biuf":
             raise UserError(f"{path}: holds {dtype} values; streamed images must be numbers (uint8 or float).")
         if fortran:
-            raise UserError(f"{path}: is stored in Fortran order; save it C-ordered (np.ascontiguousarray) to stream it.")
+            raise UserError(
+                f"{path}: is stored in Fortran order; save it C-ordered (np.ascontiguousarray) to stream it."
+            )
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
             raise UserError(
                 f"{path}: has shape {shape}; streaming reads (N, H, W) or (N, H, W, C) with C = 1 or 3 "
@@ -238,14 +240,18 @@ def _stream_folder(path: Path, class_names, image_size, channels, workers) -> St
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
     labels = np.array([name for name, pictures in classes for _ in pictures])
     source = PictureFiles(tuple(str(p) for p in paths), size, channels)
-    return _dataset(source, labels, str(path), "", class_names, min(2, os.cpu_count() or 1) if workers is None else workers)
+    return _dataset(
+        source, labels, str(path), "", class_names, min(2, os.cpu_count() or 1) if workers is None else workers
+    )
 
 
 def _dataset(source: Source, labels, where: str, labels_key: str, class_names, workers: int) -> StreamingDataset:
     # Label checks and class names come from the one place every format uses; the images there are
     # a zero-byte stand-in of the right length (np.broadcast_to allocates nothing).
     stand_in = np.broadcast_to(np.zeros((1, 1, 1, 1), np.uint8), (source.shape[0], 1, 1, 1))
-    checked = build_dataset(RawData(RawSplit(stand_in, labels, where, "images", labels_key, nhwc=True)), where, class_names)
+    checked = build_dataset(
+        RawData(RawSplit(stand_in, labels, where, "images", labels_key, nhwc=True)), where, class_names
+    )
     # LazyImages stands in for the image array: shape, len, take and indexing are all a Dataset uses.
     return StreamingDataset(LazyImages(source), checked.labels, checked.class_names, where, workers=workers)  # type: ignore[arg-type]
 
@@ -264,7 +270,9 @@ class _BatchReader(torch.utils.data.Dataset):
         return torch.from_numpy(np.ascontiguousarray(self.images[idx])), torch.from_numpy(self.labels[idx])
 
 
-def read_batches(data: Dataset, batches: list[np.ndarray], workers: int = 0) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+def read_batches(
+    data: Dataset, batches: list[np.ndarray], workers: int = 0
+) -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
     """The given index batches of `data`, in order, read ahead by `workers` processes when there are any."""
     reader = _BatchReader(data.images, data.labels, batches)
     if workers <= 0:

@@ -12,6 +12,16 @@ from .notebook import in_notebook
 from .rich import Picture
 
 __all__ = [
-    "Picture", "array_png", "figure_png", "fragment", "image_tag", "in_notebook", "number", "picture", "png_data_uri",
-    "render", "shape", "strip",
+    "Picture",
+    "array_png",
+    "figure_png",
+    "fragment",
+    "image_tag",
+    "in_notebook",
+    "number",
+    "picture",
+    "png_data_uri",
+    "render",
+    "shape",
+    "strip",
 ]

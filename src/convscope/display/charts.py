@@ -26,12 +26,22 @@ def training_curves(history, title: str = "training curves") -> Figure:
             if values:
                 ax.plot(epochs[: len(values)], values, marker="o", markersize=3.5, color=color, label=name)
         if history.best_epoch is not None:
-            ax.axvline(history.best_epoch, color=CORRECT, linestyle="--", linewidth=1.2,
-                       label=f"best epoch {history.best_epoch}")
+            ax.axvline(
+                history.best_epoch,
+                color=CORRECT,
+                linestyle="--",
+                linewidth=1.2,
+                label=f"best epoch {history.best_epoch}",
+            )
         if history.stopped_early or history.interrupted:
             why = "stopped early" if history.stopped_early else "interrupted"
-            ax.axvline(history.epochs_run, color=WRONG, linestyle=":", linewidth=1.5,
-                       label=f"{why} at epoch {history.epochs_run}")
+            ax.axvline(
+                history.epochs_run,
+                color=WRONG,
+                linestyle=":",
+                linewidth=1.5,
+                label=f"{why} at epoch {history.epochs_run}",
+            )
         ax.set_xlabel("epoch")
         ax.set_ylabel(label)
         ax.set_title(label.split(" ")[0])
@@ -67,8 +77,15 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
         fontsize = 9 if k <= 12 else 7 if k <= 20 else 5
         for (t, p), count in np.ndenumerate(cm):
             if count or t == p:
-                ax.text(p, t, str(int(count)), ha="center", va="center", fontsize=fontsize,
-                        color="white" if count > threshold else "black")
+                ax.text(
+                    p,
+                    t,
+                    str(int(count)),
+                    ha="center",
+                    va="center",
+                    fontsize=fontsize,
+                    color="white" if count > threshold else "black",
+                )
     return figure
 
 

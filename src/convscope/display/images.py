@@ -47,7 +47,9 @@ def array_png(pixels: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def strip(images: np.ndarray, height: int = 56, gap: int = 2, value_range: tuple[float, float] | None = None) -> np.ndarray:
+def strip(
+    images: np.ndarray, height: int = 56, gap: int = 2, value_range: tuple[float, float] | None = None
+) -> np.ndarray:
     """(N, H, W, C) images side by side as one uint8 image about `height` pixels tall: each enlarged a
     whole number of times (nearest neighbour, so pixels stay sharp), a white gap between them. All share
     one brightness scale, `value_range` (the dataset's, say; default: these images'), so a faint image

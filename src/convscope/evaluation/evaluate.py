@@ -78,9 +78,10 @@ class EvaluationResult:
         lines += self.confusion_text()
         pairs = self.most_confused(3)
         if pairs:
-            lines.append("most confused: " + ", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in pairs))
+            lines.append(
+                "most confused: " + ", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in pairs)
+            )
         return "\n".join(lines)
-
 
     def confusion_text(self, max_classes: int = 20) -> list[str]:
         """The confusion matrix as aligned text (rows true, columns predicted), for up to `max_classes`."""
@@ -90,8 +91,10 @@ class EvaluationResult:
         names, corner = [n[:8] for n in self.class_names], "true \\ predicted"
         width = max(len(corner), *(len(n) for n in names))
         cell = max(3, *(len(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
-        lines = ["confusion matrix (rows: true class, columns: predicted)",
-                 f"{corner:>{width}}  " + " ".join(f"{n:>{cell}}" for n in names)]
+        lines = [
+            "confusion matrix (rows: true class, columns: predicted)",
+            f"{corner:>{width}}  " + " ".join(f"{n:>{cell}}" for n in names),
+        ]
         for name, row in zip(names, self.confusion_matrix):
             lines.append(f"{name:>{width}}  " + " ".join(f"{int(v):>{cell}}" for v in row))
         return lines

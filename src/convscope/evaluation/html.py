@@ -16,11 +16,18 @@ MATRIX_CAPTION = "Rows: the true class; columns: the predicted class."
 
 def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
     number = display.number
-    rows = [[r["class"], number(r["precision"], 3), number(r["recall"], 3), number(r["f1"], 3), r["support"]]
-            for r in result.per_class]
+    rows = [
+        [r["class"], number(r["precision"], 3), number(r["recall"], 3), number(r["f1"], 3), r["support"]]
+        for r in result.per_class
+    ]
     return "sections/metrics.html", {
-        "anchor": "metrics", "nav": "Metrics", "accuracy": result.accuracy, "loss": result.loss,
-        "size": len(result.labels), "bars": bars, "per_class": rows,
+        "anchor": "metrics",
+        "nav": "Metrics",
+        "accuracy": result.accuracy,
+        "loss": result.loss,
+        "size": len(result.labels),
+        "bars": bars,
+        "per_class": rows,
     }
 
 
@@ -33,6 +40,7 @@ def evaluation_html(result: EvaluationResult) -> str:
     from ..display.charts import confusion_matrix_figure, per_class_figure  # matplotlib only when drawn
 
     bars = display.picture(per_class_figure(result.per_class), PER_CLASS_ALT)
-    matrix = display.picture(confusion_matrix_figure(result.confusion_matrix, result.class_names), MATRIX_ALT,
-                             MATRIX_CAPTION)
+    matrix = display.picture(
+        confusion_matrix_figure(result.confusion_matrix, result.class_names), MATRIX_ALT, MATRIX_CAPTION
+    )
     return display.fragment(metrics_section(result, bars), confusion_section(result, matrix))

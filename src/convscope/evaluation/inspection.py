@@ -88,8 +88,9 @@ def sample(result: EvaluationResult, index: int) -> Sample:
     n = len(result.labels)
     if not 0 <= index < n:
         raise UserError(f"--index {index} is out of range: the test set has {n} images (0 to {n - 1}).")
-    return Sample(int(index), result.images[index], result.probabilities[index], result.class_names,
-                  int(result.labels[index]))
+    return Sample(
+        int(index), result.images[index], result.probabilities[index], result.class_names, int(result.labels[index])
+    )
 
 
 def class_index(class_names: tuple[str, ...], name: str) -> int:
@@ -218,7 +219,12 @@ def feature_maps(trained: TrainedModel, image: np.ndarray) -> list[FeatureMap]:
     network.eval()
     values = network.activations(_input(trained, image))
     return [
-        FeatureMap(info.name, info.type, cast(tuple[int, int, int], tuple(info.output_shape)), values[info.name][0].float().cpu().numpy())
+        FeatureMap(
+            info.name,
+            info.type,
+            cast(tuple[int, int, int], tuple(info.output_shape)),
+            values[info.name][0].float().cpu().numpy(),
+        )
         for info in network.info
         if info.type in FEATURE_MAP_TYPES
     ]

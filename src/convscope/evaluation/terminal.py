@@ -68,9 +68,11 @@ def halfblocks(image: np.ndarray, color: bool = True, max_width: int | None = No
         else:
             bright_top = top.mean(axis=1) >= 128
             bright_bottom = bottom.mean(axis=1) >= 128
-            lines.append("".join(
-                FULL if t and b else UPPER if t else LOWER if b else " " for t, b in zip(bright_top, bright_bottom)
-            ))
+            lines.append(
+                "".join(
+                    FULL if t and b else UPPER if t else LOWER if b else " " for t, b in zip(bright_top, bright_bottom)
+                )
+            )
     return lines
 
 

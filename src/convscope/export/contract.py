@@ -53,8 +53,12 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
             "framing": framing_steps(terms),
         },
         "inside_the_graph": f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); NHWC -> NCHW; network; softmax",
-        "output": {"name": OUTPUT_NAME, "dtype": "float32", "shape": ["batch", len(trained.class_names)],
-                   "meaning": "class probabilities in class order; each row sums to 1"},
+        "output": {
+            "name": OUTPUT_NAME,
+            "dtype": "float32",
+            "shape": ["batch", len(trained.class_names)],
+            "meaning": "class probabilities in class order; each row sums to 1",
+        },
         "class_names": list(trained.class_names),
         "scaler": {"minimum": lo, "maximum": hi},
         "input_contract": terms.to_dict(),
@@ -63,13 +67,17 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
 
 def framing_steps(terms: InputContract) -> str:
     """The learned framing in words another runtime can follow (`convscope.data.framing.frame` does exactly this)."""
-    ink = (f"ink: pixels past {terms.threshold:.0%} of the way from the image's background level (its most frequent "
-           f"level below mid-grey, after inversion to the training polarity) to its ink level (99.9th percentile)")
+    ink = (
+        f"ink: pixels past {terms.threshold:.0%} of the way from the image's background level (its most frequent "
+        f"level below mid-grey, after inversion to the training polarity) to its ink level (99.9th percentile)"
+    )
     if terms.framing == "fill":
         return f"'fill': crop to the ink's bounding box and stretch it to the whole frame; {ink}"
     if terms.framing == "fit":
         centre = "centre of mass" if terms.centre == "mass" else "box centre"
-        return (f"'fit': crop to the ink's bounding box, scale it (aspect kept) so its longest side is "
-                f"{terms.fraction:.3f} of the frame, and place it so its {centre} is in the middle of the frame, "
-                f"padding with the image's background; {ink}")
+        return (
+            f"'fit': crop to the ink's bounding box, scale it (aspect kept) so its longest side is "
+            f"{terms.fraction:.3f} of the frame, and place it so its {centre} is in the middle of the frame, "
+            f"padding with the image's background; {ink}"
+        )
     return "'none': resize the whole image, no cropping"

@@ -68,8 +68,15 @@ def _write_onnx(wrapper: nn.Module, example: torch.Tensor, terms: dict[str, Any]
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            wrapper, (example,), str(path), dynamo=True, input_names=[INPUT_NAME], output_names=[OUTPUT_NAME],
-            dynamic_shapes=({0: torch.export.Dim("batch")},), external_data=False, verbose=False,
+            wrapper,
+            (example,),
+            str(path),
+            dynamo=True,
+            input_names=[INPUT_NAME],
+            output_names=[OUTPUT_NAME],
+            dynamic_shapes=({0: torch.export.Dim("batch")},),
+            external_data=False,
+            verbose=False,
         )
     model = onnx.load(str(path))
     model.doc_string = "convscope classifier. " + terms["inside_the_graph"] + ". Contract: metadata 'convscope'."

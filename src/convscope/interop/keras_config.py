@@ -40,16 +40,28 @@ MODEL_CLASSES = ("Sequential", "Functional", "Model")
 
 # Keras class name -> convscope type (the names convscope's specs use)
 LAYER_TYPES = {
-    "Conv2D": "Conv2D", "Convolution2D": "Conv2D",
-    "MaxPooling2D": "MaxPool2D", "MaxPool2D": "MaxPool2D",
-    "AveragePooling2D": "AveragePooling2D", "AvgPool2D": "AveragePooling2D",
-    "GlobalAveragePooling2D": "GlobalAveragePooling2D", "GlobalAvgPool2D": "GlobalAveragePooling2D",
-    "Dense": "Dense", "Flatten": "Flatten", "BatchNormalization": "BatchNormalization",
-    "Dropout": "Dropout", "Activation": "Activation", "Add": "Add", "Concatenate": "Concatenate",
-    "Rescaling": "Rescaling", "Reshape": "Reshape",
+    "Conv2D": "Conv2D",
+    "Convolution2D": "Conv2D",
+    "MaxPooling2D": "MaxPool2D",
+    "MaxPool2D": "MaxPool2D",
+    "AveragePooling2D": "AveragePooling2D",
+    "AvgPool2D": "AveragePooling2D",
+    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "GlobalAvgPool2D": "GlobalAveragePooling2D",
+    "Dense": "Dense",
+    "Flatten": "Flatten",
+    "BatchNormalization": "BatchNormalization",
+    "Dropout": "Dropout",
+    "Activation": "Activation",
+    "Add": "Add",
+    "Concatenate": "Concatenate",
+    "Rescaling": "Rescaling",
+    "Reshape": "Reshape",
 }
-SUPPORTED = ("InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Dense, Flatten, "
-             "BatchNormalization, Dropout, Activation, Add, Concatenate, Rescaling, Reshape")
+SUPPORTED = (
+    "InputLayer, Conv2D, MaxPooling2D, AveragePooling2D, GlobalAveragePooling2D, Dense, Flatten, "
+    "BatchNormalization, Dropout, Activation, Add, Concatenate, Rescaling, Reshape"
+)
 KERAS_ACTIVATIONS = sorted(k for k in ACTIVATIONS if k)
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_\-]*$")
 FLAT_INPUT = "flatten_pixels"  # the Flatten put in front of a model that reads flat vectors
@@ -80,7 +92,9 @@ class KerasModel:
 
     @property
     def description(self) -> str:
-        kind = {"keras": "a Keras 3 .keras archive", "h5": "a legacy HDF5 .h5", "json": "architecture JSON"}[self.container]
+        kind = {"keras": "a Keras 3 .keras archive", "h5": "a legacy HDF5 .h5", "json": "architecture JSON"}[
+            self.container
+        ]
         version = f", Keras {self.keras_version}" if self.keras_version else ""
         return f"{self.model_class} model from {kind}{version}"
 
@@ -148,8 +162,11 @@ def _from_hdf5(path: Path) -> tuple[dict[str, Any], str, str | None]:
         version = f.attrs.get("keras_version")
         weights_only = "layer_names" in f.attrs or "layers" in f
     if raw is None:
-        hint = (" It holds weights only (model.save_weights); save the whole model with model.save()."
-                if weights_only else "")
+        hint = (
+            " It holds weights only (model.save_weights); save the whole model with model.save()."
+            if weights_only
+            else ""
+        )
         raise UserError(f"{path} is an HDF5 file but not a Keras model: it has no 'model_config' attribute.{hint}")
     text = raw.decode() if isinstance(raw, bytes) else str(raw)
     try:
@@ -169,8 +186,9 @@ def _check_model_json(config: Any, path: Path) -> None:
 # ---------------------------------------------------------------- the model
 
 
-def parse_keras_config(config: dict[str, Any], source: str, container: str = "json",
-                       version: str | None = None) -> KerasModel:
+def parse_keras_config(
+    config: dict[str, Any], source: str, container: str = "json", version: str | None = None
+) -> KerasModel:
     class_name = config.get("class_name")
     body = config["config"]
     if class_name not in MODEL_CLASSES:
@@ -191,15 +209,24 @@ def parse_keras_config(config: dict[str, Any], source: str, container: str = "js
     else:
         graph, shape = _functional(body, source)
         saved = list(layers)
-    return _to_model(graph, shape, body, source, container, version, "Sequential" if class_name == "Sequential"
-                     else "Functional", saved)
+    return _to_model(
+        graph,
+        shape,
+        body,
+        source,
+        container,
+        version,
+        "Sequential" if class_name == "Sequential" else "Functional",
+        saved,
+    )
 
 
 def _is_custom(layer: dict[str, Any]) -> bool:
     registered = layer.get("registered_name")
     module = layer.get("module")
     return (registered not in (None, layer.get("class_name"))) or (
-        isinstance(module, str) and not module.startswith("keras"))
+        isinstance(module, str) and not module.startswith("keras")
+    )
 
 
 def _label(layer: dict[str, Any]) -> str:
@@ -218,21 +245,76 @@ def _check_layer_class(layer: Any, source: str) -> None:
             f"{source}: {_label(layer)} is a custom object, which cannot be imported; "
             f"convscope imports only these Keras layers: {SUPPORTED}."
         )
-    raise UserError(f"{source}: {_label(layer)} is not supported; convscope imports only these Keras layers: {SUPPORTED}.")
+    raise UserError(
+        f"{source}: {_label(layer)} is not supported; convscope imports only these Keras layers: {SUPPORTED}."
+    )
 
 
 # Built-in Keras layers a course model might contain that convscope does not translate; a class name
 # outside this list and LAYER_TYPES is most likely the user's own (custom object).
 _KNOWN_KERAS = {
-    "Conv1D", "Conv3D", "Conv2DTranspose", "DepthwiseConv2D", "SeparableConv2D", "MaxPooling1D", "MaxPooling3D",
-    "GlobalMaxPooling2D", "GlobalMaxPool2D", "GlobalAveragePooling1D", "LayerNormalization", "GroupNormalization",
-    "ZeroPadding2D", "Cropping2D", "UpSampling2D", "SpatialDropout2D", "GaussianNoise", "GaussianDropout",
-    "ReLU", "LeakyReLU", "PReLU", "ELU", "Softmax", "Lambda", "TFOpLambda", "SlicingOpLambda", "Permute",
-    "Multiply", "Subtract", "Average", "Maximum", "Minimum", "Embedding", "LSTM", "GRU", "SimpleRNN",
-    "Normalization", "Resizing", "CenterCrop", "RandomFlip", "RandomRotation", "RandomZoom", "RandomTranslation",
-    "RandomContrast", "RandomCrop", "Sequential", "Functional", "Model", "Attention", "MultiHeadAttention",
-    "ActivityRegularization", "Masking", "RepeatVector", "Identity", "Concatenate", "Dot", "Bidirectional",
-    "TimeDistributed", "AlphaDropout", "UnitNormalization", "Conv1DTranspose", "Conv3DTranspose",
+    "Conv1D",
+    "Conv3D",
+    "Conv2DTranspose",
+    "DepthwiseConv2D",
+    "SeparableConv2D",
+    "MaxPooling1D",
+    "MaxPooling3D",
+    "GlobalMaxPooling2D",
+    "GlobalMaxPool2D",
+    "GlobalAveragePooling1D",
+    "LayerNormalization",
+    "GroupNormalization",
+    "ZeroPadding2D",
+    "Cropping2D",
+    "UpSampling2D",
+    "SpatialDropout2D",
+    "GaussianNoise",
+    "GaussianDropout",
+    "ReLU",
+    "LeakyReLU",
+    "PReLU",
+    "ELU",
+    "Softmax",
+    "Lambda",
+    "TFOpLambda",
+    "SlicingOpLambda",
+    "Permute",
+    "Multiply",
+    "Subtract",
+    "Average",
+    "Maximum",
+    "Minimum",
+    "Embedding",
+    "LSTM",
+    "GRU",
+    "SimpleRNN",
+    "Normalization",
+    "Resizing",
+    "CenterCrop",
+    "RandomFlip",
+    "RandomRotation",
+    "RandomZoom",
+    "RandomTranslation",
+    "RandomContrast",
+    "RandomCrop",
+    "Sequential",
+    "Functional",
+    "Model",
+    "Attention",
+    "MultiHeadAttention",
+    "ActivityRegularization",
+    "Masking",
+    "RepeatVector",
+    "Identity",
+    "Concatenate",
+    "Dot",
+    "Bidirectional",
+    "TimeDistributed",
+    "AlphaDropout",
+    "UnitNormalization",
+    "Conv1DTranspose",
+    "Conv3DTranspose",
 }
 
 
@@ -246,16 +328,19 @@ def _input_shape(config: dict[str, Any]) -> list | None:
 def _image_shape(shape: list | None, source: str) -> tuple[int, int, int]:
     """The (H, W, C) images a model reads; flat vectors of s*s values are s x s grayscale images."""
     if shape is None:
-        raise UserError(f"{source}: the model does not say its input shape; build it with keras.Input(shape=...) "
-                        "before saving.")
+        raise UserError(
+            f"{source}: the model does not say its input shape; build it with keras.Input(shape=...) before saving."
+        )
     if len(shape) == 1 and isinstance(shape[0], int) and math.isqrt(shape[0]) ** 2 == shape[0]:
         side = math.isqrt(shape[0])
         shape = [side, side, 1]
     if len(shape) == 2:  # (H, W) grayscale: with one channel every element order is the same
         shape = [*shape, 1]
     if len(shape) != 3 or not all(isinstance(s, int) and s > 0 for s in shape):
-        raise UserError(f"{source}: the model's input shape is {tuple(shape)}; convscope reads images (H, W, C) "
-                        "of fixed size, or flat vectors of a square grayscale image's pixels.")
+        raise UserError(
+            f"{source}: the model's input shape is {tuple(shape)}; convscope reads images (H, W, C) "
+            "of fixed size, or flat vectors of a square grayscale image's pixels."
+        )
     return int(shape[0]), int(shape[1]), int(shape[2])
 
 
@@ -293,8 +378,9 @@ def _history_refs(value: Any) -> list[list]:
 def _node_inputs(layer: dict[str, Any], source: str) -> tuple[str, ...]:
     nodes = layer.get("inbound_nodes") or []
     if len(nodes) > 1:
-        raise UserError(f"{source}: {_label(layer)} is called {len(nodes)} times (a shared layer); convscope uses "
-                        "each layer once.")
+        raise UserError(
+            f"{source}: {_label(layer)} is called {len(nodes)} times (a shared layer); convscope uses each layer once."
+        )
     if not nodes:
         raise UserError(f"{source}: {_label(layer)} is not connected to anything.")
     node = nodes[0]
@@ -302,8 +388,10 @@ def _node_inputs(layer: dict[str, Any], source: str) -> tuple[str, ...]:
     refs = _history_refs(node.get("args", [])) if isinstance(node, dict) else [list(entry[:3]) for entry in node]
     for ref in refs:
         if ref[1:3] != [0, 0]:
-            raise UserError(f"{source}: {_label(layer)} takes output {ref[2]} of call {ref[1]} of layer '{ref[0]}'; "
-                            "convscope imports graphs where every layer is called once with one output.")
+            raise UserError(
+                f"{source}: {_label(layer)} takes output {ref[2]} of call {ref[1]} of layer '{ref[0]}'; "
+                "convscope imports graphs where every layer is called once with one output."
+            )
     return tuple(str(ref[0]) for ref in refs)
 
 
@@ -315,8 +403,10 @@ def _endpoints(value: Any, what: str, source: str) -> str:
         entries = list(value.values())
     if len(entries) != 1:
         names = ", ".join(str(e[0]) for e in entries if isinstance(e, list) and e)
-        raise UserError(f"{source}: the model has {len(entries)} {what}s ({names}); convscope imports models with "
-                        f"one image input and one class-probability output.")
+        raise UserError(
+            f"{source}: the model has {len(entries)} {what}s ({names}); convscope imports models with "
+            f"one image input and one class-probability output."
+        )
     return str(entries[0][0])
 
 
@@ -327,10 +417,14 @@ def _functional(body: dict[str, Any], source: str) -> tuple[list[_Step], list | 
     if input_name not in by_name or by_name[input_name]["class_name"] != "InputLayer":
         raise UserError(f"{source}: the model's input '{input_name}' is not an InputLayer.")
     shape = _input_shape(by_name[input_name]["config"])
-    inputs = {name: _node_inputs(layer, source) for name, layer in by_name.items() if layer["class_name"] != "InputLayer"}
+    inputs = {
+        name: _node_inputs(layer, source) for name, layer in by_name.items() if layer["class_name"] != "InputLayer"
+    }
     for name, layer in by_name.items():
         if layer["class_name"] == "InputLayer" and name != input_name:
-            raise UserError(f"{source}: the model has a second input '{name}'; convscope imports models with one input.")
+            raise UserError(
+                f"{source}: the model has a second input '{name}'; convscope imports models with one input."
+            )
     # Only what the output depends on, inputs before the layers they feed.
     order: list[str] = []
     seen: set[str] = set()
@@ -341,7 +435,9 @@ def _functional(body: dict[str, Any], source: str) -> tuple[list[_Step], list | 
         if name in path:
             raise UserError(f"{source}: layer '{name}' feeds itself.")
         if name not in inputs:
-            raise UserError(f"{source}: layer '{path[-1]}' takes the output of '{name}', which the model does not define.")
+            raise UserError(
+                f"{source}: layer '{path[-1]}' takes the output of '{name}', which the model does not define."
+            )
         for parent in inputs[name]:
             visit(parent, (*path, name))
         seen.add(name)
@@ -358,14 +454,18 @@ def _functional(body: dict[str, Any], source: str) -> tuple[list[_Step], list | 
 def _activation(value: Any, layer: dict[str, Any], source: str) -> str:
     if isinstance(value, dict):  # Keras 3 may serialise a built-in activation as an object
         if _is_custom(value) or value.get("registered_name") not in (None, "function"):
-            raise UserError(f"{source}: {_label(layer)} uses a custom activation (a custom object), which cannot "
-                            f"be imported; convscope knows: {', '.join(KERAS_ACTIVATIONS)}.")
+            raise UserError(
+                f"{source}: {_label(layer)} uses a custom activation (a custom object), which cannot "
+                f"be imported; convscope knows: {', '.join(KERAS_ACTIVATIONS)}."
+            )
         value = value.get("config")
     if value is None:
         return "linear"
     if value not in ACTIVATIONS:
-        raise UserError(f"{source}: {_label(layer)} uses activation {value!r}, which convscope does not have; "
-                        f"it knows: {', '.join(KERAS_ACTIVATIONS)}.")
+        raise UserError(
+            f"{source}: {_label(layer)} uses activation {value!r}, which convscope does not have; "
+            f"it knows: {', '.join(KERAS_ACTIVATIONS)}."
+        )
     return str(value)
 
 
@@ -391,9 +491,14 @@ def translate_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     if kind == "Conv2D":
         if _pair(c.get("dilation_rate", 1)) != [1, 1] or int(c.get("groups", 1)) != 1:
             raise _refuse(layer, source, f"dilation_rate={c.get('dilation_rate')} / groups={c.get('groups')}")
-        return {"filters": int(c["filters"]), "kernel_size": _pair(c["kernel_size"]), "strides": _pair(c.get("strides", 1)),
-                "padding": padding, "activation": _activation(c.get("activation"), layer, source),
-                "use_bias": bool(c.get("use_bias", True))}
+        return {
+            "filters": int(c["filters"]),
+            "kernel_size": _pair(c["kernel_size"]),
+            "strides": _pair(c.get("strides", 1)),
+            "padding": padding,
+            "activation": _activation(c.get("activation"), layer, source),
+            "use_bias": bool(c.get("use_bias", True)),
+        }
     if kind in ("MaxPool2D", "AveragePooling2D"):
         args: dict[str, Any] = {"pool_size": _pair(c.get("pool_size", 2)), "padding": padding}
         if c.get("strides") is not None:
@@ -404,8 +509,11 @@ def translate_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
             raise _refuse(layer, source, "keepdims=True")
         return {}
     if kind == "Dense":
-        return {"units": int(c["units"]), "activation": _activation(c.get("activation"), layer, source),
-                "use_bias": bool(c.get("use_bias", True))}
+        return {
+            "units": int(c["units"]),
+            "activation": _activation(c.get("activation"), layer, source),
+            "use_bias": bool(c.get("use_bias", True)),
+        }
     if kind == "BatchNormalization":
         if c.get("renorm") or c.get("virtual_batch_size"):
             raise _refuse(layer, source, "batch renormalization / virtual batches")
@@ -441,8 +549,16 @@ def _spec_names(names: list[str]) -> dict[str, str]:
     return out
 
 
-def _to_model(graph: list[_Step], raw_shape: list | None, body: dict[str, Any], source: str, container: str,
-              version: str | None, model_class: str, saved: list[dict[str, Any]]) -> KerasModel:
+def _to_model(
+    graph: list[_Step],
+    raw_shape: list | None,
+    body: dict[str, Any],
+    source: str,
+    container: str,
+    version: str | None,
+    model_class: str,
+    saved: list[dict[str, Any]],
+) -> KerasModel:
     shape = _image_shape(raw_shape, source)
     keras_names = [str((l.get("config") or {}).get("name") or l.get("name")) for l, _ in graph]
     rename = _spec_names([*keras_names, FLAT_INPUT])
@@ -456,25 +572,51 @@ def _to_model(graph: list[_Step], raw_shape: list | None, body: dict[str, Any], 
         rename[INPUT] = rename[FLAT_INPUT]
     for (layer, inputs), name in zip(graph, keras_names):
         args = translate_layer(layer, source)
-        entries.append({"name": rename[name], "type": LAYER_TYPES[layer["class_name"]], **args,
-                        "inputs": [rename[i] for i in inputs]})
+        entries.append(
+            {
+                "name": rename[name],
+                "type": LAYER_TYPES[layer["class_name"]],
+                **args,
+                "inputs": [rename[i] for i in inputs],
+            }
+        )
         index = next(i for i, candidate in enumerate(saved) if candidate is layer)
         layers.append(KerasLayer(name, layer["class_name"], rename[name], layer.get("config") or {}, index))
-    spec = parse_spec({"name": str(body.get("name") or "keras-model"), "layers": entries,
-                       "input_shape": list(shape), "output": entries[-1]["name"]}, source=source)
-    return KerasModel(source, container, version, model_class, spec, shape, _classes(entries, source),
-                      tuple(layers), tuple(l["class_name"] for l in saved))
+    spec = parse_spec(
+        {
+            "name": str(body.get("name") or "keras-model"),
+            "layers": entries,
+            "input_shape": list(shape),
+            "output": entries[-1]["name"],
+        },
+        source=source,
+    )
+    return KerasModel(
+        source,
+        container,
+        version,
+        model_class,
+        spec,
+        shape,
+        _classes(entries, source),
+        tuple(layers),
+        tuple(l["class_name"] for l in saved),
+    )
 
 
 def _classes(entries: list[dict[str, Any]], source: str) -> int:
     """The number of classes: the units of the Dense the output comes from through shape-keeping layers."""
     by_name = {e["name"]: e for e in entries}
     entry = entries[-1]
-    while entry["type"] in ("Activation", "Dropout", "BatchNormalization", "Rescaling") and entry["inputs"][0] in by_name:
+    while (
+        entry["type"] in ("Activation", "Dropout", "BatchNormalization", "Rescaling") and entry["inputs"][0] in by_name
+    ):
         entry = by_name[entry["inputs"][0]]
     if entry["type"] != "Dense":
-        raise UserError(f"{source}: the output comes from layer '{entry['name']}' ({entry['type']}); convscope imports "
-                        "classifiers whose output is a Dense layer (softmax, or no activation for logits).")
+        raise UserError(
+            f"{source}: the output comes from layer '{entry['name']}' ({entry['type']}); convscope imports "
+            "classifiers whose output is a Dense layer (softmax, or no activation for logits)."
+        )
     return int(entry["units"])
 
 
@@ -491,9 +633,11 @@ def check_axes(model: KerasModel, shapes: dict[str, tuple[int, ...]]) -> None:
         axis = axis[0] if isinstance(axis, list) and len(axis) == 1 else axis
         rank = len(shapes[layer.inputs[0]]) + 1
         if axis not in (-1, rank - 1):
-            raise UserError(f"{model.source}: layer '{by_spec[layer.name].name}' "
-                            f"({by_spec[layer.name].class_name}) works on axis {axis}; convscope only has the "
-                            "channel (last) axis.")
+            raise UserError(
+                f"{model.source}: layer '{by_spec[layer.name].name}' "
+                f"({by_spec[layer.name].class_name}) works on axis {axis}; convscope only has the "
+                "channel (last) axis."
+            )
 
 
 def weights_file(path: str | Path) -> io.BytesIO | Path:

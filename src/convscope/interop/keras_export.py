@@ -39,10 +39,19 @@ from .keras_import import snake_case
 INPUT_LAYER, SCALING_LAYER = "image", "scaling"
 # convscope type -> Keras class
 KERAS_CLASSES = {
-    "Conv2D": "Conv2D", "MaxPool2D": "MaxPooling2D", "AveragePooling2D": "AveragePooling2D",
-    "GlobalAveragePooling2D": "GlobalAveragePooling2D", "Dense": "Dense", "Flatten": "Flatten",
-    "BatchNormalization": "BatchNormalization", "Dropout": "Dropout", "Activation": "Activation", "Add": "Add",
-    "Concatenate": "Concatenate", "Rescaling": "Rescaling", "Reshape": "Reshape",
+    "Conv2D": "Conv2D",
+    "MaxPool2D": "MaxPooling2D",
+    "AveragePooling2D": "AveragePooling2D",
+    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
+    "Dense": "Dense",
+    "Flatten": "Flatten",
+    "BatchNormalization": "BatchNormalization",
+    "Dropout": "Dropout",
+    "Activation": "Activation",
+    "Add": "Add",
+    "Concatenate": "Concatenate",
+    "Rescaling": "Rescaling",
+    "Reshape": "Reshape",
 }
 _KERAS_ACTIVATION = {None: "linear", "swish": "silu"}
 # One Keras layer: (name, class, config, input names, output shape (H, W, C) or (n,), its variables)
@@ -56,8 +65,12 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
     return {
         "producer": f"convscope {__version__}",
         "load": "keras.saving.load_model(path) (Keras 3, any backend)",
-        "input": {"shape": [None, h, w, c], "layout": "NHWC (batch, height, width, channels)", "dtype": "float32",
-                  "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself"},
+        "input": {
+            "shape": [None, h, w, c],
+            "layout": "NHWC (batch, height, width, channels)",
+            "dtype": "float32",
+            "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
+        },
         "inside_the_model": f"Rescaling: x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); the network; softmax",
         "output": {"shape": [None, len(trained.class_names)], "meaning": "class probabilities in class order"},
         "class_names": list(trained.class_names),
@@ -94,16 +107,29 @@ def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any]
     refuse = [l for l in spec.layers if l.type not in KERAS_CLASSES]
     if refuse:
         l = refuse[0]
-        raise UserError(f"layer '{l.name}' ({l.type}) has no Keras equivalent; the Keras export handles "
-                        f"{', '.join(KERAS_CLASSES)}.")
+        raise UserError(
+            f"layer '{l.name}' ({l.type}) has no Keras equivalent; the Keras export handles {', '.join(KERAS_CLASSES)}."
+        )
     shapes = {INPUT: tuple(network.input_shape), **{i.name: i.output_shape for i in network.info}}
     names = _keras_names(spec.layers)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
     nodes: list[_Node] = [
-        (INPUT_LAYER, "InputLayer", {"batch_shape": [None, *shapes[INPUT]], "dtype": "float32", "sparse": False,
-                                     "name": INPUT_LAYER}, [], shapes[INPUT], []),
-        (SCALING_LAYER, "Rescaling", {"scale": 1.0 / (hi - lo), "offset": -lo / (hi - lo)}, [INPUT_LAYER],
-         shapes[INPUT], []),
+        (
+            INPUT_LAYER,
+            "InputLayer",
+            {"batch_shape": [None, *shapes[INPUT]], "dtype": "float32", "sparse": False, "name": INPUT_LAYER},
+            [],
+            shapes[INPUT],
+            [],
+        ),
+        (
+            SCALING_LAYER,
+            "Rescaling",
+            {"scale": 1.0 / (hi - lo), "offset": -lo / (hi - lo)},
+            [INPUT_LAYER],
+            shapes[INPUT],
+            [],
+        ),
     ]
     names[INPUT] = SCALING_LAYER
     for layer in spec.layers:
@@ -117,14 +143,20 @@ def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any]
     layers = []
     for name in order:
         _, cls, cfg, inputs, shape, _ = by_name[name]
-        tensors = [{"class_name": "__keras_tensor__",
-                    "config": {"shape": [None, *by_name[i][4]], "dtype": "float32", "keras_history": [i, 0, 0]}}
-                   for i in inputs]
+        tensors = [
+            {
+                "class_name": "__keras_tensor__",
+                "config": {"shape": [None, *by_name[i][4]], "dtype": "float32", "keras_history": [i, 0, 0]},
+            }
+            for i in inputs
+        ]
         args = [] if not tensors else ([tensors] if cls in ("Add", "Concatenate") else tensors)
         entry: dict[str, Any] = {
-            "module": "keras.layers", "class_name": cls,
+            "module": "keras.layers",
+            "class_name": cls,
             "config": {"name": name, "trainable": True, "dtype": "float32", **cfg} if cls != "InputLayer" else cfg,
-            "registered_name": None, "name": name,
+            "registered_name": None,
+            "name": name,
             "inbound_nodes": [{"args": args, "kwargs": {}}] if tensors else [],
         }
         if tensors:
@@ -132,10 +164,18 @@ def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any]
             entry["build_config"] = {"input_shape": in_shapes if cls in ("Add", "Concatenate") else in_shapes[0]}
         layers.append(entry)
     config = {
-        "module": "keras.src.models.functional", "class_name": "Functional", "registered_name": "Functional",
-        "config": {"name": spec.name.replace("-", "_"), "trainable": True, "layers": layers,
-                   "input_layers": [INPUT_LAYER, 0, 0], "output_layers": [output, 0, 0]},
-        "build_config": {"input_shape": None}, "compile_config": None,
+        "module": "keras.src.models.functional",
+        "class_name": "Functional",
+        "registered_name": "Functional",
+        "config": {
+            "name": spec.name.replace("-", "_"),
+            "trainable": True,
+            "layers": layers,
+            "input_layers": [INPUT_LAYER, 0, 0],
+            "output_layers": [output, 0, 0],
+        },
+        "build_config": {"input_shape": None},
+        "compile_config": None,
     }
     return config, [by_name[name][5] for name in order]
 
@@ -170,8 +210,9 @@ def _numpy(tensor) -> np.ndarray:
     return tensor.detach().cpu().float().numpy()
 
 
-def _layer_nodes(layer: LayerSpec, block: nn.Module, names: dict[str, str], shapes: dict,
-                 num_classes: int) -> list[_Node]:
+def _layer_nodes(
+    layer: LayerSpec, block: nn.Module, names: dict[str, str], shapes: dict, num_classes: int
+) -> list[_Node]:
     """The Keras layer(s) for one convscope layer: (name, class, config, inputs, output shape, variables)."""
     a = dict(layer.args)
     name, inputs, shape = names[layer.name], [names[i] for i in layer.inputs], shapes[layer.name]
@@ -191,36 +232,65 @@ def _layer_nodes(layer: LayerSpec, block: nn.Module, names: dict[str, str], shap
         if isinstance(padding, int):  # Keras' Conv2D has no numeric padding: zeros first, then 'valid'
             pad_shape = shapes[layer.inputs[0]]
             pad_shape = (pad_shape[0] + 2 * padding, pad_shape[1] + 2 * padding, pad_shape[2])
-            nodes.append((f"{name}_padding", "ZeroPadding2D", {"padding": [[padding, padding], [padding, padding]],
-                                                               "data_format": "channels_last"}, inputs, pad_shape, []))
+            nodes.append(
+                (
+                    f"{name}_padding",
+                    "ZeroPadding2D",
+                    {"padding": [[padding, padding], [padding, padding]], "data_format": "channels_last"},
+                    inputs,
+                    pad_shape,
+                    [],
+                )
+            )
             inputs, padding = [f"{name}_padding"], "valid"
-        config = {"filters": int(a["filters"]), "kernel_size": pair("kernel_size", None),
-                  "strides": pair("strides", 1), "padding": padding, "data_format": "channels_last",
-                  "dilation_rate": [1, 1], "groups": 1, "activation": _activation(a.get("activation")),
-                  "use_bias": conv.bias is not None}
+        config = {
+            "filters": int(a["filters"]),
+            "kernel_size": pair("kernel_size", None),
+            "strides": pair("strides", 1),
+            "padding": padding,
+            "data_format": "channels_last",
+            "dilation_rate": [1, 1],
+            "groups": 1,
+            "activation": _activation(a.get("activation")),
+            "use_bias": conv.bias is not None,
+        }
         return [*nodes, (name, "Conv2D", config, inputs, shape, variables)]
     if kind in ("MaxPool2D", "AveragePooling2D"):
         padding = a.get("padding", "valid")
         if isinstance(padding, int):
-            raise UserError(f"layer '{layer.name}' ({kind}) pads by {padding} pixels, which Keras' pooling layers "
-                            "cannot do (they know 'valid' and 'same').")
+            raise UserError(
+                f"layer '{layer.name}' ({kind}) pads by {padding} pixels, which Keras' pooling layers "
+                "cannot do (they know 'valid' and 'same')."
+            )
         size = pair("pool_size", 2)
-        config = {"pool_size": size, "strides": pair("strides", size) if a.get("strides") is not None else size,
-                  "padding": padding, "data_format": "channels_last"}
+        config = {
+            "pool_size": size,
+            "strides": pair("strides", size) if a.get("strides") is not None else size,
+            "padding": padding,
+            "data_format": "channels_last",
+        }
         return [(name, KERAS_CLASSES[kind], config, inputs, shape, [])]
     if kind == "Dense":
         linear = _parametrised(block, nn.Linear)
         variables = [_numpy(linear.weight).T.copy()]
         if linear.bias is not None:
             variables.append(_numpy(linear.bias))
-        config = {"units": int(linear.out_features), "activation": _activation(a.get("activation")),
-                  "use_bias": linear.bias is not None}
+        config = {
+            "units": int(linear.out_features),
+            "activation": _activation(a.get("activation")),
+            "use_bias": linear.bias is not None,
+        }
         return [(name, "Dense", config, inputs, shape, variables)]
     if kind == "BatchNormalization":
         bn = _parametrised(block, nn.modules.batchnorm._BatchNorm)
         variables = [_numpy(bn.weight), _numpy(bn.bias), _numpy(bn.running_mean), _numpy(bn.running_var)]
-        config = {"axis": -1, "momentum": float(a.get("momentum", 0.99)), "epsilon": float(bn.eps),
-                  "center": True, "scale": True}
+        config = {
+            "axis": -1,
+            "momentum": float(a.get("momentum", 0.99)),
+            "epsilon": float(bn.eps),
+            "center": True,
+            "scale": True,
+        }
         return [(name, "BatchNormalization", config, inputs, shape, variables)]
     configs: dict[str, Callable[[], dict[str, Any]]] = {
         "GlobalAveragePooling2D": lambda: {"data_format": "channels_last", "keepdims": False},

@@ -132,8 +132,11 @@ def _archive_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.
     if "layers" not in f:
         raise UserError(f"{model.source}: model.weights.h5 has no 'layers' group; it was not written by Keras 3.")
     groups = f["layers"]
-    by_attr = {str(g["vars"].attrs["name"]): g["vars"] for g in groups.values()
-               if isinstance(g, h5py.Group) and "vars" in g and "name" in g["vars"].attrs}
+    by_attr = {
+        str(g["vars"].attrs["name"]): g["vars"]
+        for g in groups.values()
+        if isinstance(g, h5py.Group) and "vars" in g and "name" in g["vars"].attrs
+    }
     paths = _saved_names(model.saved_order)
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in model.layers:
@@ -144,13 +147,17 @@ def _archive_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.
         if group is None:  # files without the name attribute: the path Keras derives from the class
             key = paths[layer.saved_index]
             if key not in groups or "vars" not in groups[key]:
-                raise UserError(f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) in "
-                                f"model.weights.h5 (looked for layers/{key}/vars).")
+                raise UserError(
+                    f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) in "
+                    f"model.weights.h5 (looked for layers/{key}/vars)."
+                )
             group = groups[key]["vars"]
         arrays = [np.asarray(group[str(i)]) for i in range(len(group))]
         if len(arrays) != len(roles):
-            raise UserError(f"{model.source}: layer '{layer.name}' ({layer.class_name}) stores {len(arrays)} "
-                            f"variables, expected {len(roles)} ({', '.join(roles)}).")
+            raise UserError(
+                f"{model.source}: layer '{layer.name}' ({layer.class_name}) stores {len(arrays)} "
+                f"variables, expected {len(roles)} ({', '.join(roles)})."
+            )
         out[layer.name] = dict(zip(roles, arrays))
     return out
 
@@ -182,8 +189,16 @@ def _roles(layer: KerasLayer) -> tuple[str, ...]:
     if kind in ("Conv2D", "Dense"):
         return ("kernel", "bias") if c.get("use_bias", True) else ("kernel",)
     if kind == "BatchNormalization":
-        return tuple(r for r, keep in (("gamma", c.get("scale", True)), ("beta", c.get("center", True)),
-                                       ("moving_mean", True), ("moving_variance", True)) if keep)
+        return tuple(
+            r
+            for r, keep in (
+                ("gamma", c.get("scale", True)),
+                ("beta", c.get("center", True)),
+                ("moving_mean", True),
+                ("moving_variance", True),
+            )
+            if keep
+        )
     return ()
 
 
@@ -195,14 +210,18 @@ def _legacy_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.n
         if not roles:
             continue
         if layer.name not in root:
-            raise UserError(f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) under model_weights.")
+            raise UserError(
+                f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) under model_weights."
+            )
         group = root[layer.name]
         names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
         found = {re.sub(r":\d+$", "", n.rsplit("/", 1)[-1]): np.asarray(group[n]) for n in names}
         missing = [r for r in roles if r not in found]
         if missing:
-            raise UserError(f"{model.source}: layer '{layer.name}' ({layer.class_name}) has no {', '.join(missing)} "
-                            f"among its weights ({', '.join(names) or 'none'}).")
+            raise UserError(
+                f"{model.source}: layer '{layer.name}' ({layer.class_name}) has no {', '.join(missing)} "
+                f"among its weights ({', '.join(names) or 'none'})."
+            )
         out[layer.name] = {r: found[r] for r in roles}
     return out
 
@@ -218,9 +237,11 @@ def _assign(block: nn.Module, kind: str, values: dict[str, np.ndarray], layer: K
     def put(target: torch.Tensor, value: np.ndarray, what: str) -> None:
         tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         if tuple(tensor.shape) != tuple(target.shape):
-            raise UserError(f"{source}: layer '{layer.name}' ({layer.class_name}) has {what} of shape "
-                            f"{tuple(value.shape)}, which does not fit its config (expected {tuple(target.shape)} "
-                            "after conversion).")
+            raise UserError(
+                f"{source}: layer '{layer.name}' ({layer.class_name}) has {what} of shape "
+                f"{tuple(value.shape)}, which does not fit its config (expected {tuple(target.shape)} "
+                "after conversion)."
+            )
         target.copy_(tensor)
 
     if kind == "Conv2D":
@@ -242,11 +263,17 @@ def _test_set(data: str, class_names: Any, layout: str | None, num_classes: int)
     dataset = load(data, class_names=class_names, layout=layout)
     if dataset.predefined_test is not None:
         test = dataset.predefined_test
-        dataset = Dataset(np.concatenate([np.asarray(dataset.images), np.asarray(test.images)]),
-                          np.concatenate([dataset.labels, test.labels]), dataset.class_names, dataset.source)
+        dataset = Dataset(
+            np.concatenate([np.asarray(dataset.images), np.asarray(test.images)]),
+            np.concatenate([dataset.labels, test.labels]),
+            dataset.class_names,
+            dataset.source,
+        )
     if len(dataset.class_names) != num_classes:
-        raise UserError(f"{data}: has {len(dataset.class_names)} classes but the model outputs {num_classes}; "
-                        f"name all {num_classes} with --class-names.")
+        raise UserError(
+            f"{data}: has {len(dataset.class_names)} classes but the model outputs {num_classes}; "
+            f"name all {num_classes} with --class-names."
+        )
     return dataset
 
 
@@ -284,12 +311,22 @@ def import_keras(
         return ImportResult(trained, model, evaluation, None)
 
     run_config = {
-        "imported": {"from": str(model_path), "format": model.description, "keras_version": version,
-                     "model_class": model.model_class},
+        "imported": {
+            "from": str(model_path),
+            "format": model.description,
+            "keras_version": version,
+            "model_class": model.model_class,
+        },
         "model": {"name": model.spec.name, "source": str(model_path)},
-        "data": None if dataset is None else {
-            "source": str(data), "class_names": list(names), "layout": layout,
-            "input_shape": list(model.input_shape), "test_split": None, "whole_file_is_test_set": True,
+        "data": None
+        if dataset is None
+        else {
+            "source": str(data),
+            "class_names": list(names),
+            "layout": layout,
+            "input_shape": list(model.input_shape),
+            "test_split": None,
+            "whole_file_is_test_set": True,
             "test_size": len(dataset),
         },
         "scaling": {"minimum": scaler.minimum, "maximum": scaler.maximum},

@@ -7,6 +7,14 @@ from .spec import LayerSpec, ModelSpec, parse_spec
 from .summary import ModelSummary, summary
 
 __all__ = [
-    "build", "resolve_spec", "Network", "LayerInfo", "PRESETS",
-    "LayerSpec", "ModelSpec", "parse_spec", "ModelSummary", "summary",
+    "build",
+    "resolve_spec",
+    "Network",
+    "LayerInfo",
+    "PRESETS",
+    "LayerSpec",
+    "ModelSpec",
+    "parse_spec",
+    "ModelSummary",
+    "summary",
 ]

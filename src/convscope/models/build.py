@@ -30,13 +30,12 @@ def resolve_spec(model: str | Path | dict[str, Any] | list | ModelSpec) -> Model
     path = Path(text)
     if path.suffix.lower() in SPEC_SUFFIXES:
         return parse_spec(read_spec_file(path), name=path.stem, source=str(path))
-    raise UserError(
-        f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor a .yaml/.yml/.json spec file."
-    )
+    raise UserError(f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor a .yaml/.yml/.json spec file.")
 
 
-def plan_network(model: str | Path | dict[str, Any] | list | ModelSpec, input_shape: tuple[int, ...],
-                 num_classes: int) -> Network:
+def plan_network(
+    model: str | Path | dict[str, Any] | list | ModelSpec, input_shape: tuple[int, ...], num_classes: int
+) -> Network:
     """The network with every shape, parameter count and FLOP worked out, but no memory behind it.
 
     Built on torch's meta device, whose tensors have shapes and no storage: a model of billions

@@ -14,21 +14,43 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
     # An "inputs" column only for graphs that branch: a plain chain reads top to bottom without it.
     previous = ["input", *(layer.name for layer in s.layers)]
     branching = any(tuple(layer.inputs) != (previous[i],) for i, layer in enumerate(s.layers))
-    header = ["layer", "type", *(["inputs"] if branching else []), "output shape", "params", "FLOPs",
-              "receptive field", "output size"]
+    header = [
+        "layer",
+        "type",
+        *(["inputs"] if branching else []),
+        "output shape",
+        "params",
+        "FLOPs",
+        "receptive field",
+        "output size",
+    ]
     rows = []
     for layer in s.layers:
         rf = f"{layer.receptive_field[0]}×{layer.receptive_field[1]}" if layer.receptive_field else ""
-        rows.append([
-            layer.name, layer.type, *([", ".join(layer.inputs)] if branching else []),
-            display.shape(layer.output_shape), f"{layer.trainable + layer.non_trainable:,}", f"{layer.flops:,}",
-            rf, layer.formula or "",
-        ])
+        rows.append(
+            [
+                layer.name,
+                layer.type,
+                *([", ".join(layer.inputs)] if branching else []),
+                display.shape(layer.output_shape),
+                f"{layer.trainable + layer.non_trainable:,}",
+                f"{layer.flops:,}",
+                rf,
+                layer.formula or "",
+            ]
+        )
     return "sections/model.html", {
-        "anchor": "model", "nav": "Model", "name": s.name, "header": header, "rows": rows,
+        "anchor": "model",
+        "nav": "Model",
+        "name": s.name,
+        "header": header,
+        "rows": rows,
         "numeric": [header.index("params"), header.index("FLOPs")],
-        "total": s.total_params, "trainable": s.trainable_params, "non_trainable": s.non_trainable_params,
-        "flops": s.flops, "input_shape": s.input_shape,
+        "total": s.total_params,
+        "trainable": s.trainable_params,
+        "non_trainable": s.non_trainable_params,
+        "flops": s.flops,
+        "input_shape": s.input_shape,
     }
 
 

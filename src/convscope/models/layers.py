@@ -113,7 +113,9 @@ class _Args:
 
     def padding(self) -> str | int:
         value = self.get("padding", "valid")
-        if value in ("valid", "same") or (isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE):
+        if value in ("valid", "same") or (
+            isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE
+        ):
             return value
         raise self.error(f"'padding' must be 'valid', 'same' or a non-negative integer, got {quote(value)}")
 
@@ -187,7 +189,10 @@ def conv2d(a: _Args, shapes: list[Shape]) -> BuiltLayer:
         parts = [KerasPad(hy, wx), conv]
     flops = 2 * kernel[0] * kernel[1] * c * filters * hy.size_out * wx.size_out
     return BuiltLayer(
-        nn.Sequential(*parts, act), (hy.size_out, wx.size_out, filters), formula, flops,
+        nn.Sequential(*parts, act),
+        (hy.size_out, wx.size_out, filters),
+        formula,
+        flops,
         (kernel[0], kernel[1], strides[0], strides[1]),
     )
 
@@ -220,9 +225,16 @@ class KerasMaxPool(nn.MaxPool2d):
         n, c, h, w = x.shape
         tiles = as_pair(self.stride) == (kh, kw) and as_pair(self.padding) == (0, 0) and h % kh == 0 and w % kw == 0
         small = x.numel() < 2**16  # a few images: torch's one kernel beats several small ones
-        if (torch.is_grad_enabled() and x.requires_grad) or not tiles or small or x.device.type != "cpu" \
-                or as_pair(self.dilation) != (1, 1) or not x.is_contiguous(memory_format=torch.channels_last) \
-                or self.return_indices or self.ceil_mode:
+        if (
+            (torch.is_grad_enabled() and x.requires_grad)
+            or not tiles
+            or small
+            or x.device.type != "cpu"
+            or as_pair(self.dilation) != (1, 1)
+            or not x.is_contiguous(memory_format=torch.channels_last)
+            or self.return_indices
+            or self.ceil_mode
+        ):
             return super().forward(x)
         # (N, H/kh, kh, W/kw, kw*C): a window's kw pixels are kw adjacent blocks of C channels in memory
         rows = x.permute(0, 2, 3, 1).reshape(n, h // kh, kh, w // kw, kw * c)
@@ -258,7 +270,9 @@ def _pool(a: _Args, shapes: list[Shape], kind: str) -> BuiltLayer:
     else:
         module = _AveragePoolSame(hy, wx, kernel, strides)
     flops = kernel[0] * kernel[1] * c * hy.size_out * wx.size_out
-    return BuiltLayer(module, (hy.size_out, wx.size_out, c), formula, flops, (kernel[0], kernel[1], strides[0], strides[1]))
+    return BuiltLayer(
+        module, (hy.size_out, wx.size_out, c), formula, flops, (kernel[0], kernel[1], strides[0], strides[1])
+    )
 
 
 class GlobalAveragePool(nn.Module):
@@ -391,7 +405,10 @@ class Rescale(nn.Module):
 def _per_channel(a: _Args, key: str, default: float, channels: int) -> list[float]:
     value = a.get(key, default)
     values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) not in (1, channels):
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) not in (
+        1,
+        channels,
+    ):
         raise a.error(f"'{key}' must be a number or {channels} numbers (one per channel), got {value!r}")
     return [float(v) for v in values]
 
@@ -422,10 +439,15 @@ class KerasReshape(nn.Module):
 def reshape(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     target = a.get("target_shape")
-    if not (isinstance(target, (list, tuple)) and len(target) in (1, 3)
-            and all(isinstance(t, int) and not isinstance(t, bool) and (t > 0 or t == -1) for t in target)
-            and list(target).count(-1) <= 1):
-        raise a.error(f"'target_shape' must be [features] or [H, W, C] of positive integers (one may be -1), got {target!r}")
+    if not (
+        isinstance(target, (list, tuple))
+        and len(target) in (1, 3)
+        and all(isinstance(t, int) and not isinstance(t, bool) and (t > 0 or t == -1) for t in target)
+        and list(target).count(-1) <= 1
+    ):
+        raise a.error(
+            f"'target_shape' must be [features] or [H, W, C] of positive integers (one may be -1), got {target!r}"
+        )
     size, known = _numel(shape), _numel(tuple(t for t in target if t != -1))
     filled = tuple(size // known if t == -1 else t for t in target)
     if _numel(filled) != size:

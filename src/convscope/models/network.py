@@ -129,4 +129,6 @@ def _info(name: str, kind: str, inputs, built: BuiltLayer, field: tuple[int, int
         b.numel() for n, b in built.module.named_buffers() if n.endswith(("running_mean", "running_var"))
     )
     rf = (field[0], field[1]) if len(built.output_shape) == 3 else None
-    return LayerInfo(name, kind, tuple(inputs), built.output_shape, trainable, non_trainable, built.flops, built.formula, rf)
+    return LayerInfo(
+        name, kind, tuple(inputs), built.output_shape, trainable, non_trainable, built.flops, built.formula, rf
+    )

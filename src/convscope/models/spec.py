@@ -69,9 +69,7 @@ class ModelSpec:
         out: dict[str, Any] = {"name": self.name, "kind": self.kind}
         if self.input_shape is not None:
             out["input_shape"] = list(self.input_shape)
-        out["layers"] = [
-            {"name": l.name, "type": l.type, **l.args, "inputs": list(l.inputs)} for l in self.layers
-        ]
+        out["layers"] = [{"name": l.name, "type": l.type, **l.args, "inputs": list(l.inputs)} for l in self.layers]
         out["output"] = self.output
         return out
 
@@ -101,7 +99,9 @@ def read_spec_file(path: str | Path) -> Any:
         at = f" near line {where + (0 if isinstance(exc, json.JSONDecodeError) else 1)}" if where is not None else ""
         raise UserError(f"model spec {path} is not valid {kind}{at}.") from None
     except RecursionError:
-        raise UserError(f"model spec {path} nests deeper than {kind} can be read; a spec nests {MAX_DEPTH} levels at most.") from None
+        raise UserError(
+            f"model spec {path} nests deeper than {kind} can be read; a spec nests {MAX_DEPTH} levels at most."
+        ) from None
     check_spec_size(value, str(path))
     return value
 
@@ -161,10 +161,14 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
         _check_args(args, f"{source}: layer {position} ({kind})")
         layer_name = args.pop("name", None) or _auto_name(kind, counters)
         if not _NAME.match(str(layer_name)):
-            raise UserError(f"{source}: layer {position} has an invalid name {quote(layer_name)} (letters, digits, _ and -).")
+            raise UserError(
+                f"{source}: layer {position} has an invalid name {quote(layer_name)} (letters, digits, _ and -)."
+            )
         if hasattr(nn.ModuleDict, str(layer_name)):  # the layers live in a ModuleDict, whose methods they would hide
-            raise UserError(f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
-                            "choose another name.")
+            raise UserError(
+                f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
+                "choose another name."
+            )
         inputs = args.pop("inputs", None)
         functional = functional or inputs is not None
         inputs = (previous,) if inputs is None else (tuple(inputs) if isinstance(inputs, list) else (inputs,))
@@ -194,7 +198,9 @@ def _split_layer(item: Any, position: int, source: str) -> tuple[str, dict[str, 
             )
         args = dict(args)
     else:
-        raise UserError(f"{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {quote(item)}.")
+        raise UserError(
+            f"{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {quote(item)}."
+        )
     if not isinstance(kind, str):
         raise UserError(f"{source}: layer {position} has a type that is not a name: {quote(kind)}.")
     canonical = "Input" if kind.lower() in ("input", "inputlayer") else canonical_type(kind)
@@ -206,7 +212,9 @@ def _split_layer(item: Any, position: int, source: str) -> tuple[str, dict[str, 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not (isinstance(value, _SEQUENCES) and len(value) in (1, 3) and all(_is_int(v, 1) for v in value)):
-        raise UserError(f"{where} must be [H, W, C] (or [features]) of positive integers up to {MAX_INT:,}, got {quote(value)}.")
+        raise UserError(
+            f"{where} must be [H, W, C] (or [features]) of positive integers up to {MAX_INT:,}, got {quote(value)}."
+        )
     return tuple(int(v) for v in value)
 
 
@@ -228,6 +236,8 @@ def _check_args(args: dict[Any, Any], where: str) -> None:
         raise UserError(f"{where}: 'name' must be a name, got {quote(args['name'])}.")
     if "inputs" in args and not _name_or_names(args["inputs"]):
         raise UserError(f"{where}: 'inputs' must be a layer name or a list of them, got {quote(args['inputs'])}.")
+
+
 def _auto_name(kind: str, counters: dict[str, int]) -> str:
     base = re.sub(r"(?<!^)(?=[A-Z][a-z])", "_", kind).lower().replace("2_d", "2d")  # Keras-style conv2d, dense_1
     n = counters.get(base, 0)

@@ -68,7 +68,15 @@ class ModelSummary:
         for l in self.layers:
             rf = f"{l.receptive_field[0]}x{l.receptive_field[1]}" if l.receptive_field else ""
             inputs = "" if len(l.inputs) <= 1 else f" <- {', '.join(l.inputs)}"
-            rows.append((f"{l.name} ({l.type}){inputs}", _shape(l.output_shape), f"{l.trainable + l.non_trainable:,}", _flops(l.flops), rf))
+            rows.append(
+                (
+                    f"{l.name} ({l.type}){inputs}",
+                    _shape(l.output_shape),
+                    f"{l.trainable + l.non_trainable:,}",
+                    _flops(l.flops),
+                    rf,
+                )
+            )
         widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
         line = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
@@ -77,7 +85,12 @@ class ModelSummary:
                 cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))
             ).rstrip()
 
-        out = [f'Model: "{self.name}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}', line, fmt(header), line.replace("-", "=")]
+        out = [
+            f'Model: "{self.name}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}',
+            line,
+            fmt(header),
+            line.replace("-", "="),
+        ]
         for l, r in zip(self.layers, rows):
             out.append(fmt(r))
             if l.formula:
@@ -129,7 +142,9 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
     def hook(name: str):
         def record(module: nn.Module, inputs, output):
             trainable = sum(p.numel() for p in module.parameters(recurse=False) if p.requires_grad)
-            frozen = sum(b.numel() for n, b in module.named_buffers(recurse=False) if n in ("running_mean", "running_var"))
+            frozen = sum(
+                b.numel() for n, b in module.named_buffers(recurse=False) if n in ("running_mean", "running_var")
+            )
             formula, flops = None, 0
             if isinstance(module, (nn.Conv2d, nn.MaxPool2d, nn.AvgPool2d)) and inputs[0].dim() == 4:
                 k = as_pair(module.kernel_size)
@@ -142,7 +157,9 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
                 flops = 2 * module.weight[0].numel() * output.numel()
             elif isinstance(module, nn.Linear):
                 flops = 2 * module.weight.numel()
-            records.append(LayerInfo(name, type(module).__name__, (), keras_order(output), trainable, frozen, flops, formula, None))
+            records.append(
+                LayerInfo(name, type(module).__name__, (), keras_order(output), trainable, frozen, flops, formula, None)
+            )
 
         return record
 

@@ -38,7 +38,10 @@ class RunRow:
     def cells(self) -> tuple[str, ...]:
         epochs = f"{self.epochs}" + (f" (best {self.best_epoch})" if self.best_epoch else "")
         return (
-            self.name, self.model, f"{self.params:,}", epochs,
+            self.name,
+            self.model,
+            f"{self.params:,}",
+            epochs,
             "–" if self.train_seconds is None else f"{self.train_seconds:.1f} s",
             "–" if self.test_accuracy is None else f"{self.test_accuracy:.4f}",
             "–" if self.test_loss is None else f"{self.test_loss:.4f}",
@@ -53,9 +56,17 @@ def run_row(run_dir: str | Path) -> RunRow:
     s = summary(trained.model)
     history = trained.history
     return RunRow(
-        path.name, path, s.name, s.total_params, history.epochs_run, history.best_epoch,
-        metrics.get("train_seconds"), metrics.get("test_accuracy"), metrics.get("test_loss"),
-        str(config.get("data", {}).get("source") or "unrecorded data"), history,
+        path.name,
+        path,
+        s.name,
+        s.total_params,
+        history.epochs_run,
+        history.best_epoch,
+        metrics.get("train_seconds"),
+        metrics.get("test_accuracy"),
+        metrics.get("test_loss"),
+        str(config.get("data", {}).get("source") or "unrecorded data"),
+        history,
     )
 
 
@@ -70,8 +81,10 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
     out = []
     sources = {r.data_source for r in rows}
     if len(sources) > 1:
-        out.append("note: the runs were trained on different data (" + ", ".join(sorted(sources)) + "); "
-                   "their test numbers are not directly comparable.")
+        out.append(
+            "note: the runs were trained on different data (" + ", ".join(sorted(sources)) + "); "
+            "their test numbers are not directly comparable."
+        )
     scored = [r for r in rows if r.test_accuracy is not None]
     if len(scored) > 1:
         best = max(scored, key=lambda r: r.test_accuracy or 0.0)  # all scored: `or` only narrows the type
@@ -92,11 +105,20 @@ def comparison_text(rows: Sequence[RunRow]) -> str:
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:
-    curves = display.picture(figures.comparison_figure([(r.name, r.history) for r in rows]),
-                             "validation curves of the runs", "Solid: validation; dashed: training.", png=figures.to_png)
+    curves = display.picture(
+        figures.comparison_figure([(r.name, r.history) for r in rows]),
+        "validation curves of the runs",
+        "Solid: validation; dashed: training.",
+        png=figures.to_png,
+    )
     return display.render(
-        "compare.html", header=HEADER, rows=[r.cells() for r in rows], numeric=range(2, len(HEADER)),
-        notes=notes(rows), curves=curves, runs=[(r.name, str(r.path)) for r in rows],
+        "compare.html",
+        header=HEADER,
+        rows=[r.cells() for r in rows],
+        numeric=range(2, len(HEADER)),
+        notes=notes(rows),
+        curves=curves,
+        runs=[(r.name, str(r.path)) for r in rows],
     )
 
 

@@ -176,8 +176,11 @@ def feature_maps_figure(
         ax.imshow(np.ma.masked_invalid(tiles), cmap="viridis", interpolation="nearest", vmin=0, vmax=1)
         ax.set_facecolor("white")
         ax.set_axis_off()
-        ax.set_title(f"{fmap.layer} ({fmap.type}): output {_shape_text(fmap.output_shape)}"
-                     f" — {fmap.values.shape[0]} maps of {fmap.values.shape[1]}×{fmap.values.shape[2]}", fontsize=9)
+        ax.set_title(
+            f"{fmap.layer} ({fmap.type}): output {_shape_text(fmap.output_shape)}"
+            f" — {fmap.values.shape[0]} maps of {fmap.values.shape[1]}×{fmap.values.shape[2]}",
+            fontsize=9,
+        )
     where = f"test image #{sample.index}" if sample.index is not None else "image"
     figure.suptitle(title or f"feature maps of {where}", fontsize=12, fontweight="bold")
     return figure
@@ -216,8 +219,9 @@ def filters_figure(filters: Filters) -> Figure:
     if image is not None:
         figure.colorbar(image, ax=axes, shrink=0.8, label="weight")
     kh, kw = weights.shape[2:]
-    figure.suptitle(f"first-layer filters: {filters.layer}, {count} kernels of {kh}×{kw}×{channels}",
-                    fontsize=12, fontweight="bold")
+    figure.suptitle(
+        f"first-layer filters: {filters.layer}, {count} kernels of {kh}×{kw}×{channels}", fontsize=12, fontweight="bold"
+    )
     return figure
 
 
@@ -309,10 +313,17 @@ def _rectangle(x: float, y: float, w: float, h: float, color: str, style: str):
 def _on_paper(image: np.ndarray, contract: InputContract) -> np.ndarray:
     """One training image as someone's picture: on the opposite background, half size, off-centre on a 3x canvas."""
     lo, hi = contract.pixel_range
-    flipped = (lo + hi - np.asarray(image, dtype=np.float32)) if contract.background is not None else np.asarray(image, np.float32)
+    flipped = (
+        (lo + hi - np.asarray(image, dtype=np.float32))
+        if contract.background is not None
+        else np.asarray(image, np.float32)
+    )
     h, w = image.shape[:2]
     canvas = np.empty((3 * h, 3 * w, image.shape[2]), np.float32)
-    canvas[...] = np.median(flipped.reshape(-1, image.shape[2]), axis=0) if contract.background is None else (
-        hi if contract.background == "dark" else lo)
+    canvas[...] = (
+        np.median(flipped.reshape(-1, image.shape[2]), axis=0)
+        if contract.background is None
+        else (hi if contract.background == "dark" else lo)
+    )
     canvas[h // 2 : h // 2 + h, 2 * w - w // 2 : 3 * w - w // 2] = flipped
     return canvas

@@ -62,11 +62,18 @@ def data_section(view: RunView) -> Section:
         ("training images", data.get("train_size", "–")),
         ("of which validation", f"{view.trained.config.get('validation_split', '–')} (the last fraction, as Keras)"),
         ("test images", len(evaluation.labels)),
-        ("test split", "the whole file (an imported model)" if data.get("whole_file_is_test_set") else
-         "predefined by the file" if data.get("predefined_split") else
-         f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}"),
-        ("scaling", f"min-max with training statistics: (x - {scaler.minimum:g}) / "
-                    f"({scaler.maximum:g} - {scaler.minimum:g})"),
+        (
+            "test split",
+            "the whole file (an imported model)"
+            if data.get("whole_file_is_test_set")
+            else "predefined by the file"
+            if data.get("predefined_split")
+            else f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}",
+        ),
+        (
+            "scaling",
+            f"min-max with training statistics: (x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
+        ),
         ("input contract", view.trained.input_contract.describe() if view.trained.input_contract else "–"),
     ]
     classes = class_table(view.samples)
@@ -78,13 +85,20 @@ def data_section(view: RunView) -> Section:
         classes["numeric"] = [1, 2, 3]
     contract = view.trained.input_contract
     return "sections/data.html", {
-        "anchor": "data", "nav": "Data", "title": "Data", "rows": rows, "classes": classes,
+        "anchor": "data",
+        "nav": "Data",
+        "title": "Data",
+        "rows": rows,
+        "classes": classes,
         "caption": f"Samples: random examples of every class from the {view.samples_split}.",
-        "contract": picture(figures.contract_figure(np.asarray(view.samples.images[:5]), contract),
-                            "the learned input contract",
-                            "How a new picture is framed before the model sees it: learned from the training images "
-                            "(polarity, ink threshold, framing) and applied by predict, inspect and the server.")
-        if contract is not None and len(view.samples) else None,
+        "contract": picture(
+            figures.contract_figure(np.asarray(view.samples.images[:5]), contract),
+            "the learned input contract",
+            "How a new picture is framed before the model sees it: learned from the training images "
+            "(polarity, ink threshold, framing) and applied by predict, inspect and the server.",
+        )
+        if contract is not None and len(view.samples)
+        else None,
     }
 
 
@@ -95,7 +109,10 @@ def config_section(view: RunView) -> Section:
     rows += [(k, v) for k, v in fit.items() if k not in keys and not isinstance(v, (dict, list))]
     versions = view.config.get("versions", {})
     return "sections/config.html", {
-        "anchor": "config", "nav": "Settings", "rows": rows, "config_json": json.dumps(view.config, indent=2),
+        "anchor": "config",
+        "nav": "Settings",
+        "rows": rows,
+        "config_json": json.dumps(view.config, indent=2),
         "versions": f"convscope {versions.get('convscope', __version__)}, torch {versions.get('torch', '?')}",
     }
 
@@ -104,14 +121,28 @@ def predictions_section(view: RunView) -> Section:
     e = view.evaluation
     picked = inspection.select(e, "random", GALLERY_SIZE, seed=0)
     mistakes = inspection.select(e, "mistakes", GALLERY_SIZE, seed=0)
-    galleries = [picture(figures.predictions_figure(picked.samples, picked.title), picked.title,
-                         "Captions read true → predicted (probability); green is right, red is wrong.")]
+    galleries = [
+        picture(
+            figures.predictions_figure(picked.samples, picked.title),
+            picked.title,
+            "Captions read true → predicted (probability); green is right, red is wrong.",
+        )
+    ]
     if mistakes.samples:
-        galleries.append(picture(figures.predictions_figure(mistakes.samples, mistakes.title), mistakes.title,
-                                 f"{len(e.mistakes)} of {len(e.labels)} test images are misclassified; "
-                                 f"{len(mistakes.samples)} of them, drawn at random."))
-    return "sections/predictions.html", {"anchor": "predictions", "nav": "Predictions", "galleries": galleries,
-                                         "no_mistakes": not mistakes.samples}
+        galleries.append(
+            picture(
+                figures.predictions_figure(mistakes.samples, mistakes.title),
+                mistakes.title,
+                f"{len(e.mistakes)} of {len(e.labels)} test images are misclassified; "
+                f"{len(mistakes.samples)} of them, drawn at random.",
+            )
+        )
+    return "sections/predictions.html", {
+        "anchor": "predictions",
+        "nav": "Predictions",
+        "galleries": galleries,
+        "no_mistakes": not mistakes.samples,
+    }
 
 
 def inside_section(view: RunView) -> Section:
@@ -120,19 +151,26 @@ def inside_section(view: RunView) -> Section:
     context = {"anchor": "inside", "nav": "Inside the model", "flat": False, "maps": maps, "filters": None}
     if not inspection.image_layers(trained):
         return "sections/inside.html", {**context, "flat": True}
-    for kind, label in (("correct", "a correctly classified image"), ("top-losses", "the most confidently wrong image")):
+    for kind, label in (
+        ("correct", "a correctly classified image"),
+        ("top-losses", "the most confidently wrong image"),
+    ):
         chosen = inspection.select(e, kind, 1, seed=0).samples
         if not chosen:
             continue
         s = chosen[0]
-        fig = figures.feature_maps_figure(s, inspection.feature_maps(trained, s.image),
-                                          inspection.grad_cam(trained, s.image),
-                                          title=f"feature maps of {label} (test image #{s.index})")
+        fig = figures.feature_maps_figure(
+            s,
+            inspection.feature_maps(trained, s.image),
+            inspection.grad_cam(trained, s.image),
+            title=f"feature maps of {label} (test image #{s.index})",
+        )
         maps.append((f"{label.capitalize()}: {s.caption}", picture(fig, f"feature maps of {label}")))
     filters = inspection.first_filters(trained)
     if filters is not None:
         context["filters"] = picture(
-            figures.filters_figure(filters), "first-layer filters",
+            figures.filters_figure(filters),
+            "first-layer filters",
             "The kernels the first convolution slides over the pixels (red positive, blue negative weights).",
         )
     return "sections/inside.html", context
@@ -157,12 +195,16 @@ def sections(view: RunView) -> list[Section]:
         data_section(view),
         config_section(view),
         model_section(view.summary),
-        training_section(view.trained.history, picture(figures.training_curves(view.trained.history), CURVES_ALT)
-                         if view.trained.history.rows else None, imported=view.config.get("imported"),
-                         notes=curve_notes(view)),
+        training_section(
+            view.trained.history,
+            picture(figures.training_curves(view.trained.history), CURVES_ALT) if view.trained.history.rows else None,
+            imported=view.config.get("imported"),
+            notes=curve_notes(view),
+        ),
         metrics_section(e, picture(figures.per_class_figure(e.per_class), PER_CLASS_ALT)),
-        confusion_section(e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT,
-                                     MATRIX_CAPTION)),
+        confusion_section(
+            e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT, MATRIX_CAPTION)
+        ),
         predictions_section(view),
         inside_section(view),
     ]
@@ -173,8 +215,13 @@ def render(view: RunView) -> str:
     data_source = view.config.get("data", {}).get("source", "")
     title = f"{view.name}: {view.model_name} on {data_source}" if data_source else view.name
     return display.render(
-        "report.html", title=title, path=str(view.path), headline=headline(view), sections=sections(view),
-        version=__version__, made=time.strftime("%Y-%m-%d %H:%M"),
+        "report.html",
+        title=title,
+        path=str(view.path),
+        headline=headline(view),
+        sections=sections(view),
+        version=__version__,
+        made=time.strftime("%Y-%m-%d %H:%M"),
     )
 
 

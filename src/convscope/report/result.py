@@ -44,8 +44,9 @@ class DrawableResult(EvaluationResult):
         correct = select(self, "correct", 1, seed=0).samples if index is None else ()
         chosen = correct[0] if correct else sample(self, index or 0)
         title = f"feature maps of test image #{chosen.index}"
-        figure = feature_maps_figure(chosen, feature_maps(trained, chosen.image), grad_cam(trained, chosen.image),
-                                     title=title)
+        figure = feature_maps_figure(
+            chosen, feature_maps(trained, chosen.image), grad_cam(trained, chosen.image), title=title
+        )
         return Picture(figure, title)
 
     def show_filters(self) -> Picture:

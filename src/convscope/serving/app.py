@@ -53,7 +53,9 @@ STATIC = Path(__file__).parent / "static"
 log = logging.getLogger("convscope.serving")
 
 Invert = Literal["auto", "true", "false"]
-INVERT_HELP = "auto: invert when the image's background is the opposite of the training images' (dark-on-light drawings)"
+INVERT_HELP = (
+    "auto: invert when the image's background is the opposite of the training images' (dark-on-light drawings)"
+)
 FramingChoice = Literal["auto", "fill", "fit", "none"]
 FRAMING_HELP = "auto: crop and frame the ink as the training images are framed (GET /model, preprocessing.contract)"
 TOP_K_HELP = "how many classes to list in `top`"
@@ -66,12 +68,20 @@ _ONE_IMAGE_BODY = {
         "in the training data's units, shaped like the model input ((H, W) for grayscale, or (H, W, C)).",
         "content": {
             "multipart/form-data": {
-                "schema": {"type": "object", "properties": {"image": {"type": "string", "format": "binary"}}, "required": ["image"]}
+                "schema": {
+                    "type": "object",
+                    "properties": {"image": {"type": "string", "format": "binary"}},
+                    "required": ["image"],
+                }
             },
             "image/png": _IMAGE_BODY,
             "image/jpeg": _IMAGE_BODY,
             "application/json": {
-                "schema": {"type": "object", "properties": {"pixels": {"type": "array", "items": {}}}, "required": ["pixels"]},
+                "schema": {
+                    "type": "object",
+                    "properties": {"pixels": {"type": "array", "items": {}}},
+                    "required": ["pixels"],
+                },
             },
         },
     }
@@ -79,7 +89,7 @@ _ONE_IMAGE_BODY = {
 _BATCH_BODY = {
     "requestBody": {
         "required": True,
-        "description": "several images: multipart file fields `images` (repeated), or JSON {\"images\": [pixels, ...]}.",
+        "description": 'several images: multipart file fields `images` (repeated), or JSON {"images": [pixels, ...]}.',
         "content": {
             "multipart/form-data": {
                 "schema": {
@@ -89,7 +99,11 @@ _BATCH_BODY = {
                 }
             },
             "application/json": {
-                "schema": {"type": "object", "properties": {"images": {"type": "array", "items": {}}}, "required": ["images"]},
+                "schema": {
+                    "type": "object",
+                    "properties": {"images": {"type": "array", "items": {}}},
+                    "required": ["images"],
+                },
             },
         },
     }
@@ -112,7 +126,9 @@ class BodyTooLarge(PayloadTooLarge):
 def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> FastAPI:
     """The app for one run directory (or an in-memory trained model)."""
     served = load_served(run, settings)
-    metrics = ServerMetrics({"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"})
+    metrics = ServerMetrics(
+        {"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"}
+    )
     batcher = Batcher(
         partial(run_jobs, served=served),
         BatchPolicy(served.settings.max_batch_size, served.settings.max_batch_delay_ms / 1000),
@@ -153,7 +169,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         """Classes, input shape, parameter count, the layer summary, test accuracy and preprocessing."""
         return served.info
 
-    @app.post("/predict", response_model=schemas.Prediction, responses=_ERRORS, openapi_extra=_ONE_IMAGE_BODY, tags=["predict"])
+    @app.post(
+        "/predict",
+        response_model=schemas.Prediction,
+        responses=_ERRORS,
+        openapi_extra=_ONE_IMAGE_BODY,
+        tags=["predict"],
+    )
     async def predict_one(
         request: Request,
         invert: Invert = Query("auto", description=INVERT_HELP),
@@ -167,7 +189,11 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         return JSONResponse(await batcher.submit(Job(payload, _invert(invert), top_k, parse_framing(framing))))
 
     @app.post(
-        "/predict/batch", response_model=schemas.BatchPrediction, responses=_ERRORS, openapi_extra=_BATCH_BODY, tags=["predict"]
+        "/predict/batch",
+        response_model=schemas.BatchPrediction,
+        responses=_ERRORS,
+        openapi_extra=_BATCH_BODY,
+        tags=["predict"],
     )
     async def predict_many(
         request: Request,
@@ -179,11 +205,17 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         with batcher.reading():
             payloads = await _batch_payloads(request, served)
         check_batch_length(len(payloads), served)
-        outcomes = await batcher.submit_all([Job(payload, _invert(invert), top_k, parse_framing(framing)) for payload in payloads])
+        outcomes = await batcher.submit_all(
+            [Job(payload, _invert(invert), top_k, parse_framing(framing)) for payload in payloads]
+        )
         return JSONResponse({"predictions": one_of_many(outcomes)})
 
     @app.post(
-        "/feature-maps", response_model=schemas.FeatureMaps, responses=_ERRORS, openapi_extra=_ONE_IMAGE_BODY, tags=["predict"]
+        "/feature-maps",
+        response_model=schemas.FeatureMaps,
+        responses=_ERRORS,
+        openapi_extra=_ONE_IMAGE_BODY,
+        tags=["predict"],
     )
     async def feature_maps(
         request: Request,
@@ -200,8 +232,12 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
             feature_map_tiles, payload, served, _invert(invert), top_k, channels, parse_framing(framing)
         )
 
-    @app.get("/metrics", tags=["model"], response_class=Response,
-             responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}, "description": "Prometheus text format"}})
+    @app.get(
+        "/metrics",
+        tags=["model"],
+        response_class=Response,
+        responses={200: {"content": {CONTENT_TYPE.split(";")[0]: {}}, "description": "Prometheus text format"}},
+    )
     async def prometheus_metrics() -> Response:
         """Requests and errors by route and status, latencies, batch sizes and why batches were sent, queue depth."""
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
@@ -225,7 +261,9 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
     if kind == "multipart/form-data":
         files = await _form_files(request, served)
         if len(files) != 1:
-            raise RequestError(f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several.")
+            raise RequestError(
+                f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several."
+            )
         return files[0]
     if kind == "application/json":
         body = _json_object(await _body(request), "pixels")
@@ -259,7 +297,9 @@ async def _batch_payloads(request: Request, served: ServedModel) -> list[Payload
 async def _body(request: Request) -> bytes:
     body = await request.body()
     if not body:
-        raise RequestError("the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels).")
+        raise RequestError(
+            "the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels)."
+        )
     return body
 
 
@@ -275,7 +315,9 @@ async def _form_files(request: Request, served: ServedModel) -> list[bytes]:
     form = await read_form(request, served.settings.max_batch)
     files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
     if len(files) > served.settings.max_batch:
-        raise PayloadTooLarge(f"the batch has {len(files)} images; this server takes at most {served.settings.max_batch} per request.")
+        raise PayloadTooLarge(
+            f"the batch has {len(files)} images; this server takes at most {served.settings.max_batch} per request."
+        )
     return [await f.read() for f in files]
 
 
@@ -290,7 +332,10 @@ class BodyLimit:
             return await self.app(scope, receive, send)
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and not declared.strip().isdigit():  # '-1', '1e9': h11 refuses these before us
-            response = JSONResponse({"error": f"Content-Length must be a number of bytes, got {declared[:20].decode('latin-1')!r}."}, status_code=400)
+            response = JSONResponse(
+                {"error": f"Content-Length must be a number of bytes, got {declared[:20].decode('latin-1')!r}."},
+                status_code=400,
+            )
             return await response(scope, receive, send)
         if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
             response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
@@ -347,7 +392,9 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
-        return JSONResponse({"error": f"internal error ({type(exc).__name__}); this is a bug in convscope."}, status_code=500)
+        return JSONResponse(
+            {"error": f"internal error ({type(exc).__name__}); this is a bug in convscope."}, status_code=500
+        )
 
 
 # --- offline API docs -------------------------------------------------------------------------

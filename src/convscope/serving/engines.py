@@ -170,7 +170,10 @@ def seconds_per_image(forward: Forward, images: np.ndarray, size: int, budget_s:
 
 
 def choose(
-    trained: TrainedModel, batch_sizes: Sequence[int], candidates: Sequence[str] = ENGINES, threads: int | None = None,
+    trained: TrainedModel,
+    batch_sizes: Sequence[int],
+    candidates: Sequence[str] = ENGINES,
+    threads: int | None = None,
     budget_s: float = 0.2,
 ) -> tuple[Engine, list[Engine]]:
     """The fastest installed engine with parity, by the summed time per image over `batch_sizes`."""

@@ -71,7 +71,9 @@ async def read_form(request: Request, max_files: int):
                 "per request (start it with a larger --max-batch)."
             ) from None
         if detail.startswith("Too many fields"):
-            raise PayloadTooLarge(f"the form holds more than {MAX_FORM_FIELDS} fields; send only image files.") from None
+            raise PayloadTooLarge(
+                f"the form holds more than {MAX_FORM_FIELDS} fields; send only image files."
+            ) from None
         raise RequestError(f"the multipart form cannot be read ({detail.rstrip('.')}).") from None
 
 
@@ -84,8 +86,11 @@ def json_error_protocol():
     class JsonErrorH11Protocol(H11Protocol):
         def send_400_response(self, msg: str) -> None:
             body = json.dumps({"error": f"the request is not valid HTTP ({msg.rstrip('.')})."}).encode()
-            headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode()),
-                       (b"connection", b"close")]
+            headers = [
+                (b"content-type", b"application/json"),
+                (b"content-length", str(len(body)).encode()),
+                (b"connection", b"close"),
+            ]
             self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
             self.transport.write(self.conn.send(h11.Data(data=body)))
             self.transport.write(self.conn.send(h11.EndOfMessage()))

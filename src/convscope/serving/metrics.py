@@ -34,22 +34,44 @@ class ServerMetrics:
         # In multiprocess mode samples go to files whatever the registry; ours then only names them.
         self.registry = CollectorRegistry(auto_describe=True)
         r = self.registry
-        self.requests = Counter("convscope_requests", "HTTP requests answered, by route, method and status",
-                                ["route", "method", "status"], registry=r)
-        self.errors = Counter("convscope_request_errors", "HTTP requests answered with a 4xx or 5xx status",
-                              ["route", "status"], registry=r)
-        self.latency = Histogram("convscope_request_duration_seconds", "time from the request's start to the end of the response",
-                                 ["route"], buckets=LATENCY_BUCKETS, registry=r)
-        self.batch_size = Histogram("convscope_batch_size", "images per forward pass of the batcher",
-                                    buckets=BATCH_BUCKETS, registry=r)
-        self.batches = Counter("convscope_batches", "batches run, by why they were sent: full, ready (nothing else "
-                               "queued or being read: sent at once) or delay (the window ran out)", ["trigger"], registry=r)
-        self.batch_waits = Counter("convscope_batch_waits", "times the batcher waited for requests still being read",
-                                   registry=r)
-        self.batch_seconds = Histogram("convscope_batch_run_seconds", "decode + forward time of one batch",
-                                       buckets=LATENCY_BUCKETS, registry=r)
-        self.queue_depth = Gauge("convscope_queue_depth", "images waiting for a batch", registry=r,
-                                 multiprocess_mode="livesum")  # summed over the live workers
+        self.requests = Counter(
+            "convscope_requests",
+            "HTTP requests answered, by route, method and status",
+            ["route", "method", "status"],
+            registry=r,
+        )
+        self.errors = Counter(
+            "convscope_request_errors",
+            "HTTP requests answered with a 4xx or 5xx status",
+            ["route", "status"],
+            registry=r,
+        )
+        self.latency = Histogram(
+            "convscope_request_duration_seconds",
+            "time from the request's start to the end of the response",
+            ["route"],
+            buckets=LATENCY_BUCKETS,
+            registry=r,
+        )
+        self.batch_size = Histogram(
+            "convscope_batch_size", "images per forward pass of the batcher", buckets=BATCH_BUCKETS, registry=r
+        )
+        self.batches = Counter(
+            "convscope_batches",
+            "batches run, by why they were sent: full, ready (nothing else "
+            "queued or being read: sent at once) or delay (the window ran out)",
+            ["trigger"],
+            registry=r,
+        )
+        self.batch_waits = Counter(
+            "convscope_batch_waits", "times the batcher waited for requests still being read", registry=r
+        )
+        self.batch_seconds = Histogram(
+            "convscope_batch_run_seconds", "decode + forward time of one batch", buckets=LATENCY_BUCKETS, registry=r
+        )
+        self.queue_depth = Gauge(
+            "convscope_queue_depth", "images waiting for a batch", registry=r, multiprocess_mode="livesum"
+        )  # summed over the live workers
 
     def route_of(self, path: str) -> str:
         """The route label: the path when it is one of the app's routes, else 'other' (bounded cardinality)."""

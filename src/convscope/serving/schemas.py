@@ -48,7 +48,9 @@ class ModelInfo(BaseModel):
     summary_text: str = Field(description="the same summary as `convscope summary` prints it")
     preprocessing: PreprocessingInfo
     limits: Limits
-    engine: str = Field(description="what runs the forward pass: torch, onnxruntime or openvino (convscope serve --engine)")
+    engine: str = Field(
+        description="what runs the forward pass: torch, onnxruntime or openvino (convscope serve --engine)"
+    )
 
 
 class TopClass(BaseModel):
@@ -60,9 +62,13 @@ class TopClass(BaseModel):
 class Prediction(BaseModel):
     label: str = Field(description="the most probable class")
     index: int = Field(description="its position in class_names")
-    probabilities: list[float] = Field(description="one per class, in class order (GET /model lists the classes); sums to 1")
+    probabilities: list[float] = Field(
+        description="one per class, in class order (GET /model lists the classes); sums to 1"
+    )
     top: list[TopClass] = Field(description="the top_k classes, most probable first")
-    inverted: bool = Field(description="whether the image was inverted (dark-on-light -> light-on-dark) before predicting")
+    inverted: bool = Field(
+        description="whether the image was inverted (dark-on-light -> light-on-dark) before predicting"
+    )
     framing: str = Field(description="the framing applied: 'fill', 'fit', or 'none' (resized whole, or no ink found)")
     warnings: list[str] = Field(
         default_factory=list,
@@ -80,7 +86,9 @@ class LayerMaps(BaseModel):
     type: str
     shape: list[int] = Field(description="the layer's output (height, width, channels)")
     tiles: list[str] = Field(description="one grayscale PNG per channel (data: URLs), each scaled to its own min..max")
-    ranges: list[list[float]] = Field(description="each tile's (min, max) activation, so nothing is hidden by the scaling")
+    ranges: list[list[float]] = Field(
+        description="each tile's (min, max) activation, so nothing is hidden by the scaling"
+    )
 
 
 class FeatureMaps(BaseModel):

@@ -72,8 +72,12 @@ def load_served(run: str | Path | TrainedModel, settings: ServerSettings | None 
     settings = settings or ServerSettings()
     trained = run if isinstance(run, TrainedModel) else load_run(run)
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    prep = Preprocessing(cast(tuple[int, int, int], tuple(trained.input_shape)), (float(lo), float(hi)), run_contract(trained),
-                         settings.max_image_pixels)
+    prep = Preprocessing(
+        cast(tuple[int, int, int], tuple(trained.input_shape)),
+        (float(lo), float(hi)),
+        run_contract(trained),
+        settings.max_image_pixels,
+    )
     engine, measured = load_engine(trained, settings)
     info = model_info(trained, prep, settings) | {"engine": engine.name}
     return ServedModel(trained, prep, info, settings, engine, measured)
@@ -123,7 +127,9 @@ def model_info(trained: TrainedModel, prep: Preprocessing, settings: ServerSetti
     }
 
 
-def prepare(payload: Payload, served: ServedModel, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
+def prepare(
+    payload: Payload, served: ServedModel, invert: bool | None, framing: Framing | None = None
+) -> PreparedImage:
     if isinstance(payload, (bytes, bytearray)):
         if not payload:
             raise RequestError("the uploaded image is empty (0 bytes).")
@@ -132,7 +138,11 @@ def prepare(payload: Payload, served: ServedModel, invert: bool | None, framing:
 
 
 def prediction(
-    probabilities: np.ndarray, class_names: tuple[str, ...], top_k: int, image: PreparedImage, warnings: tuple[str, ...] = ()
+    probabilities: np.ndarray,
+    class_names: tuple[str, ...],
+    top_k: int,
+    image: PreparedImage,
+    warnings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
     order = np.argsort(-probabilities, kind="stable")[: max(1, min(top_k, len(class_names)))]
     best = int(order[0])
@@ -184,11 +194,18 @@ def one_of_many(outcomes: list[Any]) -> list[dict[str, Any]]:
 
 def check_batch_length(count: int, served: ServedModel) -> None:
     if count > served.settings.max_batch:
-        raise PayloadTooLarge(f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request.")
+        raise PayloadTooLarge(
+            f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request."
+        )
 
 
 def feature_map_tiles(
-    payload: Payload, served: ServedModel, invert: bool | None, top_k: int, channels: int, framing: Framing | None = None
+    payload: Payload,
+    served: ServedModel,
+    invert: bool | None,
+    top_k: int,
+    channels: int,
+    framing: Framing | None = None,
 ) -> dict[str, Any]:
     """The prediction plus every Conv/Pool layer's activations as one small PNG per channel."""
     image = prepare(payload, served, invert, framing)
@@ -200,7 +217,9 @@ def feature_map_tiles(
     lo, hi = served.prep.pixel_range
     seen = np.clip((image.image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)
     return {
-        "prediction": prediction(probabilities, trained.class_names, top_k, image, range_warnings(payload, served.prep.pixel_range)),
+        "prediction": prediction(
+            probabilities, trained.class_names, top_k, image, range_warnings(payload, served.prep.pixel_range)
+        ),
         "input": png_data_url(seen),
         "layers": [
             {

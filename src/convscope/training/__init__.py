@@ -1,13 +1,13 @@
 """Training: the epoch loop, callbacks, checkpoints, settings, history, devices."""
 
 from .callbacks import (
-                        Callback,
-                        CSVLogger,
-                        LearningRateScheduler,
-                        ModelCheckpoint,
-                        ReduceLROnPlateau,
-                        TensorBoard,
-                        TerminateOnNaN,
+    Callback,
+    CSVLogger,
+    LearningRateScheduler,
+    ModelCheckpoint,
+    ReduceLROnPlateau,
+    TensorBoard,
+    TerminateOnNaN,
 )
 from .device import pick_device
 from .early_stopping import EarlyStopping
@@ -16,6 +16,22 @@ from .history import History
 from .settings import FitSettings, TrainSettings
 from .trained_model import TrainedModel
 
-__all__ = ["CSVLogger", "Callback", "EarlyStopping", "FitSettings", "History", "LearningRateScheduler", "ModelCheckpoint",
-           "PRECISIONS", "ReduceLROnPlateau", "Tensors", "TensorBoard", "TerminateOnNaN", "TrainSettings", "TrainedModel",
-           "evaluate_tensors", "fit", "pick_device"]
+__all__ = [
+    "CSVLogger",
+    "Callback",
+    "EarlyStopping",
+    "FitSettings",
+    "History",
+    "LearningRateScheduler",
+    "ModelCheckpoint",
+    "PRECISIONS",
+    "ReduceLROnPlateau",
+    "Tensors",
+    "TensorBoard",
+    "TerminateOnNaN",
+    "TrainSettings",
+    "TrainedModel",
+    "evaluate_tensors",
+    "fit",
+    "pick_device",
+]

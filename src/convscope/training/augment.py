@@ -6,8 +6,9 @@ import torch
 import torch.nn.functional as F
 
 
-def random_shift(x: torch.Tensor, pixels: int, generator: torch.Generator, draws: int | None = None,
-                 share: slice = slice(None)) -> torch.Tensor:
+def random_shift(
+    x: torch.Tensor, pixels: int, generator: torch.Generator, draws: int | None = None, share: slice = slice(None)
+) -> torch.Tensor:
     """Move every image of an (N, C, H, W) batch by its own random offset of up to `pixels` rows and columns.
 
     The border is filled by repeating the edge pixels, so light-background images do not get a

@@ -61,8 +61,10 @@ class Callback:
         """Whether the per-batch hooks do anything: the loop only builds batch logs (one
         device-to-host sync each) when some callback asks for them."""
         cls = type(self)
-        return (cls.on_train_batch_begin is not Callback.on_train_batch_begin
-                or cls.on_train_batch_end is not Callback.on_train_batch_end)
+        return (
+            cls.on_train_batch_begin is not Callback.on_train_batch_begin
+            or cls.on_train_batch_end is not Callback.on_train_batch_end
+        )
 
     def state_dict(self) -> dict[str, Any]:
         """What `--resume` must restore: JSON values, tensors, or dicts of tensors."""
@@ -145,9 +147,17 @@ class ModelCheckpoint(Callback):
 
     main_process_only = True
 
-    def __init__(self, filepath: str | os.PathLike, monitor: str = "val_loss", verbose: int = 0,
-                 save_best_only: bool = False, save_weights_only: bool = True, mode: str = "auto",
-                 save_freq: str = "epoch", initial_value_threshold: float | None = None):
+    def __init__(
+        self,
+        filepath: str | os.PathLike,
+        monitor: str = "val_loss",
+        verbose: int = 0,
+        save_best_only: bool = False,
+        save_weights_only: bool = True,
+        mode: str = "auto",
+        save_freq: str = "epoch",
+        initial_value_threshold: float | None = None,
+    ):
         super().__init__()
         check_monitor("ModelCheckpoint", monitor)
         if save_freq != "epoch":
@@ -202,8 +212,17 @@ class ReduceLROnPlateau(Callback):
     constant schedule with this callback.
     """
 
-    def __init__(self, monitor: str = "val_loss", factor: float = 0.1, patience: int = 10, verbose: int = 0,
-                 mode: str = "auto", min_delta: float = 1e-4, cooldown: int = 0, min_lr: float = 0.0):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        factor: float = 0.1,
+        patience: int = 10,
+        verbose: int = 0,
+        mode: str = "auto",
+        min_delta: float = 1e-4,
+        cooldown: int = 0,
+        min_lr: float = 0.0,
+    ):
         super().__init__()
         check_monitor("ReduceLROnPlateau", monitor)
         if not (isinstance(factor, (int, float)) and 0.0 < factor < 1.0):
@@ -232,8 +251,9 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self.best is None or (value > self.best + self.min_delta if self.maximize
-                                 else value < self.best - self.min_delta):
+        if self.best is None or (
+            value > self.best + self.min_delta if self.maximize else value < self.best - self.min_delta
+        ):
             self.best, self.wait = value, 0
             return
         if self.cooldown_counter > 0:
@@ -270,7 +290,9 @@ class LearningRateScheduler(Callback):
             lr = self.schedule(epoch)
         lr = float(lr)
         if not math.isfinite(lr) or lr < 0:
-            raise UserError(f"LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; it must be a finite rate >= 0.")
+            raise UserError(
+                f"LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; it must be a finite rate >= 0."
+            )
         set_lr(optimizer, lr)
         if self.verbose:
             print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:.4g}.")
@@ -381,5 +403,7 @@ def _summary_writer():
     try:
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
-        raise UserError("TensorBoard logs need the tensorboard package: pip install 'convscope[tensorboard]'.") from None
+        raise UserError(
+            "TensorBoard logs need the tensorboard package: pip install 'convscope[tensorboard]'."
+        ) from None
     return SummaryWriter

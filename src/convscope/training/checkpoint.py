@@ -63,11 +63,14 @@ class CheckpointStore:
         common = set.intersection(*(self.epochs(r) for r in range(self.world_size)))
         return max(common) if common else None
 
-    def save(self, epoch: int, *, model, optimizer, scheduler, shuffler, rows, callbacks, stopped: bool,
-             fit_settings: dict) -> None:
+    def save(
+        self, epoch: int, *, model, optimizer, scheduler, shuffler, rows, callbacks, stopped: bool, fit_settings: dict
+    ) -> None:
         tensors: dict[str, torch.Tensor] = {}
-        put = lambda prefix, mapping: tensors.update({f"{prefix}{k}": v.detach().cpu().contiguous()  # noqa: E731
-                                                      for k, v in mapping.items()})
+
+        def put(prefix: str, mapping: dict) -> None:
+            tensors.update({f"{prefix}{k}": v.detach().cpu().contiguous() for k, v in mapping.items()})
+
         put("model.", model.state_dict())
         opt = optimizer.state_dict()
         opt_json: dict[str, Any] = {"param_groups": opt["param_groups"], "state": {}}
@@ -92,8 +95,13 @@ class CheckpointStore:
                     plain[key] = {"value": value}
             cb_json.append({"type": type(cb).__name__, "state": plain})
         meta = {
-            "epoch": epoch, "stopped": stopped, "rows": rows, "optimizer": opt_json, "fit": fit_settings,
-            "scheduler": scheduler.state_dict() if scheduler is not None else None, "callbacks": cb_json,
+            "epoch": epoch,
+            "stopped": stopped,
+            "rows": rows,
+            "optimizer": opt_json,
+            "fit": fit_settings,
+            "scheduler": scheduler.state_dict() if scheduler is not None else None,
+            "callbacks": cb_json,
         }
         self.directory.mkdir(parents=True, exist_ok=True)
         final = self._path(self.rank, epoch)
@@ -114,18 +122,25 @@ class CheckpointStore:
                 meta = json.loads(f.metadata()["state"])
                 tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
         except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
-            raise UserError(f"{path}: the saved state cannot be read ({exc}); delete {self.directory} to start over.") from None
+            raise UserError(
+                f"{path}: the saved state cannot be read ({exc}); delete {self.directory} to start over."
+            ) from None
         if meta["fit"] != fit_settings:
-            diff = [f"{k}={meta['fit'].get(k)!r} then, {fit_settings.get(k)!r} now"
-                    for k in sorted(set(meta["fit"]) | set(fit_settings)) if meta["fit"].get(k) != fit_settings.get(k)]
-            raise UserError(f"--resume: the saved state in {self.directory} was trained with other settings: {'; '.join(diff)}.")
+            diff = [
+                f"{k}={meta['fit'].get(k)!r} then, {fit_settings.get(k)!r} now"
+                for k in sorted(set(meta["fit"]) | set(fit_settings))
+                if meta["fit"].get(k) != fit_settings.get(k)
+            ]
+            raise UserError(
+                f"--resume: the saved state in {self.directory} was trained with other settings: {'; '.join(diff)}."
+            )
         names = [type(cb).__name__ for cb in callbacks]
         saved_names = [c["type"] for c in meta["callbacks"]]
         if names != saved_names:
             raise UserError(f"--resume: the saved state has the callbacks {saved_names}, this run has {names}.")
 
         def take(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
 
         model.load_state_dict(take("model."))
         opt = meta["optimizer"]

@@ -49,8 +49,11 @@ class ClassScore:
 
 def batchnorm_momentum(model: nn.Module) -> float | None:
     """The Keras momentum of the model's BatchNormalization layers (the largest, if they differ), or None."""
-    momenta = [1.0 - m.momentum for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)
-               and m.momentum is not None]
+    momenta = [
+        1.0 - m.momentum
+        for m in model.modules()
+        if isinstance(m, nn.modules.batchnorm._BatchNorm) and m.momentum is not None
+    ]
     return max(momenta) if momenta else None
 
 
@@ -92,7 +95,7 @@ def _batchnorm_warmup(history: History, momentum: float | None, steps: int | Non
                 f"them, and after {steps * epoch} steps with momentum {momentum:g}, {momentum:g}^{steps * epoch} = "
                 f"{left:.0%} of their initial values (mean 0, variance 1) is still in them. Train for at least "
                 f"{needed} epochs (under {YOUNG:.0%} left), or lower the momentum (e.g. {lower:g}: "
-                f"{_share(lower ** steps)} left after one epoch).",
+                f"{_share(lower**steps)} left after one epoch).",
             )
     return None
 
@@ -112,10 +115,12 @@ def _overfitting(history: History, momentum: float | None, steps: int | None) ->
     rose = last["val_loss"] > best["val_loss"] * (1.0 + RISE)
     if best is last or not rose or not last["loss"] < best["loss"]:
         return None
-    kept = (f" Early stopping kept epoch {history.weights_epoch}'s weights."
-            if history.weights_epoch == int(best["epoch"]) else
-            f" The model ends with epoch {history.weights_epoch}'s weights; EarlyStopping(restore_best_weights=True) "
-            f"would keep epoch {int(best['epoch'])}'s.")
+    kept = (
+        f" Early stopping kept epoch {history.weights_epoch}'s weights."
+        if history.weights_epoch == int(best["epoch"])
+        else f" The model ends with epoch {history.weights_epoch}'s weights; EarlyStopping(restore_best_weights=True) "
+        f"would keep epoch {int(best['epoch'])}'s."
+    )
     return CurveNote(
         "overfitting",
         f"Overfitting: validation loss was lowest at epoch {int(best['epoch'])} ({best['val_loss']:.4f}) and rose to "
@@ -153,7 +158,9 @@ def _imbalance(classes: Sequence[ClassScore]) -> CurveNote | None:
         return None
     mean_recall = sum(c.recall for c in classes) / len(classes)
     counts = sorted(c.train_count for c in classes)
-    median = counts[len(counts) // 2] if len(counts) % 2 else (counts[len(counts) // 2 - 1] + counts[len(counts) // 2]) / 2
+    median = (
+        counts[len(counts) // 2] if len(counts) % 2 else (counts[len(counts) // 2 - 1] + counts[len(counts) // 2]) / 2
+    )
     rare = [c for c in classes if c.recall < mean_recall - RECALL_GAP and c.train_count < RARE * median]
     if not rare:
         return None
@@ -189,10 +196,21 @@ def steps_per_epoch(train_size: int | None, validation_split: float | None, batc
     return -(-int(train_size * (1.0 - (validation_split or 0.0))) // int(batch_size))
 
 
-def notes_for(history: History, model: nn.Module, fit: dict, steps: int | None, num_classes: int,
-              classes: Sequence[ClassScore] = ()) -> list[CurveNote]:
+def notes_for(
+    history: History,
+    model: nn.Module,
+    fit: dict,
+    steps: int | None,
+    num_classes: int,
+    classes: Sequence[ClassScore] = (),
+) -> list[CurveNote]:
     """`read_curves` for a trained model: `fit` is its fit settings (config.json's "fit"), `steps` its
     optimizer steps per epoch (`steps_per_epoch`)."""
-    return read_curves(history, batchnorm_momentum=batchnorm_momentum(model), steps_per_epoch=steps,
-                       label_smoothing=float(fit.get("label_smoothing") or 0.0), num_classes=num_classes,
-                       classes=classes)
+    return read_curves(
+        history,
+        batchnorm_momentum=batchnorm_momentum(model),
+        steps_per_epoch=steps,
+        label_smoothing=float(fit.get("label_smoothing") or 0.0),
+        num_classes=num_classes,
+        classes=classes,
+    )

@@ -117,8 +117,9 @@ def launch(nproc: int, fn: Callable[..., object], args: tuple = (), device: str 
 
 
 def _rank_main(rank: int, nproc: int, port: int, fn: Callable[..., object], args: tuple, device: str | None) -> None:
-    os.environ.update(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank),
-                      WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank))
+    os.environ.update(
+        MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), RANK=str(rank), WORLD_SIZE=str(nproc), LOCAL_RANK=str(rank)
+    )
     # Ranks share the machine's cores; more threads than cores makes every rank wait on the others.
     torch.set_num_threads(max(1, (os.cpu_count() or 1) // nproc))
     ctx = DistContext(rank, nproc, rank)
@@ -170,8 +171,11 @@ class DataParallel:
         out = []
         for batch in order.split(batch_size):
             part = shard(batch, self.ctx)
-            out.append((part, len(part) * world / len(batch), mine, len(batch)) if len(part)
-                       else (batch, 0.0, slice(None), len(batch)))
+            out.append(
+                (part, len(part) * world / len(batch), mine, len(batch))
+                if len(part)
+                else (batch, 0.0, slice(None), len(batch))
+            )
         return out
 
     def positions(self, n: int, batch_size: int) -> list[torch.Tensor]:

@@ -17,8 +17,14 @@ from .callbacks import MONITORS, Callback
 
 
 class EarlyStopping(Callback):
-    def __init__(self, monitor: str = "val_loss", min_delta: float = 0.0, patience: int = 0, mode: str = "auto",
-                 restore_best_weights: bool = False):
+    def __init__(
+        self,
+        monitor: str = "val_loss",
+        min_delta: float = 0.0,
+        patience: int = 0,
+        mode: str = "auto",
+        restore_best_weights: bool = False,
+    ):
         super().__init__()
         if monitor not in MONITORS:
             raise UserError(f"early stopping can monitor {', '.join(MONITORS)}, not {monitor!r}.")
@@ -38,8 +44,10 @@ class EarlyStopping(Callback):
         self.restored = False
 
     def __repr__(self) -> str:
-        return (f"EarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-                f"mode={self.mode!r}, restore_best_weights={self.restore_best_weights})")
+        return (
+            f"EarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
+            f"mode={self.mode!r}, restore_best_weights={self.restore_best_weights})"
+        )
 
     @property
     def maximize(self) -> bool:

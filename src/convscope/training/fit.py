@@ -78,8 +78,10 @@ def fit(
     if validation_data is None and settings.validation_split > 0:
         cut = int(len(train) * (1.0 - settings.validation_split))
         if cut < 1 or cut >= len(train):
-            raise UserError(f"validation_split={settings.validation_split} leaves no training or no validation "
-                            f"images out of {len(train)}.")
+            raise UserError(
+                f"validation_split={settings.validation_split} leaves no training or no validation "
+                f"images out of {len(train)}."
+            )
         train, validation_data = train.subset(np.arange(cut)), train.subset(np.arange(cut, len(train)))
     callbacks = ([early_stopping.fresh()] if early_stopping is not None else []) + list(callbacks)
     _check_monitors(callbacks, validation_data is not None)
@@ -100,28 +102,54 @@ def fit(
     optimizer = torch.optim.Adam(model.parameters(), lr=settings.lr, eps=1e-7, fused=_fusable(model))
     shuffler = torch.Generator().manual_seed(settings.seed)
     steps = -(-len(train) // settings.batch_size)
-    extras = Extras(lr_scheduler(optimizer, settings.schedule, settings.epochs * steps), settings.label_smoothing,
-                    settings.random_shift)
-    loop = EpochLoop(model, optimizer, feed_for(train, scaler, device),
-                     feed_for(validation_data, scaler, device) if validation_data is not None else None,
-                     settings.batch_size, shuffler, autocast_for(device, precision), extras, reducer)
+    extras = Extras(
+        lr_scheduler(optimizer, settings.schedule, settings.epochs * steps),
+        settings.label_smoothing,
+        settings.random_shift,
+    )
+    loop = EpochLoop(
+        model,
+        optimizer,
+        feed_for(train, scaler, device),
+        feed_for(validation_data, scaler, device) if validation_data is not None else None,
+        settings.batch_size,
+        shuffler,
+        autocast_for(device, precision),
+        extras,
+        reducer,
+    )
     if not reducer.is_main:  # files and output are rank 0's; decisions are every rank's, on the same logs
         callbacks = [cb for cb in callbacks if not cb.main_process_only]
     shown = callbacks + ([default_progress(log)] if verbose and reducer.is_main else [])
     hooks = CallbackList(shown, model, {"epochs": settings.epochs, "steps": steps, "verbose": int(verbose)})
     history = History()
-    fit_record = {**settings.to_dict(), "precision": precision, "world_size": reducer.world_size,
-                  "train_size": len(train), "validation_size": len(validation_data) if validation_data is not None else 0}
+    fit_record = {
+        **settings.to_dict(),
+        "precision": precision,
+        "world_size": reducer.world_size,
+        "train_size": len(train),
+        "validation_size": len(validation_data) if validation_data is not None else 0,
+    }
     setattr(model, "optimizer", optimizer)  # Keras' names, for callbacks  # noqa: B010
     setattr(model, "stop_training", False)  # noqa: B010
-    governor = ThreadGovernor.start(model, threads, fixed=distributed is not None)  # DDP ranks keep their launcher's count
+    governor = ThreadGovernor.start(
+        model, threads, fixed=distributed is not None
+    )  # DDP ranks keep their launcher's count
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
-        torch.manual_seed(settings.seed + reducer.rank)  # dropout draws from the global generator; fork_rng keeps ours private
+        torch.manual_seed(
+            settings.seed + reducer.rank
+        )  # dropout draws from the global generator; fork_rng keeps ours private
         hooks.on_train_begin()
         first, stopped = 0, False
         if resume and checkpoint is not None:
-            restored = checkpoint.restore(model=model, optimizer=optimizer, scheduler=extras.scheduler, shuffler=shuffler,
-                                          callbacks=callbacks, fit_settings=fit_record)
+            restored = checkpoint.restore(
+                model=model,
+                optimizer=optimizer,
+                scheduler=extras.scheduler,
+                shuffler=shuffler,
+                callbacks=callbacks,
+                fit_settings=fit_record,
+            )
             first, stopped, history.rows = restored.epoch, restored.stopped, restored.rows
             history.resumed_from_epoch = restored.epoch
         try:
@@ -137,9 +165,17 @@ def fit(
                 hooks.on_epoch_end(epoch, {k: v for k, v in row.items() if k not in ("epoch", "seconds")})
                 stopped = reducer.agree(bool(model.stop_training))
                 if checkpoint is not None:
-                    checkpoint.save(epoch + 1, model=model, optimizer=optimizer, scheduler=extras.scheduler,
-                                    shuffler=shuffler, rows=history.rows, callbacks=callbacks, stopped=stopped,
-                                    fit_settings=fit_record)
+                    checkpoint.save(
+                        epoch + 1,
+                        model=model,
+                        optimizer=optimizer,
+                        scheduler=extras.scheduler,
+                        shuffler=shuffler,
+                        rows=history.rows,
+                        callbacks=callbacks,
+                        stopped=stopped,
+                        fit_settings=fit_record,
+                    )
                 if stopped:
                     break
         except KeyboardInterrupt:
@@ -155,22 +191,42 @@ def fit(
     history.best_epoch = stopper.best_epoch if stopper is not None else history.best_by("val_loss", "loss")
     history.weights_epoch = history.best_epoch if stopper is not None and stopper.restored else history.epochs_run
     config = {
-        **settings.to_dict(), "precision": precision, "device": str(device),
-        "early_stopping": stopper.settings() if stopper else None, "threads": thread_record,
+        **settings.to_dict(),
+        "precision": precision,
+        "device": str(device),
+        "early_stopping": stopper.settings() if stopper else None,
+        "threads": thread_record,
     }
     if distributed is not None:
         config["world_size"] = distributed.world_size
-    data = {"source": train.source, "class_names": list(train.class_names), "input_shape": list(train.input_shape),
-            "train_size": len(train), "validation_size": len(validation_data) if validation_data is not None else 0}
-    return TrainedModel(model.eval(), scaler, train.class_names, train.input_shape, history, config, device, data=data,
-                        input_contract=contract)
+    data = {
+        "source": train.source,
+        "class_names": list(train.class_names),
+        "input_shape": list(train.input_shape),
+        "train_size": len(train),
+        "validation_size": len(validation_data) if validation_data is not None else 0,
+    }
+    return TrainedModel(
+        model.eval(),
+        scaler,
+        train.class_names,
+        train.input_shape,
+        history,
+        config,
+        device,
+        data=data,
+        input_contract=contract,
+    )
 
 
 def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:
     for cb in callbacks:
         monitor = str(getattr(cb, "monitor", ""))
-        if isinstance(cb, (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint)) and monitor.startswith("val_") \
-                and not has_validation:
+        if (
+            isinstance(cb, (EarlyStopping, ReduceLROnPlateau, ModelCheckpoint))
+            and monitor.startswith("val_")
+            and not has_validation
+        ):
             name = "early stopping" if isinstance(cb, EarlyStopping) else type(cb).__name__
             raise UserError(f"{name} monitors {monitor}, but there is no validation data; set validation_split.")
 
@@ -190,4 +246,6 @@ def _fusable(model: nn.Module) -> bool | None:
     """torch's fused Adam takes floating-point parameters on the CPU or CUDA, all on one device."""
     params = list(model.parameters())
     same = len({(p.device, p.dtype) for p in params}) == 1
-    return True if params and same and params[0].is_floating_point() and params[0].device.type in ("cpu", "cuda") else None
+    return (
+        True if params and same and params[0].is_floating_point() and params[0].device.type in ("cpu", "cuda") else None
+    )

@@ -64,7 +64,9 @@ class History:
 
     def ending(self) -> dict:
         return {
-            "best_epoch": self.best_epoch, "weights_epoch": self.weights_epoch,
-            "stopped_early": self.stopped_early, "interrupted": self.interrupted,
+            "best_epoch": self.best_epoch,
+            "weights_epoch": self.weights_epoch,
+            "stopped_early": self.stopped_early,
+            "interrupted": self.interrupted,
             "resumed_from_epoch": self.resumed_from_epoch,
         }

@@ -28,19 +28,33 @@ def ending(history: History) -> str:
     return "; ".join(parts)
 
 
-def training_section(history: History, curves: dict | None, open_epochs: bool = False,
-                     imported: dict | None = None, notes: list | tuple = ()) -> tuple[str, dict]:
+def training_section(
+    history: History,
+    curves: dict | None,
+    open_epochs: bool = False,
+    imported: dict | None = None,
+    notes: list | tuple = (),
+) -> tuple[str, dict]:
     """`curves`: the training-curves picture (`display.picture`), or None for a history without epochs;
     `imported`: config.json's record of a `convscope import`, whose model was trained elsewhere."""
     number = display.number
     rows = [
-        [int(r["epoch"]), *(number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
-         number(r.get("seconds"), 1)]
+        [
+            int(r["epoch"]),
+            *(number(r.get(k)) for k in ("loss", "accuracy", "val_loss", "val_accuracy")),
+            number(r.get("seconds"), 1),
+        ]
         for r in history.rows
     ]
     return "sections/training.html", {
-        "anchor": "training", "nav": "Training", "curves": curves, "ending": ending(history), "rows": rows,
-        "open": open_epochs, "imported": imported, "notes": [str(n) for n in notes],
+        "anchor": "training",
+        "nav": "Training",
+        "curves": curves,
+        "ending": ending(history),
+        "rows": rows,
+        "open": open_epochs,
+        "imported": imported,
+        "notes": [str(n) for n in notes],
     }
 
 
@@ -76,17 +90,21 @@ def trained_html(trained: TrainedModel) -> str:
 
     s = summary(trained.model, trained.input_shape)
     scaler = trained.scaler
-    card = ("sections/model_card.html", {
-        "title": f"Trained model: {s.name}" + (f" ({trained.path})" if trained.path else ""),
-        "cards": model_cards(trained, s.total_params),
-        "note": f"classes {', '.join(trained.class_names)}; inputs scaled with training statistics: "
-                f"(x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
-    })
+    card = (
+        "sections/model_card.html",
+        {
+            "title": f"Trained model: {s.name}" + (f" ({trained.path})" if trained.path else ""),
+            "cards": model_cards(trained, s.total_params),
+            "note": f"classes {', '.join(trained.class_names)}; inputs scaled with training statistics: "
+            f"(x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
+        },
+    )
     fit = trained.config or {}
     steps = steps_per_epoch((trained.data or {}).get("train_size"), 0.0, fit.get("batch_size"))  # after the cut
     notes = notes_for(trained.history, trained.model, fit, steps, len(trained.class_names))
-    return display.fragment(card, model_section(s),
-                            training_section(trained.history, curves_picture(trained.history), notes=notes))
+    return display.fragment(
+        card, model_section(s), training_section(trained.history, curves_picture(trained.history), notes=notes)
+    )
 
 
 def history_text(history: History) -> str:

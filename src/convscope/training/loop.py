@@ -178,7 +178,9 @@ class EpochLoop:
             if watched:
                 seen += len(y)
                 callbacks.on_train_batch_end(step, {"loss": loss_sum.item() / seen, "accuracy": correct.item() / seen})
-                if self.reducer.world_size == 1 and getattr(self.model, "stop_training", False):  # Keras ends the epoch at once (TerminateOnNaN); ranks must finish it together
+                if self.reducer.world_size == 1 and getattr(
+                    self.model, "stop_training", False
+                ):  # Keras ends the epoch at once (TerminateOnNaN); ranks must finish it together
                     break
         total_loss, total_correct = self.reducer.sum(loss_sum, correct)
         return {"loss": total_loss / n, "accuracy": total_correct / n, "lr": lr}
@@ -186,11 +188,19 @@ class EpochLoop:
     def validate(self, batch_size: int | None = None, grad_mode=torch.inference_mode) -> tuple[float, float]:
         """Validation loss and accuracy (dropout off, BatchNorm's moving statistics), over every rank's shard."""
         assert self.validation is not None
-        return evaluate_feed(self.model, self.validation, self.reducer, self.autocast,
-                             batch_size or self.validation.eval_batch_size(self.batch_size), grad_mode)
+        return evaluate_feed(
+            self.model,
+            self.validation,
+            self.reducer,
+            self.autocast,
+            batch_size or self.validation.eval_batch_size(self.batch_size),
+            grad_mode,
+        )
 
 
-def evaluate_feed(model: nn.Module, feed, reducer, autocast, batch_size: int, grad_mode=torch.inference_mode) -> tuple[float, float]:
+def evaluate_feed(
+    model: nn.Module, feed, reducer, autocast, batch_size: int, grad_mode=torch.inference_mode
+) -> tuple[float, float]:
     with grad_mode():
         reducer.before_validation(model)
         model.eval()  # the bare module: no DDP hooks outside training
@@ -200,7 +210,9 @@ def evaluate_feed(model: nn.Module, feed, reducer, autocast, batch_size: int, gr
                 logits = model(x).float()
             loss_sum += F.cross_entropy(logits, y, reduction="sum").item()
             correct += int((logits.argmax(1) == y).sum())
-        total_loss, total_correct = reducer.sum(torch.tensor(loss_sum, dtype=torch.float64), torch.tensor(float(correct)))
+        total_loss, total_correct = reducer.sum(
+            torch.tensor(loss_sum, dtype=torch.float64), torch.tensor(float(correct))
+        )
     n = max(len(feed), 1)
     return total_loss / n, total_correct / n
 
@@ -210,7 +222,9 @@ def autocast_for(device: torch.device, precision: str) -> Callable:
     return lambda: torch.autocast(device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
-def evaluate_tensors(model: nn.Module, data: Tensors, batch_size: int | None = None, autocast=None) -> tuple[float, float]:
+def evaluate_tensors(
+    model: nn.Module, data: Tensors, batch_size: int | None = None, autocast=None
+) -> tuple[float, float]:
     """Mean cross-entropy and accuracy of resident tensors in inference mode, in one process."""
     autocast = autocast or autocast_for(data.x.device, "fp32")
     return evaluate_feed(model, ResidentFeed(data), OneProcess(), autocast, batch_size or predict_batch(data.x.device))

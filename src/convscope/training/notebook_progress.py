@@ -56,10 +56,16 @@ class NotebookProgress(Callback):
         return self._show(obj, display_id=True)
 
     def _put_status(self, step: int, metrics: list[tuple[str, float]], done: str = "") -> None:
-        status = _Status({
-            "epoch": self._epoch + 1, "epochs": self.params.get("epochs", 0), "step": step,
-            "steps": self.params.get("steps", 0), "metrics": metrics, "done": done,
-        })
+        status = _Status(
+            {
+                "epoch": self._epoch + 1,
+                "epochs": self.params.get("epochs", 0),
+                "step": step,
+                "steps": self.params.get("steps", 0),
+                "metrics": metrics,
+                "done": done,
+            }
+        )
         if self._status is None:
             self._status = self._display(status)
         else:
@@ -116,8 +122,11 @@ class NotebookProgress(Callback):
         if history.interrupted:
             done += ", interrupted"
         last = history.rows[-1] if history.rows else {}
-        self._put_status(self.params.get("steps", 0), [(k, last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy")
-                                                        if k in last], done)
+        self._put_status(
+            self.params.get("steps", 0),
+            [(k, last[k]) for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in last],
+            done,
+        )
         if history.rows:
             self._put_chart()  # the final chart, with the stop marked
 
@@ -127,4 +136,3 @@ class _Chart(display.Picture):
 
     def _repr_png_(self) -> bytes:
         return display.figure_png(self.figure, CHART_DPI)
-

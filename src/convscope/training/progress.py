@@ -53,7 +53,9 @@ class ProgressBar(Callback):
             return
         self._last_draw = now
         logs = logs or {}
-        self.log.write(f"\r{self._bar(done)} - loss: {logs.get('loss', 0):.4f} - accuracy: {logs.get('accuracy', 0):.4f}")
+        self.log.write(
+            f"\r{self._bar(done)} - loss: {logs.get('loss', 0):.4f} - accuracy: {logs.get('accuracy', 0):.4f}"
+        )
         self.log.flush()
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
@@ -71,4 +73,6 @@ class ProgressBar(Callback):
     def _bar(self, done: int, width: int = 30) -> str:
         filled = int(width * done / max(self.steps, 1))
         arrow = ">" if filled < width else ""
-        return f"{done:>{len(str(self.steps))}}/{self.steps} [{'=' * filled}{arrow}{'.' * (width - filled - len(arrow))}]"
+        return (
+            f"{done:>{len(str(self.steps))}}/{self.steps} [{'=' * filled}{arrow}{'.' * (width - filled - len(arrow))}]"
+        )

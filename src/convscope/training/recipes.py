@@ -54,8 +54,16 @@ RECIPES: dict[str, Recipe] = {
     # Measured on mnist-10k (8,000 training images, 2 CPU cores): see BENCHMARKS.md.
     "fast": Recipe(
         # No early stopping: the one-cycle rate ends at zero, and the last weights are the settled ones.
-        name="fast", epochs=8, batch_size=128, lr=4e-3, validation_split=0.1, patience=None, precision="auto",
-        schedule="one-cycle", label_smoothing=0.1, random_shift=2,
+        name="fast",
+        epochs=8,
+        batch_size=128,
+        lr=4e-3,
+        validation_split=0.1,
+        patience=None,
+        precision="auto",
+        schedule="one-cycle",
+        label_smoothing=0.1,
+        random_shift=2,
     ),
 }
 

@@ -34,7 +34,11 @@ class FitSettings:
     random_shift: int = 0
 
     def __post_init__(self) -> None:
-        if not (isinstance(self.epochs, int) and isinstance(self.batch_size, int)) or self.epochs < 1 or self.batch_size < 1:
+        if (
+            not (isinstance(self.epochs, int) and isinstance(self.batch_size, int))
+            or self.epochs < 1
+            or self.batch_size < 1
+        ):
             raise UserError(f"epochs and batch size must be at least 1, got {self.epochs} and {self.batch_size}.")
         if not 0.0 <= self.validation_split < 1.0:  # also refuses NaN
             raise UserError(f"validation_split must be in [0, 1), got {self.validation_split}.")
@@ -52,7 +56,9 @@ class FitSettings:
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(options) - known)
         if unknown:
-            raise TypeError(f"fit() got an unexpected keyword argument {unknown[0]!r}; fit settings: {', '.join(sorted(known))}.")
+            raise TypeError(
+                f"fit() got an unexpected keyword argument {unknown[0]!r}; fit settings: {', '.join(sorted(known))}."
+            )
         return replace(base or cls(), **options)
 
     def to_dict(self) -> dict[str, Any]:
@@ -106,30 +112,43 @@ class TrainSettings:
     def of(cls, base: TrainSettings | None, options: dict[str, Any]) -> TrainSettings:
         unknown = sorted(set(options) - set(cls.names()))
         if unknown:
-            raise TypeError(f"train() got an unexpected keyword argument {unknown[0]!r}; "
-                            f"it takes the options of `convscope train`: {', '.join(cls.names())}.")
-        options = {k: (str(v) if k in ("data", "model", "out", "tensorboard") and v is not None and not isinstance(v, dict) else v)
-                   for k, v in options.items()}
+            raise TypeError(
+                f"train() got an unexpected keyword argument {unknown[0]!r}; "
+                f"it takes the options of `convscope train`: {', '.join(cls.names())}."
+            )
+        options = {
+            k: (
+                str(v)
+                if k in ("data", "model", "out", "tensorboard") and v is not None and not isinstance(v, dict)
+                else v
+            )
+            for k, v in options.items()
+        }
         return replace(base or cls(), **options)
 
     def recipe_settings(self) -> Recipe:
         """The recipe with every setting given here replacing its own."""
         recipe = recipe_for(self.model, self.recipe)
-        return recipe.with_overrides(**{f.name: getattr(self, f.name) for f in fields(Recipe) if f.name != "name"
-                                        and hasattr(self, f.name)})
+        return recipe.with_overrides(
+            **{f.name: getattr(self, f.name) for f in fields(Recipe) if f.name != "name" and hasattr(self, f.name)}
+        )
 
     def fit_settings(self) -> FitSettings:
         recipe = self.recipe_settings()
-        return FitSettings(**{f.name: getattr(recipe, f.name) for f in fields(FitSettings) if f.name != "seed"},
-                           seed=self.seed)
+        return FitSettings(
+            **{f.name: getattr(recipe, f.name) for f in fields(FitSettings) if f.name != "seed"}, seed=self.seed
+        )
 
     def to_dict(self) -> dict[str, Any]:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
     def differences(self, other: TrainSettings) -> list[str]:
         """'name: mine vs theirs' for every setting that changes what a run computes."""
-        return [f"{name}={getattr(other, name)!r} then, {getattr(self, name)!r} now" for name in self.names()
-                if name not in self.CONDUCT and getattr(self, name) != getattr(other, name)]
+        return [
+            f"{name}={getattr(other, name)!r} then, {getattr(self, name)!r} now"
+            for name in self.names()
+            if name not in self.CONDUCT and getattr(self, name) != getattr(other, name)
+        ]
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> TrainSettings:
@@ -139,11 +158,20 @@ class TrainSettings:
             return replace(cls(), **saved)
         data, model, fit = config.get("data") or {}, config.get("model") or {}, config.get("fit") or {}
         if not data.get("source") or not (model.get("source") or model.get("name")):
-            raise UserError(f"{source} does not name the data and the model it was trained with; "
-                            "it cannot be retrained from its config.")
+            raise UserError(
+                f"{source} does not name the data and the model it was trained with; "
+                "it cannot be retrained from its config."
+            )
         fit_names = {f.name for f in fields(FitSettings)}
         stopping = fit.get("early_stopping") or {}
-        return replace(cls(), data=data["source"], model=model.get("source") or model["name"],
-                       **{k: v for k, v in fit.items() if k in fit_names},
-                       **({"patience": stopping["patience"], "min_delta": stopping["min_delta"],
-                           "monitor": stopping["monitor"]} if stopping else {}))
+        return replace(
+            cls(),
+            data=data["source"],
+            model=model.get("source") or model["name"],
+            **{k: v for k, v in fit.items() if k in fit_names},
+            **(
+                {"patience": stopping["patience"], "min_delta": stopping["min_delta"], "monitor": stopping["monitor"]}
+                if stopping
+                else {}
+            ),
+        )

@@ -67,8 +67,9 @@ class ThreadPlan:
         return {**asdict(self), "adaptive": self.adaptive}
 
 
-def plan_threads(affinity: int, quota: float | None = None, idle: float | None = None,
-                 requested: int | None = None) -> ThreadPlan:
+def plan_threads(
+    affinity: int, quota: float | None = None, idle: float | None = None, requested: int | None = None
+) -> ThreadPlan:
     """The plan from its inputs (pure): `requested` wins; else the cap, lowered to the idle cores."""
     if requested is not None and requested < 1:
         raise UserError(f"threads must be at least 1, got {requested}.")
@@ -80,8 +81,9 @@ def plan_threads(affinity: int, quota: float | None = None, idle: float | None =
     if idle is not None:
         why.append(f"idle {idle:.1f}")
         threads = max(1, min(cap, round(idle)))
-    return ThreadPlan(threads, cap, affinity, quota, idle, None,
-                      f"{', '.join(why)} -> {threads} thread{'s' if threads > 1 else ''}")
+    return ThreadPlan(
+        threads, cap, affinity, quota, idle, None, f"{', '.join(why)} -> {threads} thread{'s' if threads > 1 else ''}"
+    )
 
 
 def choose_threads(requested: int | None = None, *, sample_seconds: float = SAMPLE_SECONDS) -> ThreadPlan:
@@ -96,6 +98,7 @@ def choose_threads(requested: int | None = None, *, sample_seconds: float = SAMP
 
 
 # --- what the process may use ------------------------------------------------------------------
+
 
 def affinity_cpus() -> set[int]:
     try:
@@ -171,6 +174,7 @@ def _read(path: Path) -> str | None:
 
 # --- what the others leave ----------------------------------------------------------------------
 
+
 def idle_ticks(proc_stat: str, cpus: set[int]) -> int:
     """Idle + iowait ticks of the given cores, from the text of /proc/stat."""
     total = 0
@@ -210,6 +214,7 @@ def run_queue_wait() -> float | None:
 
 
 # --- applying it -------------------------------------------------------------------------------
+
 
 def apply_threads(requested: int | None = None) -> ThreadPlan:
     """Plan once and set torch's count for the rest of the process (`convscope predict`, `evaluate`, `serve`)."""
@@ -258,8 +263,14 @@ class ThreadGovernor:
             return
         reading = self._reading()
         then, self._last = self._last, reading
-        wanted = decide(self.threads, self.plan.cap, reading[0] - then[0], _delta(reading[1], then[1]),
-                        _idle_between(then[2], reading[2], reading[0] - then[0]), try_more=now >= self._next_try)
+        wanted = decide(
+            self.threads,
+            self.plan.cap,
+            reading[0] - then[0],
+            _delta(reading[1], then[1]),
+            _idle_between(then[2], reading[2], reading[0] - then[0]),
+            try_more=now >= self._next_try,
+        )
         if wanted < self.threads and self.changes and self.changes[-1]["threads"] == self.threads:
             self._backoff *= 2  # the last step up did not pay: try again later and later
         if wanted > self.threads:
@@ -281,8 +292,9 @@ class ThreadGovernor:
         return time.perf_counter(), run_queue_wait(), _read(Path("/proc/stat"))
 
 
-def decide(threads: int, cap: int, seconds: float, waited: float | None, idle: float | None,
-           try_more: bool = False) -> int:
+def decide(
+    threads: int, cap: int, seconds: float, waited: float | None, idle: float | None, try_more: bool = False
+) -> int:
     """The next count from one window (pure): one fewer when our threads queued for a core a third
     of the time; one more when a core stayed idle, or, if `try_more`, when ours never queued."""
     if seconds <= 0:
@@ -290,8 +302,9 @@ def decide(threads: int, cap: int, seconds: float, waited: float | None, idle: f
     queued = waited / seconds if waited is not None else None
     if threads > 1 and queued is not None and queued > CONTENDED:
         return threads - 1
-    if threads < cap and ((idle is not None and idle >= IDLE_ENOUGH)
-                          or (try_more and queued is not None and queued < UNCONTENDED)):
+    if threads < cap and (
+        (idle is not None and idle >= IDLE_ENOUGH) or (try_more and queued is not None and queued < UNCONTENDED)
+    ):
         return threads + 1
     return threads
 

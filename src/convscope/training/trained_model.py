@@ -48,12 +48,16 @@ class TrainedModel:
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         h, w, c = self.input_shape
-        printer.text(f"TrainedModel: {type(self.model).__name__} on {h}x{w}x{c} images, "
-                     f"{len(self.class_names)} classes, {self.history.epochs_run} epochs, device {self.device}"
-                     + (f", saved in {self.path}" if self.path else ""))
+        printer.text(
+            f"TrainedModel: {type(self.model).__name__} on {h}x{w}x{c} images, "
+            f"{len(self.class_names)} classes, {self.history.epochs_run} epochs, device {self.device}"
+            + (f", saved in {self.path}" if self.path else "")
+        )
 
     @torch.inference_mode()
-    def predict_proba(self, images: np.ndarray, batch_size: int | None = None, precision: str | None = None) -> np.ndarray:
+    def predict_proba(
+        self, images: np.ndarray, batch_size: int | None = None, precision: str | None = None
+    ) -> np.ndarray:
         """Class probabilities for raw (N, H, W, C) images: the one prediction path convscope has.
 
         `precision` defaults to the one the run was trained with: an fp32 run predicts exactly

@@ -92,9 +92,7 @@ def _parse_fast(text: str, has_header: bool, label_col: int, width: int) -> tupl
     return pixels, np.char.strip(labels)
 
 
-def _parse_slow(
-    text: str, has_header: bool, label_col: int, width: int, file: str
-) -> tuple[np.ndarray, np.ndarray]:
+def _parse_slow(text: str, has_header: bool, label_col: int, width: int, file: str) -> tuple[np.ndarray, np.ndarray]:
     """Row by row, to say which line is ragged and which cell is not a number."""
     rows = list(_rows(text, file))[1 if has_header else 0 :]
     for line, cells in rows:

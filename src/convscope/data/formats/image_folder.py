@@ -49,8 +49,11 @@ def load_image_folder(
         channels = channels or (1 if all_gray else 3)
     if channels not in (1, 3):
         raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-    limits().check_bytes(len(paths) * size[0] * size[1] * channels, str(folder),
-                         f"its {len(paths):,} pictures at {size[0]} x {size[1]} x {channels}")
+    limits().check_bytes(
+        len(paths) * size[0] * size[1] * channels,
+        str(folder),
+        f"its {len(paths):,} pictures at {size[0]} x {size[1]} x {channels}",
+    )
     images = np.stack([read_image(p, size, channels) for p in paths])
     labels = np.array([name for name, pictures in classes for _ in pictures])
     return RawData(RawSplit(images, labels, str(folder), "", "", nhwc=True))

@@ -60,11 +60,12 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
             if isinstance(matlab_class, bytes):
                 matlab_class = matlab_class.decode()
             if item.dtype.kind == "O":
-                raise UserError(
-                    f"{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix."
-                )
-            limits().check_bytes(item.size * item.dtype.itemsize, f"{path}: '{key}'",
-                                 f"its {' x '.join(map(str, item.shape))} {item.dtype} values")
+                raise UserError(f"{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix.")
+            limits().check_bytes(
+                item.size * item.dtype.itemsize,
+                f"{path}: '{key}'",
+                f"its {' x '.join(map(str, item.shape))} {item.dtype} values",
+            )
             values = np.asarray(item[()]).T
             if matlab_class == "char":  # uint16 codes, one row per label
                 values = np.array(["".join(map(chr, row)).strip() for row in np.atleast_2d(values)])
