@@ -34,25 +34,14 @@ from ..errors import UserError
 from ..models.network import Network
 from ..models.spec import INPUT, LayerSpec
 from ..training.trained_model import TrainedModel
+from .keras_config import LAYER_TYPES
 from .keras_import import snake_case
 
 INPUT_LAYER, SCALING_LAYER = "image", "scaling"
-# convscope type -> Keras class
-KERAS_CLASSES = {
-    "Conv2D": "Conv2D",
-    "MaxPool2D": "MaxPooling2D",
-    "AveragePooling2D": "AveragePooling2D",
-    "GlobalAveragePooling2D": "GlobalAveragePooling2D",
-    "Dense": "Dense",
-    "Flatten": "Flatten",
-    "BatchNormalization": "BatchNormalization",
-    "Dropout": "Dropout",
-    "Activation": "Activation",
-    "Add": "Add",
-    "Concatenate": "Concatenate",
-    "Rescaling": "Rescaling",
-    "Reshape": "Reshape",
-}
+# convscope type -> Keras class: the import table turned round, each type to the first (canonical) Keras name
+KERAS_CLASSES: dict[str, str] = {}
+for _keras, _ours in LAYER_TYPES.items():
+    KERAS_CLASSES.setdefault(_ours, _keras)
 _KERAS_ACTIVATION = {None: "linear", "swish": "silu"}
 # One Keras layer: (name, class, config, input names, output shape (H, W, C) or (n,), its variables)
 _Node = tuple[str, str, dict[str, Any], list[str], tuple, list[np.ndarray]]
