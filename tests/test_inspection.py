@@ -143,7 +143,7 @@ def test_image_file_is_predicted_through_the_same_path(view, tmp_path):
     Image.fromarray(image[..., 0]).save(path)
     s = inspection.predict_image(view.trained, cs.read_image(path, (28, 28), 1))
     np.testing.assert_allclose(s.probabilities, view.evaluation.probabilities[5], atol=1e-6)
-    assert s.label is None and s.verdict == "no label" and s.caption.startswith(s.predicted_name)
+    assert s.label is None and s.verdict == "no label" and s.caption.startswith(f"predicted {s.predicted_name} (")
 
 
 # --- terminal rendering --------------------------------------------------------------------

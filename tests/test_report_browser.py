@@ -77,7 +77,8 @@ def test_report_loads_in_chromium_without_errors(trained_run, tmp_path):
     assert problems == []
     # the page itself and nothing else (data: URIs are not fetched from anywhere)
     assert [u for u in requests if not u.startswith("data:")] == [report.as_uri()]
-    assert len(images) == 9
+    strips = [i for i in images if i["alt"].startswith("samples of class ")]
+    assert len(strips) == 10 and len(images) == 10 + 9  # a strip per class; the contract, curves ... filters
     for image in images:
         assert image["complete"] and image["w"] > 0 and image["h"] > 0, image
         assert 0 < image["shown"] <= 1366, image  # scaled to fit, never wider than the screen

@@ -222,7 +222,7 @@ def test_cli_threads_flag_reaches_config_json(tmp_path):
         env=env,
         timeout=300,
     )
-    assert bad.returncode == 2 and "--threads: must be a positive integer, got 0" in bad.stderr
+    assert bad.returncode == 2 and "--threads: must be a positive integer from 1 to 1,000,000, got '0'" in bad.stderr
 
 
 def test_apply_threads_sets_torchs_count():

@@ -128,7 +128,7 @@ def save_run(
     model = trained.model
     if not isinstance(model, Network):
         raise UserError("only models built from a preset or spec can be saved as a run (their architecture is JSON).")
-    if trained.history.epochs_run == 0:
+    if trained.history.epochs_run == 0 and not (config or {}).get("imported"):  # imported: trained elsewhere
         raise UserError("the model has not completed an epoch of training; there is no run to save.")
     if config is None:  # saved from Python: still name the data and the model it was trained with
         config = {"data": dict(trained.data), "model": {"name": model.spec.name, "source": model.spec.name}}
@@ -257,6 +257,8 @@ def read_record(path: Path) -> dict[str, Any]:
     record = _read_mapping(path)
     for key, value in record.items():
         if value is None:
+            if key in _RECORD_MAPPINGS:
+                record[key] = {}  # null and {} say the same: nothing recorded (readers index these)
             continue
         ok = (
             (key not in _RECORD_NUMBERS or _is_finite(value))
@@ -280,19 +282,47 @@ def _read_mapping(path: Path) -> dict[str, Any]:
 
 def _read_history(path: Path, ending: dict[str, Any]) -> History:
     try:
-        return History.from_csv(path.read_bytes().decode("utf-8"), **ending)
+        history = History.from_csv(path.read_bytes().decode("utf-8"), **ending)
     except UnicodeDecodeError as exc:
         raise UserError(
             f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged."
         ) from None
     except (ValueError, TypeError, csv.Error) as exc:
         raise UserError(f"{path}: not a history table convscope wrote ({cut(str(exc), 120)}).") from None
+    epochs = [row.get("epoch") for row in history.rows]
+    if epochs != list(range(1, len(epochs) + 1)):  # every row numbered 1, 2, ...: the curves are drawn against it
+        raise UserError(f"{path}: its epoch column is not 1, 2, ...; the run directory is damaged.")
+    return history
+
+
+def _checked_contract(file: Path, value: Any) -> InputContract:
+    """architecture.json's input_contract, every field the framing code uses checked (a damaged run says so)."""
+
+    def pair(v: Any) -> bool:
+        return isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_finite(x) for x in v)
+
+    ok = (
+        isinstance(value, dict)
+        and value.get("background") in (None, "dark", "light")
+        and value.get("framing") in ("fill", "fit", "none")
+        and value.get("centre", "mass") in ("mass", "box")
+        and all(_is_finite(value.get(k, 0.0)) for k in ("threshold", "fraction", "offset_limit"))
+        and pair(value.get("pixel_range"))
+        and pair(value.get("fraction_range", (0.0, 1.0)))
+        and isinstance(value.get("source", ""), str)
+    )
+    if not ok or "threshold" not in value:
+        raise UserError(
+            f"{file}: 'input_contract' holds {quote(value)}, which convscope never writes; the run "
+            "directory is damaged."
+        )
+    return InputContract.from_dict(value)
 
 
 def stored_contract(path: Path, arch: dict[str, Any], scaler: MinMaxScaler) -> InputContract:
     """The run's input contract; runs saved before contracts existed learn it from their test images, and say so."""
     if "input_contract" in arch:
-        return InputContract.from_dict(arch["input_contract"])
+        return _checked_contract(path / ARCHITECTURE, arch["input_contract"])
     pixel_range = (scaler.minimum, scaler.maximum)
     if has_test_set(path):
         images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)

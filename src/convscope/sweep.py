@@ -219,7 +219,15 @@ def fail_orphaned_trials(study) -> list[int]:
         if worker.get("host") == here and not _process_alive(int(worker.get("pid", -1))):
             study.tell(trial.number, state=TrialState.FAIL)
             failed.append(trial.number)
+            _hide_run_of_failed(trial.user_attrs.get("run_dir"))
     return failed
+
+
+def _hide_run_of_failed(run_dir: str | None) -> None:
+    """A process killed after its trial's run was written but before the study heard of it leaves a run that
+    the study counts as failed: move it out of the listing (a hidden name), so the study and the folder agree."""
+    if run_dir and Path(run_dir).is_dir():
+        Path(run_dir).rename(Path(run_dir).with_name(f".{Path(run_dir).name}.failed"))
 
 
 def _process_alive(pid: int) -> bool:

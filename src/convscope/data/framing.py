@@ -37,6 +37,8 @@ FRAMINGS: tuple[str, ...] = ("fill", "fit", "none")
 
 # What is measured and how decisions are taken; each number is a property of the training set, not a tuning knob.
 _SAMPLE = 1000  # images measured: the statistics settle long before (a few hundred would do)
+# ...and at most this many pixels in all, so large images (256 x 256 from a memory map) stay a few MB
+_SAMPLE_PIXELS = 2_000_000
 _BINS = 16  # histogram bins over the pixel range for the dominant mode
 _MODE_SHARE = 0.25  # a background is one level holding at least this share of all pixels...
 _MARGIN = 1.1  # ...and at least this many times the highest level on the other side of mid-grey
@@ -118,7 +120,9 @@ def learn_contract(images, pixel_range: tuple[float, float], source: str = LEARN
     n = len(images)
     if n == 0:
         return unframed((lo, hi), "no training images to learn from")
-    picked = np.unique(np.linspace(0, n - 1, min(n, _SAMPLE)).round().astype(np.int64))
+    per_image = int(np.prod(images.shape[1:3])) if len(images.shape) >= 3 else 1
+    sample = min(n, _SAMPLE, max(32, _SAMPLE_PIXELS // max(per_image, 1)))
+    picked = np.unique(np.linspace(0, n - 1, sample).round().astype(np.int64))
     gray = _gray(np.asarray(images[picked]), lo, hi)  # one read, also for streamed images and memory maps
     background = dominant_background(gray)
     threshold = 0.5  # halfway between background and ink: the edge of an anti-aliased stroke

@@ -78,22 +78,7 @@ async def read_form(request: Request, max_files: int):
 
 
 def json_error_protocol():
-    """uvicorn's HTTP/1.1 protocol, answering requests it cannot parse (`Content-Length: -1`,
-    a broken request line) with a JSON error like every other, instead of plain text."""
-    import h11
-    from uvicorn.protocols.http.h11_impl import H11Protocol
-
-    class JsonErrorH11Protocol(H11Protocol):
-        def send_400_response(self, msg: str) -> None:
-            body = json.dumps({"error": f"the request is not valid HTTP ({msg.rstrip('.')})."}).encode()
-            headers = [
-                (b"content-type", b"application/json"),
-                (b"content-length", str(len(body)).encode()),
-                (b"connection", b"close"),
-            ]
-            self.transport.write(self.conn.send(h11.Response(status_code=400, headers=headers, reason=b"Bad Request")))
-            self.transport.write(self.conn.send(h11.Data(data=body)))
-            self.transport.write(self.conn.send(h11.EndOfMessage()))
-            self.transport.close()
+    """uvicorn's HTTP/1.1 protocol with JSON errors for requests it cannot parse (`http_protocol.py`)."""
+    from .http_protocol import JsonErrorH11Protocol  # uvicorn loads only when a server starts
 
     return JsonErrorH11Protocol
