@@ -219,6 +219,8 @@ def _images(split: RawSplit, n_labels: int, layout: str | None) -> np.ndarray:
             raise
     if len(images) == 0:
         raise UserError(f"{where} holds no images; the dataset is empty.")
+    if images.size == 0:
+        raise UserError(f"{where}: images of shape {images.shape[1:]} hold no pixels; each needs at least one.")
     if images.dtype.kind == "f":
         bad = ~np.isfinite(images)
         if bad.any():

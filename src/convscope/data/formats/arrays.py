@@ -48,7 +48,7 @@ def pick_keys(keys: Iterable[str], file: str) -> tuple[tuple[str, str], tuple[st
             if test and all(k in spelled for k in test):
                 return found, (spelled[test[0]], spelled[test[1]])
             return found, None
-    listed = ", ".join(f"'{k}'" for k in keys) or "nothing"
+    listed = ", ".join(repr(k)[:40] for k in keys) or "nothing"  # repr: a key may hold a newline
     expected = ", ".join(f"{a}/{b}" for a, b in KEY_PAIRS)
     raise UserError(f"{file}: holds {listed}, but no images/labels pair among {expected}.")
 
