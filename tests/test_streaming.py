@@ -100,10 +100,12 @@ MEMORY_SCRIPT = """
     model = cs.build({"layers": [{"MaxPool2D": {"pool_size": 16}}, {"Flatten": {}},
                                  {"Dense": {"units": "num_classes", "activation": "softmax"}}]},
                      data.input_shape, data.num_classes, seed=0)
+    status = lambda key: int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith(key))) * 1024
+    base = status("VmRSS:")  # the interpreter with torch and convscope, before any image is read
     trained = cs.fit(model, data, epochs=1, batch_size=64, validation_split=0.1, verbose=False)
     # VmHWM, not ru_maxrss: after fork + exec, ru_maxrss still holds the forking parent's peak.
     peak_kib = int(next(l.split()[1] for l in open("/proc/self/status") if l.startswith("VmHWM:")))
-    print(json.dumps({"peak_bytes": peak_kib * 1024, "rows": trained.history.rows}))
+    print(json.dumps({"peak_bytes": peak_kib * 1024, "base_bytes": base, "rows": trained.history.rows}))
 """
 
 
@@ -128,9 +130,10 @@ def test_training_from_a_memory_map_keeps_peak_rss_far_below_the_data(tmp_path):
     )
     assert done.returncode == 0, done.stderr
     report = json.loads(done.stdout.strip().splitlines()[-1])
-    # Measured: ~590 MB, of which ~275 MB is the interpreter with torch; the rest is a few batches.
-    assert report["peak_bytes"] < 0.2 * data_bytes * 4  # the float32 tensors the in-memory path holds
-    assert report["peak_bytes"] < 0.75 * data_bytes  # and well below even the uint8 file
+    # What training adds to the interpreter (torch and convscope alone are ~300-400 MB, and grow with releases):
+    # a few batches, far below the float32 tensors the in-memory path would hold, and below the uint8 file.
+    grown = report["peak_bytes"] - report["base_bytes"]
+    assert grown < 0.2 * data_bytes * 4 and grown < 0.5 * data_bytes, report
     assert report["rows"][0]["val_accuracy"] > 0.9  # it did train on the data
 
 
