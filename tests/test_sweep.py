@@ -5,9 +5,11 @@ from __future__ import annotations
 import json
 import os
 import signal
+import sqlite3
 import subprocess
 import sys
 import time
+from contextlib import closing
 
 import numpy as np
 import pytest
@@ -118,6 +120,25 @@ def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
         assert trial.name in table
 
 
+def _progress_read_only(db):
+    """The trials' states and whether the last one reported an epoch, read without Optuna: load_study on a
+    file whose schema the sweep is still creating runs its own CREATE TABLE and races it ("table trials
+    already exists"), so the poll opens the file read-only and treats a missing table as no progress."""
+    if not db.exists():
+        return [], False
+    try:
+        with closing(sqlite3.connect(f"file:{db}?mode=ro", uri=True, timeout=1)) as connection:
+            rows = connection.execute("SELECT trial_id, state FROM trials ORDER BY number").fetchall()
+            if not rows:
+                return [], False
+            (reported,) = connection.execute(
+                "SELECT COUNT(*) FROM trial_intermediate_values WHERE trial_id = ?", (rows[-1][0],)
+            ).fetchone()
+    except sqlite3.OperationalError:  # no such table yet, or the writer holds the lock
+        return [], False
+    return [state for _, state in rows], reported > 0
+
+
 def test_a_killed_sweep_rerun_with_the_same_command_continues_its_study(tmp_path):
     """SIGKILL in the middle of a trial; the same command again fails that trial, keeps the finished one
     and draws new parameters (before: the re-seeded sampler replayed trial 0's draw as trial 2)."""
@@ -158,13 +179,9 @@ def test_a_killed_sweep_rerun_with_the_same_command_continues_its_study(tmp_path
         # Kill once trial 0 has finished and trial 1 has reported an epoch (it has three more to go).
         deadline = time.monotonic() + 300
         while time.monotonic() < deadline and first.poll() is None:
-            if (study_dir / "study.db").exists():
-                try:
-                    trials = study().trials
-                except (KeyError, optuna.exceptions.OptunaError):  # the study row is not written yet
-                    trials = []
-                if len(trials) == 2 and trials[0].state.name == "COMPLETE" and trials[1].intermediate_values:
-                    break
+            states, reported = _progress_read_only(study_dir / "study.db")
+            if states == ["COMPLETE", "RUNNING"] and reported:
+                break
             time.sleep(0.05)
         assert first.poll() is None, first.stderr.read().decode()
         os.kill(first.pid, signal.SIGKILL)
