@@ -25,7 +25,7 @@ _COMMON = dict(
     ],
 )
 settings.register_profile("ci", max_examples=15, derandomize=True, **_COMMON)
-settings.register_profile("long", max_examples=3000, **_COMMON)
+settings.register_profile("long", max_examples=4500, **_COMMON)  # about 12 minutes on 2 quiet cores
 settings.load_profile(os.environ.get("CONVSCOPE_FUZZ", "ci"))
 
 
@@ -48,5 +48,5 @@ def valid_or_user_error(call, *args, **kwargs):
 
 def scaled(share: float) -> settings:
     """The loaded profile's example count times `share` (at least 5): for properties whose
-    every example trains, serves or reads a whole run, so `make fuzz` stays near 20 minutes."""
+    every example trains, serves or reads a whole run, so `make fuzz` stays near 12 minutes."""
     return settings(max_examples=max(5, int(settings.default.max_examples * share)))

@@ -145,6 +145,13 @@ def test_corrupt_mat(tmp_path: Path) -> None:
     assert error(tmp_path / "bad.mat").startswith(f"{tmp_path / 'bad.mat'}: not a readable MATLAB .mat file")
 
 
+def test_csv_label_beyond_int64_is_named_as_written(tmp_path: Path) -> None:
+    """Before: 1e20 was cast to int64, wrapped around, and the message named -9223372036854775808."""
+    (tmp_path / "big.csv").write_text("label,p0,p1,p2,p3\n1e20,0,1,2,3\n1,3,2,1,0\n")
+    message = error(tmp_path / "big.csv")
+    assert "holds label 1e+20 at position 0, over the largest class number" in message
+
+
 def test_csv_ragged_and_non_numeric(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text("label,a,b,c,d\n0,1,2,3,4\n1,1,2,3\n")
     assert error(tmp_path / "r.csv") == f"{tmp_path / 'r.csv'}: line 3 has 4 columns, but the table has 5."

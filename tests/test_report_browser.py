@@ -6,43 +6,13 @@ Skipped only where Chromium (or Playwright) is missing on a developer's machine;
 
 from __future__ import annotations
 
-import os
-import shutil
-
-import pytest
-
-CHROMIUM_FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _chromium() -> str:
-    path = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-    try:
-        import playwright.sync_api  # noqa: F401
-    except ImportError:
-        path = None
-    if path is None:
-        if os.environ.get("CI"):
-            pytest.fail(
-                "CI must run the browser test: install Debian's chromium and the playwright package "
-                "(make system-deps; pip install -e '.[test]')."
-            )
-        pytest.skip("chromium or playwright is not installed here (`make system-deps` installs chromium)")
-    return path
+from browser import CHROMIUM_FLAGS, chromium_or_skip
 
 
 def test_report_loads_in_chromium_without_errors(trained_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
-    executable = _chromium()
+    executable = chromium_or_skip()
     report = trained_run / "report.html"
     problems: list[str] = []
     requests: list[str] = []

@@ -8,8 +8,6 @@ from __future__ import annotations
 
 import base64
 import io
-import os
-import shutil
 from urllib.parse import urlparse
 
 import numpy as np
@@ -17,37 +15,17 @@ import pytest
 from PIL import Image
 
 import convscope as cs
+from browser import CHROMIUM_FLAGS, chromium_or_skip
 from server_process import running_server
-
-CHROMIUM = shutil.which("chromium") or ("/usr/bin/chromium" if os.path.exists("/usr/bin/chromium") else None)
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _unavailable(reason: str):
-    if os.environ.get("CI"):
-        pytest.fail(f"{reason}; CI installs it, so this is a broken setup.")
-    pytest.skip(reason)
 
 
 @pytest.fixture(scope="module")
 def browser():
-    if CHROMIUM is None:
-        _unavailable("Debian's chromium is not installed")
-    try:
-        from playwright.sync_api import sync_playwright
-    except ImportError:
-        _unavailable("playwright is not installed (the test extra)")
+    executable = chromium_or_skip()
+    from playwright.sync_api import sync_playwright
+
     with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS, headless=True)
+        chromium = p.chromium.launch(executable_path=executable, args=CHROMIUM_FLAGS, headless=True)
         yield chromium
         chromium.close()
 

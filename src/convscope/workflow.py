@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from ._version import __version__
-from .checks import check_random_shift, check_train_settings
+from .checks import check_random_shift
 from .data import describe, load
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
@@ -90,18 +90,6 @@ def train(
     s = TrainSettings.of(settings, options)
     if not s.resume:  # a resumed run's `out` is checked against its saved state instead (_check_state)
         check_out_writable(s.out)  # first: a bad `out` must not cost a training run
-    check_train_settings(
-        epochs=s.epochs,
-        batch_size=s.batch_size,
-        lr=s.lr,
-        patience=s.patience,
-        min_delta=s.min_delta,
-        validation_split=s.validation_split,
-        test_split=s.test_split,
-        seed=s.seed,
-        label_smoothing=s.label_smoothing,
-        random_shift=s.random_shift,
-    )
     if s.nproc > 1 and distributed is None:
         return train_in_processes(s, callbacks)
     fit_settings = s.fit_settings()

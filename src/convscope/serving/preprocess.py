@@ -71,7 +71,8 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
     if array.shape != (h, w, c):
         expected = f"({h}, {w})" + (f" or ({h}, {w}, 1)" if c == 1 else f" with {c} channels, ({h}, {w}, {c})")
         raise InvalidPixels(f"pixels have shape {array.shape}, but this model takes {expected}.")
-    array = array.astype(np.float32)
+    with np.errstate(over="ignore", invalid="ignore"):  # past float32's range is inf, refused just below
+        array = array.astype(np.float32)
     if not np.isfinite(array).all():
         raise InvalidPixels(f"pixels contain {int((~np.isfinite(array)).sum())} NaN or infinite values.")
     if array.min() < lo or array.max() > hi:

@@ -13,6 +13,7 @@ import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
+from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
 from .recipes import Recipe, check_extras, recipe_for
 
@@ -103,6 +104,11 @@ class TrainSettings:
 
     # How a run is carried out, not what it computes: free to differ when resuming or reproducing.
     CONDUCT = ("out", "resume", "quiet", "no_report", "tensorboard", "threads")
+
+    def __post_init__(self) -> None:
+        # Here rather than in `train`, so that every way of building settings (flags, `cs.train`, `--config`)
+        # is refused before any data is read.
+        check_train_settings(**{name: getattr(self, name) for name in TRAIN_BOUNDS})
 
     @classmethod
     def names(cls) -> list[str]:

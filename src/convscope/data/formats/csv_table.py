@@ -139,9 +139,12 @@ def _label_values(labels: np.ndarray) -> np.ndarray:
         values = labels.astype(np.float64)
     except ValueError:
         return labels
-    if np.all(np.isfinite(values)) and np.all(values == np.round(values)):
+    # Past 2**53 a float no longer holds every whole number, and past 2**63 the cast wraps around: such
+    # labels stay floats, and raw.py names them as written.
+    exact = np.all(np.isfinite(values)) and np.all(np.abs(values) < 2**53)
+    if exact and np.all(values == np.round(values)):
         return values.astype(np.int64)
-    return values  # fractional labels: raw.py names the offending value
+    return values  # fractional or huge labels: raw.py names the offending value
 
 
 def _narrow(values: np.ndarray) -> np.ndarray:
