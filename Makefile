@@ -31,8 +31,7 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest
 
-# ruff (lint), mypy (types, src/) and import-linter (imports flow one way: the contracts in pyproject.toml).
-# `ruff format --check` joins once the tree has been formatted.
+# ruff (lint and format), mypy (types, src/) and import-linter (imports flow one way: the contracts in pyproject.toml).
 $(VENV)/.lint-installed: $(VENV)/.installed
 	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),lint]'
 	touch $@

@@ -19,7 +19,7 @@ import torch
 import convscope as cs
 from convscope.data.scaling import MinMaxScaler
 from convscope.training.fit import Tensors, evaluate_tensors, resolve_precision
-from convscope.training.recipes import recipe_for
+from convscope.training.settings import TrainSettings
 from convscope.training.threads import apply_threads
 
 
@@ -43,9 +43,16 @@ def main(argv=None) -> int:
     p.add_argument("--latency-repeats", type=int, default=200)
     args = p.parse_args(argv)
 
-    recipe = recipe_for(args.model).with_overrides(
-        epochs=args.epochs, batch_size=args.batch_size, patience=args.patience, precision=args.precision
+    # The same settings object `convscope train` builds from its flags: the recipe fills what is not given.
+    settings = TrainSettings(
+        model=args.model,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        patience=args.patience,
+        precision=args.precision,
+        seed=args.seed,
     )
+    recipe = settings.recipe_settings()
     data = cs.load(args.split)
     train, test = data.split()  # the npz carries the split, so both sides see the same images
     model = cs.build(args.model, data.input_shape, data.num_classes, seed=args.seed)
@@ -56,18 +63,10 @@ def main(argv=None) -> int:
     trained = cs.fit(
         model,
         train,
-        epochs=recipe.epochs,
-        batch_size=recipe.batch_size,
-        lr=recipe.lr,
-        validation_split=recipe.validation_split,
-        seed=args.seed,
-        precision=recipe.precision,
+        settings=settings.fit_settings(),
         early_stopping=None
         if recipe.patience is None
         else cs.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
-        schedule=recipe.schedule,
-        label_smoothing=recipe.label_smoothing,
-        random_shift=recipe.random_shift,
         verbose=False,
         callbacks=[tracker],
         threads=args.threads,

@@ -129,6 +129,19 @@ def test_idle_cores_counts_only_the_cores_of_the_mask():
     assert th.idle_cores(STAT_BEFORE, STAT_AFTER, {0}, 0.5, 100) == pytest.approx(2.0)
 
 
+def test_the_start_counts_this_processs_own_use_as_free():
+    """After a fit, our own OpenMP threads spin for a moment: the sample must not take them for another
+    process (it planned 1 thread on an idle machine)."""
+    cpus = {0, 1}
+    # 0.1 s window: one core idle, the other busy with our own spinning thread
+    assert th.cores_left_to_us(1.0, own_cpu_seconds=0.1, seconds=0.1, cpus=cpus) == 2.0
+    assert th.plan_threads(2, None, th.cores_left_to_us(1.0, 0.1, 0.1, cpus)).threads == 2
+    # another process holds a core and ours sleep: one thread
+    assert th.plan_threads(2, None, th.cores_left_to_us(1.0, 0.0, 0.1, cpus)).threads == 1
+    # never more than the mask, however our threads' time adds up
+    assert th.cores_left_to_us(2.0, own_cpu_seconds=0.3, seconds=0.1, cpus=cpus) == 2.0
+
+
 def test_decide_drops_a_thread_when_ours_queue_for_a_core():
     assert th.decide(2, 2, seconds=0.5, waited=0.3, idle=0.0) == 1  # 60% of the time waiting
     assert th.decide(2, 2, seconds=0.5, waited=0.05, idle=0.0) == 2

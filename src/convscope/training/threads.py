@@ -9,9 +9,9 @@ slower while one thread hardly notices the load. So the count is a choice:
 * the ceiling (`cap`) is what the process may use: the affinity mask (`os.sched_getaffinity`)
   and the cgroup CPU quota (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`), rounded down,
   so that no thread is planned for CPU time the quota does not grant (not measured: this machine has no quota);
-* the start is the number of cores left idle by everyone else, sampled for 50 ms from /proc/stat
-  (idle time is what a new thread can have at once, whatever the other processes' nice values or
-  autogroups, which decide how much a busy core would yield);
+* the start is the number of cores left idle by everyone else, sampled for 50 ms from /proc/stat,
+  plus what this process itself used meanwhile (idle time is what a new thread can have at once,
+  whatever the other processes' nice values or autogroups, which decide how much a busy core would yield);
 * while training, `ThreadGovernor` looks every half second: if this process's threads spent
   more than a third of the time waiting for a core (their run-queue wait in /proc/self/task/*/schedstat),
   it drops a thread; if a core stayed idle, it adds one back, and where no core is idle but ours never
@@ -190,14 +190,26 @@ def idle_cores(before: str, after: str, cpus: set[int], seconds: float, ticks_pe
     return (idle_ticks(after, cpus) - idle_ticks(before, cpus)) / (ticks_per_second * seconds) if seconds > 0 else 0.0
 
 
+def cores_left_to_us(idle: float, own_cpu_seconds: float, seconds: float, cpus: set[int]) -> float:
+    """Cores no other process used over a window: the idle ones plus what this process itself used.
+
+    Ours count as free: right after a fit, OpenMP's threads spin at their barrier for a moment, and a
+    plan that took them for another process chose 1 thread on an idle machine (prediction at 12,600
+    images/s against 20,500 at 2 threads, BENCHMARKS.md "Under load")."""
+    own = own_cpu_seconds / seconds if seconds > 0 else 0.0
+    return min(float(len(cpus)), idle + own)
+
+
 def sample_idle(cpus: set[int], seconds: float) -> float | None:
-    """Idle cores among `cpus` over `seconds` of sleep; None where /proc/stat is missing (macOS)."""
-    before, t0 = _read(Path("/proc/stat")), time.perf_counter()
+    """Cores among `cpus` that other processes left idle over `seconds` of sleep; None where /proc/stat is
+    missing (macOS)."""
+    before, t0, own0 = _read(Path("/proc/stat")), time.perf_counter(), time.process_time()
     if before is None:
         return None
     time.sleep(seconds)
-    after, t1 = _read(Path("/proc/stat")), time.perf_counter()
-    return idle_cores(before, after or before, cpus, t1 - t0, os.sysconf("SC_CLK_TCK"))
+    after, t1, own1 = _read(Path("/proc/stat")), time.perf_counter(), time.process_time()
+    idle = idle_cores(before, after or before, cpus, t1 - t0, os.sysconf("SC_CLK_TCK"))
+    return cores_left_to_us(idle, own1 - own0, t1 - t0, cpus)
 
 
 def run_queue_wait() -> float | None:
