@@ -246,3 +246,24 @@ def test_inspect_frames_an_image_file_the_same_way(letters_run, tmp_path, capsys
     probabilities = trained.predict_proba(framed.image)[0]
     expected = trained.class_names[int(probabilities.argmax())]
     assert f"for predicted class '{expected}' (p={probabilities.max():.3f})" in out  # the Grad-CAM line
+
+
+def test_level_counts_are_numpys_histogram_exactly():
+    """The served path counts levels with bincount (a tenth of np.histogram's cost); the counts must be the
+    same, bin edges included, or a picture could frame differently from the training images."""
+    from convscope.data.framing import _BINS, _level_counts
+
+    rng = np.random.default_rng(7)
+    edges = np.arange(_BINS + 1) / _BINS
+    for values in (
+        rng.random(5000),
+        np.concatenate([edges, np.nextafter(edges, 0), np.nextafter(edges, 1)]).clip(0, 1),
+        np.arange(256) / 255,  # every uint8 level
+        np.zeros(3),
+        np.ones(3),
+    ):
+        expected, _ = np.histogram(values, bins=_BINS, range=(0.0, 1.0))
+        assert np.array_equal(_level_counts(values, _BINS), expected)
+        dark = values[values < 0.5]
+        expected, _ = np.histogram(dark, bins=_BINS // 2, range=(0.0, 0.5))
+        assert np.array_equal(_level_counts(dark, _BINS // 2), expected)

@@ -41,10 +41,20 @@ class Limits:
 
     def check_pixels(self, width: int, height: int, where: str) -> None:
         if width * height > self.max_image_pixels:
-            raise UserError(
+            raise TooManyPixels(
                 f"{where}: the image is {width} x {height} = {width * height:,} pixels, over the limit of "
-                f"{self.max_image_pixels:,} (raise it with the environment variable CONVSCOPE_MAX_IMAGE_PIXELS)."
+                f"{self.max_image_pixels:,} (raise it with the environment variable CONVSCOPE_MAX_IMAGE_PIXELS).",
+                width,
+                height,
             )
+
+
+class TooManyPixels(UserError):
+    """A picture over `max_image_pixels`, known from its header before decoding (the server answers 413)."""
+
+    def __init__(self, message: str, width: int, height: int) -> None:
+        super().__init__(message)
+        self.width, self.height = width, height
 
 
 _ENV = {

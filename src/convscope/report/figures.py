@@ -289,7 +289,7 @@ def contract_figure(images: np.ndarray, contract: InputContract, examples: int =
         _show_image(ax, image)
         found = ink_box(ink_of(image, contract), contract.threshold) if contract.framing != "none" else None
         if found is not None:
-            top, left, bottom, right = found[0]
+            top, left, bottom, right = found.box
             ax.add_patch(_rectangle(left - 0.5, top - 0.5, right - left, bottom - top, WRONG, "-"))
         if contract.framing == "fit":
             h, w = image.shape[:2]

@@ -11,13 +11,12 @@ min-max scaling, the one prediction path.
 
 from __future__ import annotations
 
-import io
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from PIL import Image
 
+from ..checks import TooManyPixels
 from ..data.framing import Framed, Framing, InputContract, frame, model_input
 from .errors import InvalidPixels, PayloadTooLarge
 
@@ -35,24 +34,17 @@ class Preprocessing:
 PreparedImage = Framed  # image (H, W, C): uint8 for uploads, float32 for JSON pixels; inverted; framing
 
 
-def image_dimensions(data: bytes) -> tuple[int, int] | None:
-    """(width, height) from the image header without decoding the pixels; None when unreadable."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except Exception:  # noqa: BLE001 - read_image reports unreadable data with a proper message
-        return None
-
-
 def from_upload(data: bytes, prep: Preprocessing, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
     """An uploaded PNG/JPEG/BMP/GIF of any size and mode -> the model's input image."""
-    size = image_dimensions(data)
-    if size is not None and size[0] * size[1] > prep.max_image_pixels:
+    try:
+        # read_image checks the size from the header before decoding, with the server's own limit
+        return model_input(bytes(data), prep.contract, prep.input_shape, invert, framing, prep.max_image_pixels)
+    except TooManyPixels as error:
+        pixels = error.width * error.height
         raise PayloadTooLarge(
-            f"the image is {size[0]} x {size[1]} pixels ({size[0] * size[1]:,}); "
+            f"the image is {error.width} x {error.height} pixels ({pixels:,}); "
             f"this server accepts at most {prep.max_image_pixels:,} pixels per image."
-        )
-    return model_input(bytes(data), prep.contract, prep.input_shape, invert, framing, max_pixels=prep.max_image_pixels)
+        ) from None
 
 
 def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: Framing | None = None) -> PreparedImage:
