@@ -152,6 +152,13 @@ def test_csv_label_beyond_int64_is_named_as_written(tmp_path: Path) -> None:
     assert "holds label 1e+20 at position 0, over the largest class number" in message
 
 
+def test_csv_cell_with_a_newline_is_quoted_on_one_line(tmp_path: Path) -> None:
+    """A quoted cell may hold a newline (found by make fuzz): the message shows it escaped, on one line."""
+    (tmp_path / "q.csv").write_text('0,1,2,3,4\n1,"0\n0",2,3,4\n')
+    message = error(tmp_path / "q.csv")
+    assert message == f"{tmp_path / 'q.csv'}: line 2, column 2 holds '0\\n0', not a number."
+
+
 def test_csv_ragged_and_non_numeric(tmp_path: Path) -> None:
     (tmp_path / "r.csv").write_text("label,a,b,c,d\n0,1,2,3,4\n1,1,2,3\n")
     assert error(tmp_path / "r.csv") == f"{tmp_path / 'r.csv'}: line 3 has 4 columns, but the table has 5."

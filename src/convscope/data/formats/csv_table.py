@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from ...checks import cut
 from ...errors import UserError
 from ..raw import RawData, RawSplit, limits
 
@@ -67,12 +68,15 @@ def _read_text(path: Path) -> str:
 
 
 def _rows(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
-    """(line number, cells) for every non-blank row."""
+    """(line number, cells) for every non-blank row; the number of the line the row starts on (a quoted cell
+    may run over several lines, and the reader's `line_num` is where the row ended)."""
     reader = csv.reader(io.StringIO(text))
+    start = 1
     try:
         for cells in reader:
             if any(c.strip() for c in cells):
-                yield reader.line_num, cells
+                yield start, cells
+            start = reader.line_num + 1
     except csv.Error as exc:
         raise UserError(f"{file}: not a valid CSV table ({exc}).") from None
 
@@ -101,7 +105,8 @@ def _parse_slow(text: str, has_header: bool, label_col: int, width: int, file: s
     for line, cells in rows:
         for column, cell in enumerate(cells, start=1):
             if column - 1 != label_col and not _is_number(cell):
-                raise UserError(f"{file}: line {line}, column {column} holds '{cell}', not a number.")
+                # repr: a quoted cell may hold a newline or a comma; cut: or a megabyte
+                raise UserError(f"{file}: line {line}, column {column} holds {cut(cell, 40)!r}, not a number.")
     pixels = np.array([[float(c) for i, c in enumerate(cells) if i != label_col] for _, cells in rows])
     labels = np.array([cells[label_col].strip() for _, cells in rows], dtype=str)
     return pixels.reshape(len(rows), width - 1), labels
