@@ -25,10 +25,11 @@ from convscope.serving import engines
 from convscope.serving.app import create_app
 from convscope.serving.service import ServerSettings
 
-# torch's CPU kernels sum in another order for other batch sizes: predict_proba itself gives the
-# same image up to 8e-7 apart in a batch of 1 and in a batch of 64 (fp32). Batched serving is held
-# to that: probabilities within 1e-6 of predict_proba on the image alone, labels identical.
-BATCHING_TOLERANCE = 1e-6
+# torch's CPU kernels sum in another order for other batch sizes and thread counts: predict_proba
+# itself gives the same image up to 1.3e-6 apart in a batch of 1 and in batches of 2-64, at 1 or 2
+# threads (fp32; 1e-6 failed once in CI at 1.13e-6). Batched serving is held to ten times that:
+# probabilities within 1e-5 of predict_proba on the image alone, labels identical.
+BATCHING_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
