@@ -23,6 +23,25 @@ def trained_run(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def mlp_run(tmp_path_factory) -> Path:
+    """`mlp` on scikit-learn's 8 x 8 digits for 1 epoch, no report (about a second): a real run directory for
+    the suites that feed commands and the server bad input, where the model's accuracy does not matter."""
+    import convscope as cs
+
+    out = tmp_path_factory.mktemp("runs") / "mlp-run"
+    cs.train("digits", "mlp", epochs=1, out=out, verbose=False, report=False)
+    return out
+
+
+@pytest.fixture(scope="session")
+def trained(trained_run):
+    """The `trained_run` loaded: the `predict_proba` the server's answers are compared with."""
+    import convscope as cs
+
+    return cs.load_run(trained_run)
+
+
+@pytest.fixture(scope="session")
 def mnist_10k() -> Path:
     if not (SHARED_MNIST / "t10k-images-idx3-ubyte.gz").is_file():
         pytest.skip(f"{SHARED_MNIST} is absent")

@@ -231,13 +231,6 @@ def test_out_is_checked_before_any_data_is_loaded(tmp_path, case, capsys):
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fuzz-cli") / "run"
-    cs.train("digits", "mlp", epochs=1, out=out, verbose=False, report=False)
-    return out
-
-
-@pytest.fixture(scope="module")
 def picture(tmp_path_factory) -> Path:
     from PIL import Image
 
@@ -250,10 +243,10 @@ def picture(tmp_path_factory) -> Path:
 @given(top=st.integers(1, 10**6))
 @example(top=1)
 @example(top=10**6)
-def test_predict_top_any_accepted_value(tiny_run, picture, top):
+def test_predict_top_any_accepted_value(mlp_run, picture, top):
     out = io.StringIO()
     with contextlib.redirect_stdout(out):
-        assert cli.main(["predict", str(tiny_run), str(picture), "--top", str(top)]) == 0
+        assert cli.main(["predict", str(mlp_run), str(picture), "--top", str(top)]) == 0
     assert out.getvalue().count(",") == min(top, 10) - 1
 
 
@@ -282,9 +275,9 @@ def test_summary_of_any_accepted_shape_answers_quickly(shape, classes, model):
         ["inspect", "{run}", "--no-images", "--save", "{file}/dir"],
     ],
 )
-def test_other_outputs_are_checked_before_work(tiny_run, tmp_path, argv, capsys):
+def test_other_outputs_are_checked_before_work(mlp_run, tmp_path, argv, capsys):
     (tmp_path / "file").write_text("x")
-    argv = [a.format(run=tiny_run, file=tmp_path / "file") for a in argv]
+    argv = [a.format(run=mlp_run, file=tmp_path / "file") for a in argv]
     assert cli.main(argv) == 2
     err = capsys.readouterr().err.strip()
     assert err.endswith(f"lies under {tmp_path / 'file'}, which is a file, not a directory.") and "\n" not in err

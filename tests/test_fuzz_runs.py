@@ -14,20 +14,12 @@ import pytest
 from hypothesis import example, given
 from hypothesis import strategies as st
 
-import convscope as cs
 from convscope import cli
 from convscope.runs import ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS
 from fuzzing import scaled, valid_or_user_error
 
 FILES = [ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS]
 JSON_FILES = [ARCHITECTURE, CONFIG, METRICS]
-
-
-@pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fuzz-runs") / "run"
-    cs.train("digits", "mlp", epochs=1, out=out, verbose=False, report=False)
-    return out
 
 
 COMMANDS = ["evaluate", "inspect", "report", "export", "serve"]
@@ -64,9 +56,9 @@ def damaged_copy(source: Path, tmp: str) -> Path:
 @given(file=st.sampled_from(FILES), cut=st.floats(0, 1), command=commands)
 @example(TEST_SET, 0.5, "evaluate")
 @example(TEST_IMAGES, 0.5, "inspect")
-def test_truncated_files(tiny_run, file, cut, command):
+def test_truncated_files(mlp_run, file, cut, command):
     with tempfile.TemporaryDirectory() as tmp:
-        run = damaged_copy(tiny_run, tmp)
+        run = damaged_copy(mlp_run, tmp)
         data = (run / file).read_bytes()
         (run / file).write_bytes(data[: int(len(data) * cut)])
         run_command(command, run)
@@ -75,9 +67,9 @@ def test_truncated_files(tiny_run, file, cut, command):
 @scaled(0.05)
 @given(file=st.sampled_from(FILES), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16), command=commands)
 @example(HISTORY, 0.0, b"\xff\xfe\xfa", "evaluate")
-def test_overwritten_bytes(tiny_run, file, at, junk, command):
+def test_overwritten_bytes(mlp_run, file, at, junk, command):
     with tempfile.TemporaryDirectory() as tmp:
-        run = damaged_copy(tiny_run, tmp)
+        run = damaged_copy(mlp_run, tmp)
         data = (run / file).read_bytes()
         start = int(len(data) * at)
         (run / file).write_bytes(data[:start] + junk + data[start + len(junk) :])
@@ -93,9 +85,9 @@ json_values = st.recursive(
 
 @scaled(0.05)
 @given(file=st.sampled_from(JSON_FILES), data=st.data(), command=commands)
-def test_edited_json_fields(tiny_run, file, data, command):
+def test_edited_json_fields(mlp_run, file, data, command):
     with tempfile.TemporaryDirectory() as tmp:
-        run = damaged_copy(tiny_run, tmp)
+        run = damaged_copy(mlp_run, tmp)
         content = json.loads((run / file).read_text())
         key = data.draw(st.sampled_from(sorted(content)))
         if data.draw(st.booleans()):
@@ -107,8 +99,8 @@ def test_edited_json_fields(tiny_run, file, data, command):
 
 
 @pytest.mark.parametrize("key", ["spec", "input_shape", "num_classes", "class_names", "scaler", "format"])
-def test_a_key_missing_from_the_architecture_is_named(tiny_run, tmp_path, key, capsys):
-    run = damaged_copy(tiny_run, str(tmp_path))
+def test_a_key_missing_from_the_architecture_is_named(mlp_run, tmp_path, key, capsys):
+    run = damaged_copy(mlp_run, str(tmp_path))
     arch = json.loads((run / ARCHITECTURE).read_text())
     del arch[key]
     (run / ARCHITECTURE).write_text(json.dumps(arch))

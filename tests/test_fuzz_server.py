@@ -7,7 +7,6 @@ from __future__ import annotations
 import io
 import json
 import socket
-from pathlib import Path
 from urllib.parse import urlsplit
 
 import pytest
@@ -15,7 +14,6 @@ from hypothesis import example, given
 from hypothesis import strategies as st
 from PIL import Image
 
-import convscope as cs
 from fuzzing import scaled
 
 pytest.importorskip("fastapi")
@@ -28,15 +26,8 @@ MAX_BATCH = 4
 
 
 @pytest.fixture(scope="module")
-def tiny_run(tmp_path_factory) -> Path:
-    out = tmp_path_factory.mktemp("fuzz-server") / "run"
-    cs.train("digits", "mlp", epochs=1, out=out, verbose=False, report=False)
-    return out
-
-
-@pytest.fixture(scope="module")
-def client(tiny_run):
-    app = create_app(tiny_run, ServerSettings(max_body_bytes=256 * 1024, max_image_pixels=100_000, max_batch=MAX_BATCH))
+def client(mlp_run):
+    app = create_app(mlp_run, ServerSettings(max_body_bytes=256 * 1024, max_image_pixels=100_000, max_batch=MAX_BATCH))
     with TestClient(app, raise_server_exceptions=False) as test_client:
         yield test_client
 
@@ -129,9 +120,9 @@ def test_json_nested_100000_deep_is_a_400_naming_the_limit(client):
     )
 
 
-def test_ten_thousand_files_are_a_413_naming_our_limit(tiny_run):
+def test_ten_thousand_files_are_a_413_naming_our_limit(mlp_run):
     files = [("images", (f"{i}.png", b"x", "image/png")) for i in range(10_000)]  # 1.3 MB: under the body limit
-    app = create_app(tiny_run, ServerSettings(max_batch=MAX_BATCH))
+    app = create_app(mlp_run, ServerSettings(max_batch=MAX_BATCH))
     with TestClient(app, raise_server_exceptions=False) as big_body_client:
         response = big_body_client.post("/predict/batch", files=files)
     assert response.status_code == 413
@@ -146,10 +137,10 @@ def test_negative_content_length_in_process_is_json(client):
     assert response.status_code == 400 and "Content-Length" in response.json()["error"]
 
 
-def test_the_real_server_answers_malformed_http_with_json(tiny_run):
+def test_the_real_server_answers_malformed_http_with_json(mlp_run):
     from server_process import running_server
 
-    with running_server(tiny_run) as url:
+    with running_server(mlp_run) as url:
         parts = urlsplit(url)
         for request in (b"POST /predict HTTP/1.1\r\nHost: x\r\nContent-Length: -1\r\n\r\n", b"GARBAGE\r\n\r\n"):
             with socket.create_connection((parts.hostname, parts.port), timeout=10) as conn:

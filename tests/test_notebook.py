@@ -14,7 +14,6 @@ from types import SimpleNamespace
 
 import numpy as np
 import pytest
-from PIL import Image
 
 import convscope as cs
 from convscope import display
@@ -22,6 +21,7 @@ from convscope.report.view import load_view
 from convscope.training import progress
 from convscope.training.notebook_progress import NotebookProgress
 from convscope.training.progress import ProgressBar
+from test_figures import png_size
 from test_report import decode_images, parse
 
 COURSE = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
@@ -30,13 +30,6 @@ COURSE = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
 @pytest.fixture(scope="module")
 def view(trained_run):
     return load_view(trained_run)
-
-
-def png_size(data: bytes) -> tuple[int, int]:
-    assert data[:8] == b"\x89PNG\r\n\x1a\n"
-    with Image.open(io.BytesIO(data)) as image:
-        image.load()
-        return image.size
 
 
 def table_with(page, first_row: list[str]) -> list[list[str]]:

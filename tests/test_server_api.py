@@ -32,11 +32,6 @@ def server(trained_run):
 
 
 @pytest.fixture(scope="module")
-def trained(trained_run):
-    return cs.load_run(trained_run)
-
-
-@pytest.fixture(scope="module")
 def digits(trained_run):
     """Eight real MNIST test digits, uint8 (8, 28, 28, 1), light on dark, and their labels."""
     data, _ = cs.load_test_set(trained_run)

@@ -33,11 +33,6 @@ BATCHING_TOLERANCE = 1e-5
 
 
 @pytest.fixture(scope="module")
-def trained(trained_run):
-    return cs.load_run(trained_run)
-
-
-@pytest.fixture(scope="module")
 def digits(trained_run):
     data, _ = cs.load_test_set(trained_run)
     return data.images[:48]
