@@ -66,6 +66,15 @@ def shown_probabilities(page) -> list[float]:
     return [float(v) for v in page.locator("#bars .bar").evaluate_all("rows => rows.map(r => r.dataset.probability)")]
 
 
+def wait_for_the_final_drawing(page) -> None:
+    """Until the shown prediction is for the pad as it is now: while a request is in flight the page keeps
+    showing the one for a stroke ago (the E without its bottom bar reads as an F), with aria-busy set."""
+    page.wait_for_function(
+        "document.getElementById('result').getAttribute('aria-busy') === 'false'"
+        " && document.getElementById('source').textContent === 'your drawing'"
+    )
+
+
 def draw_seven(page) -> None:
     box = page.locator("#pad").bounding_box()
 
@@ -83,7 +92,7 @@ def draw_seven(page) -> None:
 
 def test_drawing_a_seven_shows_a_prediction_whose_probabilities_sum_to_one(page, tmp_path):
     draw_seven(page)
-    page.wait_for_function("document.querySelector('#source').textContent === 'your drawing'")
+    wait_for_the_final_drawing(page)
     page.wait_for_selector(".tiles img")
     probabilities = shown_probabilities(page)
     assert len(probabilities) == 10
@@ -180,8 +189,8 @@ def test_a_letter_drawn_small_in_a_corner_is_framed_by_the_server_and_read(brows
             [(0.12, 0.45), (0.38, 0.45)],
         ],
     )
-    page.wait_for_function("document.querySelector('#source').textContent === 'your drawing'")
-    page.wait_for_selector("#seen:not([hidden])")
+    wait_for_the_final_drawing(page)
+    assert page.locator("#seen").is_visible()
     assert page.locator("#label").text_content() == "E"
     assert page.locator("#inverted").is_visible()
     assert page.locator("#seen-caption").text_content() == "model input · framing fill"

@@ -121,9 +121,16 @@ async function post(path, blob, name) {
   return body;
 }
 
+// aria-busy on the result: a screen reader waits to announce it (and a test to read it) until the
+// prediction for the newest drawing is shown, not one for a stroke ago.
+function markBusy(busy) {
+  $("result").setAttribute("aria-busy", String(busy));
+}
+
 // One request at a time; while one is in flight only the newest drawing is remembered, so
 // a fast stroke does not queue up dozens of stale predictions.
 async function requestPrediction(withMaps) {
+  markBusy(true);
   if (state.inFlight) {
     state.pending = true;
     state.pendingMaps = state.pendingMaps || withMaps;
@@ -151,6 +158,8 @@ async function requestPrediction(withMaps) {
       state.pending = false;
       state.pendingMaps = false;
       requestPrediction(maps);
+    } else {
+      markBusy(false);
     }
   }
 }
@@ -159,6 +168,7 @@ $("file").addEventListener("change", async () => {
   const file = $("file").files[0];
   if (!file) return;
   $("file-name").textContent = file.name;
+  markBusy(true);
   try {
     const sequence = ++state.sequence;
     const result = await post("/feature-maps", file, file.name);
@@ -166,6 +176,8 @@ $("file").addEventListener("change", async () => {
     show(result.prediction, "upload: " + file.name, result);
   } catch (error) {
     showError(error);
+  } finally {
+    markBusy(state.inFlight || state.pending);
   }
   $("file").value = "";  // choosing the same file again still fires "change"
 });
