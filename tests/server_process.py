@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-import httpx
+import httpx2
 
 SRC = Path(__file__).resolve().parents[1] / "src"
 
@@ -46,9 +46,9 @@ def running_server(run_dir: Path, *args: str, timeout: float = 90.0):
             if process.poll() is not None:
                 raise RuntimeError(f"server exited with {process.returncode}:\n{process.stdout.read()}")
             try:
-                if httpx.get(url + "/health", timeout=1.0).status_code == 200:
+                if httpx2.get(url + "/health", timeout=1.0).status_code == 200:
                     break
-            except httpx.TransportError:
+            except httpx2.TransportError:
                 pass
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not answer /health within {timeout:.0f} s")

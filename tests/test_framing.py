@@ -13,7 +13,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -189,7 +189,7 @@ def _http_predict(url: str, files: list[Path]) -> list[dict]:
     out = []
     for start in range(0, len(files), 50):
         parts = [("images", (f.name, f.read_bytes(), "image/png")) for f in files[start : start + 50]]
-        response = httpx.post(url + "/predict/batch", files=parts, timeout=120)
+        response = httpx2.post(url + "/predict/batch", files=parts, timeout=120)
         assert response.status_code == 200, response.text
         out += response.json()["predictions"]
     return out
@@ -208,7 +208,7 @@ def test_own_letters_in_unseen_fonts_are_read_by_cli_and_server_alike(letters_ru
     assert _accuracy(cli_labels, truth, glyphs.LETTERS) >= 0.8  # chance is 0.1
     with running_server(letters_run, timeout=300) as url:
         served = _http_predict(url, files)
-        assert httpx.get(url + "/model").json()["preprocessing"]["framing"] == "fill"
+        assert httpx2.get(url + "/model").json()["preprocessing"]["framing"] == "fill"
     assert [p["label"] for p in served] == cli_labels
     np.testing.assert_allclose(
         [p["probabilities"] for p in served],

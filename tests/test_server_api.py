@@ -9,7 +9,7 @@ import base64
 import io
 import json
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -27,7 +27,7 @@ MAX_BATCH = 8
 @pytest.fixture(scope="module")
 def server(trained_run):
     limits = ("--max-upload-mb", "1", "--max-image-pixels", "1000000", "--max-batch", str(MAX_BATCH))
-    with running_server(trained_run, *limits) as url, httpx.Client(base_url=url, timeout=30.0) as client:
+    with running_server(trained_run, *limits) as url, httpx2.Client(base_url=url, timeout=30.0) as client:
         yield client
 
 
@@ -47,7 +47,7 @@ def png(pixels: np.ndarray, mode: str = "L", size: tuple[int, int] | None = None
     return buffer.getvalue()
 
 
-def upload(client: httpx.Client, path: str, data: bytes, **params) -> httpx.Response:
+def upload(client: httpx2.Client, path: str, data: bytes, **params) -> httpx2.Response:
     return client.post(path, files={"image": ("digit.png", data, "image/png")}, params=params)
 
 

@@ -1,4 +1,4 @@
-"""The batched HTTP path in-process (httpx's ASGI transport, one event loop): results, failures, metrics.
+"""The batched HTTP path in-process (httpx2's ASGI transport, one event loop): results, failures, metrics.
 
 To decide what lands in one batch without timing, a test holds the served model's lock: the worker
 blocks inside a forward pass while the test queues requests behind it, then lets go.
@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import io
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -48,8 +48,8 @@ def serve(app, test):
     """Run `test(client, app)` against the app on one event loop, then stop its batcher."""
 
     async def main():
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
+        transport = httpx2.ASGITransport(app=app)
+        async with httpx2.AsyncClient(transport=transport, base_url="http://test", timeout=60) as client:
             try:
                 return await test(client, app)
             finally:
@@ -66,11 +66,11 @@ async def until(condition) -> None:
     raise AssertionError("condition never held")
 
 
-def post(client: httpx.AsyncClient, data: bytes, **params):
+def post(client: httpx2.AsyncClient, data: bytes, **params):
     return client.post("/predict", files={"image": ("d.png", data, "image/png")}, params=params)
 
 
-async def scrape(client: httpx.AsyncClient) -> dict[tuple[str, tuple], float]:
+async def scrape(client: httpx2.AsyncClient) -> dict[tuple[str, tuple], float]:
     """/metrics as {(sample name, sorted labels): value}, through prometheus-client's own parser."""
     response = await client.get("/metrics")
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")

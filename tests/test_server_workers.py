@@ -5,7 +5,7 @@ from __future__ import annotations
 import io
 import socket
 
-import httpx
+import httpx2
 import numpy as np
 import pytest
 from PIL import Image
@@ -24,7 +24,7 @@ def png(image: np.ndarray) -> bytes:
     return buffer.getvalue()
 
 
-def predictions_counted(client: httpx.Client) -> float:
+def predictions_counted(client: httpx2.Client) -> float:
     text = client.get("/metrics").text
     return sum(
         s.value
@@ -53,13 +53,13 @@ def test_two_workers_share_the_port_and_one_scrape_counts_both(trained_run):
     with running_server(trained_run, "--workers", "2", "--max-batch-size", "4") as url:
         # fresh connections, so the kernel spreads them over both workers' accept queues
         bodies = [
-            httpx.post(url + "/predict", files={"image": ("d.png", png(im), "image/png")}).json() for im in images
+            httpx2.post(url + "/predict", files={"image": ("d.png", png(im), "image/png")}).json() for im in images
         ]
         got = np.float32([b["probabilities"] for b in bodies])
         np.testing.assert_allclose(
             got, np.concatenate([trained.predict_proba(im[None]) for im in images]), rtol=0, atol=1e-6
         )
-        with httpx.Client(base_url=url) as client:
+        with httpx2.Client(base_url=url) as client:
             # a scrape of whichever worker answers reads every worker's samples
             assert [predictions_counted(client) for _ in range(4)] == [len(images)] * 4
 
@@ -73,7 +73,7 @@ def test_clients_that_hang_up_mid_request_break_nothing(trained_run):
             for _ in range(5):
                 with socket.create_connection(("127.0.0.1", port)) as conn:
                     conn.sendall(request[:cut])
-        with httpx.Client(base_url=url) as client:
+        with httpx2.Client(base_url=url) as client:
             statuses = [
                 client.post("/predict", files={"image": ("d.png", png(image), "image/png")}).status_code
                 for _ in range(5)
