@@ -29,7 +29,7 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
 from .._version import __version__
-from ..data.framing import parse_framing
+from ..data.framing import parse_framing, parse_invert
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
 from . import schemas
@@ -186,7 +186,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         with batcher.reading():
             payload = await _one_payload(request, served)
         # A JSONResponse skips re-validating what service.prediction built (the schema still documents it).
-        return JSONResponse(await batcher.submit(Job(payload, _invert(invert), top_k, parse_framing(framing))))
+        return JSONResponse(await batcher.submit(Job(payload, parse_invert(invert), top_k, parse_framing(framing))))
 
     @app.post(
         "/predict/batch",
@@ -206,7 +206,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
             payloads = await _batch_payloads(request, served)
         check_batch_length(len(payloads), served)
         outcomes = await batcher.submit_all(
-            [Job(payload, _invert(invert), top_k, parse_framing(framing)) for payload in payloads]
+            [Job(payload, parse_invert(invert), top_k, parse_framing(framing)) for payload in payloads]
         )
         return JSONResponse({"predictions": one_of_many(outcomes)})
 
@@ -229,7 +229,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         """What every Conv and Pool layer computed for one image, one PNG tile per channel."""
         payload = await _one_payload(request, served)
         return await run_in_threadpool(
-            feature_map_tiles, payload, served, _invert(invert), top_k, channels, parse_framing(framing)
+            feature_map_tiles, payload, served, parse_invert(invert), top_k, channels, parse_framing(framing)
         )
 
     @app.get(
@@ -243,10 +243,6 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         return Response(metrics.exposition(), media_type=CONTENT_TYPE)
 
     return app
-
-
-def _invert(value: str) -> bool | None:
-    return {"auto": None, "true": True, "false": False}[value]
 
 
 # --- request bodies ---------------------------------------------------------------------------
