@@ -24,6 +24,13 @@ def free_port() -> int:
 @contextlib.contextmanager
 def running_server(run_dir: Path, *args: str, timeout: float = 90.0):
     """Yield the base URL of a server for `run_dir`; stop it (by its own pid) afterwards."""
+    with server_process(run_dir, *args, timeout=timeout) as (url, _):
+        yield url
+
+
+@contextlib.contextmanager
+def server_process(run_dir: Path, *args: str, timeout: float = 90.0):
+    """Yield the base URL and the Popen of a server for `run_dir` (its output in `stdout`); stop it afterwards."""
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(SRC), os.environ.get("PYTHONPATH")]))}
     command = [
@@ -53,7 +60,7 @@ def running_server(run_dir: Path, *args: str, timeout: float = 90.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"server did not answer /health within {timeout:.0f} s")
             time.sleep(0.2)
-        yield url
+        yield url, process
     finally:
         process.terminate()
         try:

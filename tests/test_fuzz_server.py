@@ -127,7 +127,7 @@ def test_ten_thousand_files_are_a_413_naming_our_limit(mlp_run):
         response = big_body_client.post("/predict/batch", files=files)
     assert response.status_code == 413
     assert response.json()["error"] == (
-        f"the form holds more than {MAX_BATCH + 1} files; this server takes at most {MAX_BATCH} images per request "
+        f"the form holds more than {MAX_BATCH} files; this server takes at most {MAX_BATCH} images per request "
         "(start it with a larger --max-batch)."
     )
 

@@ -1,6 +1,6 @@
 """The batcher on its own: how batches form, why they are sent, failures and cancellations.
 
-A fake `run_batch` that blocks on a threading.Event holds the worker busy, so the tests decide
+A fake `run_batch`, run by `InThread`, that blocks on a threading.Event holds the worker busy, so the tests decide
 exactly what is queued when; nothing here depends on how long anything takes.
 """
 
@@ -11,7 +11,7 @@ import threading
 
 import pytest
 
-from convscope.serving.batcher import DELAY, FULL, READY, Batcher, BatchPolicy, BatchReport
+from convscope.serving.batcher import DELAY, FULL, READY, Batcher, BatchPolicy, BatchReport, InThread
 
 
 class Worker:
@@ -48,7 +48,7 @@ def test_an_idle_request_is_sent_at_once_without_waiting_for_the_window():
     async def main():
         reports: list[BatchReport] = []
         # Had the batcher waited for the window, its report would say so: trigger 'delay', waits >= 1.
-        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=32, max_delay_s=0.05), on_batch=reports.append)
+        batcher = Batcher(InThread(Worker()), BatchPolicy(max_batch_size=32, max_delay_s=0.05), on_batch=reports.append)
         assert await batcher.submit(21) == 42
         await until(lambda: reports)
         await batcher.close()
@@ -61,7 +61,7 @@ def test_an_idle_request_is_sent_at_once_without_waiting_for_the_window():
 def test_requests_queued_behind_a_running_batch_form_full_batches_then_the_rest():
     async def main():
         worker, reports = Worker(hold=True), []
-        batcher = Batcher(worker, BatchPolicy(max_batch_size=4, max_delay_s=10), on_batch=reports.append)
+        batcher = Batcher(InThread(worker), BatchPolicy(max_batch_size=4, max_delay_s=10), on_batch=reports.append)
         first = asyncio.ensure_future(batcher.submit(0))
         await until(worker.entered.is_set)  # the worker holds a batch of one
         rest = [asyncio.ensure_future(batcher.submit(i)) for i in range(1, 10)]
@@ -81,7 +81,7 @@ def test_requests_queued_behind_a_running_batch_form_full_batches_then_the_rest(
 def test_the_batcher_waits_for_requests_being_read_and_stops_when_they_arrive():
     async def main():
         reports = []
-        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=8, max_delay_s=10), on_batch=reports.append)
+        batcher = Batcher(InThread(Worker()), BatchPolicy(max_batch_size=8, max_delay_s=10), on_batch=reports.append)
         body_arrived = asyncio.Event()
 
         async def slow_request(value):  # what a route handler does: read the body, then submit
@@ -109,7 +109,7 @@ def test_the_batcher_waits_for_requests_being_read_and_stops_when_they_arrive():
 def test_the_window_bounds_the_wait_for_a_request_that_never_arrives():
     async def main():
         reports = []
-        batcher = Batcher(Worker(), BatchPolicy(max_batch_size=8, max_delay_s=0.001), on_batch=reports.append)
+        batcher = Batcher(InThread(Worker()), BatchPolicy(max_batch_size=8, max_delay_s=0.001), on_batch=reports.append)
         with batcher.reading():  # a client that never finishes sending
             assert await batcher.submit(5) == 10
         await until(lambda: reports)
@@ -123,7 +123,7 @@ def test_the_window_bounds_the_wait_for_a_request_that_never_arrives():
 def test_a_bad_job_fails_alone_and_its_batch_mates_succeed():
     async def main():
         worker = Worker(hold=True)
-        batcher = Batcher(worker, BatchPolicy(max_batch_size=8))
+        batcher = Batcher(InThread(worker), BatchPolicy(max_batch_size=8))
         first = asyncio.ensure_future(batcher.submit(1))
         await until(worker.entered.is_set)
         jobs = [asyncio.ensure_future(batcher.submit(job)) for job in (2, "bad", 3)]
@@ -142,7 +142,7 @@ def test_a_bad_job_fails_alone_and_its_batch_mates_succeed():
 def test_clients_that_go_away_mid_batch_or_in_the_queue_break_nothing():
     async def main():
         worker = Worker(hold=True)
-        batcher = Batcher(worker, BatchPolicy(max_batch_size=8))
+        batcher = Batcher(InThread(worker), BatchPolicy(max_batch_size=8))
         running = [asyncio.ensure_future(batcher.submit(i)) for i in (1, 2)]
         await until(worker.entered.is_set)
         queued = [asyncio.ensure_future(batcher.submit(i)) for i in (3, 4)]
@@ -171,7 +171,7 @@ def test_a_crashing_run_batch_fails_its_batch_and_the_next_one_runs():
         return [job + 1 for job in jobs]
 
     async def main():
-        batcher = Batcher(flaky, BatchPolicy())
+        batcher = Batcher(InThread(flaky), BatchPolicy())
         with pytest.raises(RuntimeError, match="boom"):
             await batcher.submit(1)
         value = await batcher.submit(2)

@@ -1,7 +1,9 @@
 """The batched HTTP path in-process (httpx2's ASGI transport, one event loop): results, failures, metrics.
 
 To decide what lands in one batch without timing, a test holds the served model's lock: the worker
-blocks inside a forward pass while the test queues requests behind it, then lets go.
+blocks inside a forward pass while the test queues requests behind it, then lets go. Those tests run
+the batches in a thread (the lock is this process's); the others take the default, which on 2 cores
+or more is the batch worker process (test_server_worker_process.py tests that process itself).
 """
 
 from __future__ import annotations
@@ -90,7 +92,7 @@ def batch_sizes(samples) -> tuple[float, float]:
 
 
 def test_concurrent_requests_are_batched_and_equal_predict_proba_image_by_image(trained_run, trained, digits):
-    app = create_app(trained_run, ServerSettings(max_batch_size=16))
+    app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
 
     async def test(client, app):
@@ -132,7 +134,7 @@ def test_batch_endpoint_goes_through_the_same_batcher(trained_run, trained, digi
 
 
 def test_a_bad_image_fails_alone_and_its_batch_mates_succeed(trained_run, trained, digits):
-    app = create_app(trained_run, ServerSettings(max_batch_size=16))
+    app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
 
     async def test(client, app):
@@ -158,7 +160,7 @@ def test_a_bad_image_fails_alone_and_its_batch_mates_succeed(trained_run, traine
 
 
 def test_a_client_gone_mid_batch_breaks_nothing(trained_run, digits):
-    app = create_app(trained_run, ServerSettings(max_batch_size=16))
+    app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
 
     async def test(client, app):

@@ -56,6 +56,9 @@ class TooManyPixels(UserError):
         super().__init__(message)
         self.width, self.height = width, height
 
+    def __reduce__(self):  # to cross from a batch worker process with its numbers
+        return type(self), (str(self), self.width, self.height)
+
 
 _ENV = {
     "max_bytes": "CONVSCOPE_MAX_DATA_BYTES",

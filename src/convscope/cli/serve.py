@@ -7,6 +7,7 @@ import dataclasses
 import json
 import os
 import tempfile
+from pathlib import Path
 
 from ..errors import UserError
 from .options import add_threads_option, float_range, int_range, port
@@ -64,6 +65,14 @@ def add_parser(sub) -> None:
         help="what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest "
         "installed engine that matches torch, measured at startup",
     )
+    p.add_argument(
+        "--batch-worker",
+        default="auto",
+        choices=["auto", "process", "thread"],
+        help="where images are decoded and batches run: process (its own process, so HTTP and the model use "
+        "different cores), thread (in the server's process); auto (default): process with 2 or more cores per "
+        "server process",
+    )
     p.add_argument("--workers", type=int_range(1, 256, "a number of processes"), default=1, help=WORKERS_HELP)
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_threads_option(p)
@@ -74,6 +83,7 @@ def run(args: argparse.Namespace) -> int:
     try:
         import uvicorn
 
+        from ..serving import worker_process
         from ..serving.app import CONFIG_ENV, create_app
         from ..serving.limits import json_error_protocol
         from ..serving.service import ServerSettings
@@ -92,6 +102,10 @@ def run(args: argparse.Namespace) -> int:
         max_batch_size=args.max_batch_size,
         max_batch_delay_ms=args.max_batch_delay_ms,
         engine=args.engine,
+        # auto decides here, where the number of server processes sharing the cores is known
+        batch_worker=worker_process.choose(
+            args.batch_worker, Path(args.run_dir), worker_process.usable_cores() // args.workers
+        ),
     )
     where = f"http://{args.host}:{args.port}/"
     from ..training.threads import choose_threads
@@ -112,6 +126,7 @@ def run(args: argparse.Namespace) -> int:
         print(
             f"serving {args.run_dir} on {where} with engine {engine.name}"
             + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
+            + f", batch worker {settings.batch_worker}"
             + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})",
             flush=True,
         )
@@ -128,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         )
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         print(
-            f"serving {args.run_dir} on {where} with {args.workers} workers  (API docs: /docs, metrics: /metrics)",
+            f"serving {args.run_dir} on {where} with {args.workers} workers, batch worker {settings.batch_worker}"
+            "  (API docs: /docs, metrics: /metrics)",
             flush=True,
         )
         config = uvicorn.Config(

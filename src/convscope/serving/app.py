@@ -5,15 +5,18 @@ Images arrive as multipart uploads, raw image bodies or JSON pixels; options (`i
 4xx JSON body `{"error": "one sentence"}`; a 500 would be a bug.
 
 /predict and /predict/batch read their bodies on the event loop and hand one job per image to the
-app's `Batcher`, whose worker thread decodes, preprocesses and predicts whole batches
-(`service.run_jobs`); /metrics tells what it did.
+app's `Batcher`, whose worker decodes, preprocesses and predicts whole batches (`service.run_jobs`):
+a process of its own on 2 cores or more, a thread otherwise (`worker_process.py`, `--batch-worker`);
+/metrics tells what it did.
 """
 
 from __future__ import annotations
 
+import gc
 import json
 import logging
-from contextlib import asynccontextmanager
+from collections.abc import Iterator
+from contextlib import asynccontextmanager, contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any, Literal
@@ -24,7 +27,6 @@ from fastapi.openapi.docs import get_swagger_ui_html
 from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
-from starlette.datastructures import UploadFile
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
@@ -32,10 +34,10 @@ from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
-from . import schemas
-from .batcher import Batcher, BatchPolicy
+from . import schemas, worker_process
+from .batcher import Batcher, BatchPolicy, InThread, Runner, WorkerStopped
 from .errors import PayloadTooLarge, RequestError, UnsupportedMediaType
-from .limits import parse_json, read_form
+from .limits import parse_json, read_files
 from .metrics import CONTENT_TYPE, MetricsMiddleware, ServerMetrics
 from .service import (
     Job,
@@ -129,16 +131,13 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     metrics = ServerMetrics(
         {"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"}
     )
-    batcher = Batcher(
-        partial(run_jobs, served=served),
-        BatchPolicy(served.settings.max_batch_size, served.settings.max_batch_delay_ms / 1000),
-        on_batch=metrics.observe_batch,
-        on_queue=metrics.observe_queue,
-    )
+    batcher = _batcher(served, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
-        yield
+        await batcher.start()  # a worker process loads its model now, not during the first request
+        with gc_frozen():
+            yield
         await batcher.close()
 
     app = FastAPI(
@@ -245,6 +244,43 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     return app
 
 
+@contextmanager
+def gc_frozen() -> Iterator[None]:
+    """Leave what exists at startup (torch, FastAPI, the model: about 200,000 objects) out of garbage collections.
+
+    Python's full collections walk every tracked object; under load one came every few seconds and
+    stopped the server for 90-140 ms, which made most of /health's and /predict's p99 (BENCHMARKS.md,
+    "Serving"). Frozen objects are skipped until the server stops.
+    """
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+
+
+def _batcher(served: ServedModel, metrics: ServerMetrics) -> Batcher:
+    """The batcher, with its worker in a process of its own or in a thread (worker_process.py)."""
+    import torch
+
+    run_dir = served.trained.path
+    where = worker_process.choose(served.settings.batch_worker, run_dir, worker_process.usable_cores())
+    served.info["batch_worker"] = where
+    runner: Runner
+    if where == "thread":
+        runner = InThread(partial(run_jobs, served=served))
+    else:
+        assert run_dir is not None
+        runner = worker_process.InProcess(Path(run_dir), served.settings, served.engine.name, torch.get_num_threads())
+    return Batcher(
+        runner,
+        BatchPolicy(served.settings.max_batch_size, served.settings.max_batch_delay_ms / 1000),
+        on_batch=metrics.observe_batch,
+        on_queue=metrics.observe_queue,
+    )
+
+
 # --- request bodies ---------------------------------------------------------------------------
 
 
@@ -255,7 +291,7 @@ def _media_type(request: Request) -> str:
 async def _one_payload(request: Request, served: ServedModel) -> Payload:
     kind = _media_type(request)
     if kind == "multipart/form-data":
-        files = await _form_files(request, served)
+        files = await read_files(request, served.settings.max_batch)
         if len(files) != 1:
             raise RequestError(
                 f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several."
@@ -275,7 +311,7 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
 async def _batch_payloads(request: Request, served: ServedModel) -> list[Payload]:
     kind = _media_type(request)
     if kind == "multipart/form-data":
-        files = await _form_files(request, served)
+        files = await read_files(request, served.settings.max_batch)
         if not files:
             raise RequestError("the form has no image files; send them in repeated 'images' fields.")
         return files
@@ -304,17 +340,6 @@ def _json_object(body: bytes, key: str) -> dict[str, Any]:
     if not isinstance(value, dict) or key not in value:
         raise RequestError(f"the JSON body must be an object with a '{key}' field.")
     return value
-
-
-async def _form_files(request: Request, served: ServedModel) -> list[bytes]:
-    # Starlette's own cap, far above ours, only bounds parsing work; ours gives the clear 413.
-    form = await read_form(request, served.settings.max_batch)
-    files = [value for _, value in form.multi_items() if isinstance(value, UploadFile)]
-    if len(files) > served.settings.max_batch:
-        raise PayloadTooLarge(
-            f"the batch has {len(files)} images; this server takes at most {served.settings.max_batch} per request."
-        )
-    return [await f.read() for f in files]
 
 
 class BodyLimit:
@@ -384,6 +409,19 @@ def _add_error_handlers(app: FastAPI) -> None:
         # The client hung up before its body was in: nobody to answer, and no bug. 499 is nginx's
         # "client closed request", so /metrics counts it apart from the server's own errors.
         return Response(status_code=499)
+
+    @app.exception_handler(WorkerStopped)
+    async def worker_died(request: Request, exc: WorkerStopped) -> JSONResponse:
+        # The batch worker process was killed (out of memory, say) while running this request's batch;
+        # the batcher has started another, so the same request can succeed a moment later.
+        return JSONResponse(
+            {
+                "error": "the model's worker process stopped while running this request's batch; a new one is "
+                "starting: retry the request."
+            },
+            status_code=503,
+            headers={"Retry-After": "1"},
+        )
 
     @app.exception_handler(Exception)
     async def bug(request: Request, exc: Exception) -> JSONResponse:

@@ -14,6 +14,10 @@ When to stop collecting, the part that makes it adaptive:
 The next batch is collected only once the worker is free, so under load the queue fills while the
 model runs and batches grow with the load by themselves (the way Triton's dynamic batcher and
 TorchServe's `max_batch_delay` work, with the window used only when it can pay off).
+
+Where a batch runs is its `Runner`'s business: `InThread` (one worker thread in this process) or
+`worker_process.InProcess` (a process of its own, where decoding and the model no longer take turns
+with the event loop for the GIL).
 """
 
 from __future__ import annotations
@@ -26,7 +30,7 @@ from collections import deque
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 log = logging.getLogger("convscope.serving")
 
@@ -54,8 +58,42 @@ class BatchReport:
     trigger: str  # FULL, READY (nothing else queued or being read) or DELAY (the window ran out)
     waits: int  # how often the collector suspended to wait for more; 0: sent as soon as it was seen
     waited_s: float  # time spent in those waits
-    run_s: float  # decode + forward in the worker
+    run_s: float  # decode + forward in the worker, with the trip there and back
     queued: int  # jobs left in the queue when this batch was sent
+
+
+class WorkerStopped(RuntimeError):
+    """The runner's worker died during a batch (a process killed, say); the runner replaces it for the next."""
+
+
+class Runner(Protocol):
+    """Runs one batch at a time: `run(jobs)` gives one outcome per job, a result or that job's exception."""
+
+    async def start(self) -> None: ...
+
+    async def run(self, jobs: list[Any]) -> list[Any]: ...
+
+    async def close(self) -> None: ...
+
+
+class InThread:
+    """`run_batch(jobs)` in one worker thread of this process."""
+
+    def __init__(self, run_batch: Callable[[list[Any]], list[Any]]):
+        self.run_batch = run_batch
+        self._pool: ThreadPoolExecutor | None = None
+
+    async def start(self) -> None:
+        self._pool = self._pool or ThreadPoolExecutor(max_workers=1, thread_name_prefix="convscope-batch")
+
+    async def run(self, jobs: list[Any]) -> list[Any]:
+        await self.start()
+        return await asyncio.get_running_loop().run_in_executor(self._pool, self.run_batch, jobs)
+
+    async def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True)
+            self._pool = None
 
 
 @dataclass
@@ -65,16 +103,16 @@ class _Pending:
 
 
 class Batcher:
-    """Queue + collector task + one worker thread. Start it on the server's event loop."""
+    """Queue + collector task + the runner of its batches. Start it on the server's event loop."""
 
     def __init__(
         self,
-        run_batch: Callable[[list[Any]], list[Any]],
+        runner: Runner,
         policy: BatchPolicy = BatchPolicy(),
         on_batch: Callable[[BatchReport], None] | None = None,
         on_queue: Callable[[int], None] | None = None,
     ):
-        self.run_batch, self.policy = run_batch, policy
+        self.runner, self.policy = runner, policy
         self.on_batch = on_batch or (lambda report: None)
         self.on_queue = on_queue or (lambda depth: None)
         self._queue: deque[_Pending] = deque()
@@ -82,7 +120,6 @@ class Batcher:
         self._running = 0  # jobs in the batch the worker is running
         self._changed: asyncio.Event | None = None
         self._task: asyncio.Task | None = None
-        self._worker: ThreadPoolExecutor | None = None
 
     # --- the request side ----------------------------------------------------------------------
 
@@ -120,10 +157,14 @@ class Batcher:
 
     # --- lifecycle -----------------------------------------------------------------------------
 
+    async def start(self) -> None:
+        """Start the runner now (a worker process loads its model) rather than on the first request."""
+        await self.runner.start()
+        self._ensure_started()
+
     def _ensure_started(self) -> None:
         if self._task is None or self._task.done():
             self._changed = asyncio.Event()
-            self._worker = self._worker or ThreadPoolExecutor(max_workers=1, thread_name_prefix="convscope-batch")
             self._task = asyncio.get_running_loop().create_task(self._serve(), name="convscope-batcher")
 
     async def close(self) -> None:
@@ -135,9 +176,7 @@ class Batcher:
             if not pending.future.done():
                 pending.future.cancel()
         self._queue.clear()
-        if self._worker is not None:
-            self._worker.shutdown(wait=True)
-            self._worker = None
+        await self.runner.close()
 
     def _poke(self) -> None:
         if self._changed is not None:
@@ -146,7 +185,6 @@ class Batcher:
     # --- the collector -------------------------------------------------------------------------
 
     async def _serve(self) -> None:
-        loop = asyncio.get_running_loop()
         while True:
             batch, trigger, waits, waited = await self._collect()
             if not batch:
@@ -154,9 +192,12 @@ class Batcher:
             started = time.perf_counter()
             self._running = len(batch)
             try:
-                outcomes = await loop.run_in_executor(self._worker, self.run_batch, [p.job for p in batch])
+                outcomes = await self.runner.run([p.job for p in batch])
             except asyncio.CancelledError:
                 raise
+            except WorkerStopped as exc:
+                log.error("a batch of %d failed: %s", len(batch), exc)
+                outcomes = [exc] * len(batch)
             except Exception as exc:
                 log.exception("a batch of %d failed", len(batch))
                 outcomes = [exc] * len(batch)

