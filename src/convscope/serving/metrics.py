@@ -67,7 +67,10 @@ class ServerMetrics:
             "convscope_batch_waits", "times the batcher waited for requests still being read", registry=r
         )
         self.batch_seconds = Histogram(
-            "convscope_batch_run_seconds", "decode + forward time of one batch, as the batcher waited for it", buckets=LATENCY_BUCKETS, registry=r
+            "convscope_batch_run_seconds",
+            "decode + forward time of one batch, as the batcher waited for it",
+            buckets=LATENCY_BUCKETS,
+            registry=r,
         )
         self.queue_depth = Gauge(
             "convscope_queue_depth", "images waiting for a batch", registry=r, multiprocess_mode="livesum"
