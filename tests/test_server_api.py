@@ -289,6 +289,22 @@ BAD_REQUESTS = {
         lambda: {"content": _noise_png(28), "headers": {"content-type": "image/png"}},
         None,
     ),
+    "multipart without a boundary": (
+        400,
+        "/predict",
+        lambda: {"content": b"--x\r\n", "headers": {"content-type": "multipart/form-data"}},
+        "no boundary parameter",
+    ),
+    "multipart cut inside a part": (
+        400,
+        "/predict",
+        lambda: {
+            "content": b'--b\r\nContent-Disposition: form-data; name="image"; filename="a.png"\r\n\r\n'
+            + _noise_png(28),
+            "headers": {"content-type": "multipart/form-data; boundary=b"},
+        },
+        "the multipart body ends inside a part: its closing boundary is missing.",
+    ),
     "top_k zero": (
         422,
         "/predict?top_k=0",

@@ -17,10 +17,10 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import UserError
+from .errors import PayloadTooLarge, RequestError
 
 if TYPE_CHECKING:
     from python_multipart.multipart import MultipartCallbacks
-from .errors import PayloadTooLarge, RequestError
 
 # Pixels nest 4 deep ({"images": [image[row[pixel[channel]]]]}); the default leaves room and stays
 # far below Python's recursion limit, which a 100,000-deep body would otherwise hit (a 500).

@@ -22,6 +22,7 @@ itself (with `convscope serve --workers N`, its share of them).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import gc
 import logging
 import os
@@ -159,7 +160,8 @@ def main(fd: int) -> None:
     # Ctrl-C reaches the whole process group; the server decides when this process ends (by closing
     # the connection), and a KeyboardInterrupt here would only print a traceback beside its own exit.
     signal.signal(signal.SIGINT, signal.SIG_IGN)
-    with socket.socket(fileno=fd) as connection:
+    with socket.socket(fileno=fd) as connection, contextlib.suppress(ConnectionError):
+        # ConnectionError: the server stopped while this batch ran; nobody is left to answer
         message = _recv(connection)
         if message is not None:
             serve_batches(connection, *pickle.loads(message))
