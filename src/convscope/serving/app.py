@@ -131,7 +131,9 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     metrics = ServerMetrics(
         {"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"}
     )
-    batcher = _batcher(served, metrics)
+    where = worker_process.choose(served.settings.batch_worker, served.trained.path, worker_process.usable_cores())
+    served.info["batch_worker"] = where
+    batcher = _batcher(served, where, metrics)
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
@@ -260,19 +262,18 @@ def gc_frozen() -> Iterator[None]:
         gc.unfreeze()
 
 
-def _batcher(served: ServedModel, metrics: ServerMetrics) -> Batcher:
-    """The batcher, with its worker in a process of its own or in a thread (worker_process.py)."""
+def _batcher(served: ServedModel, where: str, metrics: ServerMetrics) -> Batcher:
+    """The batcher, with its worker in a process of its own or in a thread (`where`; worker_process.py)."""
     import torch
 
-    run_dir = served.trained.path
-    where = worker_process.choose(served.settings.batch_worker, run_dir, worker_process.usable_cores())
-    served.info["batch_worker"] = where
     runner: Runner
     if where == "thread":
         runner = InThread(partial(run_jobs, served=served))
     else:
-        assert run_dir is not None
-        runner = worker_process.InProcess(Path(run_dir), served.settings, served.engine.name, torch.get_num_threads())
+        assert served.trained.path is not None  # choose() gives a process only for a run on disk
+        runner = worker_process.InProcess(
+            Path(served.trained.path), served.settings, served.engine.name, torch.get_num_threads()
+        )
     return Batcher(
         runner,
         BatchPolicy(served.settings.max_batch_size, served.settings.max_batch_delay_ms / 1000),

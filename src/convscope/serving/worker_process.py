@@ -65,7 +65,9 @@ def usable_cores() -> int:
 
 
 class InProcess:
-    """A `batcher.Runner` whose batches run in a spawned process holding its own copy of the model."""
+    """A `batcher.Runner` whose batches run in a process of its own, holding its own copy of the model.
+
+    Pickles cross only between the server and this child of its own, never from a client or a file."""
 
     def __init__(self, run_dir: Path, settings: ServerSettings, engine: str, threads: int):
         # `engine` is the one the server chose: the process does not measure `auto` a second time
