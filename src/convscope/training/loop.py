@@ -113,6 +113,8 @@ class OneProcess:
     def agree(self, stop: bool) -> bool:
         return stop
 
+    def barrier(self) -> None: ...
+
 
 @dataclass(frozen=True)
 class Extras:
