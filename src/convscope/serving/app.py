@@ -252,7 +252,7 @@ def gc_frozen() -> Iterator[None]:
 
     Python's full collections walk every tracked object; under load one came every few seconds and
     stopped the server for 90-140 ms, which made most of /health's and /predict's p99 (BENCHMARKS.md,
-    "Serving"). Frozen objects are skipped until the server stops.
+    "Serving at the model's speed"). Frozen objects are skipped until the server stops.
     """
     gc.collect()
     gc.freeze()

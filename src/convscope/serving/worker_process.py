@@ -3,7 +3,7 @@
 In one process the event loop (reading requests, writing responses) and the batch worker
 (decoding images, the forward pass) take turns holding the GIL, so the server uses about one core
 however many it has: /predict reached 0.36 of /health's rate on 2 cores. With the worker in a
-process of its own each has a core and they overlap (BENCHMARKS.md, "Serving").
+process of its own each has a core and they overlap (BENCHMARKS.md, "Serving at the model's speed").
 
 The event loop talks to the process over a socket pair, a length-prefixed pickle each way: the
 jobs of one batch out, their outcomes back. Nothing else is in between: a ProcessPoolExecutor adds
