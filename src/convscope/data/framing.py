@@ -223,12 +223,11 @@ def measure(
 
 
 class InkBox(NamedTuple):
-    """Where one image's ink is, and the levels that decided it (reused to fill the frame's background)."""
+    """Where one image's ink is, and the level that decided it (reused to fill the frame's background)."""
 
     box: tuple[int, int, int, int]  # (top, left, bottom, right), end-exclusive
     weights: np.ndarray  # ink-bright values above the image's own background level
-    background: float  # the image's background level (ink-bright, [0, 1])
-    level: float  # its ink level: the `_INK_LEVEL` percentile
+    cut: float  # pixels above it are ink, the rest paper: the threshold between background and ink level
 
 
 def ink_box(ink: np.ndarray, threshold: float) -> InkBox | None:
@@ -237,10 +236,11 @@ def ink_box(ink: np.ndarray, threshold: float) -> InkBox | None:
     level = float(np.percentile(ink, _INK_LEVEL))
     if level - background < _MIN_CONTRAST:
         return None
-    mask = ink > background + threshold * (level - background)
+    cut = background + threshold * (level - background)
+    mask = ink > cut
     rows, cols = np.flatnonzero(mask.any(axis=1)), np.flatnonzero(mask.any(axis=0))
     weights = np.clip(ink - background, 0.0, None)
-    return InkBox((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1), weights, background, level)
+    return InkBox((int(rows[0]), int(cols[0]), int(rows[-1]) + 1, int(cols[-1]) + 1), weights, cut)
 
 
 def _centre_of_mass(weights: np.ndarray) -> tuple[float, float]:
@@ -342,7 +342,7 @@ def frame(
         return Framed(image, bool(flip), framing, kept=True)
     (top, left, bottom, right), weights = found.box, found.weights
     glyph = image[top:bottom, left:right]
-    fill = _background_fill(image, ink, contract.threshold, found)
+    fill = _background_fill(image, ink, found)
     if framing == "fill":
         return Framed(resize(glyph, size), bool(flip), "fill")
     h, w = size
@@ -377,9 +377,9 @@ def _inverted(image: np.ndarray, lo: float, hi: float) -> np.ndarray:
     return (lo + hi - image).astype(image.dtype)
 
 
-def _background_fill(image: np.ndarray, ink: np.ndarray, threshold: float, found: InkBox) -> np.ndarray:
+def _background_fill(image: np.ndarray, ink: np.ndarray, found: InkBox) -> np.ndarray:
     """The image's own background (per channel, the median of the non-ink pixels), to pad the frame with."""
-    paper = ink <= found.background + threshold * (found.level - found.background)
+    paper = ink <= found.cut
     pixels = image[paper] if paper.any() else image.reshape(-1, image.shape[-1])
     return np.median(pixels, axis=0).astype(image.dtype)
 
