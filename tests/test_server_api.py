@@ -17,8 +17,8 @@ from PIL import Image
 import convscope as cs
 from convscope.cli import main
 from convscope.data.framing import frame, learn_contract
-from convscope.serving import worker_process
 from convscope.serving.preprocess import range_warnings
+from convscope.training.threads import affinity_size
 from server_process import running_server
 
 pytest.importorskip("fastapi")
@@ -70,8 +70,7 @@ def test_health_and_model_describe_the_run(server, trained_run):
     assert info["preprocessing"]["contract"]["source"] == "learned from the training images at fit time"
     assert info["preprocessing"]["pixel_range"] == [0.0, 255.0]
     assert info["limits"]["max_batch"] == MAX_BATCH
-    cores = worker_process.usable_cores()
-    assert info["batch_worker"] == ("process" if cores >= 2 else "thread")  # auto, on this machine
+    assert info["batch_worker"] == ("process" if affinity_size() >= 2 else "thread")  # auto, on this machine
 
 
 def test_upload_gives_the_same_probabilities_as_predict_proba(server, trained, digits):

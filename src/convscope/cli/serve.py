@@ -95,6 +95,9 @@ def run(args: argparse.Namespace) -> int:
         raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}.")
     if args.max_batch_delay_ms < 0:
         raise UserError(f"--max-batch-delay-ms must be 0 or more, got {args.max_batch_delay_ms}.")
+    from ..training.threads import affinity_size, choose_threads
+
+    cores = affinity_size()
     settings = ServerSettings(
         max_body_bytes=int(args.max_upload_mb * 1024 * 1024),
         max_image_pixels=args.max_image_pixels,
@@ -103,17 +106,13 @@ def run(args: argparse.Namespace) -> int:
         max_batch_delay_ms=args.max_batch_delay_ms,
         engine=args.engine,
         # auto decides here, where the number of server processes sharing the cores is known
-        batch_worker=worker_process.choose(
-            args.batch_worker, Path(args.run_dir), worker_process.usable_cores() // args.workers
-        ),
+        batch_worker=worker_process.choose(args.batch_worker, Path(args.run_dir), cores // args.workers),
     )
     where = f"http://{args.host}:{args.port}/"
-    from ..training.threads import choose_threads
-
     # Asked for: as asked. Otherwise the idle cores (training/threads.py), capped at each worker's share of
     # the cores minus one, which leaves a core to the event loop (BENCHMARKS.md, "Serving at the model's speed").
     plan = choose_threads(args.threads)
-    threads = plan.threads if args.threads else min(plan.threads, forward_threads(args.workers))
+    threads = plan.threads if args.threads else min(plan.threads, forward_threads(cores, args.workers))
     if args.workers == 1:
         import torch
 
@@ -182,11 +181,10 @@ def serve_workers(config) -> None:
     Multiprocess(config, sockets=[sock], **({"target": Server(config=config).run} if takes_target else {})).run()
 
 
-def forward_threads(workers: int) -> int:
+def forward_threads(cores: int, workers: int) -> int:
     """Each worker's share of the cores minus one for its event loop, which parses HTTP while the model runs.
 
     On 2 cores that is 1 thread: under load a second OpenMP thread only contends with the event loop and the
     clients (BENCHMARKS.md, "Serving").
     """
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     return max(1, cores // workers - 1)

@@ -33,6 +33,7 @@ from starlette.requests import ClientDisconnect
 from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
 from ..errors import UserError
+from ..training.threads import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
 from .batcher import Batcher, BatchPolicy, InThread, Runner, WorkerStopped
@@ -131,7 +132,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     metrics = ServerMetrics(
         {"/", "/health", "/model", "/predict", "/predict/batch", "/feature-maps", "/metrics", "/docs"}
     )
-    where = worker_process.choose(served.settings.batch_worker, served.trained.path, worker_process.usable_cores())
+    where = worker_process.choose(served.settings.batch_worker, served.trained.path, affinity_size())
     served.info["batch_worker"] = where
     batcher = _batcher(served, where, metrics)
 

@@ -60,10 +60,6 @@ def choose(asked: str, run_dir: Path | None, cores: int) -> str:
     return asked
 
 
-def usable_cores() -> int:
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-
-
 class InProcess:
     """A `batcher.Runner` whose batches run in a process of its own, holding its own copy of the model.
 
