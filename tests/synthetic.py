@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 import convscope as cs
 
@@ -38,3 +40,10 @@ def write_tiny_npz(folder: Path, n: int, size: int = 12) -> Path:
     path = folder / "tiny.npz"
     np.savez(path, x=data.images[..., 0], y=data.labels)
     return path
+
+
+def png(image: np.ndarray) -> bytes:
+    """One (H, W, 1) uint8 image as the bytes of a grayscale PNG file, as a client uploads it."""
+    buffer = io.BytesIO()
+    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
+    return buffer.getvalue()

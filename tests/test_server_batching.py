@@ -9,12 +9,10 @@ or more is the batch worker process (test_server_worker_process.py tests that pr
 from __future__ import annotations
 
 import asyncio
-import io
 
 import httpx2
 import numpy as np
 import pytest
-from PIL import Image
 
 import convscope as cs
 
@@ -26,6 +24,7 @@ from convscope.errors import UserError
 from convscope.serving import engines
 from convscope.serving.app import create_app
 from convscope.serving.service import ServerSettings
+from synthetic import png
 
 # torch's CPU kernels sum in another order for other batch sizes and thread counts: predict_proba
 # itself gives the same image up to 1.3e-6 apart in a batch of 1 and in batches of 2-64, at 1 or 2
@@ -38,12 +37,6 @@ BATCHING_TOLERANCE = 1e-5
 def digits(trained_run):
     data, _ = cs.load_test_set(trained_run)
     return data.images[:48]
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def serve(app, test):

@@ -4,7 +4,6 @@ contained, a process killed mid-batch replaced, and the process gone when the se
 from __future__ import annotations
 
 import asyncio
-import io
 import os
 import signal
 import time
@@ -13,7 +12,6 @@ from pathlib import Path
 import httpx2
 import numpy as np
 import pytest
-from PIL import Image
 
 import convscope as cs
 
@@ -26,17 +24,12 @@ from convscope.serving.batcher import WorkerStopped
 from convscope.serving.errors import InvalidPixels
 from convscope.serving.service import Job, ServerSettings, load_served, run_jobs
 from server_process import server_process
+from synthetic import png
 
 # The same images through run_jobs here and in the process: same code, same thread count, but torch
 # may pick other kernels in another process, so hold them to the batching tolerance of
 # test_server_batching.py.
 TOLERANCE = 1e-5
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 @pytest.fixture(scope="module")

@@ -2,26 +2,19 @@
 
 from __future__ import annotations
 
-import io
 import socket
 
 import httpx2
 import numpy as np
 import pytest
-from PIL import Image
 
 import convscope as cs
 from server_process import running_server
+from synthetic import png
 
 pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families
-
-
-def png(image: np.ndarray) -> bytes:
-    buffer = io.BytesIO()
-    Image.fromarray(image[..., 0]).save(buffer, format="PNG")
-    return buffer.getvalue()
 
 
 def predictions_counted(client: httpx2.Client) -> float:
