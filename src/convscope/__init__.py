@@ -14,6 +14,7 @@ from ._version import __version__
 from .data import Dataset, MinMaxScaler, describe, load, read_image
 from .data.streaming import stream
 from .errors import UserError
+from .i18n import set_language
 from .evaluation import EvaluationResult
 from .models import ModelSummary, build
 from .models import summary as _summary
@@ -83,6 +84,7 @@ __all__ = [
     "__version__",
     "read_image",
     "save_run",
+    "set_language",
     "stream",
     "summary",
     "train",

@@ -1,0 +1,85 @@
+"""User-facing text in the reader's language (English and Korean), through gettext message catalogs.
+
+Mark every sentence a person reads with `_()` (and `ngettext` for counts), with the numbers formatted in
+after translation, so that the catalog holds one entry per sentence, not one per value:
+
+    from ..i18n import _
+    raise UserError(_("{path}: {count} labels for {images} images.").format(path=..., count=..., images=...))
+
+The language is, first to last: `set_language()` / `--lang` for this context, `CONVSCOPE_LANG`, the locale
+(`LC_ALL`, `LC_MESSAGES`, `LANG`: `ko_KR.UTF-8` -> Korean), else English. It lives in a `ContextVar`, so the
+server can answer each request in the language its `Accept-Language` asks for without touching the others.
+Catalogs are `locale/<lang>/LC_MESSAGES/convscope.mo` inside the package; a language without one reads English.
+"""
+
+from __future__ import annotations
+
+import gettext as _gettext
+import os
+from contextvars import ContextVar
+from functools import lru_cache
+from pathlib import Path
+
+from .errors import UserError
+
+DOMAIN = "convscope"
+LOCALE_DIR = Path(__file__).parent / "locale"
+LANGUAGES = ("en", "ko")  # English is the source language: its "catalog" is the text itself
+DEFAULT = "en"
+
+_chosen: ContextVar[str | None] = ContextVar("convscope_language", default=None)
+
+
+def normalize(tag: str | None) -> str | None:
+    """'ko_KR.UTF-8', 'ko-KR', 'KO' -> 'ko'; a language convscope has no catalog for -> None."""
+    if not tag:
+        return None
+    primary = tag.strip().split(".")[0].split("@")[0].replace("-", "_").split("_")[0].lower()
+    return primary if primary in LANGUAGES else None
+
+
+def set_language(tag: str | None) -> str:
+    """Speak `tag` ('ko', 'en', 'ko_KR.UTF-8') in this context from now on; None goes back to the environment.
+
+    Returns the language now in force. An unknown language is refused, naming the known ones.
+    """
+    if tag is None:
+        _chosen.set(None)
+        return language()
+    code = normalize(tag)
+    if code is None:
+        raise UserError(f"language {tag[:40]!r} is not available; choose one of: {', '.join(LANGUAGES)}.")
+    _chosen.set(code)
+    return code
+
+
+def language() -> str:
+    """The language in force: set_language, else CONVSCOPE_LANG, else the locale's, else English."""
+    chosen = _chosen.get()
+    if chosen:
+        return chosen
+    for variable in ("CONVSCOPE_LANG", "LC_ALL", "LC_MESSAGES", "LANG"):
+        value = os.environ.get(variable)
+        if value:
+            # Like gettext itself: the first variable that is set decides, even when it names a language we lack.
+            return normalize(value) or DEFAULT
+    return DEFAULT
+
+
+@lru_cache(maxsize=None)
+def translations(code: str) -> _gettext.NullTranslations:
+    """The catalog for one language (read once per process); English and missing catalogs pass text through."""
+    if code == DEFAULT:
+        return _gettext.NullTranslations()
+    return _gettext.translation(DOMAIN, localedir=LOCALE_DIR, languages=[code], fallback=True)
+
+
+def gettext(message: str) -> str:
+    return translations(language()).gettext(message)
+
+
+def ngettext(singular: str, plural: str, n: int) -> str:
+    return translations(language()).ngettext(singular, plural, n)
+
+
+_ = gettext
