@@ -14,8 +14,8 @@ from ._version import __version__
 from .data import Dataset, MinMaxScaler, describe, load, read_image
 from .data.streaming import stream
 from .errors import UserError
-from .i18n import set_language
 from .evaluation import EvaluationResult
+from .i18n import set_language
 from .models import ModelSummary, build
 from .models import summary as _summary
 from .report.result import DrawableResult, evaluate

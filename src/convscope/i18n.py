@@ -17,7 +17,7 @@ from __future__ import annotations
 import gettext as _gettext
 import os
 from contextvars import ContextVar
-from functools import lru_cache
+from functools import cache
 from pathlib import Path
 
 from .errors import UserError
@@ -66,7 +66,7 @@ def language() -> str:
     return DEFAULT
 
 
-@lru_cache(maxsize=None)
+@cache
 def translations(code: str) -> _gettext.NullTranslations:
     """The catalog for one language (read once per process); English and missing catalogs pass text through."""
     if code == DEFAULT:
