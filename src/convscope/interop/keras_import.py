@@ -32,20 +32,24 @@ import torch
 from torch import nn
 
 from .._version import __version__
+from ..checks import cut, quote
 from ..data import load
 from ..data.dataset import Dataset
 from ..data.raw import parse_class_names
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from ..evaluation.evaluate import EvaluationResult, evaluate
+from ..i18n import _
 from ..models.network import Network
 from ..models.spec import INPUT
 from ..training.trained_model import TrainedModel
+from .containers import child, names, open_hdf5, read_array, text_attr, text_list_attr
 from .keras_config import (
     LAYER_TYPES,
     KerasLayer,
     KerasModel,
     check_axes,
+    check_params,
     parse_keras_config,
     read_architecture,
     weights_file,
@@ -100,10 +104,14 @@ def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> Mi
 
 
 def keras_network(model: KerasModel, path: str | Path) -> Network:
-    """The convscope network of `model` with the weights of the Keras file at `path`."""
+    """The convscope network of `model` with the weights of the Keras file at `path`.
+
+    The parameter limit is applied before the network is allocated, and every weight's declared shape
+    is checked against the network before it is read."""
+    check_params(model)
     network = Network(model.spec, model.input_shape, model.num_classes)
     check_axes(model, {INPUT: model.input_shape, **{l.name: l.output_shape for l in network.info}})
-    weights = read_keras_weights(path, model)
+    weights = read_keras_weights(path, model, _expected_shapes(network, model))
     with torch.no_grad():
         for layer in model.layers:
             kind = network_type(layer)
@@ -116,27 +124,55 @@ def network_type(layer: KerasLayer) -> str:
     return LAYER_TYPES[layer.class_name]
 
 
-def read_keras_weights(path: str | Path, model: KerasModel) -> dict[str, dict[str, np.ndarray]]:
-    """{Keras layer name: {variable: array}} for the layers that have weights."""
-    source = weights_file(path)
-    try:
-        with h5py.File(source, "r") as f:
-            if model.container == "keras":
-                return _archive_weights(f, model)
-            return _legacy_weights(f, model)
-    except OSError as exc:
-        raise UserError(f"{path}: the weights cannot be read as HDF5 ({exc}).") from None
+# {Keras layer name: {variable: the shape Keras stores it in}}
+Shapes = dict[str, dict[str, tuple[int, ...]]]
 
 
-def _archive_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.ndarray]]:
-    if "layers" not in f:
-        raise UserError(f"{model.source}: model.weights.h5 has no 'layers' group; it was not written by Keras 3.")
-    groups = f["layers"]
-    by_attr = {
-        str(g["vars"].attrs["name"]): g["vars"]
-        for g in groups.values()
-        if isinstance(g, h5py.Group) and "vars" in g and "name" in g["vars"].attrs
-    }
+def _expected_shapes(network: Network, model: KerasModel) -> Shapes:
+    """The shape each variable has in a Keras file, from the network the config describes."""
+    out: Shapes = {}
+    for layer in model.layers:
+        kind = network_type(layer)
+        if kind not in _VARIABLES:
+            continue
+        module = _parametrised(network.blocks[layer.spec_name], kind)
+        if kind == "Conv2D":
+            o, i, kh, kw = module.weight.shape
+            shapes = {"kernel": (kh, kw, i, o), "bias": (o,)}
+        elif kind == "Dense":
+            o, i = module.weight.shape
+            shapes = {"kernel": (i, o), "bias": (o,)}
+        else:
+            shapes = {role: (module.num_features,) for role in _VARIABLES[kind]}
+        out[layer.name] = {role: tuple(int(s) for s in shapes[role]) for role in _roles(layer)}
+    return out
+
+
+def read_keras_weights(path: str | Path, model: KerasModel, shapes: Shapes) -> dict[str, dict[str, np.ndarray]]:
+    """{Keras layer name: {variable: array}} for the layers that have weights, each checked before it is read."""
+    source = weights_file(path, model)
+    where = f"{path}: model.weights.h5" if model.container == "keras" else str(path)
+    with open_hdf5(source, where) as f:
+        if model.container == "keras":
+            return _archive_weights(f, model, shapes, where)
+        return _legacy_weights(f, model, shapes, where)
+
+
+def _archive_weights(f: h5py.File, model: KerasModel, shapes: Shapes, where: str) -> dict[str, dict[str, np.ndarray]]:
+    groups = child(f, "layers", where)
+    if not isinstance(groups, h5py.Group):
+        raise UserError(
+            _("{source}: model.weights.h5 has no 'layers' group; it was not written by Keras 3.").format(
+                source=model.source
+            )
+        )
+    by_attr: dict[str, h5py.Group] = {}
+    for key in names(groups, where):
+        variables = child(groups, f"{key}/vars", where)
+        if isinstance(variables, h5py.Group):
+            name = text_attr(variables, "name", where, limit=4096)
+            if name is not None:
+                by_attr[name] = variables
     paths = _saved_names(model.saved_order)
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in model.layers:
@@ -146,20 +182,59 @@ def _archive_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.
         group = by_attr.get(layer.name)
         if group is None:  # files without the name attribute: the path Keras derives from the class
             key = paths[layer.saved_index]
-            if key not in groups or "vars" not in groups[key]:
+            found = child(groups, f"{key}/vars", where)
+            if not isinstance(found, h5py.Group):
                 raise UserError(
-                    f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) in "
-                    f"model.weights.h5 (looked for layers/{key}/vars)."
+                    _(
+                        "{source}: no weights for layer '{name}' ({kind}) in model.weights.h5 (looked for layers/{key}/vars)."
+                    ).format(source=model.source, name=layer.name, kind=layer.class_name, key=key)
                 )
-            group = groups[key]["vars"]
-        arrays = [np.asarray(group[str(i)]) for i in range(len(group))]
-        if len(arrays) != len(roles):
+            group = found
+        stored = names(group, where)
+        if sorted(stored, key=lambda n: (len(n), n)) != [str(i) for i in range(len(stored))]:
             raise UserError(
-                f"{model.source}: layer '{layer.name}' ({layer.class_name}) stores {len(arrays)} "
-                f"variables, expected {len(roles)} ({', '.join(roles)})."
+                _(
+                    "{source}: layer '{name}' ({kind}) stores variables named {stored}; Keras numbers them 0, 1, ... without gaps."
+                ).format(source=model.source, name=layer.name, kind=layer.class_name, stored=quote(sorted(stored)))
             )
-        out[layer.name] = dict(zip(roles, arrays))
+        if len(stored) != len(roles):
+            raise UserError(
+                _("{source}: layer '{name}' ({kind}) stores {count} variables, expected {expected} ({roles}).").format(
+                    source=model.source,
+                    name=layer.name,
+                    kind=layer.class_name,
+                    count=len(stored),
+                    expected=len(roles),
+                    roles=", ".join(roles),
+                )
+            )
+        out[layer.name] = {
+            role: _read(child(group, str(i), where), layer, role, shapes, model.source) for i, role in enumerate(roles)
+        }
     return out
+
+
+def _read(dataset: Any, layer: KerasLayer, role: str, shapes: Shapes, source: str) -> np.ndarray:
+    """One variable: its declared shape checked against the config, then read, then checked to be finite."""
+    what = _("{source}: layer '{name}' ({kind}) {role}").format(
+        source=source, name=layer.name, kind=layer.class_name, role=role
+    )
+    expected = shapes[layer.name][role]
+    if isinstance(dataset, h5py.Dataset) and dataset.shape is not None and tuple(dataset.shape) != expected:
+        raise UserError(
+            _("{what} has shape {shape}, which does not fit its config (expected {expected}).").format(
+                what=what, shape=tuple(dataset.shape), expected=expected
+            )
+        )
+    values = read_array(dataset, what, int(np.prod(expected)))
+    bad = int(values.size - np.count_nonzero(np.isfinite(values)))
+    if bad:
+        raise UserError(
+            _(
+                "{what} holds {count:,} values that are not finite (NaN or infinity); the model cannot predict with them."
+            ).format(what=what, count=bad)
+        )
+    return values
 
 
 def _saved_names(classes: tuple[str, ...]) -> list[str]:
@@ -202,27 +277,35 @@ def _roles(layer: KerasLayer) -> tuple[str, ...]:
     return ()
 
 
-def _legacy_weights(f: h5py.File, model: KerasModel) -> dict[str, dict[str, np.ndarray]]:
-    root = f.get("model_weights", f)
+def _legacy_weights(f: h5py.File, model: KerasModel, shapes: Shapes, where: str) -> dict[str, dict[str, np.ndarray]]:
+    root = child(f, "model_weights", where)
+    root = root if isinstance(root, h5py.Group) else f
     out: dict[str, dict[str, np.ndarray]] = {}
     for layer in model.layers:
         roles = _roles(layer)
         if not roles:
             continue
-        if layer.name not in root:
+        group = child(root, layer.name, where)
+        if not isinstance(group, h5py.Group):
             raise UserError(
-                f"{model.source}: no weights for layer '{layer.name}' ({layer.class_name}) under model_weights."
+                _("{source}: no weights for layer '{name}' ({kind}) under model_weights.").format(
+                    source=model.source, name=layer.name, kind=layer.class_name
+                )
             )
-        group = root[layer.name]
-        names = [n.decode() if isinstance(n, bytes) else str(n) for n in group.attrs.get("weight_names", [])]
-        found = {re.sub(r":\d+$", "", n.rsplit("/", 1)[-1]): np.asarray(group[n]) for n in names}
+        stored = text_list_attr(group, "weight_names", where) or []
+        found = {re.sub(r":\d+$", "", n.rsplit("/", 1)[-1]): n for n in stored}
         missing = [r for r in roles if r not in found]
         if missing:
             raise UserError(
-                f"{model.source}: layer '{layer.name}' ({layer.class_name}) has no {', '.join(missing)} "
-                f"among its weights ({', '.join(names) or 'none'})."
+                _("{source}: layer '{name}' ({kind}) has no {missing} among its weights ({stored}).").format(
+                    source=model.source,
+                    name=layer.name,
+                    kind=layer.class_name,
+                    missing=", ".join(missing),
+                    stored=cut(", ".join(stored), 200) or _("none"),
+                )
             )
-        out[layer.name] = {r: found[r] for r in roles}
+        out[layer.name] = {r: _read(child(group, found[r], where), layer, r, shapes, model.source) for r in roles}
     return out
 
 
