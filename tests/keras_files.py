@@ -119,29 +119,30 @@ def raw_zip(members: list[tuple[str, bytes, int, int, int]]) -> bytes:
     for name, data, size, method, flags in members:
         encoded = name.encode()
         crc = 0
-        local = struct.pack(
-            "<4s5H3L2H", b"PK\x03\x04", 20, flags, method, 0, 0, crc, len(data), size, len(encoded), 0
+        local = struct.pack("<4s5H3L2H", b"PK\x03\x04", 20, flags, method, 0, 0, crc, len(data), size, len(encoded), 0)
+        directory += (
+            struct.pack(
+                "<4s6H3L5H2L",
+                b"PK\x01\x02",
+                20,
+                20,
+                flags,
+                method,
+                0,
+                0,
+                crc,
+                len(data),
+                size,
+                len(encoded),
+                0,
+                0,
+                0,
+                0,
+                0,
+                len(body),
+            )
+            + encoded
         )
-        directory += struct.pack(
-            "<4s6H3L5H2L",
-            b"PK\x01\x02",
-            20,
-            20,
-            flags,
-            method,
-            0,
-            0,
-            crc,
-            len(data),
-            size,
-            len(encoded),
-            0,
-            0,
-            0,
-            0,
-            0,
-            len(body),
-        ) + encoded
         body += local + encoded + data
     end = struct.pack("<4s4H2LH", b"PK\x05\x06", 0, 0, len(members), len(members), len(directory), len(body), 0)
     return body + directory + end

@@ -718,6 +718,11 @@ def translate_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     return {}  # Flatten, Add, Concatenate (axes are checked against the shapes by `check_axes`)
 
 
+def taken_by_torch(name: str) -> bool:
+    """A name the layers' ModuleDict already has (methods, and attributes such as `training`)."""
+    return hasattr(nn.ModuleDict(), name)
+
+
 def _spec_names(names: list[str]) -> dict[str, str]:
     """Keras names -> names convscope accepts: kept when valid and not 'input', else made so."""
     out: dict[str, str] = {}
@@ -725,12 +730,12 @@ def _spec_names(names: list[str]) -> dict[str, str]:
     for name in names:
         candidate = name if _NAME.match(name) and name != INPUT else re.sub(r"[^A-Za-z0-9_\-]", "_", name)
         candidate = candidate[:90]  # the spec allows 100 characters; room for a _layer or _N suffix
-        if hasattr(nn.ModuleDict, candidate):  # 'half', 'float', 'eval' ... would shadow a torch method
+        if taken_by_torch(candidate):  # 'half', 'eval', 'training' ... would shadow a torch attribute
             candidate = f"{candidate}_layer"
         if not candidate or not re.match(r"[A-Za-z_]", candidate[0]):
             candidate = f"layer_{candidate}"
         base, n = candidate, 1
-        while candidate in taken or hasattr(nn.ModuleDict, candidate):
+        while candidate in taken or taken_by_torch(candidate):
             candidate, n = f"{base}_{n}", n + 1
         taken.add(candidate)
         out[name] = candidate
@@ -826,7 +831,10 @@ def _classes(entries: list[dict[str, Any]], layers: list[KerasLayer], source: st
 
 def check_params(model: KerasModel) -> None:
     """Refuse a model over `CONVSCOPE_MAX_PARAMS` weights before any of them is allocated or read."""
-    check_network_params(plan_network(model.spec, model.input_shape, model.num_classes))
+    try:
+        check_network_params(plan_network(model.spec, model.input_shape, model.num_classes))
+    except UserError as exc:
+        raise UserError(f"{model.source}: {exc}") from None
 
 
 def check_axes(model: KerasModel, shapes: dict[str, tuple[int, ...]]) -> None:

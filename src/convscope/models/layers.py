@@ -405,17 +405,18 @@ class Rescale(nn.Module):
 def _per_channel(a: _Args, key: str, default: float, channels: int) -> list[float]:
     value = a.get(key, default)
     values = list(value) if isinstance(value, (list, tuple)) else [value]
-    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values) or len(values) not in (
-        1,
-        channels,
-    ):
-        raise a.error(f"'{key}' must be a number or {channels} numbers (one per channel), got {value!r}")
+    if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values) or len(
+        values
+    ) not in (1, channels):
+        raise a.error(f"'{key}' must be a finite number or {channels} of them (one per channel), got {quote(value)}")
     return [float(v) for v in values]
 
 
 def rescaling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     scale = _per_channel(a, "scale", 1.0, shape[-1])
+    if 0.0 in scale:  # every image would become the same constant
+        raise a.error(f"'scale' must not be 0, got {quote(a.get('scale'))}")
     offset = _per_channel(a, "offset", 0.0, shape[-1])
     show = lambda v: f"{v[0]:g}" if len(v) == 1 else "[" + ", ".join(f"{x:g}" for x in v) + "]"  # noqa: E731
     formula = f"unchanged; every value becomes x * {show(scale)} + {show(offset)}"

@@ -78,6 +78,8 @@ MAX_SPEC_FILE_BYTES = 1 << 20  # a spec is a few hundred bytes; a megabyte is a 
 MAX_DEPTH = 16  # nesting of a spec: layers -> layer -> argument -> pair is 4
 MAX_INT = 2**31 - 1  # sizes, counts and pads: larger ones are typos (and overflow torch's int32 paths)
 _SEQUENCES = (list, tuple)
+# An instance, not the class: `training` and the other attributes set in __init__ are taken too.
+_MODULE_DICT = nn.ModuleDict()
 
 
 def read_spec_file(path: str | Path) -> Any:
@@ -164,7 +166,7 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
             raise UserError(
                 f"{source}: layer {position} has an invalid name {quote(layer_name)} (letters, digits, _ and -)."
             )
-        if hasattr(nn.ModuleDict, str(layer_name)):  # the layers live in a ModuleDict, whose methods they would hide
+        if hasattr(_MODULE_DICT, str(layer_name)):  # the layers live in a ModuleDict, whose attributes they would hide
             raise UserError(
                 f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
                 "choose another name."
