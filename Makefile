@@ -45,7 +45,7 @@ lint: $(VENV)/.lint-installed
 # The fuzz suite with thousands of examples per property instead of the CI few (README: Bad input).
 fuzz: install
 	CONVSCOPE_FUZZ=long $(PY) -m pytest tests/test_fuzz_loaders.py tests/test_fuzz_spec.py tests/test_fuzz_cli.py \
-	  tests/test_fuzz_server.py tests/test_fuzz_runs.py -p no:cacheprovider
+	  tests/test_fuzz_server.py tests/test_fuzz_runs.py tests/test_fuzz_keras.py -p no:cacheprovider
 
 # The Keras comparison of BENCHMARKS.md (issue 4): TensorFlow for the peer comes with the bench extra.
 BENCH_OUT ?= runs/bench

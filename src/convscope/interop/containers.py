@@ -52,6 +52,9 @@ _ZIP_ERRORS = (
     RuntimeError,
     NotImplementedError,
 )
+# What h5py raises on a damaged file: OSError mostly, RuntimeError from link and B-tree checks, the others
+# from values it cannot convert.
+_HDF5_ERRORS = (OSError, RuntimeError, ValueError, KeyError, TypeError, UnicodeError)
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"')
 _BRACKETS = np.frombuffer(b"[{]}", np.uint8)
 
@@ -162,14 +165,23 @@ def open_hdf5(source: Path | io.BytesIO, where: str) -> Iterator[h5py.File]:
     """An HDF5 file opened read-only; a truncated or damaged one is a UserError."""
     try:
         f = h5py.File(source, "r")
-    except (OSError, ValueError) as exc:
+    except _HDF5_ERRORS as exc:
         raise UserError(
             _("{where} cannot be read as HDF5; the file is truncated or damaged ({problem}).").format(
                 where=where, problem=cut(str(exc), 120)
             )
         ) from None
     with f:
-        yield f
+        try:
+            yield f
+        except UserError:
+            raise
+        except _HDF5_ERRORS as exc:  # the HDF5 library meets the damage at whatever call touches it first
+            raise UserError(
+                _("{where} cannot be read as HDF5; the file is truncated or damaged ({problem}).").format(
+                    where=where, problem=cut(str(exc), 120)
+                )
+            ) from None
 
 
 def file_size(f: h5py.File) -> int:
@@ -191,7 +203,7 @@ def child(group: h5py.Group, name: str, where: str, hops: int = 0) -> h5py.Group
             return None
         try:
             link = current.get(part, getlink=True)
-        except (KeyError, OSError, ValueError, UnicodeError):
+        except _HDF5_ERRORS:
             link = None
         if link is None:
             return None
@@ -219,7 +231,7 @@ def child(group: h5py.Group, name: str, where: str, hops: int = 0) -> h5py.Group
         else:
             try:
                 current = current[part]
-            except (KeyError, OSError, ValueError) as exc:
+            except _HDF5_ERRORS as exc:
                 raise UserError(
                     _("{where}: '{name}' cannot be read ({problem}).").format(
                         where=where, name=_join(current, part), problem=cut(str(exc), 80)
@@ -237,7 +249,7 @@ def names(group: h5py.Group, where: str) -> list[str]:
     """The link names in a group (nothing resolved), each UTF-8."""
     try:
         return [str(n) for n in group]
-    except (OSError, UnicodeError, ValueError) as exc:
+    except _HDF5_ERRORS as exc:
         raise UserError(
             _("{where}: the names in '{group}' cannot be read ({problem}).").format(
                 where=where, group=group.name, problem=cut(str(exc), 80)
@@ -285,7 +297,7 @@ def read_array(dataset: Any, where: str, max_values: int) -> np.ndarray:
         )
     try:
         return np.asarray(dataset[()], dtype=np.float32)
-    except (OSError, ValueError, TypeError, RuntimeError) as exc:
+    except _HDF5_ERRORS as exc:
         raise UserError(
             _("{where} cannot be read; the file is truncated or damaged ({problem}).").format(
                 where=where, problem=cut(str(exc), 80)
@@ -296,7 +308,7 @@ def read_array(dataset: Any, where: str, max_values: int) -> np.ndarray:
 def _filters(dataset: h5py.Dataset) -> bool:
     try:
         return bool(dataset.id.get_create_plist().get_nfilters())
-    except (OSError, ValueError):
+    except _HDF5_ERRORS:
         return True
 
 
@@ -345,7 +357,7 @@ def _attr(obj: h5py.HLObject, name: str, where: str, limit: int) -> Any:
         raise
     except UnicodeDecodeError:
         raise UserError(_("{where}: attribute '{name}' is not UTF-8 text.").format(where=where, name=name)) from None
-    except (OSError, ValueError, TypeError, KeyError) as exc:
+    except _HDF5_ERRORS as exc:
         raise UserError(
             _("{where}: attribute '{name}' cannot be read ({problem}).").format(
                 where=where, name=name, problem=cut(str(exc), 80)
