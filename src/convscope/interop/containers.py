@@ -261,6 +261,8 @@ def read_array(dataset: Any, where: str, max_values: int) -> np.ndarray:
     """A float dataset's values, read only after every claim about them is checked.
 
     `where` names the dataset in the sentence ("model.keras: layer 'conv2d' (Conv2D) kernel")."""
+    if dataset is None:
+        raise UserError(_("{where} is missing from the file.").format(where=where))
     if not isinstance(dataset, h5py.Dataset):
         raise UserError(_("{where} is a group, not an array of weights.").format(where=where))
     if dataset.is_virtual:
