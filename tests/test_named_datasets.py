@@ -202,6 +202,17 @@ def test_a_cut_connection_is_resumed_with_a_range_request(digits, server):
     assert (settings.root / entry.name / name).read_bytes() == files[name]
 
 
+def test_a_partial_file_left_by_ctrl_c_is_continued_by_the_next_run(digits, server):
+    entry, settings, files, _arrays = digits
+    name = "train-images-idx3-ubyte.gz"
+    part = settings.root / entry.name / f"{name}.part"
+    part.parent.mkdir(parents=True)
+    part.write_bytes(files[name][:300])
+    load_named(entry, settings)
+    assert [r for p, r in server.requests if p.endswith(name)] == ["bytes=300-"]
+    assert (settings.root / entry.name / name).read_bytes() == files[name] and not part.exists()
+
+
 @pytest.mark.parametrize("code", ["404", "500"])
 def test_an_http_error_names_the_url_and_the_place_and_leaves_nothing(digits, server, code):
     entry, settings, _files, _arrays = digits
@@ -420,8 +431,10 @@ def test_an_archive_with_other_counts_than_the_catalogue_is_refused(server, tmp_
     files, _pictures = notmnist_archive()
     entry = entry_for("tiny-notmnist", "notmnist-tar", files, 21, 0, "ABCDEFGHIJ", (28, 28, 1))
     serve(server, entry, files)
+    settings = settings_for(tmp_path, server.url)
     with pytest.raises(UserError, match=r"holds 20 images of \(28, 28, 1\) and 20 labels, not the published 21"):
-        load_named(entry, settings_for(tmp_path, server.url))
+        load_named(entry, settings)
+    assert CONVERTED not in leftovers(settings, entry)  # refused before anything is cached as converted
 
 
 def test_the_listing_says_what_is_cached(digits):

@@ -23,7 +23,7 @@ import socket
 import sys
 import urllib.error
 import urllib.request
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -183,12 +183,19 @@ def _download(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile, pa
     from tqdm import tqdm
 
     sources = urls(settings, entry, file)
-    settings.note(
-        _("{dataset}: downloading {name} ({size:.1f} MB) from {url} into {folder}").format(
-            dataset=entry.name, name=file.name, size=file.size / 1e6, url=sources[0], folder=final.parent
-        )
-    )
-    failure = ("", "")
+    announced: set[str] = set()
+
+    def announce(url: str) -> None:
+        """Said once a source answers, so that a failure stays the only line printed."""
+        if url not in announced:
+            announced.add(url)
+            settings.note(
+                _("{dataset}: downloading {name} ({size:.1f} MB) from {url} into {folder}").format(
+                    dataset=entry.name, name=file.name, size=file.size / 1e6, url=url, folder=final.parent
+                )
+            )
+
+    failure: tuple[str, str] | None = None
     with tqdm(
         total=file.size,
         unit="B",
@@ -206,15 +213,16 @@ def _download(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile, pa
                 bar.reset(total=file.size)
                 bar.update(before)
                 try:
-                    _stream(url, part, file, settings.timeout, bar)
+                    _stream(url, part, file, settings.timeout, bar, announce)
                     return url
                 except _Failed as exc:
-                    failure = (url, exc.reason)
+                    failure = failure or (url, exc.reason)  # the publisher's answer, not a fallback's
                     if exc.resumable and _size(part) > before and retries > 0:
                         retries -= 1
                         continue  # bytes were still arriving: ask for the rest
                     break
             part.unlink(missing_ok=True)  # the next source starts afresh
+    assert failure is not None  # every source was tried and each one failed
     url, reason = failure
     raise UserError(
         _(
@@ -236,7 +244,7 @@ def _size(path: Path) -> int:
     return path.stat().st_size if path.exists() else 0
 
 
-def _stream(url: str, part: Path, file: RemoteFile, timeout: float, bar) -> None:
+def _stream(url: str, part: Path, file: RemoteFile, timeout: float, bar, announce: Callable[[str], None]) -> None:
     """One request: append the rest of `file` to `part` (a range request when part of it is there already)."""
     have = _size(part)
     if have >= file.size:
@@ -246,6 +254,7 @@ def _stream(url: str, part: Path, file: RemoteFile, timeout: float, bar) -> None
         headers["Range"] = f"bytes={have}-"
     try:
         with urllib.request.urlopen(urllib.request.Request(url, headers=headers), timeout=timeout) as response:
+            announce(url)
             resumed = have > 0 and response.status == 206
             if have and not resumed:  # the server ignored the range: start again from byte 0
                 bar.reset(total=file.size)

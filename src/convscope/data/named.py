@@ -1,9 +1,10 @@
 """Named datasets end to end: fetch the files, convert them once to `.npy`, load them memory-mapped.
 
 The converted form (`<cache>/<name>/converted-v1/{train,test}_{images,labels}.npy`) is written to a temporary
-folder and renamed into place under the dataset's lock, so the second load reads four arrays without
-touching the archive (0.1 s for MNIST instead of the seconds gzip and PNG decoding take), and concurrent
-processes (DDP ranks, sweep trials) find it whole or wait for it.
+folder and renamed into place under the dataset's lock, so later loads map four arrays without touching the
+archive, and concurrent processes (DDP ranks, sweep trials) find it whole or wait for it. Measured on 2 busy
+cores: 20,000 real MNIST digits (IDX .gz) 0.37 s the first time (hash, gunzip, parse, write), 0.005 s after;
+18,724 notMNIST-sized PNGs in a tar.gz 7.6 s the first time (PNG decoding), 0.001 s after.
 """
 
 from __future__ import annotations
