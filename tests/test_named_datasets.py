@@ -546,3 +546,16 @@ def test_train_on_a_named_dataset_downloads_it_and_prints_its_origin_and_licence
     assert "test split:  predefined by the file, 10 images" in captured.out
     config = json.loads((out / "config.json").read_text())
     assert config["data"]["source"] == "tiny-course" and config["data"]["class_names"] == ["left", "right"]
+
+
+def test_notmnist_refuses_a_member_too_large_for_a_picture_before_reading_it(server, tmp_path):
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
+        info = tarfile.TarInfo("notMNIST_small/A/big.png")
+        info.size = 2 << 20  # zeros: a tiny download that would decompress to far more than any picture
+        tar.addfile(info, io.BytesIO(bytes(info.size)))
+    files = {"notMNIST_small.tar.gz": buffer.getvalue()}
+    entry = entry_for("tiny-notmnist", "notmnist-tar", files, 1, 0, "ABCDEFGHIJ", (28, 28, 1))
+    serve(server, entry, files)
+    with pytest.raises(UserError, match=r"A/big\.png holds 2,097,152 bytes, too many for a 28 x 28 picture"):
+        load_named(entry, settings_for(tmp_path, server.url))

@@ -32,6 +32,7 @@ from .catalog import CatalogEntry
 from .formats.idx import read_idx
 
 CIFAR_RECORD = 1 + 32 * 32 * 3
+MAX_PICTURE_BYTES = 1 << 20  # a notMNIST PNG takes under 2 KB; anything near this is not one
 
 
 @dataclass(frozen=True)
@@ -201,6 +202,12 @@ def _notmnist(entry: CatalogEntry, paths: list[Path], warn: Warn) -> Arrays:
                         ).format(path=archive, name=info.name)
                     )
                 key = f"{parts[1]}/{parts[2]}"
+                if info.size > MAX_PICTURE_BYTES:  # no hash is published: bound what a member may decompress to
+                    raise UserError(
+                        _("{path}: {name} holds {size:,} bytes, too many for a 28 x 28 picture.").format(
+                            path=archive, name=info.name, size=info.size
+                        )
+                    )
                 handle = tar.extractfile(info)
                 data = handle.read() if handle is not None else b""
                 try:
