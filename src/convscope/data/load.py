@@ -44,6 +44,9 @@ def load(
 ) -> Dataset:
     """Load a dataset as (N, H, W, C) images in their stored dtype and int64 labels.
 
+    A named dataset (`cs.datasets()`: "mnist", "notmnist-small", "cifar10" ...) is downloaded into the cache on
+    first use (see `download.py`), keeps its official test split and comes with its class names.
+
     class_names: a list, "cat,dog", or "ABCDEFGHIJ" (one class per character); labels that are
         numbers index into it, labels that are text must appear in it.
     layout: force the axis order of array files: NHWC, NCHW, NHW, HWN or HWCN (see `layout.py`).
