@@ -559,3 +559,11 @@ def test_notmnist_refuses_a_member_too_large_for_a_picture_before_reading_it(ser
     serve(server, entry, files)
     with pytest.raises(UserError, match=r"A/big\.png holds 2,097,152 bytes, too many for a 28 x 28 picture"):
         load_named(entry, settings_for(tmp_path, server.url))
+
+
+def test_fetch_refuses_an_unknown_name_before_downloading_anything(tmp_path, monkeypatch, capsys):
+    monkeypatch.setenv("CONVSCOPE_DATA_DIR", str(tmp_path / "cache"))
+    assert main(["datasets", "fetch", "mnist", "nmist"]) == 2
+    err = capsys.readouterr().err
+    assert "'nmist' is not a named dataset; the catalogue holds: mnist, fashion-mnist" in err
+    assert not (tmp_path / "cache").exists()

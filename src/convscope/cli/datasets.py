@@ -28,9 +28,9 @@ def add_parser(sub) -> None:
 def run(args: argparse.Namespace) -> int:
     settings = CacheSettings.from_env()
     if args.action == "fetch":
-        for name in args.names:
-            folder = prepare(entry(name), settings)
-            print(_("{dataset}: ready in {path}").format(dataset=entry(name).name, path=folder.parent))
+        for found in [entry(name) for name in args.names]:  # every name checked before any download
+            folder = prepare(found, settings)
+            print(_("{dataset}: ready in {path}").format(dataset=found.name, path=folder.parent))
         return 0
     rows = [
         [
