@@ -8,6 +8,7 @@ import gzip
 import hashlib
 import io
 import json
+import re
 import socket
 import subprocess
 import sys
@@ -567,3 +568,14 @@ def test_fetch_refuses_an_unknown_name_before_downloading_anything(tmp_path, mon
     err = capsys.readouterr().err
     assert "'nmist' is not a named dataset; the catalogue holds: mnist, fashion-mnist" in err
     assert not (tmp_path / "cache").exists()
+
+
+def test_the_progress_bar_shows_bytes_rate_and_time_left(digits):
+    entry, settings, _files, _arrays = digits
+    settings = replace(settings, progress=True)
+    load_named(entry, settings)
+    shown = settings.log.getvalue()  # type: ignore[union-attr]
+    bars = [line for line in shown.split("\r") if line.startswith("train-images-idx3-ubyte.gz:")]
+    assert "downloading" not in "".join(bars)  # notes go above the bar, never inside it
+    done = bars[-1]  # what stays on screen: bytes done/total, elapsed<left, rate
+    assert re.search(r"100%\|.*\| 519/519 \[\d\d:\d\d<00:00, .*B/s\]", done), done

@@ -189,11 +189,12 @@ def _download(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile, pa
         """Said once a source answers, so that a failure stays the only line printed."""
         if url not in announced:
             announced.add(url)
-            settings.note(
-                _("{dataset}: downloading {name} ({size:.1f} MB) from {url} into {folder}").format(
-                    dataset=entry.name, name=file.name, size=file.size / 1e6, url=url, folder=final.parent
+            with tqdm.external_write_mode(file=settings.log or sys.stderr):  # above the bar, not inside it
+                settings.note(
+                    _("{dataset}: downloading {name} ({size:.1f} MB) from {url} into {folder}").format(
+                        dataset=entry.name, name=file.name, size=file.size / 1e6, url=url, folder=final.parent
+                    )
                 )
-            )
 
     failure: tuple[str, str] | None = None
     with tqdm(
@@ -204,7 +205,7 @@ def _download(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile, pa
         desc=file.name,
         file=settings.log or sys.stderr,
         disable=None if settings.progress is None else not settings.progress,
-        leave=False,
+        leave=True,  # the last state stays: size, rate and time of the download
     ) as bar:
         for url in sources:
             retries = RETRIES
