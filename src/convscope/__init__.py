@@ -11,7 +11,7 @@ result = cs.evaluate(run, test)
 """
 
 from ._version import __version__
-from .data import Dataset, MinMaxScaler, describe, load, read_image
+from .data import Dataset, MinMaxScaler, datasets, describe, load, read_image
 from .data.streaming import stream
 from .errors import UserError
 from .evaluation import EvaluationResult
@@ -75,6 +75,7 @@ __all__ = [
     "TrainedModel",
     "UserError",
     "build",
+    "datasets",
     "describe",
     "evaluate",
     "fit",

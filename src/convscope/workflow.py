@@ -20,6 +20,7 @@ import torch
 from ._version import __version__
 from .checks import check_random_shift
 from .data import describe, load
+from .data.catalog import named as named_dataset
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import UserError
@@ -112,6 +113,9 @@ def train(
         dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
     check_random_shift(fit_settings.random_shift, dataset.input_shape)
     say(describe(dataset))
+    entry = named_dataset(str(s.data))
+    if entry is not None:
+        say(entry.credit())
     train_set, test_set = dataset.split(test_size=s.test_split, seed=s.seed)
     say(
         f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n"

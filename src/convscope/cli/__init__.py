@@ -12,10 +12,10 @@ import sys
 
 from .._version import __version__
 from ..errors import UserError
-from . import compare, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
+from . import compare, datasets, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
 from .options import Parser
 
-COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model]
+COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model, datasets]
 
 
 def parser() -> argparse.ArgumentParser:

@@ -138,7 +138,11 @@ def shape(text: str) -> tuple[int, ...]:
 
 
 def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k") -> None:
-    p.add_argument("--data", default=default, help="a file, folder or built-in name (mnist-5k, digits)")
+    p.add_argument(
+        "--data",
+        default=default,
+        help="a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)",
+    )
     p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="override layout detection")
     p.add_argument(

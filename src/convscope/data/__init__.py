@@ -5,6 +5,17 @@ from .dataset import Dataset
 from .describe import describe, imbalance_warning
 from .images import read_image
 from .load import load
+from .named import DatasetInfo, datasets
 from .scaling import MinMaxScaler
 
-__all__ = ["BUILTIN_NAMES", "Dataset", "MinMaxScaler", "describe", "imbalance_warning", "load", "read_image"]
+__all__ = [
+    "BUILTIN_NAMES",
+    "Dataset",
+    "DatasetInfo",
+    "datasets",
+    "MinMaxScaler",
+    "describe",
+    "imbalance_warning",
+    "load",
+    "read_image",
+]

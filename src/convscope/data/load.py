@@ -1,6 +1,7 @@
 """`load()`: one entry point from a built-in name or any supported file to a `Dataset`.
 
-Supported: built-ins (mnist-5k, digits); MNIST IDX files or a folder of them (raw or .gz);
+Supported: built-ins (mnist-5k, digits); named datasets downloaded once into the cache (`catalog.py`:
+mnist, fashion-mnist, notmnist-small ...); MNIST IDX files or a folder of them (raw or .gz);
 .npz / .npy; MATLAB .mat (v4-v7.3); .csv (or .csv.gz) with a label column and pixel columns;
 a folder with one sub-folder of pictures per class.  The format is chosen from the path alone,
 the reader parses, and `raw.build_dataset` applies the checks every format shares.
@@ -14,6 +15,8 @@ from pathlib import Path
 
 from ..errors import UserError
 from .builtin import BUILTIN_NAMES, load_builtin
+from .catalog import CATALOG
+from .catalog import named as find_named
 from .dataset import Dataset
 from .formats.arrays import load_npy, load_npz
 from .formats.csv_table import load_csv
@@ -21,10 +24,11 @@ from .formats.idx import is_idx_name, load_idx
 from .formats.image_folder import class_folders, load_image_folder
 from .formats.matlab import load_mat
 from .layout import check_layout
+from .named import load_named
 from .raw import RawData, build_dataset, parse_class_names
 
 SUPPORTED = (
-    "a built-in name (mnist-5k, digits), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
+    "a built-in name (mnist-5k, digits), a named dataset (convscope datasets), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
     ".npz, .npy, .mat, .csv, or a folder with one sub-folder of images per class"
 )
 _READERS = {".npz": load_npz, ".npy": load_npy, ".mat": load_mat}
@@ -40,6 +44,9 @@ def load(
 ) -> Dataset:
     """Load a dataset as (N, H, W, C) images in their stored dtype and int64 labels.
 
+    A named dataset (`cs.datasets()`: "mnist", "notmnist-small", "cifar10" ...) is downloaded into the cache on
+    first use (see `download.py`), keeps its official test split and comes with its class names.
+
     class_names: a list, "cat,dog", or "ABCDEFGHIJ" (one class per character); labels that are
         numbers index into it, labels that are text must appear in it.
     layout: force the axis order of array files: NHWC, NCHW, NHW, HWN or HWCN (see `layout.py`).
@@ -49,9 +56,16 @@ def load(
     parse_class_names(class_names)  # reject bad names before reading a large file
     layout = check_layout(layout)
     path = Path(path_or_name)
+    named = find_named(source)
     if source in BUILTIN_NAMES and not path.exists():
         _refuse_picture_options(source, image_size, channels)
         raw = load_builtin(source)
+    elif named is not None:
+        _refuse_picture_options(source, image_size, channels)
+        source = named.name
+        raw = load_named(named)
+        if class_names is None:
+            class_names = named.class_names
     else:
         raw = _read(path, source, image_size, channels)
     return build_dataset(raw, source, class_names, layout)
@@ -59,7 +73,8 @@ def load(
 
 def _read(path: Path, source: str, image_size: int | tuple[int, int] | None, channels: int | None) -> RawData:
     if not path.exists():
-        hint = f" and not a built-in dataset ({', '.join(BUILTIN_NAMES)})" if len(path.parts) == 1 else ""
+        names = ", ".join([*BUILTIN_NAMES, *CATALOG])
+        hint = f" and not a built-in or named dataset ({names})" if len(path.parts) == 1 else ""
         raise UserError(f"{source}: no such file or folder{hint}.")
     if path.is_dir():
         if any(is_idx_name(p) for p in path.iterdir() if p.is_file()):

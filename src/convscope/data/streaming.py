@@ -27,6 +27,8 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..i18n import _
+from .catalog import named
 from .dataset import Dataset
 from .formats.arrays import labels_partner
 from .formats.image_folder import _size, _survey, class_folders
@@ -205,6 +207,12 @@ def stream(
     workers: processes decoding picture batches (default: up to 2 for folders, none for `.npy`,
         where a read is a memory copy).
     """
+    if named(str(path)) is not None:
+        raise UserError(
+            _("{name}: a named dataset is read memory-mapped from its converted cache already; drop --stream.").format(
+                name=path
+            )
+        )
     path = Path(path)
     if path.is_dir():
         return _stream_folder(path, class_names, image_size, channels, workers)
