@@ -150,7 +150,9 @@ def train(
             threads=s.threads,
         )
     except BaseException:
-        if is_main and checkpoint.latest() is None:  # nothing to resume from: leave nothing behind
+        # A fresh run that saved no epoch leaves nothing behind; a --resume that failed keeps the state it
+        # was given, whatever it holds, for the user to fix or delete.
+        if is_main and not s.resume and checkpoint.latest() is None:
             shutil.rmtree(state, ignore_errors=True)
         raise
     if not is_main:
