@@ -57,8 +57,11 @@ def train_args(folder: Path, out: Path, *extra: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def interrupted(tmp_path_factory) -> tuple[Path, Path]:
+    return make_interrupted(tmp_path_factory.mktemp("resume-state"))
+
+
+def make_interrupted(folder: Path) -> tuple[Path, Path]:
     """(folder, out): a run killed in its second epoch, so `.out.resume/` holds the state of epoch 1."""
-    folder = tmp_path_factory.mktemp("resume-state")
     data = tiny_dataset(n=96)
     np.savez(folder / "tiny.npz", x=data.images[..., 0], y=data.labels)
     (folder / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
