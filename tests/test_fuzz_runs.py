@@ -143,7 +143,7 @@ def json_path(value, data) -> tuple:
     return path
 
 
-@scaled(0.02)
+@scaled(0.01)
 @given(data=st.data())
 def test_edited_resume_metadata(interrupted, data):
     with tempfile.TemporaryDirectory() as tmp:
@@ -170,7 +170,7 @@ tensor_values = st.builds(
 )
 
 
-@scaled(0.02)
+@scaled(0.01)
 @given(data=st.data())
 def test_damaged_resume_tensors(interrupted, data):
     with tempfile.TemporaryDirectory() as tmp:
@@ -186,7 +186,7 @@ def test_damaged_resume_tensors(interrupted, data):
         resume(interrupted[0], out)
 
 
-@scaled(0.02)
+@scaled(0.01)
 @given(cut=st.floats(0, 1), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16), which=st.booleans())
 def test_cut_or_overwritten_resume_files(interrupted, cut, at, junk, which):
     with tempfile.TemporaryDirectory() as tmp:
