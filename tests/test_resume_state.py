@@ -268,3 +268,23 @@ def test_an_untouched_state_resumes(interrupted, tmp_path):
     out = copy_state(interrupted, tmp_path)
     assert main(train_args(interrupted[0], out, "--resume")) == 0
     assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 1
+
+
+@pytest.mark.parametrize(
+    "edit, words",
+    [
+        (lambda s: json.dumps({**s, "lr": "abc"}), ("settings.json", "lr", "'abc'")),
+        (lambda s: json.dumps({**s, "patience": "2"}), ("settings.json", "patience")),
+        (lambda s: '{"epochs": ' + "9" * 5000 + "}", ("settings.json", "4300")),
+    ],
+    ids=["lr text", "patience text", "integer past the digit limit"],
+)
+def test_a_damaged_settings_file_is_named_and_kept(interrupted, tmp_path, capsys, edit, words):
+    out = copy_state(interrupted, tmp_path)
+    settings = state_dir_for(out) / "settings.json"
+    settings.write_text(edit(json.loads(settings.read_text())))
+    before = snapshot(state_dir_for(out))
+    assert main(train_args(interrupted[0], out, "--resume")) == 2
+    err = capsys.readouterr().err.strip()
+    assert "\n" not in err and all(w in err for w in words), err
+    assert snapshot(state_dir_for(out)) == before

@@ -434,7 +434,7 @@ def _save_images(path: Path, images) -> None:
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, an int past 4,300 digits
         raise UserError(f"cannot read {path}: {cut(str(exc) or type(exc).__name__, 120)}.") from None
 
 
