@@ -144,6 +144,8 @@ CASES: list[tuple[str, Damage, tuple[str, ...]]] = [
     ("epoch missing", lambda m, t: drop_in(m, ("epoch",)), ("epoch",)),
     ("epoch other", lambda m, t: set_in(m, ("epoch",), 7), ("epoch",)),
     ("stopped text", lambda m, t: set_in(m, ("stopped",), "no"), ("stopped",)),
+    ("threads text", lambda m, t: set_in(m, ("threads",), "x"), ("threads",)),
+    ("device unknown", lambda m, t: set_in(m, ("device",), "gpu9"), ("device",)),
     ("unknown key", lambda m, t: set_in(m, ("extra",), 1), ("extra",)),
     ("rows a number", lambda m, t: set_in(m, ("rows",), 3), ("rows",)),
     ("row loss infinite", lambda m, t: set_in(m, ("rows", 0, "loss"), float("inf")), ("rows[0].loss",)),
@@ -254,14 +256,6 @@ def test_truncated_state_file_is_named_and_kept(interrupted, tmp_path, capsys):
     err = capsys.readouterr().err.strip()
     assert "\n" not in err and STATE_FILE in err, err
     assert snapshot(state_dir_for(out)) == before
-
-
-def test_a_state_without_epochs_is_kept(interrupted, tmp_path, capsys):
-    out = copy_state(interrupted, tmp_path)
-    (state_dir_for(out) / STATE_FILE).unlink()
-    assert main(train_args(interrupted[0], out, "--resume")) == 2
-    assert "no completed epoch" in capsys.readouterr().err
-    assert (state_dir_for(out) / "settings.json").is_file()
 
 
 def test_an_untouched_state_resumes(interrupted, tmp_path):

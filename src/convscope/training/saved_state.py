@@ -41,6 +41,8 @@ class SavedState:
     scheduler: dict[str, Any] | None
     rng: dict[str, torch.Tensor]
     callbacks: list[dict[str, Any]]
+    threads: int | None = None  # the fixed intra-op thread count the saved epoch ran with; None: adaptive
+    device: str = "cpu"  # the device type the saved epoch ran on
 
 
 class _Bad(Exception):
@@ -53,6 +55,11 @@ class _Bad(Exception):
 
 # The keys of the file's JSON metadata: each must be present, and no other.
 META = ("epoch", "stopped", "rows", "optimizer", "fit", "scheduler", "callbacks")
+# Keys a state may hold besides those (files written before them lack them): name -> (what, test).
+META_OPTIONAL: dict[str, tuple[str, Callable[[Any], bool]]] = {
+    "threads": ("a whole number >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
+    "device": ("a device type (cpu, cuda, mps)", lambda v: v in ("cpu", "cuda", "mps")),
+}
 
 # Each optimizer's per-parameter tensors (its `state`), by class name.
 OPTIMIZER_STATE = {"Adam": ("exp_avg", "exp_avg_sq", "step")}
@@ -140,7 +147,10 @@ def read_state(
 
 
 def _checked(meta, tensors, epoch, model, optimizer, scheduler, callbacks, fit_settings, directory) -> SavedState:
-    _keys("state", meta, META)
+    _keys("state", {k: v for k, v in meta.items() if k not in META_OPTIONAL} if isinstance(meta, dict) else meta, META)
+    for key, (expected, test) in META_OPTIONAL.items():
+        if key in meta and not test(meta[key]):
+            raise _Bad(key, _(expected), meta[key])
     if not _is_int(meta["epoch"]) or meta["epoch"] != epoch:
         raise _Bad("epoch", _("{epoch}, the epoch in the file's name").format(epoch=epoch), meta["epoch"])
     if not isinstance(meta["stopped"], bool):
@@ -200,7 +210,18 @@ def _checked(meta, tensors, epoch, model, optimizer, scheduler, callbacks, fit_s
     unknown = sorted(set(tensors) - used)
     if unknown:
         raise _Bad(unknown[0], _("absent (convscope saves no tensor of that name)"), "a tensor")
-    return SavedState(epoch, meta["stopped"], rows, weights, optimizer_state, scheduler_state, rng, restored)
+    return SavedState(
+        epoch,
+        meta["stopped"],
+        rows,
+        weights,
+        optimizer_state,
+        scheduler_state,
+        rng,
+        restored,
+        meta.get("threads"),
+        meta.get("device", "cpu"),
+    )
 
 
 def _keys(field: str, value: object, expected: tuple[str, ...] | set[str]) -> None:
