@@ -1,5 +1,6 @@
 """Fuzzing damaged run directories: evaluate, inspect, report, export and serve read a run whose
-files were cut, overwritten or edited by hand, and either work or end in one `UserError` sentence."""
+files were cut, overwritten or edited by hand, and either work or end in one `UserError` sentence;
+and damaged `--resume` states, which either resume or end in one sentence leaving the state as it was."""
 
 from __future__ import annotations
 
@@ -11,12 +12,15 @@ import tempfile
 from pathlib import Path
 
 import pytest
+import torch
 from hypothesis import example, given
 from hypothesis import strategies as st
 
 from convscope import cli
 from convscope.runs import ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS
+from convscope.training.checkpoint import state_dir_for
 from fuzzing import scaled, valid_or_user_error
+from test_resume_state import STATE_FILE, copy_state, make_interrupted, read, train_args, write
 
 FILES = [ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS]
 JSON_FILES = [ARCHITECTURE, CONFIG, METRICS]
@@ -108,3 +112,88 @@ def test_a_key_missing_from_the_architecture_is_named(mlp_run, tmp_path, key, ca
     err = capsys.readouterr().err.strip()
     assert err.startswith(f"convscope evaluate: error: {run / ARCHITECTURE}: ") and "\n" not in err
     assert key in err or "format" in err
+
+
+# --- damaged --resume state (`.<out>.resume/`): a valid resume, or one sentence with the state left as it was
+
+
+@pytest.fixture(scope="module")
+def interrupted(tmp_path_factory) -> tuple[Path, Path]:
+    return make_interrupted(tmp_path_factory.mktemp("fuzz-resume"))
+
+
+def resume(folder: Path, out: Path) -> None:
+    """`convscope train --resume` in process: exit 0, or exit 2 with one line and the state untouched."""
+    state = state_dir_for(out)
+    before = {p.name: p.read_bytes() for p in state.iterdir()}
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()) as err:
+        code = cli.main(train_args(folder, out, "--resume"))
+    assert code in (0, 2), err.getvalue()[-2000:]
+    if code == 2:
+        assert len(err.getvalue().strip().splitlines()) == 1, err.getvalue()
+        assert {p.name: p.read_bytes() for p in state.iterdir()} == before
+
+
+def json_path(value, data) -> tuple:
+    """A random path into nested JSON (dict keys and list indexes), at least one step long."""
+    path: tuple = ()
+    while isinstance(value, (dict, list)) and value and (not path or data.draw(st.booleans())):
+        key = data.draw(st.sampled_from(sorted(value) if isinstance(value, dict) else range(len(value))))
+        path, value = (*path, key), value[key]
+    return path
+
+
+@scaled(0.01)
+@given(data=st.data())
+def test_edited_resume_metadata(interrupted, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = copy_state(interrupted, Path(tmp))
+        path = state_dir_for(out) / STATE_FILE
+        meta, tensors = read(path)
+        where = json_path(meta, data)
+        parent = meta
+        for key in where[:-1]:
+            parent = parent[key]
+        if data.draw(st.booleans()) and isinstance(parent, dict):
+            del parent[where[-1]]
+        else:
+            parent[where[-1]] = data.draw(json_values)
+        write(path, meta, tensors)
+        resume(interrupted[0], out)
+
+
+tensor_values = st.builds(
+    lambda shape, dtype, fill: torch.full(shape, fill).to(dtype),
+    st.lists(st.integers(0, 4), max_size=3).map(tuple),
+    st.sampled_from([torch.float32, torch.float64, torch.int64, torch.uint8, torch.bool]),
+    st.sampled_from([0.0, 1.0, -3.0, float("nan"), float("inf")]),
+)
+
+
+@scaled(0.01)
+@given(data=st.data())
+def test_damaged_resume_tensors(interrupted, data):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = copy_state(interrupted, Path(tmp))
+        path = state_dir_for(out) / STATE_FILE
+        meta, tensors = read(path)
+        key = data.draw(st.sampled_from(sorted(tensors)) | st.text(min_size=1, max_size=8))
+        if key in tensors and data.draw(st.booleans()):
+            del tensors[key]
+        else:
+            tensors[key] = data.draw(tensor_values)
+        write(path, meta, tensors)
+        resume(interrupted[0], out)
+
+
+@scaled(0.01)
+@given(cut=st.floats(0, 1), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16), which=st.booleans())
+def test_cut_or_overwritten_resume_files(interrupted, cut, at, junk, which):
+    with tempfile.TemporaryDirectory() as tmp:
+        out = copy_state(interrupted, Path(tmp))
+        path = state_dir_for(out) / (STATE_FILE if which else "settings.json")
+        content = path.read_bytes()
+        start = int(len(content) * at)
+        damaged = content[: int(len(content) * cut)] if cut < 0.5 else content[:start] + junk + content[start + 16 :]
+        path.write_bytes(damaged)
+        resume(interrupted[0], out)

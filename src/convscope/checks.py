@@ -187,3 +187,34 @@ def check_random_shift(pixels: int, input_shape: tuple[int, ...]) -> None:
 def cut(text: str, limit: int = 60) -> str:
     """Plain text cut to `limit` characters, for lists of names quoted in a message."""
     return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+# Bidirectional embeddings, overrides and isolates: they reorder what follows them on the line, so a
+# name holding one can make a terminal line read other than it is.
+_BIDI = frozenset(range(0x202A, 0x202F)) | frozenset(range(0x2066, 0x206A))
+
+
+def printable(text: object) -> str:
+    """`text` (a class name, a file name) safe to print: control characters (C0, DEL, C1) and bidirectional
+    controls are written as escapes (`\\x1b`, `\\u202e`), so a name read from a file never moves the
+    cursor, recolours or clears the terminal, or starts a new line. Everything else, Korean included, stays."""
+    return "".join(
+        ch.encode("unicode_escape").decode("ascii")
+        if ord(ch) < 0x20 or 0x7F <= ord(ch) < 0xA0 or ord(ch) in _BIDI
+        else ch
+        for ch in str(text)
+    )
+
+
+def text_width(text: str) -> int:
+    """Columns `text` takes in a terminal (East Asian wide characters count two), for aligning tables."""
+    from wcwidth import wcswidth
+
+    columns = wcswidth(text)
+    return columns if columns >= 0 else len(text)
+
+
+def pad(text: str, columns: int, align: str = "<") -> str:
+    """`text` padded with spaces to `columns` terminal columns, aligned left ("<") or right (">")."""
+    fill = " " * max(0, columns - text_width(text))
+    return fill + text if align == ">" else text + fill

@@ -37,6 +37,7 @@ from .data.framing import InputContract, learn_contract, unframed
 from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
+from .i18n import _
 from .models.build import check_params, plan_network
 from .models.network import Network
 from .models.spec import parse_spec
@@ -222,17 +223,22 @@ def read_architecture(path: Path) -> dict[str, Any]:
     if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
         raise UserError(f"{file}: 'class_names' must be {classes} names, got {quote(names)}.")
     low, high = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
-    if not (
-        isinstance(scaler, dict)
-        and set(scaler) == {"minimum", "maximum"}
-        and _is_finite(low)
-        and _is_finite(high)
-        and float(high) > float(low)  # type: ignore[arg-type]
-    ):
+    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and _is_range((low, high))):
         raise UserError(
             f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}."
         )
     return arch
+
+
+def _is_range(pair: Any) -> bool:
+    """[low, high] of finite numbers with low < high, whose span float32 (the model's arithmetic) still holds:
+    scaling divides by it, so [-1e300, 1e300] or [0, 1e-300] would turn every pixel into inf or NaN."""
+    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_finite(v) for v in pair)):
+        return False
+    with np.errstate(over="ignore"):
+        low, high = np.float32(pair[0]), np.float32(pair[1])
+        span = high - low
+    return bool(np.isfinite(span) and span > 0)
 
 
 def _is_count(value: Any) -> bool:
@@ -245,7 +251,20 @@ def _is_finite(value: Any) -> bool:
 
 # The fields of config.json and metrics.json that readers format or index, and what they must hold.
 _RECORD_NUMBERS = ("train_seconds", "test_accuracy", "test_loss", "epochs_run")
-_RECORD_MAPPINGS = ("data", "versions", "fit", "model")
+_RECORD_MAPPINGS = ("data", "versions", "fit", "model", "imported")
+_RECORD_BOUNDS = {"test_accuracy": (0.0, 1.0), "test_loss": (0.0, math.inf), "train_seconds": (0.0, math.inf)}
+# Fields inside config.json's sections that the report computes with: (section, key) -> what they must be
+# (null is allowed: readers fall back to a dash).
+_RECORD_NESTED: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
+    ("data", "train_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+    ("data", "test_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
+    ("data", "source"): ("text", lambda v: isinstance(v, str)),
+    ("fit", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("fit", "epochs"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
+    ("fit", "validation_split"): ("a number in [0, 1)", lambda v: _is_finite(v) and 0 <= v < 1),
+    ("fit", "lr"): ("a finite number", _is_finite),
+    ("fit", "precision"): ("text", lambda v: isinstance(v, str)),
+}
 _RECORD_EPOCHS = ("best_epoch", "weights_epoch")
 _RECORD_FLAGS = ("stopped_early", "interrupted")
 
@@ -265,12 +284,25 @@ def read_record(path: Path) -> dict[str, Any]:
             and (key not in _RECORD_MAPPINGS or isinstance(value, dict))
             and (key not in _RECORD_EPOCHS or (isinstance(value, int) and not isinstance(value, bool) and value >= 0))
             and (key not in _RECORD_FLAGS or isinstance(value, bool))
+            and (key not in _RECORD_BOUNDS or _RECORD_BOUNDS[key][0] <= value <= _RECORD_BOUNDS[key][1])
         )
         if not ok:
             raise UserError(
                 f"{path}: '{key}' holds {quote(value)}, which convscope never writes there; the run directory is damaged."
             )
+    for (section, key), (expected, test) in _RECORD_NESTED.items():
+        value = record.get(section, {}).get(key)
+        if value is not None and not test(value):
+            raise UserError(
+                _("{path}: '{section}.{key}' must be {expected}, got {value}; the run directory is damaged.").format(
+                    path=path, section=section, key=key, expected=_(expected), value=quote(value)
+                )
+            )
     return record
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
 
 
 def _read_mapping(path: Path) -> dict[str, Any]:
@@ -298,17 +330,24 @@ def _read_history(path: Path, ending: dict[str, Any]) -> History:
 def _checked_contract(file: Path, value: Any) -> InputContract:
     """architecture.json's input_contract, every field the framing code uses checked (a damaged run says so)."""
 
-    def pair(v: Any) -> bool:
-        return isinstance(v, (list, tuple)) and len(v) == 2 and all(_is_finite(x) for x in v)
+    def share(key: str, default: float, low_open: bool = False) -> bool:  # a fraction of the frame or the range
+        v = value.get(key, default)
+        return _is_finite(v) and (v > 0 if low_open else v >= 0) and v <= 1
 
+    fractions = value.get("fraction_range", (0.0, 1.0)) if isinstance(value, dict) else None
     ok = (
         isinstance(value, dict)
         and value.get("background") in (None, "dark", "light")
         and value.get("framing") in ("fill", "fit", "none")
         and value.get("centre", "mass") in ("mass", "box")
-        and all(_is_finite(value.get(k, 0.0)) for k in ("threshold", "fraction", "offset_limit"))
-        and pair(value.get("pixel_range"))
-        and pair(value.get("fraction_range", (0.0, 1.0)))
+        and share("threshold", 0.5)
+        and share("fraction", 1.0, low_open=True)
+        and share("offset_limit", 0.0)
+        and _is_range(value.get("pixel_range"))
+        and isinstance(fractions, (list, tuple))
+        and len(fractions) == 2
+        and all(_is_finite(f) and 0 <= f <= 1 for f in fractions)
+        and fractions[0] <= fractions[1]
         and isinstance(value.get("source", ""), str)
     )
     if not ok or "threshold" not in value:
@@ -395,7 +434,7 @@ def _save_images(path: Path, images) -> None:
 def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
+    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, an int past 4,300 digits
         raise UserError(f"cannot read {path}: {cut(str(exc) or type(exc).__name__, 120)}.") from None
 
 

@@ -154,7 +154,9 @@ def train(
             threads=s.threads,
         )
     except BaseException:
-        if is_main and checkpoint.latest() is None:  # nothing to resume from: leave nothing behind
+        # A fresh run that saved no epoch leaves nothing behind; a --resume that failed keeps the state it
+        # was given, whatever it holds, for the user to fix or delete.
+        if is_main and not s.resume and checkpoint.latest() is None:
             shutil.rmtree(state, ignore_errors=True)
         raise
     if not is_main:
@@ -223,7 +225,11 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
                 f"--resume: there is no saved state for {out} (looked for {state}); "
                 "run the same command without --resume to start it."
             )
-        saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
+        try:
+            saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
+        except UserError as exc:
+            message = str(exc)  # the settings' own checks name the field; the file is named here once
+            raise UserError(message if str(saved_file) in message else f"{saved_file}: {message}") from None
         differences = s.differences(saved)
         if differences:
             raise UserError(f"--resume: {out} was started with other settings: {'; '.join(differences)}.")

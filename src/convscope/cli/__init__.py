@@ -11,6 +11,7 @@ import os
 import sys
 
 from .._version import __version__
+from ..checks import printable
 from ..errors import UserError
 from . import compare, datasets, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
 from .options import Parser
@@ -38,7 +39,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as exc:
-        print(f"convscope {args.command}: error: {exc}", file=sys.stderr)
+        print(f"convscope {args.command}: error: {printable(exc)}", file=sys.stderr)  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:
         print(f"convscope {args.command}: interrupted.", file=sys.stderr)

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ..checks import printable
 from ..data.framing import model_input, parse_framing, parse_invert
 from ..errors import UserError
 from ..evaluation import inspection, terminal
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         chosen = inspection.select(view.evaluation, kind, n, class_name=args.class_name, index=args.index, seed=seed)
         samples, title, feature_maps = chosen.samples, chosen.title, args.feature_maps
         stem = f"index-{args.index}" if kind == "index" else kind
-        header = f"{title}: {len(samples)} shown"
+        header = f"{printable(title)}: {len(samples)} shown"
         if kind in ("random", "mistakes") and args.seed is None:
             header += f" (seed {seed}; repeat with --seed {seed})"
         print(header, file=out)

@@ -8,6 +8,7 @@ import sys
 
 import numpy as np
 
+from ..checks import printable
 from ..data.framing import model_input, parse_framing, parse_invert
 from ..export.contract import run_contract
 from ..runs import load_run
@@ -54,6 +55,6 @@ def run(args: argparse.Namespace) -> int:
         print(json.dumps(rows, indent=2))
     else:
         for row in rows:
-            top = ", ".join(f"{t['label']} {t['probability']:.3f}" for t in row["top"])
-            print(f"{row['image']}: {row['label']}  ({top})")
+            top = ", ".join(f"{printable(t['label'])} {t['probability']:.3f}" for t in row["top"])
+            print(f"{printable(row['image'])}: {printable(row['label'])}  ({top})")
     return 0

@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from ..checks import pad, printable, text_width
+
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .dataset import Dataset
 
@@ -18,7 +20,7 @@ def imbalance_warning(dataset: Dataset) -> str | None:
     """One warning line when classes are heavily imbalanced, else None."""
     counts = dataset.class_counts()
     largest, smallest = int(counts.max()), int(counts.min())
-    big, small = dataset.class_names[int(counts.argmax())], dataset.class_names[int(counts.argmin())]
+    big, small = (printable(dataset.class_names[int(i)]) for i in (counts.argmax(), counts.argmin()))
     if smallest == 0:
         return f"warning: class '{small}' has no images; the model can never learn to predict it."
     if largest > IMBALANCE_RATIO * smallest:
@@ -35,16 +37,17 @@ def describe(dataset: Dataset) -> str:
     h, w, c = dataset.input_shape
     low, high = (images.min(), images.max()) if images.size else (0, 0)
     lines = [
-        f"source:      {dataset.source or '(in memory)'}",
+        f"source:      {printable(dataset.source or '(in memory)')}",
         f"images:      {len(dataset)}",
         f"image shape: {h} x {w} x {c} (height x width x channels)",
         f"dtype:       {images.dtype}, values {_number(low)} .. {_number(high)}",
         f"classes:     {dataset.num_classes}",
     ]
     counts = dataset.class_counts()
-    width = max(len(n) for n in dataset.class_names)
-    for name, count in zip(dataset.class_names, counts):
-        lines.append(f"  {name:<{width}}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
+    names = [printable(n) for n in dataset.class_names]
+    width = max(text_width(n) for n in names)
+    for name, count in zip(names, counts):
+        lines.append(f"  {pad(name, width)}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
     if dataset.predefined_test is not None:
         lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
     warning = imbalance_warning(dataset)

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..checks import pad, printable, text_width
 from ..data.dataset import Dataset
 from ..errors import UserError
 from ..training.trained_model import TrainedModel
@@ -69,17 +70,19 @@ class EvaluationResult:
 
     def text(self) -> str:
         lines = [f"test loss {self.loss:.4f}, test accuracy {self.accuracy:.4f} on {len(self.labels)} images"]
-        width = max(len("class"), *(len(n) for n in self.class_names))
+        shown = [printable(n) for n in self.class_names]
+        width = max(len("class"), *(text_width(n) for n in shown))
         lines.append(f"{'class':>{width}}  precision  recall    f1  support")
-        for row in self.per_class:
+        for name, row in zip(shown, self.per_class):
             lines.append(
-                f"{row['class']:>{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
+                f"{pad(name, width, '>')}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
             )
         lines += self.confusion_text()
         pairs = self.most_confused(3)
         if pairs:
             lines.append(
-                "most confused: " + ", ".join(f"{p['true']} -> {p['predicted']} ({p['count']})" for p in pairs)
+                "most confused: "
+                + ", ".join(f"{printable(p['true'])} -> {printable(p['predicted'])} ({p['count']})" for p in pairs)
             )
         return "\n".join(lines)
 
@@ -88,15 +91,15 @@ class EvaluationResult:
         k = len(self.class_names)
         if k > max_classes:
             return [f"confusion matrix: {k} classes, too many to print; see --json or the report"]
-        names, corner = [n[:8] for n in self.class_names], "true \\ predicted"
-        width = max(len(corner), *(len(n) for n in names))
-        cell = max(3, *(len(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
+        names, corner = [printable(n[:8]) for n in self.class_names], "true \\ predicted"
+        width = max(len(corner), *(text_width(n) for n in names))
+        cell = max(3, *(text_width(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
         lines = [
             "confusion matrix (rows: true class, columns: predicted)",
-            f"{corner:>{width}}  " + " ".join(f"{n:>{cell}}" for n in names),
+            f"{corner:>{width}}  " + " ".join(pad(n, cell, ">") for n in names),
         ]
         for name, row in zip(names, self.confusion_matrix):
-            lines.append(f"{name:>{width}}  " + " ".join(f"{int(v):>{cell}}" for v in row))
+            lines.append(f"{pad(name, width, '>')}  " + " ".join(f"{int(v):>{cell}}" for v in row))
         return lines
 
 
@@ -104,11 +107,11 @@ def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
     """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after."""
     if data.input_shape != tuple(trained.input_shape):
         raise UserError(
-            f"{data.source or 'data'}: images are {data.input_shape} but the model expects {tuple(trained.input_shape)}."
+            f"{printable(data.source or 'data')}: images are {data.input_shape} but the model expects {tuple(trained.input_shape)}."
         )
     if data.num_classes > len(trained.class_names) or (len(data) and data.labels.max() >= len(trained.class_names)):
         raise UserError(
-            f"{data.source or 'data'}: has {data.num_classes} classes but the model knows {len(trained.class_names)}."
+            f"{printable(data.source or 'data')}: has {data.num_classes} classes but the model knows {len(trained.class_names)}."
         )
     probs = trained.predict_proba(data.images)
     picked = np.clip(probs[np.arange(len(data)), data.labels], _EPS, 1.0)

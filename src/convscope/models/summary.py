@@ -12,6 +12,7 @@ from dataclasses import asdict, dataclass
 import torch
 from torch import nn
 
+from ..checks import pad, printable, text_width
 from .build import plan_network
 from .layers import as_pair
 from .network import LayerInfo, Network
@@ -70,23 +71,23 @@ class ModelSummary:
             inputs = "" if len(l.inputs) <= 1 else f" <- {', '.join(l.inputs)}"
             rows.append(
                 (
-                    f"{l.name} ({l.type}){inputs}",
+                    printable(f"{l.name} ({l.type}){inputs}"),  # names come from the user's spec file
                     _shape(l.output_shape),
                     f"{l.trainable + l.non_trainable:,}",
                     _flops(l.flops),
                     rf,
                 )
             )
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        widths = [max(text_width(r[i]) for r in [header, *rows]) for i in range(len(header))]
         line = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
         def fmt(r):
             return "  ".join(
-                cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))
+                pad(cell, w, "<" if i in (0, 1, 4) else ">") for i, (cell, w) in enumerate(zip(r, widths))
             ).rstrip()
 
         out = [
-            f'Model: "{self.name}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}',
+            f'Model: "{printable(self.name)}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}',
             line,
             fmt(header),
             line.replace("-", "="),

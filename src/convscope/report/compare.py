@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from .. import display
+from ..checks import pad, printable, text_width
 from ..errors import UserError
 from ..models.summary import summary
 from ..runs import CONFIG, METRICS, load_run, read_record
@@ -93,15 +94,15 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
 
 
 def comparison_text(rows: Sequence[RunRow]) -> str:
-    cells = [HEADER, *(r.cells() for r in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+    cells = [HEADER, *(tuple(printable(c) for c in r.cells()) for r in rows)]  # run and model names from files
+    widths = [max(text_width(row[i]) for row in cells) for i in range(len(HEADER))]
     left = {0, 1}
 
     def line(row: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        return "  ".join(pad(c, w, "<" if i in left else ">") for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([line(HEADER), rule, *(line(r.cells()) for r in rows), *notes(rows)])
+    return "\n".join([line(HEADER), rule, *(line(r) for r in cells[1:]), *(printable(n) for n in notes(rows))])
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:

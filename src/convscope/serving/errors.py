@@ -27,3 +27,10 @@ class InvalidPixels(RequestError):
     """JSON pixels of the wrong shape, type or range: well-formed JSON, unusable content."""
 
     status = 422
+
+
+class NonFiniteOutput(RequestError):
+    """The model computed NaN or infinity for a valid image: the run's weights are at fault, not the request,
+    so the answer is a 500 whose JSON body names that cause (never the JSON encoder's own failure)."""
+
+    status = 500

@@ -59,9 +59,19 @@ def parse_json(body: bytes):
     """`json.loads` behind the depth limit; invalid JSON is a 400 sentence."""
     check_json_depth(body)
     try:
-        return json.loads(body)
+        return json.loads(body, parse_int=_json_int)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
         raise RequestError(f"the body is not valid JSON ({str(exc)[:120] or type(exc).__name__}).") from None
+
+
+def _json_int(text: str) -> int | float:
+    """A JSON integer; past Python's int-from-text digit limit (4,300 digits, a guard against slow parsing)
+    `int()` raises ValueError inside the parser, so such a literal is read as the float it overflows to
+    (inf), which the pixel checks refuse like any other number beyond float32."""
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)
 
 
 class _FormReader:

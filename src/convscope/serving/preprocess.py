@@ -18,6 +18,7 @@ import numpy as np
 
 from ..checks import TooManyPixels
 from ..data.framing import Framed, Framing, InputContract, frame, model_input
+from ..i18n import _
 from .errors import InvalidPixels, PayloadTooLarge
 
 
@@ -55,6 +56,8 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
         array = np.array(value)
     except (ValueError, TypeError):
         raise InvalidPixels(f"pixels must be a rectangular nested list of numbers of shape ({h}, {w}, {c}).") from None
+    if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
+        array = _big_integers(array)  # integers past int64: numpy keeps them as Python objects
     if array.dtype.kind not in "iuf" or array.size == 0:
         kind = "empty" if array.size == 0 else f"of type {_json_kind(array)}"
         raise InvalidPixels(f"pixels must be numbers, got values {kind}.")
@@ -66,12 +69,30 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
     with np.errstate(over="ignore", invalid="ignore"):  # past float32's range is inf, refused just below
         array = array.astype(np.float32)
     if not np.isfinite(array).all():
-        raise InvalidPixels(f"pixels contain {int((~np.isfinite(array)).sum())} NaN or infinite values.")
+        raise InvalidPixels(
+            _("pixels contain {count} values that are NaN, infinite or beyond float32's range (±3.4e38).").format(
+                count=int((~np.isfinite(array)).sum())
+            )
+        )
     if array.min() < lo or array.max() > hi:
         raise InvalidPixels(
             f"pixel values span {float(array.min()):g}..{float(array.max()):g}, outside the training data's range {lo:g}..{hi:g}."
         )
     return frame(array, prep.contract, (h, w), invert, framing)
+
+
+def _big_integers(array: np.ndarray) -> np.ndarray:
+    """Python integers too large for int64 as float64; one too large even for that is refused by name."""
+    try:
+        return array.astype(np.float64)
+    except OverflowError:
+        bits = max(abs(v).bit_length() for v in array.flat if isinstance(v, int))
+        digits = int(bits * 0.30103) + 1  # from the bit length: str() of a huge int is itself refused
+        raise InvalidPixels(
+            _("pixels hold an integer of about {digits} digits, beyond float32's range (±3.4e38).").format(
+                digits=digits
+            )
+        ) from None
 
 
 def _json_kind(array: np.ndarray) -> str:

@@ -24,11 +24,12 @@ from ..data.framing import Framing
 from ..errors import UserError
 from ..evaluation.inspection import feature_maps
 from ..export.contract import run_contract
+from ..i18n import _
 from ..models.summary import summary
 from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
 from . import engines
-from .errors import PayloadTooLarge, RequestError
+from .errors import NonFiniteOutput, PayloadTooLarge, RequestError
 from .preprocess import PreparedImage, Preprocessing, from_pixels, from_upload, range_warnings
 
 Payload = bytes | Any  # upload bytes, or the decoded JSON value of one image's pixels
@@ -147,6 +148,7 @@ def prediction(
     image: PreparedImage,
     warnings: tuple[str, ...] = (),
 ) -> dict[str, Any]:
+    check_finite_output(probabilities)
     order = np.argsort(-probabilities, kind="stable")[: max(1, min(top_k, len(class_names)))]
     best = int(order[0])
     return {
@@ -158,6 +160,23 @@ def prediction(
         "framing": image.framing,
         "warnings": list(warnings),
     }
+
+
+def check_finite_output(values: np.ndarray, layer: str | None = None) -> None:
+    """Refuse to answer with NaN or infinity (JSON has no such numbers), naming the model as the cause."""
+    if np.isfinite(values).all():
+        return
+    if layer is None:
+        message = _(
+            "the model gave NaN or infinite probabilities for this image, so there is no prediction to send; "
+            "the run's weights hold NaN or infinity or overflow (check it with `convscope evaluate`)."
+        )
+    else:
+        message = _(
+            "the layer {layer} computed NaN or infinite values for this image, so there are no feature maps to send; "
+            "the run's weights hold NaN or infinity or overflow (check it with `convscope evaluate`)."
+        ).format(layer=layer)
+    raise NonFiniteOutput(message)
 
 
 def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exception]:
@@ -179,7 +198,10 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
             if not isinstance(outcomes[i], Exception):
                 p, image = next(rows)
                 warnings = range_warnings(job.payload, served.prep.pixel_range)
-                outcomes[i] = prediction(p, names, job.top_k, image, warnings)
+                try:
+                    outcomes[i] = prediction(p, names, job.top_k, image, warnings)
+                except NonFiniteOutput as exc:
+                    outcomes[i] = exc
     return outcomes
 
 
@@ -216,6 +238,8 @@ def feature_map_tiles(
     with served.lock:
         probabilities = trained.predict_proba(image.image[None].astype(np.float32))[0]
         maps = feature_maps(trained, image.image.astype(np.float32))
+    for fm in maps:
+        check_finite_output(fm.values, fm.layer)
     channels = max(1, min(channels, served.settings.max_feature_channels))
     lo, hi = served.prep.pixel_range
     seen = np.clip((image.image.astype(np.float32) - lo) / (hi - lo), 0.0, 1.0)

@@ -8,7 +8,8 @@ One file per rank and epoch, written under a temporary name and renamed (atomic 
 at any moment leaves whole files only. Tensors (weights, Adam's moments, the early-stopping
 snapshot, every random generator's state) are safetensors; everything else (epoch, history rows,
 learning-rate schedule, callback state, Adam's hyper-parameters) is JSON in the file's metadata.
-No pickle anywhere.
+No pickle anywhere. `saved_state.read_state` reads a file back, checking every field against the
+run being resumed before anything is restored.
 
 Each rank keeps its last two epochs: ranks run in lockstep (every epoch ends in collectives), so
 when rank 0 has written epoch e every rank has written e - 1, and some epoch is complete on all.
@@ -25,10 +26,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import safe_open
 from safetensors.torch import save_file
 
 from ..errors import UserError
+from ..i18n import _
+from .saved_state import read_state
 
 _FILE = re.compile(r"rank(\d+)-epoch(\d+)\.safetensors")
 
@@ -113,58 +115,31 @@ class CheckpointStore:
                 self._path(self.rank, old).unlink(missing_ok=True)
 
     def restore(self, *, model, optimizer, scheduler, shuffler, callbacks, fit_settings: dict) -> Restored:
+        """Continue from the last saved epoch; every field is checked (`read_state`) before anything changes."""
         epoch = self.latest()
         if epoch is None:
-            raise UserError(f"{self.directory}: holds no completed epoch to resume from.")
-        path = self._path(self.rank, epoch)
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = json.loads(f.metadata()["state"])
-                tensors = {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 - safe_open has no __iter__
-        except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
-            raise UserError(
-                f"{path}: the saved state cannot be read ({exc}); delete {self.directory} to start over."
-            ) from None
-        if meta["fit"] != fit_settings:
-            diff = [
-                f"{k}={meta['fit'].get(k)!r} then, {fit_settings.get(k)!r} now"
-                for k in sorted(set(meta["fit"]) | set(fit_settings))
-                if meta["fit"].get(k) != fit_settings.get(k)
-            ]
-            raise UserError(
-                f"--resume: the saved state in {self.directory} was trained with other settings: {'; '.join(diff)}."
-            )
-        names = [type(cb).__name__ for cb in callbacks]
-        saved_names = [c["type"] for c in meta["callbacks"]]
-        if names != saved_names:
-            raise UserError(f"--resume: the saved state has the callbacks {saved_names}, this run has {names}.")
-
-        def take(prefix: str) -> dict[str, torch.Tensor]:
-            return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
-
-        model.load_state_dict(take("model."))
-        opt = meta["optimizer"]
-        state = {int(i): {**plain, **take(f"optim.{i}.")} for i, plain in opt["state"].items()}
-        optimizer.load_state_dict({"state": state, "param_groups": opt["param_groups"]})
+            raise UserError(_("{directory}: holds no completed epoch to resume from.").format(directory=self.directory))
+        saved = read_state(
+            self._path(self.rank, epoch),
+            epoch,
+            model=model,
+            optimizer=optimizer,
+            scheduler=scheduler,
+            callbacks=callbacks,
+            fit_settings=fit_settings,
+        )
+        model.load_state_dict(saved.model)
+        optimizer.load_state_dict(saved.optimizer)
         if scheduler is not None:
-            scheduler.load_state_dict(meta["scheduler"])
-        rng = take("rng.")
-        torch.set_rng_state(rng["torch"])
-        shuffler.set_state(rng["shuffler"])
-        cuda = [rng[f"cuda{i}"] for i in range(len(rng)) if f"cuda{i}" in rng]
+            scheduler.load_state_dict(saved.scheduler)
+        torch.set_rng_state(saved.rng["torch"])
+        shuffler.set_state(saved.rng["shuffler"])
+        cuda = [saved.rng[f"cuda{i}"] for i in range(len(saved.rng)) if f"cuda{i}" in saved.rng]
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
-        for i, (cb, saved) in enumerate(zip(callbacks, meta["callbacks"])):
-            restored = {}
-            for key, entry in saved["state"].items():
-                if "tensor" in entry:
-                    restored[key] = tensors[f"cb{i}.{key}"]
-                elif "tensors" in entry:
-                    restored[key] = take(f"cb{i}.{key}.")
-                else:
-                    restored[key] = entry["value"]
-            cb.load_state_dict(restored)
-        return Restored(epoch, bool(meta["stopped"]), meta["rows"])
+        for cb, state in zip(callbacks, saved.callbacks):
+            cb.load_state_dict(state)
+        return Restored(epoch, saved.stopped, saved.rows)
 
     def clear(self) -> None:
         shutil.rmtree(self.directory, ignore_errors=True)
