@@ -17,9 +17,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import torch
 
+import convscope as cs
 from convscope.data import load
-from convscope.training.checkpoint import state_dir_for
+from convscope.training.checkpoint import CheckpointStore, identity_caveats, state_dir_for
 
 DRIVER = Path(__file__).with_name("kill_points.py")
 EPOCHS = 3
@@ -170,3 +172,42 @@ def test_resume_with_other_threads_says_it_cannot_promise_identity(data, tmp_pat
         "another thread count rounds floats differently."
     ]
     assert "not bit-identical to a run never interrupted: the killed run trained with --threads 1" in done.stdout
+
+
+def test_resumed_fit_in_process_matches_and_moments_keep_the_channels_last_layout(tmp_path):
+    """cs.fit for 2 epochs against 1 epoch + resume: same weights; Adam's moments laid out like the kernels."""
+    digits = load("mnist-5k").subset(np.arange(0, 5000, 40))
+    settings = {"epochs": 2, "batch_size": 32, "verbose": False, "threads": 1, "device": "cpu"}
+    whole = cs.fit(cs.build("cnn", digits.input_shape, digits.num_classes, seed=0), digits, **settings)
+    store = CheckpointStore(tmp_path / "state")
+    cs.fit(cs.build("cnn", digits.input_shape, digits.num_classes, seed=0), digits, **settings, checkpoint=store)
+    (tmp_path / "state" / "rank0-epoch0002.safetensors").unlink()  # as if killed during epoch 2
+    model = cs.build("cnn", digits.input_shape, digits.num_classes, seed=0)
+    seen = []
+    original = CheckpointStore.restore
+
+    def restore(self, **kwargs):
+        restored = original(self, **kwargs)
+        optimizer = kwargs["optimizer"]
+        seen.extend((p.stride(), s["exp_avg"].stride()) for p, s in optimizer.state.items())
+        return restored
+
+    CheckpointStore.restore = restore  # type: ignore[method-assign]
+    try:
+        resumed = cs.fit(model, digits, **settings, checkpoint=store, resume=True)
+    finally:
+        CheckpointStore.restore = original  # type: ignore[method-assign]
+    assert seen and all(param == moment for param, moment in seen)
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
+    assert resumed.history.resume == {"epoch": 1, "generators": ["torch", "shuffler"], "identical": True, "because": []}
+
+
+def test_identity_caveats_name_the_cause():
+    assert identity_caveats(2, 2, "cpu", "cpu") == []
+    assert "no --threads" in identity_caveats(None, 2, "cpu", "cpu")[0]
+    assert identity_caveats(1, 2, "cpu", "cpu") == [
+        "the killed run trained with --threads 1 and this one with --threads 2; "
+        "another thread count rounds floats differently."
+    ]
+    assert any("cuda" in cause for cause in identity_caveats(1, 1, "cuda", "cuda"))

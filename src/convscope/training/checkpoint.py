@@ -211,12 +211,12 @@ def _lay_out_like_params(optimizer: torch.optim.Optimizer) -> None:
     contiguous, while the conv kernels train channels-last. torch's fused CPU Adam pairs a parameter
     with its moments by memory position, not by index: measured on a 4x3x3x3 channels-last kernel,
     one step with contiguous moments lands up to 0.16 away from the same step with moments laid out
-    like the kernel (foreach Adam: 0.0). A resumed `cnn` drifted from its first resumed epoch on.
+    like the kernel (foreach Adam: 0.0), and a resumed `cnn` left the uninterrupted run's path.
     """
     for group in optimizer.param_groups:
         for param in group["params"]:
             state = optimizer.state.get(param, {})
-            for key, value in state.items():
+            for key, value in list(state.items()):
                 if isinstance(value, torch.Tensor) and value.shape == param.shape and value.stride() != param.stride():
                     state[key] = torch.empty_like(param, dtype=value.dtype).copy_(value)
 
