@@ -25,6 +25,7 @@ from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
+from .i18n import _
 from .models.build import build, resolve_spec
 from .models.summary import summary
 from .report.result import evaluate
@@ -169,6 +170,8 @@ def train(
         )
     if history.resumed_from_epoch is not None:
         say(f"resumed after epoch {history.resumed_from_epoch}")
+    for cause in (history.resume or {}).get("because", []):
+        say(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
         say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")
 
@@ -245,7 +248,9 @@ def _start_state(s: TrainSettings, state: Path, say) -> None:
         say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
         shutil.rmtree(state)
     state.mkdir(parents=True)
-    (state / "settings.json").write_text(json.dumps(s.to_dict(), indent=2) + "\n")
+    partial = state / ".settings.json.tmp"  # a kill mid-write leaves no half a file for --resume to read
+    partial.write_text(json.dumps(s.to_dict(), indent=2) + "\n")
+    partial.replace(state / "settings.json")
 
 
 def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = ()) -> TrainResult:

@@ -24,7 +24,7 @@ from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from .allocator import keep_freed_memory
 from .callbacks import Callback, CallbackList, ModelCheckpoint, ReduceLROnPlateau
-from .checkpoint import CheckpointStore
+from .checkpoint import CheckpointStore, identity_caveats
 from .device import pick_device
 from .early_stopping import EarlyStopping
 from .history import History
@@ -135,13 +135,18 @@ def fit(
     governor = ThreadGovernor.start(
         model, threads, fixed=distributed is not None
     )  # DDP ranks keep their launcher's count
+    fixed_threads = None if governor.plan.adaptive else governor.threads
     with torch.random.fork_rng(devices=[device] if device.type == "cuda" else []):
         torch.manual_seed(
             settings.seed + reducer.rank
         )  # dropout draws from the global generator; fork_rng keeps ours private
         hooks.on_train_begin()
         first, stopped = 0, False
-        if resume and checkpoint is not None:
+        if resume and checkpoint is not None and checkpoint.latest() is None:
+            # killed before its first epoch was saved: starting afresh is continuing, and sets nothing
+            history.resumed_from_epoch = 0
+            history.resume = {"epoch": 0, "generators": [], "identical": True, "because": []}
+        elif resume and checkpoint is not None:
             restored = checkpoint.restore(
                 model=model,
                 optimizer=optimizer,
@@ -152,6 +157,13 @@ def fit(
             )
             first, stopped, history.rows = restored.epoch, restored.stopped, restored.rows
             history.resumed_from_epoch = restored.epoch
+            because = identity_caveats(restored.threads, fixed_threads, restored.device, device.type)
+            history.resume = {
+                "epoch": restored.epoch,
+                "generators": restored.generators,
+                "identical": not because,
+                "because": because,
+            }
         try:
             for epoch in range(first, settings.epochs) if not stopped else ():
                 hooks.on_epoch_begin(epoch)
@@ -175,6 +187,7 @@ def fit(
                         callbacks=callbacks,
                         stopped=stopped,
                         fit_settings=fit_record,
+                        threads=fixed_threads,
                     )
                 if stopped:
                     break

@@ -17,6 +17,9 @@ class History:
     stopped_early: bool = False
     interrupted: bool = False  # Ctrl-C: the run stopped cleanly and kept the best weights so far
     resumed_from_epoch: int | None = None  # --resume: the epochs before this one ran in an earlier process
+    # --resume: what was restored ("epoch", "generators" it set) and whether the run ends as if never
+    # killed ("identical", and "because": the causes when not)
+    resume: dict | None = None
 
     @property
     def epochs_run(self) -> int:
@@ -69,4 +72,5 @@ class History:
             "stopped_early": self.stopped_early,
             "interrupted": self.interrupted,
             "resumed_from_epoch": self.resumed_from_epoch,
+            "resume": self.resume,
         }
