@@ -7,6 +7,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+import wcwidth
+
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .dataset import Dataset
 
@@ -42,9 +44,9 @@ def describe(dataset: Dataset) -> str:
         f"classes:     {dataset.num_classes}",
     ]
     counts = dataset.class_counts()
-    width = max(len(n) for n in dataset.class_names)
+    width = max(wcwidth.width(n) for n in dataset.class_names)
     for name, count in zip(dataset.class_names, counts):
-        lines.append(f"  {name:<{width}}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
+        lines.append(f"  {wcwidth.ljust(name, width)}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
     if dataset.predefined_test is not None:
         lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
     warning = imbalance_warning(dataset)

@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 import numpy as np
+import wcwidth
 
 from ..data.dataset import Dataset
 from ..errors import UserError
@@ -69,11 +70,11 @@ class EvaluationResult:
 
     def text(self) -> str:
         lines = [f"test loss {self.loss:.4f}, test accuracy {self.accuracy:.4f} on {len(self.labels)} images"]
-        width = max(len("class"), *(len(n) for n in self.class_names))
-        lines.append(f"{'class':>{width}}  precision  recall    f1  support")
+        width = max(wcwidth.width("class"), *(wcwidth.width(n) for n in self.class_names))
+        lines.append(f"{wcwidth.rjust('class', width)}  precision  recall     f1  support")
         for row in self.per_class:
             lines.append(
-                f"{row['class']:>{width}}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
+                f"{wcwidth.rjust(row['class'], width)}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
             )
         lines += self.confusion_text()
         pairs = self.most_confused(3)
@@ -88,15 +89,15 @@ class EvaluationResult:
         k = len(self.class_names)
         if k > max_classes:
             return [f"confusion matrix: {k} classes, too many to print; see --json or the report"]
-        names, corner = [n[:8] for n in self.class_names], "true \\ predicted"
-        width = max(len(corner), *(len(n) for n in names))
-        cell = max(3, *(len(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
+        names, corner = [wcwidth.clip(n, 0, 8) for n in self.class_names], "true \\ predicted"
+        width = max(wcwidth.width(corner), *(wcwidth.width(n) for n in names))
+        cell = max(3, *(wcwidth.width(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
         lines = [
             "confusion matrix (rows: true class, columns: predicted)",
-            f"{corner:>{width}}  " + " ".join(f"{n:>{cell}}" for n in names),
+            f"{wcwidth.rjust(corner, width)}  " + " ".join(wcwidth.rjust(n, cell) for n in names),
         ]
         for name, row in zip(names, self.confusion_matrix):
-            lines.append(f"{name:>{width}}  " + " ".join(f"{int(v):>{cell}}" for v in row))
+            lines.append(f"{wcwidth.rjust(name, width)}  " + " ".join(f"{int(v):>{cell}}" for v in row))
         return lines
 
 

@@ -12,6 +12,7 @@ import os
 import re
 
 import numpy as np
+import wcwidth
 from PIL import Image
 
 from .inspection import Sample
@@ -27,7 +28,8 @@ def wants_color(stream) -> bool:
 
 
 def visible_width(text: str) -> int:
-    return len(_ANSI.sub("", text))
+    """Terminal columns: East Asian wide characters (Hangul, CJK) take two, ANSI colour codes none."""
+    return wcwidth.width(_ANSI.sub("", text))
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:
@@ -88,12 +90,14 @@ def sample_text(sample: Sample, width: int = 20) -> list[str]:
     per class."""
     where = f"#{sample.index}" if sample.index is not None else "image"
     lines = [f"{where}  {sample.caption}  {sample.verdict}"]
-    name_width = max(len(n) for n in sample.class_names)
+    name_width = max(visible_width(n) for n in sample.class_names)
     for k, (name, p) in enumerate(zip(sample.class_names, sample.probabilities)):
         marks = ("<- predicted" if k == sample.predicted else "") + (
             "  <- true" if sample.label is not None and k == sample.label and k != sample.predicted else ""
         )
-        lines.append(f"  {name:>{name_width}} {float(p):6.3f} {bar(float(p), width):<{width}} {marks}".rstrip())
+        lines.append(
+            f"  {wcwidth.rjust(name, name_width)} {float(p):6.3f} {bar(float(p), width):<{width}} {marks}".rstrip()
+        )
     return lines
 
 

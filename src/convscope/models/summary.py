@@ -10,6 +10,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 
 import torch
+import wcwidth
 from torch import nn
 
 from .build import plan_network
@@ -77,12 +78,13 @@ class ModelSummary:
                     rf,
                 )
             )
-        widths = [max(len(r[i]) for r in [header, *rows]) for i in range(len(header))]
+        widths = [max(wcwidth.width(r[i]) for r in [header, *rows]) for i in range(len(header))]
         line = "-" * (sum(widths) + 2 * (len(widths) - 1))
 
         def fmt(r):
             return "  ".join(
-                cell.ljust(w) if i in (0, 1, 4) else cell.rjust(w) for i, (cell, w) in enumerate(zip(r, widths))
+                wcwidth.ljust(cell, w) if i in (0, 1, 4) else wcwidth.rjust(cell, w)
+                for i, (cell, w) in enumerate(zip(r, widths))
             ).rstrip()
 
         out = [

@@ -11,6 +11,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import wcwidth
+
 from .. import display
 from ..errors import UserError
 from ..models.summary import summary
@@ -94,11 +96,13 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
 
 def comparison_text(rows: Sequence[RunRow]) -> str:
     cells = [HEADER, *(r.cells() for r in rows)]
-    widths = [max(len(row[i]) for row in cells) for i in range(len(HEADER))]
+    widths = [max(wcwidth.width(row[i]) for row in cells) for i in range(len(HEADER))]
     left = {0, 1}
 
     def line(row: Sequence[str]) -> str:
-        return "  ".join(c.ljust(w) if i in left else c.rjust(w) for i, (c, w) in enumerate(zip(row, widths))).rstrip()
+        return "  ".join(
+            wcwidth.ljust(c, w) if i in left else wcwidth.rjust(c, w) for i, (c, w) in enumerate(zip(row, widths))
+        ).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
     return "\n".join([line(HEADER), rule, *(line(r.cells()) for r in rows), *notes(rows)])
@@ -111,7 +115,7 @@ def comparison_html(rows: Sequence[RunRow]) -> str:
         "Solid: validation; dashed: training.",
         png=figures.to_png,
     )
-    return display.render(
+    return display.page(
         "compare.html",
         header=HEADER,
         rows=[r.cells() for r in rows],
