@@ -12,6 +12,8 @@ from collections.abc import Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
+from .fonts import fit_fonts
+
 CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
 TRAIN_COLOR, VAL_COLOR = "#0969da", "#bc4c00"
 
@@ -50,7 +52,7 @@ def training_curves(history, title: str = "training curves") -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.suptitle(title, fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def _epoch_ticks(n: int) -> list[int]:
@@ -86,7 +88,7 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
                     fontsize=fontsize,
                     color="white" if count > threshold else "black",
                 )
-    return figure
+    return fit_fonts(figure)
 
 
 def per_class_figure(rows: Sequence[dict]) -> Figure:
@@ -106,4 +108,4 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     ax.set_title("per-class precision, recall and F1 (test split)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
-    return figure
+    return fit_fonts(figure)
