@@ -25,6 +25,7 @@ import convscope as cs
 from convscope import i18n
 from convscope.display import fonts
 from convscope.display.charts import confusion_matrix_figure
+from convscope.display.images import figure_png
 from convscope.evaluation import inspection, terminal
 from convscope.report.view import load_view
 
@@ -105,9 +106,9 @@ def test_a_page_carries_a_subset_of_the_fallback_with_just_its_characters():
 
     css = fonts.font_face_css("<h1>가나 → 다 abc</h1>")
     data = base64.b64decode(re.search(r"base64,([^)]+)\)", css).group(1))
-    assert set(TTFont(io.BytesIO(data)).getBestCmap()) == {ord(c) for c in "가나다→"}
+    assert set(TTFont(io.BytesIO(data)).getBestCmap()) == {ord(c) for c in "가나다"}
     assert len(data) < 10_000  # three syllables, not the 4.7 MB font
-    assert fonts.font_face_css("<h1>plain ASCII</h1>") == ""
+    assert fonts.font_face_css("<h1>an English page: 3 × 3 → 1 – done</h1>") == ""
 
 
 def test_training_with_hangul_names_draws_them_and_the_report_embeds_their_glyphs(hangul_run):
@@ -240,3 +241,16 @@ def test_report_shows_hangul_in_chromium_with_the_embedded_font(hangul_run, tmp_
     if not has_korean_system_font():
         # no Korean font on this machine: without the embedded font Chromium can only draw a box
         assert shots["with"] != shots["without"]
+
+
+def test_the_notebook_views_draw_hangul_without_a_glyph_warning(hangul_run):
+    from convscope.report.result import drawable
+
+    result = drawable(load_view(hangul_run[0]).evaluation)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        pictures = [result.show_random(4, seed=0), result.show_mistakes(4, seed=0)]
+        pngs = [figure_png(p.figure) for p in pictures]
+        html = result._repr_html_()  # the per-class chart and the confusion matrix, as a notebook shows them
+    assert glyph_warnings(caught) == []
+    assert all(png.startswith(b"\x89PNG") for png in pngs) and "@font-face" in html

@@ -22,6 +22,7 @@ import base64
 import dataclasses
 import importlib.util
 import io
+import unicodedata
 from collections.abc import Iterable
 from functools import cache, lru_cache
 from pathlib import Path
@@ -191,10 +192,12 @@ def _subset(path: str, wanted: frozenset[int], flavor: str) -> bytes:
 
 
 def font_face_css(text: str) -> str:
-    """An `@font-face` rule for `FAMILY` holding the fallback's glyphs for the non-ASCII characters of `text`
+    """An `@font-face` rule for `FAMILY` holding the fallback's glyphs for the wide characters of `text`
     (a whole page's HTML, say) as a data URL, so the page shows them offline with no font installed;
     '' when the page needs none."""
-    found = font_data(c for c in drawn_characters(text) if c > 0x7F)
+    # Wide characters only (Hangul, kana, CJK ideographs): the arrows, dashes and signs of an English page are in
+    # every system font, so such a page stays as it was.
+    found = font_data(c for c in drawn_characters(text) if unicodedata.east_asian_width(chr(c)) in ("W", "F"))
     if found is None:
         return ""
     data, flavor = found
