@@ -13,6 +13,7 @@ import io
 import re
 import subprocess
 import warnings
+from pathlib import Path
 
 import matplotlib
 import numpy as np
@@ -254,3 +255,18 @@ def test_the_notebook_views_draw_hangul_without_a_glyph_warning(hangul_run):
         html = result._repr_html_()  # the per-class chart and the confusion matrix, as a notebook shows them
     assert glyph_warnings(caught) == []
     assert all(png.startswith(b"\x89PNG") for png in pngs) and "@font-face" in html
+
+
+def test_compare_lines_up_runs_named_in_hangul():
+    from convscope.report.compare import RunRow, comparison_text
+    from convscope.training.history import History
+
+    def row(name: str, params: int) -> RunRow:
+        return RunRow(name, Path(name), "cnn", params, 3, 2, 1.5, 0.9, 0.3, "digits", History([]))
+
+    lines = comparison_text([row("합성곱-실험", 44_010), row("mlp", 271_370), row("가", 7)]).splitlines()
+    rows = lines[2:5]
+    assert {tuple(column_ends(line)[1:]) for line in rows} == {tuple(column_ends(rows[0])[1:])}
+    # the model column starts at one terminal column in the header and in every row
+    starts = [wcwidth.width(line[: re.search(r"\s(model|cnn)\s", line).start() + 1]) for line in lines[:1] + rows]
+    assert len(set(starts)) == 1
