@@ -7,7 +7,7 @@ and `Picture`, and only when something is drawn.
 """
 
 from .images import array_png, figure_png, png_data_uri, strip
-from .jinja import fragment, image_tag, number, picture, render, shape
+from .jinja import fragment, image_tag, number, page, picture, render, shape
 from .notebook import in_notebook
 from .rich import Picture
 
@@ -19,6 +19,7 @@ __all__ = [
     "image_tag",
     "in_notebook",
     "number",
+    "page",
     "picture",
     "png_data_uri",
     "render",

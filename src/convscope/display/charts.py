@@ -10,7 +10,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
+import wcwidth
 from matplotlib.figure import Figure
+
+from .fonts import fit_fonts
 
 CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
 TRAIN_COLOR, VAL_COLOR = "#0969da", "#bc4c00"
@@ -50,7 +53,7 @@ def training_curves(history, title: str = "training curves") -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
     figure.suptitle(title, fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def _epoch_ticks(n: int) -> list[int]:
@@ -67,7 +70,7 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
     image = ax.imshow(cm, cmap="Blues")
     figure.colorbar(image, ax=ax, shrink=0.8, label="images")
     ticks = np.arange(k)
-    ax.set_xticks(ticks, class_names, rotation=90 if max(len(n) for n in class_names) > 3 else 0)
+    ax.set_xticks(ticks, class_names, rotation=90 if max(wcwidth.width(n) for n in class_names) > 3 else 0)
     ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -86,7 +89,7 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
                     fontsize=fontsize,
                     color="white" if count > threshold else "black",
                 )
-    return figure
+    return fit_fonts(figure)
 
 
 def per_class_figure(rows: Sequence[dict]) -> Figure:
@@ -98,7 +101,9 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     width = 0.27
     for offset, key, color in ((-width, "precision", TRAIN_COLOR), (0.0, "recall", VAL_COLOR), (width, "f1", CORRECT)):
         ax.bar(x + offset, [row[key] for row in rows], width, label=key if key != "f1" else "F1", color=color)
-    ax.set_xticks(x, [row["class"] for row in rows], rotation=90 if max(len(r["class"]) for r in rows) > 3 else 0)
+    ax.set_xticks(
+        x, [row["class"] for row in rows], rotation=90 if max(wcwidth.width(r["class"]) for r in rows) > 3 else 0
+    )
     low = min([row[key] for row in rows for key in ("precision", "recall", "f1")] + [1.0])
     ax.set_ylim(max(0.0, np.floor(low * 10) / 10 - 0.1), 1.0)
     ax.set_xlabel("class")
@@ -106,4 +111,4 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     ax.set_title("per-class precision, recall and F1 (test split)")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
-    return figure
+    return fit_fonts(figure)

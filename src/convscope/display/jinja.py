@@ -9,6 +9,8 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from ..i18n import language
+from .fonts import with_font_face
 from .images import figure_png, png_data_uri
 
 TEMPLATES = Path(__file__).with_name("templates")
@@ -25,6 +27,7 @@ def environment() -> jinja2.Environment:
     )
     env.filters["number"] = number
     env.filters["shape"] = shape
+    env.globals["language"] = language  # the `lang` of every page and fragment, read as it renders
     return env
 
 
@@ -33,10 +36,16 @@ def render(name: str, **context) -> str:
     return environment().get_template(name).render(**context)
 
 
+def page(name: str, **context) -> str:
+    """A whole page (`report.html`, `compare.html`) that carries the glyphs of its own text (`fonts.with_font_face`),
+    so it shows Hangul offline on a machine with no Korean font."""
+    return with_font_face(render(name, **context))
+
+
 def fragment(*sections: tuple[str, dict]) -> str:
     """Sections for a notebook cell, each a (template, context) pair: the section templates inside a `div.convscope` that carries the
     report's stylesheet (every rule is scoped to that class, so the notebook's own look is untouched)."""
-    return render("notebook.html", sections=sections)
+    return with_font_face(render("notebook.html", sections=sections))
 
 
 def number(value: object, digits: int = 4) -> str:

@@ -72,7 +72,7 @@ class EvaluationResult:
         lines = [f"test loss {self.loss:.4f}, test accuracy {self.accuracy:.4f} on {len(self.labels)} images"]
         shown = [printable(n) for n in self.class_names]
         width = max(len("class"), *(text_width(n) for n in shown))
-        lines.append(f"{'class':>{width}}  precision  recall    f1  support")
+        lines.append(f"{'class':>{width}}  precision  recall     f1  support")
         for name, row in zip(shown, self.per_class):
             lines.append(
                 f"{pad(name, width, '>')}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"

@@ -12,6 +12,7 @@ import os
 import re
 
 import numpy as np
+import wcwidth
 from PIL import Image
 
 from ..checks import pad, printable, text_width
@@ -28,7 +29,8 @@ def wants_color(stream) -> bool:
 
 
 def visible_width(text: str) -> int:
-    return len(_ANSI.sub("", text))
+    """Terminal columns: East Asian wide characters (Hangul, CJK) take two, ANSI colour codes none."""
+    return wcwidth.width(_ANSI.sub("", text))
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:

@@ -112,7 +112,7 @@ def comparison_html(rows: Sequence[RunRow]) -> str:
         "Solid: validation; dashed: training.",
         png=figures.to_png,
     )
-    return display.render(
+    return display.page(
         "compare.html",
         header=HEADER,
         rows=[r.cells() for r in rows],

@@ -27,6 +27,7 @@ from ..display.charts import (  # noqa: F401  (curves and matrices live where th
     per_class_figure,
     training_curves,
 )
+from ..display.fonts import fit_fonts
 from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, select, tile_grid
@@ -94,7 +95,7 @@ def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True,
     if n == 0:
         figure = Figure(figsize=(6, 1.2))
         figure.text(0.5, 0.5, f"{title}: no images to show", ha="center", va="center", fontsize=12)
-        return figure
+        return fit_fonts(figure)
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
     per = 2 if bars else 1
@@ -110,7 +111,7 @@ def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True,
         if bars:
             _probability_bars(figure.add_subplot(grid[r, c * per + 1]), s)
     figure.suptitle(title, fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def gallery(result: EvaluationResult, kind: str = "random", n: int = 6, seed: int | None = None) -> Figure:
@@ -142,7 +143,7 @@ def class_samples_figure(data: Dataset, per_class: int = 8, seed: int = 0, title
                 ax.set_yticks([])
                 ax.set_ylabel(data.class_names[c], rotation=0, ha="right", va="center", fontsize=10)
     figure.suptitle(title or f"sample images per class ({data.source or 'dataset'})", fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def _shape_text(shape: Sequence[int]) -> str:
@@ -183,7 +184,7 @@ def feature_maps_figure(
         )
     where = f"test image #{sample.index}" if sample.index is not None else "image"
     figure.suptitle(title or f"feature maps of {where}", fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def _mosaic_height(fmap: FeatureMap) -> float:
@@ -222,7 +223,7 @@ def filters_figure(filters: Filters) -> Figure:
     figure.suptitle(
         f"first-layer filters: {filters.layer}, {count} kernels of {kh}×{kw}×{channels}", fontsize=12, fontweight="bold"
     )
-    return figure
+    return fit_fonts(figure)
 
 
 def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
@@ -247,7 +248,7 @@ def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     figure.suptitle("runs compared", fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], title: str = "Grad-CAM") -> Figure:
@@ -268,7 +269,7 @@ def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], t
         else:
             bottom.set_title("Grad-CAM needs a Conv2D layer", fontsize=8)
     figure.suptitle(title, fontsize=12, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def contract_figure(images: np.ndarray, contract: InputContract, examples: int = 5) -> Figure:
@@ -301,7 +302,7 @@ def contract_figure(images: np.ndarray, contract: InputContract, examples: int =
     _show_image(axes[-1], frame(paper, contract, images[0].shape[:2]).image)
     axes[-1].set_title("model input", fontsize=9)
     figure.suptitle(f"input contract: {contract.framing}", fontsize=11, fontweight="bold")
-    return figure
+    return fit_fonts(figure)
 
 
 def _rectangle(x: float, y: float, w: float, h: float, color: str, style: str):

@@ -214,7 +214,7 @@ def render(view: RunView) -> str:
     """The whole page as a string (no file written)."""
     data_source = view.config.get("data", {}).get("source", "")
     title = f"{view.name}: {view.model_name} on {data_source}" if data_source else view.name
-    return display.render(
+    return display.page(
         "report.html",
         title=title,
         path=str(view.path),

@@ -15,6 +15,7 @@ from __future__ import annotations
 import gc
 import json
 import logging
+import re
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
 from functools import partial
@@ -24,7 +25,7 @@ from typing import Any, Literal
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse, Response
+from fastapi.responses import HTMLResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
@@ -32,7 +33,9 @@ from starlette.requests import ClientDisconnect
 
 from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
+from ..display.fonts import with_font_face
 from ..errors import UserError
+from ..i18n import language
 from ..training.threads import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
@@ -126,6 +129,13 @@ class BodyTooLarge(PayloadTooLarge):
     pass
 
 
+def drawing_page(lang: str, shown: str) -> str:
+    """The drawing page in `lang`, carrying the glyphs of its own text, its script's and `shown` (the model's
+    name and class names, which the script writes in later), so Hangul shows with no Korean font installed."""
+    html = re.sub(r'<html lang="[^"]*">', f'<html lang="{lang}">', (STATIC / "index.html").read_text("utf-8"), count=1)
+    return with_font_face(html, also=(STATIC / "app.js").read_text("utf-8") + shown)
+
+
 def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> FastAPI:
     """The app for one run directory (or an in-memory trained model)."""
     served = load_served(run, settings)
@@ -158,9 +168,14 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_docs(app)
 
+    pages: dict[str, str] = {}  # one page per language, built on its first request
+
     @app.get("/", include_in_schema=False)
-    def page() -> FileResponse:
-        return FileResponse(STATIC / "index.html")
+    def page() -> HTMLResponse:
+        lang = language()
+        if lang not in pages:
+            pages[lang] = drawing_page(lang, " ".join([served.info["name"], *served.trained.class_names]))
+        return HTMLResponse(pages[lang])
 
     @app.get("/health", response_model=schemas.Health, tags=["model"])
     def health() -> dict[str, str]:
