@@ -11,17 +11,19 @@ import time
 from typing import TextIO
 
 from ..display.notebook import in_notebook
+from ..i18n import _
 from .callbacks import Callback
+from .early_stopping import MonitorRule
 
 
-def default_progress(log: TextIO | None = None) -> Callback:
+def default_progress(log: TextIO | None = None, rule: MonitorRule | None = None) -> Callback:
     """The progress callback `fit` shows when verbose, for where the output goes: in a Jupyter kernel (and
     no `log` given) one status line and a live chart updated in place (`notebook_progress.py`), elsewhere
-    Keras' text bar."""
+    Keras' text bar. `rule`: the early-stopping rule that names the best epoch (`early_stopping.MonitorRule`)."""
     if log is None and in_notebook():
         from .notebook_progress import NotebookProgress
 
-        return NotebookProgress()
+        return NotebookProgress(rule=rule)
     return ProgressBar(log)
 
 
@@ -67,8 +69,17 @@ class ProgressBar(Callback):
         self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
         self.log.flush()
 
-    def finish(self, history) -> None:
-        """Nothing more to print: the last epoch's line said it all."""
+    def on_train_end(self, logs=None) -> None:
+        """The best epoch as fit's early-stopping rule decided it, and the epoch whose weights the model keeps."""
+        logs = logs or {}
+        best, kept = logs.get("best_epoch"), logs.get("weights_epoch")
+        if best is None:
+            return
+        line = _("best epoch {epoch} ({monitor})").format(epoch=best, monitor=logs.get("monitor", "val_loss"))
+        if kept is not None and kept != best:
+            line += _("; the model keeps the weights of epoch {epoch}").format(epoch=kept)
+        self.log.write(line + "\n")
+        self.log.flush()
 
     def _bar(self, done: int, width: int = 30) -> str:
         filled = int(width * done / max(self.steps, 1))
