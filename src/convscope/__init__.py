@@ -38,13 +38,16 @@ from .training import (
 from .workflow import TrainResult, train
 
 
-def summary(model, input_shape=None, print_fn="auto") -> ModelSummary:
+def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> ModelSummary:
     """Print the Keras-style summary (with size formulas, FLOPs, receptive fields) and return it.
+
+    `model`: a built model, a preset name ("cnn"), or a spec (a dict, or a .yaml/.json path), summarised on
+    `input_shape` (28 x 28 x 1 when not given) with `num_classes` outputs, without allocating its weights.
 
     `print_fn="auto"` prints with `print`, except in a Jupyter kernel: there the returned summary shows
     itself as the report's table, and printing it as text too would say everything twice.
     """
-    result = _summary(model, input_shape)
+    result = _summary(model, input_shape, num_classes)
     if print_fn == "auto":
         from .display.notebook import in_notebook
 
