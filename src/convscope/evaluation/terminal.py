@@ -14,6 +14,7 @@ import re
 import numpy as np
 from PIL import Image
 
+from ..i18n import _
 from .inspection import Sample
 
 UPPER, LOWER, FULL = "▀", "▄", "█"
@@ -84,16 +85,16 @@ def bar(value: float, width: int = 20) -> str:
 
 
 def sample_text(sample: Sample, width: int = 20) -> list[str]:
-    """The header line (index, the figures' caption `true → predicted (p)`, verdict) and one probability bar
-    per class."""
+    """The header line (index, the figures' caption `true → predicted (p%)`, verdict) and one probability bar
+    per class, with its percentage."""
     where = f"#{sample.index}" if sample.index is not None else "image"
     lines = [f"{where}  {sample.caption}  {sample.verdict}"]
     name_width = max(len(n) for n in sample.class_names)
     for k, (name, p) in enumerate(zip(sample.class_names, sample.probabilities)):
-        marks = ("<- predicted" if k == sample.predicted else "") + (
-            "  <- true" if sample.label is not None and k == sample.label and k != sample.predicted else ""
+        marks = (_("<- predicted") if k == sample.predicted else "") + (
+            "  " + _("<- true") if sample.label is not None and k == sample.label and k != sample.predicted else ""
         )
-        lines.append(f"  {name:>{name_width}} {float(p):6.3f} {bar(float(p), width):<{width}} {marks}".rstrip())
+        lines.append(f"  {name:>{name_width}} {float(p):6.1%} {bar(float(p), width):<{width}} {marks}".rstrip())
     return lines
 
 

@@ -22,6 +22,7 @@ from ..data.dataset import Dataset
 from ..data.html import class_table
 from ..evaluation import inspection
 from ..evaluation.html import MATRIX_ALT, MATRIX_CAPTION, PER_CLASS_ALT, confusion_section, metrics_section
+from ..i18n import _
 from ..models.html import model_section
 from ..training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
 from ..training.html import CURVES_ALT, training_section
@@ -125,7 +126,10 @@ def predictions_section(view: RunView) -> Section:
         picture(
             figures.predictions_figure(picked.samples, picked.title),
             picked.title,
-            "Captions read true → predicted (probability); green is right, red is wrong.",
+            _(
+                "Captions read true → predicted (probability) and the verdict, correct or wrong (green or red); "
+                "every class's probability is the number beside its bar."
+            ),
         )
     ]
     if mistakes.samples:
