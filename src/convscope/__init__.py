@@ -15,6 +15,7 @@ from .data import Dataset, MinMaxScaler, describe, load, read_image
 from .data.streaming import stream
 from .errors import UserError
 from .evaluation import EvaluationResult
+from .experiment import ExperimentResult, experiment
 from .i18n import set_language
 from .models import ModelSummary, build
 from .models import summary as _summary
@@ -71,6 +72,7 @@ __all__ = [
     "DrawableResult",
     "EarlyStopping",
     "EvaluationResult",
+    "ExperimentResult",
     "History",
     "MinMaxScaler",
     "ModelSummary",
@@ -80,6 +82,7 @@ __all__ = [
     "build",
     "describe",
     "evaluate",
+    "experiment",
     "fit",
     "load",
     "load_run",
