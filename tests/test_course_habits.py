@@ -187,3 +187,23 @@ def test_every_view_names_the_epoch_whose_weights_the_run_keeps(monkeypatch):
     )
     assert "best epoch 1 (val_loss)" in log.getvalue()
     assert np.isfinite(losses).all()
+
+
+def test_report_from_python_names_the_split_and_every_count_agrees(tmp_path):
+    from test_report import parse  # the report's own page parser
+
+    data = tiny_dataset(n=200)
+    train, test = data.split(test_size=0.25, seed=3)
+    model = cs.build(SMALL_SPEC, data.input_shape, data.num_classes, seed=0)
+    trained = cs.fit(model, train, validation_split=0.2, epochs=1, batch_size=16, verbose=False)
+    result = cs.evaluate(trained, test)
+    page_path = cs.report(trained, result, tmp_path / "course.html", samples=train)
+    assert page_path == tmp_path / "course.html" and (tmp_path / "course" / "report.html").is_file()
+    page = parse(page_path.read_text())
+    rows = {r[0]: r[1] for t in page.tables for r in t if len(r) == 2}
+    assert rows["training images"] == str(len(train)) and rows["test images"] == str(len(test))
+    assert rows["of which validation"].startswith(f"{len(train) - int(len(train) * 0.8):,} ")
+    assert rows["test split"] == "0.25 stratified, seed 3"
+    classes = next(t for t in page.tables if t and t[0][:2] == ["class", "images (training split)"])
+    assert sum(int(r[1].replace(",", "")) for r in classes[1:]) == len(train)
+    assert sum(int(r[3].replace(",", "")) for r in classes[1:]) == len(test)

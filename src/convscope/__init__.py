@@ -58,6 +58,15 @@ def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> 
     return result
 
 
+def report(run, result=None, path=None, samples=None):
+    """Write the self-contained report.html of a run (a run directory, or a trained model with its test
+    `result`, saved first as a run) and return its path; `path` may name the .html file or the run folder.
+    See `convscope.report.html.report`."""
+    from .report.html import report as write  # matplotlib (~0.3 s to import) loads only when a report is drawn
+
+    return write(run, result, path, samples)
+
+
 __all__ = [
     "CSVLogger",
     "Callback",
@@ -89,6 +98,7 @@ __all__ = [
     "load_test_set",
     "__version__",
     "read_image",
+    "report",
     "save_run",
     "set_language",
     "stream",

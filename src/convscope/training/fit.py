@@ -212,7 +212,7 @@ def fit(
         "class_names": list(train.class_names),
         "input_shape": list(train.input_shape),
         "train_size": len(train),
-        "validation_size": len(validation_data) if validation_data is not None else 0,
+        "validation_size": len(validation_data) if validation_data is not None else 0,        **(train.split_info or {}),  # the test split and its seed, when `Dataset.split` made `train`
     }
     return TrainedModel(
         model.eval(),
