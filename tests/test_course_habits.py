@@ -9,6 +9,7 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 from types import SimpleNamespace
@@ -207,3 +208,27 @@ def test_report_from_python_names_the_split_and_every_count_agrees(tmp_path):
     classes = next(t for t in page.tables if t and t[0][:2] == ["class", "images (training split)"])
     assert sum(int(r[1].replace(",", "")) for r in classes[1:]) == len(train)
     assert sum(int(r[3].replace(",", "")) for r in classes[1:]) == len(test)
+
+
+def test_an_estimate_of_the_epoch_time_comes_before_the_first_epoch(monkeypatch):
+    data = tiny_dataset(n=80)
+    log = io.StringIO()
+    cs.fit(cs.build(SMALL_SPEC, data.input_shape, 2, seed=0), data, epochs=1, batch_size=16, log=log)
+    first = log.getvalue().splitlines()[0]
+    assert re.fullmatch(
+        r"about \d+(\.\d)? (s|min) per epoch on (\d+ CPU cores?|cuda:\d+) \(\d+(\.\d)? \w?FLOPs per image\)", first
+    ), first
+    # in a notebook, the status line shows it until the first epoch ends
+    cell = _Cell()
+    monkeypatch.setattr(progress, "in_notebook", lambda: True)
+    monkeypatch.setattr(notebook_progress.NotebookProgress, "_display", lambda self, obj: cell(obj, True))
+    seen = []
+    original = notebook_progress.NotebookProgress._put_status
+
+    def spy(self, *args, **kwargs):
+        original(self, *args, **kwargs)
+        seen.append(repr(cell.outputs[0]))
+
+    monkeypatch.setattr(notebook_progress.NotebookProgress, "_put_status", spy)
+    cs.fit(cs.build(SMALL_SPEC, data.input_shape, 2, seed=0), data, epochs=1, batch_size=16)
+    assert "per epoch on" in seen[0]

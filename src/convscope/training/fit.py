@@ -27,6 +27,7 @@ from .callbacks import Callback, CallbackList, ModelCheckpoint, ReduceLROnPlatea
 from .checkpoint import CheckpointStore
 from .device import pick_device
 from .early_stopping import EarlyStopping, MonitorRule, best_epoch
+from .estimate import estimate_epoch
 from .history import History
 from .loop import EpochLoop, Extras, OneProcess, Tensors, autocast_for, evaluate_tensors, feed_for
 from .progress import default_progress
@@ -123,7 +124,19 @@ def fit(
     stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
     # The one rule for "best epoch": the early-stopping decision's, which every view of this run names
     rule = stopper.rule if stopper is not None else MonitorRule.default(validation_data is not None)
-    shown = callbacks + ([default_progress(log, rule)] if verbose and reducer.is_main else [])
+    shown = list(callbacks)
+    if verbose and reducer.is_main:
+        # one line before the first epoch: how long an epoch will take here (a short measured step, estimate.py)
+        guess = estimate_epoch(
+            model,
+            train.input_shape,
+            len(train),
+            len(validation_data) if validation_data is not None else 0,
+            settings.batch_size,
+            device,
+            autocast_for(device, precision),
+        )
+        shown.append(default_progress(log, rule, guess.line()))
     hooks = CallbackList(shown, model, {"epochs": settings.epochs, "steps": steps, "verbose": int(verbose)})
     history = History()
     fit_record = {
@@ -212,7 +225,8 @@ def fit(
         "class_names": list(train.class_names),
         "input_shape": list(train.input_shape),
         "train_size": len(train),
-        "validation_size": len(validation_data) if validation_data is not None else 0,        **(train.split_info or {}),  # the test split and its seed, when `Dataset.split` made `train`
+        "validation_size": len(validation_data) if validation_data is not None else 0,
+        **(train.split_info or {}),  # the test split and its seed, when `Dataset.split` made `train`
     }
     return TrainedModel(
         model.eval(),

@@ -34,7 +34,8 @@ class _Status:
     def __repr__(self) -> str:
         c = self.context
         words = c["done"] or f"epoch {c['epoch']}/{c['epochs']} {c['step']}/{c['steps']}"
-        return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"])
+        estimate = f" ({c['estimate']})" if c.get("estimate") else ""
+        return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"]) + estimate
 
 
 class NotebookProgress(Callback):
@@ -42,8 +43,9 @@ class NotebookProgress(Callback):
 
     main_process_only = True  # it draws: rank 0 only
 
-    def __init__(self, show=None, rule: MonitorRule | None = None):
+    def __init__(self, show=None, rule: MonitorRule | None = None, estimate: str = ""):
         super().__init__()
+        self.estimate = estimate  # "about 110 s per epoch on 2 CPU cores", shown until the first epoch ends
         self.rule = rule  # the early-stopping rule of the run (None: the lowest validation loss)
         # `show` is IPython's display(); passed in by tests, imported lazily otherwise (IPython is there in a kernel)
         self._show = show
@@ -68,6 +70,7 @@ class NotebookProgress(Callback):
                 "steps": self.params.get("steps", 0),
                 "metrics": metrics,
                 "done": done,
+                "estimate": self.estimate if not self.history.rows else "",
             }
         )
         if self._status is None:

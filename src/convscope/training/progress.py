@@ -16,23 +16,25 @@ from .callbacks import Callback
 from .early_stopping import MonitorRule
 
 
-def default_progress(log: TextIO | None = None, rule: MonitorRule | None = None) -> Callback:
+def default_progress(log: TextIO | None = None, rule: MonitorRule | None = None, estimate: str = "") -> Callback:
     """The progress callback `fit` shows when verbose, for where the output goes: in a Jupyter kernel (and
     no `log` given) one status line and a live chart updated in place (`notebook_progress.py`), elsewhere
-    Keras' text bar. `rule`: the early-stopping rule that names the best epoch (`early_stopping.MonitorRule`)."""
+    Keras' text bar. `rule`: the early-stopping rule that names the best epoch (`early_stopping.MonitorRule`); `estimate`: the line
+    saying how long an epoch will take, shown before the first one (`estimate.py`)."""
     if log is None and in_notebook():
         from .notebook_progress import NotebookProgress
 
-        return NotebookProgress(rule=rule)
-    return ProgressBar(log)
+        return NotebookProgress(rule=rule, estimate=estimate)
+    return ProgressBar(log, estimate)
 
 
 class ProgressBar(Callback):
     main_process_only = True
 
-    def __init__(self, log: TextIO | None = None):
+    def __init__(self, log: TextIO | None = None, estimate: str = ""):
         super().__init__()
         self.log = log or sys.stdout
+        self.estimate = estimate
         self.live = self.log.isatty()  # the per-step bar costs a device sync per step: only where someone watches
         self._last_draw = 0.0
 
@@ -43,6 +45,11 @@ class ProgressBar(Callback):
     @property
     def steps(self) -> int:
         return int(self.params.get("steps", 0))
+
+    def on_train_begin(self, logs=None) -> None:
+        if self.estimate:
+            self.log.write(self.estimate + "\n")
+            self.log.flush()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.start = time.perf_counter()
