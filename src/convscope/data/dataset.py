@@ -25,6 +25,8 @@ class Dataset:
     predefined_test: Dataset | None = field(default=None, repr=False)
     # How `split` made this half ({"test_split": 0.2, "split_seed": 0, ...}), so a run saved from Python names it.
     split_info: dict | None = field(default=None, repr=False, compare=False)
+    # What `load` did to the stored arrays, step by step (`steps.DataStep`), for describe and the notebook view.
+    steps: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:

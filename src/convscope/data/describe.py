@@ -47,6 +47,10 @@ def describe(dataset: Dataset) -> str:
         lines.append(f"  {name:<{width}}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
     if dataset.predefined_test is not None:
         lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
+    if dataset.steps:
+        from .steps import steps_text
+
+        lines.append(steps_text(dataset.steps))
     warning = imbalance_warning(dataset)
     if warning:
         lines.append(warning)
