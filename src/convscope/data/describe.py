@@ -48,8 +48,6 @@ def describe(dataset: Dataset) -> str:
     if dataset.predefined_test is not None:
         lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
     if dataset.steps:
-        from .steps import steps_text
-
         lines.append(steps_text(dataset.steps))
     warning = imbalance_warning(dataset)
     if warning:
@@ -60,3 +58,10 @@ def describe(dataset: Dataset) -> str:
 def _number(value: object) -> str:
     number = float(value)  # type: ignore[arg-type]
     return str(int(number)) if number.is_integer() else f"{number:.4g}"
+
+
+def steps_text(steps) -> str:
+    """What `load` did, one `steps.DataStep` per line."""
+    from ..i18n import _
+
+    return "\n".join([_("data steps:")] + [f"  {s}" for s in steps])

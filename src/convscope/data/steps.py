@@ -15,6 +15,7 @@ import numpy as np
 
 from ..i18n import _
 from .dataset import Dataset
+from .describe import steps_text  # noqa: F401  (the text lives with describe, which shows it)
 from .layout import _TO_NHWC, _guess_layout, check_layout
 from .raw import RawSplit
 
@@ -99,7 +100,3 @@ def data_steps(raw: RawSplit, dataset: Dataset, layout: str | None = None) -> tu
         )
     )
     return tuple(steps)
-
-
-def steps_text(steps: tuple[DataStep, ...]) -> str:
-    return "\n".join([_("data steps:")] + [f"  {s}" for s in steps])
