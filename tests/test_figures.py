@@ -103,7 +103,9 @@ def test_prediction_gallery_has_an_image_and_a_bar_panel_per_sample(view, tmp_pa
     assert len(figure.axes) == 10
     images, bars = figure.axes[0::2], figure.axes[1::2]
     for s, image_ax, bar_ax in zip(chosen.samples, images, bars):
-        assert image_ax.get_title() == f"#{s.index}  {s.caption}"
+        assert image_ax.get_title() == f"#{s.index}  {s.caption}\n{s.verdict}" and s.verdict == "wrong"
+        # every class's probability as a number beside its bar, as the course prints it
+        assert [t.get_text() for t in bar_ax.texts] == [f"{p:.1%}" for p in s.probabilities]
         assert image_ax.title.get_color() == figures.WRONG
         assert [t.get_text() for t in bar_ax.get_yticklabels()] == list(s.class_names)
         np.testing.assert_allclose([p.get_width() for p in bar_ax.patches], s.probabilities, rtol=1e-6)

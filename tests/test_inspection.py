@@ -15,7 +15,7 @@ from convscope.evaluation import inspection, terminal
 from convscope.report.view import load_view
 
 # "  name  0.123 ████▍": a class's probability row, wherever the drawn image puts it on the line
-PROBABILITY_ROW = re.compile(r"(\S+) +(\d\.\d{3})(?= |$)", re.M)
+PROBABILITY_ROW = re.compile(r"(\S+) +(\d+\.\d)%(?= |$)", re.M)
 
 
 @pytest.fixture(scope="module")
@@ -38,7 +38,7 @@ def test_random_selection_is_reproducible_and_describes_each_image(view):
         assert s.true_name == result.class_names[result.labels[s.index]]
         assert s.predicted_name == result.class_names[int(result.probabilities[s.index].argmax())]
         assert s.verdict == ("correct" if s.true_name == s.predicted_name else "wrong")
-        assert s.caption == f"{s.true_name} → {s.predicted_name} ({s.probabilities.max():.2f})"
+        assert s.caption == f"{s.true_name} → {s.predicted_name} ({s.probabilities.max():.1%})"
         np.testing.assert_array_equal(s.image, result.images[s.index])
 
 
@@ -165,10 +165,10 @@ def test_halfblocks_plain_and_colour():
 def test_rendered_sample_names_classes_and_probabilities(view):
     s = inspection.select(view.evaluation, "mistakes", 1, seed=0).samples[0]
     text = terminal.render_sample(s, color=False)
-    assert f"#{s.index}  {s.true_name} → {s.predicted_name} ({s.confidence:.2f})  wrong" in text
+    assert f"#{s.index}  {s.true_name} → {s.predicted_name} ({s.confidence:.1%})  wrong" in text
     rows = PROBABILITY_ROW.findall(text)
     assert [name for name, _ in rows] == list(s.class_names)
-    assert sum(float(p) for _, p in rows) == pytest.approx(1.0, abs=0.006)
+    assert sum(float(p) for _, p in rows) == pytest.approx(100.0, abs=0.6)
     assert "<- predicted" in text and "<- true" in text
 
 
@@ -179,7 +179,7 @@ def _shown(text: str) -> list[dict]:
     """Each sample the CLI printed: header fields and its class probabilities."""
     samples = []
     for block in text.split("\n\n"):
-        head = re.search(r"#(\d+)  (\S+) → (\S+) \(([\d.]+)\)  (correct|wrong)", block)
+        head = re.search(r"#(\d+)  (\S+) → (\S+) \(([\d.]+)%\)  (correct|wrong)", block)
         if head:
             probs = {m[0]: float(m[1]) for m in PROBABILITY_ROW.findall(block[head.end() :])}
             samples.append(
@@ -203,7 +203,7 @@ def test_inspect_mistakes_command(trained_run, view, capsys, tmp_path):
         assert s["verdict"] == "wrong" and s["true"] != s["predicted"]
         assert s["true"] == result.class_names[result.labels[s["index"]]]
         assert list(s["probs"]) == list(result.class_names)
-        assert sum(s["probs"].values()) == pytest.approx(1.0, abs=0.006)
+        assert sum(s["probs"].values()) == pytest.approx(100.0, abs=0.6)
         assert s["probs"][s["predicted"]] == max(s["probs"].values())
     assert (tmp_path / "mistakes.png").is_file() and f"wrote {tmp_path / 'mistakes.png'}" in out
 

@@ -143,8 +143,9 @@ def test_progress_lines_name_every_metric():
     model = cs.build(SMALL, data.input_shape, data.num_classes, seed=0)
     cs.fit(model, data, validation_split=0.25, epochs=2, log=out)
     lines = out.getvalue().splitlines()
-    assert lines[0] == "Epoch 1/2"
-    assert all(k in lines[1] for k in ("loss:", "accuracy:", "val_loss:", "val_accuracy:"))
+    assert lines[0].startswith("about ") and " per epoch on " in lines[0]  # the estimate before the first epoch
+    assert lines[1] == "Epoch 1/2"
+    assert all(k in lines[2] for k in ("loss:", "accuracy:", "val_loss:", "val_accuracy:"))
 
 
 def test_fit_rejects_impossible_settings():

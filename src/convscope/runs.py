@@ -131,8 +131,14 @@ def save_run(
         raise UserError("only models built from a preset or spec can be saved as a run (their architecture is JSON).")
     if trained.history.epochs_run == 0 and not (config or {}).get("imported"):  # imported: trained elsewhere
         raise UserError("the model has not completed an epoch of training; there is no run to save.")
-    if config is None:  # saved from Python: still name the data and the model it was trained with
-        config = {"data": dict(trained.data), "model": {"name": model.spec.name, "source": model.spec.name}}
+    if config is None:  # saved from Python: still name the data, its split and the model it was trained with
+        data = dict(trained.data)
+        # fit counts its training images after the validation cut; a run's config counts them before, as
+        # `convscope train` writes it, so the report's counts agree with its per-class table
+        data["train_size"] = int(data.get("train_size") or 0) + int(data.get("validation_size") or 0)
+        if evaluation is not None:
+            data["test_size"] = len(evaluation.labels)
+        config = {"data": data, "model": {"name": model.spec.name, "source": model.spec.name}}
 
     def fill(tmp: Path) -> None:
         architecture = {

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import sys
 
+from ..i18n import _
 from ..runs import check_writable
 from ..sweep import SearchSpace, SweepSettings, sweep
 from .options import (
@@ -58,12 +60,28 @@ def add_parser(sub) -> None:
     p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
     p.add_argument("--no-prune", action="store_true", help="train every trial to the end (no median pruning)")
+    p.add_argument(
+        "--grid",
+        action="append",
+        type=_grid_item,
+        metavar="NAME=A,B,C",
+        help="instead of a search: train every combination of these values (filters, kernel_size, dropout, units, "
+        "lr, batch_size, ...), changing nothing else; repeatable",
+    )
+    p.add_argument(
+        "--repeats",
+        type=positive_int,
+        default=3,
+        help="with --grid: runs per combination, seeds seed, seed+1, ... (default 3)",
+    )
     p.set_defaults(run=run)
 
 
 def run(args: argparse.Namespace) -> int:
     if args.out is not None:
         check_writable(args.out, "--out")
+    if args.grid:
+        return run_grid(args)
     space = SearchSpace(args.filters, args.kernel_sizes, args.dropout, args.lr, args.batch_sizes)
     fixed_lr = 1e-3 if args.lr is None else args.lr[0]
     settings = SweepSettings(
@@ -96,6 +114,50 @@ def run(args: argparse.Namespace) -> int:
     else:
         print("\nno trial finished; nothing to write.")
     return 0
+
+
+def run_grid(args: argparse.Namespace) -> int:
+    """`--grid`: `experiment` (every combination, `--repeats` seeds each), its table and whether the
+    differences are larger than the spread of the repeats."""
+    from ..experiment import experiment
+
+    result = experiment(
+        args.data,
+        args.model,
+        grid=dict(args.grid),
+        repeats=args.repeats,
+        seed=args.seed,
+        test_size=args.test_split,
+        validation_split=args.validation_split,
+        epochs=args.epochs,
+        patience=args.patience,
+        out=args.out,
+        log=sys.stdout,
+        device=args.device,
+        **{k: v for k, v in data_kwargs(args).items() if v is not None},
+    )
+    print("\n" + str(result))
+    chart = result.path / "experiment.png" if result.path is not None else None
+    if chart is not None:
+        result.chart().savefig(chart)
+        print(_("chart: {path}").format(path=chart))
+    return 0
+
+
+def _grid_item(text: str) -> tuple[str, list]:
+    name, sep, values = text.partition("=")
+    if not sep or not name or not values:
+        raise argparse.ArgumentTypeError(f"expected NAME=A,B,C, got {text!r}")
+    return name.strip(), [_number(part.strip()) for part in values.split(",")]
+
+
+def _number(text: str):
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
 
 
 def _numbers(kind, text: str):

@@ -8,6 +8,7 @@ with statistics of the training split only (see `scaling.py`).
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 import numpy as np
 
@@ -22,6 +23,10 @@ class Dataset:
     source: str = ""  # file path or built-in name, for messages and the run's config
     # Files that ship their own train/test split (IDX train + t10k, npz x_test/y_test) keep it.
     predefined_test: Dataset | None = field(default=None, repr=False)
+    # How `split` made this half ({"test_split": 0.2, "split_seed": 0, ...}), so a run saved from Python names it.
+    split_info: dict | None = field(default=None, repr=False, compare=False)
+    # What `load` did to the stored arrays, step by step (`steps.DataStep`), for describe and the notebook view.
+    steps: tuple = field(default=(), repr=False, compare=False)
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
@@ -62,11 +67,13 @@ class Dataset:
     def split(self, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Stratified train/test split; a pre-split file keeps its own split and ignores test_size."""
         if self.predefined_test is not None:
-            return replace(self, predefined_test=None), self.predefined_test
+            info: dict[str, Any] = {"predefined_split": True, "test_split": None, "split_seed": None}
+            return replace(self, predefined_test=None, split_info=info), replace(self.predefined_test, split_info=info)
         if not 0.0 < test_size < 1.0:
             raise UserError(f"test split must be between 0 and 1 (exclusive), got {test_size}.")
         train_idx, test_idx = stratified_indices(self.labels, test_size, seed)
-        return self.subset(train_idx), self.subset(test_idx)
+        info = {"predefined_split": False, "test_split": test_size, "split_seed": seed, "test_size": len(test_idx)}
+        return replace(self.subset(train_idx), split_info=info), replace(self.subset(test_idx), split_info=info)
 
 
 def stratified_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple[np.ndarray, np.ndarray]:

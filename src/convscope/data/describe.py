@@ -50,6 +50,8 @@ def describe(dataset: Dataset) -> str:
         lines.append(f"  {pad(name, width)}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
     if dataset.predefined_test is not None:
         lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
+    if dataset.steps:
+        lines.append(steps_text(dataset.steps))
     warning = imbalance_warning(dataset)
     if warning:
         lines.append(warning)
@@ -59,3 +61,10 @@ def describe(dataset: Dataset) -> str:
 def _number(value: object) -> str:
     number = float(value)  # type: ignore[arg-type]
     return str(int(number)) if number.is_integer() else f"{number:.4g}"
+
+
+def steps_text(steps) -> str:
+    """What `load` did, one `steps.DataStep` per line."""
+    from ..i18n import _
+
+    return "\n".join([_("data steps:")] + [f"  {s}" for s in steps])

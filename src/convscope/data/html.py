@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from .. import display
+from ..i18n import _
 from .describe import _number, imbalance_warning
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
@@ -58,6 +59,9 @@ def facts(dataset: Dataset) -> list[tuple[str, str]]:
     ]
     if dataset.predefined_test is not None:
         rows.append(("test split", f"predefined by the file, {len(dataset.predefined_test):,} images"))
+    for step in dataset.steps:  # what load did, step by step: shape and value range after each
+        values = f", values {_number(step.low)} .. {_number(step.high)}" if step.low is not None else ""
+        rows.append((_("step: {name}").format(name=step.name), f"{step.shape}{values}; {step.note}"))
     warning = imbalance_warning(dataset)
     if warning:
         rows.append(("warning", warning.removeprefix("warning: ")))

@@ -10,6 +10,7 @@ the reader parses, and `raw.build_dataset` applies the checks every format share
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import replace
 from os import PathLike
 from pathlib import Path
 
@@ -26,6 +27,7 @@ from .formats.matlab import load_mat
 from .layout import check_layout
 from .named import load_named
 from .raw import RawData, build_dataset, parse_class_names
+from .steps import data_steps, steps_text
 
 SUPPORTED = (
     "a built-in name (mnist-5k, digits), a named dataset (convscope datasets), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
@@ -41,6 +43,7 @@ def load(
     layout: str | None = None,
     image_size: int | tuple[int, int] | None = None,
     channels: int | None = None,
+    explain: bool = False,
 ) -> Dataset:
     """Load a dataset as (N, H, W, C) images in their stored dtype and int64 labels.
 
@@ -51,6 +54,9 @@ def load(
         numbers index into it, labels that are text must appear in it.
     layout: force the axis order of array files: NHWC, NCHW, NHW, HWN or HWCN (see `layout.py`).
     image_size, channels: for image folders only: an int side or (height, width), and 1 or 3.
+    explain: print each step from the stored arrays to the images (transpose, reshape, scaling, labels and
+        what one-hot would have produced), with the shape and value range after it; `describe` and the
+        notebook view list them too (`Dataset.steps`).
     """
     source = str(path_or_name)
     parse_class_names(class_names)  # reject bad names before reading a large file
@@ -68,7 +74,11 @@ def load(
             class_names = named.class_names
     else:
         raw = _read(path, source, image_size, channels)
-    return build_dataset(raw, source, class_names, layout)
+    dataset = build_dataset(raw, source, class_names, layout)
+    dataset = replace(dataset, steps=data_steps(raw.train, dataset, layout))
+    if explain:
+        print(steps_text(dataset.steps))
+    return dataset
 
 
 def _read(path: Path, source: str, image_size: int | tuple[int, int] | None, channels: int | None) -> RawData:

@@ -112,3 +112,22 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
     return fit_fonts(figure)
+
+
+def spread_chart(labels: Sequence[str], scores: Sequence[Sequence[float]], metric: str, title: str) -> Figure:
+    """Mean ± spread (sample standard deviation) of each group's scores as an error bar, every score as a dot."""
+    figure = Figure(figsize=(max(4.5, 1.3 * len(labels) + 2), 3.4), layout="constrained")
+    ax = figure.add_subplot()
+    x = np.arange(len(labels))
+    means = [float(np.mean(s)) for s in scores]
+    spreads = [float(np.std(s, ddof=1)) if len(s) > 1 else 0.0 for s in scores]
+    ax.errorbar(x, means, yerr=spreads, fmt="o", color=TRAIN_COLOR, capsize=6, markersize=7, label="mean ± spread")
+    for i, s in enumerate(scores):
+        ax.scatter([i] * len(s), s, color=NEUTRAL, s=14, alpha=0.7, zorder=3)
+    ax.set_xticks(x, list(labels))
+    ax.set_xlim(-0.5, len(labels) - 0.5)
+    ax.set_ylabel(metric)
+    ax.set_title(title)
+    ax.grid(axis="y", alpha=0.3)
+    ax.legend(fontsize=8)
+    return fit_fonts(figure)

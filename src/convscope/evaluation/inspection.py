@@ -16,6 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import UserError
+from ..i18n import _
 from ..models.network import Network
 from ..training.trained_model import TrainedModel
 from .evaluate import EvaluationResult
@@ -64,14 +65,26 @@ class Sample:
 
     @property
     def caption(self) -> str:
-        """`true → predicted (p)`, the fastai-style one-line caption (`predicted X (p)` without a label)."""
+        """`true → predicted (p%)`, the fastai-style one-line caption (`predicted X (p%)` without a label)."""
         if self.label is None:
-            return f"predicted {self.predicted_name} ({self.confidence:.2f})"
-        return f"{self.true_name} → {self.predicted_name} ({self.confidence:.2f})"
+            return _("predicted {name} ({p})").format(name=self.predicted_name, p=percent(self.confidence))
+        return f"{self.true_name} → {self.predicted_name} ({percent(self.confidence)})"
 
     @property
     def verdict(self) -> str:
-        return {True: "correct", False: "wrong", None: "no label"}[self.correct]
+        """The course's word for the prediction, besides the colour: correct or wrong."""
+        if self.correct is None:
+            return _("no label")
+        return _("correct") if self.correct else _("wrong")
+
+    def percentages(self) -> list[tuple[str, str]]:
+        """Every class with its probability as the course prints it: ("A", "97.3%")."""
+        return [(name, percent(float(p))) for name, p in zip(self.class_names, self.probabilities)]
+
+
+def percent(p: float) -> str:
+    """A probability as a percentage with one decimal: 0.9731 -> '97.3%'."""
+    return f"{p:.1%}"
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,7 @@ import wcwidth
 from PIL import Image
 
 from ..checks import pad, printable, text_width
+from ..i18n import _
 from .inspection import Sample
 
 UPPER, LOWER, FULL = "▀", "▄", "█"
@@ -87,17 +88,17 @@ def bar(value: float, width: int = 20) -> str:
 
 
 def sample_text(sample: Sample, width: int = 20) -> list[str]:
-    """The header line (index, the figures' caption `true → predicted (p)`, verdict) and one probability bar
-    per class."""
+    """The header line (index, the figures' caption `true → predicted (p%)`, verdict) and one probability bar
+    per class, with its percentage."""
     where = f"#{sample.index}" if sample.index is not None else "image"
     lines = [f"{where}  {printable(sample.caption)}  {sample.verdict}"]
     names = [printable(n) for n in sample.class_names]
     name_width = max(text_width(n) for n in names)
     for k, (name, p) in enumerate(zip(names, sample.probabilities)):
-        marks = ("<- predicted" if k == sample.predicted else "") + (
-            "  <- true" if sample.label is not None and k == sample.label and k != sample.predicted else ""
+        marks = (_("<- predicted") if k == sample.predicted else "") + (
+            "  " + _("<- true") if sample.label is not None and k == sample.label and k != sample.predicted else ""
         )
-        lines.append(f"  {pad(name, name_width, '>')} {float(p):6.3f} {bar(float(p), width):<{width}} {marks}".rstrip())
+        lines.append(f"  {pad(name, name_width, '>')} {float(p):6.1%} {bar(float(p), width):<{width}} {marks}".rstrip())
     return lines
 
 

@@ -7,12 +7,16 @@ follows from the input size, the FLOPs the layer costs per image, and its recept
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from pathlib import Path
 
 import torch
 from torch import nn
 
 from ..checks import pad, printable, text_width
+from ..errors import UserError
+from ..i18n import _
 from .build import plan_network
 from .layers import as_pair
 from .network import LayerInfo, Network
@@ -122,13 +126,22 @@ def plan(model, input_shape: tuple[int, ...], num_classes: int) -> ModelSummary:
     return summary(plan_network(model, input_shape, num_classes))
 
 
-def summary(model: nn.Module, input_shape: tuple[int, ...] | None = None) -> ModelSummary:
-    """The summary of a built model; any other torch module is described from its leaf modules."""
+DEFAULT_INPUT_SHAPE = (28, 28, 1)  # the course's images, as `convscope summary` assumes
+
+
+def summary(
+    model: nn.Module | str | Path | dict | list, input_shape: Sequence[int] | None = None, num_classes: int = 10
+) -> ModelSummary:
+    """The summary of a built model, of a preset name or spec (dict, list, YAML/JSON path) on `input_shape`
+    (28 x 28 x 1 when not given, worked out without allocating weights), or of any other torch module,
+    described from its leaf modules."""
     if isinstance(model, Network):
         return ModelSummary(model.spec.name, model.input_shape, tuple(model.info), model.spec.kind)
+    if not isinstance(model, nn.Module):
+        return plan(model, tuple(input_shape or DEFAULT_INPUT_SHAPE), num_classes)
     if input_shape is None:
-        raise ValueError("summary of a plain torch module needs input_shape=(H, W, C)")
-    return ModelSummary(type(model).__name__, tuple(input_shape), tuple(_traced_layers(model, input_shape)))
+        raise UserError(_("the summary of a plain torch module needs input_shape=(H, W, C)."))
+    return ModelSummary(type(model).__name__, tuple(input_shape), tuple(_traced_layers(model, tuple(input_shape))))
 
 
 def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[LayerInfo]:

@@ -30,7 +30,7 @@ from ..display.charts import (  # noqa: F401  (curves and matrices live where th
 from ..display.fonts import fit_fonts
 from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult
-from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, select, tile_grid
+from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, percent, select, tile_grid
 from ..training.history import History
 
 DPI = 100
@@ -80,6 +80,8 @@ def _probability_bars(ax, sample: Sample) -> None:
     ax.barh(positions, sample.probabilities[order], color=colors, height=0.75)
     ax.set_yticks(positions, [sample.class_names[i] for i in order], fontsize=7 if len(order) > 12 else 8)
     ax.invert_yaxis()  # first class at the top
+    for y, i in zip(positions, order):  # the number beside the bar, as the course prints it
+        ax.text(1.02, y, percent(float(sample.probabilities[i])), va="center", ha="left", fontsize=7, clip_on=False)
     ax.set_xlim(0, 1)
     ax.set_xticks([0, 0.5, 1])
     ax.tick_params(axis="x", labelsize=7)
@@ -99,15 +101,15 @@ def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True,
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
     per = 2 if bars else 1
-    cell_w = 2.8 if bars else 1.8
-    figure = Figure(figsize=(cell_w * columns, 2.3 * rows + 0.5), layout="constrained")
+    cell_w = 3.3 if bars else 1.8  # room for the percentages beside the bars
+    figure = Figure(figsize=(cell_w * columns, 2.5 * rows + 0.5), layout="constrained")
     grid = figure.add_gridspec(rows, columns * per, width_ratios=[1, 1.15] * columns if bars else None)
     for i, s in enumerate(samples):
         r, c = divmod(i, columns)
         ax = figure.add_subplot(grid[r, c * per])
         _show_image(ax, s.image)
         where = f"#{s.index}  " if s.index is not None else ""
-        ax.set_title(f"{where}{s.caption}", fontsize=9, color=_verdict_color(s))
+        ax.set_title(f"{where}{s.caption}\n{s.verdict}", fontsize=9, color=_verdict_color(s))
         if bars:
             _probability_bars(figure.add_subplot(grid[r, c * per + 1]), s)
     figure.suptitle(title, fontsize=12, fontweight="bold")
@@ -161,7 +163,7 @@ def feature_maps_figure(
     grid = figure.add_gridspec(n + 1, 3, height_ratios=heights)
     ax = figure.add_subplot(grid[0, 0])
     _show_image(ax, sample.image)
-    ax.set_title(f"input: {sample.caption}", fontsize=9, color=_verdict_color(sample))
+    ax.set_title(f"input: {sample.caption}\n{sample.verdict}", fontsize=9, color=_verdict_color(sample))
     ax = figure.add_subplot(grid[0, 1])
     if cam is not None:
         _show_image(ax, sample.image)
@@ -261,7 +263,7 @@ def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], t
         top, bottom = axes[0, column], axes[1, column]
         _show_image(top, s.image)
         where = f"#{s.index}  " if s.index is not None else ""
-        top.set_title(f"{where}{s.caption}", fontsize=9, color=_verdict_color(s))
+        top.set_title(f"{where}{s.caption}\n{s.verdict}", fontsize=9, color=_verdict_color(s))
         _show_image(bottom, s.image)
         if cam is not None:
             bottom.imshow(cam.heatmap, cmap="jet", alpha=0.45, interpolation="bilinear")

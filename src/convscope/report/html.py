@@ -20,11 +20,16 @@ from .. import display
 from .._version import __version__
 from ..data.dataset import Dataset
 from ..data.html import class_table
+from ..errors import UserError
 from ..evaluation import inspection
+from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.html import MATRIX_ALT, MATRIX_CAPTION, PER_CLASS_ALT, confusion_section, metrics_section
+from ..i18n import _
 from ..models.html import model_section
+from ..runs import default_run_dir, save_run
 from ..training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
 from ..training.html import CURVES_ALT, training_section
+from ..training.trained_model import TrainedModel
 from . import figures
 from .view import RunView, load_view
 
@@ -60,7 +65,7 @@ def data_section(view: RunView) -> Section:
         ("image shape", f"{h} × {w} × {c} (height × width × channels)"),
         ("classes", f"{len(evaluation.class_names)}: {', '.join(evaluation.class_names)}"),
         ("training images", data.get("train_size", "–")),
-        ("of which validation", f"{view.trained.config.get('validation_split', '–')} (the last fraction, as Keras)"),
+        ("of which validation", _validation_row(data.get("train_size"), view.trained.config.get("validation_split"))),
         ("test images", len(evaluation.labels)),
         (
             "test split",
@@ -102,6 +107,14 @@ def data_section(view: RunView) -> Section:
     }
 
 
+def _validation_row(train_size, split) -> str:
+    """How many of the training images fit held out, counted as fit cuts them (the last fraction, as Keras)."""
+    if not isinstance(train_size, int) or not isinstance(split, (int, float)):
+        return f"{split if split is not None else '–'} " + _("(the last fraction, as Keras)")
+    held = train_size - int(train_size * (1.0 - split))
+    return _("{n:,} ({split:g}: the last fraction, as Keras)").format(n=held, split=split)
+
+
 def config_section(view: RunView) -> Section:
     fit = view.trained.config
     keys = ["epochs", "batch_size", "lr", "validation_split", "seed", "precision", "device", "early_stopping"]
@@ -125,7 +138,10 @@ def predictions_section(view: RunView) -> Section:
         picture(
             figures.predictions_figure(picked.samples, picked.title),
             picked.title,
-            "Captions read true → predicted (probability); green is right, red is wrong.",
+            _(
+                "Captions read true → predicted (probability) and the verdict, correct or wrong (green or red); "
+                "every class's probability is the number beside its bar."
+            ),
         )
     ]
     if mistakes.samples:
@@ -238,3 +254,49 @@ def write_report(run_dir: str | Path, samples: Dataset | None = None, samples_sp
     finally:
         tmp.unlink(missing_ok=True)
     return final
+
+
+def report(
+    run: str | Path | TrainedModel,
+    result: EvaluationResult | None = None,
+    path: str | Path | None = None,
+    samples: Dataset | None = None,
+) -> Path:
+    """`cs.report`: the self-contained report.html of a run, from Python.
+
+    `run`: a run directory or a trained model. A model not saved yet is saved first as a run directory,
+    with `result` (its `cs.evaluate` on the test split) as the test set: into `path` when `path` is a folder,
+    else beside `path`, else under runs/. `path` ending in .html: the report is also copied there.
+    `samples`: the training split, for the per-class counts and samples (else the test split is shown).
+    Returns the path of the report written.
+    """
+    html_path = Path(path) if path is not None and str(path).lower().endswith((".html", ".htm")) else None
+    if isinstance(run, TrainedModel):
+        if run.path is None:
+            if result is None:
+                raise UserError(
+                    _("cs.report needs the test evaluation of a model not saved yet: cs.report(model, result, path).")
+                )
+            folder = html_path.with_suffix("") if html_path is not None else Path(path) if path is not None else None
+            run_dir = save_run(
+                run,
+                folder
+                if folder is not None
+                else default_run_dir(getattr(getattr(run.model, "spec", None), "name", "model")),
+                result,
+            )
+        else:
+            run_dir = Path(run.path)
+    else:
+        run_dir = Path(run)
+    written = write_report(run_dir, samples=samples, samples_split="training split" if samples is not None else "")
+    if html_path is None:
+        return written
+    html_path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = html_path.with_name(f".{html_path.name}.{os.getpid()}.tmp")
+    try:
+        tmp.write_bytes(written.read_bytes())
+        os.replace(tmp, html_path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return html_path

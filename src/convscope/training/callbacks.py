@@ -23,6 +23,7 @@ import csv
 import io
 import math
 import os
+import time
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
@@ -30,6 +31,7 @@ from typing import Any
 import torch
 
 from ..errors import UserError
+from ..i18n import _
 
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 
@@ -155,42 +157,100 @@ class ModelCheckpoint(Callback):
         save_best_only: bool = False,
         save_weights_only: bool = True,
         mode: str = "auto",
-        save_freq: str = "epoch",
+        save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
     ):
         super().__init__()
         check_monitor("ModelCheckpoint", monitor)
-        if save_freq != "epoch":
-            raise UserError(f"ModelCheckpoint saves once per epoch (save_freq='epoch'), not {save_freq!r}.")
+        if save_freq != "epoch" and not (
+            isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq > 0
+        ):
+            raise UserError(
+                _("ModelCheckpoint save_freq is 'epoch' or a number of batches > 0, not {value!r}.").format(
+                    value=save_freq
+                )
+            )
         if not save_weights_only:
-            raise UserError("ModelCheckpoint writes weights (safetensors); save the whole run with cs.save_run.")
+            raise UserError(
+                _(
+                    "ModelCheckpoint(save_weights_only=False) would save the whole Keras model; convscope checkpoints "
+                    "hold the weights (safetensors): leave save_weights_only=True and save the run with cs.save_run."
+                )
+            )
         self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
         self.save_best_only, self.maximize = save_best_only, maximizes(monitor, mode)
+        self.save_weights_only, self.mode, self.save_freq = save_weights_only, mode, save_freq
         self.initial_value_threshold = initial_value_threshold
         self.best = initial_value_threshold
+        self._epoch = 0
+        self._batches_since_save = 0
+
+    @property
+    def wants_batches(self) -> bool:
+        return self.save_freq != "epoch"
 
     def on_train_begin(self, logs=None) -> None:
         self.best = self.initial_value_threshold
+        self._batches_since_save = 0
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch = epoch
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        """With `save_freq=N`: every N batches, as Keras counts them (across epochs)."""
+        if self.save_freq == "epoch":
+            return
+        self._batches_since_save += 1
+        if self._batches_since_save >= int(self.save_freq):
+            self._batches_since_save = 0
+            self._save(self._epoch, logs or {}, batch)
 
     def on_epoch_end(self, epoch: int, logs=None) -> None:
-        logs = logs or {}
+        if self.save_freq == "epoch":
+            self._save(epoch, logs or {}, None)
+
+    def _save(self, epoch: int, logs: dict, batch: int | None) -> None:
+        path = Path(self.filepath.format(epoch=epoch + 1, batch=(batch or 0) + 1, **logs))
         if self.save_best_only:
             value = logs.get(self.monitor)
-            if value is None or not math.isfinite(value):
+            # Keras saves when the monitored value is missing (a batch has no val_loss) and skips a non-improvement
+            if value is not None:
+                if not math.isfinite(value):
+                    return
+                better = self.best is None or (value > self.best if self.maximize else value < self.best)
+                if not better:
+                    if self.verbose:
+                        print(
+                            _("Epoch {epoch}: {monitor} did not improve from {best:.5f}").format(
+                                epoch=epoch + 1, monitor=self.monitor, best=self.best
+                            )
+                        )
+                    return
+                if self.verbose:
+                    print(
+                        _(
+                            "Epoch {epoch}: {monitor} improved from {best} to {value:.5f}, saving the weights to {path}"
+                        ).format(
+                            epoch=epoch + 1,
+                            monitor=self.monitor,
+                            best="None" if self.best is None else f"{self.best:.5f}",
+                            value=value,
+                            path=path,
+                        )
+                    )
+                self.best = value
+                save_weights(self.model, path)
                 return
-            if self.best is not None and not (value > self.best if self.maximize else value < self.best):
-                return
-            self.best = value
-        path = Path(self.filepath.format(epoch=epoch + 1, **logs))
         save_weights(self.model, path)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: saved the weights to {path}")
+            print(_("Epoch {epoch}: saved the weights to {path}").format(epoch=epoch + 1, path=path))
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best}
+        return {"best": self.best, "batches": self._batches_since_save}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best = state["best"]
+        self._batches_since_save = int(state.get("batches", 0))
 
 
 def save_weights(model: torch.nn.Module, path: Path) -> None:
@@ -222,9 +282,16 @@ class ReduceLROnPlateau(Callback):
         min_delta: float = 1e-4,
         cooldown: int = 0,
         min_lr: float = 0.0,
+        **kwargs: Any,
     ):
         super().__init__()
         check_monitor("ReduceLROnPlateau", monitor)
+        if "epsilon" in kwargs:  # Keras' old name for min_delta, which Keras 3 still takes
+            min_delta = kwargs.pop("epsilon")
+        if kwargs:
+            raise UserError(
+                _("ReduceLROnPlateau takes no argument {names}.").format(names=", ".join(map(repr, sorted(kwargs))))
+            )
         if not (isinstance(factor, (int, float)) and 0.0 < factor < 1.0):
             raise UserError(f"ReduceLROnPlateau factor must be between 0 and 1 (exclusive), got {factor!r}.")
         _finite("ReduceLROnPlateau min_delta", min_delta)
@@ -343,12 +410,23 @@ class CSVLogger(Callback):
 
 
 class TerminateOnNaN(Callback):
-    """Stop training as soon as a batch's loss is NaN or infinite."""
+    """Stop training as soon as a batch's loss is NaN or infinite; with `raise_error=True`, raise at once
+    instead (Keras raises RuntimeError; this is the UserError, a one-sentence error, with the same words)."""
+
+    def __init__(self, raise_error: bool = False):
+        super().__init__()
+        self.raise_error = raise_error
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
         loss = (logs or {}).get("loss")
         if loss is not None and not math.isfinite(loss):
-            print(f"Batch {batch}: invalid loss, terminating training")
+            if self.raise_error:
+                raise UserError(
+                    _("NaN or Inf loss encountered at batch {batch}: loss {loss}; training stopped.").format(
+                        batch=batch, loss=loss
+                    )
+                )
+            print(_("Batch {batch}: invalid loss, terminating training").format(batch=batch))
             self.model.stop_training = True
 
 
@@ -362,13 +440,71 @@ class TensorBoard(Callback):
 
     main_process_only = True
 
-    def __init__(self, log_dir: str | os.PathLike = "logs"):
+    def __init__(
+        self,
+        log_dir: str | os.PathLike = "logs",
+        histogram_freq: int = 0,
+        write_graph: bool = False,
+        write_images: bool = False,
+        write_steps_per_second: bool = False,
+        update_freq: str | int = "epoch",
+        profile_batch: int = 0,
+        embeddings_freq: int = 0,
+        embeddings_metadata: Any = None,
+    ):
         super().__init__()
-        self.log_dir = Path(log_dir)
+        # What convscope does not write. Keras' defaults are off, except write_graph (the report's Model section
+        # shows the layers instead), so that TensorBoard(log_dir) with Keras' other defaults works unchanged.
+        for name, value, off in (
+            ("write_graph", write_graph, False),
+            ("write_images", write_images, False),
+            ("profile_batch", profile_batch, 0),
+            ("embeddings_freq", embeddings_freq, 0),
+            ("embeddings_metadata", embeddings_metadata, None),
+        ):
+            if value != off:
+                raise UserError(
+                    _(
+                        "TensorBoard({name}={value!r}): convscope does not write that to TensorBoard; leave it at {off!r}."
+                    ).format(name=name, value=value, off=off)
+                )
+        if update_freq not in ("epoch", "batch") and not (
+            isinstance(update_freq, int) and not isinstance(update_freq, bool) and update_freq > 0
+        ):
+            raise UserError(
+                _("TensorBoard update_freq is 'epoch', 'batch' or a number of batches > 0, not {value!r}.").format(
+                    value=update_freq
+                )
+            )
+        if not (isinstance(histogram_freq, int) and histogram_freq >= 0):
+            raise UserError(
+                _("TensorBoard histogram_freq must be an integer >= 0, not {value!r}.").format(value=histogram_freq)
+            )
+        self.log_dir, self.histogram_freq = Path(log_dir), histogram_freq
+        self.write_steps_per_second, self.update_freq = write_steps_per_second, update_freq
         self._writer_class = _summary_writer()  # refuse at construction, before any training
         self._writers: dict[str, Any] = {}
         self._purge_step: int | None = None
         self._next_epoch = 0
+        self._step = 0  # optimizer steps so far: the x axis of batch-level scalars
+        self._epoch_started = 0.0
+
+    @property
+    def wants_batches(self) -> bool:
+        return self.update_freq != "epoch"
+
+    def on_epoch_begin(self, epoch: int, logs=None) -> None:
+        self._epoch_started = time.perf_counter()
+
+    def on_train_batch_end(self, batch: int, logs=None) -> None:
+        """`update_freq="batch"` or N: the batch's loss and accuracy every N steps, as Keras' `batch_*` scalars."""
+        self._step += 1
+        every = 1 if self.update_freq == "batch" else int(self.update_freq)
+        if self._step % every:
+            return
+        for key, value in (logs or {}).items():
+            if isinstance(value, (int, float)):
+                self._writer("train").add_scalar(f"batch_{key}", value, global_step=self._step)
 
     def _writer(self, name: str):
         if name not in self._writers:
@@ -381,6 +517,15 @@ class TensorBoard(Callback):
             split, name = ("validation", key[4:]) if key.startswith("val_") else ("train", key)
             name = "learning_rate" if name == "lr" else name
             self._writer(split).add_scalar(f"epoch_{name}", value, global_step=epoch)
+        if self.write_steps_per_second:
+            seconds = time.perf_counter() - self._epoch_started
+            steps = self.params.get("steps", 0)
+            if seconds > 0 and steps:
+                self._writer("train").add_scalar("epoch_steps_per_second", steps / seconds, global_step=epoch)
+        if self.histogram_freq and (epoch + 1) % self.histogram_freq == 0:
+            for name, tensor in self.model.state_dict().items():
+                if tensor.is_floating_point() and tensor.numel():
+                    self._writer("train").add_histogram(name, tensor.detach().float().cpu(), global_step=epoch)
         for writer in self._writers.values():
             writer.flush()
         self._next_epoch = epoch + 1
@@ -391,11 +536,12 @@ class TensorBoard(Callback):
         self._writers = {}
 
     def state_dict(self) -> dict[str, Any]:
-        return {"next_epoch": self._next_epoch}
+        return {"next_epoch": self._next_epoch, "step": self._step}
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         # Resuming after epoch k: events at later steps, written before the kill, are discarded.
         self._next_epoch = int(state["next_epoch"])
+        self._step = int(state.get("step", 0))
         self._purge_step = self._next_epoch or None
 
 

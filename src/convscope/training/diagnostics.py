@@ -14,6 +14,9 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
+from ..i18n import _
+from .early_stopping import MonitorRule, best_epoch
+
 if TYPE_CHECKING:  # annotations only: History draws itself with html.py, which shows these notes
     from .history import History
 
@@ -33,7 +36,7 @@ RARE = 0.5
 
 @dataclass(frozen=True)
 class CurveNote:
-    kind: str  # batchnorm-warmup | overfitting | label-smoothing | imbalance | underfitting
+    kind: str  # min-delta | batchnorm-warmup | overfitting | label-smoothing | imbalance | underfitting
     text: str
 
     def __str__(self) -> str:
@@ -65,9 +68,12 @@ def read_curves(
     label_smoothing: float = 0.0,
     num_classes: int | None = None,
     classes: Sequence[ClassScore] = (),
+    early_stopping: dict | None = None,
 ) -> list[CurveNote]:
-    """Every note whose pattern is present in this run, in the order a learner should read them."""
+    """Every note whose pattern is present in this run, in the order a learner should read them.
+    `early_stopping`: the run's `EarlyStopping.settings()` (config.json's fit `early_stopping`), if any."""
     notes = [
+        min_delta_note(history, MonitorRule.from_settings(early_stopping)) if early_stopping else None,
         _batchnorm_warmup(history, batchnorm_momentum, steps_per_epoch),
         _overfitting(history, batchnorm_momentum, steps_per_epoch),
         _label_smoothing(history, label_smoothing, num_classes),
@@ -75,6 +81,31 @@ def read_curves(
         _underfitting(history),
     ]
     return [note for note in notes if note is not None]
+
+
+def min_delta_note(history: History, rule: MonitorRule) -> CurveNote | None:
+    """When `min_delta` hid every later improvement: the epoch kept is not the one with the best value."""
+    if rule.min_delta <= 0:
+        return None
+    kept = best_epoch(history.rows, rule)
+    raw = best_epoch(history.rows, MonitorRule(rule.monitor, rule.mode, 0.0, rule.start_from_epoch))
+    if kept is None or raw is None or raw == kept:
+        return None
+    values = {int(r["epoch"]): r[rule.monitor] for r in history.rows if rule.monitor in r}
+    largest = abs(values[raw] - values[kept])
+    text = _(
+        "min_delta {delta:g} is larger than any {monitor} improvement (largest {largest:.3g}): the run kept "
+        "epoch {kept}, although epoch {raw} had the {extreme} {monitor} ({value:.4f})."
+    ).format(
+        delta=rule.min_delta,
+        monitor=rule.monitor,
+        largest=largest,
+        kept=kept,
+        raw=raw,
+        extreme=_("highest") if rule.maximize else _("lowest"),
+        value=values[raw],
+    )
+    return CurveNote("min-delta", text)
 
 
 def _batchnorm_warmup(history: History, momentum: float | None, steps: int | None) -> CurveNote | None:
@@ -118,6 +149,8 @@ def _overfitting(history: History, momentum: float | None, steps: int | None) ->
     kept = (
         f" Early stopping kept epoch {history.weights_epoch}'s weights."
         if history.weights_epoch == int(best["epoch"])
+        else f" Early stopping kept epoch {history.weights_epoch}'s weights, the best by its min_delta."
+        if history.weights_epoch is not None and history.weights_epoch == history.best_epoch
         else f" The model ends with epoch {history.weights_epoch}'s weights; EarlyStopping(restore_best_weights=True) "
         f"would keep epoch {int(best['epoch'])}'s."
     )
@@ -213,4 +246,5 @@ def notes_for(
         label_smoothing=float(fit.get("label_smoothing") or 0.0),
         num_classes=num_classes,
         classes=classes,
+        early_stopping=fit.get("early_stopping") if isinstance(fit.get("early_stopping"), dict) else None,
     )

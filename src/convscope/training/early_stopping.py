@@ -1,38 +1,115 @@
-"""EarlyStopping with Keras' semantics: monitor, min_delta, patience, mode, restore_best_weights.
+"""EarlyStopping with Keras' semantics, and the one rule that says which epoch is the best.
 
-An epoch improves when it beats the best so far by more than `min_delta`; training stops once
-`patience` epochs in a row did not improve. One difference, on purpose: with
-`restore_best_weights=True` the run always ends holding the best epoch's weights, also when it
-ran out of epochs without stopping early (Keras only restores when it stops early).
+An epoch improves when it beats the best so far by more than `min_delta` (in the direction `mode`
+says); epochs before `start_from_epoch` are not looked at; training stops once `patience` epochs
+in a row did not improve, where an epoch that improves on the best but not on `baseline` does not
+reset the wait (Keras 3's rule). One difference, on purpose: with `restore_best_weights=True` the
+run ends holding the best epoch's weights, also when it ran out of epochs without stopping early
+(Keras 3 does the same; Keras 2 restored only when it stopped early).
+
+`MonitorRule` and `best_epoch` are that decision as plain values: the live chart, the status line,
+the progress bar, `metrics.json`, the report and the notebook views all name the epoch it picks,
+so the best epoch a learner is shown is the epoch whose weights the run keeps.
 """
 
 from __future__ import annotations
 
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import UserError
+from ..i18n import _
 from .callbacks import MONITORS, Callback
 
 
+@dataclass(frozen=True)
+class MonitorRule:
+    """When a monitored value counts as better than the best so far."""
+
+    monitor: str = "val_loss"
+    mode: str = "auto"
+    min_delta: float = 0.0
+    start_from_epoch: int = 0  # 0-based epochs before this one are not looked at, as in Keras
+
+    @property
+    def maximize(self) -> bool:
+        return self.mode == "max" or (self.mode == "auto" and "acc" in self.monitor)
+
+    def improves(self, value: float, reference: float | None) -> bool:
+        """Keras' `_is_improvement`: better than `reference` by more than min_delta (NaN never is)."""
+        if reference is None:
+            return True
+        return value - self.min_delta > reference if self.maximize else value + self.min_delta < reference
+
+    @classmethod
+    def default(cls, has_validation: bool) -> MonitorRule:
+        """The rule of a run without early stopping: the lowest validation loss (training loss without validation)."""
+        return cls("val_loss" if has_validation else "loss")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> MonitorRule:
+        """The rule of an `EarlyStopping.settings()` dict (config.json's `early_stopping`)."""
+        return cls(
+            str(settings.get("monitor", "val_loss")),
+            str(settings.get("mode", "auto")),
+            abs(float(settings.get("min_delta") or 0.0)),
+            int(settings.get("start_from_epoch") or 0),
+        )
+
+
+def best_epoch(rows: Iterable[Mapping[str, float]], rule: MonitorRule) -> int | None:
+    """The 1-based epoch `rule` calls the best, replayed over a history's rows: the same epoch EarlyStopping keeps."""
+    best, chosen = None, None
+    for row in rows:
+        epoch, value = int(row["epoch"]), row.get(rule.monitor)
+        if value is None or epoch - 1 < rule.start_from_epoch:
+            continue
+        if rule.improves(value, best):
+            best, chosen = value, epoch
+    return chosen
+
+
 class EarlyStopping(Callback):
+    """Keras' `keras.callbacks.EarlyStopping`, every argument included."""
+
     def __init__(
         self,
         monitor: str = "val_loss",
         min_delta: float = 0.0,
         patience: int = 0,
+        verbose: int = 0,
         mode: str = "auto",
+        baseline: float | None = None,
         restore_best_weights: bool = False,
+        start_from_epoch: int = 0,
     ):
         super().__init__()
         if monitor not in MONITORS:
-            raise UserError(f"early stopping can monitor {', '.join(MONITORS)}, not {monitor!r}.")
+            raise UserError(
+                _("early stopping can monitor {names}, not {monitor!r}.").format(
+                    names=", ".join(MONITORS), monitor=monitor
+                )
+            )
         if mode not in ("auto", "min", "max"):
-            raise UserError(f"early stopping mode must be auto, min or max, not {mode!r}.")
-        if not patience >= 0 or not min_delta >= 0:  # `not >=` also refuses NaN
-            raise UserError(f"patience and min_delta must be >= 0, got {patience} and {min_delta}.")
-        self.monitor, self.min_delta, self.patience, self.mode = monitor, min_delta, patience, mode
+            raise UserError(_("early stopping mode must be auto, min or max, not {mode!r}.").format(mode=mode))
+        numbers = (patience, min_delta, start_from_epoch)
+        if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers) or not (
+            patience >= 0 and math.isfinite(min_delta) and start_from_epoch >= 0
+        ):
+            raise UserError(
+                _(
+                    "patience and start_from_epoch must be >= 0 and min_delta a finite number, got {p}, {s} and {d}."
+                ).format(p=patience, s=start_from_epoch, d=min_delta)
+            )
+        if baseline is not None and not (isinstance(baseline, (int, float)) and math.isfinite(baseline)):
+            raise UserError(_("early stopping baseline must be a finite number or None, got {b!r}.").format(b=baseline))
+        # Keras takes min_delta's size and gives it the direction of `mode`
+        self.monitor, self.min_delta, self.patience, self.mode = monitor, abs(float(min_delta)), patience, mode
+        self.verbose, self.baseline, self.start_from_epoch = verbose, baseline, int(start_from_epoch)
         self.restore_best_weights = restore_best_weights
         self._reset()
 
@@ -40,38 +117,50 @@ class EarlyStopping(Callback):
         self.best: float | None = None
         self.best_epoch: int | None = None  # 1-based, as the history counts epochs
         self.wait = 0
+        self.stopped_epoch: int | None = None  # 1-based
         self.best_state: dict[str, torch.Tensor] | None = None
         self.restored = False
 
     def __repr__(self) -> str:
-        return (
-            f"EarlyStopping(monitor={self.monitor!r}, min_delta={self.min_delta}, patience={self.patience}, "
-            f"mode={self.mode!r}, restore_best_weights={self.restore_best_weights})"
-        )
+        return "EarlyStopping(" + ", ".join(f"{k}={v!r}" for k, v in self.settings().items()) + ")"
+
+    @property
+    def rule(self) -> MonitorRule:
+        return MonitorRule(self.monitor, self.mode, self.min_delta, self.start_from_epoch)
 
     @property
     def maximize(self) -> bool:
-        return self.mode == "max" or (self.mode == "auto" and "acc" in self.monitor)
+        return self.rule.maximize
+
+    @property
+    def will_restore(self) -> bool:
+        """Whether `restore` puts the best epoch's weights back (known before training ends)."""
+        return self.restore_best_weights and self.best_state is not None
 
     def improved(self, value: float) -> bool:
-        if self.best is None:
-            return True
-        return value > self.best + self.min_delta if self.maximize else value < self.best - self.min_delta
+        return self.rule.improves(value, self.best)
 
     def update(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> bool:
         """Record one finished epoch (1-based); True means: stop now."""
-        value = metrics[self.monitor]
-        if self.improved(value):
-            self.best, self.best_epoch, self.wait = value, epoch, 0
-            if self.restore_best_weights:
-                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+        value = metrics.get(self.monitor)
+        if value is None or epoch - 1 < self.start_from_epoch:
             return False
         self.wait += 1
-        return self.wait >= self.patience
+        if self.improved(value):
+            self.best, self.best_epoch = value, epoch
+            if self.restore_best_weights:
+                self.best_state = {k: v.detach().clone() for k, v in model.state_dict().items()}
+            if self.baseline is None or self.rule.improves(value, self.baseline):
+                self.wait = 0
+            return False
+        if self.wait >= self.patience and epoch > 1:
+            self.stopped_epoch = epoch
+            return True
+        return False
 
     def restore(self, model: torch.nn.Module) -> bool:
-        if self.restore_best_weights and self.best_state is not None:
-            model.load_state_dict(self.best_state)
+        if self.will_restore:
+            model.load_state_dict(self.best_state)  # type: ignore[arg-type]
             return True
         return False
 
@@ -84,18 +173,33 @@ class EarlyStopping(Callback):
             self.model.stop_training = True
 
     def on_train_end(self, logs=None) -> None:
+        if self.verbose and self.stopped_epoch is not None:
+            print(_("Epoch {epoch}: early stopping").format(epoch=self.stopped_epoch))
         self.restored = self.restore(self.model)
+        if self.verbose and self.restored:
+            print(_("Restoring model weights from the end of the best epoch: {epoch}.").format(epoch=self.best_epoch))
 
     def settings(self) -> dict:
-        return {k: getattr(self, k) for k in ("monitor", "min_delta", "patience", "mode", "restore_best_weights")}
+        names = ("monitor", "min_delta", "patience", "verbose", "mode", "baseline", "restore_best_weights")
+        return {k: getattr(self, k) for k in (*names, "start_from_epoch")}
 
     def fresh(self) -> EarlyStopping:
         """The same settings with no memory of an earlier run."""
         return EarlyStopping(**self.settings())
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait, "best_state": self.best_state}
+        return {
+            "best": self.best,
+            "best_epoch": self.best_epoch,
+            "wait": self.wait,
+            "stopped_epoch": self.stopped_epoch,
+            "best_state": self.best_state,
+        }
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.stopped_epoch = state.get("stopped_epoch")
         self.best_state = state.get("best_state")
+
+
+__all__ = ["EarlyStopping", "MonitorRule", "best_epoch"]

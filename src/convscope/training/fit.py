@@ -26,7 +26,8 @@ from .allocator import keep_freed_memory
 from .callbacks import Callback, CallbackList, ModelCheckpoint, ReduceLROnPlateau
 from .checkpoint import CheckpointStore, identity_caveats
 from .device import pick_device
-from .early_stopping import EarlyStopping
+from .early_stopping import EarlyStopping, MonitorRule, best_epoch
+from .estimate import estimate_epoch
 from .history import History
 from .loop import EpochLoop, Extras, OneProcess, Tensors, autocast_for, evaluate_tensors, feed_for
 from .progress import default_progress
@@ -120,7 +121,22 @@ def fit(
     )
     if not reducer.is_main:  # files and output are rank 0's; decisions are every rank's, on the same logs
         callbacks = [cb for cb in callbacks if not cb.main_process_only]
-    shown = callbacks + ([default_progress(log)] if verbose and reducer.is_main else [])
+    stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
+    # The one rule for "best epoch": the early-stopping decision's, which every view of this run names
+    rule = stopper.rule if stopper is not None else MonitorRule.default(validation_data is not None)
+    shown = list(callbacks)
+    if verbose and reducer.is_main:
+        # one line before the first epoch: how long an epoch will take here (a short measured step, estimate.py)
+        guess = estimate_epoch(
+            model,
+            train.input_shape,
+            len(train),
+            len(validation_data) if validation_data is not None else 0,
+            settings.batch_size,
+            device,
+            autocast_for(device, precision),
+        )
+        shown.append(default_progress(log, rule, guess.line()))
     hooks = CallbackList(shown, model, {"epochs": settings.epochs, "steps": steps, "verbose": int(verbose)})
     history = History()
     fit_record = {
@@ -200,13 +216,14 @@ def fit(
             if verbose and reducer.is_main:
                 print("\nInterrupted: stopping cleanly with the best weights so far.", file=log)
         history.stopped_early = stopped
-        hooks.on_train_end()
+        history.best_epoch = stopper.best_epoch if stopper is not None else best_epoch(history.rows, rule)
+        history.weights_epoch = (
+            history.best_epoch if stopper is not None and stopper.will_restore else history.epochs_run
+        )
+        hooks.on_train_end({**history.ending(), "monitor": rule.monitor})
     del model.optimizer  # the module outlives fit; its optimizer need not
     thread_record = governor.stop()
 
-    stopper = next((cb for cb in callbacks if isinstance(cb, EarlyStopping)), None)
-    history.best_epoch = stopper.best_epoch if stopper is not None else history.best_by("val_loss", "loss")
-    history.weights_epoch = history.best_epoch if stopper is not None and stopper.restored else history.epochs_run
     config = {
         **settings.to_dict(),
         "precision": precision,
@@ -222,6 +239,7 @@ def fit(
         "input_shape": list(train.input_shape),
         "train_size": len(train),
         "validation_size": len(validation_data) if validation_data is not None else 0,
+        **(train.split_info or {}),  # the test split and its seed, when `Dataset.split` made `train`
     }
     return TrainedModel(
         model.eval(),

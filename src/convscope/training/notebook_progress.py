@@ -12,7 +12,10 @@ from __future__ import annotations
 import time
 
 from .. import display
+from ..i18n import _
 from .callbacks import Callback
+from .diagnostics import min_delta_note
+from .early_stopping import MonitorRule, best_epoch
 from .history import History
 
 THROTTLE_SECONDS = 0.5  # a status update per half second: fast enough to watch, light on the kernel's socket
@@ -31,7 +34,8 @@ class _Status:
     def __repr__(self) -> str:
         c = self.context
         words = c["done"] or f"epoch {c['epoch']}/{c['epochs']} {c['step']}/{c['steps']}"
-        return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"])
+        estimate = f" ({c['estimate']})" if c.get("estimate") else ""
+        return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"]) + estimate
 
 
 class NotebookProgress(Callback):
@@ -39,8 +43,10 @@ class NotebookProgress(Callback):
 
     main_process_only = True  # it draws: rank 0 only
 
-    def __init__(self, show=None):
+    def __init__(self, show=None, rule: MonitorRule | None = None, estimate: str = ""):
         super().__init__()
+        self.estimate = estimate  # "about 110 s per epoch on 2 CPU cores", shown until the first epoch ends
+        self.rule = rule  # the early-stopping rule of the run (None: the lowest validation loss)
         # `show` is IPython's display(); passed in by tests, imported lazily otherwise (IPython is there in a kernel)
         self._show = show
         self.history = History()
@@ -64,6 +70,7 @@ class NotebookProgress(Callback):
                 "steps": self.params.get("steps", 0),
                 "metrics": metrics,
                 "done": done,
+                "estimate": self.estimate if not self.history.rows else "",
             }
         )
         if self._status is None:
@@ -100,10 +107,16 @@ class NotebookProgress(Callback):
         logs = dict(logs or {})
         row = {"epoch": epoch + 1, **{k: float(v) for k, v in logs.items() if isinstance(v, (int, float))}}
         self.history.rows.append(row)
-        self.history.best_epoch = self.history.best_by("val_loss", "loss")
+        # the early-stopping decision's best epoch (fit passes its rule), never a separate minimum
+        self.history.best_epoch = best_epoch(self.history.rows, self._rule())
         keys = ("loss", "accuracy", "val_loss", "val_accuracy")
         self._put_status(self.params.get("steps", 0), [(k, row[k]) for k in keys if k in row])
         self._put_chart()
+
+    def _rule(self) -> MonitorRule:
+        if self.rule is not None:
+            return self.rule
+        return MonitorRule.default(any("val_loss" in r for r in self.history.rows))
 
     def on_train_end(self, logs=None):
         logs = logs or {}
@@ -113,14 +126,21 @@ class NotebookProgress(Callback):
         history.interrupted = bool(logs.get("interrupted"))
         if logs.get("best_epoch") is not None:
             history.best_epoch = int(logs["best_epoch"])
+        if logs.get("weights_epoch") is not None:
+            history.weights_epoch = int(logs["weights_epoch"])
         seconds = time.perf_counter() - self._started
-        done = f"{history.epochs_run} epochs in {seconds:.1f} s"
+        done = _("{n} epochs in {seconds:.1f} s").format(n=history.epochs_run, seconds=seconds)
         if history.best_epoch is not None:
-            done += f", best epoch {history.best_epoch}"
+            done += _(", best epoch {epoch}").format(epoch=history.best_epoch)
+        if history.weights_epoch is not None and history.weights_epoch != history.best_epoch:
+            done += _(", the model keeps the weights of epoch {epoch}").format(epoch=history.weights_epoch)
         if history.stopped_early:
-            done += ", stopped early"
+            done += _(", stopped early")
         if history.interrupted:
-            done += ", interrupted"
+            done += _(", interrupted")
+        note = min_delta_note(history, self._rule())
+        if note is not None:
+            done += f". {note}"
         last = history.rows[-1] if history.rows else {}
         self._put_status(
             self.params.get("steps", 0),

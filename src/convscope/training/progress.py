@@ -11,26 +11,30 @@ import time
 from typing import TextIO
 
 from ..display.notebook import in_notebook
+from ..i18n import _
 from .callbacks import Callback
+from .early_stopping import MonitorRule
 
 
-def default_progress(log: TextIO | None = None) -> Callback:
+def default_progress(log: TextIO | None = None, rule: MonitorRule | None = None, estimate: str = "") -> Callback:
     """The progress callback `fit` shows when verbose, for where the output goes: in a Jupyter kernel (and
     no `log` given) one status line and a live chart updated in place (`notebook_progress.py`), elsewhere
-    Keras' text bar."""
+    Keras' text bar. `rule`: the early-stopping rule that names the best epoch (`early_stopping.MonitorRule`); `estimate`: the line
+    saying how long an epoch will take, shown before the first one (`estimate.py`)."""
     if log is None and in_notebook():
         from .notebook_progress import NotebookProgress
 
-        return NotebookProgress()
-    return ProgressBar(log)
+        return NotebookProgress(rule=rule, estimate=estimate)
+    return ProgressBar(log, estimate)
 
 
 class ProgressBar(Callback):
     main_process_only = True
 
-    def __init__(self, log: TextIO | None = None):
+    def __init__(self, log: TextIO | None = None, estimate: str = ""):
         super().__init__()
         self.log = log or sys.stdout
+        self.estimate = estimate
         self.live = self.log.isatty()  # the per-step bar costs a device sync per step: only where someone watches
         self._last_draw = 0.0
 
@@ -41,6 +45,11 @@ class ProgressBar(Callback):
     @property
     def steps(self) -> int:
         return int(self.params.get("steps", 0))
+
+    def on_train_begin(self, logs=None) -> None:
+        if self.estimate:
+            self.log.write(self.estimate + "\n")
+            self.log.flush()
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.start = time.perf_counter()
@@ -67,8 +76,17 @@ class ProgressBar(Callback):
         self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
         self.log.flush()
 
-    def finish(self, history) -> None:
-        """Nothing more to print: the last epoch's line said it all."""
+    def on_train_end(self, logs=None) -> None:
+        """The best epoch as fit's early-stopping rule decided it, and the epoch whose weights the model keeps."""
+        logs = logs or {}
+        best, kept = logs.get("best_epoch"), logs.get("weights_epoch")
+        if best is None:
+            return
+        line = _("best epoch {epoch} ({monitor})").format(epoch=best, monitor=logs.get("monitor", "val_loss"))
+        if kept is not None and kept != best:
+            line += _("; the model keeps the weights of epoch {epoch}").format(epoch=kept)
+        self.log.write(line + "\n")
+        self.log.flush()
 
     def _bar(self, done: int, width: int = 30) -> str:
         filled = int(width * done / max(self.steps, 1))
