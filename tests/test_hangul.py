@@ -174,16 +174,16 @@ def test_inspect_lines_every_column_up(hangul_run, capsys):
 
     assert main(["inspect", str(hangul_run[0]), "--index", "3", "--color", "never"]) == 0
     out = capsys.readouterr().out.splitlines()
-    bars = [line for line in out if re.search(r" (가|나|다|라|마|바|사|아|자|차) +\d\.\d{3}", line)]
+    bars = [line for line in out if re.search(r" (가|나|다|라|마|바|사|아|자|차) +\d+\.\d%", line)]
     assert len(bars) == 10
-    # the picture (half blocks) on the left, then the class name and its probability at the same columns
-    ends = [[wcwidth.width(line[: m.end()]) for m in re.finditer(r"[가-힣]|\d\.\d{3}", line)] for line in bars]
+    # the picture (half blocks) on the left, then the class name and its percentage at the same columns
+    ends = [[wcwidth.width(line[: m.end()]) for m in re.finditer(r"[가-힣]|\d+\.\d%", line)] for line in bars]
     assert all(e == ends[0] for e in ends)
     # names of mixed widths, as a learner writes them (에이, 비, 씨 beside Latin letters), drawn beside the image
     sample = inspection.select(load_view(hangul_run[0]).evaluation, "index", 1, index=3).samples[0]
     mixed = dataclasses.replace(sample, class_names=("에이", "b", "씨", "가나다", "e", "f", "g", "h", "아이", "j"))
     lines = terminal.render_sample(mixed, color=False, draw=True).splitlines()[1:]
-    probabilities = [[wcwidth.width(line[: m.end()]) for m in re.finditer(r"\d\.\d{3}", line)] for line in lines]
+    probabilities = [[wcwidth.width(line[: m.end()]) for m in re.finditer(r"\d+\.\d%", line)] for line in lines]
     assert len(probabilities) == 10 and all(p == probabilities[0] for p in probabilities)
 
 
