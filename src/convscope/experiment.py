@@ -98,34 +98,19 @@ class ExperimentResult:
         if min(len(best.accuracies), len(second.accuracies)) < 2:
             return _("With one run per value there is no spread to compare with: repeat each value (repeats=3).")
         gap, noise = best.mean - second.mean, best.spread + second.spread
+        numbers = dict(
+            best=best.label, m1=best.mean, s1=best.spread, second=second.label, m2=second.mean, s2=second.spread
+        )
         if gap <= noise:
             return _(
                 "The differences are within the spread of the repeats: {best} ({m1:.3f} ± {s1:.3f}) is ahead of "
                 "{second} ({m2:.3f} ± {s2:.3f}) by {gap:.3f}, less than their spreads together ({noise:.3f}), so "
                 "these runs cannot tell them apart; more repeats or more epochs would."
-            ).format(
-                best=best.label,
-                m1=best.mean,
-                s1=best.spread,
-                second=second.label,
-                m2=second.mean,
-                s2=second.spread,
-                gap=gap,
-                noise=noise,
-            )
+            ).format(**numbers, gap=gap, noise=noise)
         return _(
             "{best} ({m1:.3f} ± {s1:.3f}) is ahead of {second} ({m2:.3f} ± {s2:.3f}) by {gap:.3f}, more than "
             "their spreads together ({noise:.3f})."
-        ).format(
-            best=best.label,
-            m1=best.mean,
-            s1=best.spread,
-            second=second.label,
-            m2=second.mean,
-            s2=second.spread,
-            gap=gap,
-            noise=noise,
-        )
+        ).format(**numbers, gap=gap, noise=noise)
 
     def table(self) -> str:
         """Mean ± spread of the test accuracy per combination, with every repeat's value."""
