@@ -263,7 +263,9 @@ def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     # Every best epoch the learner is shown (status line, verbose=1, the run, the report) is the one kept
     kept = probe["weights_epoch"]
     shown_in = [json.dumps(fit_cell), json.dumps(_outputs_of(nb, r"^run$"))]
-    shown_in.append(Path(tmp_path, probe["report"]).read_text())
+    report = Path(tmp_path, probe["report"]).read_text()
+    shown_in.append(report)
+    assert "step: transpose" in report and "(1250, 28, 28, 1)" in report  # the report lists the data steps too
     shown = [int(n) for text in shown_in for n in re.findall(r"best epoch:? (\d+)", text)]
     assert len(shown) >= 3 and set(shown) == {kept}, (shown, kept)
     if probe["lowest_val_loss_epoch"] != kept:  # min_delta=0.1 kept an earlier epoch: the status line says why
