@@ -64,9 +64,7 @@ def main(argv=None) -> int:
         model,
         train,
         settings=settings.fit_settings(),
-        early_stopping=None
-        if recipe.patience is None
-        else cs.EarlyStopping(monitor="val_loss", patience=recipe.patience, restore_best_weights=True),
+        early_stopping=settings.early_stopping(),
         verbose=False,
         callbacks=[tracker],
         threads=args.threads,

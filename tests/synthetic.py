@@ -42,6 +42,38 @@ def write_tiny_npz(folder: Path, n: int, size: int = 12) -> Path:
     return path
 
 
+def write_tiny_run_inputs(folder: Path, n: int) -> tuple[Path, Path]:
+    """(tiny.npz, small.yaml) in `folder`: `tiny_dataset(n)` as a file with keys x and y, and SMALL_SPEC."""
+    import yaml
+
+    data = tiny_dataset(n=n)
+    np.savez(folder / "tiny.npz", x=data.images[..., 0], y=data.labels)
+    (folder / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
+    return folder / "tiny.npz", folder / "small.yaml"
+
+
+def tiny_run_args(data: Path, spec: Path, out: Path, *extra: str) -> list[str]:
+    """`convscope train` arguments for a run of seconds: 2 epochs of batch 16 on the CPU, quiet, no report."""
+    return [
+        "train",
+        "--data",
+        str(data),
+        "--model",
+        str(spec),
+        "--epochs",
+        "2",
+        "--batch-size",
+        "16",
+        "--no-report",
+        "--quiet",
+        "--device",
+        "cpu",
+        "--out",
+        str(out),
+        *extra,
+    ]
+
+
 def png(image: np.ndarray) -> bytes:
     """One (H, W, 1) uint8 image as the bytes of a grayscale PNG file, as a client uploads it."""
     buffer = io.BytesIO()

@@ -212,6 +212,11 @@ def test_report_from_python_names_the_split_and_every_count_agrees(tmp_path):
     classes = next(t for t in page.tables if t and t[0][:2] == ["class", "images (training split)"])
     assert sum(int(r[1].replace(",", "")) for r in classes[1:]) == len(train)
     assert sum(int(r[3].replace(",", "")) for r in classes[1:]) == len(test)
+    scores = next(t for t in page.tables if t and t[0][:5] == ["class", "precision", "recall", "F1", "support"])
+    assert sum(int(r[4].replace(",", "")) for r in scores[1:]) == len(test)
+    held_out = int(rows["of which validation"].split()[0].replace(",", ""))
+    assert held_out + int(len(train) * 0.8) == len(train) == int(rows["training images"].replace(",", ""))
+    assert int(rows["test images"].replace(",", "")) + len(train) == len(data)
 
 
 def test_an_estimate_of_the_epoch_time_comes_before_the_first_epoch(monkeypatch):

@@ -92,3 +92,28 @@ def test_sweep_grid_command(tmp_path, capsys):
 def test_bad_grid_is_one_sentence():
     with pytest.raises(cs.UserError, match="'colour' is not a value it can vary"):
         cs.experiment(tiny_dataset(n=40), SMALL_SPEC, grid={"colour": [1]})
+
+
+def test_each_run_is_trained_with_the_settings_train_would_use():
+    from convscope.experiment import run_settings
+    from convscope.training.settings import TrainSettings
+
+    settings = run_settings("cnn", 4, 2, 0.25, 3, {"lr": 0.01, "min_delta": 0.05})
+    fit = settings.fit_settings()
+    assert (fit.seed, fit.epochs, fit.validation_split, fit.lr, fit.batch_size) == (4, 2, 0.25, 0.01, 32)
+    stopper = settings.early_stopping()
+    assert (stopper.monitor, stopper.patience, stopper.min_delta, stopper.restore_best_weights) == (
+        "val_loss",
+        3,
+        0.05,
+        True,
+    )
+    # the same function `convscope train` uses: the fast preset's recipe has no early stopping
+    assert TrainSettings(model="fast").early_stopping() is None
+    assert TrainSettings(model="cnn", patience=5).early_stopping().patience == 5
+
+
+def test_an_option_the_experiment_would_ignore_is_refused_before_training(tmp_path):
+    with pytest.raises(TypeError, match="unexpected keyword argument 'nproc'"):
+        cs.experiment(tiny_dataset(n=40), SMALL_SPEC, grid={"filters": [2]}, repeats=1, out=tmp_path / "x", nproc=2)
+    assert not (tmp_path / "x").exists()

@@ -201,11 +201,30 @@ def _html(outputs) -> str:
     return "".join(o.get("data", {}).get("text/html", "") for o in outputs)
 
 
+# Run after the notebook's own cells (not part of it): what the kernel holds, for the checks below.
+_PROBE = """
+import json as _json
+_pictures = {
+    n: [t.get_text() for ax in v.figure.axes for t in [ax.title, *ax.texts]]
+    for n, v in Out.items() if isinstance(v, cs.display.Picture)
+}
+_values = run.history.column("val_loss")
+print(_json.dumps({
+    "weights_epoch": run.history.weights_epoch,
+    "lowest_val_loss_epoch": run.history.rows[_values.index(min(_values))]["epoch"],
+    "report": str(page.with_suffix("") / "report.html"),
+    "pictures": _pictures,
+}))
+"""
+
+
 def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
+    """The course's cells with its own Keras arguments, end to end; every best epoch shown is the one kept."""
     nbformat = pytest.importorskip("nbformat")
     nbclient = pytest.importorskip("nbclient")
     nb = nbformat.read(COURSE, as_version=4)
     assert all(not c.get("outputs") for c in nb.cells if c.cell_type == "code")  # committed without outputs
+    nb.cells.append(nbformat.v4.new_code_cell(_PROBE))
     env_path = os.pathsep.join(p for p in [str(Path(cs.__file__).parents[1]), os.environ.get("PYTHONPATH", "")] if p)
     monkeypatch.setenv("PYTHONPATH", env_path)  # the kernel imports this checkout's convscope
     client = nbclient.NotebookClient(
@@ -215,20 +234,62 @@ def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     for cell in nb.cells:
         for out in cell.get("outputs", []):
             assert out.output_type != "error", "".join(out.get("traceback", []))
+    probe = json.loads(nb.cells[-1].outputs[-1].text.strip().splitlines()[-1])
+
+    steps = "".join(o.get("text", "") for o in _outputs_of(nb, r"explain=True"))
+    shapes = re.findall(r"^  (\S+(?: \S+)?)\s{2,}(\([\d, ]+\))", steps, flags=re.M)
+    assert shapes == [  # the course's order, the shape after each step
+        ("as stored", "(28, 28, 1250)"),
+        ("transpose", "(1250, 28, 28)"),
+        ("reshape", "(1250, 28, 28, 1)"),
+        ("scale", "(1250, 28, 28, 1)"),
+        ("labels", "(1250,)"),
+        ("one-hot", "(1250, 10)"),
+    ], steps
+    spec_summary = _html(_outputs_of(nb, r"cs\.summary\(small_cnn, input_shape"))
+    assert "small-cnn" in spec_summary and "floor((28 - 2 + 2*0) / 2) + 1 = 14" in spec_summary
     summary = _html(_outputs_of(nb, r"cs\.summary\(cnn\)"))
     assert "floor((28 - 2 + 2*0) / 2) + 1 = 14" in summary and "ceil(28 / 1) = 28" in summary
-    fit_cell = _outputs_of(nb, r"cs\.fit\(\s*cnn")
+    assert "44,010" in summary
+
+    fit_cell = _outputs_of(nb, r"cs\.fit\(")
     assert len(json.dumps(fit_cell)) < 200_000
     assert sum("image/png" in o.get("data", {}) for o in fit_cell) == 1  # one chart, redrawn in place
-    assert "epochs in" in _html(fit_cell) and not [o for o in fit_cell if o.output_type == "stream"]
+    assert "epochs in" in _html(fit_cell)
+    streams = "".join(o.text for o in fit_cell if o.output_type == "stream")  # verbose=1's lines, nothing else
+    assert "Restoring model weights from the end of the best epoch" in streams
+    assert all(line.startswith(("Epoch ", "Restoring ")) for line in streams.splitlines()), streams
+
+    # Every best epoch the learner is shown (status line, verbose=1, the run, the report) is the one kept
+    kept = probe["weights_epoch"]
+    shown_in = [json.dumps(fit_cell), json.dumps(_outputs_of(nb, r"^run$"))]
+    report = Path(tmp_path, probe["report"]).read_text()
+    shown_in.append(report)
+    assert "step: transpose" in report and "(1250, 28, 28, 1)" in report  # the report lists the data steps too
+    shown = [int(n) for text in shown_in for n in re.findall(r"best epoch:? (\d+)", text)]
+    assert len(shown) >= 3 and set(shown) == {kept}, (shown, kept)
+    if probe["lowest_val_loss_epoch"] != kept:  # min_delta=0.1 kept an earlier epoch: the status line says why
+        assert f"the run kept epoch {kept}" in _html(fit_cell)
+
     evaluation = parse(_html(_outputs_of(nb, r"result = cs\.evaluate")))
     scores = table_with(evaluation, ["class", "precision", "recall", "F1", "support"])
     assert [row[0] for row in scores[1:]] == [str(d) for d in range(10)]
+    # the course's prediction view in one call: the image, ten percentages and the verdict
+    one = next(c for c in nb.cells if c.cell_type == "code" and "show_random(1," in c.source)
+    texts = probe["pictures"][str(one.execution_count)]
+    assert len([t for t in texts if re.fullmatch(r"\d+\.\d%", t)]) == 10
+    assert any(t.endswith(("\ncorrect", "\nwrong")) for t in texts), texts
     mistakes = _outputs_of(nb, r"show_mistakes")
     (png,) = [o.data["image/png"] for o in mistakes if "image/png" in o.get("data", {})]
     assert png_size(base64.b64decode(png))[0] > 300
-    sweep = "".join(o.get("text", "") for o in _outputs_of(nb, r"for filters in"))
-    assert re.search(r"best: \d+ filters", sweep)
+
+    experiment = _outputs_of(nb, r"cs\.experiment\(")
+    table = "".join(o.get("data", {}).get("text/plain", "") for o in experiment)
+    rows = re.findall(r"^filters=(\d+)\s+(\d\.\d{4}) ± (\d\.\d{4})\s+3\s", table, flags=re.M)
+    assert [r[0] for r in rows] == ["8", "16", "32"], table
+    assert "spreads together" in table or "within the spread" in table
+    assert len(list(Path(tmp_path, "filters").iterdir())) == 9  # 3 values x 3 seeds, each a run directory
+    assert "image/png" in _html(experiment)  # the chart of mean ± spread
 
 
 def test_auto_device_is_cuda_where_torch_sees_a_gpu(monkeypatch):

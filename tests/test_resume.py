@@ -17,6 +17,7 @@ import yaml
 from safetensors.torch import load_file
 
 import convscope as cs
+import synthetic
 from convscope.cli import main
 from convscope.errors import UserError
 from convscope.training.checkpoint import state_dir_for
@@ -163,24 +164,7 @@ def test_resume_after_sigkill_is_bit_identical(inputs, tmp_path, extra, ranks):
 
 
 def tiny_run_args(inputs, out, *extra) -> list[str]:
-    return [
-        "train",
-        "--data",
-        str(inputs["npz"]),
-        "--model",
-        str(inputs["spec"]),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--no-report",
-        "--quiet",
-        "--device",
-        "cpu",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    return synthetic.tiny_run_args(inputs["npz"], inputs["spec"], out, *extra)
 
 
 def test_resume_without_saved_state_exits_2(inputs, tmp_path, capsys):

@@ -8,51 +8,23 @@ import shutil
 from collections.abc import Callable
 from pathlib import Path
 
-import numpy as np
 import pytest
 import torch
-import yaml
 from safetensors import safe_open
 from safetensors.torch import save_file
 
 from convscope.cli import main
 from convscope.training.checkpoint import state_dir_for
 from convscope.training.loop import EpochLoop
-from synthetic import SMALL_SPEC, tiny_dataset
+from synthetic import tiny_run_args, write_tiny_run_inputs
 
 STATE_FILE = "rank0-epoch0001.safetensors"
 
 
 def train_args(folder: Path, out: Path, *extra: str) -> list[str]:
     # every kind of saved state: a one-cycle scheduler, EarlyStopping with its best weights, ReduceLROnPlateau
-    return [
-        "train",
-        "--data",
-        str(folder / "tiny.npz"),
-        "--model",
-        str(folder / "small.yaml"),
-        "--epochs",
-        "2",
-        "--batch-size",
-        "16",
-        "--patience",
-        "2",
-        "--monitor",
-        "loss",
-        "--reduce-lr-patience",
-        "1",
-        "--schedule",
-        "one-cycle",
-        "--device",
-        "cpu",
-        "--threads",
-        "1",
-        "--no-report",
-        "--quiet",
-        "--out",
-        str(out),
-        *extra,
-    ]
+    settings = ("--patience", "2", "--monitor", "loss", "--reduce-lr-patience", "1", "--schedule", "one-cycle")
+    return tiny_run_args(folder / "tiny.npz", folder / "small.yaml", out, *settings, "--threads", "1", *extra)
 
 
 @pytest.fixture(scope="module")
@@ -62,9 +34,7 @@ def interrupted(tmp_path_factory) -> tuple[Path, Path]:
 
 def make_interrupted(folder: Path) -> tuple[Path, Path]:
     """(folder, out): a run killed in its second epoch, so `.out.resume/` holds the state of epoch 1."""
-    data = tiny_dataset(n=96)
-    np.savez(folder / "tiny.npz", x=data.images[..., 0], y=data.labels)
-    (folder / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
+    write_tiny_run_inputs(folder, n=96)
     out = folder / "run"
     original = EpochLoop.train_epoch
     calls = []

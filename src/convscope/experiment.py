@@ -28,6 +28,7 @@ from typing import Any, TextIO
 
 import numpy as np
 
+from .checks import pad, text_width
 from .data import load
 from .data.dataset import Dataset
 from .errors import UserError
@@ -35,12 +36,13 @@ from .i18n import _
 from .models.build import build, resolve_spec
 from .report.result import evaluate
 from .runs import save_run
-from .training.early_stopping import EarlyStopping
 from .training.fit import fit
-from .training.settings import FitSettings
+from .training.settings import FitSettings, TrainSettings
 
 MODEL_VALUES = ("filters", "kernel_size", "dropout", "units")
 FIT_VALUES = tuple(f.name for f in fields(FitSettings) if f.name not in ("seed", "validation_split"))
+# What a run of an experiment takes besides its grid: `convscope train`'s settings that change how one run trains.
+RUN_OPTIONS = (*FIT_VALUES, "recipe", "monitor", "min_delta", "device", "threads")
 
 
 @dataclass(frozen=True)
@@ -124,8 +126,8 @@ class ExperimentResult:
             )
             for g in self.groups
         ]
-        widths = [max(_width(r[i]) for r in [head, *rows]) for i in range(len(head))]
-        lines = ["  ".join(_pad(cell, w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows]]
+        widths = [max(text_width(r[i]) for r in [head, *rows]) for i in range(len(head))]
+        lines = ["  ".join(pad(cell, w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows]]
         return "\n".join(lines)
 
     def __str__(self) -> str:
@@ -154,16 +156,6 @@ class ExperimentResult:
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))
-
-
-def _width(text: str) -> int:
-    from wcwidth import wcswidth
-
-    return max(wcswidth(text), 0)
-
-
-def _pad(text: str, width: int) -> str:
-    return text + " " * (width - _width(text))
 
 
 def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:
@@ -200,6 +192,22 @@ def vary_spec(spec: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
         if kind == "Dense" and "units" in values and dense and layer is not dense[-1]:
             layer["units"] = int(values["units"])
     return spec
+
+
+def run_settings(
+    model: str | dict, seed: int, epochs: int, validation_split: float, patience: int | None, options: Mapping
+) -> TrainSettings:
+    """The settings of one run, as `convscope train` would take them: the model's recipe fills what is not
+    given, so a run of the experiment trains as `train` with the same flags would."""
+    unknown = sorted(set(options) - set(RUN_OPTIONS))
+    if unknown:
+        raise TypeError(
+            _("experiment() got an unexpected keyword argument {name!r}; it takes {names}.").format(
+                name=unknown[0], names=", ".join(RUN_OPTIONS)
+            )
+        )
+    given = {"model": model, "seed": seed, "epochs": epochs, "validation_split": validation_split}
+    return TrainSettings.of(None, {**given, "patience": patience, **options})
 
 
 def experiment(
@@ -241,16 +249,15 @@ def experiment(
         for r in range(repeats):
             run_seed = seed + r
             network = build(spec, dataset.input_shape, dataset.num_classes, seed=run_seed)
-            stopper = EarlyStopping(patience=patience, restore_best_weights=True) if patience is not None else None
-            settings = {"epochs": epochs, **options, **fit_values}
+            settings = run_settings(model, run_seed, epochs, validation_split, patience, {**options, **fit_values})
             trained = fit(
                 network,
                 train_set,
-                validation_split=validation_split,
-                seed=run_seed,
-                early_stopping=stopper,
+                settings=settings.fit_settings(),
+                early_stopping=settings.early_stopping() if patience is not None else None,
+                device=settings.device,
+                threads=settings.threads,
                 verbose=False,
-                **settings,
             )
             evaluation = evaluate(trained, test_set)
             label = "-".join(f"{k}{v}" for k, v in values.items())

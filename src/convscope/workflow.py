@@ -33,7 +33,6 @@ from .runs import check_out_writable, default_run_dir, load_run, load_test_set, 
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
 from .training.checkpoint import CheckpointStore, state_dir_for
 from .training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
-from .training.early_stopping import EarlyStopping
 from .training.fit import fit
 from .training.settings import TrainSettings
 from .training.trained_model import TrainedModel
@@ -95,7 +94,6 @@ def train(
     if s.nproc > 1 and distributed is None:
         return train_in_processes(s, callbacks)
     fit_settings = s.fit_settings()
-    patience = s.recipe_settings().patience
     is_main = distributed is None or distributed.is_main
     log = log or sys.stdout
     verbose = not s.quiet and is_main
@@ -125,11 +123,7 @@ def train(
     network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
     say(str(summary(network)) + "\n")
 
-    stopper = (
-        EarlyStopping(monitor=s.monitor, min_delta=s.min_delta, patience=patience, restore_best_weights=True)
-        if patience is not None
-        else None
-    )
+    stopper = s.early_stopping()
     extra: list[Callback] = []
     if s.reduce_lr_patience is not None:
         extra.append(ReduceLROnPlateau(monitor=s.monitor, factor=s.reduce_lr_factor, patience=s.reduce_lr_patience))

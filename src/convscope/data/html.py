@@ -45,6 +45,15 @@ def _value_range(dataset: Dataset) -> tuple[float, float]:
     return (float(images.min()), float(images.max())) if images.size else (0.0, 1.0)
 
 
+def step_rows(steps) -> list[tuple[str, str]]:
+    """What load did, one row per `steps.DataStep`: its name, then the shape and value range after it."""
+    rows = []
+    for step in steps:
+        values = f", {_('values')} {_number(step.low)} .. {_number(step.high)}" if step.low is not None else ""
+        rows.append((_("step: {name}").format(name=step.name), f"{step.shape}{values}; {step.note}"))
+    return rows
+
+
 def facts(dataset: Dataset) -> list[tuple[str, str]]:
     """The key-value rows of `describe`, for the HTML table."""
     h, w, c = dataset.input_shape
@@ -59,9 +68,7 @@ def facts(dataset: Dataset) -> list[tuple[str, str]]:
     ]
     if dataset.predefined_test is not None:
         rows.append(("test split", f"predefined by the file, {len(dataset.predefined_test):,} images"))
-    for step in dataset.steps:  # what load did, step by step: shape and value range after each
-        values = f", values {_number(step.low)} .. {_number(step.high)}" if step.low is not None else ""
-        rows.append((_("step: {name}").format(name=step.name), f"{step.shape}{values}; {step.note}"))
+    rows += step_rows(dataset.steps)
     warning = imbalance_warning(dataset)
     if warning:
         rows.append(("warning", warning.removeprefix("warning: ")))

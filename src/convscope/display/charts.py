@@ -1,7 +1,7 @@
 """Charts of plain numbers, shared by the report, the notebook reprs and the live training chart.
 
 They take duck-typed inputs (anything with a History's `column`, `best_epoch`, ... ; arrays and dicts), so
-this bottom layer imports nothing from convscope. Every function builds a `matplotlib.figure.Figure`
+this bottom layer imports nothing from convscope but `checks.text_width` (names' widths in terminal columns). Every function builds a `matplotlib.figure.Figure`
 directly, without pyplot: no global figure state and no display needed.
 """
 
@@ -10,9 +10,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import numpy as np
-import wcwidth
 from matplotlib.figure import Figure
 
+from ..checks import text_width
 from .fonts import fit_fonts
 
 CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
@@ -70,7 +70,7 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
     image = ax.imshow(cm, cmap="Blues")
     figure.colorbar(image, ax=ax, shrink=0.8, label="images")
     ticks = np.arange(k)
-    ax.set_xticks(ticks, class_names, rotation=90 if max(wcwidth.width(n) for n in class_names) > 3 else 0)
+    ax.set_xticks(ticks, class_names, rotation=90 if max(text_width(n) for n in class_names) > 3 else 0)
     ax.set_yticks(ticks, class_names)
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
@@ -102,7 +102,7 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     for offset, key, color in ((-width, "precision", TRAIN_COLOR), (0.0, "recall", VAL_COLOR), (width, "f1", CORRECT)):
         ax.bar(x + offset, [row[key] for row in rows], width, label=key if key != "f1" else "F1", color=color)
     ax.set_xticks(
-        x, [row["class"] for row in rows], rotation=90 if max(wcwidth.width(r["class"]) for r in rows) > 3 else 0
+        x, [row["class"] for row in rows], rotation=90 if max(text_width(r["class"]) for r in rows) > 3 else 0
     )
     low = min([row[key] for row in rows for key in ("precision", "recall", "f1")] + [1.0])
     ax.set_ylim(max(0.0, np.floor(low * 10) / 10 - 0.1), 1.0)

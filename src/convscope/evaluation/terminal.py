@@ -12,7 +12,6 @@ import os
 import re
 
 import numpy as np
-import wcwidth
 from PIL import Image
 
 from ..checks import pad, printable, text_width
@@ -31,7 +30,7 @@ def wants_color(stream) -> bool:
 
 def visible_width(text: str) -> int:
     """Terminal columns: East Asian wide characters (Hangul, CJK) take two, ANSI colour codes none."""
-    return wcwidth.width(_ANSI.sub("", text))
+    return text_width(_ANSI.sub("", text))
 
 
 def to_rgb8(image: np.ndarray) -> np.ndarray:

@@ -19,7 +19,7 @@ from matplotlib.figure import Figure
 from .. import display
 from .._version import __version__
 from ..data.dataset import Dataset
-from ..data.html import class_table
+from ..data.html import class_table, step_rows
 from ..errors import UserError
 from ..evaluation import inspection
 from ..evaluation.evaluate import EvaluationResult
@@ -62,6 +62,8 @@ def data_section(view: RunView) -> Section:
     scaler = view.trained.scaler
     rows = [
         ("source", data.get("source", "–")),
+        # what load did to the file, step by step, when the training split that came from it is at hand
+        *(step_rows(view.samples.steps) if view.samples_split == "training split" else []),
         ("image shape", f"{h} × {w} × {c} (height × width × channels)"),
         ("classes", f"{len(evaluation.class_names)}: {', '.join(evaluation.class_names)}"),
         ("training images", data.get("train_size", "–")),

@@ -12,7 +12,8 @@ COLUMNS = ("epoch", "loss", "accuracy", "val_loss", "val_accuracy", "lr", "secon
 @dataclass
 class History:
     rows: list[dict[str, float]] = field(default_factory=list)
-    best_epoch: int | None = None  # the epoch with the best monitored value
+    # the epoch with the best monitored value, by the early-stopping rule (`early_stopping.best_epoch`)
+    best_epoch: int | None = None
     weights_epoch: int | None = None  # the epoch whose weights the model ends with (best_epoch when restored)
     stopped_early: bool = False
     interrupted: bool = False  # Ctrl-C: the run stopped cleanly and kept the best weights so far
@@ -27,14 +28,6 @@ class History:
 
     def column(self, name: str) -> list[float]:
         return [row[name] for row in self.rows if name in row]
-
-    def best_by(self, *names: str) -> int | None:
-        """The epoch with the lowest value of the first of `names` that was recorded."""
-        for name in names:
-            values = [(row[name], row["epoch"]) for row in self.rows if name in row]
-            if values:
-                return int(min(values)[1])
-        return None
 
     def _repr_html_(self) -> str:
         """Jupyter: the report's Training section (curves, how the run ended, every epoch)."""

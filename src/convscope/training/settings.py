@@ -15,6 +15,7 @@ from typing import Any
 
 from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
+from .early_stopping import EarlyStopping
 from .recipes import Recipe, check_extras, recipe_for
 
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware has it, else fp32
@@ -143,6 +144,16 @@ class TrainSettings:
         recipe = self.recipe_settings()
         return FitSettings(
             **{f.name: getattr(recipe, f.name) for f in fields(FitSettings) if f.name != "seed"}, seed=self.seed
+        )
+
+    def early_stopping(self) -> EarlyStopping | None:
+        """The EarlyStopping a run of these settings trains with: the recipe's patience on `monitor` with
+        `min_delta`, restoring the best epoch's weights; None when the recipe has no early stopping."""
+        patience = self.recipe_settings().patience
+        if patience is None:
+            return None
+        return EarlyStopping(
+            monitor=self.monitor, min_delta=self.min_delta, patience=patience, restore_best_weights=True
         )
 
     def to_dict(self) -> dict[str, Any]:
