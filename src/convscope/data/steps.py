@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import pad
 from ..i18n import _
 from .dataset import Dataset
 from .describe import steps_text  # noqa: F401  (the text lives with describe, which shows it)
@@ -30,7 +31,7 @@ class DataStep:
 
     def __str__(self) -> str:
         values = f"  {_('values')} {_num(self.low)} .. {_num(self.high)}" if self.low is not None else ""
-        return f"{self.name:<10} {str(self.shape):<22}{values}  {self.note}".rstrip()
+        return f"{pad(self.name, 10)} {str(self.shape):<22}{values}  {self.note}".rstrip()
 
 
 def _num(value: float | None) -> str:
