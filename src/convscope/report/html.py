@@ -23,7 +23,7 @@ from ..data.html import class_table
 from ..errors import UserError
 from ..evaluation import inspection
 from ..evaluation.evaluate import EvaluationResult
-from ..evaluation.html import MATRIX_ALT, MATRIX_CAPTION, PER_CLASS_ALT, confusion_section, metrics_section
+from ..evaluation.html import confusion_section, matrix_alt, matrix_caption, metrics_section, per_class_alt
 from ..i18n import _
 from ..models.html import model_section
 from ..runs import default_run_dir, save_run
@@ -217,9 +217,9 @@ def sections(view: RunView) -> list[Section]:
             imported=view.config.get("imported"),
             notes=curve_notes(view),
         ),
-        metrics_section(e, picture(figures.per_class_figure(e.per_class), PER_CLASS_ALT)),
+        metrics_section(e, picture(figures.per_class_figure(e.per_class), per_class_alt())),
         confusion_section(
-            e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT, MATRIX_CAPTION)
+            e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), matrix_alt(), matrix_caption())
         ),
         predictions_section(view),
         inside_section(view),
