@@ -84,4 +84,5 @@ def _number(value: object) -> str:
 
 def steps_text(steps) -> str:
     """What `load` did, one `steps.DataStep` per line."""
-    return "\n".join([_("data steps:")] + [f"  {s}" for s in steps])
+    width = max([10, *(text_width(s.name) for s in steps)])
+    return "\n".join([_("data steps:")] + [f"  {s.line(width)}" for s in steps])
