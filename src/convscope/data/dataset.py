@@ -108,7 +108,7 @@ def stratified_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple
     if len(test_idx) == 0 or len(train_idx) == 0:
         raise UserError(
             _(
-                "a test split of {test_size} leaves {n_train_idx} training and {n_test_idx} test images; use a different --test-split or more data."
-            ).format(test_size=test_size, n_train_idx=len(train_idx), n_test_idx=len(test_idx))
+                "a test split of {test_size} leaves {n_train} training and {n_test} test images; use a different --test-split or more data."
+            ).format(test_size=test_size, n_train=len(train_idx), n_test=len(test_idx))
         )
     return train_idx, test_idx
