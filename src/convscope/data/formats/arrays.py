@@ -112,7 +112,7 @@ def load_npy(path: Path) -> RawData:
         raise UserError(
             _(
                 "{path}: a .npy file holds only images; put the labels beside it as {candidates}, or save both in one .npz."
-            ).format(path=path, candidates=" or ".join(label_candidates(path)))
+            ).format(path=path, candidates=_(" or ").join(label_candidates(path)))
         )
     train = RawSplit(_read_npy(path), _read_npy(labels), str(path.parent), path.name, labels.name)
     return RawData(train)

@@ -161,11 +161,11 @@ def _partner(path: Path, old: str, new: str) -> Path:
     for candidate in _candidates(path.parent, name):
         if candidate.is_file():
             return candidate
-    raise UserError(
-        _("{path}: its {new} partner {partner} (or .gz) is missing.").format(
-            path=path, new=new, partner=path.parent / name
-        )
-    )
+    if new == "labels":
+        message = _("{path}: its labels partner {partner} (or .gz) is missing.")
+    else:
+        message = _("{path}: its images partner {partner} (or .gz) is missing.")
+    raise UserError(message.format(path=path, partner=path.parent / name))
 
 
 def _find_test_pair(train_images: Path) -> Path | None:
