@@ -19,6 +19,7 @@ from hypothesis import strategies as st
 import convscope as cs
 from convscope import cli
 from convscope.checks import check_train_settings
+from convscope.experiment import check_grid, plan
 from fuzzing import scaled, valid_or_user_error
 
 # A value for each positional argument, so that only the flag under test can fail.
@@ -32,7 +33,8 @@ def numeric_flags() -> list[tuple[str, str, argparse.Action]]:
     found = []
     for name, sub in commands.items():
         for action in sub._actions:
-            if action.option_strings and action.type not in (None, str):
+            # --grid takes NAME=A,B pairs, not numbers: its own property is below
+            if action.option_strings and action.type not in (None, str) and action.dest != "grid":
                 found.append((name, action.option_strings[-1], action))
     return found
 
@@ -89,6 +91,28 @@ def argv_for(command: str, flag: str, text: str) -> list[str]:
 def finite_values(value) -> list[float]:
     items = value if isinstance(value, tuple) else (value,)
     return [float(v) for v in items if v is not None]
+
+
+@scaled(0.3)
+@given(
+    name=st.sampled_from(["filters", "dropout", "units", "kernel_size", "lr", "batch_size", "epochs"]) | texts,
+    values=texts,
+)
+@example(name="filters", values="4.7")
+@example(name="lr", values="0.001,100")
+@example(name="0", values="0")
+def test_grid_is_refused_in_one_sentence_or_planned(name, values):
+    """`sweep --grid NAME=A,B`: argparse refuses it, or every combination is checked (settings and network
+    shapes) before the first run trains, as a plan or one UserError sentence."""
+    code, args, err = parse(["sweep", "--grid", f"{name}={values}"])
+    if code is not None:
+        assert code == 2 and err.strip().splitlines()[-1].startswith("convscope sweep: error: argument --grid"), err
+        return
+
+    def planned():
+        return plan(check_grid(dict(args.grid)), "cnn", 0, 2, 0.2, 3, {}, (28, 28, 1), 10)
+
+    valid_or_user_error(planned)
 
 
 def test_every_numeric_flag_is_covered():

@@ -33,7 +33,7 @@ from .data import load
 from .data.dataset import Dataset
 from .errors import UserError
 from .i18n import _
-from .models.build import build, resolve_spec
+from .models.build import build, plan_network, resolve_spec
 from .report.result import evaluate
 from .runs import save_run
 from .training.fit import fit
@@ -184,13 +184,13 @@ def vary_spec(spec: dict[str, Any], values: Mapping[str, Any]) -> dict[str, Any]
     for layer in spec["layers"]:
         kind = layer["type"]
         if kind == "Conv2D" and "filters" in values:
-            layer["filters"] = int(values["filters"])
+            layer["filters"] = values["filters"]  # as given: the spec's own checks refuse 4.7 or "abc" in a sentence
         if kind == "Conv2D" and "kernel_size" in values:
             layer["kernel_size"] = values["kernel_size"]
         if kind == "Dropout" and "dropout" in values:
-            layer["rate"] = float(values["dropout"])
+            layer["rate"] = values["dropout"]
         if kind == "Dense" and "units" in values and dense and layer is not dense[-1]:
-            layer["units"] = int(values["units"])
+            layer["units"] = values["units"]
     return spec
 
 
@@ -208,6 +208,33 @@ def run_settings(
         )
     given = {"model": model, "seed": seed, "epochs": epochs, "validation_split": validation_split}
     return TrainSettings.of(None, {**given, "patience": patience, **options})
+
+
+def plan(
+    grid: Mapping[str, list],
+    model: str | dict,
+    seed: int,
+    epochs: int,
+    validation_split: float,
+    patience: int | None,
+    options: Mapping[str, Any],
+    input_shape: tuple[int, int, int],
+    num_classes: int,
+) -> list[tuple[dict[str, Any], dict[str, Any]]]:
+    """Every combination of `grid`'s values with its spec, each network (on torch's meta device: shapes, no
+    weights) and each run's settings checked, so that a bad value in the last combination is refused before
+    the first one trains."""
+    base = resolve_spec(model)
+    names = list(grid)
+    combinations = []
+    for combo in itertools.product(*(grid[n] for n in names)):
+        values = dict(zip(names, combo))
+        spec = vary_spec(base.to_dict(), values)
+        plan_network(spec, input_shape, num_classes)
+        fit_values = {k: v for k, v in values.items() if k in FIT_VALUES}
+        run_settings(model, seed, epochs, validation_split, patience, {**options, **fit_values})
+        combinations.append((values, spec))
+    return combinations
 
 
 def experiment(
@@ -241,10 +268,10 @@ def experiment(
     if root.exists() and any(root.iterdir()):
         raise UserError(_("experiment folder {path} already exists; choose another out.").format(path=root))
     result = ExperimentResult(values_grid, path=root)
-    names = list(values_grid)
-    for combo in itertools.product(*(values_grid[n] for n in names)):
-        values = dict(zip(names, combo))
-        spec = vary_spec(base.to_dict(), values)
+    combinations = plan(
+        values_grid, model, seed, epochs, validation_split, patience, options, dataset.input_shape, dataset.num_classes
+    )
+    for values, spec in combinations:
         fit_values = {k: v for k, v in values.items() if k in FIT_VALUES}
         for r in range(repeats):
             run_seed = seed + r
