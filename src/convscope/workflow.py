@@ -108,7 +108,11 @@ def train(
     dataset: Dataset
     if s.stream:
         if s.layout is not None:
-            raise UserError(f"{s.data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).")
+            raise UserError(
+                _("{data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).").format(
+                    data=s.data
+                )
+            )
         dataset = open_stream(s.data, class_names=s.class_names, image_size=s.image_size, channels=s.channels)
     else:
         dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
@@ -166,7 +170,7 @@ def train(
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
         raise UserError(
-            "interrupted before the first epoch completed: there is nothing to save, so no run was written."
+            _("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
         )
     if history.resumed_from_epoch is not None:
         say(f"resumed after epoch {history.resumed_from_epoch}")
@@ -220,13 +224,18 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
     saved_file = state / "settings.json"
     if s.resume:
         if s.out is None:
-            raise UserError("--resume continues the run that --out names; give the same --out as the interrupted run.")
+            raise UserError(
+                _("--resume continues the run that --out names; give the same --out as the interrupted run.")
+            )
         if out.exists():
-            raise UserError(f"--resume: the run {out} is already finished; there is nothing to resume.")
+            raise UserError(
+                _("--resume: the run {out} is already finished; there is nothing to resume.").format(out=out)
+            )
         if not saved_file.is_file():
             raise UserError(
-                f"--resume: there is no saved state for {out} (looked for {state}); "
-                "run the same command without --resume to start it."
+                _(
+                    "--resume: there is no saved state for {out} (looked for {state}); run the same command without --resume to start it."
+                ).format(out=out, state=state)
             )
         try:
             saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
@@ -235,10 +244,14 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
             raise UserError(message if str(saved_file) in message else f"{saved_file}: {message}") from None
         differences = s.differences(saved)
         if differences:
-            raise UserError(f"--resume: {out} was started with other settings: {'; '.join(differences)}.")
+            raise UserError(
+                _("--resume: {out} was started with other settings: {choices}.").format(
+                    out=out, choices="; ".join(differences)
+                )
+            )
         return state
     if out.exists():
-        raise UserError(f"run directory {out} already exists; choose another --out.")
+        raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
     return state
 
 
@@ -258,13 +271,13 @@ def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = 
     # Decided here, once: each rank would otherwise stamp its own default directory name.
     out = Path(settings.out or default_run_dir(resolve_spec(settings.model).name))
     if out.exists() and not settings.resume:
-        raise UserError(f"run directory {out} already exists; choose another --out.")
+        raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
     from .training.distributed import launch  # torch.distributed loads only for parallel runs
 
     settings = replace(settings, out=str(out))
     launch(settings.nproc, _train_rank, (settings, list(callbacks)), device=settings.device)
     trained = load_run(out)
-    test, _ = load_test_set(out)
+    test = load_test_set(out)[0]
     return TrainResult(trained, evaluate(trained, test), out)
 
 

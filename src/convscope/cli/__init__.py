@@ -13,6 +13,7 @@ import sys
 from .._version import __version__
 from ..checks import printable
 from ..errors import UserError
+from ..i18n import _
 from . import compare, datasets, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
 from .options import Parser
 
@@ -22,7 +23,7 @@ COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, re
 def parser() -> argparse.ArgumentParser:
     root = Parser(  # its sub-parsers are Parsers: every --help shows the defaults
         prog="convscope",
-        description="Train, explain and serve small convolutional image classifiers.",
+        description=_("Train, explain and serve small convolutional image classifiers."),
     )
     root.add_argument("--version", action="version", version=f"convscope {__version__}")
     sub = root.add_subparsers(dest="command", metavar="COMMAND")
@@ -39,10 +40,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as exc:
-        print(f"convscope {args.command}: error: {printable(exc)}", file=sys.stderr)  # one line, whatever it quotes
+        print(
+            _("convscope {command}: error: {text}").format(command=args.command, text=printable(exc)), file=sys.stderr
+        )  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:
-        print(f"convscope {args.command}: interrupted.", file=sys.stderr)
+        print(_("convscope {command}: interrupted.").format(command=args.command), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _reader_went_away()

@@ -15,6 +15,7 @@ import math
 from collections.abc import Callable
 
 from ..checks import MAX_SEED
+from ..i18n import _
 from ..models.presets import PRESETS
 
 
@@ -72,10 +73,14 @@ def int_range(low: int, high: int | None = None, what: str = "an integer") -> Ca
         try:
             value = int(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {_quoted(text)}") from None
+            raise argparse.ArgumentTypeError(
+                _("must be {what}, got {quoted}").format(what=what, quoted=_quoted(text))
+            ) from None
         if value < low or (high is not None and value > high):
             bounds = f">= {low:,}" if high is None else f"from {low:,} to {high:,}"
-            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {_quoted(text)}")
+            raise argparse.ArgumentTypeError(
+                _("must be {what} {bounds}, got {quoted}").format(what=what, bounds=bounds, quoted=_quoted(text))
+            )
         return value
 
     parse.__name__ = "integer"  # argparse names the type in "invalid <name> value" messages
@@ -98,13 +103,17 @@ def float_range(
         try:
             value = float(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {_quoted(text)}") from None
+            raise argparse.ArgumentTypeError(_("must be a number, got {quoted}").format(quoted=_quoted(text))) from None
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+            raise argparse.ArgumentTypeError(
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval, quoted=_quoted(text))
+            )
         below = value <= low if low_open else value < low
         above = high is not None and (value >= high if high_open else value > high)
         if below or above:
-            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+            raise argparse.ArgumentTypeError(
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval, quoted=_quoted(text))
+            )
         return value
 
     parse.__name__ = "number"
@@ -131,9 +140,15 @@ def shape(text: str) -> tuple[int, ...]:
     try:
         parts = tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must look like 28,28,1, got {_quoted(text)}") from None
+        raise argparse.ArgumentTypeError(
+            _("must look like 28,28,1, got {quoted}").format(quoted=_quoted(text))
+        ) from None
     if len(parts) != 3 or min(parts) < 1 or max(parts) > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {_quoted(text)}")
+        raise argparse.ArgumentTypeError(
+            _("must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {quoted}").format(
+                MAX_COUNT=MAX_COUNT, quoted=_quoted(text)
+            )
+        )
     return parts
 
 
@@ -141,14 +156,14 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k
     p.add_argument(
         "--data",
         default=default,
-        help="a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)",
+        help=_("a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)"),
     )
-    p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
-    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="override layout detection")
+    p.add_argument("--class-names", help=_("ABCDEFGHIJ (one character per class) or comma,separated,names"))
+    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("override layout detection"))
     p.add_argument(
-        "--image-size", type=int_range(1, 8192, "a side in pixels"), help="resize image-folder images to this size"
+        "--image-size", type=int_range(1, 8192, "a side in pixels"), help=_("resize image-folder images to this size")
     )
-    p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB (image folders)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help=_("1 = grayscale, 3 = RGB (image folders)"))
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:
@@ -164,7 +179,7 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        help="torch threads (default: the cores other processes leave idle; see the README)",
+        help=_("torch threads (default: the cores other processes leave idle; see the README)"),
     )
 
 
@@ -174,11 +189,11 @@ def add_framing_options(p: argparse.ArgumentParser) -> None:
         "--invert",
         choices=["auto", "true", "false"],
         default="auto",
-        help="auto: invert images whose background is the opposite of the training images'",
+        help=_("auto: invert images whose background is the opposite of the training images'"),
     )
     p.add_argument(
         "--framing",
         choices=["auto", "fill", "fit", "none"],
         default="auto",
-        help="auto: crop and frame the ink as the training images are framed (the run's input contract)",
+        help=_("auto: crop and frame the ink as the training images are framed (the run's input contract)"),
     )

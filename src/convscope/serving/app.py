@@ -35,7 +35,7 @@ from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
 from ..display.fonts import with_font_face
 from ..errors import UserError
-from ..i18n import language
+from ..i18n import _, language
 from ..training.threads import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
@@ -156,7 +156,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     app = FastAPI(
         title=f"convscope: {served.info['name']}",
         version=__version__,
-        description="Predict with a trained convscope run. The drawing page is at `/`.",
+        description=_("Predict with a trained convscope run. The drawing page is at `/`."),
         docs_url=None,  # served below from local files: the default page loads Swagger UI from a CDN
         redoc_url=None,
         lifespan=lifespan,
@@ -239,7 +239,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         invert: Invert = Query("auto", description=INVERT_HELP),
         top_k: int = Query(3, ge=1, description=TOP_K_HELP),
         channels: int = Query(
-            served.settings.max_feature_channels, ge=1, description="tiles per layer (the server's maximum applies)"
+            served.settings.max_feature_channels, ge=1, description=_("tiles per layer (the server's maximum applies)")
         ),
         framing: FramingChoice = Query("auto", description=FRAMING_HELP),
     ) -> dict[str, Any]:
@@ -311,7 +311,9 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
         files = await read_files(request, served.settings.max_batch)
         if len(files) != 1:
             raise RequestError(
-                f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several."
+                _("send exactly one image file (field 'image'), got {count}; use /predict/batch for several.").format(
+                    count=len(files)
+                )
             )
         return files[0]
     if kind == "application/json":
@@ -320,8 +322,9 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
     if kind in ("", "application/octet-stream") or kind.startswith("image/"):
         return await _body(request)
     raise UnsupportedMediaType(
-        f"content type {kind!r} is not taken here; send multipart/form-data (field 'image'), an image/* body, "
-        "or application/json with 'pixels'."
+        _(
+            "content type {kind!r} is not taken here; send multipart/form-data (field 'image'), an image/* body, or application/json with 'pixels'."
+        ).format(kind=kind)
     )
 
 
@@ -330,16 +333,17 @@ async def _batch_payloads(request: Request, served: ServedModel) -> list[Payload
     if kind == "multipart/form-data":
         files = await read_files(request, served.settings.max_batch)
         if not files:
-            raise RequestError("the form has no image files; send them in repeated 'images' fields.")
+            raise RequestError(_("the form has no image files; send them in repeated 'images' fields."))
         return files
     if kind == "application/json":
         images = _json_object(await _body(request), "images")["images"]
         if not isinstance(images, list) or not images:
-            raise RequestError("'images' must be a non-empty list of pixel arrays.")
+            raise RequestError(_("'images' must be a non-empty list of pixel arrays."))
         return images
     raise UnsupportedMediaType(
-        f"content type {kind!r} is not taken by /predict/batch; send multipart/form-data files 'images' "
-        "or application/json with 'images'."
+        _(
+            "content type {kind!r} is not taken by /predict/batch; send multipart/form-data files 'images' or application/json with 'images'."
+        ).format(kind=kind)
     )
 
 
@@ -347,7 +351,7 @@ async def _body(request: Request) -> bytes:
     body = await request.body()
     if not body:
         raise RequestError(
-            "the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels)."
+            _("the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels).")
         )
     return body
 
@@ -355,7 +359,7 @@ async def _body(request: Request) -> bytes:
 def _json_object(body: bytes, key: str) -> dict[str, Any]:
     value = parse_json(body)  # limits.py: depth-limited
     if not isinstance(value, dict) or key not in value:
-        raise RequestError(f"the JSON body must be an object with a '{key}' field.")
+        raise RequestError(_("the JSON body must be an object with a '{key}' field.").format(key=key))
     return value
 
 

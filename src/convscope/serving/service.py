@@ -136,7 +136,7 @@ def prepare(
 ) -> PreparedImage:
     if isinstance(payload, (bytes, bytearray)):
         if not payload:
-            raise RequestError("the uploaded image is empty (0 bytes).")
+            raise RequestError(_("the uploaded image is empty (0 bytes)."))
         return from_upload(bytes(payload), served.prep, invert, framing)
     return from_pixels(payload, served.prep, invert, framing)
 
@@ -220,7 +220,9 @@ def one_of_many(outcomes: list[Any]) -> list[dict[str, Any]]:
 def check_batch_length(count: int, served: ServedModel) -> None:
     if count > served.settings.max_batch:
         raise PayloadTooLarge(
-            f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request."
+            _("the batch has {count} images; this server takes at most {max_batch} per request.").format(
+                count=count, max_batch=served.settings.max_batch
+            )
         )
 
 
