@@ -12,10 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
+import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from ..checks import MAX_SEED
-from ..i18n import _
+from ..i18n import LANGUAGES, _
 from ..models.presets import PRESETS
 
 
@@ -30,12 +33,19 @@ class ShowDefaults(argparse.HelpFormatter):
     Unlike argparse.ArgumentDefaultsHelpFormatter, this also covers options without a help text, skips
     defaults that mean "not given" (None, False) and writes tuples as they are typed (28,28,1)."""
 
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:
+        super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+    def start_section(self, heading: str | None) -> None:
+        super().start_section(_section_heading(heading))
+
     def add_argument(self, action: argparse.Action) -> None:
         shown = default_text(action)
         if shown is not None:
             action = copy.copy(action)
             # help is %-formatted by argparse, so a literal % in a default must be doubled.
-            action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
+            suffix = _("(default: {value})").format(value=shown.replace("%", "%%"))
+            action.help = f"{action.help or ''} {suffix}".lstrip()
         super().add_argument(action)
 
 
@@ -44,19 +54,117 @@ def default_text(action: argparse.Action) -> str | None:
     default = action.default
     if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
         return None
-    if action.help is argparse.SUPPRESS or "default" in (action.help or "").lower():
+    if action.help is argparse.SUPPRESS or _states_default(action.help or ""):
         return None
     if isinstance(default, (tuple, list)):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
+def _states_default(text: str) -> bool:
+    """Whether a help text already names its default, in English or in the language in force."""
+    lowered = text.lower()
+    return "default" in lowered or _("default") in lowered
+
+
+def add_language_option(p: argparse.ArgumentParser) -> None:
+    """--lang on a parser; main() reads it from argv before parsing (`language_asked`), so it is only shown and
+    checked here. SUPPRESS: a sub-command's absent --lang leaves the top-level one alone."""
+    p.add_argument(
+        "--lang",
+        choices=list(LANGUAGES),
+        default=argparse.SUPPRESS,
+        help=_("language of messages and reports (default: CONVSCOPE_LANG, else the locale, else en)"),
+    )
+
+
+def language_asked(argv: list[str]) -> str | None:
+    """The value of the last --lang in argv (`--lang ko` or `--lang=ko`), before a `--`; None when absent."""
+    asked = None
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--lang" and i + 1 < len(argv):
+            asked = argv[i + 1]
+        elif word.startswith("--lang="):
+            asked = word.partition("=")[2]
+    return asked
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too."""
+    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too.
+
+    argparse's own words (usage, section headings, -h, its error sentences) come from Python's catalog, not
+    ours, so a Parser says them through convscope's: `ShowDefaults` for the help page, `error` for mistakes.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", ShowDefaults)
-        super().__init__(*args, **kwargs)
+        add_help = kwargs.pop("add_help", True)
+        super().__init__(*args, add_help=False, **kwargs)
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help=_("show this help message and exit"))
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, _("{prog}: error: {message}").format(prog=self.prog, message=argparse_message(message)) + "\n")
+
+
+def _section_heading(heading: str | None) -> str | None:
+    headings = {"options": _("options"), "positional arguments": _("positional arguments")}
+    return headings.get(heading or "", heading)
+
+
+def _argparse_sentences() -> list[tuple[str, str]]:
+    """argparse's error sentences (Python 3.10-3.13), each with its translation; the %-fields are kept."""
+    return [
+        ("argument %(argument_name)s: %(message)s", _("argument %(argument_name)s: %(message)s")),
+        ("the following arguments are required: %s", _("the following arguments are required: %s")),
+        ("one of the arguments %s is required", _("one of the arguments %s is required")),
+        ("unrecognized arguments: %s", _("unrecognized arguments: %s")),
+        ("not allowed with argument %s", _("not allowed with argument %s")),
+        ("expected one argument", _("expected one argument")),
+        ("expected at most one argument", _("expected at most one argument")),
+        ("expected at least one argument", _("expected at least one argument")),
+        (
+            "ambiguous option: %(option)s could match %(matches)s",
+            _("ambiguous option: %(option)s could match %(matches)s"),
+        ),
+        ("invalid %(type)s value: %(value)r", _("invalid %(type)s value: %(value)r")),
+        (
+            "invalid choice: %(value)r (choose from %(choices)s)",
+            _("invalid choice: %(value)r (choose from %(choices)s)"),
+        ),
+    ]
+
+
+_FIELD = re.compile(r"%(?:\((\w+)\))?[sr]")
+
+
+def argparse_message(message: str) -> str:
+    """An argparse error sentence in the language in force: matched against argparse's English templates, its
+    fields (option names, values) carried into the translation; our own messages inside pass through `_` already."""
+    for english, translated in _argparse_sentences():
+        names = [m.group(1) or f"_{i}" for i, m in enumerate(_FIELD.finditer(english))]
+        pattern = "".join(
+            re.escape(part) if i % 2 == 0 else "(.*?)"
+            for i, part in enumerate(_FIELD.split(english))
+            if part is not None
+        )
+        match = re.fullmatch(pattern, message, re.S)
+        if match is None:
+            continue
+        values = dict(zip(names, match.groups()))
+        if names and names[-1] == "message":
+            values["message"] = argparse_message(values["message"])  # "argument --x: invalid choice: ..."
+        return _filled(translated, values)
+    return message
+
+
+def _filled(template: str, values: dict[str, str]) -> str:
+    """`template`'s %-fields replaced by `values`: named ones by name, bare ones (`%s`) by position (`_0`, `_1`)."""
+    positional = iter(v for k, v in values.items() if k.startswith("_"))
+    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) else next(positional), template)
 
 
 _SHOWN = 40  # characters of a bad value quoted back: a flag can hold a pasted file
