@@ -128,4 +128,10 @@ def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(language()).ngettext(singular, plural, n)
 
 
+def N_(message: str) -> str:
+    """Marks `message` for the catalog without translating it: for text defined before anyone reads it (a
+    module's constant), translated with `_()` where it is shown. `make catalogs` extracts `N_` too."""
+    return message
+
+
 _ = gettext

@@ -37,7 +37,7 @@ from .data.framing import InputContract, learn_contract, unframed
 from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
-from .i18n import _
+from .i18n import N_, _
 from .models.build import check_params, plan_network
 from .models.network import Network
 from .models.spec import parse_spec
@@ -311,14 +311,14 @@ _RECORD_BOUNDS = {"test_accuracy": (0.0, 1.0), "test_loss": (0.0, math.inf), "tr
 # Fields inside config.json's sections that the report computes with: (section, key) -> what they must be
 # (null is allowed: readers fall back to a dash).
 _RECORD_NESTED: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
-    ("data", "train_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("data", "test_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("data", "source"): ("text", lambda v: isinstance(v, str)),
-    ("fit", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("fit", "epochs"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("fit", "validation_split"): ("a number in [0, 1)", lambda v: _is_finite(v) and 0 <= v < 1),
-    ("fit", "lr"): ("a finite number", _is_finite),
-    ("fit", "precision"): ("text", lambda v: isinstance(v, str)),
+    ("data", "train_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
+    ("data", "test_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
+    ("data", "source"): (N_("text"), lambda v: isinstance(v, str)),
+    ("fit", "batch_size"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
+    ("fit", "epochs"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
+    ("fit", "validation_split"): (N_("a number in [0, 1)"), lambda v: _is_finite(v) and 0 <= v < 1),
+    ("fit", "lr"): (N_("a finite number"), _is_finite),
+    ("fit", "precision"): (N_("text"), lambda v: isinstance(v, str)),
 }
 _RECORD_EPOCHS = ("best_epoch", "weights_epoch")
 _RECORD_FLAGS = ("stopped_early", "interrupted")

@@ -64,7 +64,7 @@ class SearchSpace:
             raise UserError(_("dropout range must be within [0, 1), got {dropout}.").format(dropout=self.dropout))
         if self.lr and not 0.0 < self.lr[0] <= self.lr[1]:
             raise UserError(_("learning-rate range must be positive, low <= high, got {lr}.").format(lr=self.lr))
-        for name, values in (("kernel sizes", self.kernel_sizes), ("batch sizes", self.batch_sizes)):
+        for name, values in ((_("kernel sizes"), self.kernel_sizes), (_("batch sizes"), self.batch_sizes)):
             if values is not None and (not values or min(values) < 1):
                 raise UserError(_("{name} must be positive integers, got {values}.").format(name=name, values=values))
 

@@ -123,7 +123,10 @@ def train(
         say(entry.credit())
     train_set, test_set = dataset.split(test_size=s.test_split, seed=s.seed)
     say(
-        f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n"
+        _("split: {train} train (of which {validation:.0%} validation), {test} test").format(
+            train=len(train_set), validation=fit_settings.validation_split, test=len(test_set)
+        )
+        + "\n"
     )
 
     network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
@@ -173,16 +176,20 @@ def train(
             _("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
         )
     if history.resumed_from_epoch is not None:
-        say(f"resumed after epoch {history.resumed_from_epoch}")
+        say(_("resumed after epoch {epoch}").format(epoch=history.resumed_from_epoch))
     for cause in (history.resume or {}).get("because", []):
         say(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
-        say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")
+        say(
+            _("restored the weights of epoch {epoch} (best {monitor})").format(
+                epoch=history.weights_epoch, monitor=s.monitor
+            )
+        )
 
     result = evaluate(trained, test_set)
     say("\n" + result.text())
     for note in _curve_notes(trained, result, train_set):
-        say(f"\nwhat this curve says: {note}")
+        say("\n" + _("what this curve says: {note}").format(note=note))
 
     config: dict[str, Any] = {
         "data": {
@@ -210,7 +217,7 @@ def train(
         shutil.rmtree(state, ignore_errors=True)
         raise
     shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
-    say(f"\nrun saved to {path}")
+    say("\n" + _("run saved to {path}").format(path=path))
     if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
         from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
@@ -258,7 +265,11 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
 def _start_state(s: TrainSettings, state: Path, say) -> None:
     """A fresh in-progress state folder holding the settings, which `--resume` compares against."""
     if state.exists():
-        say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
+        say(
+            _("(discarding the saved state of an interrupted run in {state}; --resume would continue it)").format(
+                state=state
+            )
+        )
         shutil.rmtree(state)
     state.mkdir(parents=True)
     partial = state / ".settings.json.tmp"  # a kill mid-write leaves no half a file for --resume to read

@@ -131,9 +131,9 @@ def run(args: argparse.Namespace) -> int:
         chosen = inspection.select(view.evaluation, kind, n, class_name=args.class_name, index=args.index, seed=seed)
         samples, title, feature_maps = chosen.samples, chosen.title, args.feature_maps
         stem = f"index-{args.index}" if kind == "index" else kind
-        header = f"{printable(title)}: {len(samples)} shown"
+        header = _("{title}: {count} shown").format(title=printable(title), count=len(samples))
         if kind in ("random", "mistakes") and args.seed is None:
-            header += f" (seed {seed}; repeat with --seed {seed})"
+            header += " " + _("(seed {seed}; repeat with --seed {seed})").format(seed=seed)
         print(header, file=out)
         if not samples:
             print(_("nothing to show: no test image matches."), file=out)
@@ -164,17 +164,22 @@ def _feature_maps(
         print(_("\nthis model has no Conv or Pool layers: no feature maps, filters or Grad-CAM to show."), file=out)
         return []
     cam = inspection.grad_cam(trained, sample.image)
-    where = f"test image #{sample.index}" if sample.index is not None else "the image"
-    print(
-        _("\nfeature maps of {where} (one tile per channel, each scaled to its own range)").format(where=where),
-        file=out,
+    heading = (
+        _("feature maps of test image #{index} (one tile per channel, each scaled to its own range)")
+        if sample.index is not None
+        else _("feature maps of the image (one tile per channel, each scaled to its own range)")
     )
+    print("\n" + heading.format(index=sample.index), file=out)
     for fmap in maps:
         h, w, c = fmap.output_shape
         # Full-size tiles, as many as two rows of the terminal hold: shrunk tiles would show nothing.
         per_row = max(1, min(c, (width - 1) // (w + 1)))
         shown = min(c, 2 * per_row)
-        more = f" (channels 0-{shown - 1} of {c}; --save draws all)" if shown < c else ""
+        more = (
+            " " + _("(channels 0-{last} of {count}; --save draws all)").format(last=shown - 1, count=c)
+            if shown < c
+            else ""
+        )
         print(
             _("\n{layer} ({type}): output {h} x {w} x {c}{more}").format(
                 layer=fmap.layer, type=fmap.type, h=h, w=w, c=c, more=more

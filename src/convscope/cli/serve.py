@@ -13,11 +13,6 @@ from ..errors import UserError
 from ..i18n import _
 from .options import add_threads_option, float_range, int_range, port
 
-WORKERS_HELP = (
-    "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "
-    "threads (default 1); a connection stays with one worker, so batches form per worker"
-)
-
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
@@ -76,7 +71,15 @@ def add_parser(sub) -> None:
             "where images are decoded and batches run: process (its own process, so HTTP and the model use different cores), thread (in the server's process); auto (default): process with 2 or more cores per server process"
         ),
     )
-    p.add_argument("--workers", type=int_range(1, 256, "a number of processes"), default=1, help=WORKERS_HELP)
+    p.add_argument(
+        "--workers",
+        type=int_range(1, 256, "a number of processes"),
+        default=1,
+        help=_(
+            "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "
+            "threads (default 1); a connection stays with one worker, so batches form per worker"
+        ),
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_threads_option(p)
     p.set_defaults(run=run)
@@ -133,11 +136,24 @@ def run(args: argparse.Namespace) -> int:
         timings = "".join(
             f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured
         )
+        measured = (
+            " " + _("(us per image at batch {size}{timings})").format(size=args.max_batch_size, timings=timings)
+            if timings
+            else ""
+        )
         print(
-            f"serving {args.run_dir} on {where} with engine {engine.name}"
-            + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
-            + f", batch worker {settings.batch_worker}"
-            + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})",
+            _(
+                "serving {run} on {where} with engine {engine}{measured}, batch worker {worker}  "
+                "(API docs: /docs, metrics: /metrics; threads: {threads}, {reason})"
+            ).format(
+                run=args.run_dir,
+                where=where,
+                engine=engine.name,
+                measured=measured,
+                worker=settings.batch_worker,
+                threads=threads,
+                reason=plan.reason,
+            ),
             flush=True,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=json_error_protocol())

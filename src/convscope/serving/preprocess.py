@@ -62,12 +62,18 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
     if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
         array = _big_integers(array)  # integers past int64: numpy keeps them as Python objects
     if array.dtype.kind not in "iuf" or array.size == 0:
-        kind = "empty" if array.size == 0 else f"of type {_json_kind(array)}"
-        raise InvalidPixels(_("pixels must be numbers, got values {kind}.").format(kind=kind))
+        message = (
+            _("pixels must be numbers, got values empty.")
+            if array.size == 0
+            else _("pixels must be numbers, got values of type {kind}.")
+        )
+        raise InvalidPixels(message.format(kind=_json_kind(array)))
     if array.ndim == 2 and c == 1:
         array = array[..., np.newaxis]
     if array.shape != (h, w, c):
-        expected = f"({h}, {w})" + (f" or ({h}, {w}, 1)" if c == 1 else f" with {c} channels, ({h}, {w}, {c})")
+        expected = (
+            _("({h}, {w}) or ({h}, {w}, 1)") if c == 1 else _("({h}, {w}) with {c} channels, ({h}, {w}, {c})")
+        ).format(h=h, w=w, c=c)
         raise InvalidPixels(
             _("pixels have shape {shape}, but this model takes {expected}.").format(
                 shape=array.shape, expected=expected
@@ -124,8 +130,14 @@ def range_warnings(pixels: Any, pixel_range: tuple[float, float]) -> tuple[str, 
     low, high = float(image.min()), float(image.max())
     if high == low or hi <= lo or (high - low) >= IMPLAUSIBLE_SPREAD * (hi - lo):
         return ()
-    hint = f"; if they were scaled to 0..1, multiply them by {hi:g}" if lo == 0 and high <= 1 < hi else ""
+    hint = (
+        _("; if they were scaled to 0..1, multiply them by {factor:g}").format(factor=hi)
+        if lo == 0 and high <= 1 < hi
+        else ""
+    )
     return (
-        f"pixel values span only {low:g}..{high:g}, {100 * (high - low) / (hi - lo):.1g}% of the training data's "
-        f"range {lo:g}..{hi:g}: send pixels in the training data's units{hint}.",
+        _(
+            "pixel values span only {low:g}..{high:g}, {share:.1g}% of the training data's range {lo:g}..{hi:g}: "
+            "send pixels in the training data's units{hint}."
+        ).format(low=low, high=high, share=100 * (high - low) / (hi - lo), lo=lo, hi=hi, hint=hint),
     )

@@ -264,7 +264,7 @@ def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:
             and monitor.startswith("val_")
             and not has_validation
         ):
-            name = "early stopping" if isinstance(cb, EarlyStopping) else type(cb).__name__
+            name = _("early stopping") if isinstance(cb, EarlyStopping) else type(cb).__name__
             raise UserError(
                 _("{name} monitors {monitor}, but there is no validation data; set validation_split.").format(
                     name=name, monitor=monitor

@@ -81,7 +81,7 @@ class NotebookProgress(Callback):
     def _put_chart(self) -> None:
         from ..display.charts import training_curves  # matplotlib: only once there is a chart to draw
 
-        figure = training_curves(self.history, title="training curves (live)")
+        figure = training_curves(self.history, title=_("training curves (live)"))
         picture = _Chart(figure)
         if self._chart is None:
             self._chart = self._display(picture)

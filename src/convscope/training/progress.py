@@ -71,7 +71,7 @@ class ProgressBar(Callback):
         logs = logs or {}
         seconds = time.perf_counter() - self.start
         parts = [f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
-        note = "  (early stop)" if getattr(self.model, "stop_training", False) else ""
+        note = "  " + _("(early stop)") if getattr(self.model, "stop_training", False) else ""
         prefix = "\r" if self.live else ""
         self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
         self.log.flush()
