@@ -221,7 +221,7 @@ def train(
     if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
         from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
-        say(f"report: {write_report(path, samples=train_set)}")
+        say(_("report: {path}").format(path=write_report(path, samples=train_set)))
     return TrainResult(trained, result, path)
 
 

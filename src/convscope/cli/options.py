@@ -18,7 +18,7 @@ from collections.abc import Callable
 from typing import NoReturn
 
 from ..checks import MAX_SEED
-from ..i18n import LANGUAGES, _
+from ..i18n import LANGUAGES, N_, _
 from ..models.presets import PRESETS
 
 
@@ -174,7 +174,7 @@ def _quoted(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def int_range(low: int, high: int | None = None, what: str = "an integer") -> Callable[[str], int]:
+def int_range(low: int, high: int | None = None, what: str = N_("an integer")) -> Callable[[str], int]:
     """An integer in [low, high] (no upper bound when `high` is None)."""
 
     def parse(text: str) -> int:
@@ -182,12 +182,12 @@ def int_range(low: int, high: int | None = None, what: str = "an integer") -> Ca
             value = int(text.strip())
         except ValueError:
             raise argparse.ArgumentTypeError(
-                _("must be {what}, got {quoted}").format(what=what, quoted=_quoted(text))
+                _("must be {what}, got {quoted}").format(what=_(what), quoted=_quoted(text))
             ) from None
         if value < low or (high is not None and value > high):
-            bounds = f">= {low:,}" if high is None else f"from {low:,} to {high:,}"
+            bounds = f">= {low:,}" if high is None else _("from {low:,} to {high:,}").format(low=low, high=high)
             raise argparse.ArgumentTypeError(
-                _("must be {what} {bounds}, got {quoted}").format(what=what, bounds=bounds, quoted=_quoted(text))
+                _("must be {what} {bounds}, got {quoted}").format(what=_(what), bounds=bounds, quoted=_quoted(text))
             )
         return value
 
@@ -201,11 +201,11 @@ def float_range(
     """A finite number in the interval; NaN and infinities are always refused."""
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
-    interval = (
-        f"> {_number(low)}"
-        if high is None and low_open
-        else (f">= {_number(low)}" if high is None else f"in {left}{_number(low)}, {_number(high)}{right}")
-    )
+
+    def interval() -> str:  # worded when refused, in the language then in force
+        if high is None:
+            return f"> {_number(low)}" if low_open else f">= {_number(low)}"
+        return _("in {interval}").format(interval=f"{left}{_number(low)}, {_number(high)}{right}")
 
     def parse(text: str) -> float:
         try:
@@ -214,13 +214,13 @@ def float_range(
             raise argparse.ArgumentTypeError(_("must be a number, got {quoted}").format(quoted=_quoted(text))) from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(
-                _("must be a finite number {interval}, got {quoted}").format(interval=interval, quoted=_quoted(text))
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval(), quoted=_quoted(text))
             )
         below = value <= low if low_open else value < low
         above = high is not None and (value >= high if high_open else value > high)
         if below or above:
             raise argparse.ArgumentTypeError(
-                _("must be a finite number {interval}, got {quoted}").format(interval=interval, quoted=_quoted(text))
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval(), quoted=_quoted(text))
             )
         return value
 
@@ -235,10 +235,10 @@ def _number(value: float) -> str:
 # The largest count any "how many" flag takes: beyond it a typo, never an intention.
 MAX_COUNT = 1_000_000
 
-positive_int = int_range(1, MAX_COUNT, "a positive integer")
-non_negative_int = int_range(0, MAX_COUNT, "an integer")
-seed = int_range(0, MAX_SEED, "a seed")
-port = int_range(0, 65_535, "a TCP port")
+positive_int = int_range(1, MAX_COUNT, N_("a positive integer"))
+non_negative_int = int_range(0, MAX_COUNT, N_("an integer"))
+seed = int_range(0, MAX_SEED, N_("a seed"))
+port = int_range(0, 65_535, N_("a TCP port"))
 fraction = float_range(0.0, 1.0, high_open=True)
 positive_float = float_range(0.0, low_open=True)
 non_negative_float = float_range(0.0)
@@ -269,7 +269,9 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k
     p.add_argument("--class-names", help=_("ABCDEFGHIJ (one character per class) or comma,separated,names"))
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("override layout detection"))
     p.add_argument(
-        "--image-size", type=int_range(1, 8192, "a side in pixels"), help=_("resize image-folder images to this size")
+        "--image-size",
+        type=int_range(1, 8192, N_("a side in pixels")),
+        help=_("resize image-folder images to this size"),
     )
     p.add_argument("--channels", type=int, choices=[1, 3], help=_("1 = grayscale, 3 = RGB (image folders)"))
 

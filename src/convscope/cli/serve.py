@@ -10,7 +10,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
-from ..i18n import _
+from ..i18n import N_, _
 from .options import add_threads_option, float_range, int_range, port
 
 
@@ -33,19 +33,19 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--max-image-pixels",
-        type=int_range(1, 2**31, "a pixel count"),
+        type=int_range(1, 2**31, N_("a pixel count")),
         default=4096 * 4096,
         help=_("largest decoded image, width x height (default 16777216); larger: 413"),
     )
     p.add_argument(
         "--max-batch",
-        type=int_range(1, 100_000, "a number of images"),
+        type=int_range(1, 100_000, N_("a number of images")),
         default=64,
         help=_("most images per /predict/batch call (default 64)"),
     )
     p.add_argument(
         "--max-batch-size",
-        type=int_range(1, 100_000, "a number of images"),
+        type=int_range(1, 100_000, N_("a number of images")),
         default=32,
         help=_("most images per forward pass; concurrent requests are batched up to this (default 32)"),
     )
@@ -73,7 +73,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--workers",
-        type=int_range(1, 256, "a number of processes"),
+        type=int_range(1, 256, N_("a number of processes")),
         default=1,
         help=_(
             "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "

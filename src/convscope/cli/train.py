@@ -10,7 +10,7 @@ import argparse
 
 from ..checks import MAX_LR
 from ..errors import UserError
-from ..i18n import _
+from ..i18n import N_, _
 from ..runs import read_json
 from ..training.recipes import RECIPES, SCHEDULES
 from ..training.settings import PRECISIONS, TrainSettings
@@ -74,7 +74,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--random-shift",
-        type=int_range(0, 1024, "a number of pixels"),
+        type=int_range(0, 1024, N_("a number of pixels")),
         metavar="PIXELS",
         help=_("move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)"),
     )
@@ -96,7 +96,7 @@ def add_parser(sub) -> None:
     )
     p.add_argument(
         "--nproc",
-        type=int_range(1, 256, "a number of processes"),
+        type=int_range(1, 256, N_("a number of processes")),
         default=1,
         help=_(
             "data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); for several machines launch with torchrun -m convscope train instead"

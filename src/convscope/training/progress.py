@@ -53,7 +53,7 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.start = time.perf_counter()
-        self.log.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+        self.log.write(_("Epoch {epoch}/{epochs}").format(epoch=epoch + 1, epochs=self.params.get("epochs")) + "\n")
         self.log.flush()
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
