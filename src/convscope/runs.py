@@ -366,8 +366,8 @@ def _read_mapping(path: Path) -> dict[str, Any]:
     value = read_json(path)
     if not isinstance(value, dict):
         raise UserError(
-            _("{path}: must hold a JSON object, got {name__}; the run directory is damaged.").format(
-                path=path, name__=type(value).__name__
+            _("{path}: must hold a JSON object, got {kind}; the run directory is damaged.").format(
+                path=path, kind=type(value).__name__
             )
         )
     return value
@@ -476,14 +476,14 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
     ):
         raise UserError(
             _(
-                "{path}: its test set does not match the run: images {shape}, labels {shape2}, probabilities {shape3} for {count} classes and input {tuple}."
+                "{path}: its test set does not match the run: images {shape}, labels {labels}, probabilities {probabilities} for {count} classes and input {input}."
             ).format(
                 path=path,
                 shape=images.shape,
-                shape2=labels.shape,
-                shape3=probabilities.shape,
+                labels=labels.shape,
+                probabilities=probabilities.shape,
                 count=len(names),
-                tuple=tuple(arch["input_shape"]),
+                input=tuple(arch["input_shape"]),
             )
         )
     data = Dataset(images, labels.astype(np.int64), names, f"{path} (test split)")

@@ -170,7 +170,7 @@ async def read_files(request: Request, max_files: int) -> list[bytes]:
         parser.finalize()
     except MultipartParseError as exc:
         raise RequestError(
-            _("the multipart form cannot be read ({rstrip}).").format(rstrip=str(exc).rstrip(".")[:120])
+            _("the multipart form cannot be read ({reason}).").format(reason=str(exc).rstrip(".")[:120])
         ) from None
     if reader.open_part:
         raise RequestError(_("the multipart body ends inside a part: its closing boundary is missing."))
