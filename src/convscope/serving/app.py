@@ -137,7 +137,7 @@ def page_texts() -> dict[str, str]:
         "yourDrawing": _("your drawing"),
         "yourDrawingLive": _("your drawing (live)"),
         "upload": _("upload: {name}"),
-        "sure": _("{percent} % sure"),
+        "sure": _("{percent} sure"),
         "modelInput": _("model input · framing {framing}"),
         "firstChannels": _("first {count} channels"),
         "channel": _("{layer} channel {index}: {low} .. {high}"),

@@ -137,7 +137,7 @@ def range_warnings(pixels: Any, pixel_range: tuple[float, float]) -> tuple[str, 
     )
     return (
         _(
-            "pixel values span only {low:g}..{high:g}, {share:.1g}% of the training data's range {lo:g}..{hi:g}: "
+            "pixel values span only {low:g}..{high:g}, {share} of the training data's range {lo:g}..{hi:g}: "
             "send pixels in the training data's units{hint}."
-        ).format(low=low, high=high, share=100 * (high - low) / (hi - lo), lo=lo, hi=hi, hint=hint),
+        ).format(low=low, high=high, share=f"{100 * (high - low) / (hi - lo):.1g}%", lo=lo, hi=hi, hint=hint),
     )

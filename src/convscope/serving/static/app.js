@@ -208,7 +208,7 @@ function show(prediction, source, maps) {
   $("error").hidden = true;
   $("source").textContent = source;
   $("label").textContent = prediction.label;
-  $("confidence").textContent = t("sure", { percent: (100 * prediction.top[0].probability).toFixed(1) });
+  $("confidence").textContent = t("sure", { percent: (100 * prediction.top[0].probability).toFixed(1) + " %" });
   $("inverted").hidden = !prediction.inverted;
   renderBars(prediction);
   if (maps) {
