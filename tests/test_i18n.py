@@ -117,7 +117,9 @@ def test_every_translation_keeps_its_fields(catalog):
 def test_the_compiled_catalog_is_the_current_one(catalog):
     """The .mo the package reads says what the .po says (the build compiles it; `make catalogs` too)."""
     stale = [
-        m.id for m in catalog.values() if isinstance(m.id, str) and m.string and i18n.translations("ko").gettext(m.id) != m.string
+        m.id
+        for m in catalog.values()
+        if isinstance(m.id, str) and m.string and i18n.translations("ko").gettext(m.id) != m.string
     ]
     assert not stale, f"{len(stale)} entries differ from the compiled catalog (reinstall or `make catalogs`)"
 
