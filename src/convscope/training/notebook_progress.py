@@ -33,7 +33,10 @@ class _Status:
 
     def __repr__(self) -> str:
         c = self.context
-        words = c["done"] or f"epoch {c['epoch']}/{c['epochs']} {c['step']}/{c['steps']}"
+        words = (
+            c["done"]
+            or _("epoch {epoch}/{epochs}").format(epoch=c["epoch"], epochs=c["epochs"]) + f" {c['step']}/{c['steps']}"
+        )
         estimate = f" ({c['estimate']})" if c.get("estimate") else ""
         return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"]) + estimate
 
