@@ -15,6 +15,7 @@ import os
 from dataclasses import dataclass
 
 from .errors import UserError
+from .i18n import _
 
 MAX_SEED = 2**32 - 1  # what every generator we seed (numpy's legacy one included) accepts
 
@@ -32,18 +33,27 @@ class Limits:
     max_params: int = 2**28  # CONVSCOPE_MAX_PARAMS: weights of a model built to train (1 GiB in float32)
     max_spec_values: int = 10_000  # CONVSCOPE_MAX_SPEC_VALUES: values in a model spec, YAML aliases expanded
 
-    def check_bytes(self, size: int, where: str, what: str = "its values") -> None:
+    def check_bytes(self, size: int, where: str, what: str | None = None) -> None:
         if size > self.max_bytes:
+            what = what or _("its values")
             raise UserError(
-                f"{where}: {what} take {size:,} bytes, over the limit of {self.max_bytes:,} "
-                "(raise it with the environment variable CONVSCOPE_MAX_DATA_BYTES)."
+                _(
+                    "{where}: {what} take {size:,} bytes, over the limit of {max_bytes:,} (raise it with the environment variable CONVSCOPE_MAX_DATA_BYTES)."
+                ).format(where=where, what=what, size=size, max_bytes=self.max_bytes)
             )
 
     def check_pixels(self, width: int, height: int, where: str) -> None:
         if width * height > self.max_image_pixels:
             raise TooManyPixels(
-                f"{where}: the image is {width} x {height} = {width * height:,} pixels, over the limit of "
-                f"{self.max_image_pixels:,} (raise it with the environment variable CONVSCOPE_MAX_IMAGE_PIXELS).",
+                _(
+                    "{where}: the image is {width} x {height} = {pixels:,} pixels, over the limit of {max_image_pixels:,} (raise it with the environment variable CONVSCOPE_MAX_IMAGE_PIXELS)."
+                ).format(
+                    where=where,
+                    width=width,
+                    height=height,
+                    pixels=width * height,
+                    max_image_pixels=self.max_image_pixels,
+                ),
                 width,
                 height,
             )
@@ -81,7 +91,11 @@ def limits() -> Limits:
         except ValueError:
             values[field_name] = -1
         if values[field_name] < 1:
-            raise UserError(f"environment variable {variable} must be a positive integer, got {text[:40]!r}.")
+            raise UserError(
+                _("environment variable {variable} must be a positive integer, got {text!r}.").format(
+                    variable=variable, text=text[:40]
+                )
+            )
     return Limits(**values)
 
 
@@ -96,7 +110,7 @@ def check_number(
 ) -> float:
     """A finite real number inside the bounds, returned as a float."""
     if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise UserError(f"{name} must be a number, got {quote(value)}.")
+        raise UserError(_("{name} must be a number, got {number}.").format(name=name, number=quote(value)))
     number = float(value)
     inside = math.isfinite(number)
     if inside and low is not None:
@@ -104,17 +118,27 @@ def check_number(
     if inside and high is not None:
         inside = number < high if high_open else number <= high
     if not inside:
-        raise UserError(f"{name} must be a finite number{_interval(low, high, low_open, high_open)}, got {number!r}.")
+        templates = (
+            _("{name} must be a finite number, got {number!r}."),
+            _("{name} must be a finite number {bound}, got {number!r}."),
+            _("{name} must be a finite number in {interval}, got {number!r}."),
+        )
+        raise UserError(_bounded(templates, low, high, low_open, high_open).format(name=name, number=number))
     return number
 
 
 def check_int(name: str, value: object, low: int | None = None, high: int | None = None) -> int:
     """A whole number (bools refused) inside [low, high]."""
     if isinstance(value, bool) or not isinstance(value, numbers.Integral):
-        raise UserError(f"{name} must be an integer, got {quote(value)}.")
+        raise UserError(_("{name} must be an integer, got {number}.").format(name=name, number=quote(value)))
     number = int(value)
     if (low is not None and number < low) or (high is not None and number > high):
-        raise UserError(f"{name} must be an integer{_interval(low, high, False, False)}, got {number}.")
+        templates = (
+            _("{name} must be an integer, got {number}."),
+            _("{name} must be an integer {bound}, got {number}."),
+            _("{name} must be an integer in {interval}, got {number}."),
+        )
+        raise UserError(_bounded(templates, low, high, False, False).format(name=name, number=number))
     return number
 
 
@@ -122,14 +146,17 @@ def check_seed(value: object, name: str = "seed") -> int:
     return check_int(name, value, 0, MAX_SEED)
 
 
-def _interval(low, high, low_open: bool, high_open: bool) -> str:
+def _bounded(templates: tuple[str, str, str], low, high, low_open: bool, high_open: bool) -> str:
+    """The one of (unbounded, one bound, interval) sentence templates that fits, with the bounds filled in;
+    the bounds are written in symbols ('>= 0', '[0, 1)'), which read the same in every language."""
+    unbounded, one_bound, interval = templates
     if low is None and high is None:
-        return ""
+        return unbounded
     if high is None:
-        return f" {'>' if low_open else '>='} {low:g}"
+        return one_bound.replace("{bound}", f"{'>' if low_open else '>='} {low:g}")
     if low is None:
-        return f" {'<' if high_open else '<='} {high:g}"
-    return f" in {'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}"
+        return one_bound.replace("{bound}", f"{'<' if high_open else '<='} {high:g}")
+    return interval.replace("{interval}", f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
 
 
 def quote(value: object, limit: int = 60) -> str:
@@ -179,8 +206,9 @@ def check_random_shift(pixels: int, input_shape: tuple[int, ...]) -> None:
     if len(input_shape) == 3 and pixels > 0 and 2 * pixels >= min(input_shape[:2]):
         h, w = input_shape[:2]
         raise UserError(
-            f"random_shift {pixels} pixels is too large for {h}x{w} images; "
-            f"it must be below half the smaller side, at most {(min(h, w) - 1) // 2}."
+            _(
+                "random_shift {pixels} pixels is too large for {h}x{w} images; it must be below half the smaller side, at most {largest}."
+            ).format(pixels=pixels, h=h, w=w, largest=(min(h, w) - 1) // 2)
         )
 
 

@@ -14,6 +14,7 @@ from importlib import resources
 import numpy as np
 
 from ..errors import UserError
+from ..i18n import _
 from .raw import RawData, RawSplit
 
 BUILTIN_NAMES: tuple[str, ...] = ("mnist-5k", "digits")
@@ -30,5 +31,9 @@ def load_builtin(name: str) -> RawData:
         bunch = load_digits()
         images, y = bunch.images.astype(np.uint8)[..., np.newaxis], bunch.target
     else:
-        raise UserError(f"'{name}' is neither a file nor a built-in dataset ({', '.join(BUILTIN_NAMES)}).")
+        raise UserError(
+            _("'{name}' is neither a file nor a built-in dataset ({builtin_names}).").format(
+                name=name, builtin_names=", ".join(BUILTIN_NAMES)
+            )
+        )
     return RawData(RawSplit(images, np.asarray(y, dtype=np.int64), name, "images", "labels", nhwc=True))

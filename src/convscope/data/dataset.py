@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import UserError
+from ..i18n import _
 
 
 @dataclass(frozen=True)
@@ -30,9 +31,17 @@ class Dataset:
 
     def __post_init__(self) -> None:
         if self.images.ndim != 4:
-            raise UserError(f"{self.source or 'dataset'}: images must be (N, H, W, C), got shape {self.images.shape}.")
+            raise UserError(
+                _("{source}: images must be (N, H, W, C), got shape {shape}.").format(
+                    source=self.source or _("dataset"), shape=self.images.shape
+                )
+            )
         if len(self.images) != len(self.labels):
-            raise UserError(f"{self.source or 'dataset'}: {len(self.images)} images but {len(self.labels)} labels.")
+            raise UserError(
+                _("{source}: {n_images} images but {n_labels} labels.").format(
+                    source=self.source or _("dataset"), n_images=len(self.images), n_labels=len(self.labels)
+                )
+            )
 
     @property
     def input_shape(self) -> tuple[int, int, int]:
@@ -70,7 +79,9 @@ class Dataset:
             info: dict[str, Any] = {"predefined_split": True, "test_split": None, "split_seed": None}
             return replace(self, predefined_test=None, split_info=info), replace(self.predefined_test, split_info=info)
         if not 0.0 < test_size < 1.0:
-            raise UserError(f"test split must be between 0 and 1 (exclusive), got {test_size}.")
+            raise UserError(
+                _("test split must be between 0 and 1 (exclusive), got {test_size}.").format(test_size=test_size)
+            )
         train_idx, test_idx = stratified_indices(self.labels, test_size, seed)
         info = {"predefined_split": False, "test_split": test_size, "split_seed": seed, "test_size": len(test_idx)}
         return replace(self.subset(train_idx), split_info=info), replace(self.subset(test_idx), split_info=info)
@@ -96,7 +107,8 @@ def stratified_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple
     rng.shuffle(test_idx)
     if len(test_idx) == 0 or len(train_idx) == 0:
         raise UserError(
-            f"a test split of {test_size} leaves {len(train_idx)} training and {len(test_idx)} test images; "
-            "use a different --test-split or more data."
+            _(
+                "a test split of {test_size} leaves {n_train} training and {n_test} test images; use a different --test-split or more data."
+            ).format(test_size=test_size, n_train=len(train_idx), n_test=len(test_idx))
         )
     return train_idx, test_idx

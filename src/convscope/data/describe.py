@@ -8,6 +8,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from ..checks import pad, printable, text_width
+from ..i18n import _
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .dataset import Dataset
@@ -18,16 +19,22 @@ IMBALANCE_RATIO = 3.0  # largest class more than 3x the smallest: accuracy start
 
 def imbalance_warning(dataset: Dataset) -> str | None:
     """One warning line when classes are heavily imbalanced, else None."""
+    note = imbalance_note(dataset)
+    return _("warning: {note}").format(note=note) if note else None
+
+
+def imbalance_note(dataset: Dataset) -> str | None:
+    """The warning's sentence without its "warning:" label (the report shows the label in its own column)."""
     counts = dataset.class_counts()
     largest, smallest = int(counts.max()), int(counts.min())
     big, small = (printable(dataset.class_names[int(i)]) for i in (counts.argmax(), counts.argmin()))
     if smallest == 0:
-        return f"warning: class '{small}' has no images; the model can never learn to predict it."
+        return _("class '{small}' has no images; the model can never learn to predict it.").format(small=small)
     if largest > IMBALANCE_RATIO * smallest:
-        return (
-            f"warning: heavy class imbalance: '{big}' has {largest} images, {largest / smallest:.1f}x the "
-            f"{smallest} of '{small}'; accuracy will flatter the model, watch per-class recall."
-        )
+        return _(
+            "heavy class imbalance: '{big}' has {largest} images, {ratio:.1f}x the "
+            "{smallest} of '{small}'; accuracy will flatter the model, watch per-class recall."
+        ).format(big=big, largest=largest, ratio=largest / smallest, smallest=smallest, small=small)
     return None
 
 
@@ -36,20 +43,32 @@ def describe(dataset: Dataset) -> str:
     images = dataset.images
     h, w, c = dataset.input_shape
     low, high = (images.min(), images.max()) if images.size else (0, 0)
-    lines = [
-        f"source:      {printable(dataset.source or '(in memory)')}",
-        f"images:      {len(dataset)}",
-        f"image shape: {h} x {w} x {c} (height x width x channels)",
-        f"dtype:       {images.dtype}, values {_number(low)} .. {_number(high)}",
-        f"classes:     {dataset.num_classes}",
+    fields = [
+        (_("source:"), printable(dataset.source or _("(in memory)"))),
+        (_("images:"), str(len(dataset))),
+        (_("image shape:"), _("{h} x {w} x {c} (height x width x channels)").format(h=h, w=w, c=c)),
+        (
+            _("dtype:"),
+            _("{dtype}, values {low} .. {high}").format(dtype=images.dtype, low=_number(low), high=_number(high)),
+        ),
+        (_("classes:"), str(dataset.num_classes)),
     ]
+    test_field = None
+    if dataset.predefined_test is not None:
+        test_field = (
+            _("test split:"),
+            _("predefined by the file, {count} images").format(count=len(dataset.predefined_test)),
+        )
+    # Labels padded to the widest (in terminal columns: translated labels differ in length) plus one space.
+    label_width = max(text_width(label) for label, _value in [*fields, *([test_field] if test_field else [])]) + 1
+    lines = [f"{pad(label, label_width)}{value}" for label, value in fields]
     counts = dataset.class_counts()
     names = [printable(n) for n in dataset.class_names]
     width = max(text_width(n) for n in names)
     for name, count in zip(names, counts):
         lines.append(f"  {pad(name, width)}  {int(count):>7}  {100 * count / max(len(dataset), 1):5.1f}%")
-    if dataset.predefined_test is not None:
-        lines.append(f"test split:  predefined by the file, {len(dataset.predefined_test)} images")
+    if test_field is not None:
+        lines.append(f"{pad(test_field[0], label_width)}{test_field[1]}")
     if dataset.steps:
         lines.append(steps_text(dataset.steps))
     warning = imbalance_warning(dataset)
@@ -65,6 +84,5 @@ def _number(value: object) -> str:
 
 def steps_text(steps) -> str:
     """What `load` did, one `steps.DataStep` per line."""
-    from ..i18n import _
-
-    return "\n".join([_("data steps:")] + [f"  {s}" for s in steps])
+    width = max([10, *(text_width(s.name) for s in steps)])
+    return "\n".join([_("data steps:")] + [f"  {s.line(width)}" for s in steps])

@@ -225,20 +225,18 @@ def _download(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile, pa
             part.unlink(missing_ok=True)  # the next source starts afresh
     assert failure is not None  # every source was tried and each one failed
     url, reason = failure
-    raise UserError(
-        _(
+    # For a dataset of several files the rest belong in the same folder (one message, not four runs).
+    partners = [f.name for f in entry.files if f != file]
+    if partners:
+        message = _(
             "{dataset}: could not download {url} ({reason}); download it on a machine that can and place it "
-            "at {path}{others}."
-        ).format(dataset=entry.name, url=url, reason=reason, path=final, others=_others(entry, file))
-    )
-
-
-def _others(entry: CatalogEntry, file: RemoteFile) -> str:
-    """For a dataset of several files: the rest belong in the same folder (one message, not four runs)."""
-    rest = [f.name for f in entry.files if f != file]
-    if not rest:
-        return ""
-    return _(", beside its partners {names}").format(names=", ".join(rest))
+            "at {path}, beside its partners {names}."
+        )
+    else:
+        message = _(
+            "{dataset}: could not download {url} ({reason}); download it on a machine that can and place it at {path}."
+        )
+    raise UserError(message.format(dataset=entry.name, url=url, reason=reason, path=final, names=", ".join(partners)))
 
 
 def _size(path: Path) -> int:

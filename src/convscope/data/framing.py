@@ -27,6 +27,7 @@ import numpy as np
 from PIL import Image
 
 from ..errors import UserError
+from ..i18n import _
 from .images import read_image
 
 LEARNED = "learned from the training images at fit time"
@@ -72,20 +73,28 @@ class InputContract:
 
     @property
     def polarity(self) -> str:
-        return {"dark": "light ink on a dark background", "light": "dark ink on a light background"}.get(
-            self.background or "", "no single background (never inverted)"
-        )
+        if self.background == "dark":
+            return _("light ink on a dark background")
+        if self.background == "light":
+            return _("dark ink on a light background")
+        return _("no single background (never inverted)")
 
     def describe(self) -> str:
         """One line for people: what is done to a new picture."""
         if self.framing == "fill":
-            how = "the ink's bounding box stretched to fill the frame"
+            how = _("the ink's bounding box stretched to fill the frame")
+        elif self.framing == "fit" and self.centre == "mass":
+            how = _(
+                "the ink's longest side scaled to {fraction:.0%} of the frame, centred by its mass (centre of mass)"
+            )
         elif self.framing == "fit":
-            how = f"the ink's longest side scaled to {self.fraction:.0%} of the frame, centred by its {self.centre} "
-            how += "(centre of mass)" if self.centre == "mass" else "(bounding box)"
+            how = _("the ink's longest side scaled to {fraction:.0%} of the frame, centred by its box (bounding box)")
         else:
-            how = "the whole image resized to the frame"
-        return f"{self.polarity}; {how}; ink threshold {self.threshold_value:g} ({self.threshold:.0%} of the way to the ink)"
+            how = _("the whole image resized to the frame")
+        how = how.format(fraction=self.fraction)
+        return _("{polarity}; {how}; ink threshold {value:g} ({threshold:.0%} of the way to the ink)").format(
+            polarity=self.polarity, how=how, value=self.threshold_value, threshold=self.threshold
+        )
 
     def to_dict(self) -> dict:
         return {
@@ -280,7 +289,7 @@ def parse_invert(value: str | bool | None) -> bool | None:
         return value
     choices = {"auto": None, "true": True, "false": False}
     if value not in choices:
-        raise UserError(f"invert must be auto, true or false, got {value!r}.")
+        raise UserError(_("invert must be auto, true or false, got {value!r}.").format(value=value))
     return choices[value]
 
 
@@ -289,7 +298,9 @@ def parse_framing(value: str | None) -> Framing | None:
     if value is None or value == "auto":
         return None
     if value not in FRAMINGS:
-        raise UserError(f"framing must be auto, {', '.join(FRAMINGS)}, got {value!r}.")
+        raise UserError(
+            _("framing must be auto, {choices}, got {value!r}.").format(choices=", ".join(FRAMINGS), value=value)
+        )
     return value  # type: ignore[return-value]
 
 

@@ -8,7 +8,7 @@ import numpy as np
 
 from .. import display
 from ..i18n import _
-from .describe import _number, imbalance_warning
+from .describe import _number, imbalance_note
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .dataset import Dataset
@@ -29,13 +29,14 @@ def class_table(dataset: Dataset, per_class: int = SAMPLES_PER_CLASS, seed: int 
         images = np.asarray(dataset.images[chosen])  # one read, also for memory-mapped images
         strip = (
             display.image_tag(
-                display.array_png(display.strip(images, value_range=value_range)), f"samples of class {name}"
+                display.array_png(display.strip(images, value_range=value_range)),
+                _("samples of class {name}").format(name=name),
             )
             if len(chosen)
             else ""
         )
         rows.append([name, f"{int(counts[c]):,}", f"{100 * counts[c] / total:.1f}%", strip])
-    return {"header": ["class", "images", "share", "samples"], "rows": rows, "numeric": [1, 2]}
+    return {"header": [_("class"), _("images"), _("share"), _("samples")], "rows": rows, "numeric": [1, 2]}
 
 
 def _value_range(dataset: Dataset) -> tuple[float, float]:
@@ -51,31 +52,38 @@ def facts(dataset: Dataset) -> list[tuple[str, str]]:
     images = dataset.images
     low, high = (images.min(), images.max()) if images.size else (0, 0)
     rows = [
-        ("source", dataset.source or "(in memory)"),
-        ("images", f"{len(dataset):,}"),
-        ("image shape", f"{h} × {w} × {c} (height × width × channels)"),
-        ("values", f"{images.dtype}, {_number(low)} .. {_number(high)}"),
-        ("classes", f"{dataset.num_classes}: {', '.join(dataset.class_names)}"),
+        (_("source"), dataset.source or _("(in memory)")),
+        (_("images"), f"{len(dataset):,}"),
+        (_("image shape"), _("{h} × {w} × {c} (height × width × channels)").format(h=h, w=w, c=c)),
+        (_("values"), f"{images.dtype}, {_number(low)} .. {_number(high)}"),
+        (_("classes"), f"{dataset.num_classes}: {', '.join(dataset.class_names)}"),
     ]
     if dataset.predefined_test is not None:
-        rows.append(("test split", f"predefined by the file, {len(dataset.predefined_test):,} images"))
+        rows.append(
+            (_("test split"), _("predefined by the file, {count:,} images").format(count=len(dataset.predefined_test)))
+        )
     for step in dataset.steps:  # what load did, step by step: shape and value range after each
-        values = f", values {_number(step.low)} .. {_number(step.high)}" if step.low is not None else ""
-        rows.append((_("step: {name}").format(name=step.name), f"{step.shape}{values}; {step.note}"))
-    warning = imbalance_warning(dataset)
+        if step.low is not None:
+            text = _("{shape}, values {low} .. {high}; {note}").format(
+                shape=step.shape, low=_number(step.low), high=_number(step.high), note=step.note
+            )
+        else:
+            text = f"{step.shape}; {step.note}"
+        rows.append((_("step: {name}").format(name=step.name), text))
+    warning = imbalance_note(dataset)
     if warning:
-        rows.append(("warning", warning.removeprefix("warning: ")))
+        rows.append((_("warning"), warning))
     return rows
 
 
 def data_section(dataset: Dataset) -> tuple[str, dict]:
     return "sections/data.html", {
         "anchor": "data",
-        "nav": "Data",
-        "title": "Data",
+        "nav": _("Data"),
+        "title": _("Data"),
         "rows": facts(dataset),
         "classes": class_table(dataset),
-        "caption": f"Samples: {SAMPLES_PER_CLASS} random images of every class (seed 0).",
+        "caption": _("Samples: {count} random images of every class (seed 0).").format(count=SAMPLES_PER_CLASS),
     }
 
 

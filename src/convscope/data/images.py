@@ -17,6 +17,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from ..checks import cut
 from ..errors import UserError
+from ..i18n import _
 from .raw import limits
 
 IMAGE_SUFFIXES: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -42,12 +43,12 @@ def read_image(
     before decoding, so a small file that decodes to gigabytes (a decompression bomb) is refused.
     """
     if channels not in (1, 3):
-        raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
-    name = "uploaded image" if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
+        raise UserError(_("channels must be 1 (grayscale) or 3 (RGB), got {channels}.").format(channels=channels))
+    name = _("uploaded image") if isinstance(path_or_bytes, (bytes, bytearray)) else str(path_or_bytes)
     allowed = limits() if max_pixels is None else replace(limits(), max_image_pixels=max_pixels)
     target = _check_size(size) if size is not None else None
     if target is not None:
-        allowed.check_pixels(target[1], target[0], f"{name} resized")
+        allowed.check_pixels(target[1], target[0], _("{name} resized").format(name=name))
     try:
         image = open_image(
             io.BytesIO(path_or_bytes) if isinstance(path_or_bytes, (bytes, bytearray)) else Path(path_or_bytes)
@@ -63,18 +64,23 @@ def read_image(
     except UserError:
         raise
     except FileNotFoundError:
-        raise UserError(f"{name}: no such image file.") from None
+        raise UserError(_("{name}: no such image file.").format(name=name)) from None
     except Image.DecompressionBombError:
         raise UserError(
-            f"{name}: the image declares more pixels than Pillow decodes ({2 * (Image.MAX_IMAGE_PIXELS or 0):,}); "
-            "it is refused as a decompression bomb."
+            _(
+                "{name}: the image declares more pixels than Pillow decodes ({limit:,}); it is refused as a decompression bomb."
+            ).format(name=name, limit=2 * (Image.MAX_IMAGE_PIXELS or 0))
         ) from None
     except UnidentifiedImageError:
-        raise UserError(f"{name}: not a PNG/JPEG/BMP/GIF image (PIL cannot identify its format).") from None
+        raise UserError(
+            _("{name}: not a PNG/JPEG/BMP/GIF image (PIL cannot identify its format).").format(name=name)
+        ) from None
     except Exception as exc:  # noqa: BLE001
         # PIL signals bad data with OSError (UnidentifiedImageError, truncation), and its plugins
         # with ValueError, SyntaxError, IndexError, struct.error...: all mean "not a usable picture".
-        raise UserError(f"{name}: not a readable PNG/JPEG/BMP/GIF image ({cut(str(exc), 120)}).") from None
+        raise UserError(
+            _("{name}: not a readable PNG/JPEG/BMP/GIF image ({exc}).").format(name=name, exc=cut(str(exc), 120))
+        ) from None
     return pixels[..., np.newaxis] if pixels.ndim == 2 else pixels
 
 
@@ -116,7 +122,7 @@ def _check_size(size: tuple[int, int]) -> tuple[int, int]:
     try:
         height, width = (int(s) for s in size)
     except (TypeError, ValueError):
-        raise UserError(f"image size must be (height, width), got {size!r}.") from None
+        raise UserError(_("image size must be (height, width), got {size!r}.").format(size=size)) from None
     if height < 1 or width < 1:
-        raise UserError(f"image size must be positive, got {height} x {width}.")
+        raise UserError(_("image size must be positive, got {height} x {width}.").format(height=height, width=width))
     return height, width

@@ -27,6 +27,7 @@ import math
 import numpy as np
 
 from ..errors import UserError
+from ..i18n import _
 
 LAYOUTS: tuple[str, ...] = ("NHWC", "NCHW", "NHW", "HWN", "HWCN")
 CHANNEL_SIZES = (1, 3, 4)
@@ -47,7 +48,9 @@ def check_layout(layout: str | None) -> str | None:
         return None
     name = str(layout).strip().upper()
     if name not in _TO_NHWC:
-        raise UserError(f"layout '{layout}' is not one of {', '.join(LAYOUTS)}.")
+        raise UserError(
+            _("layout '{layout}' is not one of {layouts}.").format(layout=layout, layouts=", ".join(LAYOUTS))
+        )
     return name
 
 
@@ -59,13 +62,19 @@ def to_nhwc(array: np.ndarray, n_labels: int | None = None, layout: str | None =
     if name == "flat":
         return _unflatten(array, n_labels, where)
     if array.ndim != len(name):
-        raise UserError(f"{where}layout {name} needs a {len(name)}-D array, but the images have shape {shape}.")
+        raise UserError(
+            _("{where}layout {name} needs a {ndim}-D array, but the images have shape {shape}.").format(
+                where=where, name=name, ndim=len(name), shape=shape
+            )
+        )
     out = np.transpose(array, _TO_NHWC[name])
     if out.ndim == 3:
         out = out[..., np.newaxis]
     if n_labels is not None and out.shape[0] != n_labels:
         raise UserError(
-            f"{where}layout {name} reads shape {shape} as {out.shape[0]} images, but there are {n_labels} labels."
+            _("{where}layout {name} reads shape {shape} as {count} images, but there are {n_labels} labels.").format(
+                where=where, name=name, shape=shape, count=out.shape[0], n_labels=n_labels
+            )
         )
     return np.ascontiguousarray(out)
 
@@ -75,7 +84,9 @@ def _guess_layout(shape: tuple[int, ...], n_labels: int | None, where: str) -> s
     ndim = len(shape)
     if ndim not in (2, 3, 4):
         raise UserError(
-            f"{where}images of shape {shape} have {ndim} axes; expected 2 (flat), 3 (N,H,W) or 4 (N,H,W,C)."
+            _("{where}images of shape {shape} have {ndim} axes; expected 2 (flat), 3 (N,H,W) or 4 (N,H,W,C).").format(
+                where=where, shape=shape, ndim=ndim
+            )
         )
     if ndim == 2:
         return "flat"
@@ -85,8 +96,9 @@ def _guess_layout(shape: tuple[int, ...], n_labels: int | None, where: str) -> s
         n_first = False
     else:
         raise UserError(
-            f"{where}images of shape {shape} have no first or last axis of size {n_labels} "
-            f"to match the {n_labels} labels."
+            _(
+                "{where}images of shape {shape} have no first or last axis of size {n_labels} to match the {n_labels} labels."
+            ).format(where=where, shape=shape, n_labels=n_labels)
         )
     if ndim == 3:
         return "NHW" if n_first else "HWN"
@@ -96,14 +108,16 @@ def _guess_layout(shape: tuple[int, ...], n_labels: int | None, where: str) -> s
         if shape[1] in CHANNEL_SIZES:
             return "NCHW"
         raise UserError(
-            f"{where}images of shape {shape} have no channel axis of size 1, 3 or 4 after N={shape[0]}; "
-            "expected (N,H,W,C) or (N,C,H,W)."
+            _(
+                "{where}images of shape {shape} have no channel axis of size 1, 3 or 4 after N={count}; expected (N,H,W,C) or (N,C,H,W)."
+            ).format(where=where, shape=shape, count=shape[0])
         )
     if shape[2] in CHANNEL_SIZES:
         return "HWCN"
     raise UserError(
-        f"{where}images of shape {shape} with N={shape[3]} last need a channel axis of size 1, 3 or 4 "
-        "third, as in (H,W,C,N)."
+        _(
+            "{where}images of shape {shape} with N={count} last need a channel axis of size 1, 3 or 4 third, as in (H,W,C,N)."
+        ).format(where=where, shape=shape, count=shape[3])
     )
 
 
@@ -111,11 +125,17 @@ def _unflatten(array: np.ndarray, n_labels: int | None, where: str) -> np.ndarra
     """(N, S*S) or (N, 3*S*S) rows -> (N, S, S, C); a transposed (P, N) table is turned first."""
     shape = tuple(int(s) for s in array.shape)
     if array.ndim != 2:
-        raise UserError(f"{where}flat images need a 2-D array, but the images have shape {shape}.")
+        raise UserError(
+            _("{where}flat images need a 2-D array, but the images have shape {shape}.").format(
+                where=where, shape=shape
+            )
+        )
     if n_labels is not None and shape[0] != n_labels:
         if shape[1] != n_labels:
             raise UserError(
-                f"{where}flat images of shape {shape} have no axis of size {n_labels} to match the {n_labels} labels."
+                _(
+                    "{where}flat images of shape {shape} have no axis of size {n_labels} to match the {n_labels} labels."
+                ).format(where=where, shape=shape, n_labels=n_labels)
             )
         array = array.T
     n, pixels = array.shape
@@ -124,6 +144,7 @@ def _unflatten(array: np.ndarray, n_labels: int | None, where: str) -> np.ndarra
         if side > 0 and side * side * channels == pixels:
             return np.ascontiguousarray(array.reshape(n, side, side, channels))
     raise UserError(
-        f"{where}{pixels} values per image is neither a square (like 784 = 28 x 28) nor 3 x a square (RGB); "
-        "save the images as (N, H, W) or (N, H, W, C) instead."
+        _(
+            "{where}{pixels} values per image is neither a square (like 784 = 28 x 28) nor 3 x a square (RGB); save the images as (N, H, W) or (N, H, W, C) instead."
+        ).format(where=where, pixels=pixels)
     )

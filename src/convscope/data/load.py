@@ -15,6 +15,7 @@ from os import PathLike
 from pathlib import Path
 
 from ..errors import UserError
+from ..i18n import _
 from .builtin import BUILTIN_NAMES, load_builtin
 from .catalog import CATALOG
 from .catalog import named as find_named
@@ -29,10 +30,6 @@ from .named import load_named
 from .raw import RawData, build_dataset, parse_class_names
 from .steps import data_steps, steps_text
 
-SUPPORTED = (
-    "a built-in name (mnist-5k, digits), a named dataset (convscope datasets), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
-    ".npz, .npy, .mat, .csv, or a folder with one sub-folder of images per class"
-)
 _READERS = {".npz": load_npz, ".npy": load_npy, ".mat": load_mat}
 
 
@@ -84,15 +81,20 @@ def load(
 def _read(path: Path, source: str, image_size: int | tuple[int, int] | None, channels: int | None) -> RawData:
     if not path.exists():
         names = ", ".join([*BUILTIN_NAMES, *CATALOG])
-        hint = f" and not a built-in or named dataset ({names})" if len(path.parts) == 1 else ""
-        raise UserError(f"{source}: no such file or folder{hint}.")
+        if len(path.parts) == 1:
+            message = _("{source}: no such file or folder and not a built-in or named dataset ({names}).")
+        else:
+            message = _("{source}: no such file or folder.")
+        raise UserError(message.format(source=source, names=names))
     if path.is_dir():
         if any(is_idx_name(p) for p in path.iterdir() if p.is_file()):
             _refuse_picture_options(source, image_size, channels)
             return load_idx(path)
         if class_folders(path):
             return load_image_folder(path, image_size, channels)
-        raise UserError(f"{source}: this folder holds neither IDX files nor class sub-folders of images.")
+        raise UserError(
+            _("{source}: this folder holds neither IDX files nor class sub-folders of images.").format(source=source)
+        )
     _refuse_picture_options(source, image_size, channels)
     if is_idx_name(path):
         return load_idx(path)
@@ -101,10 +103,23 @@ def _read(path: Path, source: str, image_size: int | tuple[int, int] | None, cha
         return load_csv(path)
     if path.suffix.lower() in _READERS:
         return _READERS[path.suffix.lower()](path)
-    raise UserError(f"{source}: unsupported file type '{''.join(path.suffixes) or path.name}'; use {SUPPORTED}.")
+    raise UserError(
+        _("{source}: unsupported file type '{suffix}'; use {supported}.").format(
+            source=source,
+            suffix="".join(path.suffixes) or path.name,
+            supported=_(
+                "a built-in name (mnist-5k, digits), a named dataset (convscope datasets), IDX files (*-idx3-ubyte[.gz]) or a folder of them, "
+                ".npz, .npy, .mat, .csv, or a folder with one sub-folder of images per class"
+            ),
+        )
+    )
 
 
 def _refuse_picture_options(source: str, image_size: object, channels: object) -> None:
     """Resizing and colour conversion apply to decoded pictures only; silently ignoring them would mislead."""
     if image_size is not None or channels is not None:
-        raise UserError(f"{source}: image_size and channels apply only to folders of pictures, not to this data.")
+        raise UserError(
+            _("{source}: image_size and channels apply only to folders of pictures, not to this data.").format(
+                source=source
+            )
+        )

@@ -15,6 +15,7 @@ import numpy as np
 
 from ..checks import Limits, cut, limits, quote  # noqa: F401 - Limits: the data limits live beside the others
 from ..errors import UserError
+from ..i18n import _
 from .dataset import Dataset
 from .layout import to_nhwc
 
@@ -54,16 +55,22 @@ def parse_class_names(class_names: ClassNames) -> tuple[str, ...] | None:
         names = [str(n).strip() for n in class_names]
     shown = quote(class_names)
     if not names or any(not n for n in names):
-        raise UserError(f"class names {shown} contain an empty name.")
+        raise UserError(_("class names {shown} contain an empty name.").format(shown=shown))
     limit = limits().max_classes
     if len(names) > limit:
-        raise UserError(f"class names give {len(names):,} classes, over the limit of {limit:,} {_CLASSES_HINT}.")
+        raise UserError(
+            _(
+                "class names give {n_names:,} classes, over the limit of {limit:,} (raise it with the environment variable CONVSCOPE_MAX_CLASSES)."
+            ).format(n_names=len(names), limit=limit)
+        )
     counts: dict[str, int] = {}
     for n in names:
         counts[n] = counts.get(n, 0) + 1
     duplicates = sorted(n for n, c in counts.items() if c > 1)
     if duplicates:
-        raise UserError(f"class names {shown} repeat {cut(', '.join(duplicates))}.")
+        raise UserError(
+            _("class names {shown} repeat {duplicates}.").format(shown=shown, duplicates=cut(", ".join(duplicates)))
+        )
     return tuple(names)
 
 
@@ -80,7 +87,7 @@ def build_dataset(raw: RawData, source: str, class_names: ClassNames = None, lay
         _check_named_classes_used(labels[0], names, splits[0])
     test = None
     if raw.test is not None:
-        test = Dataset(images[1], labels[1], names, f"{source} (predefined test split)")
+        test = Dataset(images[1], labels[1], names, _("{source} (predefined test split)").format(source=source))
     return Dataset(images[0], labels[0], names, source, predefined_test=test)
 
 
@@ -89,17 +96,31 @@ def _flatten_labels(split: RawSplit) -> np.ndarray:
     labels = np.asarray(split.labels)
     where = split.where(split.labels_key)
     if labels.dtype.kind not in "biufUSO":
-        raise UserError(f"{where} holds {labels.dtype} values; labels must be numbers or names.")
+        raise UserError(
+            _("{where} holds {dtype} values; labels must be numbers or names.").format(where=where, dtype=labels.dtype)
+        )
     if labels.ndim == 2 and 1 in labels.shape:
         labels = labels.reshape(-1)
     if labels.ndim == 2 and labels.shape[1] == 0:
-        raise UserError(f"{where} has shape {labels.shape}: one-hot rows of width 0 name no class.")
+        raise UserError(
+            _("{where} has shape {shape}: one-hot rows of width 0 name no class.").format(
+                where=where, shape=labels.shape
+            )
+        )
     if labels.ndim == 2:  # one-hot rows
         if labels.dtype.kind not in "biuf":
-            raise UserError(f"{where} is a {labels.shape} table of {labels.dtype}; one-hot labels must be numbers.")
+            raise UserError(
+                _("{where} is a {shape} table of {dtype}; one-hot labels must be numbers.").format(
+                    where=where, shape=labels.shape, dtype=labels.dtype
+                )
+            )
         return labels
     if labels.ndim != 1:
-        raise UserError(f"{where} has shape {labels.shape}; labels must be (N,), (N, 1) or one-hot (N, K).")
+        raise UserError(
+            _("{where} has shape {shape}; labels must be (N,), (N, 1) or one-hot (N, K).").format(
+                where=where, shape=labels.shape
+            )
+        )
     if labels.dtype.kind == "O":
         labels = np.array([_scalar_text(v) for v in labels])
     if labels.dtype.kind == "S":
@@ -124,8 +145,9 @@ def _default_names(flat: list[np.ndarray], splits: list[RawSplit]) -> tuple[str,
         names = sorted({str(v).strip() for values in flat for v in values})
         if len(names) > limit:
             raise UserError(
-                f"{splits[0].where(splits[0].labels_key)} holds {len(names):,} different label names, "
-                f"over the limit of {limit:,} classes {_CLASSES_HINT}."
+                _(
+                    "{where} holds {n_names:,} different label names, over the limit of {limit:,} classes (raise it with the environment variable CONVSCOPE_MAX_CLASSES)."
+                ).format(where=splits[0].where(splits[0].labels_key), n_names=len(names), limit=limit)
             )
         return tuple(names)
     k = 0
@@ -133,8 +155,9 @@ def _default_names(flat: list[np.ndarray], splits: list[RawSplit]) -> tuple[str,
         if values.ndim == 2:
             if values.shape[1] > limit:
                 raise UserError(
-                    f"{split.where(split.labels_key)} has one-hot rows of width {values.shape[1]:,}, "
-                    f"over the limit of {limit:,} classes {_CLASSES_HINT}."
+                    _(
+                        "{where} has one-hot rows of width {width:,}, over the limit of {limit:,} classes (raise it with the environment variable CONVSCOPE_MAX_CLASSES)."
+                    ).format(where=split.where(split.labels_key), width=values.shape[1], limit=limit)
                 )
             k = max(k, values.shape[1])
         elif values.size:
@@ -142,30 +165,35 @@ def _default_names(flat: list[np.ndarray], splits: list[RawSplit]) -> tuple[str,
     return tuple(str(i) for i in range(k))
 
 
-_CLASSES_HINT = "(raise it with the environment variable CONVSCOPE_MAX_CLASSES)"
-
-
 def _as_ints(values: np.ndarray, split: RawSplit) -> np.ndarray:
     where = split.where(split.labels_key)
     if values.dtype.kind == "U":
-        raise UserError(f"{where} holds names, but the other split holds numbers; use one kind of label.")
+        raise UserError(
+            _("{where} holds names, but the other split holds numbers; use one kind of label.").format(where=where)
+        )
     if values.dtype.kind == "f":
         bad = ~np.isfinite(values) | (values != np.round(values))
         if bad.any():
             first = int(np.flatnonzero(bad)[0])
             raise UserError(
-                f"{where} holds {values[first]} at position {first}, not a whole number; "
-                "labels must be class numbers, one-hot rows or names."
+                _(
+                    "{where} holds {value} at position {first}, not a whole number; labels must be class numbers, one-hot rows or names."
+                ).format(where=where, value=values[first], first=first)
             )
     if values.size and values.min().item() < 0:  # before any cast: no int64 wrap-around yet
         first = int(np.flatnonzero(values < 0)[0])
-        raise UserError(f"{where} holds label {_number(values[first])} at position {first}; class numbers start at 0.")
+        raise UserError(
+            _("{where} holds label {value} at position {first}; class numbers start at 0.").format(
+                where=where, value=_number(values[first]), first=first
+            )
+        )
     limit = limits().max_classes
     if values.size and values.max().item() >= limit:  # .item(): float16 cannot hold the limit
         first = int(np.argmax(values))
         raise UserError(
-            f"{where} holds label {_number(values[first])} at position {first}, over the largest class "
-            f"number {limit - 1:,} {_CLASSES_HINT}."
+            _(
+                "{where} holds label {value} at position {first}, over the largest class number {largest:,} (raise it with the environment variable CONVSCOPE_MAX_CLASSES)."
+            ).format(where=where, value=_number(values[first]), first=first, largest=limit - 1)
         )
     return values.astype(np.int64)
 
@@ -180,7 +208,9 @@ def _encode(values: np.ndarray, names: tuple[str, ...], split: RawSplit, names_g
     if values.ndim == 2:
         if values.shape[1] != len(names):
             raise UserError(
-                f"{where} has one-hot rows of width {values.shape[1]}, but there are {len(names)} class names."
+                _("{where} has one-hot rows of width {width}, but there are {n_names} class names.").format(
+                    where=where, width=values.shape[1], n_names=len(names)
+                )
             )
         return np.argmax(values, axis=1).astype(np.int64)
     if values.dtype.kind == "U":
@@ -188,15 +218,19 @@ def _encode(values: np.ndarray, names: tuple[str, ...], split: RawSplit, names_g
         unknown = sorted({str(v).strip() for v in values} - index.keys())
         if unknown:
             raise UserError(
-                f"{where} holds label '{unknown[0]}', which is not one of the {len(names)} class names "
-                f"({', '.join(names)})."
+                _("{where} holds label '{unknown}', which is not one of the {n_names} class names ({names}).").format(
+                    where=where, unknown=unknown[0], n_names=len(names), names=", ".join(names)
+                )
             )
         return np.array([index[str(v).strip()] for v in values], dtype=np.int64)
     ints = _as_ints(values, split)
     if ints.size and ints.max() >= len(names):
         bad = int(ints.max())
-        origin = "class names given" if names_given else "classes"
-        raise UserError(f"{where} holds label {bad}, outside 0..{len(names) - 1} for the {len(names)} {origin}.")
+        if names_given:
+            message = _("{where} holds label {bad}, outside 0..{last} for the {count} class names given.")
+        else:
+            message = _("{where} holds label {bad}, outside 0..{last} for the {count} classes.")
+        raise UserError(message.format(where=where, bad=bad, last=len(names) - 1, count=len(names)))
     return ints
 
 
@@ -205,12 +239,20 @@ def _images(split: RawSplit, n_labels: int, layout: str | None) -> np.ndarray:
     images = np.asarray(split.images)
     where = split.where(split.images_key)
     if images.dtype.kind not in "biuf":
-        raise UserError(f"{where} holds {images.dtype} values; images must be numbers.")
+        raise UserError(
+            _("{where} holds {dtype} values; images must be numbers.").format(where=where, dtype=images.dtype)
+        )
     if split.nhwc:
         if layout is not None:
-            raise UserError(f"{split.file}: layout applies to array files, not to decoded pictures.")
+            raise UserError(
+                _("{file}: layout applies to array files, not to decoded pictures.").format(file=split.file)
+            )
         if len(images) != n_labels:
-            raise UserError(f"{where} holds {len(images)} images but '{split.labels_key}' holds {n_labels} labels.")
+            raise UserError(
+                _("{where} holds {n_images} images but '{labels_key}' holds {n_labels} labels.").format(
+                    where=where, n_images=len(images), labels_key=split.labels_key, n_labels=n_labels
+                )
+            )
     else:
         try:
             images = to_nhwc(images, n_labels, layout, where)
@@ -218,16 +260,21 @@ def _images(split: RawSplit, n_labels: int, layout: str | None) -> np.ndarray:
             _raise_if_count_mismatch(images, n_labels, layout, split)
             raise
     if len(images) == 0:
-        raise UserError(f"{where} holds no images; the dataset is empty.")
+        raise UserError(_("{where} holds no images; the dataset is empty.").format(where=where))
     if images.size == 0:
-        raise UserError(f"{where}: images of shape {images.shape[1:]} hold no pixels; each needs at least one.")
+        raise UserError(
+            _("{where}: images of shape {shape} hold no pixels; each needs at least one.").format(
+                where=where, shape=images.shape[1:]
+            )
+        )
     if images.dtype.kind == "f":
         bad = ~np.isfinite(images)
         if bad.any():
             first = int(np.flatnonzero(bad.reshape(len(images), -1).any(axis=1))[0])
             raise UserError(
-                f"{where} holds {int(bad.sum())} NaN/inf pixel values (first in image {first}); "
-                "fill or drop those images."
+                _(
+                    "{where} holds {bad} NaN/inf pixel values (first in image {first}); fill or drop those images."
+                ).format(where=where, bad=int(bad.sum()), first=first)
             )
         _check_float32_range(images, where)
         images = images.astype(np.float32, copy=False)
@@ -246,8 +293,9 @@ def _check_float32_range(images: np.ndarray, where: str) -> None:
     lo, hi = float(images.min()), float(images.max())
     if max(abs(lo), abs(hi), hi - lo) > _FLOAT32_MAX:
         raise UserError(
-            f"{where} holds pixel values from {lo:g} to {hi:g}; values and their span must stay within "
-            f"{_FLOAT32_MAX:.3g} (float32) for training: rescale the images."
+            _(
+                "{where} holds pixel values from {lo:g} to {hi:g}; values and their span must stay within {float32_max:.3g} (float32) for training: rescale the images."
+            ).format(where=where, lo=lo, hi=hi, float32_max=_FLOAT32_MAX)
         )
 
 
@@ -259,7 +307,9 @@ def _raise_if_count_mismatch(images: np.ndarray, n_labels: int, layout: str | No
         return
     if n_images != n_labels:
         raise UserError(
-            f"{split.where(split.images_key)} holds {n_images} images but '{split.labels_key}' holds {n_labels} labels."
+            _("{where} holds {n_images} images but '{labels_key}' holds {n_labels} labels.").format(
+                where=split.where(split.images_key), n_images=n_images, labels_key=split.labels_key, n_labels=n_labels
+            )
         ) from None
 
 
@@ -273,8 +323,14 @@ def _check_named_classes_used(labels: np.ndarray, names: tuple[str, ...], split:
     if not used.all():
         unused = [names[i] for i in np.flatnonzero(~used)]
         raise UserError(
-            f"{split.where(split.labels_key)} uses only {int(used.sum())} of the {len(names)} class names given; "
-            f"no image is labelled {cut(', '.join(unused))}: drop those names or check the labels."
+            _(
+                "{where} uses only {used} of the {n_names} class names given; no image is labelled {unused}: drop those names or check the labels."
+            ).format(
+                where=split.where(split.labels_key),
+                used=int(used.sum()),
+                n_names=len(names),
+                unused=cut(", ".join(unused)),
+            )
         )
 
 
@@ -282,6 +338,7 @@ def _check_classes(labels: np.ndarray, names: tuple[str, ...], split: RawSplit) 
     if len(names) < 2 or len(np.unique(labels)) < 2:
         only = names[int(labels[0])] if len(labels) else "?"
         raise UserError(
-            f"{split.where(split.labels_key)} puts all {len(labels)} images in one class ('{only}'); "
-            "a classifier needs at least 2 classes."
+            _(
+                "{where} puts all {n_labels} images in one class ('{only}'); a classifier needs at least 2 classes."
+            ).format(where=split.where(split.labels_key), n_labels=len(labels), only=only)
         )

@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..checks import pad
 from ..i18n import _
 from .dataset import Dataset
 from .describe import steps_text  # noqa: F401  (the text lives with describe, which shows it)
@@ -29,8 +30,12 @@ class DataStep:
     note: str
 
     def __str__(self) -> str:
+        return self.line()
+
+    def line(self, name_width: int = 10) -> str:
+        """One line of `steps_text`, the name padded to `name_width` terminal columns (translated names vary)."""
         values = f"  {_('values')} {_num(self.low)} .. {_num(self.high)}" if self.low is not None else ""
-        return f"{self.name:<10} {str(self.shape):<22}{values}  {self.note}".rstrip()
+        return f"{pad(self.name, name_width)} {str(self.shape):<22}{values}  {self.note}".rstrip()
 
 
 def _num(value: float | None) -> str:

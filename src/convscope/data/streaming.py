@@ -54,23 +54,32 @@ class NpyFile:
                 version = np.lib.format.read_magic(f)
                 header = {(1, 0): np.lib.format.read_array_header_1_0, (2, 0): np.lib.format.read_array_header_2_0}
                 if version not in header:
-                    raise ValueError(f"header version {version} is not supported for streaming")
+                    raise ValueError(
+                        _("header version {version} is not supported for streaming").format(version=version)
+                    )
                 shape, fortran, dtype = header[version](f)
                 offset = f.tell()
         except OSError as exc:
-            raise UserError(f"{path}: cannot read ({exc.strerror}).") from None
+            raise UserError(_("{path}: cannot read ({strerror}).").format(path=path, strerror=exc.strerror)) from None
         except ValueError as exc:
-            raise UserError(f"{path}: not a .npy file ({exc}).") from None
+            raise UserError(_("{path}: not a .npy file ({exc}).").format(path=path, exc=exc)) from None
         if dtype.hasobject or dtype.kind not in "biuf":
-            raise UserError(f"{path}: holds {dtype} values; streamed images must be numbers (uint8 or float).")
+            raise UserError(
+                _("{path}: holds {dtype} values; streamed images must be numbers (uint8 or float).").format(
+                    path=path, dtype=dtype
+                )
+            )
         if fortran:
             raise UserError(
-                f"{path}: is stored in Fortran order; save it C-ordered (np.ascontiguousarray) to stream it."
+                _("{path}: is stored in Fortran order; save it C-ordered (np.ascontiguousarray) to stream it.").format(
+                    path=path
+                )
             )
         if len(shape) not in (3, 4) or (len(shape) == 4 and shape[3] not in (1, 3)):
             raise UserError(
-                f"{path}: has shape {shape}; streaming reads (N, H, W) or (N, H, W, C) with C = 1 or 3 "
-                "(other layouts: load it into memory with cs.load(..., layout=...))."
+                _(
+                    "{path}: has shape {shape}; streaming reads (N, H, W) or (N, H, W, C) with C = 1 or 3 (other layouts: load it into memory with cs.load(..., layout=...))."
+                ).format(path=path, shape=shape)
             )
         full = tuple(int(s) for s in shape) + ((1,) if len(shape) == 3 else ())
         return cls(str(path), full, dtype, offset)  # type: ignore[arg-type]
@@ -218,11 +227,16 @@ def stream(
         return _stream_folder(path, class_names, image_size, channels, workers)
     if path.suffix.lower() == ".npy" and path.is_file():
         if image_size is not None or channels is not None:
-            raise UserError(f"{path}: image_size and channels apply only to folders of pictures, not to .npy files.")
+            raise UserError(
+                _("{path}: image_size and channels apply only to folders of pictures, not to .npy files.").format(
+                    path=path
+                )
+            )
         return _stream_npy(path, class_names, workers or 0)
     raise UserError(
-        f"{path}: streaming reads a .npy file of (N, H, W[, C]) images or a folder with one sub-folder of "
-        f"{'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} pictures per class; load other formats with cs.load."
+        _(
+            "{path}: streaming reads a .npy file of (N, H, W[, C]) images or a folder with one sub-folder of {formats} pictures per class; load other formats with cs.load."
+        ).format(path=path, formats="/".join(s[1:].upper() for s in IMAGE_SUFFIXES))
     )
 
 
@@ -230,7 +244,9 @@ def _stream_npy(path: Path, class_names, workers: int) -> StreamingDataset:
     source = NpyFile.open(path)
     partner = labels_partner(path)
     if partner is None:
-        raise UserError(f"{path}: put the labels beside it as {path.stem}_labels.npy or labels.npy.")
+        raise UserError(
+            _("{path}: put the labels beside it as {stem}_labels.npy or labels.npy.").format(path=path, stem=path.stem)
+        )
     labels = np.load(partner, allow_pickle=False)
     return _dataset(source, labels, str(path), partner.name, class_names, workers)
 
@@ -238,14 +254,16 @@ def _stream_npy(path: Path, class_names, workers: int) -> StreamingDataset:
 def _stream_folder(path: Path, class_names, image_size, channels, workers) -> StreamingDataset:
     classes = class_folders(path)
     if not classes:
-        raise UserError(f"{path}: has no sub-folders with pictures; expected one sub-folder per class.")
+        raise UserError(
+            _("{path}: has no sub-folders with pictures; expected one sub-folder per class.").format(path=path)
+        )
     paths = [p for _, pictures in classes for p in pictures]
     size = _size(image_size) if image_size is not None else None
     if size is None or channels is None:
         first_size, all_gray = _survey(paths)  # headers only
         size, channels = size or first_size, channels or (1 if all_gray else 3)
     if channels not in (1, 3):
-        raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+        raise UserError(_("channels must be 1 (grayscale) or 3 (RGB), got {channels}.").format(channels=channels))
     labels = np.array([name for name, pictures in classes for _ in pictures])
     source = PictureFiles(tuple(str(p) for p in paths), size, channels)
     return _dataset(

@@ -1,7 +1,7 @@
 """Charts of plain numbers, shared by the report, the notebook reprs and the live training chart.
 
 They take duck-typed inputs (anything with a History's `column`, `best_epoch`, ... ; arrays and dicts), so
-this bottom layer imports nothing from convscope. Every function builds a `matplotlib.figure.Figure`
+this bottom layer imports nothing from convscope but the message catalogs. Every function builds a `matplotlib.figure.Figure`
 directly, without pyplot: no global figure state and no display needed.
 """
 
@@ -13,18 +13,20 @@ import numpy as np
 import wcwidth
 from matplotlib.figure import Figure
 
+from ..i18n import _
 from .fonts import fit_fonts
 
 CORRECT, WRONG, NEUTRAL = "#1a7f37", "#cf222e", "#57606a"
 TRAIN_COLOR, VAL_COLOR = "#0969da", "#bc4c00"
 
 
-def training_curves(history, title: str = "training curves") -> Figure:
+def training_curves(history, title: str | None = None) -> Figure:
     """Loss and accuracy per epoch, training against validation, with the best epoch and the stop marked."""
     figure = Figure(figsize=(10, 3.8), layout="constrained")
     epochs = history.column("epoch")
-    for ax, metric, label in zip(figure.subplots(1, 2), ("loss", "accuracy"), ("loss (cross-entropy)", "accuracy")):
-        for key, name, color in ((metric, "train", TRAIN_COLOR), (f"val_{metric}", "validation", VAL_COLOR)):
+    panels = (("loss", _("loss (cross-entropy)"), _("loss")), ("accuracy", _("accuracy"), _("accuracy")))
+    for ax, (metric, label, heading) in zip(figure.subplots(1, 2), panels):
+        for key, name, color in ((metric, _("train"), TRAIN_COLOR), (f"val_{metric}", _("validation"), VAL_COLOR)):
             values = history.column(key)
             if values:
                 ax.plot(epochs[: len(values)], values, marker="o", markersize=3.5, color=color, label=name)
@@ -34,25 +36,25 @@ def training_curves(history, title: str = "training curves") -> Figure:
                 color=CORRECT,
                 linestyle="--",
                 linewidth=1.2,
-                label=f"best epoch {history.best_epoch}",
+                label=_("best epoch {epoch}").format(epoch=history.best_epoch),
             )
         if history.stopped_early or history.interrupted:
-            why = "stopped early" if history.stopped_early else "interrupted"
+            why = _("stopped early at epoch {epoch}") if history.stopped_early else _("interrupted at epoch {epoch}")
             ax.axvline(
                 history.epochs_run,
                 color=WRONG,
                 linestyle=":",
                 linewidth=1.5,
-                label=f"{why} at epoch {history.epochs_run}",
+                label=why.format(epoch=history.epochs_run),
             )
-        ax.set_xlabel("epoch")
+        ax.set_xlabel(_("epoch"))
         ax.set_ylabel(label)
-        ax.set_title(label.split(" ")[0])
+        ax.set_title(heading)
         if epochs:
             ax.set_xticks(_epoch_ticks(len(epochs)))
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    figure.suptitle(title, fontsize=12, fontweight="bold")
+    figure.suptitle(title if title is not None else _("training curves"), fontsize=12, fontweight="bold")
     return fit_fonts(figure)
 
 
@@ -68,13 +70,17 @@ def confusion_matrix_figure(cm: np.ndarray, class_names: Sequence[str]) -> Figur
     figure = Figure(figsize=(side + 1, side), layout="constrained")
     ax = figure.add_subplot()
     image = ax.imshow(cm, cmap="Blues")
-    figure.colorbar(image, ax=ax, shrink=0.8, label="images")
+    figure.colorbar(image, ax=ax, shrink=0.8, label=_("images"))
     ticks = np.arange(k)
     ax.set_xticks(ticks, class_names, rotation=90 if max(wcwidth.width(n) for n in class_names) > 3 else 0)
     ax.set_yticks(ticks, class_names)
-    ax.set_xlabel("predicted class")
-    ax.set_ylabel("true class")
-    ax.set_title(f"confusion matrix ({int(cm.sum())} test images, {int(np.trace(cm))} correct)")
+    ax.set_xlabel(_("predicted class"))
+    ax.set_ylabel(_("true class"))
+    ax.set_title(
+        _("confusion matrix ({count} test images, {correct} correct)").format(
+            count=int(cm.sum()), correct=int(np.trace(cm))
+        )
+    )
     if k <= 30:
         threshold = cm.max() / 2 if cm.size and cm.max() > 0 else 0
         fontsize = 9 if k <= 12 else 7 if k <= 20 else 5
@@ -99,16 +105,17 @@ def per_class_figure(rows: Sequence[dict]) -> Figure:
     ax = figure.add_subplot()
     x = np.arange(k)
     width = 0.27
-    for offset, key, color in ((-width, "precision", TRAIN_COLOR), (0.0, "recall", VAL_COLOR), (width, "f1", CORRECT)):
-        ax.bar(x + offset, [row[key] for row in rows], width, label=key if key != "f1" else "F1", color=color)
+    bars = ((-width, "precision", _("precision"), TRAIN_COLOR), (0.0, "recall", _("recall"), VAL_COLOR))
+    for offset, key, label, color in (*bars, (width, "f1", _("F1"), CORRECT)):
+        ax.bar(x + offset, [row[key] for row in rows], width, label=label, color=color)
     ax.set_xticks(
         x, [row["class"] for row in rows], rotation=90 if max(wcwidth.width(r["class"]) for r in rows) > 3 else 0
     )
     low = min([row[key] for row in rows for key in ("precision", "recall", "f1")] + [1.0])
     ax.set_ylim(max(0.0, np.floor(low * 10) / 10 - 0.1), 1.0)
-    ax.set_xlabel("class")
-    ax.set_ylabel("score")
-    ax.set_title("per-class precision, recall and F1 (test split)")
+    ax.set_xlabel(_("class"))
+    ax.set_ylabel(_("score"))
+    ax.set_title(_("per-class precision, recall and F1 (test split)"))
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.0, 1.0))  # outside: never hides a bar
     return fit_fonts(figure)
@@ -121,7 +128,7 @@ def spread_chart(labels: Sequence[str], scores: Sequence[Sequence[float]], metri
     x = np.arange(len(labels))
     means = [float(np.mean(s)) for s in scores]
     spreads = [float(np.std(s, ddof=1)) if len(s) > 1 else 0.0 for s in scores]
-    ax.errorbar(x, means, yerr=spreads, fmt="o", color=TRAIN_COLOR, capsize=6, markersize=7, label="mean ± spread")
+    ax.errorbar(x, means, yerr=spreads, fmt="o", color=TRAIN_COLOR, capsize=6, markersize=7, label=_("mean ± spread"))
     for i, s in enumerate(scores):
         ax.scatter([i] * len(s), s, color=NEUTRAL, s=14, alpha=0.7, zorder=3)
     ax.set_xticks(x, list(labels))

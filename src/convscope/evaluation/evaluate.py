@@ -12,6 +12,7 @@ import numpy as np
 from ..checks import pad, printable, text_width
 from ..data.dataset import Dataset
 from ..errors import UserError
+from ..i18n import _
 from ..training.trained_model import TrainedModel
 from .metrics import confusion_matrix, most_confused, per_class
 
@@ -69,34 +70,39 @@ class EvaluationResult:
         }
 
     def text(self) -> str:
-        lines = [f"test loss {self.loss:.4f}, test accuracy {self.accuracy:.4f} on {len(self.labels)} images"]
+        lines = [
+            _("test loss {loss:.4f}, test accuracy {accuracy:.4f} on {count} images").format(
+                loss=self.loss, accuracy=self.accuracy, count=len(self.labels)
+            )
+        ]
         shown = [printable(n) for n in self.class_names]
-        width = max(len("class"), *(text_width(n) for n in shown))
-        lines.append(f"{'class':>{width}}  precision  recall     f1  support")
+        titles = (_("class"), _("precision"), _("recall"), _("f1"), _("support"))
+        width = max(text_width(titles[0]), *(text_width(n) for n in shown))
+        # Each number column is as wide as its number or its (translated) heading, whichever is wider.
+        wp, wr, wf, ws = (max(w, text_width(t)) for w, t in zip((9, 6, 5, 7), titles[1:]))
+        lines.append("  ".join(pad(t, w, ">") for t, w in zip(titles, (width, wp, wr, wf, ws))))
         for name, row in zip(shown, self.per_class):
             lines.append(
-                f"{pad(name, width, '>')}  {row['precision']:9.3f}  {row['recall']:6.3f}  {row['f1']:.3f}  {row['support']:7d}"
+                f"{pad(name, width, '>')}  {row['precision']:{wp}.3f}  {row['recall']:{wr}.3f}  {row['f1']:{wf}.3f}  {row['support']:{ws}d}"
             )
         lines += self.confusion_text()
         pairs = self.most_confused(3)
         if pairs:
-            lines.append(
-                "most confused: "
-                + ", ".join(f"{printable(p['true'])} -> {printable(p['predicted'])} ({p['count']})" for p in pairs)
-            )
+            listed = ", ".join(f"{printable(p['true'])} -> {printable(p['predicted'])} ({p['count']})" for p in pairs)
+            lines.append(_("most confused: {pairs}").format(pairs=listed))
         return "\n".join(lines)
 
     def confusion_text(self, max_classes: int = 20) -> list[str]:
         """The confusion matrix as aligned text (rows true, columns predicted), for up to `max_classes`."""
         k = len(self.class_names)
         if k > max_classes:
-            return [f"confusion matrix: {k} classes, too many to print; see --json or the report"]
-        names, corner = [printable(n[:8]) for n in self.class_names], "true \\ predicted"
-        width = max(len(corner), *(text_width(n) for n in names))
+            return [_("confusion matrix: {count} classes, too many to print; see --json or the report").format(count=k)]
+        names, corner = [printable(n[:8]) for n in self.class_names], _("true \\ predicted")
+        width = max(text_width(corner), *(text_width(n) for n in names))
         cell = max(3, *(text_width(n) for n in names), len(str(int(self.confusion_matrix.max(initial=0)))))
         lines = [
-            "confusion matrix (rows: true class, columns: predicted)",
-            f"{corner:>{width}}  " + " ".join(pad(n, cell, ">") for n in names),
+            _("confusion matrix (rows: true class, columns: predicted)"),
+            f"{pad(corner, width, '>')}  " + " ".join(pad(n, cell, ">") for n in names),
         ]
         for name, row in zip(names, self.confusion_matrix):
             lines.append(f"{pad(name, width, '>')}  " + " ".join(f"{int(v):>{cell}}" for v in row))
@@ -107,11 +113,15 @@ def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
     """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after."""
     if data.input_shape != tuple(trained.input_shape):
         raise UserError(
-            f"{printable(data.source or 'data')}: images are {data.input_shape} but the model expects {tuple(trained.input_shape)}."
+            _("{source}: images are {shape} but the model expects {expected}.").format(
+                source=printable(data.source or _("data")), shape=data.input_shape, expected=tuple(trained.input_shape)
+            )
         )
     if data.num_classes > len(trained.class_names) or (len(data) and data.labels.max() >= len(trained.class_names)):
         raise UserError(
-            f"{printable(data.source or 'data')}: has {data.num_classes} classes but the model knows {len(trained.class_names)}."
+            _("{source}: has {count} classes but the model knows {known}.").format(
+                source=printable(data.source or _("data")), count=data.num_classes, known=len(trained.class_names)
+            )
         )
     probs = trained.predict_proba(data.images)
     picked = np.clip(probs[np.arange(len(data)), data.labels], _EPS, 1.0)

@@ -5,13 +5,22 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import display
+from ..i18n import _
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .evaluate import EvaluationResult
 
-PER_CLASS_ALT = "per-class precision, recall and F1"
-MATRIX_ALT = "confusion matrix"
-MATRIX_CAPTION = "Rows: the true class; columns: the predicted class."
+
+def per_class_alt() -> str:
+    return _("per-class precision, recall and F1")
+
+
+def matrix_alt() -> str:
+    return _("confusion matrix")
+
+
+def matrix_caption() -> str:
+    return _("Rows: the true class; columns: the predicted class.")
 
 
 def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
@@ -22,7 +31,7 @@ def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
     ]
     return "sections/metrics.html", {
         "anchor": "metrics",
-        "nav": "Metrics",
+        "nav": _("Metrics"),
         "accuracy": result.accuracy,
         "loss": result.loss,
         "size": len(result.labels),
@@ -33,14 +42,14 @@ def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
 
 def confusion_section(result: EvaluationResult, matrix: dict, top: int = 10) -> tuple[str, dict]:
     pairs = [[p["true"], p["predicted"], p["count"]] for p in result.most_confused(top)]
-    return "sections/confusion.html", {"anchor": "confusion", "nav": "Confusion", "matrix": matrix, "pairs": pairs}
+    return "sections/confusion.html", {"anchor": "confusion", "nav": _("Confusion"), "matrix": matrix, "pairs": pairs}
 
 
 def evaluation_html(result: EvaluationResult) -> str:
     from ..display.charts import confusion_matrix_figure, per_class_figure  # matplotlib only when drawn
 
-    bars = display.picture(per_class_figure(result.per_class), PER_CLASS_ALT)
+    bars = display.picture(per_class_figure(result.per_class), per_class_alt())
     matrix = display.picture(
-        confusion_matrix_figure(result.confusion_matrix, result.class_names), MATRIX_ALT, MATRIX_CAPTION
+        confusion_matrix_figure(result.confusion_matrix, result.class_names), matrix_alt(), matrix_caption()
     )
     return display.fragment(metrics_section(result, bars), confusion_section(result, matrix))

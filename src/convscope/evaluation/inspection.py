@@ -100,7 +100,11 @@ def sample(result: EvaluationResult, index: int) -> Sample:
     """Test image `index` of an evaluation."""
     n = len(result.labels)
     if not 0 <= index < n:
-        raise UserError(f"--index {index} is out of range: the test set has {n} images (0 to {n - 1}).")
+        raise UserError(
+            _("--index {index} is out of range: the test set has {n} images (0 to {last}).").format(
+                index=index, n=n, last=n - 1
+            )
+        )
     return Sample(
         int(index), result.images[index], result.probabilities[index], result.class_names, int(result.labels[index])
     )
@@ -109,7 +113,11 @@ def sample(result: EvaluationResult, index: int) -> Sample:
 def class_index(class_names: tuple[str, ...], name: str) -> int:
     if name in class_names:
         return class_names.index(name)
-    raise UserError(f"class {name!r} is not one of the model's classes: {', '.join(class_names)}.")
+    raise UserError(
+        _("class {name!r} is not one of the model's classes: {class_names}.").format(
+            name=name, class_names=", ".join(class_names)
+        )
+    )
 
 
 def losses(result: EvaluationResult) -> np.ndarray:
@@ -139,32 +147,34 @@ def select(
     """
     if kind == "index":
         if index is None:
-            raise UserError("choose the image with --index I.")
+            raise UserError(_("choose the image with --index I."))
         if class_name is not None:
-            raise UserError("--class picks among several images; with --index the image is already chosen.")
+            raise UserError(_("--class picks among several images; with --index the image is already chosen."))
         one = sample(result, index)
-        return Selection("index", f"test image #{index}", (one,))
+        return Selection("index", _("test image #{index}").format(index=index), (one,))
     if n < 1:
-        raise UserError(f"the number of images to show must be at least 1, got {n}.")
+        raise UserError(_("the number of images to show must be at least 1, got {n}.").format(n=n))
     pool = np.arange(len(result.labels))
-    where = ""
     if class_name is not None:
         pool = pool[result.labels == class_index(result.class_names, class_name)]
-        where = f" of class {class_name}"
     if kind in ("mistakes", "top-losses"):
         pool = pool[result.predictions[pool] != result.labels[pool]]
     elif kind == "correct":
         pool = pool[result.predictions[pool] == result.labels[pool]]
-    if kind == "random":
-        title = f"random test images{where}"
-    elif kind == "correct":
-        title = f"correctly classified test images{where}"
-    elif kind == "mistakes":
-        title = f"misclassified test images{where}"
-    elif kind == "top-losses":
-        title = f"top losses{where}: most confidently wrong first"
-    else:
-        raise UserError(f"unknown selection {kind!r}; use random, correct, mistakes, top-losses or index.")
+    titles = {  # (all classes, one class)
+        "random": (_("random test images"), _("random test images of class {name}")),
+        "correct": (_("correctly classified test images"), _("correctly classified test images of class {name}")),
+        "mistakes": (_("misclassified test images"), _("misclassified test images of class {name}")),
+        "top-losses": (
+            _("top losses: most confidently wrong first"),
+            _("top losses of class {name}: most confidently wrong first"),
+        ),
+    }
+    if kind not in titles:
+        raise UserError(
+            _("unknown selection {kind!r}; use random, correct, mistakes, top-losses or index.").format(kind=kind)
+        )
+    title = titles[kind][class_name is not None].format(name=class_name)
     if kind == "top-losses":
         order = np.argsort(-losses(result)[pool], kind="stable")
         chosen = pool[order[:n]]
@@ -178,7 +188,11 @@ def select(
 def predict_image(trained: TrainedModel, image: np.ndarray) -> Sample:
     """A sample for an image that is not in the test set (an image file): no true class."""
     if tuple(image.shape) != tuple(trained.input_shape):
-        raise UserError(f"image is {tuple(image.shape)} but the model expects {tuple(trained.input_shape)}.")
+        raise UserError(
+            _("image is {shape} but the model expects {input_shape}.").format(
+                shape=tuple(image.shape), input_shape=tuple(trained.input_shape)
+            )
+        )
     probabilities = trained.predict_proba(image[None])[0]
     return Sample(None, image, probabilities, trained.class_names, None)
 
@@ -211,13 +225,17 @@ class GradCam:
 
 def _network(trained: TrainedModel) -> Network:
     if not isinstance(trained.model, Network):
-        raise UserError("feature maps, filters and Grad-CAM need a model built from a preset or spec.")
+        raise UserError(_("feature maps, filters and Grad-CAM need a model built from a preset or spec."))
     return trained.model
 
 
 def _input(trained: TrainedModel, image: np.ndarray) -> torch.Tensor:
     if tuple(image.shape) != tuple(trained.input_shape):
-        raise UserError(f"image is {tuple(image.shape)} but the model expects {tuple(trained.input_shape)}.")
+        raise UserError(
+            _("image is {shape} but the model expects {input_shape}.").format(
+                shape=tuple(image.shape), input_shape=tuple(trained.input_shape)
+            )
+        )
     return trained.scaler.transform(image[None]).to(trained.device)
 
 

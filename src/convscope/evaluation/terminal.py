@@ -90,7 +90,7 @@ def bar(value: float, width: int = 20) -> str:
 def sample_text(sample: Sample, width: int = 20) -> list[str]:
     """The header line (index, the figures' caption `true → predicted (p%)`, verdict) and one probability bar
     per class, with its percentage."""
-    where = f"#{sample.index}" if sample.index is not None else "image"
+    where = f"#{sample.index}" if sample.index is not None else _("image")
     lines = [f"{where}  {printable(sample.caption)}  {sample.verdict}"]
     names = [printable(n) for n in sample.class_names]
     name_width = max(text_width(n) for n in names)

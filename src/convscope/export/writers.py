@@ -23,6 +23,7 @@ from torch import nn
 
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
+from ..i18n import _
 from ..training.trained_model import TrainedModel
 from .contract import FORMATS, INPUT_NAME, OUTPUT_NAME, contract
 
@@ -43,10 +44,18 @@ class RawPixelClassifier(nn.Module):
 def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
     """Write `trained` as `format` ('onnx' or 'torchscript') to `out`, atomically."""
     if format not in FORMATS:
-        raise UserError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}.")
+        raise UserError(
+            _("unknown export format {format!r}; choose one of {formats}.").format(
+                format=format, formats=", ".join(FORMATS)
+            )
+        )
     out = Path(out)
     if out.is_dir():
-        raise UserError(f"{out} is a directory; give a file name such as {out / ('model' + FORMATS[format])}.")
+        raise UserError(
+            _("{out} is a directory; give a file name such as {example}.").format(
+                out=out, example=out / ("model" + FORMATS[format])
+            )
+        )
     wrapper = RawPixelClassifier(trained.model, trained.scaler).to("cpu").eval()
     h, w, c = trained.input_shape
     # Two images, not one: an example batch of 1 would let the exporter fix the batch size to 1.

@@ -97,11 +97,16 @@ class KerasModel:
 
     @property
     def description(self) -> str:
-        kind = {"keras": "a Keras 3 .keras archive", "h5": "a legacy HDF5 .h5", "json": "architecture JSON"}[
-            self.container
-        ]
-        version = f", Keras {self.keras_version}" if self.keras_version else ""
-        return f"{self.model_class} model from {kind}{version}"
+        kind = {
+            "keras": _("a Keras 3 .keras archive"),
+            "h5": _("a legacy HDF5 .h5"),
+            "json": _("architecture JSON"),
+        }[self.container]
+        if self.keras_version:
+            return _("{model_class} model from {kind}, Keras {version}").format(
+                model_class=self.model_class, kind=kind, version=self.keras_version
+            )
+        return _("{model_class} model from {kind}").format(model_class=self.model_class, kind=kind)
 
 
 def is_keras_file(path: str | Path) -> bool:
@@ -530,19 +535,24 @@ def _endpoints(value: Any, what: str, source: str) -> str:
         entries = list(value.values())
     if len(entries) != 1:
         names = ", ".join(str(e[0]) for e in entries if isinstance(e, list) and e)
-        raise UserError(
-            _(
-                "{source}: the model has {count} {what}s ({names}); convscope imports models with "
+        if what == "input":
+            message = _(
+                "{source}: the model has {count} inputs ({names}); convscope imports models with "
                 "one image input and one class-probability output."
-            ).format(source=source, count=len(entries), what=what, names=cut(names, 120))
-        )
+            )
+        else:
+            message = _(
+                "{source}: the model has {count} outputs ({names}); convscope imports models with "
+                "one image input and one class-probability output."
+            )
+        raise UserError(message.format(source=source, count=len(entries), names=cut(names, 120)))
     entry = entries[0]
     if not (isinstance(entry, list) and entry and isinstance(entry[0], str)):
-        raise UserError(
-            _("{source}: the model's {what} must be named as [layer, 0, 0], got {value}.").format(
-                source=source, what=what, value=quote(entry)
-            )
-        )
+        if what == "input":
+            message = _("{source}: the model's input must be named as [layer, 0, 0], got {value}.")
+        else:
+            message = _("{source}: the model's output must be named as [layer, 0, 0], got {value}.")
+        raise UserError(message.format(source=source, value=quote(entry)))
     return entry[0]
 
 
@@ -666,10 +676,14 @@ def translate_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
     kind = LAYER_TYPES[layer["class_name"]]
     c = _config(layer)
     if c.get("data_format") not in (None, "channels_last"):
-        raise _refuse(layer, source, f"data_format={quote(c['data_format'])} (convscope reads channels_last models)")
+        raise _refuse(
+            layer,
+            source,
+            _("data_format={value} (convscope reads channels_last models)").format(value=quote(c["data_format"])),
+        )
     padding = c.get("padding", "valid")
     if not isinstance(padding, str) or padding.lower() not in ("valid", "same"):
-        raise _field(layer, source, "padding", padding, "'valid' or 'same'")
+        raise _field(layer, source, "padding", padding, _("'valid' or 'same'"))
     padding = padding.lower()
     if kind == "Conv2D":
         if not _ones(c.get("dilation_rate", 1)):
@@ -701,7 +715,7 @@ def translate_layer(layer: dict[str, Any], source: str) -> dict[str, Any]:
         }
     if kind == "BatchNormalization":
         if _flag(c, "renorm", False, layer, source) or c.get("virtual_batch_size") is not None:
-            raise _refuse(layer, source, "batch renormalization / virtual batches")
+            raise _refuse(layer, source, _("batch renormalization / virtual batches"))
         _flag(c, "center", True, layer, source)
         _flag(c, "scale", True, layer, source)
         return {"momentum": c.get("momentum", 0.99), "epsilon": c.get("epsilon", 1e-3)}

@@ -31,6 +31,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import UserError
+from ..i18n import _
 from ..models.network import Network
 from ..models.spec import INPUT, LayerSpec
 from ..training.trained_model import TrainedModel
@@ -70,12 +71,14 @@ def export_keras(trained: TrainedModel, out: str | Path) -> Path:
     """Write `trained` as a Keras 3 `.keras` archive at `out`, atomically."""
     out = Path(out)
     if out.suffix != ".keras":
-        raise UserError(f"{out}: Keras 3 only loads archives whose name ends in .keras.")
+        raise UserError(_("{out}: Keras 3 only loads archives whose name ends in .keras.").format(out=out))
     if out.is_dir():
-        raise UserError(f"{out} is a directory; give a file name such as {out / 'model.keras'}.")
+        raise UserError(
+            _("{out} is a directory; give a file name such as {example}.").format(out=out, example=out / "model.keras")
+        )
     network = trained.model
     if not isinstance(network, Network):
-        raise UserError("only runs built from a preset or spec can be exported to Keras.")
+        raise UserError(_("only runs built from a preset or spec can be exported to Keras."))
     config, weights = keras_model(network, trained)
     archive = _archive(config, weights, contract(trained))
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -97,7 +100,9 @@ def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any]
     if refuse:
         l = refuse[0]
         raise UserError(
-            f"layer '{l.name}' ({l.type}) has no Keras equivalent; the Keras export handles {', '.join(KERAS_CLASSES)}."
+            _("layer '{name}' ({type}) has no Keras equivalent; the Keras export handles {supported}.").format(
+                name=l.name, type=l.type, supported=", ".join(KERAS_CLASSES)
+            )
         )
     shapes = {INPUT: tuple(network.input_shape), **{i.name: i.output_shape for i in network.info}}
     names = _keras_names(spec.layers)
@@ -131,7 +136,7 @@ def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any]
     order = keras_layer_order({n[0]: n[3] for n in nodes}, output)
     layers = []
     for name in order:
-        _, cls, cfg, inputs, shape, _ = by_name[name]
+        _name, cls, cfg, inputs, shape, _variables = by_name[name]
         tensors = [
             {
                 "class_name": "__keras_tensor__",
@@ -248,8 +253,9 @@ def _layer_nodes(
         padding = a.get("padding", "valid")
         if isinstance(padding, int):
             raise UserError(
-                f"layer '{layer.name}' ({kind}) pads by {padding} pixels, which Keras' pooling layers "
-                "cannot do (they know 'valid' and 'same')."
+                _(
+                    "layer '{name}' ({kind}) pads by {padding} pixels, which Keras' pooling layers cannot do (they know 'valid' and 'same')."
+                ).format(name=layer.name, kind=kind, padding=padding)
             )
         size = pair("pool_size", 2)
         config = {

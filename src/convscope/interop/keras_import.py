@@ -78,7 +78,7 @@ def parse_scale(text: str) -> tuple[float, float] | str:
     try:
         lo, hi = (float(v) for v in text.split(","))
     except ValueError:
-        raise UserError(f"--scale must be MIN,MAX (e.g. 0,255) or none, got {text!r}.") from None
+        raise UserError(_("--scale must be MIN,MAX (e.g. 0,255) or none, got {text!r}.").format(text=text)) from None
     return lo, hi
 
 
@@ -88,9 +88,9 @@ def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> Mi
         first = model.spec.layers[0]
         if first.type != "Rescaling":
             raise UserError(
-                f"{model.source}: say how the model's inputs were scaled: --scale MIN,MAX for (x - MIN) / (MAX - MIN), "
-                "as the course does with the training set's minimum and maximum (0,255 for notMNIST), "
-                "or --scale none if the model takes pixels as they are."
+                _(
+                    "{source}: say how the model's inputs were scaled: --scale MIN,MAX for (x - MIN) / (MAX - MIN), as the course does with the training set's minimum and maximum (0,255 for notMNIST), or --scale none if the model takes pixels as they are."
+                ).format(source=model.source)
             )
         scale = "none"  # the model scales its inputs itself
     if scale == "none":
@@ -99,7 +99,7 @@ def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> Mi
         return scaler_for(parse_scale(scale), model)
     lo, hi = (float(v) for v in scale)
     if not hi > lo:
-        raise UserError(f"--scale MIN,MAX needs MAX > MIN, got {lo:g},{hi:g}.")
+        raise UserError(_("--scale MIN,MAX needs MAX > MIN, got {lo:g},{hi:g}.").format(lo=lo, hi=hi))
     return MinMaxScaler(lo, hi)
 
 
@@ -321,9 +321,16 @@ def _assign(block: nn.Module, kind: str, values: dict[str, np.ndarray], layer: K
         tensor = torch.from_numpy(np.ascontiguousarray(value, dtype=np.float32))
         if tuple(tensor.shape) != tuple(target.shape):
             raise UserError(
-                f"{source}: layer '{layer.name}' ({layer.class_name}) has {what} of shape "
-                f"{tuple(value.shape)}, which does not fit its config (expected {tuple(target.shape)} "
-                "after conversion)."
+                _(
+                    "{source}: layer '{name}' ({class_name}) has {what} of shape {shape}, which does not fit its config (expected {expected} after conversion)."
+                ).format(
+                    source=source,
+                    name=layer.name,
+                    class_name=layer.class_name,
+                    what=what,
+                    shape=tuple(value.shape),
+                    expected=tuple(target.shape),
+                )
             )
         target.copy_(tensor)
 
@@ -354,8 +361,9 @@ def _test_set(data: str, class_names: Any, layout: str | None, num_classes: int)
         )
     if len(dataset.class_names) != num_classes:
         raise UserError(
-            f"{data}: has {len(dataset.class_names)} classes but the model outputs {num_classes}; "
-            f"name all {num_classes} with --class-names."
+            _(
+                "{data}: has {count} classes but the model outputs {num_classes}; name all {num_classes} with --class-names."
+            ).format(data=data, count=len(dataset.class_names), num_classes=num_classes)
         )
     return dataset
 
@@ -385,7 +393,11 @@ def import_keras(
     scaler = scaler_for(scale, model)
     given = parse_class_names(class_names)
     if given is not None and len(given) != model.num_classes:
-        raise UserError(f"--class-names gives {len(given)} names but the model outputs {model.num_classes} classes.")
+        raise UserError(
+            _("--class-names gives {count} names but the model outputs {num_classes} classes.").format(
+                count=len(given), num_classes=model.num_classes
+            )
+        )
     dataset = _test_set(data, given, layout, model.num_classes) if data is not None else None
     names = dataset.class_names if dataset is not None else (given or tuple(str(i) for i in range(model.num_classes)))
     trained = TrainedModel(network, scaler, tuple(names), model.input_shape, config={})

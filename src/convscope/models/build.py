@@ -11,6 +11,7 @@ from torch import nn
 
 from ..checks import limits
 from ..errors import UserError
+from ..i18n import _
 from .network import Network
 from .presets import PRESETS
 from .spec import ModelSpec, parse_spec, read_spec_file
@@ -26,11 +27,15 @@ def resolve_spec(model: str | Path | dict[str, Any] | list | ModelSpec) -> Model
         return parse_spec(copy.deepcopy(model))
     text = str(model)
     if text in PRESETS:
-        return parse_spec(copy.deepcopy(PRESETS[text]), name=text, source=f"preset '{text}'")
+        return parse_spec(copy.deepcopy(PRESETS[text]), name=text, source=_("preset '{text}'").format(text=text))
     path = Path(text)
     if path.suffix.lower() in SPEC_SUFFIXES:
         return parse_spec(read_spec_file(path), name=path.stem, source=str(path))
-    raise UserError(f"model {text!r} is neither a preset ({', '.join(PRESETS)}) nor a .yaml/.yml/.json spec file.")
+    raise UserError(
+        _("model {text!r} is neither a preset ({presets}) nor a .yaml/.yml/.json spec file.").format(
+            text=text, presets=", ".join(PRESETS)
+        )
+    )
 
 
 def plan_network(
@@ -50,7 +55,9 @@ def plan_network(
     except (RuntimeError, OverflowError, ValueError) as exc:  # torch refuses sizes beyond int64
         first = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:120]
         raise UserError(
-            f"model '{spec.name}' on input {tuple(input_shape)}: its sizes are too large to work out ({first})."
+            _("model '{name}' on input {input_shape}: its sizes are too large to work out ({first}).").format(
+                name=spec.name, input_shape=tuple(input_shape), first=first
+            )
         ) from None
 
 
@@ -61,9 +68,16 @@ def check_params(network: Network) -> None:
     if total > allowed:
         largest = max(network.info, key=lambda layer: layer.trainable + layer.non_trainable)
         raise UserError(
-            f"model '{network.spec.name}' on input {network.input_shape} has {total:,} parameters "
-            f"({largest.trainable + largest.non_trainable:,} in layer '{largest.name}'), over the limit of "
-            f"{allowed:,} (raise it with the environment variable CONVSCOPE_MAX_PARAMS)."
+            _(
+                "model '{name}' on input {input_shape} has {total:,} parameters ({layer_params:,} in layer '{layer}'), over the limit of {allowed:,} (raise it with the environment variable CONVSCOPE_MAX_PARAMS)."
+            ).format(
+                name=network.spec.name,
+                input_shape=network.input_shape,
+                total=total,
+                layer_params=largest.trainable + largest.non_trainable,
+                layer=largest.name,
+                allowed=allowed,
+            )
         )
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import display
+from ..i18n import _
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .summary import ModelSummary
@@ -14,16 +15,18 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
     # An "inputs" column only for graphs that branch: a plain chain reads top to bottom without it.
     previous = ["input", *(layer.name for layer in s.layers)]
     branching = any(tuple(layer.inputs) != (previous[i],) for i, layer in enumerate(s.layers))
-    header = [
-        "layer",
-        "type",
-        *(["inputs"] if branching else []),
-        "output shape",
-        "params",
-        "FLOPs",
-        "receptive field",
-        "output size",
+    columns = [
+        ("layer", _("layer")),
+        ("type", _("type")),
+        *([("inputs", _("inputs"))] if branching else []),
+        ("output shape", _("output shape")),
+        ("params", _("params")),
+        ("FLOPs", _("FLOPs")),
+        ("receptive field", _("receptive field")),
+        ("output size", _("output size")),
     ]
+    keys = [key for key, _title in columns]
+    header = [title for _key, title in columns]
     rows = []
     for layer in s.layers:
         rf = f"{layer.receptive_field[0]}×{layer.receptive_field[1]}" if layer.receptive_field else ""
@@ -41,11 +44,11 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
         )
     return "sections/model.html", {
         "anchor": "model",
-        "nav": "Model",
+        "nav": _("Model"),
         "name": s.name,
         "header": header,
         "rows": rows,
-        "numeric": [header.index("params"), header.index("FLOPs")],
+        "numeric": [keys.index("params"), keys.index("FLOPs")],
         "total": s.total_params,
         "trainable": s.trainable_params,
         "non_trainable": s.non_trainable_params,

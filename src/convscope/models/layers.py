@@ -22,6 +22,7 @@ from torch import nn
 
 from ..checks import quote
 from ..errors import UserError
+from ..i18n import _
 from .sizes import AxisSize, axis_output
 
 Shape = tuple[int, ...]
@@ -75,15 +76,23 @@ class _Args:
         if isinstance(value, int):
             value = (value, value)
         if not (isinstance(value, (list, tuple)) and len(value) == 2 and all(_is_size(v) for v in value)):
-            raise self.error(f"'{key}' must be a positive integer or a pair of them, got {quote(value)}")
+            raise self.error(
+                _("'{key}' must be a positive integer or a pair of them, got {value}").format(
+                    key=key, value=quote(value)
+                )
+            )
         return int(value[0]), int(value[1])
 
     def positive_int(self, key: str, default: Any = None) -> int:
         value = self.get(key, default)
         if not isinstance(value, int) or isinstance(value, bool) or value < 1:
-            raise self.error(f"'{key}' must be a positive integer, got {quote(value)}")
+            raise self.error(_("'{key}' must be a positive integer, got {value}").format(key=key, value=quote(value)))
         if value > MAX_SIZE:
-            raise self.error(f"'{key}' is {value:,}, above the largest size {MAX_SIZE:,}")
+            raise self.error(
+                _("'{key}' is {value:,}, above the largest size {max_size:,}").format(
+                    key=key, value=value, max_size=MAX_SIZE
+                )
+            )
         return value
 
     def number(self, key: str, default: float, low: float, high: float | None = None) -> float:
@@ -92,23 +101,26 @@ class _Args:
         ok = isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
         ok = ok and value >= low and (high is None or value <= high) and (high is not None or value > low)
         if not ok:
-            expected = f"a number in [{low:g}, {high:g}]" if high is not None else f"a number above {low:g}"
-            raise self.error(f"'{key}' must be {expected}, got {quote(value)}")
+            if high is not None:
+                message = _("'{key}' must be a number in [{low:g}, {high:g}], got {value}")
+            else:
+                message = _("'{key}' must be a number above {low:g}, got {value}")
+            raise self.error(message.format(key=key, low=low, high=high, value=quote(value)))
         return float(value)
 
     def flag(self, key: str, default: bool) -> bool:
         value = self.get(key, default)
         if not isinstance(value, bool):
-            raise self.error(f"'{key}' must be true or false, got {quote(value)}")
+            raise self.error(_("'{key}' must be true or false, got {value}").format(key=key, value=quote(value)))
         return value
 
     def activation(self) -> nn.Module:
         name = self.get("activation")
         if name is not None and not isinstance(name, str):
-            raise self.error(f"'activation' must be the name of one activation, got {quote(name)}")
+            raise self.error(_("'activation' must be the name of one activation, got {name}").format(name=quote(name)))
         if name not in ACTIVATIONS:
             known = ", ".join(sorted(k for k in ACTIVATIONS if k))
-            raise self.error(f"unknown activation {quote(name)} (known: {known})")
+            raise self.error(_("unknown activation {name} (known: {known})").format(name=quote(name), known=known))
         return ACTIVATIONS[name]()
 
     def padding(self) -> str | int:
@@ -117,38 +129,51 @@ class _Args:
             isinstance(value, int) and not isinstance(value, bool) and 0 <= value <= MAX_SIZE
         ):
             return value
-        raise self.error(f"'padding' must be 'valid', 'same' or a non-negative integer, got {quote(value)}")
+        raise self.error(
+            _("'padding' must be 'valid', 'same' or a non-negative integer, got {value}").format(value=quote(value))
+        )
 
     def error(self, message: str) -> UserError:
-        return UserError(f"layer '{self.layer}' ({self.kind}): {message}.")
+        return UserError(
+            _("layer '{layer}' ({kind}): {message}.").format(layer=self.layer, kind=self.kind, message=message)
+        )
 
     def check_all_read(self) -> None:
         unknown = sorted(set(self.args) - self._read)
         if unknown:
-            raise self.error(f"unknown argument(s) {', '.join(unknown)}")
+            raise self.error(_("unknown argument(s) {unknown}").format(unknown=", ".join(unknown)))
 
 
 def _one_input(a: _Args, shapes: list[Shape]) -> Shape:
     if len(shapes) != 1:
-        raise a.error(f"takes one input, got {len(shapes)}")
+        raise a.error(_("takes one input, got {count}").format(count=len(shapes)))
     return shapes[0]
 
 
 def _image_input(a: _Args, shapes: list[Shape]) -> tuple[int, int, int]:
     shape = _one_input(a, shapes)
     if len(shape) != 3:
-        raise a.error(f"needs an image input (H, W, C), got {shape}; is there a Flatten before it?")
+        raise a.error(
+            _("needs an image input (H, W, C), got {shape}; is there a Flatten before it?").format(shape=shape)
+        )
     return shape
 
 
 def _window(a: _Args, h: int, w: int, kernel: tuple[int, int], strides: tuple[int, int], padding: str | int):
     axes = [axis_output(size, k, s, padding) for size, k, s in zip((h, w), kernel, strides)]
-    for axis_name, axis in zip(("height", "width"), axes):
+    too_small = (
+        _(
+            "output height would be {size}, below 1: {formula}; the input is {h}x{w}, use padding='same', "
+            "a smaller kernel or fewer pooling layers"
+        ),
+        _(
+            "output width would be {size}, below 1: {formula}; the input is {h}x{w}, use padding='same', "
+            "a smaller kernel or fewer pooling layers"
+        ),
+    )
+    for message, axis in zip(too_small, axes):
         if axis.size_out < 1:
-            raise a.error(
-                f"output {axis_name} would be {axis.formula.rsplit('= ', 1)[-1]}, below 1: {axis.formula}; "
-                f"the input is {h}x{w}, use padding='same', a smaller kernel or fewer pooling layers"
-            )
+            raise a.error(message.format(size=axis.formula.rsplit("= ", 1)[-1], formula=axis.formula, h=h, w=w))
     formula = axes[0].formula if axes[0] == axes[1] else f"H: {axes[0].formula}; W: {axes[1].formula}"
     return axes[0], axes[1], formula
 
@@ -290,7 +315,9 @@ class KerasFlatten(nn.Module):
 def dense(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     if len(shape) != 1:
-        raise a.error(f"needs a flat input, got {shape}; add a Flatten or GlobalAveragePooling2D before it")
+        raise a.error(
+            _("needs a flat input, got {shape}; add a Flatten or GlobalAveragePooling2D before it").format(shape=shape)
+        )
     units = a.positive_int("units")
     use_bias = a.flag("use_bias", True)
     act = a.activation()
@@ -336,7 +363,7 @@ def dropout(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     rate = a.get("rate", None)
     if not isinstance(rate, (int, float)) or not 0 <= rate < 1:
-        raise a.error(f"'rate' must be a number in [0, 1), got {quote(rate)}")
+        raise a.error(_("'rate' must be a number in [0, 1), got {rate}").format(rate=quote(rate)))
     return BuiltLayer(KerasDropout(float(rate)), shape)
 
 
@@ -352,7 +379,12 @@ def flatten(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 
 def global_average_pooling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     h, w, c = _image_input(a, shapes)
-    return BuiltLayer(GlobalAveragePool(), (c,), f"the mean of each channel's {h}x{w} map -> ({c},)", flops=h * w * c)
+    return BuiltLayer(
+        GlobalAveragePool(),
+        (c,),
+        _("the mean of each channel's {h}x{w} map -> ({c},)").format(h=h, w=w, c=c),
+        flops=h * w * c,
+    )
 
 
 class AddInputs(nn.Module):
@@ -370,18 +402,18 @@ class ConcatenateChannels(nn.Module):
 
 def add(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     if len(shapes) < 2 or any(s != shapes[0] for s in shapes):
-        raise a.error(f"needs two or more inputs of the same shape, got {shapes}")
+        raise a.error(_("needs two or more inputs of the same shape, got {shapes}").format(shapes=shapes))
     return BuiltLayer(AddInputs(), shapes[0], flops=_numel(shapes[0]) * (len(shapes) - 1))
 
 
 def concatenate(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     axis = a.get("axis", -1)
     if not (isinstance(axis, int) and not isinstance(axis, bool) and axis == -1):
-        raise a.error(f"only the channel axis (-1) can be concatenated, got axis={quote(axis)}")
+        raise a.error(_("only the channel axis (-1) can be concatenated, got axis={axis}").format(axis=quote(axis)))
     if len(shapes) < 2 or any(len(s) != len(shapes[0]) or s[:-1] != shapes[0][:-1] for s in shapes):
-        raise a.error(f"needs two or more inputs that differ only in channels, got {shapes}")
+        raise a.error(_("needs two or more inputs that differ only in channels, got {shapes}").format(shapes=shapes))
     channels = [s[-1] for s in shapes]
-    formula = f"channels {' + '.join(map(str, channels))} = {sum(channels)}"
+    formula = _("channels {parts} = {total}").format(parts=" + ".join(map(str, channels)), total=sum(channels))
     return BuiltLayer(ConcatenateChannels(), (*shapes[0][:-1], sum(channels)), formula)
 
 
@@ -408,7 +440,11 @@ def _per_channel(a: _Args, key: str, default: float, channels: int) -> list[floa
     if not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v) for v in values) or len(
         values
     ) not in (1, channels):
-        raise a.error(f"'{key}' must be a finite number or {channels} of them (one per channel), got {quote(value)}")
+        raise a.error(
+            _("'{key}' must be a finite number or {channels} of them (one per channel), got {value}").format(
+                key=key, channels=channels, value=quote(value)
+            )
+        )
     return [float(v) for v in values]
 
 
@@ -416,10 +452,10 @@ def rescaling(a: _Args, shapes: list[Shape]) -> BuiltLayer:
     shape = _one_input(a, shapes)
     scale = _per_channel(a, "scale", 1.0, shape[-1])
     if 0.0 in scale:  # every image would become the same constant
-        raise a.error(f"'scale' must not be 0, got {quote(a.get('scale'))}")
+        raise a.error(_("'scale' must not be 0, got {value}").format(value=quote(a.get("scale"))))
     offset = _per_channel(a, "offset", 0.0, shape[-1])
     show = lambda v: f"{v[0]:g}" if len(v) == 1 else "[" + ", ".join(f"{x:g}" for x in v) + "]"  # noqa: E731
-    formula = f"unchanged; every value becomes x * {show(scale)} + {show(offset)}"
+    formula = _("unchanged; every value becomes x * {scale} + {offset}").format(scale=show(scale), offset=show(offset))
     return BuiltLayer(Rescale(scale, offset, len(shape) == 3), shape, formula, flops=2 * _numel(shape))
 
 
@@ -447,13 +483,19 @@ def reshape(a: _Args, shapes: list[Shape]) -> BuiltLayer:
         and list(target).count(-1) <= 1
     ):
         raise a.error(
-            f"'target_shape' must be [features] or [H, W, C] of positive integers (one may be -1), got {target!r}"
+            _(
+                "'target_shape' must be [features] or [H, W, C] of positive integers (one may be -1), got {target!r}"
+            ).format(target=target)
         )
     size, known = _numel(shape), _numel(tuple(t for t in target if t != -1))
     filled = tuple(size // known if t == -1 else t for t in target)
     if _numel(filled) != size:
-        raise a.error(f"cannot reshape {shape} ({size} values) to {tuple(target)}")
-    formula = f"{' * '.join(map(str, shape))} = {size} values -> {_shape_text(filled)}"
+        raise a.error(
+            _("cannot reshape {shape} ({size} values) to {target}").format(shape=shape, size=size, target=tuple(target))
+        )
+    formula = _("{dims} = {size} values -> {shape}").format(
+        dims=" * ".join(map(str, shape)), size=size, shape=_shape_text(filled)
+    )
     return BuiltLayer(KerasReshape(filled), filled, formula)
 
 

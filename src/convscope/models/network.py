@@ -14,6 +14,7 @@ import torch
 from torch import nn
 
 from ..errors import UserError
+from ..i18n import _
 from .layers import BuiltLayer, Shape, build_layer
 from .sizes import receptive_field
 from .spec import INPUT, ModelSpec
@@ -42,7 +43,9 @@ class Network(nn.Module):
         self.num_classes = num_classes
         if spec.input_shape is not None and tuple(spec.input_shape) != self.input_shape:
             raise UserError(
-                f"model '{spec.name}' declares Input shape {tuple(spec.input_shape)} but the data is {self.input_shape}."
+                _("model '{name}' declares Input shape {input_shape} but the data is {data_shape}.").format(
+                    name=spec.name, input_shape=tuple(spec.input_shape), data_shape=self.input_shape
+                )
             )
         self.blocks = nn.ModuleDict()
         self.info: list[LayerInfo] = []
@@ -66,8 +69,9 @@ class Network(nn.Module):
     def _check_output(self, name: str, built: BuiltLayer) -> None:
         if built.output_shape != (self.num_classes,):
             raise UserError(
-                f"output layer '{name}' gives shape {built.output_shape}, but the data has {self.num_classes} classes; "
-                "end with Dense(units: num_classes, activation: softmax)."
+                _(
+                    "output layer '{name}' gives shape {output_shape}, but the data has {num_classes} classes; end with Dense(units: num_classes, activation: softmax)."
+                ).format(name=name, output_shape=built.output_shape, num_classes=self.num_classes)
             )
         last = built.module[-1] if isinstance(built.module, nn.Sequential) else built.module
         if isinstance(last, nn.Softmax):
@@ -79,7 +83,9 @@ class Network(nn.Module):
                 built.module = nn.Identity()
         elif not isinstance(last, (nn.Identity, nn.Linear)):
             raise UserError(
-                f"output layer '{name}' ends in {type(last).__name__}; a classifier ends in softmax (or no activation)."
+                _("output layer '{name}' ends in {module}; a classifier ends in softmax (or no activation).").format(
+                    name=name, module=type(last).__name__
+                )
             )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -105,7 +111,7 @@ class Network(nn.Module):
 
 def _consumers(graph: list[tuple[str, tuple[str, ...]]]) -> dict[str, int]:
     counts: dict[str, int] = {}
-    for _, inputs in graph:
+    for _name, inputs in graph:
         for i in inputs:
             counts[i] = counts.get(i, 0) + 1
     return counts

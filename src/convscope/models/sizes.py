@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from ..i18n import _
+
 
 @dataclass(frozen=True)
 class AxisSize:
@@ -31,10 +33,9 @@ def axis_output(size: int, kernel: int, stride: int, padding: str | int) -> Axis
         out = math.ceil(size / stride)
         total = max((out - 1) * stride + kernel - size, 0)
         before, after = total // 2, total - total // 2
-        formula = (
-            f"ceil({size} / {stride}) = {out}  "
-            f"(same: pad {before}+{after}, floor(({size} - {kernel} + {total}) / {stride}) + 1 = {out})"
-        )
+        formula = _(
+            "ceil({size} / {stride}) = {out}  (same: pad {before}+{after}, floor(({size} - {kernel} + {total}) / {stride}) + 1 = {out})"
+        ).format(size=size, stride=stride, out=out, before=before, after=after, kernel=kernel, total=total)
         return AxisSize(size, out, before, after, formula)
     pad = 0 if padding == "valid" else int(padding)
     out = (size - kernel + 2 * pad) // stride + 1

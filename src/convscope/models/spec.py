@@ -38,6 +38,7 @@ from torch import nn
 
 from ..checks import limits, quote
 from ..errors import UserError
+from ..i18n import _
 from .layers import BUILDERS, canonical_type
 
 INPUT = "input"
@@ -88,21 +89,37 @@ def read_spec_file(path: str | Path) -> Any:
     try:
         size = path.stat().st_size
         if size > MAX_SPEC_FILE_BYTES:
-            raise UserError(f"model spec {path} is {size:,} bytes; a spec is at most {MAX_SPEC_FILE_BYTES:,}.")
+            raise UserError(
+                _("model spec {path} is {size:,} bytes; a spec is at most {limit:,}.").format(
+                    path=path, size=size, limit=MAX_SPEC_FILE_BYTES
+                )
+            )
         text = path.read_bytes().decode("utf-8")
     except OSError as exc:
-        raise UserError(f"cannot read model spec {path}: {exc.strerror}.") from None
+        raise UserError(
+            _("cannot read model spec {path}: {strerror}.").format(path=path, strerror=exc.strerror)
+        ) from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"model spec {path} is not UTF-8 text (byte {exc.start} cannot be decoded).") from None
+        raise UserError(
+            _("model spec {path} is not UTF-8 text (byte {start} cannot be decoded).").format(
+                path=path, start=exc.start
+            )
+        ) from None
     try:
         value = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
     except (json.JSONDecodeError, yaml.YAMLError) as exc:
         where = getattr(exc, "lineno", None) or getattr(getattr(exc, "problem_mark", None), "line", None)
-        at = f" near line {where + (0 if isinstance(exc, json.JSONDecodeError) else 1)}" if where is not None else ""
-        raise UserError(f"model spec {path} is not valid {kind}{at}.") from None
+        if where is None:
+            raise UserError(_("model spec {path} is not valid {kind}.").format(path=path, kind=kind)) from None
+        line = where + (0 if isinstance(exc, json.JSONDecodeError) else 1)
+        raise UserError(
+            _("model spec {path} is not valid {kind} near line {line}.").format(path=path, kind=kind, line=line)
+        ) from None
     except RecursionError:
         raise UserError(
-            f"model spec {path} nests deeper than {kind} can be read; a spec nests {MAX_DEPTH} levels at most."
+            _(
+                "model spec {path} nests deeper than {kind} can be read; a spec nests {max_depth} levels at most."
+            ).format(path=path, kind=kind, max_depth=MAX_DEPTH)
         ) from None
     check_spec_size(value, str(path))
     return value
@@ -119,11 +136,16 @@ def check_spec_size(raw: Any, source: str) -> None:
         seen += 1
         if seen > limit:
             raise UserError(
-                f"{source}: the spec holds more than {limit:,} values (YAML aliases expanded); "
-                "raise CONVSCOPE_MAX_SPEC_VALUES if it really is that large."
+                _(
+                    "{source}: the spec holds more than {limit:,} values (YAML aliases expanded); raise CONVSCOPE_MAX_SPEC_VALUES if it really is that large."
+                ).format(source=source, limit=limit)
             )
         if depth > MAX_DEPTH:
-            raise UserError(f"{source}: the spec nests more than {MAX_DEPTH} levels deep.")
+            raise UserError(
+                _("{source}: the spec nests more than {max_depth} levels deep.").format(
+                    source=source, max_depth=MAX_DEPTH
+                )
+            )
         if isinstance(value, dict):
             stack.extend((v, depth + 1) for v in value.values())
             stack.extend((k, depth + 1) for k in value)
@@ -137,16 +159,32 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
     if isinstance(raw, list):
         raw = {"layers": raw}
     if not isinstance(raw, dict) or not isinstance(raw.get("layers"), list) or not raw["layers"]:
-        raise UserError(f"{source}: a model spec needs a non-empty 'layers' list.")
+        raise UserError(_("{source}: a model spec needs a non-empty 'layers' list.").format(source=source))
     unknown_top = sorted(quote(k, 40) for k in raw if k not in ("name", "kind", "layers", "output", "input_shape"))
     if unknown_top:
-        raise UserError(f"{source}: unknown top-level key(s) {', '.join(unknown_top)}; expected name, layers, output.")
+        raise UserError(
+            _("{source}: unknown top-level key(s) {unknown_top}; expected name, layers, output.").format(
+                source=source, unknown_top=", ".join(unknown_top)
+            )
+        )
     if "name" in raw and not (isinstance(raw["name"], str) and _MODEL_NAME.match(raw["name"])):
-        raise UserError(f"{source}: 'name' must be up to 100 characters without / or \\, got {quote(raw['name'])}.")
+        raise UserError(
+            _("{source}: 'name' must be up to 100 characters without / or \\, got {value}.").format(
+                source=source, value=quote(raw["name"])
+            )
+        )
     if "output" in raw and not isinstance(raw["output"], str):
-        raise UserError(f"{source}: 'output' must be the name of a layer, got {quote(raw['output'])}.")
+        raise UserError(
+            _("{source}: 'output' must be the name of a layer, got {value}.").format(
+                source=source, value=quote(raw["output"])
+            )
+        )
     if raw.get("kind", "sequential") not in KINDS:
-        raise UserError(f"{source}: kind must be {' or '.join(KINDS)}, got {str(raw['kind'])[:40]!r}.")
+        raise UserError(
+            _("{source}: kind must be {kinds}, got {value!r}.").format(
+                source=source, kinds=" or ".join(KINDS), value=str(raw["kind"])[:40]
+            )
+        )
     functional = "output" in raw  # or any layer that names its inputs, below
 
     layers: list[LayerSpec] = []
@@ -156,20 +194,28 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
     for position, item in enumerate(raw["layers"], start=1):
         kind, args = _split_layer(item, position, source)
         if kind == "Input":
-            input_shape = _shape(args.get("shape"), f"{source}: layer {position} (Input) 'shape'")
+            input_shape = _shape(
+                args.get("shape"),
+                _("{source}: layer {position} (Input) 'shape'").format(source=source, position=position),
+            )
             if args.get("name", INPUT) != INPUT:
-                raise UserError(f"{source}: the Input layer is always called '{INPUT}'.")
+                raise UserError(
+                    _("{source}: the Input layer is always called '{input}'.").format(source=source, input=INPUT)
+                )
             continue
-        _check_args(args, f"{source}: layer {position} ({kind})")
+        _check_args(args, _("{source}: layer {position} ({kind})").format(source=source, position=position, kind=kind))
         layer_name = args.pop("name", None) or _auto_name(kind, counters)
         if not _NAME.match(str(layer_name)):
             raise UserError(
-                f"{source}: layer {position} has an invalid name {quote(layer_name)} (letters, digits, _ and -)."
+                _("{source}: layer {position} has an invalid name {layer_name} (letters, digits, _ and -).").format(
+                    source=source, position=position, layer_name=quote(layer_name)
+                )
             )
         if hasattr(_MODULE_DICT, str(layer_name)):  # the layers live in a ModuleDict, whose attributes they would hide
             raise UserError(
-                f"{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; "
-                "choose another name."
+                _(
+                    "{source}: layer {position} cannot be called {layer_name!r}, the name of a torch method; choose another name."
+                ).format(source=source, position=position, layer_name=layer_name)
             )
         inputs = args.pop("inputs", None)
         functional = functional or inputs is not None
@@ -180,7 +226,9 @@ def parse_spec(raw: Any, name: str = "model", source: str = "spec") -> ModelSpec
     _check_graph(layers, source)
     output = str(raw.get("output", layers[-1].name))
     if output not in {l.name for l in layers}:
-        raise UserError(f"{source}: output {quote(output)} is not the name of a layer.")
+        raise UserError(
+            _("{source}: output {output} is not the name of a layer.").format(source=source, output=quote(output))
+        )
     kind = str(raw.get("kind") or ("functional" if functional else "sequential"))
     return ModelSpec(str(raw.get("name", name)), tuple(layers), output, input_shape, kind)
 
@@ -195,27 +243,40 @@ def _split_layer(item: Any, position: int, source: str) -> tuple[str, dict[str, 
             args = {}
         if not isinstance(args, dict):
             raise UserError(
-                f"{source}: layer {position} ({quote(kind, 30)}) needs a mapping of arguments like "
-                f"{{filters: 32}} (or {{}}), got {quote(args)}."
+                _(
+                    "{source}: layer {position} ({kind}) needs a mapping of arguments like {{filters: 32}} (or {{}}), got {value}."
+                ).format(source=source, position=position, kind=quote(kind, 30), value=quote(args))
             )
         args = dict(args)
     else:
         raise UserError(
-            f"{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {quote(item)}."
+            _("{source}: layer {position} must be {{type: Conv2D, ...}} or {{Conv2D: {{...}}}}, got {item}.").format(
+                source=source, position=position, item=quote(item)
+            )
         )
     if not isinstance(kind, str):
-        raise UserError(f"{source}: layer {position} has a type that is not a name: {quote(kind)}.")
+        raise UserError(
+            _("{source}: layer {position} has a type that is not a name: {kind}.").format(
+                source=source, position=position, kind=quote(kind)
+            )
+        )
     canonical = "Input" if kind.lower() in ("input", "inputlayer") else canonical_type(kind)
     if canonical is None:
         known = ", ".join(["Input", *BUILDERS])
-        raise UserError(f"{source}: layer {position} has unknown type {quote(kind)}; known types: {known}.")
+        raise UserError(
+            _("{source}: layer {position} has unknown type {kind}; known types: {known}.").format(
+                source=source, position=position, kind=quote(kind), known=known
+            )
+        )
     return canonical, args
 
 
 def _shape(value: Any, where: str) -> tuple[int, ...]:
     if not (isinstance(value, _SEQUENCES) and len(value) in (1, 3) and all(_is_int(v, 1) for v in value)):
         raise UserError(
-            f"{where} must be [H, W, C] (or [features]) of positive integers up to {MAX_INT:,}, got {quote(value)}."
+            _("{where} must be [H, W, C] (or [features]) of positive integers up to {max_int:,}, got {value}.").format(
+                where=where, max_int=MAX_INT, value=quote(value)
+            )
         )
     return tuple(int(v) for v in value)
 
@@ -233,11 +294,17 @@ def _check_args(args: dict[Any, Any], where: str) -> None:
     check every other argument's type and meaning (`layers._Args`)."""
     for key in args:
         if not isinstance(key, str):
-            raise UserError(f"{where}: argument names must be text, got {quote(key)}.")
+            raise UserError(_("{where}: argument names must be text, got {key}.").format(where=where, key=quote(key)))
     if "name" in args and not isinstance(args["name"], str):
-        raise UserError(f"{where}: 'name' must be a name, got {quote(args['name'])}.")
+        raise UserError(
+            _("{where}: 'name' must be a name, got {value}.").format(where=where, value=quote(args["name"]))
+        )
     if "inputs" in args and not _name_or_names(args["inputs"]):
-        raise UserError(f"{where}: 'inputs' must be a layer name or a list of them, got {quote(args['inputs'])}.")
+        raise UserError(
+            _("{where}: 'inputs' must be a layer name or a list of them, got {value}.").format(
+                where=where, value=quote(args["inputs"])
+            )
+        )
 
 
 def _auto_name(kind: str, counters: dict[str, int]) -> str:
@@ -251,10 +318,12 @@ def _check_graph(layers: list[LayerSpec], source: str) -> None:
     seen = {INPUT}
     for layer in layers:
         if layer.name in seen:
-            raise UserError(f"{source}: two layers are called {quote(layer.name)}.")
+            raise UserError(_("{source}: two layers are called {name}.").format(source=source, name=quote(layer.name)))
         for parent in layer.inputs:
             if parent not in seen:
                 raise UserError(
-                    f"{source}: layer {quote(layer.name)} takes input {quote(parent)}, which is not defined before it."
+                    _("{source}: layer {name} takes input {parent}, which is not defined before it.").format(
+                        source=source, name=quote(layer.name), parent=quote(parent)
+                    )
                 )
         seen.add(layer.name)

@@ -68,7 +68,7 @@ class ModelSummary:
         printer.text(str(self))
 
     def __str__(self) -> str:
-        header = ("Layer (type)", "Output Shape", "Param #", "FLOPs", "Receptive field")
+        header = (_("Layer (type)"), _("Output Shape"), _("Param #"), _("FLOPs"), _("Receptive field"))
         rows = []
         for l in self.layers:
             rf = f"{l.receptive_field[0]}x{l.receptive_field[1]}" if l.receptive_field else ""
@@ -91,7 +91,9 @@ class ModelSummary:
             ).rstrip()
 
         out = [
-            f'Model: "{printable(self.name)}" ({self.kind.capitalize()})   input {_shape(self.input_shape)}',
+            _('Model: "{name}" ({kind})   input {shape}').format(
+                name=printable(self.name), kind=self.kind.capitalize(), shape=_shape(self.input_shape)
+            ),
             line,
             fmt(header),
             line.replace("-", "="),
@@ -99,13 +101,15 @@ class ModelSummary:
         for l, r in zip(self.layers, rows):
             out.append(fmt(r))
             if l.formula:
-                out.append(f"    size: {l.formula}")
+                out.append("    " + _("size: {formula}").format(formula=l.formula))
         out += [
             line.replace("-", "="),
-            f"Total params: {self.total_params:,} ({self.total_params * 4 / 1024:.2f} KB)",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.non_trainable_params:,}",
-            f"FLOPs per image (forward, multiply-add = 2): {self.flops:,} ({_flops(self.flops)})",
+            _("Total params: {count:,} ({kb:.2f} KB)").format(count=self.total_params, kb=self.total_params * 4 / 1024),
+            _("Trainable params: {count:,}").format(count=self.trainable_params),
+            _("Non-trainable params: {count:,}").format(count=self.non_trainable_params),
+            _("FLOPs per image (forward, multiply-add = 2): {count:,} ({short})").format(
+                count=self.flops, short=_flops(self.flops)
+            ),
         ]
         return "\n".join(out)
 

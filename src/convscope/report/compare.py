@@ -14,12 +14,15 @@ from pathlib import Path
 from .. import display
 from ..checks import pad, printable, text_width
 from ..errors import UserError
+from ..i18n import _
 from ..models.summary import summary
 from ..runs import CONFIG, METRICS, load_run, read_record
 from ..training.history import History
 from . import figures
 
-HEADER = ("run", "model", "params", "epochs", "train time", "test accuracy", "test loss")
+
+def header() -> tuple[str, ...]:
+    return (_("run"), _("model"), _("params"), _("epochs"), _("train time"), _("test accuracy"), _("test loss"))
 
 
 @dataclass(frozen=True)
@@ -37,7 +40,11 @@ class RunRow:
     history: History
 
     def cells(self) -> tuple[str, ...]:
-        epochs = f"{self.epochs}" + (f" (best {self.best_epoch})" if self.best_epoch else "")
+        epochs = (
+            _("{epochs} (best {best})").format(epochs=self.epochs, best=self.best_epoch)
+            if self.best_epoch
+            else f"{self.epochs}"
+        )
         return (
             self.name,
             self.model,
@@ -66,14 +73,14 @@ def run_row(run_dir: str | Path) -> RunRow:
         metrics.get("train_seconds"),
         metrics.get("test_accuracy"),
         metrics.get("test_loss"),
-        str(config.get("data", {}).get("source") or "unrecorded data"),
+        str(config.get("data", {}).get("source") or _("unrecorded data")),
         history,
     )
 
 
 def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunRow]:
     if not run_dirs:
-        raise UserError("compare needs at least one run directory.")
+        raise UserError(_("compare needs at least one run directory."))
     return [run_row(d) for d in run_dirs]
 
 
@@ -83,40 +90,48 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
     sources = {r.data_source for r in rows}
     if len(sources) > 1:
         out.append(
-            "note: the runs were trained on different data (" + ", ".join(sorted(sources)) + "); "
-            "their test numbers are not directly comparable."
+            _(
+                "note: the runs were trained on different data ({sources}); "
+                "their test numbers are not directly comparable."
+            ).format(sources=", ".join(sorted(sources)))
         )
     scored = [r for r in rows if r.test_accuracy is not None]
     if len(scored) > 1:
         best = max(scored, key=lambda r: r.test_accuracy or 0.0)  # all scored: `or` only narrows the type
-        out.append(f"best test accuracy: {best.name} ({best.model}, {best.test_accuracy:.4f})")
+        out.append(
+            _("best test accuracy: {name} ({model}, {accuracy:.4f})").format(
+                name=best.name, model=best.model, accuracy=best.test_accuracy
+            )
+        )
     return out
 
 
 def comparison_text(rows: Sequence[RunRow]) -> str:
-    cells = [HEADER, *(tuple(printable(c) for c in r.cells()) for r in rows)]  # run and model names from files
-    widths = [max(text_width(row[i]) for row in cells) for i in range(len(HEADER))]
+    titles = header()
+    cells = [titles, *(tuple(printable(c) for c in r.cells()) for r in rows)]  # run and model names from files
+    widths = [max(text_width(row[i]) for row in cells) for i in range(len(titles))]
     left = {0, 1}
 
     def line(row: Sequence[str]) -> str:
         return "  ".join(pad(c, w, "<" if i in left else ">") for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([line(HEADER), rule, *(line(r) for r in cells[1:]), *(printable(n) for n in notes(rows))])
+    return "\n".join([line(titles), rule, *(line(r) for r in cells[1:]), *(printable(n) for n in notes(rows))])
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:
     curves = display.picture(
         figures.comparison_figure([(r.name, r.history) for r in rows]),
-        "validation curves of the runs",
-        "Solid: validation; dashed: training.",
+        _("validation curves of the runs"),
+        _("Solid: validation; dashed: training."),
         png=figures.to_png,
     )
+    titles = header()
     return display.page(
         "compare.html",
-        header=HEADER,
+        header=titles,
         rows=[r.cells() for r in rows],
-        numeric=range(2, len(HEADER)),
+        numeric=range(2, len(titles)),
         notes=notes(rows),
         curves=curves,
         runs=[(r.name, str(r.path)) for r in rows],

@@ -31,6 +31,7 @@ from ..display.fonts import fit_fonts
 from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, percent, select, tile_grid
+from ..i18n import _
 from ..training.history import History
 
 DPI = 100
@@ -96,7 +97,9 @@ def predictions_figure(samples: Sequence[Sample], title: str, bars: bool = True,
     n = len(samples)
     if n == 0:
         figure = Figure(figsize=(6, 1.2))
-        figure.text(0.5, 0.5, f"{title}: no images to show", ha="center", va="center", fontsize=12)
+        figure.text(
+            0.5, 0.5, _("{title}: no images to show").format(title=title), ha="center", va="center", fontsize=12
+        )
         return fit_fonts(figure)
     columns = max(1, min(columns, n))
     rows = -(-n // columns)
@@ -144,7 +147,9 @@ def class_samples_figure(data: Dataset, per_class: int = 8, seed: int = 0, title
                 ax.set_xticks([])
                 ax.set_yticks([])
                 ax.set_ylabel(data.class_names[c], rotation=0, ha="right", va="center", fontsize=10)
-    figure.suptitle(title or f"sample images per class ({data.source or 'dataset'})", fontsize=12, fontweight="bold")
+    if title is None:
+        title = _("sample images per class ({source})").format(source=data.source or _("dataset"))
+    figure.suptitle(title, fontsize=12, fontweight="bold")
     return fit_fonts(figure)
 
 
@@ -163,15 +168,16 @@ def feature_maps_figure(
     grid = figure.add_gridspec(n + 1, 3, height_ratios=heights)
     ax = figure.add_subplot(grid[0, 0])
     _show_image(ax, sample.image)
-    ax.set_title(f"input: {sample.caption}\n{sample.verdict}", fontsize=9, color=_verdict_color(sample))
+    caption = _("input: {caption}").format(caption=sample.caption)
+    ax.set_title(f"{caption}\n{sample.verdict}", fontsize=9, color=_verdict_color(sample))
     ax = figure.add_subplot(grid[0, 1])
     if cam is not None:
         _show_image(ax, sample.image)
         ax.imshow(cam.heatmap, cmap="jet", alpha=0.45, interpolation="bilinear")
-        ax.set_title(f"Grad-CAM for '{cam.class_name}' ({cam.layer})", fontsize=9)
+        ax.set_title(_("Grad-CAM for '{name}' ({layer})").format(name=cam.class_name, layer=cam.layer), fontsize=9)
     else:
         ax.axis("off")
-        ax.set_title("Grad-CAM needs a Conv2D layer", fontsize=9)
+        ax.set_title(_("Grad-CAM needs a Conv2D layer"), fontsize=9)
     _probability_bars(figure.add_subplot(grid[0, 2]), sample)
     for row, fmap in enumerate(maps, start=1):
         ax = figure.add_subplot(grid[row, :])
@@ -180,12 +186,23 @@ def feature_maps_figure(
         ax.set_facecolor("white")
         ax.set_axis_off()
         ax.set_title(
-            f"{fmap.layer} ({fmap.type}): output {_shape_text(fmap.output_shape)}"
-            f" — {fmap.values.shape[0]} maps of {fmap.values.shape[1]}×{fmap.values.shape[2]}",
+            _("{layer} ({type}): output {shape} — {count} maps of {h}×{w}").format(
+                layer=fmap.layer,
+                type=fmap.type,
+                shape=_shape_text(fmap.output_shape),
+                count=fmap.values.shape[0],
+                h=fmap.values.shape[1],
+                w=fmap.values.shape[2],
+            ),
             fontsize=9,
         )
-    where = f"test image #{sample.index}" if sample.index is not None else "image"
-    figure.suptitle(title or f"feature maps of {where}", fontsize=12, fontweight="bold")
+    if title is None:
+        title = (
+            _("feature maps of test image #{index}").format(index=sample.index)
+            if sample.index is not None
+            else _("feature maps of image")
+        )
+    figure.suptitle(title, fontsize=12, fontweight="bold")
     return fit_fonts(figure)
 
 
@@ -220,10 +237,14 @@ def filters_figure(filters: Filters) -> Figure:
             image = ax.imshow(weights[i].mean(axis=0), cmap="RdBu_r", vmin=-limit, vmax=limit, interpolation="nearest")
         ax.set_title(str(i), fontsize=7)
     if image is not None:
-        figure.colorbar(image, ax=axes, shrink=0.8, label="weight")
+        figure.colorbar(image, ax=axes, shrink=0.8, label=_("weight"))
     kh, kw = weights.shape[2:]
     figure.suptitle(
-        f"first-layer filters: {filters.layer}, {count} kernels of {kh}×{kw}×{channels}", fontsize=12, fontweight="bold"
+        _("first-layer filters: {layer}, {count} kernels of {kh}×{kw}×{channels}").format(
+            layer=filters.layer, count=count, kh=kh, kw=kw, channels=channels
+        ),
+        fontsize=12,
+        fontweight="bold",
     )
     return fit_fonts(figure)
 
@@ -239,17 +260,32 @@ def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
         for ax, metric in zip(axes, ("loss", "accuracy")):
             val = history.column(f"val_{metric}")
             if val:
-                ax.plot(epochs[: len(val)], val, marker="o", markersize=3, color=color, label=f"{name} (validation)")
+                ax.plot(
+                    epochs[: len(val)],
+                    val,
+                    marker="o",
+                    markersize=3,
+                    color=color,
+                    label=_("{name} (validation)").format(name=name),
+                )
             train = history.column(metric)
             if train:
-                ax.plot(epochs[: len(train)], train, linestyle="--", alpha=0.45, color=color, label=f"{name} (train)")
+                ax.plot(
+                    epochs[: len(train)],
+                    train,
+                    linestyle="--",
+                    alpha=0.45,
+                    color=color,
+                    label=_("{name} (train)").format(name=name),
+                )
+    labels = {"loss": (_("loss"), _("validation loss")), "accuracy": (_("accuracy"), _("validation accuracy"))}
     for ax, metric in zip(axes, ("loss", "accuracy")):
-        ax.set_xlabel("epoch")
-        ax.set_ylabel(metric)
-        ax.set_title(f"validation {metric}")
+        ax.set_xlabel(_("epoch"))
+        ax.set_ylabel(labels[metric][0])
+        ax.set_title(labels[metric][1])
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-    figure.suptitle("runs compared", fontsize=12, fontweight="bold")
+    figure.suptitle(_("runs compared"), fontsize=12, fontweight="bold")
     return fit_fonts(figure)
 
 
@@ -267,9 +303,9 @@ def grad_cam_figure(samples: Sequence[Sample], cams: Sequence[GradCam | None], t
         _show_image(bottom, s.image)
         if cam is not None:
             bottom.imshow(cam.heatmap, cmap="jet", alpha=0.45, interpolation="bilinear")
-            bottom.set_title(f"evidence for '{cam.class_name}'", fontsize=8)
+            bottom.set_title(_("evidence for '{name}'").format(name=cam.class_name), fontsize=8)
         else:
-            bottom.set_title("Grad-CAM needs a Conv2D layer", fontsize=8)
+            bottom.set_title(_("Grad-CAM needs a Conv2D layer"), fontsize=8)
     figure.suptitle(title, fontsize=12, fontweight="bold")
     return fit_fonts(figure)
 
@@ -284,9 +320,10 @@ def contract_figure(images: np.ndarray, contract: InputContract, examples: int =
     axes = figure.subplots(1, examples + 3, width_ratios=[2.2] + [1] * (examples + 2))
     gray = (np.asarray(images, dtype=np.float64).mean(axis=-1) - lo) / (hi - lo)
     axes[0].hist(gray.ravel() * (hi - lo) + lo, bins=32, range=(lo, hi), color=NEUTRAL, log=True)
-    axes[0].axvline(contract.threshold_value, color=WRONG, linestyle="--", label="ink threshold")
-    axes[0].set_xlabel("pixel value")
-    axes[0].set_title(f"background: {contract.background or 'none'}", fontsize=9)
+    axes[0].axvline(contract.threshold_value, color=WRONG, linestyle="--", label=_("ink threshold"))
+    axes[0].set_xlabel(_("pixel value"))
+    background = {"dark": _("dark"), "light": _("light")}.get(contract.background or "", _("none"))
+    axes[0].set_title(_("background: {background}").format(background=background), fontsize=9)
     axes[0].legend(fontsize=7, loc="upper center")
     for ax, image in zip(axes[1 : examples + 1], images):
         _show_image(ax, image)
@@ -300,10 +337,10 @@ def contract_figure(images: np.ndarray, contract: InputContract, examples: int =
             ax.add_patch(_rectangle((w - side) / 2 - 0.5, (h - side) / 2 - 0.5, side, side, TRAIN_COLOR, "--"))
     paper = _on_paper(images[0], contract)
     _show_image(axes[-2], paper)
-    axes[-2].set_title("a picture", fontsize=9)
+    axes[-2].set_title(_("a picture"), fontsize=9)
     _show_image(axes[-1], frame(paper, contract, images[0].shape[:2]).image)
-    axes[-1].set_title("model input", fontsize=9)
-    figure.suptitle(f"input contract: {contract.framing}", fontsize=11, fontweight="bold")
+    axes[-1].set_title(_("model input"), fontsize=9)
+    figure.suptitle(_("input contract: {framing}").format(framing=contract.framing), fontsize=11, fontweight="bold")
     return fit_fonts(figure)
 
 

@@ -23,7 +23,7 @@ from ..data.html import class_table
 from ..errors import UserError
 from ..evaluation import inspection
 from ..evaluation.evaluate import EvaluationResult
-from ..evaluation.html import MATRIX_ALT, MATRIX_CAPTION, PER_CLASS_ALT, confusion_section, metrics_section
+from ..evaluation.html import confusion_section, matrix_alt, matrix_caption, metrics_section, per_class_alt
 from ..i18n import _
 from ..models.html import model_section
 from ..runs import default_run_dir, save_run
@@ -38,6 +38,11 @@ GALLERY_SIZE = 8
 Section = tuple[str, dict]  # (template file, its context): a new section is one more pair
 
 
+def split_label(split: str) -> str:
+    """The reader's words for a `samples_split` key ("training split", "test split")."""
+    return {"training split": _("training split"), "test split": _("test split")}.get(split, split)
+
+
 def picture(figure: Figure, alt: str, caption: str | None = None) -> dict:
     """A figure for the templates, drawn through `figures.to_png` (the report's one PNG path)."""
     return display.picture(figure, alt, caption, png=figures.to_png)
@@ -47,11 +52,16 @@ def headline(view: RunView) -> list[tuple[str, str]]:
     history = view.trained.history
     seconds = view.metrics.get("train_seconds")
     return [
-        ("test accuracy", f"{view.evaluation.accuracy:.2%}"),
-        ("test loss", f"{view.evaluation.loss:.4f}"),
-        ("epochs", f"{history.epochs_run}" + (f" (best {history.best_epoch})" if history.best_epoch else "")),
-        ("parameters", f"{view.summary.total_params:,}"),
-        ("training time", f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–"),
+        (_("test accuracy"), f"{view.evaluation.accuracy:.2%}"),
+        (_("test loss"), f"{view.evaluation.loss:.4f}"),
+        (
+            _("epochs"),
+            _("{epochs} (best {best})").format(epochs=history.epochs_run, best=history.best_epoch)
+            if history.best_epoch
+            else f"{history.epochs_run}",
+        ),
+        (_("parameters"), f"{view.summary.total_params:,}"),
+        (_("training time"), f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–"),
     ]
 
 
@@ -61,46 +71,61 @@ def data_section(view: RunView) -> Section:
     h, w, c = view.trained.input_shape
     scaler = view.trained.scaler
     rows = [
-        ("source", data.get("source", "–")),
-        ("image shape", f"{h} × {w} × {c} (height × width × channels)"),
-        ("classes", f"{len(evaluation.class_names)}: {', '.join(evaluation.class_names)}"),
-        ("training images", data.get("train_size", "–")),
-        ("of which validation", _validation_row(data.get("train_size"), view.trained.config.get("validation_split"))),
-        ("test images", len(evaluation.labels)),
+        (_("source"), data.get("source", "–")),
+        (_("image shape"), _("{h} × {w} × {c} (height × width × channels)").format(h=h, w=w, c=c)),
+        (_("classes"), f"{len(evaluation.class_names)}: {', '.join(evaluation.class_names)}"),
+        (_("training images"), data.get("train_size", "–")),
         (
-            "test split",
-            "the whole file (an imported model)"
+            _("of which validation"),
+            _validation_row(data.get("train_size"), view.trained.config.get("validation_split")),
+        ),
+        (_("test images"), len(evaluation.labels)),
+        (
+            _("test split"),
+            _("the whole file (an imported model)")
             if data.get("whole_file_is_test_set")
-            else "predefined by the file"
+            else _("predefined by the file")
             if data.get("predefined_split")
-            else f"{data.get('test_split', '–')} stratified, seed {data.get('split_seed', '–')}",
+            else _("{split} stratified, seed {seed}").format(
+                split=data.get("test_split", "–"), seed=data.get("split_seed", "–")
+            ),
         ),
         (
-            "scaling",
-            f"min-max with training statistics: (x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
+            _("scaling"),
+            _("min-max with training statistics: (x - {low:g}) / ({high:g} - {low:g})").format(
+                low=scaler.minimum, high=scaler.maximum
+            ),
         ),
-        ("input contract", view.trained.input_contract.describe() if view.trained.input_contract else "–"),
+        (_("input contract"), view.trained.input_contract.describe() if view.trained.input_contract else "–"),
     ]
     classes = class_table(view.samples)
-    classes["header"][1] = f"images ({view.samples_split})"
+    classes["header"][1] = _("images ({split})").format(split=split_label(view.samples_split))
     if view.samples_split != "test split":  # the test split's counts as well, beside the training split's
         counts = [int((evaluation.labels == k).sum()) for k in range(len(evaluation.class_names))]
-        classes["header"].insert(3, "test images")
+        classes["header"].insert(3, _("test images"))
         classes["rows"] = [[*row[:3], f"{n:,}", row[3]] for row, n in zip(classes["rows"], counts)]
         classes["numeric"] = [1, 2, 3]
     contract = view.trained.input_contract
     return "sections/data.html", {
         "anchor": "data",
-        "nav": "Data",
-        "title": "Data",
+        "nav": _("Data"),
+        "title": _("Data"),
         "rows": rows,
         "classes": classes,
-        "caption": f"Samples: random examples of every class from the {view.samples_split}.",
+        "caption": (
+            _("Samples: random examples of every class from the training split.")
+            if view.samples_split == "training split"
+            else _("Samples: random examples of every class from the test split.")
+            if view.samples_split == "test split"
+            else _("Samples: random examples of every class from the {split}.").format(split=view.samples_split)
+        ),
         "contract": picture(
             figures.contract_figure(np.asarray(view.samples.images[:5]), contract),
-            "the learned input contract",
-            "How a new picture is framed before the model sees it: learned from the training images "
-            "(polarity, ink threshold, framing) and applied by predict, inspect and the server.",
+            _("the learned input contract"),
+            _(
+                "How a new picture is framed before the model sees it: learned from the training images "
+                "(polarity, ink threshold, framing) and applied by predict, inspect and the server."
+            ),
         )
         if contract is not None and len(view.samples)
         else None,
@@ -110,7 +135,7 @@ def data_section(view: RunView) -> Section:
 def _validation_row(train_size, split) -> str:
     """How many of the training images fit held out, counted as fit cuts them (the last fraction, as Keras)."""
     if not isinstance(train_size, int) or not isinstance(split, (int, float)):
-        return f"{split if split is not None else '–'} " + _("(the last fraction, as Keras)")
+        return _("{split} (the last fraction, as Keras)").format(split=split if split is not None else "–")
     held = train_size - int(train_size * (1.0 - split))
     return _("{n:,} ({split:g}: the last fraction, as Keras)").format(n=held, split=split)
 
@@ -123,7 +148,7 @@ def config_section(view: RunView) -> Section:
     versions = view.config.get("versions", {})
     return "sections/config.html", {
         "anchor": "config",
-        "nav": "Settings",
+        "nav": _("Settings"),
         "rows": rows,
         "config_json": json.dumps(view.config, indent=2),
         "versions": f"convscope {versions.get('convscope', __version__)}, torch {versions.get('torch', '?')}",
@@ -149,13 +174,14 @@ def predictions_section(view: RunView) -> Section:
             picture(
                 figures.predictions_figure(mistakes.samples, mistakes.title),
                 mistakes.title,
-                f"{len(e.mistakes)} of {len(e.labels)} test images are misclassified; "
-                f"{len(mistakes.samples)} of them, drawn at random.",
+                _("{wrong} of {total} test images are misclassified; {shown} of them, drawn at random.").format(
+                    wrong=len(e.mistakes), total=len(e.labels), shown=len(mistakes.samples)
+                ),
             )
         )
     return "sections/predictions.html", {
         "anchor": "predictions",
-        "nav": "Predictions",
+        "nav": _("Predictions"),
         "galleries": galleries,
         "no_mistakes": not mistakes.samples,
     }
@@ -164,13 +190,22 @@ def predictions_section(view: RunView) -> Section:
 def inside_section(view: RunView) -> Section:
     trained, e = view.trained, view.evaluation
     maps: list[tuple[str, dict]] = []
-    context = {"anchor": "inside", "nav": "Inside the model", "flat": False, "maps": maps, "filters": None}
+    context = {"anchor": "inside", "nav": _("Inside the model"), "flat": False, "maps": maps, "filters": None}
     if not inspection.image_layers(trained):
         return "sections/inside.html", {**context, "flat": True}
-    for kind, label in (
-        ("correct", "a correctly classified image"),
-        ("top-losses", "the most confidently wrong image"),
-    ):
+    texts = {  # (figure title, heading, alt text)
+        "correct": (
+            _("feature maps of a correctly classified image (test image #{index})"),
+            _("A correctly classified image: {caption}"),
+            _("feature maps of a correctly classified image"),
+        ),
+        "top-losses": (
+            _("feature maps of the most confidently wrong image (test image #{index})"),
+            _("The most confidently wrong image: {caption}"),
+            _("feature maps of the most confidently wrong image"),
+        ),
+    }
+    for kind, (title, heading, alt) in texts.items():
         chosen = inspection.select(e, kind, 1, seed=0).samples
         if not chosen:
             continue
@@ -179,15 +214,15 @@ def inside_section(view: RunView) -> Section:
             s,
             inspection.feature_maps(trained, s.image),
             inspection.grad_cam(trained, s.image),
-            title=f"feature maps of {label} (test image #{s.index})",
+            title=title.format(index=s.index),
         )
-        maps.append((f"{label.capitalize()}: {s.caption}", picture(fig, f"feature maps of {label}")))
+        maps.append((heading.format(caption=s.caption), picture(fig, alt)))
     filters = inspection.first_filters(trained)
     if filters is not None:
         context["filters"] = picture(
             figures.filters_figure(filters),
-            "first-layer filters",
-            "The kernels the first convolution slides over the pixels (red positive, blue negative weights).",
+            _("first-layer filters"),
+            _("The kernels the first convolution slides over the pixels (red positive, blue negative weights)."),
         )
     return "sections/inside.html", context
 
@@ -217,9 +252,10 @@ def sections(view: RunView) -> list[Section]:
             imported=view.config.get("imported"),
             notes=curve_notes(view),
         ),
-        metrics_section(e, picture(figures.per_class_figure(e.per_class), PER_CLASS_ALT)),
+        metrics_section(e, picture(figures.per_class_figure(e.per_class), per_class_alt())),
         confusion_section(
-            e, picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), MATRIX_ALT, MATRIX_CAPTION)
+            e,
+            picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), matrix_alt(), matrix_caption()),
         ),
         predictions_section(view),
         inside_section(view),
@@ -229,7 +265,11 @@ def sections(view: RunView) -> list[Section]:
 def render(view: RunView) -> str:
     """The whole page as a string (no file written)."""
     data_source = view.config.get("data", {}).get("source", "")
-    title = f"{view.name}: {view.model_name} on {data_source}" if data_source else view.name
+    title = (
+        _("{run}: {model} on {source}").format(run=view.name, model=view.model_name, source=data_source)
+        if data_source
+        else view.name
+    )
     return display.page(
         "report.html",
         title=title,

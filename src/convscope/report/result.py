@@ -15,6 +15,7 @@ from ..errors import UserError
 from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.evaluate import evaluate as _evaluate
 from ..evaluation.inspection import feature_maps, first_filters, grad_cam, sample, select
+from ..i18n import _
 from ..training.trained_model import TrainedModel
 
 
@@ -43,7 +44,7 @@ class DrawableResult(EvaluationResult):
         trained = self._model()
         correct = select(self, "correct", 1, seed=0).samples if index is None else ()
         chosen = correct[0] if correct else sample(self, index or 0)
-        title = f"feature maps of test image #{chosen.index}"
+        title = _("feature maps of test image #{index}").format(index=chosen.index)
         figure = feature_maps_figure(
             chosen, feature_maps(trained, chosen.image), grad_cam(trained, chosen.image), title=title
         )
@@ -55,8 +56,8 @@ class DrawableResult(EvaluationResult):
 
         filters = first_filters(self._model())
         if filters is None:
-            raise UserError("this model has no Conv2D layer, so it has no filters to show.")
-        return Picture(filters_figure(filters), "first-layer filters")
+            raise UserError(_("this model has no Conv2D layer, so it has no filters to show."))
+        return Picture(filters_figure(filters), _("first-layer filters"))
 
     def show_grad_cam(self, n: int = 4, kind: str = "random", seed: int | None = 0) -> Picture:
         """Grad-CAM of `n` test images chosen as `inspect` chooses them (random, correct, mistakes,
@@ -66,11 +67,13 @@ class DrawableResult(EvaluationResult):
         trained = self._model()
         chosen = select(self, kind, n, seed=seed)
         cams = [grad_cam(trained, s.image) for s in chosen.samples]
-        return Picture(grad_cam_figure(chosen.samples, cams, f"Grad-CAM: {chosen.title}"), "Grad-CAM")
+        return Picture(
+            grad_cam_figure(chosen.samples, cams, _("Grad-CAM: {title}").format(title=chosen.title)), "Grad-CAM"
+        )
 
     def _model(self) -> TrainedModel:
         if self.trained is None:
-            raise UserError("this result does not know its model; make it with cs.evaluate(model, data).")
+            raise UserError(_("this result does not know its model; make it with cs.evaluate(model, data)."))
         return self.trained
 
     def _gallery(self, kind: str, n: int, seed: int | None) -> Picture:

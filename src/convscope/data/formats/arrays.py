@@ -14,6 +14,7 @@ from typing import IO
 import numpy as np
 
 from ...errors import UserError
+from ...i18n import _
 from ..raw import RawData, RawSplit, limits
 
 # (images, labels) key pairs, tried in order, case-insensitively; the first with a test partner
@@ -48,18 +49,26 @@ def pick_keys(keys: Iterable[str], file: str) -> tuple[tuple[str, str], tuple[st
             if test and all(k in spelled for k in test):
                 return found, (spelled[test[0]], spelled[test[1]])
             return found, None
-    listed = ", ".join(repr(k)[:40] for k in keys) or "nothing"  # repr: a key may hold a newline
+    listed = ", ".join(repr(k)[:40] for k in keys) or _("nothing")  # repr: a key may hold a newline
     expected = ", ".join(f"{a}/{b}" for a, b in KEY_PAIRS)
-    raise UserError(f"{file}: holds {listed}, but no images/labels pair among {expected}.")
+    raise UserError(
+        _("{file}: holds {listed}, but no images/labels pair among {expected}.").format(
+            file=file, listed=listed, expected=expected
+        )
+    )
 
 
 def load_npz(path: Path) -> RawData:
     file = str(path)
-    _check_magic(path, b"PK", "a .npz file (a zip archive)")
+    _check_magic(path, b"PK", _("a .npz file (a zip archive)"))
     try:
         archive = np.load(path, allow_pickle=False)
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise UserError(f"{file}: holds one bare array, not named arrays; save it with np.savez(x=..., y=...).")
+            raise UserError(
+                _("{file}: holds one bare array, not named arrays; save it with np.savez(x=..., y=...).").format(
+                    file=file
+                )
+            )
         with archive:
             (x, y), test = pick_keys(archive.files, file)
             keys = (x, y, *(test or ()))
@@ -68,7 +77,11 @@ def load_npz(path: Path) -> RawData:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, OSError, BadZipFile... on bad bytes
-        raise UserError(f"{file}: not a readable .npz file without pickled objects ({_first_line(exc)}).") from None
+        raise UserError(
+            _("{file}: not a readable .npz file without pickled objects ({exc}).").format(
+                file=file, exc=_first_line(exc)
+            )
+        ) from None
     train = RawSplit(arrays[x], arrays[y], file, x, y)
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
 
@@ -97,21 +110,26 @@ def load_npy(path: Path) -> RawData:
     labels = labels_partner(path)
     if labels is None:
         raise UserError(
-            f"{path}: a .npy file holds only images; put the labels beside it as "
-            f"{' or '.join(label_candidates(path))}, or save both in one .npz."
+            _(
+                "{path}: a .npy file holds only images; put the labels beside it as {candidates}, or save both in one .npz."
+            ).format(path=path, candidates=_(" or ").join(label_candidates(path)))
         )
     train = RawSplit(_read_npy(path), _read_npy(labels), str(path.parent), path.name, labels.name)
     return RawData(train)
 
 
 def _read_npy(path: Path) -> np.ndarray:
-    _check_magic(path, b"\x93NUMPY", "a .npy file")
+    _check_magic(path, b"\x93NUMPY", _("a .npy file"))
     with open(path, "rb") as f:
         check_npy_header(f, path.stat().st_size, str(path))
     try:
         return np.load(path, allow_pickle=False)
     except Exception as exc:  # noqa: BLE001 - as in load_npz
-        raise UserError(f"{path}: not a readable .npy file without pickled objects ({_first_line(exc)}).") from None
+        raise UserError(
+            _("{path}: not a readable .npy file without pickled objects ({exc}).").format(
+                path=path, exc=_first_line(exc)
+            )
+        ) from None
 
 
 def check_npy_header(f: IO[bytes], size: int, file: str, key: str | None = None) -> None:
@@ -124,20 +142,26 @@ def check_npy_header(f: IO[bytes], size: int, file: str, key: str | None = None)
     try:
         version = np.lib.format.read_magic(f)
         read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
-        shape, _, dtype = read(f)
+        shape, _fortran, dtype = read(f)
     except Exception as exc:  # noqa: BLE001 - numpy raises ValueError, SyntaxError, TypeError... on bad headers
-        raise UserError(f"{where}: not a readable .npy array header ({_first_line(exc)}).") from None
+        raise UserError(
+            _("{where}: not a readable .npy array header ({exc}).").format(where=where, exc=_first_line(exc))
+        ) from None
     if dtype.hasobject:
-        kind, held = (".npz", f"'{key}' holds") if key else (".npy", "it holds")
-        raise UserError(f"{file}: not a readable {kind} file without pickled objects ({held} dtype {dtype}).")
+        if key:
+            message = _("{file}: not a readable .npz file without pickled objects ('{key}' holds dtype {dtype}).")
+        else:
+            message = _("{file}: not a readable .npy file without pickled objects (it holds dtype {dtype}).")
+        raise UserError(message.format(file=file, key=key, dtype=dtype))
     declared = math.prod(shape) * dtype.itemsize
-    shown = " x ".join(str(d) for d in shape) or "scalar"
-    limits().check_bytes(declared, where, f"its {shown} {dtype} values")
+    shown = " x ".join(str(d) for d in shape) or _("scalar")
+    limits().check_bytes(declared, where, _("its {shape} {dtype} values").format(shape=shown, dtype=dtype))
     stored = size - f.tell()
     if stored != declared:
         raise UserError(
-            f"{where}: the header declares {shown} {dtype} values ({declared:,} bytes) "
-            f"but {stored:,} bytes follow it; the file is truncated or damaged."
+            _(
+                "{where}: the header declares {shown} {dtype} values ({declared:,} bytes) but {stored:,} bytes follow it; the file is truncated or damaged."
+            ).format(where=where, shown=shown, dtype=dtype, declared=declared, stored=stored)
         )
 
 
@@ -160,4 +184,6 @@ def _check_magic(path: Path, magic: bytes, what: str) -> None:
     """Without this, numpy reads any other bytes as a pickle and blames pickling."""
     with open(path, "rb") as f:
         if f.read(len(magic)) != magic:
-            raise UserError(f"{path}: not {what}; its first bytes are not {magic!r}.")
+            raise UserError(
+                _("{path}: not {what}; its first bytes are not {magic!r}.").format(path=path, what=what, magic=magic)
+            )

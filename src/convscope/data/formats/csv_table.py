@@ -25,6 +25,7 @@ import numpy as np
 
 from ...checks import cut
 from ...errors import UserError
+from ...i18n import _
 from ..raw import RawData, RawSplit, limits
 
 LABEL_COLUMNS = ("label", "labels", "class", "y", "target")
@@ -35,36 +36,40 @@ def load_csv(path: Path) -> RawData:
     text = _read_text(path)
     first = next(_rows(text, file), None)
     if first is None:
-        raise UserError(f"{file}: holds no rows; the dataset is empty.")
+        raise UserError(_("{file}: holds no rows; the dataset is empty.").format(file=file))
     header = [c.strip() for c in first[1]] if _is_header(first[1]) else None
     width = len(first[1])
     if width < 2:
-        raise UserError(f"{file}: has 1 column; it needs a label column and pixel columns.")
+        raise UserError(_("{file}: has 1 column; it needs a label column and pixel columns.").format(file=file))
     label_col = _label_column(header)
     try:
         pixels, labels = _parse_fast(text, header is not None, label_col, width)
     except ValueError:
         pixels, labels = _parse_slow(text, header is not None, label_col, width, file)
     if len(labels) == 0:
-        raise UserError(f"{file}: holds a header but no rows; the dataset is empty.")
-    label_name = header[label_col] if header else "column 1"
+        raise UserError(_("{file}: holds a header but no rows; the dataset is empty.").format(file=file))
+    label_name = header[label_col] if header else _("column 1")
     return RawData(RawSplit(_narrow(pixels), _label_values(labels), file, "pixels", label_name))
 
 
 def _read_text(path: Path) -> str:
     allowed = limits()
     try:
-        allowed.check_bytes(path.stat().st_size, str(path), "its text")
+        allowed.check_bytes(path.stat().st_size, str(path), _("its text"))
         raw = path.read_bytes()
         if raw[:2] == b"\x1f\x8b":
             with gzip.GzipFile(fileobj=io.BytesIO(raw)) as unzipped:
                 raw = unzipped.read(allowed.max_bytes + 1)  # never more than the limit, whatever the file claims
-            allowed.check_bytes(len(raw), str(path), "its decompressed text")
+            allowed.check_bytes(len(raw), str(path), _("its decompressed text"))
         return raw.decode("utf-8-sig")
     except (OSError, EOFError, zlib.error) as exc:
-        raise UserError(f"{path}: the gzip data is truncated or corrupt ({exc}).") from None
+        raise UserError(
+            _("{path}: the gzip data is truncated or corrupt ({exc}).").format(path=path, exc=exc)
+        ) from None
     except UnicodeDecodeError as exc:
-        raise UserError(f"{path}: not a UTF-8 text table (byte {exc.start} cannot be decoded).") from None
+        raise UserError(
+            _("{path}: not a UTF-8 text table (byte {start} cannot be decoded).").format(path=path, start=exc.start)
+        ) from None
 
 
 def _rows(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
@@ -78,7 +83,7 @@ def _rows(text: str, file: str) -> Iterator[tuple[int, list[str]]]:
                 yield start, cells
             start = reader.line_num + 1
     except csv.Error as exc:
-        raise UserError(f"{file}: not a valid CSV table ({exc}).") from None
+        raise UserError(_("{file}: not a valid CSV table ({exc}).").format(file=file, exc=exc)) from None
 
 
 def _parse_fast(text: str, has_header: bool, label_col: int, width: int) -> tuple[np.ndarray, np.ndarray]:
@@ -101,12 +106,20 @@ def _parse_slow(text: str, has_header: bool, label_col: int, width: int, file: s
     rows = list(_rows(text, file))[1 if has_header else 0 :]
     for line, cells in rows:
         if len(cells) != width:
-            raise UserError(f"{file}: line {line} has {len(cells)} columns, but the table has {width}.")
+            raise UserError(
+                _("{file}: line {line} has {n_cells} columns, but the table has {width}.").format(
+                    file=file, line=line, n_cells=len(cells), width=width
+                )
+            )
     for line, cells in rows:
         for column, cell in enumerate(cells, start=1):
             if column - 1 != label_col and not _is_number(cell):
                 # repr: a quoted cell may hold a newline or a comma; cut: or a megabyte
-                raise UserError(f"{file}: line {line}, column {column} holds {cut(cell, 40)!r}, not a number.")
+                raise UserError(
+                    _("{file}: line {line}, column {column} holds {cell!r}, not a number.").format(
+                        file=file, line=line, column=column, cell=cut(cell, 40)
+                    )
+                )
     pixels = np.array([[float(c) for i, c in enumerate(cells) if i != label_col] for _, cells in rows])
     labels = np.array([cells[label_col].strip() for _, cells in rows], dtype=str)
     return pixels.reshape(len(rows), width - 1), labels

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ...i18n import _
 from ..raw import RawData, RawSplit, limits
 
 _TYPES: dict[int, np.dtype] = {
@@ -50,33 +51,66 @@ def read_idx(path: Path) -> np.ndarray:
             head = f.read(4)
             if len(head) < 4 or head[0] != 0 or head[1] != 0 or head[2] not in _TYPES:
                 raise UserError(
-                    f"{path}: not an IDX file (it does not start with 00 00, a type byte and an axis count)."
+                    _("{path}: not an IDX file (it does not start with 00 00, a type byte and an axis count).").format(
+                        path=path
+                    )
                 )
             dtype, ndim = _TYPES[head[2]], head[3]
             header = 4 + 4 * ndim
             dim_bytes = f.read(4 * ndim)
             if len(dim_bytes) < 4 * ndim:
-                raise UserError(f"{path}: the IDX header needs {header} bytes but the file holds {4 + len(dim_bytes)}.")
+                raise UserError(
+                    _("{path}: the IDX header needs {header} bytes but the file holds {held}.").format(
+                        path=path, header=header, held=4 + len(dim_bytes)
+                    )
+                )
             dims = tuple(int.from_bytes(dim_bytes[4 * i : 4 * i + 4], "big") for i in range(ndim))
             count = math.prod(dims)
             expected = header + count * dtype.itemsize
-            shape = " x ".join(str(d) for d in dims) or "a scalar of"
+            shape = " x ".join(str(d) for d in dims) or _("a scalar of")
             if count == 0:  # also spares numpy shapes like 4294967295 x 4294967295 x 0, which it refuses
-                raise UserError(f"{path}: the IDX header declares {shape} values, none at all; the dataset is empty.")
-            limits().check_bytes(count * dtype.itemsize, str(path), f"the header's {shape} {dtype.name} values")
+                raise UserError(
+                    _("{path}: the IDX header declares {shape} values, none at all; the dataset is empty.").format(
+                        path=path, shape=shape
+                    )
+                )
+            limits().check_bytes(
+                count * dtype.itemsize,
+                str(path),
+                _("the header's {shape} {dtype} values").format(shape=shape, dtype=dtype.name),
+            )
             if not gzipped and path.stat().st_size != expected:
                 raise UserError(
-                    f"{path}: the IDX header promises {shape} {dtype.name} values ({expected} bytes) "
-                    f"but the file holds {path.stat().st_size} bytes."
+                    _(
+                        "{path}: the IDX header promises {shape} {dtype} values ({expected} bytes) but the file holds {held} bytes."
+                    ).format(path=path, shape=shape, dtype=dtype.name, expected=expected, held=path.stat().st_size)
                 )
             data = f.read(count * dtype.itemsize + 1)  # one byte more reveals trailing data
     except (OSError, EOFError, zlib.error):
-        raise UserError(f"{path}: the gzip data is truncated or corrupt.") from None
+        raise UserError(_("{path}: the gzip data is truncated or corrupt.").format(path=path)) from None
     if len(data) != count * dtype.itemsize:
-        held = "more than that" if len(data) > count * dtype.itemsize else f"{header + len(data)} bytes"
+        if len(data) > count * dtype.itemsize:
+            message = (
+                _(
+                    "{path}: the IDX header promises {shape} {dtype} values ({expected} bytes) but the decompressed file holds more than that."
+                )
+                if gzipped
+                else _(
+                    "{path}: the IDX header promises {shape} {dtype} values ({expected} bytes) but the file holds more than that."
+                )
+            )
+        else:
+            message = (
+                _(
+                    "{path}: the IDX header promises {shape} {dtype} values ({expected} bytes) but the decompressed file holds {held} bytes."
+                )
+                if gzipped
+                else _(
+                    "{path}: the IDX header promises {shape} {dtype} values ({expected} bytes) but the file holds {held} bytes."
+                )
+            )
         raise UserError(
-            f"{path}: the IDX header promises {shape} {dtype.name} values ({expected} bytes) "
-            f"but the {'decompressed ' if gzipped else ''}file holds {held}."
+            message.format(path=path, shape=shape, dtype=dtype.name, expected=expected, held=header + len(data))
         )
     values = np.frombuffer(data, dtype=dtype).reshape(dims)
     return values.astype(dtype.newbyteorder("="))  # a writable native-endian copy
@@ -127,7 +161,11 @@ def _partner(path: Path, old: str, new: str) -> Path:
     for candidate in _candidates(path.parent, name):
         if candidate.is_file():
             return candidate
-    raise UserError(f"{path}: its {new} partner {path.parent / name} (or .gz) is missing.")
+    if new == "labels":
+        message = _("{path}: its labels partner {partner} (or .gz) is missing.")
+    else:
+        message = _("{path}: its images partner {partner} (or .gz) is missing.")
+    raise UserError(message.format(path=path, partner=path.parent / name))
 
 
 def _find_test_pair(train_images: Path) -> Path | None:
@@ -147,10 +185,14 @@ def _pick_images_in_folder(folder: Path) -> Path:
     unpacked = {p.name for p in found}
     images = [p for p in found if not (p.suffix.lower() == ".gz" and p.name[:-3] in unpacked)]  # x and x.gz
     if not images:
-        raise UserError(f"{folder}: holds IDX labels but no IDX images file.")
+        raise UserError(_("{folder}: holds IDX labels but no IDX images file.").format(folder=folder))
     train = [p for p in images if not _is_test(p)]
     chosen = train or images
     if len(chosen) > 1:
         listed = ", ".join(p.name for p in chosen)
-        raise UserError(f"{folder}: holds {len(chosen)} IDX image files ({listed}); pass one of them.")
+        raise UserError(
+            _("{folder}: holds {n_chosen} IDX image files ({listed}); pass one of them.").format(
+                folder=folder, n_chosen=len(chosen), listed=listed
+            )
+        )
     return chosen[0]

@@ -14,6 +14,7 @@ from typing import Any
 import numpy as np
 
 from ...errors import UserError
+from ...i18n import _
 from ..images import IMAGE_SUFFIXES, is_grayscale, open_image, read_image
 from ..raw import RawData, RawSplit, limits
 
@@ -38,8 +39,9 @@ def load_image_folder(
     classes = class_folders(folder)
     if not classes:
         raise UserError(
-            f"{folder}: has no sub-folders with {'/'.join(s[1:].upper() for s in IMAGE_SUFFIXES)} pictures; "
-            "expected one sub-folder per class."
+            _("{folder}: has no sub-folders with {formats} pictures; expected one sub-folder per class.").format(
+                folder=folder, formats="/".join(s[1:].upper() for s in IMAGE_SUFFIXES)
+            )
         )
     paths = [p for _, pictures in classes for p in pictures]
     size = _size(image_size) if image_size is not None else None
@@ -48,11 +50,13 @@ def load_image_folder(
         size = size or first_size
         channels = channels or (1 if all_gray else 3)
     if channels not in (1, 3):
-        raise UserError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels}.")
+        raise UserError(_("channels must be 1 (grayscale) or 3 (RGB), got {channels}.").format(channels=channels))
     limits().check_bytes(
         len(paths) * size[0] * size[1] * channels,
         str(folder),
-        f"its {len(paths):,} pictures at {size[0]} x {size[1]} x {channels}",
+        _("its {count:,} pictures at {height} x {width} x {channels}").format(
+            count=len(paths), height=size[0], width=size[1], channels=channels
+        ),
     )
     images = np.stack([read_image(p, size, channels) for p in paths])
     labels = np.array([name for name, pictures in classes for _ in pictures])
@@ -66,9 +70,15 @@ def _size(image_size: int | tuple[int, int]) -> tuple[int, int]:
         scalar = bool(np.isscalar(value))  # a bool, so that the type of `value` stays Any
         size = (int(value), int(value)) if scalar else tuple(int(s) for s in value)
     except (TypeError, ValueError):
-        raise UserError(f"image size must be an integer or (height, width), got {image_size!r}.") from None
+        raise UserError(
+            _("image size must be an integer or (height, width), got {image_size!r}.").format(image_size=image_size)
+        ) from None
     if len(size) != 2 or min(size) < 1:
-        raise UserError(f"image size must be a positive integer or (height, width), got {image_size!r}.")
+        raise UserError(
+            _("image size must be a positive integer or (height, width), got {image_size!r}.").format(
+                image_size=image_size
+            )
+        )
     return size
 
 
@@ -92,7 +102,7 @@ def _survey(paths: list[Path]) -> tuple[tuple[int, int], bool]:
                 size = (image.height, image.width)
                 gray = is_grayscale(image)
         except Exception:  # noqa: BLE001 - any PIL failure means an unusable picture, see images.py
-            raise UserError(f"{path}: not a readable PNG/JPEG/BMP/GIF image.") from None
+            raise UserError(_("{path}: not a readable PNG/JPEG/BMP/GIF image.").format(path=path)) from None
         allowed.check_pixels(size[1], size[0], str(path))
         all_gray = all_gray and gray
         if number < SIZE_SAMPLE:

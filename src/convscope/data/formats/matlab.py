@@ -16,6 +16,7 @@ from pathlib import Path
 import numpy as np
 
 from ...errors import UserError
+from ...i18n import _
 from ..raw import RawData, RawSplit, limits
 from .arrays import pick_keys
 
@@ -29,7 +30,11 @@ def load_mat(path: Path) -> RawData:
     except UserError:
         raise
     except Exception as exc:  # noqa: BLE001 - scipy/h5py raise IndexError, TypeError... on bad bytes
-        raise UserError(f"{file}: not a readable MATLAB .mat file ({type(exc).__name__}: {exc}).") from None
+        raise UserError(
+            _("{file}: not a readable MATLAB .mat file ({error}: {exc}).").format(
+                file=file, error=type(exc).__name__, exc=exc
+            )
+        ) from None
     (x, y), test = pick_keys(list(arrays), file)
     train = RawSplit(arrays[x], arrays[y], file, x, y)
     return RawData(train, RawSplit(arrays[test[0]], arrays[test[1]], file, *test) if test else None)
@@ -43,7 +48,11 @@ def _read_v5(path: Path) -> dict[str, np.ndarray]:
     allowed = limits()
     for name, shape, matlab_class in scipy.io.whosmat(path):
         count = math.prod(int(d) for d in shape)
-        allowed.check_bytes(count * 8, f"{path}: '{name}'", f"its {' x '.join(map(str, shape))} {matlab_class} values")
+        allowed.check_bytes(
+            count * 8,
+            f"{path}: '{name}'",
+            _("its {shape} {dtype} values").format(shape=" x ".join(map(str, shape)), dtype=matlab_class),
+        )
     contents = scipy.io.loadmat(path, chars_as_strings=True)
     return {k: v for k, v in contents.items() if not k.startswith("__")}
 
@@ -60,11 +69,15 @@ def _read_v73(path: Path) -> dict[str, np.ndarray]:
             if isinstance(matlab_class, bytes):
                 matlab_class = matlab_class.decode()
             if item.dtype.kind == "O":
-                raise UserError(f"{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix.")
+                raise UserError(
+                    _("{path}: '{key}' is a MATLAB cell array; store labels as numbers or a char matrix.").format(
+                        path=path, key=key
+                    )
+                )
             limits().check_bytes(
                 item.size * item.dtype.itemsize,
                 f"{path}: '{key}'",
-                f"its {' x '.join(map(str, item.shape))} {item.dtype} values",
+                _("its {shape} {dtype} values").format(shape=" x ".join(map(str, item.shape)), dtype=item.dtype),
             )
             values = np.asarray(item[()]).T
             if matlab_class == "char":  # uint16 codes, one row per label
