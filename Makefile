@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 
-.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean
+.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean catalogs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -30,6 +30,18 @@ system-deps:
 
 test: install system-deps
 	$(PY) -m pytest
+
+# Message catalogs (README: 한국어): extract every marked string (`_()`, `ngettext`, the templates' `{% trans %}`)
+# into the template, add new ones to each language's .po (untranslated, never guessed fuzzy) and drop unused ones;
+# then compile, as every build does (setup.py), so the tests see the new text at once.
+LOCALE := src/convscope/locale
+
+catalogs: install
+	$(VENV)/bin/pybabel -q extract -F babel.cfg --no-location --sort-output --project convscope \
+	  --copyright-holder "convscope authors" --msgid-bugs-address "" -o $(LOCALE)/convscope.pot .
+	$(VENV)/bin/pybabel -q update -i $(LOCALE)/convscope.pot -d $(LOCALE) -D convscope -l ko \
+	  --no-fuzzy-matching --ignore-obsolete --init-missing
+	$(VENV)/bin/pybabel -q compile -d $(LOCALE) -D convscope --statistics
 
 # ruff (lint and format), mypy (types, src/) and import-linter (imports flow one way: the contracts in pyproject.toml).
 $(VENV)/.lint-installed: $(VENV)/.installed

@@ -2,11 +2,19 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
 
 SHARED_MNIST = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist-10k"
+
+
+def pytest_configure(config) -> None:
+    """The suite speaks English whatever the machine's locale (LANG=ko_KR.UTF-8 would otherwise give Korean
+    messages): set before any fixture runs, so the servers and commands the tests start inherit it too. The Korean
+    checks (test_i18n.py) ask for Korean explicitly."""
+    os.environ["CONVSCOPE_LANG"] = "en"
 
 
 @pytest.fixture(scope="session")

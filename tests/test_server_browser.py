@@ -52,7 +52,7 @@ def requests_leaving_the_machine(page) -> list[str]:
 
 @pytest.fixture
 def page(browser, url):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(locale="en-US", viewport={"width": 1200, "height": 900})
     page = context.new_page()
     foreign = requests_leaving_the_machine(page)
     page.goto(url + "/")
@@ -138,7 +138,7 @@ def test_uploading_an_image_shows_its_prediction(page, trained_run, tmp_path):
 
 
 def test_api_docs_render_offline(browser, url, tmp_path):
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(locale="en-US", viewport={"width": 1200, "height": 900})
     page = context.new_page()
     foreign = requests_leaving_the_machine(page)
     page.goto(url + "/docs")
@@ -174,7 +174,7 @@ def draw_strokes(page, strokes: list[list[tuple[float, float]]]) -> None:
 def test_a_letter_drawn_small_in_a_corner_is_framed_by_the_server_and_read(browser, letters_url, tmp_path):
     """A letters model (notMNIST framing: glyphs stretched to fill the frame): the page sends the pad as drawn,
     the server inverts and frames it, and the page shows the model input it got back."""
-    context = browser.new_context(viewport={"width": 1200, "height": 900})
+    context = browser.new_context(locale="en-US", viewport={"width": 1200, "height": 900})
     page = context.new_page()
     foreign = requests_leaving_the_machine(page)
     page.goto(letters_url + "/")

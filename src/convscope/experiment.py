@@ -152,7 +152,8 @@ class ExperimentResult:
 
         png = base64.b64encode(self.chart().png()).decode("ascii")
         note = f"<p>{escape(self.note())}</p>" if self.note() else ""
-        return f"<pre>{escape(self.table())}</pre>{note}<img alt='experiment chart' src='data:image/png;base64,{png}'>"
+        alt = escape(_("experiment chart"), quote=True)
+        return f"<pre>{escape(self.table())}</pre>{note}<img alt='{alt}' src='data:image/png;base64,{png}'>"
 
     def _repr_pretty_(self, printer, cycle: bool) -> None:
         printer.text(str(self))

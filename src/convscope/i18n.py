@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import gettext as _gettext
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from contextvars import ContextVar
 from functools import cache
 from pathlib import Path
@@ -48,9 +50,53 @@ def set_language(tag: str | None) -> str:
         return language()
     code = normalize(tag)
     if code is None:
-        raise UserError(f"language {tag[:40]!r} is not available; choose one of: {', '.join(LANGUAGES)}.")
+        raise UserError(
+            gettext("language {tag} is not available; choose one of: {choices}.").format(
+                tag=repr(tag[:40]), choices=", ".join(LANGUAGES)
+            )
+        )
     _chosen.set(code)
     return code
+
+
+@contextmanager
+def speaking(tag: str | None) -> Iterator[str]:
+    """Within the block, speak `tag` (a language convscope lacks, or None, reads English); afterwards what was before.
+
+    For work done on behalf of someone else: a server's job carries its request's language to the batch worker.
+    """
+    token = _chosen.set(normalize(tag) or DEFAULT)
+    try:
+        yield language()
+    finally:
+        _chosen.reset(token)
+
+
+def from_accept_language(header: str | None) -> str | None:
+    """The language an HTTP `Accept-Language` header prefers among ours, by quality value (RFC 9110 §12.5.4).
+
+    'ko-KR,ko;q=0.9,en;q=0.8' -> 'ko'; 'fr, en;q=0.5' -> 'en'; 'en;q=0, ko;q=0.1' -> 'ko'; '*' or nothing of
+    ours -> None (the server's own default decides). A tie keeps the header's order.
+    """
+    best: tuple[float, int, str] | None = None
+    for position, item in enumerate((header or "")[:1000].split(",")):
+        tag, _sep, params = item.partition(";")
+        code = normalize(tag)
+        if code is None:
+            continue
+        quality = 1.0
+        for param in params.split(";"):
+            name, _eq, value = param.partition("=")
+            if name.strip().lower() == "q":
+                try:
+                    quality = float(value.strip())
+                except ValueError:
+                    quality = 0.0  # a malformed weight counts as a refusal, not as a preference
+        if not 0 < quality <= 1:
+            continue
+        if best is None or quality > best[0]:
+            best = (quality, position, code)
+    return None if best is None else best[2]
 
 
 def language() -> str:
@@ -80,6 +126,12 @@ def gettext(message: str) -> str:
 
 def ngettext(singular: str, plural: str, n: int) -> str:
     return translations(language()).ngettext(singular, plural, n)
+
+
+def N_(message: str) -> str:
+    """Marks `message` for the catalog without translating it: for text defined before anyone reads it (a
+    module's constant), translated with `_()` where it is shown. `make catalogs` extracts `N_` too."""
+    return message
 
 
 _ = gettext

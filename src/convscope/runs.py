@@ -37,7 +37,7 @@ from .data.framing import InputContract, learn_contract, unframed
 from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
-from .i18n import _
+from .i18n import N_, _
 from .models.build import check_params, plan_network
 from .models.network import Network
 from .models.spec import parse_spec
@@ -73,30 +73,49 @@ def check_writable(path: str | Path, flag: str, *, may_exist: bool = True) -> No
     `may_exist`), is a dangling link, lies under a file, or its folder refuses writes."""
     target = Path(path)
     if target.is_symlink() and not target.exists():
-        raise UserError(f"{flag} {target} already exists (a dangling symbolic link); choose a new path.")
+        raise UserError(
+            _("{flag} {target} already exists (a dangling symbolic link); choose a new path.").format(
+                flag=flag, target=target
+            )
+        )
     if target.exists() and not may_exist:
         raise UserError(
-            f"{flag} {target} already exists ({'a directory' if target.is_dir() else 'a file'}); "
-            "choose a new directory."
+            (
+                _("{flag} {target} already exists (a directory); choose a new directory.")
+                if target.is_dir()
+                else _("{flag} {target} already exists (a file); choose a new directory.")
+            ).format(flag=flag, target=target)
         )
     ancestor = target if target.is_dir() else target.parent
     while not ancestor.exists():
         if ancestor.is_symlink():
-            raise UserError(f"{flag} {target}: {ancestor} is a dangling symbolic link.")
+            raise UserError(
+                _("{flag} {target}: {ancestor} is a dangling symbolic link.").format(
+                    flag=flag, target=target, ancestor=ancestor
+                )
+            )
         ancestor = ancestor.parent
     if not ancestor.is_dir():
-        raise UserError(f"{flag} {target} lies under {ancestor}, which is a file, not a directory.")
+        raise UserError(
+            _("{flag} {target} lies under {ancestor}, which is a file, not a directory.").format(
+                flag=flag, target=target, ancestor=ancestor
+            )
+        )
     try:  # a real probe: permission bits say nothing about root, read-only mounts or full quotas
         os.rmdir(tempfile.mkdtemp(prefix=".convscope-probe-", dir=ancestor))
     except OSError as exc:
-        raise UserError(f"{flag} {target}: the folder {ancestor} cannot be written to ({exc.strerror}).") from None
+        raise UserError(
+            _("{flag} {target}: the folder {ancestor} cannot be written to ({strerror}).").format(
+                flag=flag, target=target, ancestor=ancestor, strerror=exc.strerror
+            )
+        ) from None
 
 
 def write_atomically(final: str | Path, fill: Callable[[Path], None]) -> Path:
     """Create directory `final` by letting `fill` write into a temporary sibling, then renaming it."""
     final = Path(final)
     if final.exists():
-        raise UserError(f"run directory {final} already exists; choose another --out.")
+        raise UserError(_("run directory {final} already exists; choose another --out.").format(final=final))
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:
@@ -128,9 +147,11 @@ def save_run(
     """Write the run directory for a trained model (and its test evaluation) atomically."""
     model = trained.model
     if not isinstance(model, Network):
-        raise UserError("only models built from a preset or spec can be saved as a run (their architecture is JSON).")
+        raise UserError(
+            _("only models built from a preset or spec can be saved as a run (their architecture is JSON).")
+        )
     if trained.history.epochs_run == 0 and not (config or {}).get("imported"):  # imported: trained elsewhere
-        raise UserError("the model has not completed an epoch of training; there is no run to save.")
+        raise UserError(_("the model has not completed an epoch of training; there is no run to save."))
     if config is None:  # saved from Python: still name the data, its split and the model it was trained with
         data = dict(trained.data)
         # fit counts its training images after the validation cut; a run's config counts them before, as
@@ -180,7 +201,11 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     """The trained model of a run directory, ready to predict."""
     path = Path(path)
     if not (path / WEIGHTS).is_file() or not (path / ARCHITECTURE).is_file():
-        raise UserError(f"{path} is not a convscope run directory (it needs {WEIGHTS} and {ARCHITECTURE}).")
+        raise UserError(
+            _("{path} is not a convscope run directory (it needs {WEIGHTS} and {ARCHITECTURE}).").format(
+                path=path, WEIGHTS=WEIGHTS, ARCHITECTURE=ARCHITECTURE
+            )
+        )
     arch = read_architecture(path)
     spec = parse_spec(arch["spec"], source=str(path / ARCHITECTURE))
     model = plan_network(spec, tuple(arch["input_shape"]), arch["num_classes"])  # refuses absurd sizes first
@@ -190,7 +215,9 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
         raise UserError(
-            f"{path / WEIGHTS} cannot be read as weights for this architecture: {cut(str(exc), 200)}."
+            _("{path} cannot be read as weights for this architecture: {reason}.").format(
+                path=path / WEIGHTS, reason=cut(str(exc), 200)
+            )
         ) from None
     config = read_record(path / CONFIG)
     metrics = read_record(path / METRICS)
@@ -217,21 +244,43 @@ def read_architecture(path: Path) -> dict[str, Any]:
     file = path / ARCHITECTURE
     arch = _read_mapping(file)
     if arch.get("format") != ARCHITECTURE_FORMAT:
-        raise UserError(f"{file}: unknown format {quote(arch.get('format'))}, expected {ARCHITECTURE_FORMAT}.")
+        raise UserError(
+            _("{file}: unknown format {quote}, expected {ARCHITECTURE_FORMAT}.").format(
+                file=file, quote=quote(arch.get("format")), ARCHITECTURE_FORMAT=ARCHITECTURE_FORMAT
+            )
+        )
     missing = [k for k in ("spec", "input_shape", "num_classes", "class_names", "scaler") if k not in arch]
     if missing:
-        raise UserError(f"{file}: the run's architecture lacks {', '.join(missing)}; the run directory is damaged.")
+        raise UserError(
+            _("{file}: the run's architecture lacks {choices}; the run directory is damaged.").format(
+                file=file, choices=", ".join(missing)
+            )
+        )
     shape, classes, names, scaler = arch["input_shape"], arch["num_classes"], arch["class_names"], arch["scaler"]
     if not (isinstance(shape, list) and len(shape) in (1, 3) and all(_is_count(v) for v in shape)):
-        raise UserError(f"{file}: 'input_shape' must be [H, W, C] of positive integers, got {quote(shape)}.")
+        raise UserError(
+            _("{file}: 'input_shape' must be [H, W, C] of positive integers, got {quote}.").format(
+                file=file, quote=quote(shape)
+            )
+        )
     if not _is_count(classes) or classes < 2:
-        raise UserError(f"{file}: 'num_classes' must be an integer of at least 2, got {quote(classes)}.")
+        raise UserError(
+            _("{file}: 'num_classes' must be an integer of at least 2, got {quote}.").format(
+                file=file, quote=quote(classes)
+            )
+        )
     if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
-        raise UserError(f"{file}: 'class_names' must be {classes} names, got {quote(names)}.")
+        raise UserError(
+            _("{file}: 'class_names' must be {classes} names, got {quote}.").format(
+                file=file, classes=classes, quote=quote(names)
+            )
+        )
     low, high = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
     if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and _is_range((low, high))):
         raise UserError(
-            f"{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote(scaler)}."
+            _("{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote}.").format(
+                file=file, quote=quote(scaler)
+            )
         )
     return arch
 
@@ -262,14 +311,14 @@ _RECORD_BOUNDS = {"test_accuracy": (0.0, 1.0), "test_loss": (0.0, math.inf), "tr
 # Fields inside config.json's sections that the report computes with: (section, key) -> what they must be
 # (null is allowed: readers fall back to a dash).
 _RECORD_NESTED: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
-    ("data", "train_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("data", "test_size"): ("a whole number >= 0", lambda v: _is_int(v) and v >= 0),
-    ("data", "source"): ("text", lambda v: isinstance(v, str)),
-    ("fit", "batch_size"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("fit", "epochs"): ("a whole number >= 1", lambda v: _is_int(v) and v >= 1),
-    ("fit", "validation_split"): ("a number in [0, 1)", lambda v: _is_finite(v) and 0 <= v < 1),
-    ("fit", "lr"): ("a finite number", _is_finite),
-    ("fit", "precision"): ("text", lambda v: isinstance(v, str)),
+    ("data", "train_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
+    ("data", "test_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
+    ("data", "source"): (N_("text"), lambda v: isinstance(v, str)),
+    ("fit", "batch_size"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
+    ("fit", "epochs"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
+    ("fit", "validation_split"): (N_("a number in [0, 1)"), lambda v: _is_finite(v) and 0 <= v < 1),
+    ("fit", "lr"): (N_("a finite number"), _is_finite),
+    ("fit", "precision"): (N_("text"), lambda v: isinstance(v, str)),
 }
 _RECORD_EPOCHS = ("best_epoch", "weights_epoch")
 _RECORD_FLAGS = ("stopped_early", "interrupted")
@@ -294,7 +343,9 @@ def read_record(path: Path) -> dict[str, Any]:
         )
         if not ok:
             raise UserError(
-                f"{path}: '{key}' holds {quote(value)}, which convscope never writes there; the run directory is damaged."
+                _(
+                    "{path}: '{key}' holds {quote}, which convscope never writes there; the run directory is damaged."
+                ).format(path=path, key=key, quote=quote(value))
             )
     for (section, key), (expected, test) in _RECORD_NESTED.items():
         value = record.get(section, {}).get(key)
@@ -314,7 +365,11 @@ def _is_int(value: Any) -> bool:
 def _read_mapping(path: Path) -> dict[str, Any]:
     value = read_json(path)
     if not isinstance(value, dict):
-        raise UserError(f"{path}: must hold a JSON object, got {type(value).__name__}; the run directory is damaged.")
+        raise UserError(
+            _("{path}: must hold a JSON object, got {kind}; the run directory is damaged.").format(
+                path=path, kind=type(value).__name__
+            )
+        )
     return value
 
 
@@ -323,13 +378,17 @@ def _read_history(path: Path, ending: dict[str, Any]) -> History:
         history = History.from_csv(path.read_bytes().decode("utf-8"), **ending)
     except UnicodeDecodeError as exc:
         raise UserError(
-            f"{path}: not UTF-8 text (byte {exc.start} cannot be decoded); the run directory is damaged."
+            _("{path}: not UTF-8 text (byte {start} cannot be decoded); the run directory is damaged.").format(
+                path=path, start=exc.start
+            )
         ) from None
     except (ValueError, TypeError, csv.Error) as exc:
-        raise UserError(f"{path}: not a history table convscope wrote ({cut(str(exc), 120)}).") from None
+        raise UserError(
+            _("{path}: not a history table convscope wrote ({text}).").format(path=path, text=cut(str(exc), 120))
+        ) from None
     epochs = [row.get("epoch") for row in history.rows]
     if epochs != list(range(1, len(epochs) + 1)):  # every row numbered 1, 2, ...: the curves are drawn against it
-        raise UserError(f"{path}: its epoch column is not 1, 2, ...; the run directory is damaged.")
+        raise UserError(_("{path}: its epoch column is not 1, 2, ...; the run directory is damaged.").format(path=path))
     return history
 
 
@@ -358,8 +417,9 @@ def _checked_contract(file: Path, value: Any) -> InputContract:
     )
     if not ok or "threshold" not in value:
         raise UserError(
-            f"{file}: 'input_contract' holds {quote(value)}, which convscope never writes; the run "
-            "directory is damaged."
+            _(
+                "{file}: 'input_contract' holds {quote}, which convscope never writes; the run directory is damaged."
+            ).format(file=file, quote=quote(value))
         )
     return InputContract.from_dict(value)
 
@@ -387,7 +447,9 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
     path = Path(path)
     if not has_test_set(path):
         raise UserError(
-            f"{path} has no {TEST_SET} and {TEST_IMAGES}; evaluate it on data with `convscope evaluate {path} --data ...`."
+            _(
+                "{path} has no {TEST_SET} and {TEST_IMAGES}; evaluate it on data with `convscope evaluate {path} --data ...`."
+            ).format(path=path, TEST_SET=TEST_SET, TEST_IMAGES=TEST_IMAGES)
         )
     arch = read_architecture(path)
     names = tuple(arch["class_names"])
@@ -399,7 +461,9 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
             labels, probabilities = npz["labels"], npz["probabilities"]
     except Exception as exc:  # noqa: BLE001 - numpy and zipfile raise many types on damaged files
         raise UserError(
-            f"{path}: its test set cannot be read ({cut(str(exc), 120)}); the run directory is damaged."
+            _("{path}: its test set cannot be read ({text}); the run directory is damaged.").format(
+                path=path, text=cut(str(exc), 120)
+            )
         ) from None
     n = len(images) if images.ndim else 0
     if (
@@ -411,8 +475,16 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
         or (n and not 0 <= int(labels.min()) <= int(labels.max()) < len(names))
     ):
         raise UserError(
-            f"{path}: its test set does not match the run: images {images.shape}, labels {labels.shape}, "
-            f"probabilities {probabilities.shape} for {len(names)} classes and input {tuple(arch['input_shape'])}."
+            _(
+                "{path}: its test set does not match the run: images {shape}, labels {labels}, probabilities {probabilities} for {count} classes and input {input}."
+            ).format(
+                path=path,
+                shape=images.shape,
+                labels=labels.shape,
+                probabilities=probabilities.shape,
+                count=len(names),
+                input=tuple(arch["input_shape"]),
+            )
         )
     data = Dataset(images, labels.astype(np.int64), names, f"{path} (test split)")
     return data, probabilities
@@ -441,7 +513,9 @@ def read_json(path: Path) -> Any:
     try:
         return json.loads(Path(path).read_bytes().decode("utf-8"))
     except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, an int past 4,300 digits
-        raise UserError(f"cannot read {path}: {cut(str(exc) or type(exc).__name__, 120)}.") from None
+        raise UserError(
+            _("cannot read {path}: {text}.").format(path=path, text=cut(str(exc) or type(exc).__name__, 120))
+        ) from None
 
 
 def _write_json(path: Path, value: Any) -> None:

@@ -34,6 +34,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
+from .i18n import _
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
 from .training.callbacks import Callback
@@ -58,14 +59,14 @@ class SearchSpace:
 
     def __post_init__(self) -> None:
         if self.filters and not 1 <= self.filters[0] <= self.filters[1]:
-            raise UserError(f"filters range must be 1 <= low <= high, got {self.filters}.")
+            raise UserError(_("filters range must be 1 <= low <= high, got {filters}.").format(filters=self.filters))
         if self.dropout and not 0.0 <= self.dropout[0] <= self.dropout[1] < 1.0:
-            raise UserError(f"dropout range must be within [0, 1), got {self.dropout}.")
+            raise UserError(_("dropout range must be within [0, 1), got {dropout}.").format(dropout=self.dropout))
         if self.lr and not 0.0 < self.lr[0] <= self.lr[1]:
-            raise UserError(f"learning-rate range must be positive, low <= high, got {self.lr}.")
-        for name, values in (("kernel sizes", self.kernel_sizes), ("batch sizes", self.batch_sizes)):
+            raise UserError(_("learning-rate range must be positive, low <= high, got {lr}.").format(lr=self.lr))
+        for name, values in ((_("kernel sizes"), self.kernel_sizes), (_("batch sizes"), self.batch_sizes)):
             if values is not None and (not values or min(values) < 1):
-                raise UserError(f"{name} must be positive integers, got {values}.")
+                raise UserError(_("{name} must be positive integers, got {values}.").format(name=name, values=values))
 
 
 @dataclass(frozen=True)
@@ -150,7 +151,7 @@ def sweep(
 ) -> SweepResult:
     """Run `trials` more trials of the study (created, or joined when it exists) and write the best spec."""
     if settings.validation_split <= 0:
-        raise UserError("a sweep compares trials by validation loss; set validation_split above 0.")
+        raise UserError(_("a sweep compares trials by validation loss; set validation_split above 0."))
     optuna = _optuna()
     base = resolve_spec(settings.model).to_dict()
     path = Path(out) if out is not None else default_run_dir(f"{base['name']}-sweep", root="sweeps")
@@ -169,7 +170,9 @@ def sweep(
             pruner=pruner,
         )
     except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
-        raise UserError(f"cannot open the study storage {storage!r}: {exc}.") from None
+        raise UserError(
+            _("cannot open the study storage {storage!r}: {exc}.").format(storage=storage, exc=exc)
+        ) from None
     fail_orphaned_trials(study)
     study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(settings.seed, len(study.trials)))
     study.set_user_attr("settings", asdict(settings))
@@ -292,7 +295,11 @@ def trial_run_dirs(study_dir: str | Path) -> list[Path]:
     """Every finished trial's run directory, by trial number: what `convscope compare <study>` lists."""
     folder = Path(study_dir) / TRIALS_DIR
     if not folder.is_dir():
-        raise UserError(f"{study_dir} is not a sweep directory (it has no {TRIALS_DIR}/ folder).")
+        raise UserError(
+            _("{study_dir} is not a sweep directory (it has no {TRIALS_DIR}/ folder).").format(
+                study_dir=study_dir, TRIALS_DIR=TRIALS_DIR
+            )
+        )
     # Hidden folders are runs still being written (or left half-written by a killed trial): not runs.
     return sorted(p for p in folder.iterdir() if p.is_dir() and not p.name.startswith(".") and (p / WEIGHTS).is_file())
 
@@ -315,7 +322,7 @@ def _optuna():
     try:
         import optuna
     except ImportError:
-        raise UserError("sweeps need Optuna: pip install 'convscope[sweep]'.") from None
+        raise UserError(_("sweeps need Optuna: pip install 'convscope[sweep]'.")) from None
     return optuna
 
 

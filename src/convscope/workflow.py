@@ -106,7 +106,11 @@ def train(
     dataset: Dataset
     if s.stream:
         if s.layout is not None:
-            raise UserError(f"{s.data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).")
+            raise UserError(
+                _("{data}: layout does not apply to streamed data, which is read as (N, H, W[, C]).").format(
+                    data=s.data
+                )
+            )
         dataset = open_stream(s.data, class_names=s.class_names, image_size=s.image_size, channels=s.channels)
     else:
         dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
@@ -117,7 +121,10 @@ def train(
         say(entry.credit())
     train_set, test_set = dataset.split(test_size=s.test_split, seed=s.seed)
     say(
-        f"split: {len(train_set)} train (of which {fit_settings.validation_split:.0%} validation), {len(test_set)} test\n"
+        _("split: {train} train (of which {validation:.0%} validation), {test} test").format(
+            train=len(train_set), validation=fit_settings.validation_split, test=len(test_set)
+        )
+        + "\n"
     )
 
     network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
@@ -160,19 +167,23 @@ def train(
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
         raise UserError(
-            "interrupted before the first epoch completed: there is nothing to save, so no run was written."
+            _("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
         )
     if history.resumed_from_epoch is not None:
-        say(f"resumed after epoch {history.resumed_from_epoch}")
+        say(_("resumed after epoch {epoch}").format(epoch=history.resumed_from_epoch))
     for cause in (history.resume or {}).get("because", []):
         say(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
-        say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")
+        say(
+            _("restored the weights of epoch {epoch} (best {monitor})").format(
+                epoch=history.weights_epoch, monitor=s.monitor
+            )
+        )
 
     result = evaluate(trained, test_set)
     say("\n" + result.text())
     for note in _curve_notes(trained, result, train_set):
-        say(f"\nwhat this curve says: {note}")
+        say("\n" + _("what this curve says: {note}").format(note=note))
 
     config: dict[str, Any] = {
         "data": {
@@ -200,11 +211,11 @@ def train(
         shutil.rmtree(state, ignore_errors=True)
         raise
     shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
-    say(f"\nrun saved to {path}")
+    say("\n" + _("run saved to {path}").format(path=path))
     if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
         from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
-        say(f"report: {write_report(path, samples=train_set)}")
+        say(_("report: {path}").format(path=write_report(path, samples=train_set)))
     return TrainResult(trained, result, path)
 
 
@@ -214,13 +225,18 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
     saved_file = state / "settings.json"
     if s.resume:
         if s.out is None:
-            raise UserError("--resume continues the run that --out names; give the same --out as the interrupted run.")
+            raise UserError(
+                _("--resume continues the run that --out names; give the same --out as the interrupted run.")
+            )
         if out.exists():
-            raise UserError(f"--resume: the run {out} is already finished; there is nothing to resume.")
+            raise UserError(
+                _("--resume: the run {out} is already finished; there is nothing to resume.").format(out=out)
+            )
         if not saved_file.is_file():
             raise UserError(
-                f"--resume: there is no saved state for {out} (looked for {state}); "
-                "run the same command without --resume to start it."
+                _(
+                    "--resume: there is no saved state for {out} (looked for {state}); run the same command without --resume to start it."
+                ).format(out=out, state=state)
             )
         try:
             saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
@@ -229,17 +245,25 @@ def _check_state(s: TrainSettings, out: Path) -> Path:
             raise UserError(message if str(saved_file) in message else f"{saved_file}: {message}") from None
         differences = s.differences(saved)
         if differences:
-            raise UserError(f"--resume: {out} was started with other settings: {'; '.join(differences)}.")
+            raise UserError(
+                _("--resume: {out} was started with other settings: {choices}.").format(
+                    out=out, choices="; ".join(differences)
+                )
+            )
         return state
     if out.exists():
-        raise UserError(f"run directory {out} already exists; choose another --out.")
+        raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
     return state
 
 
 def _start_state(s: TrainSettings, state: Path, say) -> None:
     """A fresh in-progress state folder holding the settings, which `--resume` compares against."""
     if state.exists():
-        say(f"(discarding the saved state of an interrupted run in {state}; --resume would continue it)")
+        say(
+            _("(discarding the saved state of an interrupted run in {state}; --resume would continue it)").format(
+                state=state
+            )
+        )
         shutil.rmtree(state)
     state.mkdir(parents=True)
     partial = state / ".settings.json.tmp"  # a kill mid-write leaves no half a file for --resume to read
@@ -252,13 +276,13 @@ def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = 
     # Decided here, once: each rank would otherwise stamp its own default directory name.
     out = Path(settings.out or default_run_dir(resolve_spec(settings.model).name))
     if out.exists() and not settings.resume:
-        raise UserError(f"run directory {out} already exists; choose another --out.")
+        raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
     from .training.distributed import launch  # torch.distributed loads only for parallel runs
 
     settings = replace(settings, out=str(out))
     launch(settings.nproc, _train_rank, (settings, list(callbacks)), device=settings.device)
     trained = load_run(out)
-    test, _ = load_test_set(out)
+    test = load_test_set(out)[0]
     return TrainResult(trained, evaluate(trained, test), out)
 
 

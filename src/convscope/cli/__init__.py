@@ -7,14 +7,17 @@ Each sub-command lives in its own module with two functions, `add_parser(subpars
 from __future__ import annotations
 
 import argparse
+import contextlib
+import contextvars
 import os
 import sys
 
 from .._version import __version__
 from ..checks import printable
 from ..errors import UserError
+from ..i18n import _, set_language
 from . import compare, datasets, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
-from .options import Parser
+from .options import Parser, add_language_option, language_asked
 
 COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model, datasets]
 
@@ -22,16 +25,29 @@ COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, re
 def parser() -> argparse.ArgumentParser:
     root = Parser(  # its sub-parsers are Parsers: every --help shows the defaults
         prog="convscope",
-        description="Train, explain and serve small convolutional image classifiers.",
+        description=_("Train, explain and serve small convolutional image classifiers."),
     )
     root.add_argument("--version", action="version", version=f"convscope {__version__}")
+    add_language_option(root)
     sub = root.add_subparsers(dest="command", metavar="COMMAND")
     for command in COMMANDS:
         command.add_parser(sub)
+    for command_parser in sub.choices.values():  # `convscope train --lang ko` as well as `convscope --lang ko train`
+        add_language_option(command_parser)
     return root
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; `--lang` holds for this call only (a copy of the context), not for the caller afterwards."""
+    return contextvars.copy_context().run(_main, sys.argv[1:] if argv is None else list(argv))
+
+
+def _main(argv: list[str]) -> int:
+    # --lang is read before the parser is built: the help texts are translated as the parser is made.
+    asked = language_asked(argv)
+    if asked is not None:
+        with contextlib.suppress(UserError):  # argparse refuses the value below, with its usage and exit code 2
+            set_language(asked)
     args = parser().parse_args(argv)
     if args.command is None:
         parser().print_help()
@@ -39,10 +55,12 @@ def main(argv: list[str] | None = None) -> int:
     try:
         return int(args.run(args) or 0)
     except UserError as exc:
-        print(f"convscope {args.command}: error: {printable(exc)}", file=sys.stderr)  # one line, whatever it quotes
+        print(
+            _("convscope {command}: error: {text}").format(command=args.command, text=printable(exc)), file=sys.stderr
+        )  # one line, whatever it quotes
         return 2
     except KeyboardInterrupt:
-        print(f"convscope {args.command}: interrupted.", file=sys.stderr)
+        print(_("convscope {command}: interrupted.").format(command=args.command), file=sys.stderr)
         return 130
     except BrokenPipeError:
         return _reader_went_away()

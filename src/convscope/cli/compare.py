@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..i18n import _
 from ..runs import check_writable
 from ..sweep import expand_study_dirs
 
@@ -11,13 +12,13 @@ from ..sweep import expand_study_dirs
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare",
-        help="compare runs: table and overlaid validation curves",
-        description="Model, parameters, epochs, training time, test accuracy and loss of each run.",
+        help=_("compare runs: table and overlaid validation curves"),
+        description=_("Model, parameters, epochs, training time, test accuracy and loss of each run."),
     )
     p.add_argument(
-        "run_dirs", metavar="RUN", nargs="+", help="run directories, or a sweep directory for all its trials"
+        "run_dirs", metavar="RUN", nargs="+", help=_("run directories, or a sweep directory for all its trials")
     )
-    p.add_argument("--save", metavar="DIR", help="also write DIR/compare.png (curves) and DIR/compare.html")
+    p.add_argument("--save", metavar="DIR", help=_("also write DIR/compare.png (curves) and DIR/compare.html"))
     p.set_defaults(run=run)
 
 
@@ -31,5 +32,5 @@ def run(args: argparse.Namespace) -> int:
     print(comparison_text(rows))
     if args.save:
         for path in write_comparison(rows, args.save):
-            print(f"wrote {path}")
+            print(_("wrote {path}").format(path=path))
     return 0

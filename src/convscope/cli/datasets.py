@@ -14,13 +14,14 @@ from ..i18n import _
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "datasets",
-        help="list the named datasets (--data NAME) and download them ahead of time",
-        description="Named datasets are downloaded once into $CONVSCOPE_DATA_DIR (else $XDG_CACHE_HOME/convscope, "
-        "else ~/.cache/convscope), verified, and used offline from then on.",
+        help=_("list the named datasets (--data NAME) and download them ahead of time"),
+        description=_(
+            "Named datasets are downloaded once into $CONVSCOPE_DATA_DIR (else $XDG_CACHE_HOME/convscope, else ~/.cache/convscope), verified, and used offline from then on."
+        ),
     )
     actions = p.add_subparsers(dest="action", metavar="ACTION")
-    actions.add_parser("list", help="the catalogue (the default)")
-    fetch = actions.add_parser("fetch", help="download and convert named datasets now")
+    actions.add_parser("list", help=_("the catalogue (the default)"))
+    fetch = actions.add_parser("fetch", help=_("download and convert named datasets now"))
     fetch.add_argument("names", metavar="NAME", nargs="+", help=", ".join(CATALOG))
     p.set_defaults(run=run)
 

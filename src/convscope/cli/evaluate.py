@@ -7,16 +7,17 @@ import json
 
 from ..data import load
 from ..evaluation import evaluate
+from ..i18n import _
 from ..runs import load_run, load_test_set
 from ..training.threads import apply_threads
 from .options import add_data_options, add_threads_option, data_kwargs
 
 
 def add_parser(sub) -> None:
-    p = sub.add_parser("evaluate", help="evaluate a run on data", description="Loss, accuracy, per-class scores.")
+    p = sub.add_parser("evaluate", help=_("evaluate a run on data"), description=_("Loss, accuracy, per-class scores."))
     p.add_argument("run_dir", metavar="RUN")
     add_data_options(p, default=None)
-    p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+    p.add_argument("--json", action="store_true", help=_("print the metrics as JSON"))
     add_threads_option(p)
     p.set_defaults(run=run)
 
@@ -25,7 +26,7 @@ def run(args: argparse.Namespace) -> int:
     apply_threads(args.threads)
     trained = load_run(args.run_dir)
     if args.data is None:
-        data, _ = load_test_set(args.run_dir)
+        data = load_test_set(args.run_dir)[0]
     else:
         kwargs = data_kwargs(args)
         kwargs["class_names"] = kwargs["class_names"] or list(trained.class_names)

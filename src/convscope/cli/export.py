@@ -7,19 +7,21 @@ import json
 from pathlib import Path
 
 from ..errors import UserError
+from ..i18n import _
 from ..runs import check_writable, load_run
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "export",
-        help="export a run as ONNX, TorchScript or a Keras 3 .keras file",
-        description="Export a run's model as one file that takes raw pixels and returns class probabilities "
-        "(scaling and softmax inside). Prints the preprocessing contract, which is also stored in the file.",
+        help=_("export a run as ONNX, TorchScript or a Keras 3 .keras file"),
+        description=_(
+            "Export a run's model as one file that takes raw pixels and returns class probabilities (scaling and softmax inside). Prints the preprocessing contract, which is also stored in the file."
+        ),
     )
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("--format", choices=["onnx", "torchscript", "keras"], default="onnx")
-    p.add_argument("--out", help="output file (default RUN/model.onnx, RUN/model.pt or RUN/model.keras)")
+    p.add_argument("--out", help=_("output file (default RUN/model.onnx, RUN/model.pt or RUN/model.keras)"))
     p.set_defaults(run=run)
 
 
@@ -31,22 +33,28 @@ def run(args: argparse.Namespace) -> int:
 
         trained = load_run(args.run_dir)
         path = export_keras(trained, Path(args.out) if args.out else Path(args.run_dir) / "model.keras")
-        print(f"wrote {path} ({path.stat().st_size:,} bytes)\npreprocessing contract:")
+        print(_("wrote {path} ({size:,} bytes)\npreprocessing contract:").format(path=path, size=path.stat().st_size))
         print(json.dumps(contract(trained), indent=2))
         return 0
     try:
         from ..export import FORMATS, contract, export
     except ImportError as exc:
         raise UserError(
-            f"convscope export needs the export extra ({exc.name} is missing): pip install 'convscope[export]'."
+            _("convscope export needs the export extra ({name} is missing): pip install 'convscope[export]'.").format(
+                name=exc.name
+            )
         ) from None
     trained = load_run(args.run_dir)
     out = Path(args.out) if args.out else Path(args.run_dir) / f"model{FORMATS[args.format]}"
     try:
         path = export(trained, out, args.format)
     except ImportError as exc:
-        raise UserError(f"exporting to {args.format} needs {exc.name}: pip install 'convscope[export]'.") from None
-    print(f"wrote {path} ({path.stat().st_size:,} bytes)")
-    print("preprocessing contract (stored in the file too):")
+        raise UserError(
+            _("exporting to {format} needs {name}: pip install 'convscope[export]'.").format(
+                format=args.format, name=exc.name
+            )
+        ) from None
+    print(_("wrote {path} ({size:,} bytes)").format(path=path, size=path.stat().st_size))
+    print(_("preprocessing contract (stored in the file too):"))
     print(json.dumps(contract(trained), indent=2))
     return 0

@@ -4,26 +4,29 @@ from __future__ import annotations
 
 import argparse
 
+from ..i18n import _
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "import",
-        help="import a Keras model (.keras or .h5) as a run",
-        description="Read a Keras 3 .keras archive or a legacy HDF5 .h5 (tf.keras 2.x or Keras 3) into a run "
-        "directory that evaluate, inspect, report, serve and export use like a trained run. "
-        "Neither TensorFlow nor Keras is needed.",
+        help=_("import a Keras model (.keras or .h5) as a run"),
+        description=_(
+            "Read a Keras 3 .keras archive or a legacy HDF5 .h5 (tf.keras 2.x or Keras 3) into a run directory that evaluate, inspect, report, serve and export use like a trained run. Neither TensorFlow nor Keras is needed."
+        ),
     )
-    p.add_argument("model", metavar="MODEL", help="the Keras model file (.keras, .h5)")
-    p.add_argument("--out", required=True, help="the run directory to write")
-    p.add_argument("--data", help="a file whose every image is the test set (metrics, test-set files, report)")
-    p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
+    p.add_argument("model", metavar="MODEL", help=_("the Keras model file (.keras, .h5)"))
+    p.add_argument("--out", required=True, help=_("the run directory to write"))
+    p.add_argument("--data", help=_("a file whose every image is the test set (metrics, test-set files, report)"))
+    p.add_argument("--class-names", help=_("ABCDEFGHIJ (one character per class) or comma,separated,names"))
     p.add_argument(
         "--scale",
         metavar="MIN,MAX|none",
-        help="the model was trained on (x - MIN) / (MAX - MIN) (the course: 0,255), or 'none' for "
-        "pixels as they are; may be left out when the model starts with a Rescaling layer",
+        help=_(
+            "the model was trained on (x - MIN) / (MAX - MIN) (the course: 0,255), or 'none' for pixels as they are; may be left out when the model starts with a Rescaling layer"
+        ),
     )
-    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="axis order of --data arrays")
+    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("axis order of --data arrays"))
     p.set_defaults(run=run)
 
 
@@ -36,11 +39,19 @@ def run(args: argparse.Namespace) -> int:
     )
     trained = result.trained
     print(
-        f"read a {result.keras.description}: {len(result.keras.layers)} layers, "
-        f"input {tuple(trained.input_shape)}, {len(trained.class_names)} classes"
+        _("read a {description}: {count} layers, input {shape}, {classes} classes").format(
+            description=result.keras.description,
+            count=len(result.keras.layers),
+            shape=tuple(trained.input_shape),
+            classes=len(trained.class_names),
+        )
     )
-    print(f"scaling: (x - {trained.scaler.minimum:g}) / ({trained.scaler.maximum:g} - {trained.scaler.minimum:g})")
+    print(
+        _("scaling: (x - {minimum:g}) / ({maximum:g} - {minimum:g})").format(
+            minimum=trained.scaler.minimum, maximum=trained.scaler.maximum
+        )
+    )
     if result.evaluation is not None:
         print(result.evaluation.text())
-    print(f"run saved to {result.path}")
+    print(_("run saved to {path}").format(path=result.path))
     return 0

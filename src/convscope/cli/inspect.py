@@ -21,6 +21,7 @@ from ..data.framing import model_input, parse_framing, parse_invert
 from ..errors import UserError
 from ..evaluation import inspection, terminal
 from ..export.contract import run_contract
+from ..i18n import _
 from ..report.view import load_view
 from ..runs import check_writable, load_run
 from .options import add_framing_options, non_negative_int, positive_int, seed
@@ -31,9 +32,10 @@ DEFAULT_COUNT = 5
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "inspect",
-        help="look at test images, mistakes, feature maps and Grad-CAM",
-        description="Test images with their true and predicted class and every class's probability; images are "
-        "drawn in the terminal with half-block characters (works over SSH).",
+        help=_("look at test images, mistakes, feature maps and Grad-CAM"),
+        description=_(
+            "Test images with their true and predicted class and every class's probability; images are drawn in the terminal with half-block characters (works over SSH)."
+        ),
     )
     p.add_argument("run_dir", metavar="RUN")
     which = p.add_mutually_exclusive_group()
@@ -43,7 +45,7 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help=f"N random test images (the default, N={DEFAULT_COUNT})",
+        help=_("N random test images (the default, N={DEFAULT_COUNT})").format(DEFAULT_COUNT=DEFAULT_COUNT),
     )
     which.add_argument(
         "--mistakes",
@@ -51,7 +53,7 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help="N random misclassified test images",
+        help=_("N random misclassified test images"),
     )
     which.add_argument(
         "--top-losses",
@@ -59,25 +61,27 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help="the N misclassified images with the highest loss, most confidently wrong first",
+        help=_("the N misclassified images with the highest loss, most confidently wrong first"),
     )
-    which.add_argument("--index", type=non_negative_int, metavar="I", help="test image I (reproducible)")
-    which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
-    p.add_argument("--class", dest="class_name", metavar="NAME", help="only test images of this true class")
-    p.add_argument("--seed", type=seed, help="seed for the random choices (printed when not given)")
+    which.add_argument("--index", type=non_negative_int, metavar="I", help=_("test image I (reproducible)"))
+    which.add_argument(
+        "--image", metavar="FILE", help=_("an image file instead of a test image (implies --feature-maps)")
+    )
+    p.add_argument("--class", dest="class_name", metavar="NAME", help=_("only test images of this true class"))
+    p.add_argument("--seed", type=seed, help=_("seed for the random choices (printed when not given)"))
     p.add_argument(
         "--feature-maps",
         action="store_true",
-        help="also show the first image's Conv/Pool activations and its Grad-CAM heat map",
+        help=_("also show the first image's Conv/Pool activations and its Grad-CAM heat map"),
     )
-    p.add_argument("--save", metavar="DIR", help="write the figures as PNG files into DIR")
+    p.add_argument("--save", metavar="DIR", help=_("write the figures as PNG files into DIR"))
     p.add_argument(
         "--color",
         choices=["auto", "always", "never"],
         default="auto",
-        help="24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)",
+        help=_("24-bit colour half blocks (auto: on a terminal, unless NO_COLOR is set)"),
     )
-    p.add_argument("--no-images", action="store_true", help="text only: captions and probabilities")
+    p.add_argument("--no-images", action="store_true", help=_("text only: captions and probabilities"))
     add_framing_options(p)  # --image only
     p.set_defaults(run=run)
 
@@ -103,7 +107,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.image is not None:
         if args.class_name is not None:
-            raise UserError("--class selects test images; it does not apply to --image.")
+            raise UserError(_("--class selects test images; it does not apply to --image."))
         trained = load_run(args.run_dir)
         contract = run_contract(trained)
         framed = model_input(
@@ -112,7 +116,11 @@ def run(args: argparse.Namespace) -> int:
         samples: tuple[inspection.Sample, ...] = (inspection.predict_image(trained, framed.image),)
         title, stem, feature_maps = f"image {args.image}", "image", True
         print(
-            f"model input: {'inverted, ' if framed.inverted else ''}framing {framed.framing} ({contract.describe()})",
+            (
+                _("model input: inverted, framing {framing} ({contract})")
+                if framed.inverted
+                else _("model input: framing {framing} ({contract})")
+            ).format(framing=framed.framing, contract=contract.describe()),
             file=out,
         )
     else:
@@ -123,12 +131,12 @@ def run(args: argparse.Namespace) -> int:
         chosen = inspection.select(view.evaluation, kind, n, class_name=args.class_name, index=args.index, seed=seed)
         samples, title, feature_maps = chosen.samples, chosen.title, args.feature_maps
         stem = f"index-{args.index}" if kind == "index" else kind
-        header = f"{printable(title)}: {len(samples)} shown"
+        header = _("{title}: {count} shown").format(title=printable(title), count=len(samples))
         if kind in ("random", "mistakes") and args.seed is None:
-            header += f" (seed {seed}; repeat with --seed {seed})"
+            header += " " + _("(seed {seed}; repeat with --seed {seed})").format(seed=seed)
         print(header, file=out)
         if not samples:
-            print("nothing to show: no test image matches.", file=out)
+            print(_("nothing to show: no test image matches."), file=out)
             return 0
     for s in samples:
         print("", file=out)
@@ -143,7 +151,7 @@ def run(args: argparse.Namespace) -> int:
     if feature_maps:
         written += _feature_maps(trained, samples[0], color, draw, width, save)
     for path in written:
-        print(f"wrote {path}", file=out)
+        print(_("wrote {path}").format(path=path), file=out)
     return 0
 
 
@@ -153,25 +161,39 @@ def _feature_maps(
     out = sys.stdout
     maps = inspection.feature_maps(trained, sample.image)
     if not maps:
-        print("\nthis model has no Conv or Pool layers: no feature maps, filters or Grad-CAM to show.", file=out)
+        print(_("\nthis model has no Conv or Pool layers: no feature maps, filters or Grad-CAM to show."), file=out)
         return []
     cam = inspection.grad_cam(trained, sample.image)
-    where = f"test image #{sample.index}" if sample.index is not None else "the image"
-    print(f"\nfeature maps of {where} (one tile per channel, each scaled to its own range)", file=out)
+    heading = (
+        _("feature maps of test image #{index} (one tile per channel, each scaled to its own range)")
+        if sample.index is not None
+        else _("feature maps of the image (one tile per channel, each scaled to its own range)")
+    )
+    print("\n" + heading.format(index=sample.index), file=out)
     for fmap in maps:
         h, w, c = fmap.output_shape
         # Full-size tiles, as many as two rows of the terminal hold: shrunk tiles would show nothing.
         per_row = max(1, min(c, (width - 1) // (w + 1)))
         shown = min(c, 2 * per_row)
-        more = f" (channels 0-{shown - 1} of {c}; --save draws all)" if shown < c else ""
-        print(f"\n{fmap.layer} ({fmap.type}): output {h} x {w} x {c}{more}", file=out)
+        more = (
+            " " + _("(channels 0-{last} of {count}; --save draws all)").format(last=shown - 1, count=c)
+            if shown < c
+            else ""
+        )
+        print(
+            _("\n{layer} ({type}): output {h} x {w} x {c}{more}").format(
+                layer=fmap.layer, type=fmap.type, h=h, w=w, c=c, more=more
+            ),
+            file=out,
+        )
         if draw:
             tiles = inspection.mosaic(fmap.values[:shown], columns=per_row)
             print("\n".join(terminal.halfblocks(_colored(tiles, color), color, max_width=width - 1)), file=out)
     if cam is not None:
         print(
-            f"\nGrad-CAM on {cam.layer} for predicted class '{cam.class_name}' (p={cam.probability:.3f}):"
-            " red/yellow is where the evidence lies",
+            _(
+                "\nGrad-CAM on {layer} for predicted class '{class_name}' (p={probability:.3f}): red/yellow is where the evidence lies"
+            ).format(layer=cam.layer, class_name=cam.class_name, probability=cam.probability),
             file=out,
         )
         if draw:

@@ -12,9 +12,13 @@ from __future__ import annotations
 import argparse
 import copy
 import math
+import re
+import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from ..checks import MAX_SEED
+from ..i18n import LANGUAGES, N_, _
 from ..models.presets import PRESETS
 
 
@@ -29,12 +33,19 @@ class ShowDefaults(argparse.HelpFormatter):
     Unlike argparse.ArgumentDefaultsHelpFormatter, this also covers options without a help text, skips
     defaults that mean "not given" (None, False) and writes tuples as they are typed (28,28,1)."""
 
+    def add_usage(self, usage, actions, groups, prefix=None) -> None:
+        super().add_usage(usage, actions, groups, _("usage: ") if prefix is None else prefix)
+
+    def start_section(self, heading: str | None) -> None:
+        super().start_section(_section_heading(heading))
+
     def add_argument(self, action: argparse.Action) -> None:
         shown = default_text(action)
         if shown is not None:
             action = copy.copy(action)
             # help is %-formatted by argparse, so a literal % in a default must be doubled.
-            action.help = f"{action.help or ''} (default: {shown.replace('%', '%%')})".lstrip()
+            suffix = _("(default: {value})").format(value=shown.replace("%", "%%"))
+            action.help = f"{action.help or ''} {suffix}".lstrip()
         super().add_argument(action)
 
 
@@ -43,19 +54,118 @@ def default_text(action: argparse.Action) -> str | None:
     default = action.default
     if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
         return None
-    if action.help is argparse.SUPPRESS or "default" in (action.help or "").lower():
+    if action.help is argparse.SUPPRESS or _states_default(action.help or ""):
         return None
     if isinstance(default, (tuple, list)):
         return ",".join(f"{v:g}" if isinstance(v, float) else str(v) for v in default)
     return f"{default:g}" if isinstance(default, float) else str(default)
 
 
+def _states_default(text: str) -> bool:
+    """Whether a help text already names its default, in English or in the language in force."""
+    lowered = text.lower()
+    return "default" in lowered or _("default") in lowered
+
+
+def add_language_option(p: argparse.ArgumentParser) -> None:
+    """--lang on a parser; main() reads it from argv before parsing (`language_asked`), so it is only shown and
+    checked here. SUPPRESS: a sub-command's absent --lang leaves the top-level one alone."""
+    p.add_argument(
+        "--lang",
+        choices=list(LANGUAGES),
+        default=argparse.SUPPRESS,
+        help=_("language of messages and reports (default: CONVSCOPE_LANG, else the locale, else en)"),
+    )
+
+
+def language_asked(argv: list[str]) -> str | None:
+    """The value of the last --lang in argv (`--lang ko` or `--lang=ko`), before a `--`; None when absent."""
+    asked = None
+    for i, word in enumerate(argv):
+        if word == "--":
+            break
+        if word == "--lang" and i + 1 < len(argv):
+            asked = argv[i + 1]
+        elif word.startswith("--lang="):
+            asked = word.partition("=")[2]
+    return asked
+
+
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too."""
+    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too.
+
+    argparse's own words (usage, section headings, -h, its error sentences) come from Python's catalog, not
+    ours, so a Parser says them through convscope's: `ShowDefaults` for the help page, `error` for mistakes.
+    """
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", ShowDefaults)
+        add_help = kwargs.pop("add_help", True)
+        kwargs["add_help"] = False  # our own -h below, whose help text is translated
         super().__init__(*args, **kwargs)
+        if add_help:
+            self.add_argument("-h", "--help", action="help", help=_("show this help message and exit"))
+
+    def error(self, message: str) -> NoReturn:
+        self.print_usage(sys.stderr)
+        self.exit(2, _("{prog}: error: {message}").format(prog=self.prog, message=argparse_message(message)) + "\n")
+
+
+def _section_heading(heading: str | None) -> str | None:
+    headings = {"options": _("options"), "positional arguments": _("positional arguments")}
+    return headings.get(heading or "", heading)
+
+
+def _argparse_sentences() -> list[tuple[str, str]]:
+    """argparse's error sentences (Python 3.10-3.13), each with its translation; the %-fields are kept."""
+    return [
+        ("argument %(argument_name)s: %(message)s", _("argument %(argument_name)s: %(message)s")),
+        ("the following arguments are required: %s", _("the following arguments are required: %s")),
+        ("one of the arguments %s is required", _("one of the arguments %s is required")),
+        ("unrecognized arguments: %s", _("unrecognized arguments: %s")),
+        ("not allowed with argument %s", _("not allowed with argument %s")),
+        ("expected one argument", _("expected one argument")),
+        ("expected at most one argument", _("expected at most one argument")),
+        ("expected at least one argument", _("expected at least one argument")),
+        (
+            "ambiguous option: %(option)s could match %(matches)s",
+            _("ambiguous option: %(option)s could match %(matches)s"),
+        ),
+        ("invalid %(type)s value: %(value)r", _("invalid %(type)s value: %(value)r")),
+        (
+            "invalid choice: %(value)r (choose from %(choices)s)",
+            _("invalid choice: %(value)r (choose from %(choices)s)"),
+        ),
+    ]
+
+
+_FIELD = re.compile(r"%(?:\((\w+)\))?[sr]")
+
+
+def argparse_message(message: str) -> str:
+    """An argparse error sentence in the language in force: matched against argparse's English templates, its
+    fields (option names, values) carried into the translation; our own messages inside pass through `_` already."""
+    for english, translated in _argparse_sentences():
+        names = [m.group(1) or f"_{i}" for i, m in enumerate(_FIELD.finditer(english))]
+        pattern = "".join(
+            re.escape(part) if i % 2 == 0 else "(.*?)"
+            for i, part in enumerate(_FIELD.split(english))
+            if part is not None
+        )
+        match = re.fullmatch(pattern, message, re.S)
+        if match is None:
+            continue
+        values = dict(zip(names, match.groups()))
+        if names and names[-1] == "message":
+            values["message"] = argparse_message(values["message"])  # "argument --x: invalid choice: ..."
+        return _filled(translated, values)
+    return message
+
+
+def _filled(template: str, values: dict[str, str]) -> str:
+    """`template`'s %-fields replaced by `values`: named ones by name, bare ones (`%s`) by position (`_0`, `_1`)."""
+    positional = iter(v for k, v in values.items() if k.startswith("_"))
+    return _FIELD.sub(lambda m: values[m.group(1)] if m.group(1) else next(positional), template)
 
 
 _SHOWN = 40  # characters of a bad value quoted back: a flag can hold a pasted file
@@ -65,17 +175,21 @@ def _quoted(text: str) -> str:
     return repr(text if len(text) <= _SHOWN else text[:_SHOWN] + "...")
 
 
-def int_range(low: int, high: int | None = None, what: str = "an integer") -> Callable[[str], int]:
+def int_range(low: int, high: int | None = None, what: str = N_("an integer")) -> Callable[[str], int]:
     """An integer in [low, high] (no upper bound when `high` is None)."""
 
     def parse(text: str) -> int:
         try:
             value = int(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be {what}, got {_quoted(text)}") from None
+            raise argparse.ArgumentTypeError(
+                _("must be {what}, got {quoted}").format(what=_(what), quoted=_quoted(text))
+            ) from None
         if value < low or (high is not None and value > high):
-            bounds = f">= {low:,}" if high is None else f"from {low:,} to {high:,}"
-            raise argparse.ArgumentTypeError(f"must be {what} {bounds}, got {_quoted(text)}")
+            bounds = f">= {low:,}" if high is None else _("from {low:,} to {high:,}").format(low=low, high=high)
+            raise argparse.ArgumentTypeError(
+                _("must be {what} {bounds}, got {quoted}").format(what=_(what), bounds=bounds, quoted=_quoted(text))
+            )
         return value
 
     parse.__name__ = "integer"  # argparse names the type in "invalid <name> value" messages
@@ -88,23 +202,27 @@ def float_range(
     """A finite number in the interval; NaN and infinities are always refused."""
     left = "(" if low_open else "["
     right = ")" if high_open else "]"
-    interval = (
-        f"> {_number(low)}"
-        if high is None and low_open
-        else (f">= {_number(low)}" if high is None else f"in {left}{_number(low)}, {_number(high)}{right}")
-    )
+
+    def interval() -> str:  # worded when refused, in the language then in force
+        if high is None:
+            return f"> {_number(low)}" if low_open else f">= {_number(low)}"
+        return _("in {interval}").format(interval=f"{left}{_number(low)}, {_number(high)}{right}")
 
     def parse(text: str) -> float:
         try:
             value = float(text.strip())
         except ValueError:
-            raise argparse.ArgumentTypeError(f"must be a number, got {_quoted(text)}") from None
+            raise argparse.ArgumentTypeError(_("must be a number, got {quoted}").format(quoted=_quoted(text))) from None
         if not math.isfinite(value):
-            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+            raise argparse.ArgumentTypeError(
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval(), quoted=_quoted(text))
+            )
         below = value <= low if low_open else value < low
         above = high is not None and (value >= high if high_open else value > high)
         if below or above:
-            raise argparse.ArgumentTypeError(f"must be a finite number {interval}, got {_quoted(text)}")
+            raise argparse.ArgumentTypeError(
+                _("must be a finite number {interval}, got {quoted}").format(interval=interval(), quoted=_quoted(text))
+            )
         return value
 
     parse.__name__ = "number"
@@ -118,10 +236,10 @@ def _number(value: float) -> str:
 # The largest count any "how many" flag takes: beyond it a typo, never an intention.
 MAX_COUNT = 1_000_000
 
-positive_int = int_range(1, MAX_COUNT, "a positive integer")
-non_negative_int = int_range(0, MAX_COUNT, "an integer")
-seed = int_range(0, MAX_SEED, "a seed")
-port = int_range(0, 65_535, "a TCP port")
+positive_int = int_range(1, MAX_COUNT, N_("a positive integer"))
+non_negative_int = int_range(0, MAX_COUNT, N_("an integer"))
+seed = int_range(0, MAX_SEED, N_("a seed"))
+port = int_range(0, 65_535, N_("a TCP port"))
 fraction = float_range(0.0, 1.0, high_open=True)
 positive_float = float_range(0.0, low_open=True)
 non_negative_float = float_range(0.0)
@@ -131,9 +249,15 @@ def shape(text: str) -> tuple[int, ...]:
     try:
         parts = tuple(int(p) for p in text.replace("x", ",").split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"must look like 28,28,1, got {_quoted(text)}") from None
+        raise argparse.ArgumentTypeError(
+            _("must look like 28,28,1, got {quoted}").format(quoted=_quoted(text))
+        ) from None
     if len(parts) != 3 or min(parts) < 1 or max(parts) > MAX_COUNT:
-        raise argparse.ArgumentTypeError(f"must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {_quoted(text)}")
+        raise argparse.ArgumentTypeError(
+            _("must be three integers H,W,C from 1 to {MAX_COUNT:,}, got {quoted}").format(
+                MAX_COUNT=MAX_COUNT, quoted=_quoted(text)
+            )
+        )
     return parts
 
 
@@ -141,14 +265,16 @@ def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k
     p.add_argument(
         "--data",
         default=default,
-        help="a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)",
+        help=_("a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)"),
     )
-    p.add_argument("--class-names", help="ABCDEFGHIJ (one character per class) or comma,separated,names")
-    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help="override layout detection")
+    p.add_argument("--class-names", help=_("ABCDEFGHIJ (one character per class) or comma,separated,names"))
+    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("override layout detection"))
     p.add_argument(
-        "--image-size", type=int_range(1, 8192, "a side in pixels"), help="resize image-folder images to this size"
+        "--image-size",
+        type=int_range(1, 8192, N_("a side in pixels")),
+        help=_("resize image-folder images to this size"),
     )
-    p.add_argument("--channels", type=int, choices=[1, 3], help="1 = grayscale, 3 = RGB (image folders)")
+    p.add_argument("--channels", type=int, choices=[1, 3], help=_("1 = grayscale, 3 = RGB (image folders)"))
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:
@@ -164,7 +290,7 @@ def add_threads_option(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--threads",
         type=positive_int,
-        help="torch threads (default: the cores other processes leave idle; see the README)",
+        help=_("torch threads (default: the cores other processes leave idle; see the README)"),
     )
 
 
@@ -174,11 +300,11 @@ def add_framing_options(p: argparse.ArgumentParser) -> None:
         "--invert",
         choices=["auto", "true", "false"],
         default="auto",
-        help="auto: invert images whose background is the opposite of the training images'",
+        help=_("auto: invert images whose background is the opposite of the training images'"),
     )
     p.add_argument(
         "--framing",
         choices=["auto", "fill", "fit", "none"],
         default="auto",
-        help="auto: crop and frame the ink as the training images are framed (the run's input contract)",
+        help=_("auto: crop and frame the ink as the training images are framed (the run's input contract)"),
     )

@@ -11,6 +11,7 @@ import numpy as np
 from ..checks import printable
 from ..data.framing import model_input, parse_framing, parse_invert
 from ..export.contract import run_contract
+from ..i18n import _
 from ..runs import load_run
 from ..training.threads import apply_threads
 from .options import add_framing_options, add_threads_option, positive_int
@@ -18,11 +19,11 @@ from .options import add_framing_options, add_threads_option, positive_int
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
-        "predict", help="predict the class of image files", description="Predict image files with a run."
+        "predict", help=_("predict the class of image files"), description=_("Predict image files with a run.")
     )
     p.add_argument("run_dir", metavar="RUN")
     p.add_argument("images", metavar="IMAGE", nargs="+")
-    p.add_argument("--top", type=positive_int, default=3, help="how many classes to list per image")
+    p.add_argument("--top", type=positive_int, default=3, help=_("how many classes to list per image"))
     p.add_argument("--json", action="store_true")
     add_threads_option(p)
     add_framing_options(p)
@@ -34,7 +35,7 @@ def run(args: argparse.Namespace) -> int:
     trained = load_run(args.run_dir)
     contract = run_contract(trained)
     if contract.source.startswith("this run stored no contract"):
-        print(f"note: {contract.source}.", file=sys.stderr)
+        print(_("note: {source}.").format(source=contract.source), file=sys.stderr)
     invert, framing = parse_invert(args.invert), parse_framing(args.framing)
     framed = [model_input(path, contract, trained.input_shape, invert, framing) for path in args.images]
     probs = trained.predict_proba(np.stack([f.image for f in framed]))

@@ -4,13 +4,16 @@ from __future__ import annotations
 
 import argparse
 
+from ..i18n import _
+
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "report",
-        help="write report.html for a run",
-        description="Write RUN/report.html: data, model summary with size formulas, curves, metrics, "
-        "confusion matrix, galleries and feature maps, in one file that works offline.",
+        help=_("write report.html for a run"),
+        description=_(
+            "Write RUN/report.html: data, model summary with size formulas, curves, metrics, confusion matrix, galleries and feature maps, in one file that works offline."
+        ),
     )
     p.add_argument("run_dir", metavar="RUN")
     p.set_defaults(run=run)

@@ -10,70 +10,76 @@ import tempfile
 from pathlib import Path
 
 from ..errors import UserError
+from ..i18n import N_, _
 from .options import add_threads_option, float_range, int_range, port
-
-WORKERS_HELP = (
-    "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "
-    "threads (default 1); a connection stays with one worker, so batches form per worker"
-)
 
 
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "serve",
-        help="serve a run over HTTP: REST API, drawing page, /docs, /metrics",
-        description="Serve a trained run: POST /predict, /predict/batch, /feature-maps; GET /model, /health, /metrics; "
-        "the drawing page at / and the API docs at /docs. Works offline.",
+        help=_("serve a run over HTTP: REST API, drawing page, /docs, /metrics"),
+        description=_(
+            "Serve a trained run: POST /predict, /predict/batch, /feature-maps; GET /model, /health, /metrics; the drawing page at / and the API docs at /docs. Works offline."
+        ),
     )
     p.add_argument("run_dir", metavar="RUN")
-    p.add_argument("--host", default="127.0.0.1", help="address to listen on (default 127.0.0.1: this machine only)")
+    p.add_argument("--host", default="127.0.0.1", help=_("address to listen on (default 127.0.0.1: this machine only)"))
     p.add_argument("--port", type=port, default=8000)
     p.add_argument(
         "--max-upload-mb",
         type=float_range(0.0, 1024 * 1024, low_open=True),
         default=10.0,
-        help="largest request body, in MiB (default 10); larger: 413",
+        help=_("largest request body, in MiB (default 10); larger: 413"),
     )
     p.add_argument(
         "--max-image-pixels",
-        type=int_range(1, 2**31, "a pixel count"),
+        type=int_range(1, 2**31, N_("a pixel count")),
         default=4096 * 4096,
-        help="largest decoded image, width x height (default 16777216); larger: 413",
+        help=_("largest decoded image, width x height (default 16777216); larger: 413"),
     )
     p.add_argument(
         "--max-batch",
-        type=int_range(1, 100_000, "a number of images"),
+        type=int_range(1, 100_000, N_("a number of images")),
         default=64,
-        help="most images per /predict/batch call (default 64)",
+        help=_("most images per /predict/batch call (default 64)"),
     )
     p.add_argument(
         "--max-batch-size",
-        type=int_range(1, 100_000, "a number of images"),
+        type=int_range(1, 100_000, N_("a number of images")),
         default=32,
-        help="most images per forward pass; concurrent requests are batched up to this (default 32)",
+        help=_("most images per forward pass; concurrent requests are batched up to this (default 32)"),
     )
     p.add_argument(
         "--max-batch-delay-ms",
         type=float_range(0.0, 60_000.0),
         default=2.0,
-        help="longest a batch waits for requests still being read (default 2); an idle server never waits",
+        help=_("longest a batch waits for requests still being read (default 2); an idle server never waits"),
     )
     p.add_argument(
         "--engine",
         default="torch",
         choices=["torch", "onnxruntime", "openvino", "auto"],
-        help="what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest "
-        "installed engine that matches torch, measured at startup",
+        help=_(
+            "what runs the forward pass (default torch, the run's own predict_proba); auto: the fastest installed engine that matches torch, measured at startup"
+        ),
     )
     p.add_argument(
         "--batch-worker",
         default="auto",
         choices=["auto", "process", "thread"],
-        help="where images are decoded and batches run: process (its own process, so HTTP and the model use "
-        "different cores), thread (in the server's process); auto (default): process with 2 or more cores per "
-        "server process",
+        help=_(
+            "where images are decoded and batches run: process (its own process, so HTTP and the model use different cores), thread (in the server's process); auto (default): process with 2 or more cores per server process"
+        ),
     )
-    p.add_argument("--workers", type=int_range(1, 256, "a number of processes"), default=1, help=WORKERS_HELP)
+    p.add_argument(
+        "--workers",
+        type=int_range(1, 256, N_("a number of processes")),
+        default=1,
+        help=_(
+            "server processes sharing the port, each with the model, its own batcher and 1/N of the cores' "
+            "threads (default 1); a connection stays with one worker, so batches form per worker"
+        ),
+    )
     p.add_argument("--log-level", default="info", choices=["critical", "error", "warning", "info", "debug"])
     add_threads_option(p)
     p.set_defaults(run=run)
@@ -89,12 +95,20 @@ def run(args: argparse.Namespace) -> int:
         from ..serving.service import ServerSettings
     except ImportError as exc:
         raise UserError(
-            f"convscope serve needs the serve extra ({exc.name} is missing): pip install 'convscope[serve]'."
+            _("convscope serve needs the serve extra ({name} is missing): pip install 'convscope[serve]'.").format(
+                name=exc.name
+            )
         ) from None
     if args.max_upload_mb <= 0:
-        raise UserError(f"--max-upload-mb must be positive, got {args.max_upload_mb}.")
+        raise UserError(
+            _("--max-upload-mb must be positive, got {max_upload_mb}.").format(max_upload_mb=args.max_upload_mb)
+        )
     if args.max_batch_delay_ms < 0:
-        raise UserError(f"--max-batch-delay-ms must be 0 or more, got {args.max_batch_delay_ms}.")
+        raise UserError(
+            _("--max-batch-delay-ms must be 0 or more, got {max_batch_delay_ms}.").format(
+                max_batch_delay_ms=args.max_batch_delay_ms
+            )
+        )
     from ..training.threads import affinity_size, choose_threads
 
     cores = affinity_size()
@@ -122,11 +136,24 @@ def run(args: argparse.Namespace) -> int:
         timings = "".join(
             f", {e.name} {1e6 * e.timings[args.max_batch_size]:.0f}" for e in app.state.served.engines_measured
         )
+        measured = (
+            " " + _("(us per image at batch {size}{timings})").format(size=args.max_batch_size, timings=timings)
+            if timings
+            else ""
+        )
         print(
-            f"serving {args.run_dir} on {where} with engine {engine.name}"
-            + (f" (us per image at batch {args.max_batch_size}{timings})" if timings else "")
-            + f", batch worker {settings.batch_worker}"
-            + f"  (API docs: /docs, metrics: /metrics; threads: {threads}, {plan.reason})",
+            _(
+                "serving {run} on {where} with engine {engine}{measured}, batch worker {worker}  "
+                "(API docs: /docs, metrics: /metrics; threads: {threads}, {reason})"
+            ).format(
+                run=args.run_dir,
+                where=where,
+                engine=engine.name,
+                measured=measured,
+                worker=settings.batch_worker,
+                threads=threads,
+                reason=plan.reason,
+            ),
             flush=True,
         )
         uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, http=json_error_protocol())
@@ -142,8 +169,9 @@ def run(args: argparse.Namespace) -> int:
         )
         os.environ["PROMETHEUS_MULTIPROC_DIR"] = metrics_dir
         print(
-            f"serving {args.run_dir} on {where} with {args.workers} workers, batch worker {settings.batch_worker}"
-            "  (API docs: /docs, metrics: /metrics)",
+            _(
+                "serving {run_dir} on {where} with {workers} workers, batch worker {batch_worker}  (API docs: /docs, metrics: /metrics)"
+            ).format(run_dir=args.run_dir, where=where, workers=args.workers, batch_worker=settings.batch_worker),
             flush=True,
         )
         config = uvicorn.Config(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
+from ..i18n import _
 from ..models.summary import plan
 from .options import positive_int, presets, shape
 
@@ -12,16 +13,18 @@ from .options import positive_int, presets, shape
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "summary",
-        help="show a model's layers, output sizes with formulas, params, FLOPs",
-        description="Summarise a preset or spec file without training it.",
+        help=_("show a model's layers, output sizes with formulas, params, FLOPs"),
+        description=_("Summarise a preset or spec file without training it."),
     )
     p.add_argument(
         "model",
         metavar="MODEL_OR_SPEC",
-        help=f"preset ({presets()}), a .yaml/.json spec, or a Keras model (.keras, .h5, to_json() .json)",
+        help=_("preset ({presets}), a .yaml/.json spec, or a Keras model (.keras, .h5, to_json() .json)").format(
+            presets=presets()
+        ),
     )
-    p.add_argument("--input-shape", type=shape, default=(28, 28, 1), help="H,W,C (default 28,28,1)")
-    p.add_argument("--classes", type=positive_int, default=10, help="number of classes (default 10)")
+    p.add_argument("--input-shape", type=shape, default=(28, 28, 1), help=_("H,W,C (default 28,28,1)"))
+    p.add_argument("--classes", type=positive_int, default=10, help=_("number of classes (default 10)"))
     p.add_argument("--json", action="store_true")
     p.set_defaults(run=run)
 

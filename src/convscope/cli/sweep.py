@@ -23,56 +23,63 @@ from .options import (
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "sweep",
-        help="search filters, kernel sizes, dropout, lr and batch size with Optuna",
-        description="Train several variants of a model spec and keep the best; every trial is a run directory. "
-        "Give a range as LOW,HIGH or a list as A,B,C; 'fixed' keeps the base spec's value.",
+        help=_("search filters, kernel sizes, dropout, lr and batch size with Optuna"),
+        description=_(
+            "Train several variants of a model spec and keep the best; every trial is a run directory. Give a range as LOW,HIGH or a list as A,B,C; 'fixed' keeps the base spec's value."
+        ),
     )
     add_data_options(p)
     p.add_argument(
-        "--model", default="cnn", help=f"the base spec: a preset ({presets()}) or a .yaml/.json file (default cnn)"
+        "--model",
+        default="cnn",
+        help=_("the base spec: a preset ({presets}) or a .yaml/.json file (default cnn)").format(presets=presets()),
     )
-    p.add_argument("--trials", type=positive_int, default=20, help="trials to run now (default 20)")
-    p.add_argument("--epochs", type=positive_int, default=10, help="at most this many epochs per trial (default 10)")
+    p.add_argument("--trials", type=positive_int, default=20, help=_("trials to run now (default 20)"))
+    p.add_argument("--epochs", type=positive_int, default=10, help=_("at most this many epochs per trial (default 10)"))
     p.add_argument("--patience", type=non_negative_int, default=3)
     p.add_argument("--validation-split", type=fraction, default=0.2)
     p.add_argument("--test-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=seed, default=0)
     p.add_argument("--device", default="auto")
     p.add_argument(
-        "--filters", type=_range(positive_int), default=(8, 64), help="Conv2D filters LOW,HIGH (default 8,64)"
+        "--filters", type=_range(positive_int), default=(8, 64), help=_("Conv2D filters LOW,HIGH (default 8,64)")
     )
     p.add_argument(
-        "--kernel-sizes", type=_choices(positive_int), default=(3, 5), help="Conv2D kernel sizes (default 3,5)"
-    )
-    p.add_argument("--dropout", type=_range(fraction), default=(0.0, 0.5), help="Dropout rate LOW,HIGH (default 0,0.5)")
-    p.add_argument(
-        "--lr", type=_range(positive_float), default=(1e-4, 1e-2), help="learning rate LOW,HIGH (default 1e-4,1e-2)"
+        "--kernel-sizes", type=_choices(positive_int), default=(3, 5), help=_("Conv2D kernel sizes (default 3,5)")
     )
     p.add_argument(
-        "--batch-sizes", type=_choices(positive_int), default=(32, 64, 128), help="batch sizes (default 32,64,128)"
+        "--dropout", type=_range(fraction), default=(0.0, 0.5), help=_("Dropout rate LOW,HIGH (default 0,0.5)")
     )
-    p.add_argument("--out", help="study directory (default sweeps/<timestamp>-<model>-sweep)")
+    p.add_argument(
+        "--lr", type=_range(positive_float), default=(1e-4, 1e-2), help=_("learning rate LOW,HIGH (default 1e-4,1e-2)")
+    )
+    p.add_argument(
+        "--batch-sizes", type=_choices(positive_int), default=(32, 64, 128), help=_("batch sizes (default 32,64,128)")
+    )
+    p.add_argument("--out", help=_("study directory (default sweeps/<timestamp>-<model>-sweep)"))
     p.add_argument(
         "--storage",
-        help="Optuna storage URL shared by several machines, e.g. postgresql://host/db "
-        "(default: sqlite study.db in the study directory)",
+        help=_(
+            "Optuna storage URL shared by several machines, e.g. postgresql://host/db (default: sqlite study.db in the study directory)"
+        ),
     )
-    p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
-    p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
-    p.add_argument("--no-prune", action="store_true", help="train every trial to the end (no median pruning)")
+    p.add_argument("--study-name", help=_("name of the study in the storage (default: the study directory's name)"))
+    p.add_argument("--timeout", type=positive_float, help=_("stop starting trials after this many seconds"))
+    p.add_argument("--no-prune", action="store_true", help=_("train every trial to the end (no median pruning)"))
     p.add_argument(
         "--grid",
         action="append",
         type=_grid_item,
         metavar="NAME=A,B,C",
-        help="instead of a search: train every combination of these values (filters, kernel_size, dropout, units, "
-        "lr, batch_size, ...), changing nothing else; repeatable",
+        help=_(
+            "instead of a search: train every combination of these values (filters, kernel_size, dropout, units, lr, batch_size, ...), changing nothing else; repeatable"
+        ),
     )
     p.add_argument(
         "--repeats",
         type=positive_int,
         default=3,
-        help="with --grid: runs per combination, seeds seed, seed+1, ... (default 3)",
+        help=_("with --grid: runs per combination, seeds seed, seed+1, ... (default 3)"),
     )
     p.set_defaults(run=run)
 
@@ -109,10 +116,12 @@ def run(args: argparse.Namespace) -> int:
     print(result.table())
     if result.best_spec is not None:
         print(
-            f"\nbest: {result.best_run}\nspec written to {result.best_spec} (retrain: see {result.path / 'best.json'})"
+            _("\nbest: {best_run}\nspec written to {best_spec} (retrain: see {config})").format(
+                best_run=result.best_run, best_spec=result.best_spec, config=result.path / "best.json"
+            )
         )
     else:
-        print("\nno trial finished; nothing to write.")
+        print(_("\nno trial finished; nothing to write."))
     return 0
 
 
@@ -147,7 +156,7 @@ def run_grid(args: argparse.Namespace) -> int:
 def _grid_item(text: str) -> tuple[str, list]:
     name, sep, values = text.partition("=")
     if not sep or not name or not values:
-        raise argparse.ArgumentTypeError(f"expected NAME=A,B,C, got {text!r}")
+        raise argparse.ArgumentTypeError(_("expected NAME=A,B,C, got {text!r}").format(text=text))
     return name.strip(), [_number(part.strip()) for part in values.split(",")]
 
 
@@ -164,7 +173,9 @@ def _numbers(kind, text: str):
     try:
         return tuple(kind(part) for part in text.split(","))
     except ValueError:
-        raise argparse.ArgumentTypeError(f"expected {kind.__name__} values separated by commas, got {text!r}") from None
+        raise argparse.ArgumentTypeError(
+            _("expected {kind} values separated by commas, got {text!r}").format(kind=kind.__name__, text=text)
+        ) from None
 
 
 def _range(kind):
@@ -175,7 +186,7 @@ def _range(kind):
         if len(values) == 1:
             values = values * 2  # one value: a range of one, i.e. fixed at that value
         if len(values) != 2:
-            raise argparse.ArgumentTypeError(f"expected LOW,HIGH, got {text!r}")
+            raise argparse.ArgumentTypeError(_("expected LOW,HIGH, got {text!r}").format(text=text))
         return values
 
     return parse

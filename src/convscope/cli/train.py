@@ -10,6 +10,7 @@ import argparse
 
 from ..checks import MAX_LR
 from ..errors import UserError
+from ..i18n import N_, _
 from ..runs import read_json
 from ..training.recipes import RECIPES, SCHEDULES
 from ..training.settings import PRECISIONS, TrainSettings
@@ -30,83 +31,87 @@ from .options import (
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "train",
-        help="train a model and write a run directory",
-        description="Train a model on a dataset; with no arguments, the cnn preset on mnist-5k.",
+        help=_("train a model and write a run directory"),
+        description=_("Train a model on a dataset; with no arguments, the cnn preset on mnist-5k."),
     )
     add_data_options(p)
-    p.add_argument("--model", default="cnn", help=f"preset ({presets()}) or a .yaml/.json spec")
+    p.add_argument(
+        "--model", default="cnn", help=_("preset ({presets}) or a .yaml/.json spec").format(presets=presets())
+    )
     p.add_argument(
         "--config",
         metavar="CONFIG_JSON",
-        help="retrain with the settings of a run's config.json (flags given as well override them)",
+        help=_("retrain with the settings of a run's config.json (flags given as well override them)"),
     )
     # Training settings left unset come from the recipe: `keras` (the course) for every model but `fast`.
     p.add_argument(
         "--recipe",
         choices=list(RECIPES),
-        help="a bundle of the settings below (default: keras, or fast for --model fast)",
+        help=_("a bundle of the settings below (default: keras, or fast for --model fast)"),
     )
-    p.add_argument("--epochs", type=positive_int, help="at most this many epochs (keras recipe: 20)")
-    p.add_argument("--batch-size", type=positive_int, help="keras recipe: 32")
+    p.add_argument("--epochs", type=positive_int, help=_("at most this many epochs (keras recipe: 20)"))
+    p.add_argument("--batch-size", type=positive_int, help=_("keras recipe: 32"))
     p.add_argument(
         "--lr",
         type=float_range(0.0, MAX_LR, low_open=True),
-        help="Adam learning rate, the peak of a one-cycle schedule (keras recipe: 1e-3)",
+        help=_("Adam learning rate, the peak of a one-cycle schedule (keras recipe: 1e-3)"),
     )
-    p.add_argument("--patience", type=non_negative_int, help="early-stopping patience in epochs (keras recipe: 3)")
+    p.add_argument("--patience", type=non_negative_int, help=_("early-stopping patience in epochs (keras recipe: 3)"))
     p.add_argument("--min-delta", type=non_negative_float, default=0.0)
     p.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_accuracy", "loss", "accuracy"])
-    p.add_argument("--validation-split", type=fraction, help="keras recipe: 0.2")
+    p.add_argument("--validation-split", type=fraction, help=_("keras recipe: 0.2"))
     p.add_argument("--test-split", type=fraction, default=0.2)
     p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="auto", help="auto (CUDA when available), cpu, cuda, cuda:1")
+    p.add_argument("--device", default="auto", help=_("auto (CUDA when available), cpu, cuda, cuda:1"))
     p.add_argument(
         "--precision",
         choices=list(PRECISIONS),
-        help="bf16 autocast; auto = bf16 where the hardware has it (keras recipe: fp32)",
+        help=_("bf16 autocast; auto = bf16 where the hardware has it (keras recipe: fp32)"),
     )
-    p.add_argument("--schedule", choices=list(SCHEDULES), help="learning rate over the run (keras recipe: constant)")
+    p.add_argument("--schedule", choices=list(SCHEDULES), help=_("learning rate over the run (keras recipe: constant)"))
     p.add_argument(
-        "--label-smoothing", type=fraction, help="share of the target spread over all classes (keras recipe: 0)"
+        "--label-smoothing", type=fraction, help=_("share of the target spread over all classes (keras recipe: 0)")
     )
     p.add_argument(
         "--random-shift",
-        type=int_range(0, 1024, "a number of pixels"),
+        type=int_range(0, 1024, N_("a number of pixels")),
         metavar="PIXELS",
-        help="move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)",
+        help=_("move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)"),
     )
     p.add_argument(
         "--reduce-lr-patience",
         type=non_negative_int,
         metavar="N",
-        help="ReduceLROnPlateau: multiply the learning rate by --reduce-lr-factor after N epochs "
-        "without improvement of --monitor (default: off)",
+        help=_(
+            "ReduceLROnPlateau: multiply the learning rate by --reduce-lr-factor after N epochs without improvement of --monitor (default: off)"
+        ),
     )
-    p.add_argument("--reduce-lr-factor", type=fraction, default=0.1, help="see --reduce-lr-patience")
-    p.add_argument("--tensorboard", metavar="DIR", help="write TensorBoard logs (per-epoch scalars) into DIR")
-    p.add_argument("--out", help="run directory (default runs/<timestamp>-<model>)")
+    p.add_argument("--reduce-lr-factor", type=fraction, default=0.1, help=_("see --reduce-lr-patience"))
+    p.add_argument("--tensorboard", metavar="DIR", help=_("write TensorBoard logs (per-epoch scalars) into DIR"))
+    p.add_argument("--out", help=_("run directory (default runs/<timestamp>-<model>)"))
     p.add_argument(
         "--resume",
         action="store_true",
-        help="continue the run --out from its last completed epoch (same command, same result)",
+        help=_("continue the run --out from its last completed epoch (same command, same result)"),
     )
     p.add_argument(
         "--nproc",
-        type=int_range(1, 256, "a number of processes"),
+        type=int_range(1, 256, N_("a number of processes")),
         default=1,
-        help="data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); "
-        "for several machines launch with torchrun -m convscope train instead",
+        help=_(
+            "data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); for several machines launch with torchrun -m convscope train instead"
+        ),
     )
     p.add_argument(
-        "--threads", type=positive_int, help="torch threads (default: the idle cores, adjusted while training)"
+        "--threads", type=positive_int, help=_("torch threads (default: the idle cores, adjusted while training)")
     )
     p.add_argument(
         "--stream",
         action="store_true",
-        help="read a .npy file or picture folder batch by batch instead of loading it (data larger than memory)",
+        help=_("read a .npy file or picture folder batch by batch instead of loading it (data larger than memory)"),
     )
-    p.add_argument("--no-report", action="store_true", help="do not write report.html into the run directory")
-    p.add_argument("--quiet", action="store_true", help="print only the run directory")
+    p.add_argument("--no-report", action="store_true", help=_("do not write report.html into the run directory"))
+    p.add_argument("--quiet", action="store_true", help=_("print only the run directory"))
     p.set_defaults(run=run, defaults=p)
 
 
@@ -127,7 +132,9 @@ def run(args: argparse.Namespace) -> int:
     settings = settings_from_args(args)
     ranks = DistContext.from_env()  # set by torchrun
     if settings.nproc > 1 and ranks is not None:
-        raise UserError("--nproc starts its own processes; under torchrun, set --nproc-per-node on torchrun instead.")
+        raise UserError(
+            _("--nproc starts its own processes; under torchrun, set --nproc-per-node on torchrun instead.")
+        )
     if ranks is not None and ranks.active:
         with process_group(ranks, settings.device):
             path = train(settings=settings, distributed=ranks).path

@@ -9,6 +9,7 @@ from pathlib import Path
 import jinja2
 from markupsafe import Markup
 
+from .. import i18n
 from ..i18n import language
 from .fonts import with_font_face
 from .images import figure_png, png_data_uri
@@ -24,7 +25,11 @@ def environment() -> jinja2.Environment:
         undefined=jinja2.StrictUndefined,  # a missing value is a bug, not an empty cell
         trim_blocks=True,
         lstrip_blocks=True,
+        extensions=["jinja2.ext.i18n"],  # {% trans %} and _() in templates: the same catalogs as the Python code
     )
+    # newstyle: `_()` escapes and formats like the Python side (`_("{n} images", n=...)`); the callables read the
+    # language as each page renders, so the one cached environment speaks every language.
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["number"] = number
     env.filters["shape"] = shape
     env.globals["language"] = language  # the `lang` of every page and fragment, read as it renders

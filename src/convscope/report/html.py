@@ -250,7 +250,9 @@ def sections(view: RunView) -> list[Section]:
         model_section(view.summary),
         training_section(
             view.trained.history,
-            picture(figures.training_curves(view.trained.history), CURVES_ALT) if view.trained.history.rows else None,
+            picture(figures.training_curves(view.trained.history), _(CURVES_ALT))
+            if view.trained.history.rows
+            else None,
             imported=view.config.get("imported"),
             notes=curve_notes(view),
         ),

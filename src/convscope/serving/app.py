@@ -15,13 +15,13 @@ from __future__ import annotations
 import gc
 import json
 import logging
-import re
 from collections.abc import Iterator
 from contextlib import asynccontextmanager, contextmanager
-from functools import partial
+from functools import cache, partial
 from pathlib import Path
 from typing import Any, Literal
 
+import jinja2
 from fastapi import FastAPI, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_swagger_ui_html
@@ -31,11 +31,12 @@ from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.requests import ClientDisconnect
 
+from .. import i18n
 from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
 from ..display.fonts import with_font_face
 from ..errors import UserError
-from ..i18n import language
+from ..i18n import _, from_accept_language, language, normalize, speaking
 from ..training.threads import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
@@ -56,6 +57,7 @@ from .service import (
 )
 
 STATIC = Path(__file__).parent / "static"
+TEMPLATES = Path(__file__).parent / "templates"
 log = logging.getLogger("convscope.serving")
 
 Invert = Literal["auto", "true", "false"]
@@ -129,11 +131,36 @@ class BodyTooLarge(PayloadTooLarge):
     pass
 
 
+def page_texts() -> dict[str, str]:
+    """The sentences app.js writes into the page, in the language in force; `{fields}` are filled by the script."""
+    return {
+        "yourDrawing": _("your drawing"),
+        "yourDrawingLive": _("your drawing (live)"),
+        "upload": _("upload: {name}"),
+        "sure": _("{percent} sure"),
+        "modelInput": _("model input · framing {framing}"),
+        "firstChannels": _("first {count} channels"),
+        "channel": _("{layer} channel {index}: {low} .. {high}"),
+        "nothingYet": _("nothing yet"),
+        "drawOrUpload": _("draw or upload an image to see them"),
+        "notAvailable": _("n/a"),
+    }
+
+
+@cache
+def _page_template() -> jinja2.Template:
+    env = jinja2.Environment(loader=jinja2.FileSystemLoader(TEMPLATES), autoescape=True, extensions=["jinja2.ext.i18n"])
+    env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
+    return env.get_template("index.html")
+
+
 def drawing_page(lang: str, shown: str) -> str:
     """The drawing page in `lang`, carrying the glyphs of its own text, its script's and `shown` (the model's
     name and class names, which the script writes in later), so Hangul shows with no Korean font installed."""
-    html = re.sub(r'<html lang="[^"]*">', f'<html lang="{lang}">', (STATIC / "index.html").read_text("utf-8"), count=1)
-    return with_font_face(html, also=(STATIC / "app.js").read_text("utf-8") + shown)
+    with speaking(lang) as code:
+        texts = page_texts()
+        html = _page_template().render(lang=code, texts=texts)
+    return with_font_face(html, also="".join(texts.values()) + shown)
 
 
 def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None = None) -> FastAPI:
@@ -164,15 +191,17 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
     app.state.served, app.state.batcher, app.state.metrics = served, batcher, metrics  # for tests and introspection
     _add_error_handlers(app)
     app.add_middleware(BodyLimit, max_bytes=served.settings.max_body_bytes)
-    app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: it also counts the 413s of BodyLimit
+    app.add_middleware(MetricsMiddleware, metrics=metrics)  # it also counts the 413s of BodyLimit
+    app.add_middleware(RequestLanguage)  # outermost: BodyLimit's own answers speak the request's language too
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     _add_docs(app)
 
     pages: dict[str, str] = {}  # one page per language, built on its first request
 
     @app.get("/", include_in_schema=False)
-    def page() -> HTMLResponse:
-        lang = language()
+    def page(lang: str | None = None) -> HTMLResponse:
+        """The drawing page in `?lang=` if given and known, else the request's language (Accept-Language)."""
+        lang = normalize(lang) or language()
         if lang not in pages:
             pages[lang] = drawing_page(lang, " ".join([served.info["name"], *served.trained.class_names]))
         return HTMLResponse(pages[lang])
@@ -203,7 +232,8 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
         with batcher.reading():
             payload = await _one_payload(request, served)
         # A JSONResponse skips re-validating what service.prediction built (the schema still documents it).
-        return JSONResponse(await batcher.submit(Job(payload, parse_invert(invert), top_k, parse_framing(framing))))
+        job = Job(payload, parse_invert(invert), top_k, parse_framing(framing), language())
+        return JSONResponse(await batcher.submit(job))
 
     @app.post(
         "/predict/batch",
@@ -223,7 +253,7 @@ def create_app(run: str | Path | TrainedModel, settings: ServerSettings | None =
             payloads = await _batch_payloads(request, served)
         check_batch_length(len(payloads), served)
         outcomes = await batcher.submit_all(
-            [Job(payload, parse_invert(invert), top_k, parse_framing(framing)) for payload in payloads]
+            [Job(payload, parse_invert(invert), top_k, parse_framing(framing), language()) for payload in payloads]
         )
         return JSONResponse({"predictions": one_of_many(outcomes)})
 
@@ -311,7 +341,9 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
         files = await read_files(request, served.settings.max_batch)
         if len(files) != 1:
             raise RequestError(
-                f"send exactly one image file (field 'image'), got {len(files)}; use /predict/batch for several."
+                _("send exactly one image file (field 'image'), got {count}; use /predict/batch for several.").format(
+                    count=len(files)
+                )
             )
         return files[0]
     if kind == "application/json":
@@ -320,8 +352,9 @@ async def _one_payload(request: Request, served: ServedModel) -> Payload:
     if kind in ("", "application/octet-stream") or kind.startswith("image/"):
         return await _body(request)
     raise UnsupportedMediaType(
-        f"content type {kind!r} is not taken here; send multipart/form-data (field 'image'), an image/* body, "
-        "or application/json with 'pixels'."
+        _(
+            "content type {kind!r} is not taken here; send multipart/form-data (field 'image'), an image/* body, or application/json with 'pixels'."
+        ).format(kind=kind)
     )
 
 
@@ -330,16 +363,17 @@ async def _batch_payloads(request: Request, served: ServedModel) -> list[Payload
     if kind == "multipart/form-data":
         files = await read_files(request, served.settings.max_batch)
         if not files:
-            raise RequestError("the form has no image files; send them in repeated 'images' fields.")
+            raise RequestError(_("the form has no image files; send them in repeated 'images' fields."))
         return files
     if kind == "application/json":
         images = _json_object(await _body(request), "images")["images"]
         if not isinstance(images, list) or not images:
-            raise RequestError("'images' must be a non-empty list of pixel arrays.")
+            raise RequestError(_("'images' must be a non-empty list of pixel arrays."))
         return images
     raise UnsupportedMediaType(
-        f"content type {kind!r} is not taken by /predict/batch; send multipart/form-data files 'images' "
-        "or application/json with 'images'."
+        _(
+            "content type {kind!r} is not taken by /predict/batch; send multipart/form-data files 'images' or application/json with 'images'."
+        ).format(kind=kind)
     )
 
 
@@ -347,7 +381,7 @@ async def _body(request: Request) -> bytes:
     body = await request.body()
     if not body:
         raise RequestError(
-            "the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels)."
+            _("the request body is empty; send an image (multipart field 'image', an image/* body, or JSON pixels).")
         )
     return body
 
@@ -355,8 +389,25 @@ async def _body(request: Request) -> bytes:
 def _json_object(body: bytes, key: str) -> dict[str, Any]:
     value = parse_json(body)  # limits.py: depth-limited
     if not isinstance(value, dict) or key not in value:
-        raise RequestError(f"the JSON body must be an object with a '{key}' field.")
+        raise RequestError(_("the JSON body must be an object with a '{key}' field.").format(key=key))
     return value
+
+
+class RequestLanguage:
+    """Answers each request in the language its `Accept-Language` prefers (quality values; `i18n.from_accept_language`),
+    else the server's own (`--lang`, CONVSCOPE_LANG, the locale). The language is a ContextVar set for this request's
+    task alone, so concurrent requests in different languages never see each other's; jobs carry it to the batch
+    worker (`Job.language`)."""
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        header = dict(scope["headers"]).get(b"accept-language", b"").decode("latin-1")
+        with speaking(from_accept_language(header) or language()):
+            return await self.app(scope, receive, send)
 
 
 class BodyLimit:
@@ -371,7 +422,11 @@ class BodyLimit:
         declared = dict(scope["headers"]).get(b"content-length")
         if declared is not None and not declared.strip().isdigit():  # '-1', '1e9': h11 refuses these before us
             response = JSONResponse(
-                {"error": f"Content-Length must be a number of bytes, got {declared[:20].decode('latin-1')!r}."},
+                {
+                    "error": _("Content-Length must be a number of bytes, got {value!r}.").format(
+                        value=declared[:20].decode("latin-1")
+                    )
+                },
                 status_code=400,
             )
             return await response(scope, receive, send)
@@ -391,10 +446,16 @@ class BodyLimit:
         return await self.app(scope, counting_receive, send)
 
     def _message(self, size: int, at_least: bool = False) -> str:
-        return (
-            f"the request body is {'over ' if at_least else ''}{size:,} bytes; this server accepts at most "
-            f"{self.max_bytes:,} (start it with a larger --max-upload-mb)."
+        message = (
+            _(
+                "the request body is over {size:,} bytes; this server accepts at most {limit:,} (start it with a larger --max-upload-mb)."
+            )
+            if at_least
+            else _(
+                "the request body is {size:,} bytes; this server accepts at most {limit:,} (start it with a larger --max-upload-mb)."
+            )
         )
+        return message.format(size=size, limit=self.max_bytes)
 
 
 # --- errors as data ---------------------------------------------------------------------------
@@ -409,14 +470,18 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
         first = exc.errors()[0] if exc.errors() else {"loc": (), "msg": "invalid request"}
         where = " ".join(str(part) for part in first.get("loc", ()))
-        return JSONResponse({"error": f"{where}: {first.get('msg', 'invalid')}.".strip()}, status_code=422)
+        # pydantic's own explanation stays in English; the sentence around it is ours.
+        message = _("{where}: {explanation}.").format(where=where, explanation=first.get("msg", "invalid"))
+        return JSONResponse({"error": message.strip()}, status_code=422)
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
         if exc.status_code == 404:
-            message = f"there is no {request.url.path}; the API is listed at /docs."
+            message = _("there is no {path}; the API is listed at /docs.").format(path=request.url.path)
         elif exc.status_code == 405:
-            message = f"{request.method} is not allowed on {request.url.path}; see /docs."
+            message = _("{method} is not allowed on {path}; see /docs.").format(
+                method=request.method, path=request.url.path
+            )
         else:
             message = str(exc.detail).rstrip(".") + "."
         return JSONResponse({"error": message}, status_code=exc.status_code, headers=getattr(exc, "headers", None))
@@ -433,8 +498,10 @@ def _add_error_handlers(app: FastAPI) -> None:
         # the batcher has started another, so the same request can succeed a moment later.
         return JSONResponse(
             {
-                "error": "the model's worker process stopped while running this request's batch; a new one is "
-                "starting: retry the request."
+                "error": _(
+                    "the model's worker process stopped while running this request's batch; a new one is "
+                    "starting: retry the request."
+                )
             },
             status_code=503,
             headers={"Retry-After": "1"},
@@ -444,7 +511,8 @@ def _add_error_handlers(app: FastAPI) -> None:
     async def bug(request: Request, exc: Exception) -> JSONResponse:
         log.exception("unexpected error on %s %s", request.method, request.url.path)
         return JSONResponse(
-            {"error": f"internal error ({type(exc).__name__}); this is a bug in convscope."}, status_code=500
+            {"error": _("internal error ({kind}); this is a bug in convscope.").format(kind=type(exc).__name__)},
+            status_code=500,
         )
 
 
@@ -478,6 +546,7 @@ def _plain_docs(spec: dict[str, Any]) -> str:
     """A page without JavaScript listing every endpoint, for installs without the Swagger UI files."""
     from html import escape
 
+    schema = _("The full schema is {link}.").format(link="<a href='/openapi.json'>/openapi.json</a>")
     rows = "".join(
         f"<li><code>{escape(method.upper())} {escape(path)}</code>: {escape(op.get('summary', ''))}"
         f"<br><small>{escape(op.get('description', ''))}</small></li>"
@@ -486,7 +555,7 @@ def _plain_docs(spec: dict[str, Any]) -> str:
     )
     return (
         f"<!doctype html><meta charset=utf-8><title>{escape(spec['info']['title'])}</title>"
-        f"<h1>{escape(spec['info']['title'])}</h1><p>The full schema is <a href='/openapi.json'>/openapi.json</a>.</p>"
+        f"<h1>{escape(spec['info']['title'])}</h1><p>{schema}</p>"
         f"<ul>{rows}</ul>"
     )
 

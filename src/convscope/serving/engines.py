@@ -26,6 +26,7 @@ import numpy as np
 import torch
 
 from ..errors import UserError
+from ..i18n import _
 from ..training.trained_model import TrainedModel
 
 ENGINES = ("torch", "onnxruntime", "openvino")
@@ -114,7 +115,9 @@ def _optional(module: str):
     try:
         return __import__(module)
     except ImportError:
-        raise UserError(f"engine {module} is not installed: pip install 'convscope[serve-engines]'.") from None
+        raise UserError(
+            _("engine {module} is not installed: pip install 'convscope[serve-engines]'.").format(module=module)
+        ) from None
 
 
 def build(trained: TrainedModel, name: str, threads: int | None = None) -> Forward:
@@ -125,7 +128,9 @@ def build(trained: TrainedModel, name: str, threads: int | None = None) -> Forwa
         return onnxruntime_forward(trained, threads)
     if name == "openvino":
         return openvino_forward(trained, threads)
-    raise UserError(f"unknown engine {name!r}; choose one of {', '.join(CHOICES)}.")
+    raise UserError(
+        _("unknown engine {name!r}; choose one of {choices}.").format(name=name, choices=", ".join(CHOICES))
+    )
 
 
 # --- parity and choice --------------------------------------------------------------------------
@@ -150,8 +155,9 @@ def load(trained: TrainedModel, name: str, batch_sizes: Sequence[int], threads: 
     gap = parity(trained, forward, batch_sizes)
     if not gap <= tolerance(trained):
         raise UserError(
-            f"engine {name} differs from the run's own predictions by up to {gap:.2g} in a probability, over the "
-            f"{tolerance(trained):.2g} allowed for a {precision_of(trained)} run; serve it with --engine torch."
+            _(
+                "engine {name} differs from the run's own predictions by up to {gap:.2g} in a probability, over the {tolerance:.2g} allowed for a {precision_of} run; serve it with --engine torch."
+            ).format(name=name, gap=gap, tolerance=tolerance(trained), precision_of=precision_of(trained))
         )
     return Engine(name, forward, gap)
 

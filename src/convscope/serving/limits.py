@@ -17,6 +17,7 @@ from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
 
 from ..errors import UserError
+from ..i18n import _
 from .errors import PayloadTooLarge, RequestError
 
 if TYPE_CHECKING:
@@ -34,7 +35,11 @@ def max_json_depth() -> int:
     if text is None:
         return MAX_JSON_DEPTH
     if not text.strip().isdigit() or int(text) < 1:
-        raise UserError(f"environment variable {JSON_DEPTH_VARIABLE} must be a positive integer, got {text[:40]!r}.")
+        raise UserError(
+            _("environment variable {JSON_DEPTH_VARIABLE} must be a positive integer, got {text!r}.").format(
+                JSON_DEPTH_VARIABLE=JSON_DEPTH_VARIABLE, text=text[:40]
+            )
+        )
     return int(text)
 
 
@@ -50,8 +55,9 @@ def check_json_depth(body: bytes, limit: int | None = None) -> None:
     depth = int(np.cumsum(steps, dtype=np.int64).max(initial=0))
     if depth > limit:
         raise RequestError(
-            f"the JSON body nests {depth:,} levels deep; this server reads at most {limit} "
-            f"(set {JSON_DEPTH_VARIABLE} to change it)."
+            _(
+                "the JSON body nests {depth:,} levels deep; this server reads at most {limit} (set {JSON_DEPTH_VARIABLE} to change it)."
+            ).format(depth=depth, limit=limit, JSON_DEPTH_VARIABLE=JSON_DEPTH_VARIABLE)
         )
 
 
@@ -61,7 +67,9 @@ def parse_json(body: bytes):
     try:
         return json.loads(body, parse_int=_json_int)
     except (json.JSONDecodeError, UnicodeDecodeError, RecursionError) as exc:
-        raise RequestError(f"the body is not valid JSON ({str(exc)[:120] or type(exc).__name__}).") from None
+        raise RequestError(
+            _("the body is not valid JSON ({reason}).").format(reason=str(exc)[:120] or type(exc).__name__)
+        ) from None
 
 
 def _json_int(text: str) -> int | float:
@@ -114,15 +122,20 @@ class _FormReader:
 
     def headers_finished(self) -> None:
         # A part with a filename is a file, as browsers and Starlette's own form parser tell them apart
-        _, options = parse_options_header(self._headers.get(b"content-disposition", b""))
+        _disposition, options = parse_options_header(self._headers.get(b"content-disposition", b""))
         self._is_file = b"filename" in options
         if self._is_file and len(self.files) >= self.max_files:
             raise PayloadTooLarge(
-                f"the form holds more than {self.max_files} files; this server takes at most {self.max_files} "
-                "images per request (start it with a larger --max-batch)."
+                _(
+                    "the form holds more than {max_files} files; this server takes at most {max_files} images per request (start it with a larger --max-batch)."
+                ).format(max_files=self.max_files)
             )
         if not self._is_file and self.fields >= MAX_FORM_FIELDS:
-            raise PayloadTooLarge(f"the form holds more than {MAX_FORM_FIELDS} fields; send only image files.")
+            raise PayloadTooLarge(
+                _("the form holds more than {MAX_FORM_FIELDS} fields; send only image files.").format(
+                    MAX_FORM_FIELDS=MAX_FORM_FIELDS
+                )
+            )
 
     def part_data(self, data: bytes, start: int, end: int) -> None:
         if self._is_file:
@@ -143,11 +156,11 @@ async def read_files(request: Request, max_files: int) -> list[bytes]:
     file through a SpooledTemporaryFile: for the small pictures this server reads that took 111 us a
     request against 24 us here. BodyLimit already bounds what is held in memory.
     """
-    _, options = parse_options_header(request.headers.get("content-type", ""))
+    _media, options = parse_options_header(request.headers.get("content-type", ""))
     boundary = options.get(b"boundary")
     if not boundary:
         raise RequestError(
-            "the multipart/form-data content type has no boundary parameter, so its parts cannot be found."
+            _("the multipart/form-data content type has no boundary parameter, so its parts cannot be found.")
         )
     reader = _FormReader(max_files)
     parser = MultipartParser(boundary, reader.callbacks())
@@ -156,9 +169,11 @@ async def read_files(request: Request, max_files: int) -> list[bytes]:
             parser.write(chunk)
         parser.finalize()
     except MultipartParseError as exc:
-        raise RequestError(f"the multipart form cannot be read ({str(exc).rstrip('.')[:120]}).") from None
+        raise RequestError(
+            _("the multipart form cannot be read ({reason}).").format(reason=str(exc).rstrip(".")[:120])
+        ) from None
     if reader.open_part:
-        raise RequestError("the multipart body ends inside a part: its closing boundary is missing.")
+        raise RequestError(_("the multipart body ends inside a part: its closing boundary is missing."))
     return reader.files
 
 

@@ -43,8 +43,9 @@ def from_upload(data: bytes, prep: Preprocessing, invert: bool | None, framing: 
     except TooManyPixels as error:
         pixels = error.width * error.height
         raise PayloadTooLarge(
-            f"the image is {error.width} x {error.height} pixels ({pixels:,}); "
-            f"this server accepts at most {prep.max_image_pixels:,} pixels per image."
+            _(
+                "the image is {width} x {height} pixels ({pixels:,}); this server accepts at most {max_image_pixels:,} pixels per image."
+            ).format(width=error.width, height=error.height, pixels=pixels, max_image_pixels=prep.max_image_pixels)
         ) from None
 
 
@@ -55,17 +56,29 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
     try:
         array = np.array(value)
     except (ValueError, TypeError):
-        raise InvalidPixels(f"pixels must be a rectangular nested list of numbers of shape ({h}, {w}, {c}).") from None
+        raise InvalidPixels(
+            _("pixels must be a rectangular nested list of numbers of shape ({h}, {w}, {c}).").format(h=h, w=w, c=c)
+        ) from None
     if array.dtype.kind == "O" and all(type(v) in (int, float) for v in array.flat):
         array = _big_integers(array)  # integers past int64: numpy keeps them as Python objects
     if array.dtype.kind not in "iuf" or array.size == 0:
-        kind = "empty" if array.size == 0 else f"of type {_json_kind(array)}"
-        raise InvalidPixels(f"pixels must be numbers, got values {kind}.")
+        message = (
+            _("pixels must be numbers, got values empty.")
+            if array.size == 0
+            else _("pixels must be numbers, got values of type {kind}.")
+        )
+        raise InvalidPixels(message.format(kind=_json_kind(array)))
     if array.ndim == 2 and c == 1:
         array = array[..., np.newaxis]
     if array.shape != (h, w, c):
-        expected = f"({h}, {w})" + (f" or ({h}, {w}, 1)" if c == 1 else f" with {c} channels, ({h}, {w}, {c})")
-        raise InvalidPixels(f"pixels have shape {array.shape}, but this model takes {expected}.")
+        expected = (
+            _("({h}, {w}) or ({h}, {w}, 1)") if c == 1 else _("({h}, {w}) with {c} channels, ({h}, {w}, {c})")
+        ).format(h=h, w=w, c=c)
+        raise InvalidPixels(
+            _("pixels have shape {shape}, but this model takes {expected}.").format(
+                shape=array.shape, expected=expected
+            )
+        )
     with np.errstate(over="ignore", invalid="ignore"):  # past float32's range is inf, refused just below
         array = array.astype(np.float32)
     if not np.isfinite(array).all():
@@ -76,7 +89,9 @@ def from_pixels(value: Any, prep: Preprocessing, invert: bool | None, framing: F
         )
     if array.min() < lo or array.max() > hi:
         raise InvalidPixels(
-            f"pixel values span {float(array.min()):g}..{float(array.max()):g}, outside the training data's range {lo:g}..{hi:g}."
+            _("pixel values span {minimum:g}..{maximum:g}, outside the training data's range {lo:g}..{hi:g}.").format(
+                minimum=float(array.min()), maximum=float(array.max()), lo=lo, hi=hi
+            )
         )
     return frame(array, prep.contract, (h, w), invert, framing)
 
@@ -115,8 +130,14 @@ def range_warnings(pixels: Any, pixel_range: tuple[float, float]) -> tuple[str, 
     low, high = float(image.min()), float(image.max())
     if high == low or hi <= lo or (high - low) >= IMPLAUSIBLE_SPREAD * (hi - lo):
         return ()
-    hint = f"; if they were scaled to 0..1, multiply them by {hi:g}" if lo == 0 and high <= 1 < hi else ""
+    hint = (
+        _("; if they were scaled to 0..1, multiply them by {factor:g}").format(factor=hi)
+        if lo == 0 and high <= 1 < hi
+        else ""
+    )
     return (
-        f"pixel values span only {low:g}..{high:g}, {100 * (high - low) / (hi - lo):.1g}% of the training data's "
-        f"range {lo:g}..{hi:g}: send pixels in the training data's units{hint}.",
+        _(
+            "pixel values span only {low:g}..{high:g}, {share} of the training data's range {lo:g}..{hi:g}: "
+            "send pixels in the training data's units{hint}."
+        ).format(low=low, high=high, share=f"{100 * (high - low) / (hi - lo):.1g}%", lo=lo, hi=hi, hint=hint),
     )

@@ -24,7 +24,7 @@ from ..data.framing import Framing
 from ..errors import UserError
 from ..evaluation.inspection import feature_maps
 from ..export.contract import run_contract
-from ..i18n import _
+from ..i18n import _, speaking
 from ..models.summary import summary
 from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
@@ -57,6 +57,7 @@ class Job:
     invert: bool | None
     top_k: int
     framing: Framing | None = None  # None: the run's learned framing
+    language: str = "en"  # the request's: its errors and warnings are worded in the batch worker, maybe another process
 
 
 @dataclass
@@ -136,7 +137,7 @@ def prepare(
 ) -> PreparedImage:
     if isinstance(payload, (bytes, bytearray)):
         if not payload:
-            raise RequestError("the uploaded image is empty (0 bytes).")
+            raise RequestError(_("the uploaded image is empty (0 bytes)."))
         return from_upload(bytes(payload), served.prep, invert, framing)
     return from_pixels(payload, served.prep, invert, framing)
 
@@ -185,7 +186,8 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
     prepared: list[PreparedImage] = []
     for job in jobs:
         try:
-            prepared.append(prepare(job.payload, served, job.invert, job.framing))
+            with speaking(job.language):
+                prepared.append(prepare(job.payload, served, job.invert, job.framing))
             outcomes.append({})
         except UserError as exc:
             outcomes.append(exc)
@@ -197,11 +199,12 @@ def run_jobs(jobs: list[Job], served: ServedModel) -> list[dict[str, Any] | Exce
         for i, job in enumerate(jobs):
             if not isinstance(outcomes[i], Exception):
                 p, image = next(rows)
-                warnings = range_warnings(job.payload, served.prep.pixel_range)
-                try:
-                    outcomes[i] = prediction(p, names, job.top_k, image, warnings)
-                except NonFiniteOutput as exc:
-                    outcomes[i] = exc
+                with speaking(job.language):
+                    warnings = range_warnings(job.payload, served.prep.pixel_range)
+                    try:
+                        outcomes[i] = prediction(p, names, job.top_k, image, warnings)
+                    except NonFiniteOutput as exc:
+                        outcomes[i] = exc
     return outcomes
 
 
@@ -211,7 +214,8 @@ def one_of_many(outcomes: list[Any]) -> list[dict[str, Any]]:
         if isinstance(outcome, UserError):
             if len(outcomes) == 1:
                 raise outcome
-            raise type(outcome)(f"image {i + 1} of {len(outcomes)}: {outcome}") from None
+            message = _("image {number} of {count}: {error}").format(number=i + 1, count=len(outcomes), error=outcome)
+            raise type(outcome)(message) from None
         if isinstance(outcome, BaseException):
             raise outcome
     return outcomes
@@ -220,7 +224,9 @@ def one_of_many(outcomes: list[Any]) -> list[dict[str, Any]]:
 def check_batch_length(count: int, served: ServedModel) -> None:
     if count > served.settings.max_batch:
         raise PayloadTooLarge(
-            f"the batch has {count} images; this server takes at most {served.settings.max_batch} per request."
+            _("the batch has {count} images; this server takes at most {max_batch} per request.").format(
+                count=count, max_batch=served.settings.max_batch
+            )
         )
 
 

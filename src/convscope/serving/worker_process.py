@@ -37,6 +37,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import UserError
+from ..i18n import _
 from .batcher import WorkerStopped
 from .service import Job, ServerSettings, load_served, run_jobs
 
@@ -49,11 +50,16 @@ log = logging.getLogger("convscope.serving")
 def choose(asked: str, run_dir: Path | None, cores: int) -> str:
     """'process' or 'thread' for `asked` (one of CHOICES), the run's directory (None: in memory) and the cores."""
     if asked not in CHOICES:
-        raise UserError(f"the batch worker must be one of {', '.join(CHOICES)}, got {asked!r}.")
+        raise UserError(
+            _("the batch worker must be one of {choices}, got {asked!r}.").format(
+                choices=", ".join(CHOICES), asked=asked
+            )
+        )
     if asked == "process" and run_dir is None:
         raise UserError(
-            "a batch worker process loads the run from its directory, and this model is in memory: "
-            "save it (convscope.save_run) and serve the directory, or use a batch worker thread."
+            _(
+                "a batch worker process loads the run from its directory, and this model is in memory: save it (convscope.save_run) and serve the directory, or use a batch worker thread."
+            )
         )
     if asked == "auto":
         return "process" if run_dir is not None and cores >= 2 else "thread"

@@ -124,19 +124,25 @@ def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
 
 def check_monitor(owner: str, monitor: str) -> None:
     if monitor not in MONITORS:
-        raise UserError(f"{owner} can monitor {', '.join(MONITORS)}, not {monitor!r}.")
+        raise UserError(
+            _("{owner} can monitor {choices}, not {monitor!r}.").format(
+                owner=owner, choices=", ".join(MONITORS), monitor=monitor
+            )
+        )
 
 
 def maximizes(monitor: str, mode: str) -> bool:
     """Keras' mode: 'max' for accuracies and 'min' for losses when 'auto'."""
     if mode not in ("auto", "min", "max"):
-        raise UserError(f"mode must be auto, min or max, not {mode!r}.")
+        raise UserError(_("mode must be auto, min or max, not {mode!r}.").format(mode=mode))
     return mode == "max" or (mode == "auto" and "acc" in monitor)
 
 
 def _finite(name: str, value: float, low: float = 0.0) -> None:
     if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= low):
-        raise UserError(f"{name} must be a finite number >= {low:g}, got {value!r}.")
+        raise UserError(
+            _("{name} must be a finite number >= {low:g}, got {value!r}.").format(name=name, low=low, value=value)
+        )
 
 
 class ModelCheckpoint(Callback):
@@ -293,11 +299,17 @@ class ReduceLROnPlateau(Callback):
                 _("ReduceLROnPlateau takes no argument {names}.").format(names=", ".join(map(repr, sorted(kwargs))))
             )
         if not (isinstance(factor, (int, float)) and 0.0 < factor < 1.0):
-            raise UserError(f"ReduceLROnPlateau factor must be between 0 and 1 (exclusive), got {factor!r}.")
+            raise UserError(
+                _("ReduceLROnPlateau factor must be between 0 and 1 (exclusive), got {factor!r}.").format(factor=factor)
+            )
         _finite("ReduceLROnPlateau min_delta", min_delta)
         _finite("ReduceLROnPlateau min_lr", min_lr)
         if patience < 0 or cooldown < 0:
-            raise UserError(f"ReduceLROnPlateau patience and cooldown must be >= 0, got {patience} and {cooldown}.")
+            raise UserError(
+                _("ReduceLROnPlateau patience and cooldown must be >= 0, got {patience} and {cooldown}.").format(
+                    patience=patience, cooldown=cooldown
+                )
+            )
         self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
         self.min_delta, self.cooldown, self.min_lr = float(min_delta), cooldown, float(min_lr)
         self.maximize = maximizes(monitor, mode)
@@ -333,7 +345,11 @@ class ReduceLROnPlateau(Callback):
                 set_lr(self.model.optimizer, new)
                 self.cooldown_counter, self.wait = self.cooldown, 0
                 if self.verbose:
-                    print(f"Epoch {epoch + 1}: ReduceLROnPlateau reducing learning rate to {new:.4g}.")
+                    print(
+                        _("Epoch {epoch}: ReduceLROnPlateau reducing learning rate to {new:.4g}.").format(
+                            epoch=epoch + 1, new=new
+                        )
+                    )
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "wait": self.wait, "cooldown_counter": self.cooldown_counter}
@@ -358,11 +374,17 @@ class LearningRateScheduler(Callback):
         lr = float(lr)
         if not math.isfinite(lr) or lr < 0:
             raise UserError(
-                f"LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; it must be a finite rate >= 0."
+                _(
+                    "LearningRateScheduler: the schedule returned {lr!r} for epoch {epoch}; it must be a finite rate >= 0."
+                ).format(lr=lr, epoch=epoch)
             )
         set_lr(optimizer, lr)
         if self.verbose:
-            print(f"Epoch {epoch + 1}: LearningRateScheduler setting learning rate to {lr:.4g}.")
+            print(
+                _("Epoch {epoch}: LearningRateScheduler setting learning rate to {lr:.4g}.").format(
+                    epoch=epoch + 1, lr=lr
+                )
+            )
 
 
 class CSVLogger(Callback):
@@ -550,6 +572,6 @@ def _summary_writer():
         from torch.utils.tensorboard import SummaryWriter
     except ImportError:
         raise UserError(
-            "TensorBoard logs need the tensorboard package: pip install 'convscope[tensorboard]'."
+            _("TensorBoard logs need the tensorboard package: pip install 'convscope[tensorboard]'.")
         ) from None
     return SummaryWriter

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING
 
 from torch import nn
 
-from ..i18n import _
+from ..i18n import _, ngettext
 from .early_stopping import MonitorRule, best_epoch
 
 if TYPE_CHECKING:  # annotations only: History draws itself with html.py, which shows these notes
@@ -121,12 +121,25 @@ def _batchnorm_warmup(history: History, momentum: float | None, steps: int | Non
             lower = 0.9 if momentum > 0.9 else momentum / 2
             return CurveNote(
                 "batchnorm-warmup",
-                f"Validation accuracy lags training accuracy at epoch {epoch} ({row['val_accuracy']:.2f} against "
-                f"{row['accuracy']:.2f}) because BatchNormalization's moving statistics are young: validation uses "
-                f"them, and after {steps * epoch} steps with momentum {momentum:g}, {momentum:g}^{steps * epoch} = "
-                f"{left:.0%} of their initial values (mean 0, variance 1) is still in them. Train for at least "
-                f"{needed} epochs (under {YOUNG:.0%} left), or lower the momentum (e.g. {lower:g}: "
-                f"{_share(lower**steps)} left after one epoch).",
+                _(
+                    "Validation accuracy lags training accuracy at epoch {epoch} ({val_accuracy:.2f} against "
+                    "{accuracy:.2f}) because BatchNormalization's moving statistics are young: validation uses "
+                    "them, and after {steps} steps with momentum {momentum:g}, {momentum:g}^{steps} = "
+                    "{left:.0%} of their initial values (mean 0, variance 1) is still in them. Train for at least "
+                    "{needed} epochs (under {young:.0%} left), or lower the momentum (e.g. {lower:g}: "
+                    "{share} left after one epoch)."
+                ).format(
+                    epoch=epoch,
+                    val_accuracy=row["val_accuracy"],
+                    accuracy=row["accuracy"],
+                    steps=steps * epoch,
+                    momentum=momentum,
+                    left=left,
+                    needed=needed,
+                    young=YOUNG,
+                    lower=lower,
+                    share=_share(lower**steps),
+                ),
             )
     return None
 
@@ -147,19 +160,32 @@ def _overfitting(history: History, momentum: float | None, steps: int | None) ->
     if best is last or not rose or not last["loss"] < best["loss"]:
         return None
     kept = (
-        f" Early stopping kept epoch {history.weights_epoch}'s weights."
+        _("Early stopping kept epoch {kept}'s weights.")
         if history.weights_epoch == int(best["epoch"])
-        else f" Early stopping kept epoch {history.weights_epoch}'s weights, the best by its min_delta."
+        else _("Early stopping kept epoch {kept}'s weights, the best by its min_delta.")
         if history.weights_epoch is not None and history.weights_epoch == history.best_epoch
-        else f" The model ends with epoch {history.weights_epoch}'s weights; EarlyStopping(restore_best_weights=True) "
-        f"would keep epoch {int(best['epoch'])}'s."
-    )
+        else _(
+            "The model ends with epoch {kept}'s weights; EarlyStopping(restore_best_weights=True) would keep "
+            "epoch {best}'s."
+        )
+    ).format(kept=history.weights_epoch, best=int(best["epoch"]))
     return CurveNote(
         "overfitting",
-        f"Overfitting: validation loss was lowest at epoch {int(best['epoch'])} ({best['val_loss']:.4f}) and rose to "
-        f"{last['val_loss']:.4f} by epoch {int(last['epoch'])}, while training loss kept falling "
-        f"({best['loss']:.4f} -> {last['loss']:.4f}): the model is learning its training images rather than the "
-        f"classes.{kept}",
+        _(
+            "Overfitting: validation loss was lowest at epoch {best} ({best_val_loss:.4f}) and rose to "
+            "{last_val_loss:.4f} by epoch {last}, while training loss kept falling "
+            "({best_loss:.4f} -> {last_loss:.4f}): the model is learning its training images rather than the "
+            "classes."
+        ).format(
+            best=int(best["epoch"]),
+            best_val_loss=best["val_loss"],
+            last_val_loss=last["val_loss"],
+            last=int(last["epoch"]),
+            best_loss=best["loss"],
+            last_loss=last["loss"],
+        )
+        + " "
+        + kept,
     )
 
 
@@ -179,10 +205,17 @@ def _label_smoothing(history: History, smoothing: float, num_classes: int | None
     target = 1.0 - smoothing + smoothing / num_classes
     return CurveNote(
         "label-smoothing",
-        f"Training loss ({last['loss']:.4f}) stays above validation loss ({last['val_loss']:.4f}) because of label "
-        f"smoothing {smoothing:g}: training aims at probability {target:.3f} for the true class, not 1, so its loss "
-        f"cannot fall below {smoothed_loss_floor(smoothing, num_classes):.4f}; validation is scored against the "
-        f"plain labels. This is expected, not a bug.",
+        _(
+            "Training loss ({loss:.4f}) stays above validation loss ({val_loss:.4f}) because of label "
+            "smoothing {smoothing:g}: training aims at probability {target:.3f} for the true class, not 1, so its loss "
+            "cannot fall below {floor:.4f}; validation is scored against the plain labels. This is expected, not a bug."
+        ).format(
+            loss=last["loss"],
+            val_loss=last["val_loss"],
+            smoothing=smoothing,
+            target=target,
+            floor=smoothed_loss_floor(smoothing, num_classes),
+        ),
     )
 
 
@@ -198,12 +231,28 @@ def _imbalance(classes: Sequence[ClassScore]) -> CurveNote | None:
     if not rare:
         return None
     worst = min(rare, key=lambda c: c.recall)
-    others = f" ({len(rare) - 1} more class{'es' if len(rare) > 2 else ''} alike)" if len(rare) > 1 else ""
+    others = (
+        " "
+        + ngettext("({count} more class alike)", "({count} more classes alike)", len(rare) - 1).format(
+            count=len(rare) - 1
+        )
+        if len(rare) > 1
+        else ""
+    )
     return CurveNote(
         "imbalance",
-        f"Class {worst.name!r} has recall {worst.recall:.2f} against {mean_recall:.2f} on average, and had "
-        f"{worst.train_count} training images against a median of {median:g}: the model saw it too rarely{others}. "
-        f"More images of it, or weighting it in the loss, would help.",
+        _(
+            "Class {name!r} has recall {recall:.2f} against {mean:.2f} on average, and had "
+            "{count} training images against a median of {median:g}: the model saw it too rarely{others}. "
+            "More images of it, or weighting it in the loss, would help."
+        ).format(
+            name=worst.name,
+            recall=worst.recall,
+            mean=mean_recall,
+            count=worst.train_count,
+            median=median,
+            others=others,
+        ),
     )
 
 
@@ -217,8 +266,10 @@ def _underfitting(history: History) -> CurveNote | None:
     values = ", ".join(f"{k.replace('_', ' ')} {before[k]:.2f} -> {last[k]:.2f}" for k in keys)
     return CurveNote(
         "underfitting",
-        f"Underfitting: accuracy is still low and still rising at the last epoch ({values} at epoch "
-        f"{int(last['epoch'])}): the model has not finished learning. Train for more epochs.",
+        _(
+            "Underfitting: accuracy is still low and still rising at the last epoch ({values} at epoch "
+            "{epoch}): the model has not finished learning. Train for more epochs."
+        ).format(values=values, epoch=int(last["epoch"])),
     )
 
 

@@ -37,6 +37,7 @@ from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
 from ..errors import UserError
+from ..i18n import _
 from .device import pick_device
 
 
@@ -66,7 +67,11 @@ class DistContext:
             rank, world = int(env["RANK"]), int(env["WORLD_SIZE"])
             return cls(rank, world, int(env.get("LOCAL_RANK", rank)))
         except ValueError:
-            raise UserError(f"RANK={env['RANK']!r} and WORLD_SIZE={env['WORLD_SIZE']!r} must be integers.") from None
+            raise UserError(
+                _("RANK={RANK!r} and WORLD_SIZE={WORLD_SIZE!r} must be integers.").format(
+                    RANK=env["RANK"], WORLD_SIZE=env["WORLD_SIZE"]
+                )
+            ) from None
 
     def device(self, requested: str | torch.device | None) -> torch.device:
         """The device this rank trains on: its own GPU (by local rank) when CUDA is asked for."""
@@ -104,7 +109,7 @@ def launch(nproc: int, fn: Callable[..., object], args: tuple = (), device: str 
     `fn` must be importable by name (a module-level function): the ranks are fresh interpreters.
     """
     if nproc < 1:
-        raise UserError(f"--nproc must be at least 1, got {nproc}.")
+        raise UserError(_("--nproc must be at least 1, got {nproc}.").format(nproc=nproc))
     port = _free_port()
     try:
         mp.spawn(_rank_main, args=(nproc, port, fn, args, device), nprocs=nproc, join=True)
@@ -151,8 +156,9 @@ class DataParallel:
     def __init__(self, ctx: DistContext, device: torch.device):
         if ctx.active and not dist.is_initialized():
             raise UserError(
-                f"rank {ctx.rank} of {ctx.world_size}: no process group; start ranks with "
-                "`convscope train --nproc N`, torchrun, or inside convscope.training.distributed.launch."
+                _(
+                    "rank {rank} of {world_size}: no process group; start ranks with `convscope train --nproc N`, torchrun, or inside convscope.training.distributed.launch."
+                ).format(rank=ctx.rank, world_size=ctx.world_size)
             )
         self.ctx, self.device = ctx, device
         self.world_size, self.rank, self.is_main = ctx.world_size, ctx.rank, ctx.is_main

@@ -22,6 +22,7 @@ from ..data.dataset import Dataset
 from ..data.framing import learn_contract
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
+from ..i18n import _
 from .allocator import keep_freed_memory
 from .callbacks import Callback, CallbackList, ModelCheckpoint, ReduceLROnPlateau
 from .checkpoint import CheckpointStore, identity_caveats
@@ -80,8 +81,9 @@ def fit(
         cut = int(len(train) * (1.0 - settings.validation_split))
         if cut < 1 or cut >= len(train):
             raise UserError(
-                f"validation_split={settings.validation_split} leaves no training or no validation "
-                f"images out of {len(train)}."
+                _(
+                    "validation_split={validation_split} leaves no training or no validation images out of {count}."
+                ).format(validation_split=settings.validation_split, count=len(train))
             )
         train, validation_data = train.subset(np.arange(cut)), train.subset(np.arange(cut, len(train)))
     callbacks = ([early_stopping.fresh()] if early_stopping is not None else []) + list(callbacks)
@@ -214,7 +216,7 @@ def fit(
         except KeyboardInterrupt:
             history.interrupted = True
             if verbose and reducer.is_main:
-                print("\nInterrupted: stopping cleanly with the best weights so far.", file=log)
+                print(_("\nInterrupted: stopping cleanly with the best weights so far."), file=log)
         history.stopped_early = stopped
         history.best_epoch = stopper.best_epoch if stopper is not None else best_epoch(history.rows, rule)
         history.weights_epoch = (
@@ -262,8 +264,12 @@ def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:
             and monitor.startswith("val_")
             and not has_validation
         ):
-            name = "early stopping" if isinstance(cb, EarlyStopping) else type(cb).__name__
-            raise UserError(f"{name} monitors {monitor}, but there is no validation data; set validation_split.")
+            name = _("early stopping") if isinstance(cb, EarlyStopping) else type(cb).__name__
+            raise UserError(
+                _("{name} monitors {monitor}, but there is no validation data; set validation_split.").format(
+                    name=name, monitor=monitor
+                )
+            )
 
 
 def resolve_precision(precision: str, device: torch.device) -> str:

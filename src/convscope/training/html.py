@@ -5,26 +5,27 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from .. import display
+from ..i18n import N_, _
 from .diagnostics import notes_for, read_curves, steps_per_epoch
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .history import History
     from .trained_model import TrainedModel
 
-CURVES_ALT = "training and validation loss and accuracy per epoch"
+CURVES_ALT = N_("training and validation loss and accuracy per epoch")  # translated where it is shown
 
 
 def ending(history: History) -> str:
     """How the run ended, in one sentence without its full stop."""
     parts = []
     if history.best_epoch is not None:
-        parts.append(f"best epoch {history.best_epoch}")
+        parts.append(_("best epoch {epoch}").format(epoch=history.best_epoch))
     if history.stopped_early:
-        parts.append(f"stopped early after epoch {history.epochs_run}")
+        parts.append(_("stopped early after epoch {epoch}").format(epoch=history.epochs_run))
     if history.interrupted:
-        parts.append(f"interrupted after epoch {history.epochs_run}")
+        parts.append(_("interrupted after epoch {epoch}").format(epoch=history.epochs_run))
     if history.weights_epoch is not None:
-        parts.append(f"the saved weights are those of epoch {history.weights_epoch}")
+        parts.append(_("the saved weights are those of epoch {epoch}").format(epoch=history.weights_epoch))
     return "; ".join(parts)
 
 
@@ -48,7 +49,7 @@ def training_section(
     ]
     return "sections/training.html", {
         "anchor": "training",
-        "nav": "Training",
+        "nav": _("Training"),
         "curves": curves,
         "ending": ending(history),
         "rows": rows,
@@ -63,7 +64,7 @@ def curves_picture(history: History) -> dict | None:
         return None
     from ..display.charts import training_curves  # matplotlib loads only when a chart is drawn
 
-    return display.picture(training_curves(history), CURVES_ALT)
+    return display.picture(training_curves(history), _(CURVES_ALT))
 
 
 def history_html(history: History) -> str:
@@ -93,10 +94,11 @@ def trained_html(trained: TrainedModel) -> str:
     card = (
         "sections/model_card.html",
         {
-            "title": f"Trained model: {s.name}" + (f" ({trained.path})" if trained.path else ""),
+            "title": _("Trained model: {name}").format(name=s.name) + (f" ({trained.path})" if trained.path else ""),
             "cards": model_cards(trained, s.total_params),
-            "note": f"classes {', '.join(trained.class_names)}; inputs scaled with training statistics: "
-            f"(x - {scaler.minimum:g}) / ({scaler.maximum:g} - {scaler.minimum:g})",
+            "note": _(
+                "classes {names}; inputs scaled with training statistics: (x - {minimum:g}) / ({maximum:g} - {minimum:g})"
+            ).format(names=", ".join(trained.class_names), minimum=scaler.minimum, maximum=scaler.maximum),
         },
     )
     fit = trained.config or {}

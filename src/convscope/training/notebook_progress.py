@@ -33,7 +33,10 @@ class _Status:
 
     def __repr__(self) -> str:
         c = self.context
-        words = c["done"] or f"epoch {c['epoch']}/{c['epochs']} {c['step']}/{c['steps']}"
+        words = (
+            c["done"]
+            or _("epoch {epoch}/{epochs}").format(epoch=c["epoch"], epochs=c["epochs"]) + f" {c['step']}/{c['steps']}"
+        )
         estimate = f" ({c['estimate']})" if c.get("estimate") else ""
         return words + "".join(f" - {name} {value:.4f}" for name, value in c["metrics"]) + estimate
 
@@ -81,7 +84,7 @@ class NotebookProgress(Callback):
     def _put_chart(self) -> None:
         from ..display.charts import training_curves  # matplotlib: only once there is a chart to draw
 
-        figure = training_curves(self.history, title="training curves (live)")
+        figure = training_curves(self.history, title=_("training curves (live)"))
         picture = _Chart(figure)
         if self._chart is None:
             self._chart = self._display(picture)

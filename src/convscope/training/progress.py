@@ -53,7 +53,7 @@ class ProgressBar(Callback):
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
         self.start = time.perf_counter()
-        self.log.write(f"Epoch {epoch + 1}/{self.params.get('epochs')}\n")
+        self.log.write(_("Epoch {epoch}/{epochs}").format(epoch=epoch + 1, epochs=self.params.get("epochs")) + "\n")
         self.log.flush()
 
     def on_train_batch_end(self, batch: int, logs=None) -> None:
@@ -71,7 +71,7 @@ class ProgressBar(Callback):
         logs = logs or {}
         seconds = time.perf_counter() - self.start
         parts = [f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
-        note = "  (early stop)" if getattr(self.model, "stop_training", False) else ""
+        note = "  " + _("(early stop)") if getattr(self.model, "stop_training", False) else ""
         prefix = "\r" if self.live else ""
         self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
         self.log.flush()

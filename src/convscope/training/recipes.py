@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, replace
 import torch
 
 from ..errors import UserError
+from ..i18n import _
 
 SCHEDULES = ("constant", "one-cycle")
 WARMUP_FRACTION = 0.25
@@ -76,17 +77,27 @@ def recipe_for(model: object, name: str | None = None) -> Recipe:
     if name is None:
         name = PRESET_RECIPES.get(model, "keras") if isinstance(model, str) else "keras"
     if name not in RECIPES:
-        raise UserError(f"unknown recipe {name!r}; known recipes: {', '.join(RECIPES)}.")
+        raise UserError(
+            _("unknown recipe {name!r}; known recipes: {choices}.").format(name=name, choices=", ".join(RECIPES))
+        )
     return RECIPES[name]
 
 
 def check_extras(schedule: str, label_smoothing: float, random_shift: int) -> None:
     if schedule not in SCHEDULES:
-        raise UserError(f"schedule must be one of {', '.join(SCHEDULES)}, got {schedule!r}.")
+        raise UserError(
+            _("schedule must be one of {choices}, got {schedule!r}.").format(
+                choices=", ".join(SCHEDULES), schedule=schedule
+            )
+        )
     if not 0.0 <= label_smoothing < 1.0:
-        raise UserError(f"label_smoothing must be in [0, 1), got {label_smoothing}.")
+        raise UserError(
+            _("label_smoothing must be in [0, 1), got {label_smoothing}.").format(label_smoothing=label_smoothing)
+        )
     if not isinstance(random_shift, int) or random_shift < 0:
-        raise UserError(f"random_shift is a number of pixels, 0 or more, got {random_shift!r}.")
+        raise UserError(
+            _("random_shift is a number of pixels, 0 or more, got {random_shift!r}.").format(random_shift=random_shift)
+        )
 
 
 def one_cycle(step: int, total: int, warmup: float = WARMUP_FRACTION) -> float:

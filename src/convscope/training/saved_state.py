@@ -26,7 +26,7 @@ from safetensors import safe_open
 
 from ..checks import MAX_LR, cut, quote
 from ..errors import UserError
-from ..i18n import _
+from ..i18n import N_, _
 
 
 @dataclass(frozen=True)
@@ -57,8 +57,8 @@ class _Bad(Exception):
 META = ("epoch", "stopped", "rows", "optimizer", "fit", "scheduler", "callbacks")
 # Keys a state may hold besides those (files written before them lack them): name -> (what, test).
 META_OPTIONAL: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "threads": ("a whole number >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
-    "device": ("a device type (cpu, cuda, mps)", lambda v: v in ("cpu", "cuda", "mps")),
+    "threads": (N_("a whole number >= 1 or null"), lambda v: v is None or (_is_int(v) and v >= 1)),
+    "device": (N_("a device type (cpu, cuda, mps)"), lambda v: v in ("cpu", "cuda", "mps")),
 }
 
 # Each optimizer's per-parameter tensors (its `state`), by class name.
@@ -84,24 +84,24 @@ def _is_number(value: object) -> bool:
 # Each callback's saved fields: name -> (what it must be, the test). "weights" is a model's tensors, checked
 # against the live model. A callback not listed here (one of the user's own) gets only the structural checks.
 _Field = tuple[str, Callable[[Any], bool]]
-_METRIC: _Field = ("a finite number or null", lambda v: v is None or _is_number(v))
-_COUNT: _Field = ("a whole number >= 0", lambda v: _is_int(v) and v >= 0)
+_METRIC: _Field = (N_("a finite number or null"), lambda v: v is None or _is_number(v))
+_COUNT: _Field = (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0)
 CALLBACK_FIELDS: dict[str, dict[str, _Field | str]] = {
     "EarlyStopping": {
         "best": _METRIC,
-        "best_epoch": ("a whole number >= 1 or null", lambda v: v is None or (_is_int(v) and v >= 1)),
+        "best_epoch": (N_("a whole number >= 1 or null"), lambda v: v is None or (_is_int(v) and v >= 1)),
         "wait": _COUNT,
         "best_state": "weights",
     },
     "ReduceLROnPlateau": {"best": _METRIC, "wait": _COUNT, "cooldown_counter": _COUNT},
     "ModelCheckpoint": {"best": _METRIC},
     "CSVLogger": {
-        "text": ("text", lambda v: isinstance(v, str)),
+        "text": (N_("text"), lambda v: isinstance(v, str)),
         "keys": (
-            "a list of names or null",
+            N_("a list of names or null"),
             lambda v: v is None or (isinstance(v, list) and all(isinstance(k, str) for k in v)),
         ),
-        "header": ("true or false", lambda v: isinstance(v, bool)),
+        "header": (N_("true or false"), lambda v: isinstance(v, bool)),
     },
     "TensorBoard": {"next_epoch": _COUNT},
 }
@@ -141,7 +141,7 @@ def read_state(
                 "{path}: '{field}' must be {expected}, got {got}; the saved state was left as it is "
                 "(fix it, or delete {directory} to start over)."
             ).format(
-                path=path, field=cut(bad.field, 80), expected=bad.expected, got=quote(bad.got), directory=directory
+                path=path, field=cut(bad.field, 80), expected=_(bad.expected), got=quote(bad.got), directory=directory
             )
         ) from None
 

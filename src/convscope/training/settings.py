@@ -15,6 +15,7 @@ from typing import Any
 
 from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
+from ..i18n import _
 from .early_stopping import EarlyStopping
 from .recipes import Recipe, check_extras, recipe_for
 
@@ -41,15 +42,27 @@ class FitSettings:
             or self.epochs < 1
             or self.batch_size < 1
         ):
-            raise UserError(f"epochs and batch size must be at least 1, got {self.epochs} and {self.batch_size}.")
+            raise UserError(
+                _("epochs and batch size must be at least 1, got {epochs} and {batch_size}.").format(
+                    epochs=self.epochs, batch_size=self.batch_size
+                )
+            )
         if not 0.0 <= self.validation_split < 1.0:  # also refuses NaN
-            raise UserError(f"validation_split must be in [0, 1), got {self.validation_split}.")
+            raise UserError(
+                _("validation_split must be in [0, 1), got {validation_split}.").format(
+                    validation_split=self.validation_split
+                )
+            )
         if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(f"learning rate must be a positive finite number, got {self.lr}.")
+            raise UserError(_("learning rate must be a positive finite number, got {lr}.").format(lr=self.lr))
         if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(f"seed must be an integer >= 0, got {self.seed!r}.")
+            raise UserError(_("seed must be an integer >= 0, got {seed!r}.").format(seed=self.seed))
         if self.precision not in PRECISIONS:
-            raise UserError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}.")
+            raise UserError(
+                _("precision must be one of {choices}, got {precision!r}.").format(
+                    choices=", ".join(PRECISIONS), precision=self.precision
+                )
+            )
         check_extras(self.schedule, self.label_smoothing, self.random_shift)
 
     @classmethod
@@ -176,8 +189,9 @@ class TrainSettings:
         data, model, fit = config.get("data") or {}, config.get("model") or {}, config.get("fit") or {}
         if not data.get("source") or not (model.get("source") or model.get("name")):
             raise UserError(
-                f"{source} does not name the data and the model it was trained with; "
-                "it cannot be retrained from its config."
+                _(
+                    "{source} does not name the data and the model it was trained with; it cannot be retrained from its config."
+                ).format(source=source)
             )
         fit_names = {f.name for f in fields(FitSettings)}
         stopping = fit.get("early_stopping") or {}

@@ -36,6 +36,7 @@ import torch
 from torch.utils.hooks import RemovableHandle
 
 from ..errors import UserError
+from ..i18n import _
 
 SAMPLE_SECONDS = 0.05  # long enough for 5 scheduler ticks per core at USER_HZ 100, short against any fit
 CHECK_SECONDS = 0.5  # the governor's window: a collapsed step takes up to ~0.6 s, a quiet one ~5 ms
@@ -72,7 +73,7 @@ def plan_threads(
 ) -> ThreadPlan:
     """The plan from its inputs (pure): `requested` wins; else the cap, lowered to the idle cores."""
     if requested is not None and requested < 1:
-        raise UserError(f"threads must be at least 1, got {requested}.")
+        raise UserError(_("threads must be at least 1, got {requested}.").format(requested=requested))
     cap = max(1, min(affinity, math.floor(quota) if quota is not None else affinity))
     why = [f"affinity {affinity}"] + ([f"quota {quota:g}"] if quota is not None else [])
     if requested is not None:

@@ -4,6 +4,10 @@
 "use strict";
 
 const $ = (id) => document.getElementById(id);
+// The page's sentences in its language (the server writes them into the page): t("sure", {percent: 97.1}).
+const TEXT = JSON.parse($("texts").textContent);
+const LANG = document.documentElement.lang || "en";
+const t = (key, values = {}) => TEXT[key].replace(/\{(\w+)\}/g, (field, name) => String(values[name]));
 const pad = $("pad");
 const ctx = pad.getContext("2d", { willReadFrequently: true });
 const state = {
@@ -15,14 +19,14 @@ const state = {
 // --- model facts ---------------------------------------------------------------------------
 
 async function loadModel() {
-  const response = await fetch("/model");
+  const response = await fetch("/model", { headers: { "Accept-Language": LANG } });
   const model = await response.json();
   state.model = model;
   $("fact-name").textContent = model.name;
   $("fact-classes").textContent = model.class_names.length;
   $("fact-input").textContent = model.input_shape.join(" × ");
-  $("fact-params").textContent = model.parameters.total.toLocaleString("en");
-  $("fact-accuracy").textContent = model.test_accuracy == null ? "n/a" : (100 * model.test_accuracy).toFixed(1) + " %";
+  $("fact-params").textContent = model.parameters.total.toLocaleString(LANG);
+  $("fact-accuracy").textContent = model.test_accuracy == null ? t("notAvailable") : (100 * model.test_accuracy).toFixed(1) + " %";
   renderBars(null);
 }
 
@@ -115,7 +119,7 @@ async function drawingBlob() {
 async function post(path, blob, name) {
   const form = new FormData();
   form.append("image", blob, name);
-  const response = await fetch(path + "?top_k=3", { method: "POST", body: form });
+  const response = await fetch(path + "?top_k=3", { method: "POST", body: form, headers: { "Accept-Language": LANG } });
   const body = await response.json();
   if (!response.ok) throw new Error(body.error || `HTTP ${response.status}`);
   return body;
@@ -143,10 +147,10 @@ async function requestPrediction(withMaps) {
     const sequence = ++state.sequence;
     if (withMaps) {
       const result = await post("/feature-maps", blob, "drawing.png");
-      if (sequence >= state.shown) show(result.prediction, "your drawing", result);
+      if (sequence >= state.shown) show(result.prediction, t("yourDrawing"), result);
     } else {
       const result = await post("/predict", blob, "drawing.png");
-      if (sequence >= state.shown) show(result, "your drawing (live)", null);
+      if (sequence >= state.shown) show(result, t("yourDrawingLive"), null);
     }
     state.shown = sequence;
   } catch (error) {
@@ -173,7 +177,7 @@ $("file").addEventListener("change", async () => {
     const sequence = ++state.sequence;
     const result = await post("/feature-maps", file, file.name);
     state.shown = sequence;
-    show(result.prediction, "upload: " + file.name, result);
+    show(result.prediction, t("upload", { name: file.name }), result);
   } catch (error) {
     showError(error);
   } finally {
@@ -204,13 +208,13 @@ function show(prediction, source, maps) {
   $("error").hidden = true;
   $("source").textContent = source;
   $("label").textContent = prediction.label;
-  $("confidence").textContent = (100 * prediction.top[0].probability).toFixed(1) + " % sure";
+  $("confidence").textContent = t("sure", { percent: (100 * prediction.top[0].probability).toFixed(1) + " %" });
   $("inverted").hidden = !prediction.inverted;
   renderBars(prediction);
   if (maps) {
     $("seen").src = maps.input;
     $("seen").hidden = false;
-    $("seen-caption").textContent = "model input · framing " + prediction.framing;
+    $("seen-caption").textContent = t("modelInput", { framing: prediction.framing });
     renderMaps(maps.layers);
   }
 }
@@ -223,7 +227,7 @@ function renderMaps(layers) {
     title.textContent = layer.name;
     const detail = document.createElement("small");
     const [h, w, c] = layer.shape;
-    detail.textContent = `${layer.type} · ${h} × ${w} × ${c}` + (layer.tiles.length < c ? ` · first ${layer.tiles.length} channels` : "");
+    detail.textContent = `${layer.type} · ${h} × ${w} × ${c}` + (layer.tiles.length < c ? " · " + t("firstChannels", { count: layer.tiles.length }) : "");
     title.append(detail);
     const tiles = document.createElement("div");
     tiles.className = "tiles";
@@ -232,7 +236,7 @@ function renderMaps(layers) {
       const img = document.createElement("img");
       img.src = src;
       const [lo, hi] = layer.ranges[i];
-      img.title = `${layer.name} channel ${i}: ${lo.toFixed(2)} .. ${hi.toFixed(2)}`;
+      img.title = t("channel", { layer: layer.name, index: i, low: lo.toFixed(2), high: hi.toFixed(2) });
       img.alt = img.title;
       return img;
     }));
@@ -243,14 +247,17 @@ function renderMaps(layers) {
 
 function showEmpty() {
   state.shown = ++state.sequence;
-  $("source").textContent = "nothing yet";
+  $("source").textContent = t("nothingYet");
   $("label").textContent = "–";
   $("confidence").textContent = "";
   $("inverted").hidden = true;
   $("seen").hidden = true;
   $("error").hidden = true;
   renderBars(null);
-  $("layers").innerHTML = '<p class="hint">draw or upload an image to see them</p>';
+  const hint = document.createElement("p");
+  hint.className = "hint";
+  hint.textContent = t("drawOrUpload");
+  $("layers").replaceChildren(hint);
 }
 
 function showError(error) {
