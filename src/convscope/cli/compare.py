@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import argparse
 
-from ..runs import check_writable
-from ..sweep import expand_study_dirs
 
 
 def add_parser(sub) -> None:
@@ -22,6 +20,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import check_writable
+    from ..sweep import expand_study_dirs
+
     if args.save is not None:
         check_writable(args.save, "--save")
     # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call

@@ -13,16 +13,14 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import numpy as np
 
 from ..checks import printable
-from ..data.framing import model_input, parse_framing, parse_invert
 from ..errors import UserError
-from ..evaluation import inspection, terminal
-from ..export.contract import run_contract
-from ..report.view import load_view
-from ..runs import check_writable, load_run
+if TYPE_CHECKING:
+    import numpy as np
+
 from .options import add_framing_options, non_negative_int, positive_int, seed
 
 DEFAULT_COUNT = 5
@@ -90,6 +88,13 @@ def _selection(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+    from ..data.framing import model_input, parse_framing, parse_invert
+    from ..evaluation import inspection, terminal
+    from ..export.contract import run_contract
+    from ..report.view import load_view
+    from ..runs import check_writable, load_run
+
     if args.save is not None:
         check_writable(args.save, "--save")
     out = sys.stdout
@@ -150,6 +155,8 @@ def run(args: argparse.Namespace) -> int:
 def _feature_maps(
     trained, sample: inspection.Sample, color: bool, draw: bool, width: int, save: Path | None
 ) -> list[Path]:
+    from ..evaluation import inspection, terminal
+
     out = sys.stdout
     maps = inspection.feature_maps(trained, sample.image)
     if not maps:
@@ -195,6 +202,8 @@ def _feature_maps(
 
 def _colored(tiles: np.ndarray, color: bool) -> np.ndarray:
     """Tiles in [0, 1] with NaN gaps -> viridis RGB for colour terminals, gray for plain ones (gaps dark)."""
+    import numpy as np
+
     filled = np.nan_to_num(tiles, nan=0.0)
     if not color:
         return filled

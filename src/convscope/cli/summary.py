@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..models.summary import plan
 from .options import positive_int, presets, shape
 
 
@@ -27,6 +26,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..models.summary import plan
+
     from ..interop.keras_config import is_keras_file, read_keras_model  # h5py only when a Keras file is read
 
     if is_keras_file(args.model):  # its own input shape and classes; no weights are read

@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from ..i18n import _
-from ..runs import check_writable
-from ..sweep import SearchSpace, SweepSettings, sweep
 from .options import (
     add_data_options,
     data_kwargs,
@@ -78,6 +76,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import check_writable
+    from ..sweep import SearchSpace, SweepSettings, sweep
+
     if args.out is not None:
         check_writable(args.out, "--out")
     if args.grid:

@@ -10,10 +10,8 @@ import argparse
 
 from ..checks import MAX_LR
 from ..errors import UserError
-from ..runs import read_json
 from ..training.recipes import RECIPES, SCHEDULES
 from ..training.settings import PRECISIONS, TrainSettings
-from ..workflow import train
 from .options import (
     add_data_options,
     float_range,
@@ -112,6 +110,8 @@ def add_parser(sub) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     """The flags as settings; with --config, the file's settings with every flag the user gave on top."""
+    from ..runs import read_json
+
     given = {name: getattr(args, name) for name in TrainSettings.names() if hasattr(args, name)}
     if args.config is None:
         return TrainSettings.of(None, given)
@@ -122,6 +122,8 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..workflow import train
+
     from ..training.distributed import DistContext, process_group  # torch.distributed only when training
 
     settings = settings_from_args(args)
