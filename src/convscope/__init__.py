@@ -18,36 +18,36 @@ from ._version import __version__
 # Each public name loads its module on first use: `import convscope` and `convscope --help` stay light
 # (torch alone takes seconds to import on a busy machine). Type checkers read the names from here.
 if TYPE_CHECKING:
-    from .data.dataset import Dataset as Dataset
-    from .data.describe import describe as describe
-    from .data.images import read_image as read_image
-    from .data.load import load as load
-    from .data.named import datasets as datasets
-    from .data.scaling import MinMaxScaler as MinMaxScaler
-    from .data.streaming import stream as stream
-    from .errors import UserError as UserError
-    from .evaluation.evaluate import EvaluationResult as EvaluationResult
-    from .experiment import experiment as experiment, ExperimentResult as ExperimentResult
-    from .i18n import set_language as set_language
-    from .models.build import build as build
-    from .models.summary import ModelSummary as ModelSummary
-    from .report.result import DrawableResult as DrawableResult, evaluate as evaluate
-    from .runs import load_run as load_run, load_test_set as load_test_set, save_run as save_run
+    from .data.dataset import Dataset
+    from .data.describe import describe
+    from .data.images import read_image
+    from .data.load import load
+    from .data.named import datasets
+    from .data.scaling import MinMaxScaler
+    from .data.streaming import stream
+    from .errors import UserError
+    from .evaluation.evaluate import EvaluationResult
+    from .experiment import ExperimentResult, experiment
+    from .i18n import set_language
+    from .models.build import build
+    from .models.summary import ModelSummary
+    from .report.result import DrawableResult, evaluate
+    from .runs import load_run, load_test_set, save_run
     from .training.callbacks import (
-        Callback as Callback,
-        CSVLogger as CSVLogger,
-        LearningRateScheduler as LearningRateScheduler,
-        ModelCheckpoint as ModelCheckpoint,
-        ReduceLROnPlateau as ReduceLROnPlateau,
-        TensorBoard as TensorBoard,
-        TerminateOnNaN as TerminateOnNaN,
+        Callback,
+        CSVLogger,
+        LearningRateScheduler,
+        ModelCheckpoint,
+        ReduceLROnPlateau,
+        TensorBoard,
+        TerminateOnNaN,
     )
-    from .training.early_stopping import EarlyStopping as EarlyStopping
-    from .training.fit import fit as fit
-    from .training.history import History as History
-    from .training.settings import FitSettings as FitSettings, TrainSettings as TrainSettings
-    from .training.trained_model import TrainedModel as TrainedModel
-    from .workflow import train as train, TrainResult as TrainResult
+    from .training.early_stopping import EarlyStopping
+    from .training.fit import fit
+    from .training.history import History
+    from .training.settings import FitSettings, TrainSettings
+    from .training.trained_model import TrainedModel
+    from .workflow import TrainResult, train
 
 
 def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> "ModelSummary":

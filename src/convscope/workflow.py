@@ -23,7 +23,7 @@ from .data import describe, load
 from .data.catalog import named as named_dataset
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .evaluation.evaluate import EvaluationResult
 from .i18n import _
 from .models.build import build, resolve_spec
@@ -165,13 +165,9 @@ def train(
     history = trained.history
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
-        raise UserError(
-            "interrupted before the first epoch completed: there is nothing to save, so no run was written."
-        )
-    if history.resumed_from_epoch is not None:
-        say(f"resumed after epoch {history.resumed_from_epoch}")
-    for cause in (history.resume or {}).get("because", []):
-        say(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause))
+        if history.interrupted:
+            raise Interrupted(_("nothing to save, so no run was written."))
+        raise UserError(_("no epoch completed: there is nothing to save, so no run was written."))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
         say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 
 
-
 def add_parser(sub) -> None:
     p = sub.add_parser(
         "compare",

@@ -15,11 +15,13 @@ import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-
 from ..checks import printable
 from ..errors import UserError
+
 if TYPE_CHECKING:
     import numpy as np
+
+    from ..evaluation import inspection
 
 from .options import add_framing_options, non_negative_int, positive_int, seed
 
@@ -89,6 +91,7 @@ def _selection(args: argparse.Namespace) -> tuple[str, int]:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from ..data.framing import model_input, parse_framing, parse_invert
     from ..evaluation import inspection, terminal
     from ..export.contract import run_contract

@@ -16,6 +16,7 @@ from collections.abc import Callable
 
 from ..checks import MAX_SEED
 from ..models.presets import PRESETS
+from . import suggest
 
 
 def presets() -> str:
@@ -51,11 +52,23 @@ def default_text(action: argparse.Action) -> str | None:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too."""
+    """An ArgumentParser whose help shows defaults, that takes no abbreviated flags and suggests the
+    closest command, flag or choice for a mistyped one (`suggest.py`); sub-parsers of a Parser are Parsers too."""
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", ShowDefaults)
+        kwargs.setdefault("allow_abbrev", False)
         super().__init__(*args, **kwargs)
+
+    def parse_args(self, args=None, namespace=None):  # type: ignore[override]
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the sub-command that was given them, with its usage
+            target = suggest.chosen_subparser(self, parsed)
+            target.error(suggest.unrecognized(extras, target))
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        suggest.check_choice(action, value)
 
 
 _SHOWN = 40  # characters of a bad value quoted back: a flag can hold a pasted file

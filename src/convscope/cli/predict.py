@@ -6,7 +6,6 @@ import argparse
 import json
 import sys
 
-
 from ..checks import printable
 from .options import add_framing_options, add_threads_option, positive_int
 
@@ -26,6 +25,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     import numpy as np
+
     from ..data.framing import model_input, parse_framing, parse_invert
     from ..export.contract import run_contract
     from ..runs import load_run

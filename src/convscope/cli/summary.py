@@ -26,9 +26,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..models.summary import plan
-
     from ..interop.keras_config import is_keras_file, read_keras_model  # h5py only when a Keras file is read
+    from ..models.summary import plan
 
     if is_keras_file(args.model):  # its own input shape and classes; no weights are read
         keras = read_keras_model(args.model)

@@ -5,13 +5,13 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from .builtin import BUILTIN_NAMES as BUILTIN_NAMES
-    from .dataset import Dataset as Dataset
-    from .describe import describe as describe, imbalance_warning as imbalance_warning
-    from .images import read_image as read_image
-    from .load import load as load
-    from .named import DatasetInfo as DatasetInfo, datasets as datasets
-    from .scaling import MinMaxScaler as MinMaxScaler
+    from .builtin import BUILTIN_NAMES
+    from .dataset import Dataset
+    from .describe import describe, imbalance_warning
+    from .images import read_image
+    from .load import load
+    from .named import DatasetInfo, datasets
+    from .scaling import MinMaxScaler
 
 attach(
     __name__,

@@ -11,18 +11,18 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from .images import array_png as array_png, figure_png as figure_png, png_data_uri as png_data_uri, strip as strip
+    from .images import array_png, figure_png, png_data_uri, strip
     from .jinja import (
-        fragment as fragment,
-        image_tag as image_tag,
-        number as number,
-        page as page,
-        picture as picture,
-        render as render,
-        shape as shape,
+        fragment,
+        image_tag,
+        number,
+        page,
+        picture,
+        render,
+        shape,
     )
-    from .notebook import in_notebook as in_notebook
-    from .rich import Picture as Picture
+    from .notebook import in_notebook
+    from .rich import Picture
 
 attach(
     __name__,

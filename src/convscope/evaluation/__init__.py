@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from .evaluate import EvaluationResult as EvaluationResult, evaluate as evaluate
-    from .metrics import confusion_matrix as confusion_matrix, most_confused as most_confused, per_class as per_class
+    from .evaluate import EvaluationResult, evaluate
+    from .metrics import confusion_matrix, most_confused, per_class
 
 attach(
     __name__,

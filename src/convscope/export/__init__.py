@@ -8,8 +8,8 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from .contract import FORMATS as FORMATS, contract as contract, run_contract as run_contract
-    from .writers import export as export, onnx_probabilities as onnx_probabilities
+    from .contract import FORMATS, contract, run_contract
+    from .writers import export, onnx_probabilities
 
 attach(
     __name__,

@@ -5,11 +5,11 @@ from typing import TYPE_CHECKING
 from .._lazy import attach
 
 if TYPE_CHECKING:
-    from .build import build as build, resolve_spec as resolve_spec
-    from .network import LayerInfo as LayerInfo, Network as Network
-    from .presets import PRESETS as PRESETS
-    from .spec import LayerSpec as LayerSpec, ModelSpec as ModelSpec, parse_spec as parse_spec
-    from .summary import ModelSummary as ModelSummary, summary as summary
+    from .build import build, resolve_spec
+    from .network import LayerInfo, Network
+    from .presets import PRESETS
+    from .spec import LayerSpec, ModelSpec, parse_spec
+    from .summary import ModelSummary, summary
 
 attach(
     __name__,

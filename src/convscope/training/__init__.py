@@ -6,20 +6,20 @@ from .._lazy import attach
 
 if TYPE_CHECKING:
     from .callbacks import (
-        Callback as Callback,
-        CSVLogger as CSVLogger,
-        LearningRateScheduler as LearningRateScheduler,
-        ModelCheckpoint as ModelCheckpoint,
-        ReduceLROnPlateau as ReduceLROnPlateau,
-        TensorBoard as TensorBoard,
-        TerminateOnNaN as TerminateOnNaN,
+        Callback,
+        CSVLogger,
+        LearningRateScheduler,
+        ModelCheckpoint,
+        ReduceLROnPlateau,
+        TensorBoard,
+        TerminateOnNaN,
     )
-    from .device import pick_device as pick_device
-    from .early_stopping import EarlyStopping as EarlyStopping
-    from .fit import PRECISIONS as PRECISIONS, Tensors as Tensors, evaluate_tensors as evaluate_tensors, fit as fit
-    from .history import History as History
-    from .settings import FitSettings as FitSettings, TrainSettings as TrainSettings
-    from .trained_model import TrainedModel as TrainedModel
+    from .device import pick_device
+    from .early_stopping import EarlyStopping
+    from .fit import PRECISIONS, Tensors, evaluate_tensors, fit
+    from .history import History
+    from .settings import FitSettings, TrainSettings
+    from .trained_model import TrainedModel
 
 attach(
     __name__,
