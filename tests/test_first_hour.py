@@ -4,6 +4,8 @@ output, Ctrl-C, readable objects in a plain REPL, and the progress bar's wording
 from __future__ import annotations
 
 import os
+import pty
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -20,7 +22,13 @@ def python(code: str) -> subprocess.CompletedProcess:
 
 def convscope(*args: str, cwd: Path | None = None, **kwargs) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "convscope", *args], capture_output=True, text=True, env=ENV, cwd=cwd, timeout=300, **kwargs
+        [sys.executable, "-m", "convscope", *args],
+        capture_output=True,
+        text=True,
+        env=ENV,
+        cwd=cwd,
+        timeout=300,
+        **kwargs,
     )
 
 
@@ -71,3 +79,199 @@ def test_functions_named_like_their_modules_stay_functions(first):
     )
     done = python(probe)
     assert done.stdout.split() == ["['function',"] + ["'function',"] * 9 + ["'function']"], done.stderr
+
+
+# --- a closed stdout -------------------------------------------------------------------------------------
+
+
+def test_train_piped_into_head_writes_its_run_and_says_so(tmp_path):
+    """`convscope train … | head -3`: head leaves after three lines; training goes on and writes the run."""
+    out = tmp_path / "run"
+    train = subprocess.Popen(
+        [sys.executable, "-m", "convscope", "train", "--data", "digits", "--model", "mlp", "--epochs", "2"]
+        + ["--no-report", "--out", str(out)],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    assert train.stdout is not None and train.stderr is not None
+    head = [train.stdout.readline() for _ in range(3)]
+    train.stdout.close()  # the reader goes away, as head does
+    err = train.stderr.read().decode()
+    assert train.wait(timeout=300) == 0, err
+    assert head[0].startswith(b"source:")
+    assert sorted(p.name for p in out.iterdir()) == [
+        "architecture.json",
+        "config.json",
+        "history.csv",
+        "metrics.json",
+        "model.safetensors",
+        "test_images.npy",
+        "test_set.npz",
+    ]
+    assert err.strip() == (
+        f"convscope train: the reader of the output went away; training went on quietly and wrote the run to {out}"
+    )
+
+
+def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(tmp_path):
+    """`convscope datasets`'s table (larger than a pipe's buffer when repeated) into a reader that is gone."""
+    read, write = os.pipe()
+    os.close(read)  # nobody will ever read: the first write finds the pipe closed
+    done = subprocess.run(
+        [sys.executable, "-m", "convscope", "summary", "--json", "cnn"],
+        stdout=write,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=ENV,
+        timeout=300,
+    )
+    os.close(write)
+    assert done.returncode == 0
+    assert done.stderr.strip() == (
+        "convscope summary: the reader of the output went away; the command finished without printing the rest."
+    )
+
+
+# --- mistyped commands and flags ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("args", "usage", "hint"),
+    [
+        (["trian"], "usage: convscope [-h]", "(did you mean train?)"),
+        (["train", "--epohcs", "2"], "usage: convscope train [-h]", "arguments: --epohcs 2 (did you mean --epochs?)"),
+        (
+            ["train", "--epoch", "2"],
+            "usage: convscope train [-h]",
+            "unrecognized arguments: --epoch 2 (did you mean --epochs?)",
+        ),
+        (["inspect", "runs/x", "--mistake"], "usage: convscope inspect [-h]", "(did you mean --mistakes?)"),
+        (["train", "--monitor", "val_los"], "usage: convscope train [-h]", "(did you mean val_loss?)"),
+        (["train", "--nonsense"], "usage: convscope train [-h]", "unrecognized arguments: --nonsense\n"),
+    ],
+)
+def test_mistyped_input_gets_the_commands_usage_and_a_suggestion(args, usage, hint):
+    done = convscope(*args)
+    assert done.returncode == 2
+    assert done.stderr.startswith(usage)
+    assert hint in done.stderr + "\n"
+    assert "Traceback" not in done.stderr
+
+
+def test_no_parser_takes_abbreviations():
+    from convscope.cli import parser
+
+    root = parser()
+    commands = next(a for a in root._actions if a.dest == "command").choices
+    assert root.allow_abbrev is False
+    assert all(sub.allow_abbrev is False for sub in commands.values())
+
+
+# --- Ctrl-C ----------------------------------------------------------------------------------------------
+
+CTRL_C_AT = """
+import sys
+from convscope.cli import main
+from convscope.training import loop
+
+calls = []
+real = loop.EpochLoop.train_epoch
+
+
+def train_epoch(self, hooks):
+    calls.append(1)
+    if len(calls) == {at}:
+        raise KeyboardInterrupt  # what Ctrl-C raises in the middle of that epoch
+    return real(self, hooks)
+
+
+loop.EpochLoop.train_epoch = train_epoch
+sys.exit(main(["train", "--data", "digits", "--model", "mlp", "--epochs", "5", "--patience", "5", "--no-report",
+               "--out", {out!r}]))
+"""
+
+
+def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(tmp_path):
+    done = python(CTRL_C_AT.format(at=1, out=str(tmp_path / "run")))
+    assert done.returncode == 130, done.stderr
+    assert "Interrupted before the first epoch ended: there are no trained weights to keep." in done.stdout
+    assert "best weights" not in done.stdout and "stopping cleanly" not in done.stdout
+    assert done.stderr.strip() == "convscope train: nothing to save, so no run was written."
+    assert not (tmp_path / "run").exists()
+
+
+def test_ctrl_c_in_a_later_epoch_names_the_weights_kept_and_writes_the_run(tmp_path):
+    done = python(CTRL_C_AT.format(at=4, out=str(tmp_path / "run")))
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("Interrupted")]
+    assert len(lines) == 1
+    assert lines[0].startswith("Interrupted in epoch 4: training stops with the weights of epoch ")
+    assert lines[0].endswith(", the best so far.")
+    assert (tmp_path / "run" / "model.safetensors").is_file()
+
+
+def test_ctrl_c_while_loading_is_one_sentence(tmp_path):
+    probe = (
+        "import sys\nfrom convscope.cli import main\nimport convscope.workflow as w\n"
+        "def load(*a, **k):\n    raise KeyboardInterrupt\nw.load = load\n"
+        f"sys.exit(main(['train', '--data', 'digits', '--out', {str(tmp_path / 'run')!r}]))"
+    )
+    done = python(probe)
+    assert done.returncode == 130
+    assert done.stderr == "convscope train: interrupted.\n"
+
+
+# --- the progress bar ------------------------------------------------------------------------------------
+
+EPOCH_END = re.compile(r"^ *(\d+)/\1 \[=+\] \d+\.\ds \d+(s|ms|us)/step - loss: \d\.\d{4} - accuracy: ")
+
+
+def test_a_terminal_sees_eta_during_an_epoch_and_time_per_step_at_its_end(tmp_path):
+    """On a terminal (a pty here) the live bar shows Keras' `ETA: 3s`; every epoch closes with `ms/step`."""
+    main, side = pty.openpty()
+    train = subprocess.Popen(
+        [sys.executable, "-m", "convscope", "train", "--data", "digits", "--model", "mlp", "--epochs", "2"]
+        + ["--batch-size", "8", "--no-report", "--out", str(tmp_path / "run")],
+        stdout=side,
+        stderr=subprocess.PIPE,
+        env=ENV,
+    )
+    os.close(side)
+    seen = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # EIO: the child closed its end
+            break
+        if not chunk:
+            break
+        seen += chunk
+    os.close(main)
+    assert train.wait(timeout=300) == 0
+    text = seen.decode()
+    live = [part for part in text.replace("\r\n", "\n").split("\r") if "ETA: " in part]
+    assert live, text
+    assert all(re.search(r"\] - ETA: (\d+s|\d+:\d\d) - loss: \d\.\d{4} - accuracy: \d\.\d{4}", part) for part in live)
+    closing = [line for line in re.split(r"[\r\n]+", text) if EPOCH_END.match(line)]
+    assert len(closing) == 2, text
+
+
+def test_piped_output_closes_each_epoch_with_time_per_step(tmp_path):
+    done = convscope(
+        "train", "--data", "digits", "--model", "mlp", "--epochs", "2", "--no-report", "--out", str(tmp_path / "r")
+    )
+    assert done.returncode == 0, done.stderr
+    assert "ETA" not in done.stdout and "\r" not in done.stdout
+    assert len([line for line in done.stdout.splitlines() if EPOCH_END.match(line)]) == 2
+
+
+@pytest.mark.parametrize(
+    ("seconds", "eta", "pace"),
+    [(0.4, "0s", "400ms/step"), (7.4, "7s", "7s/step"), (65, "1:05", "65s/step"), (3725, "1:02:05", "3725s/step")],
+)
+def test_eta_and_step_time_are_written_as_keras_writes_them(seconds, eta, pace):
+    from convscope.training.progress import eta_text, step_time_text
+
+    assert eta_text(seconds) == eta and step_time_text(seconds) == pace
+    assert step_time_text(0.00048) == "480us/step"

@@ -24,7 +24,7 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
     """ " (did you mean X?)" for the closest candidate, or nothing."""
     match = closest(word, candidates)
-    return _(" (did you mean {choice}?)").format(choice=match) if match else ""
+    return " " + _("(did you mean {choice}?)").format(choice=match) if match else ""
 
 
 def option_strings(parser: argparse.ArgumentParser) -> list[str]:
@@ -33,12 +33,16 @@ def option_strings(parser: argparse.ArgumentParser) -> list[str]:
 
 def unrecognized(extras: list[str], parser: argparse.ArgumentParser) -> str:
     """argparse's "unrecognized arguments" message, with a suggestion for each unknown flag."""
-    known = option_strings(parser)
-    hints = [
-        did_you_mean(word.split("=", 1)[0], known).strip() for word in extras if word.startswith("-") and len(word) > 1
-    ]
+    # Compared without their dashes, which every flag shares and which would make any two look alike.
+    known = {option.lstrip("-"): option for option in option_strings(parser)}
+    hints = []
+    for word in extras:
+        if word.startswith("-") and len(word) > 1:
+            match = closest(word.split("=", 1)[0].lstrip("-"), known)
+            if match is not None:
+                hints.append(_("(did you mean {choice}?)").format(choice=known[match]))
     text = _("unrecognized arguments: {arguments}").format(arguments=" ".join(extras))
-    return " ".join([text, *[hint for hint in hints if hint]])
+    return " ".join([text, *hints])
 
 
 def chosen_subparser(parser: argparse.ArgumentParser, args: argparse.Namespace) -> argparse.ArgumentParser:
