@@ -275,3 +275,39 @@ def test_eta_and_step_time_are_written_as_keras_writes_them(seconds, eta, pace):
 
     assert eta_text(seconds) == eta and step_time_text(seconds) == pace
     assert step_time_text(0.00048) == "480us/step"
+
+
+BATCHNORM_SPEC = """name: bn
+layers:
+  - Conv2D: {filters: 8, kernel_size: 3, padding: same, activation: relu}
+  - BatchNormalization: {}
+  - Flatten: {}
+  - Dense: {units: num_classes, activation: softmax}
+"""
+
+
+def test_young_batchnorm_statistics_are_explained_while_training(tmp_path):
+    """Large batches: 9 steps per epoch leave 0.99^18 = 83% of BatchNorm's initial statistics after epoch 2, so
+    validation trails training by far; the line comes right after that epoch, once, before training ends."""
+    spec = tmp_path / "bn.yaml"
+    spec.write_text(BATCHNORM_SPEC)
+    done = convscope(
+        "train", "--data", "digits", "--model", str(spec), "--epochs", "3", "--batch-size", "128", "--lr", "0.01",
+        "--no-report", "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    notes = [i for i, line in enumerate(lines) if line.startswith("note: validation accuracy lags")]
+    assert len(notes) == 1, done.stdout
+    assert notes[0] < lines.index("Epoch 3/3")
+    assert "BatchNormalization's moving statistics are young (83% of their initial values left after 18 steps" in (
+        lines[notes[0]]
+    )
+
+
+def test_a_model_without_batchnorm_gets_no_such_line(tmp_path):
+    done = convscope(
+        "train", "--data", "digits", "--model", "mlp", "--epochs", "2", "--batch-size", "128", "--no-report",
+        "--out", str(tmp_path / "run"),
+    )  # fmt: skip
+    assert done.returncode == 0 and "note: validation accuracy lags" not in done.stdout

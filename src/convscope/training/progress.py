@@ -13,6 +13,7 @@ from typing import TextIO
 from ..display.notebook import in_notebook
 from ..i18n import _
 from .callbacks import Callback
+from .diagnostics import batchnorm_lag_line, batchnorm_momentum
 from .early_stopping import MonitorRule
 
 
@@ -37,6 +38,7 @@ class ProgressBar(Callback):
         self.estimate = estimate
         self.live = self.log.isatty()  # the per-step bar costs a device sync per step: only where someone watches
         self._last_draw = 0.0
+        self._lag_explained = False
 
     @property
     def wants_batches(self) -> bool:
@@ -81,6 +83,20 @@ class ProgressBar(Callback):
             f"{prefix}{self._bar(self.steps)} {seconds:.1f}s {pace} - " + " - ".join(parts) + note + erase + "\n"
         )
         self.log.flush()
+        self._explain_lag(epoch, logs)
+
+    def _explain_lag(self, epoch: int, logs: dict) -> None:
+        """Once per run, the line that says why validation accuracy trails in the first epochs of a model
+        with BatchNormalization: a newcomer otherwise stops a healthy run that looks broken."""
+        if self._lag_explained or "val_accuracy" not in logs or "accuracy" not in logs or self.model is None:
+            return
+        line = batchnorm_lag_line(
+            epoch + 1, logs["accuracy"], logs["val_accuracy"], batchnorm_momentum(self.model), self.steps
+        )
+        if line is not None:
+            self._lag_explained = True
+            self.log.write(line + "\n")
+            self.log.flush()
 
     def on_train_end(self, logs=None) -> None:
         """The best epoch as fit's early-stopping rule decided it, and the epoch whose weights the model keeps."""
