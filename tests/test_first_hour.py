@@ -300,8 +300,9 @@ def test_young_batchnorm_statistics_are_explained_while_training(tmp_path):
     notes = [i for i, line in enumerate(lines) if line.startswith("note: validation accuracy lags")]
     assert len(notes) == 1, done.stdout
     assert notes[0] < lines.index("Epoch 3/3")
-    assert "BatchNormalization's moving statistics are young (83% of their initial values left after 18 steps" in (
-        lines[notes[0]]
+    assert (
+        "BatchNormalization's moving statistics are young (83% of their initial values left after 18 steps"
+        in (lines[notes[0]])
     )
 
 
@@ -314,3 +315,43 @@ def test_a_model_without_batchnorm_gets_no_such_line(tmp_path):
     )  # fmt: skip
     assert done.returncode == 0, done.stderr
     assert "Epoch 3/3" in done.stdout and "note: validation accuracy lags" not in done.stdout
+
+
+# --- a plain Python REPL ---------------------------------------------------------------------------------
+
+
+def test_a_plain_repl_shows_each_object_in_one_short_line(tmp_path):
+    """What `python` echoes for the README's objects: one line each, with the facts, never the arrays."""
+    session = f"""
+import convscope as cs
+data = cs.load("digits")
+data
+print(data)
+done = cs.train("digits", "mlp", epochs=1, out={str(tmp_path / "run")!r}, verbose=False, report=False)
+done
+run = cs.load_run({str(tmp_path / "run")!r})
+run
+run.history
+result = cs.evaluate(run, cs.load_test_set({str(tmp_path / "run")!r})[0])
+result
+cs.summary("cnn", print_fn=None)
+"""
+    repl = subprocess.run(
+        [sys.executable, "-q", "-i"], input=session, capture_output=True, text=True, env=ENV, timeout=300
+    )
+    lines = repl.stdout.splitlines()
+    assert len(lines) == 7, repl.stdout + repl.stderr
+    assert all(len(line) < 250 for line in lines)
+    data_line = "<Dataset digits: 1,797 images 8x8x1 uint8 in [0, 16], 10 classes (0, 1, 2, 3, 4, ... 9)>"
+    assert lines[0] == lines[1] == data_line
+    assert re.fullmatch(
+        rf"<TrainResult {tmp_path / 'run'}: test accuracy 0\.\d{{4}}; the model is \.trained, the test \.evaluation>",
+        lines[2],
+    )
+    assert lines[3].startswith("<TrainedModel mlp on 8x8x1 images, 10 classes (0, 1, 2, 3, 4, ... 9), 1 epoch, ")
+    assert lines[3].endswith(f"(epoch 1), in {tmp_path / 'run'}>")
+    assert lines[4] == "<History: 1 epoch, best epoch 1>"
+    assert re.fullmatch(
+        r"<DrawableResult: accuracy 0\.\d{4}, loss \d+\.\d{4} on 359 images, 10 classes, \d+ mistakes>", lines[5]
+    )
+    assert lines[6] == "<ModelSummary cnn: 12 layers, 44,010 params, input 28x28x1, 22,206,016 FLOPs per image>"

@@ -48,6 +48,10 @@ class TrainResult:
     evaluation: EvaluationResult | None  # None on distributed ranks other than 0, which write nothing
     path: Path | None
 
+    def __repr__(self) -> str:
+        accuracy = f"test accuracy {self.evaluation.accuracy:.4f}" if self.evaluation is not None else "no evaluation"
+        return f"<TrainResult {self.path or 'not saved'}: {accuracy}; the model is .trained, the test .evaluation>"
+
 
 # Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
 _ALIASES = {"verbose": ("quiet", True), "report": ("no_report", True), "streaming": ("stream", False)}

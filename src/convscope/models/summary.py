@@ -58,6 +58,14 @@ class ModelSummary:
             "flops_per_image": self.flops,
         }
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL; `print(summary)` gives Keras' table with the formulas."""
+        shape = "x".join(str(s) for s in self.input_shape)
+        return (
+            f"<ModelSummary {self.name}: {len(self.layers)} layers, {self.total_params:,} params, input {shape}, "
+            f"{self.flops:,} FLOPs per image>"
+        )
+
     def _repr_html_(self) -> str:
         """Jupyter: the report's Model section, formulas included."""
         from .html import summary_html
