@@ -355,3 +355,38 @@ cs.summary("cnn", print_fn=None)
         r"<DrawableResult: accuracy 0\.\d{4}, loss \d+\.\d{4} on 359 images, 10 classes, \d+ mistakes>", lines[5]
     )
     assert lines[6] == "<ModelSummary cnn: 12 layers, 44,010 params, input 28x28x1, 22,206,016 FLOPs per image>"
+
+
+# --- import --scale on a model that scales itself -----------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def rescaling_model(tmp_path_factory) -> Path:
+    """A Keras file that starts with a Rescaling layer: convscope's own export of a small run."""
+    import convscope as cs
+
+    folder = tmp_path_factory.mktemp("rescaling")
+    cs.train("digits", "mlp", epochs=1, out=folder / "run", verbose=False, report=False)
+    done = convscope("export", str(folder / "run"), "--format", "keras", "--out", str(folder / "model.keras"))
+    assert done.returncode == 0, done.stderr
+    return folder / "model.keras"
+
+
+def test_import_refuses_to_scale_a_rescaling_model_twice(rescaling_model, tmp_path):
+    done = convscope("import", str(rescaling_model), "--out", str(tmp_path / "twice"), "--scale", "0,16")
+    assert done.returncode == 2
+    assert done.stderr.startswith(f"convscope import: error: {rescaling_model}: the model starts with a Rescaling layer (")
+    assert "so --scale 0,16 would scale its inputs twice; leave --scale out" in done.stderr
+    assert "--double-scale" in done.stderr and len(done.stderr.splitlines()) == 1
+    assert not (tmp_path / "twice").exists()
+
+
+@pytest.mark.parametrize(
+    ("flags", "scaling"),
+    [([], "scaling: (x - 0) / (1 - 0)"), (["--scale", "none"], "scaling: (x - 0) / (1 - 0)"),
+     (["--scale", "0,16", "--double-scale"], "scaling: (x - 0) / (16 - 0)")],
+)  # fmt: skip
+def test_import_of_a_rescaling_model_without_scale_or_with_double_scale(rescaling_model, tmp_path, flags, scaling):
+    done = convscope("import", str(rescaling_model), "--out", str(tmp_path / "run"), *flags)
+    assert done.returncode == 0, done.stderr
+    assert scaling in done.stdout
