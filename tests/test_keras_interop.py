@@ -178,6 +178,7 @@ def test_import_with_data_is_a_run_whose_metrics_are_keras_evaluate(keras_dir, e
         str(tmp_path / "data.npz"),
         "--scale",
         "0,255",
+        "--double-scale",  # the fixture was trained on pixels / 255, then its Rescaling layer maps them to -1..1
         "--class-names",
         "abc",
     )

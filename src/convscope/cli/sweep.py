@@ -58,6 +58,7 @@ def add_parser(sub) -> None:
     p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
     p.add_argument("--no-prune", action="store_true", help="train every trial to the end (no median pruning)")
+    p.add_argument("--verbose", action="store_true", help="show Optuna's own log lines besides one line per trial")
     p.add_argument(
         "--grid",
         action="append",
@@ -106,8 +107,10 @@ def run(args: argparse.Namespace) -> int:
         study_name=args.study_name,
         prune=not args.no_prune,
         timeout=args.timeout,
+        log=sys.stdout,
+        verbose=args.verbose,
     )
-    print(result.table())
+    print("\n" + result.table())
     if result.best_spec is not None:
         print(
             f"\nbest: {result.best_run}\nspec written to {result.best_spec} (retrain: see {result.path / 'best.json'})"

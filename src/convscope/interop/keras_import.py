@@ -36,10 +36,10 @@ from ..checks import cut, quote
 from ..data import load
 from ..data.dataset import Dataset
 from ..data.raw import parse_class_names
-from ..i18n import _
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from ..evaluation.evaluate import EvaluationResult, evaluate
+from ..i18n import _
 from ..models.network import Network
 from ..models.spec import INPUT
 from ..training.trained_model import TrainedModel

@@ -15,8 +15,7 @@ from ..data.dataset import names_preview
 from ..data.framing import InputContract
 from ..data.scaling import MinMaxScaler
 from .allocator import keep_freed_memory
-from .history import epochs_text
-from .history import History
+from .history import History, epochs_text
 
 
 def predict_batch(device: torch.device) -> int:
