@@ -2,7 +2,7 @@
 
 convscope inspect runs/x                        # 5 random test images
 convscope inspect runs/x --mistakes 9 --class 7 # misclassified 7s
-convscope inspect runs/x --top-losses 5         # most confidently wrong first
+convscope inspect runs/x --top-losses 5         # highest loss first
 convscope inspect runs/x --index 42 --feature-maps --save out/
 convscope inspect runs/x --image my_digit.png   # an image file: prediction, feature maps, Grad-CAM
 """
@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 from ..checks import printable
 from ..errors import UserError
+from ..i18n import _
 
 if TYPE_CHECKING:
     import numpy as np
@@ -59,7 +60,7 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help="the N misclassified images with the highest loss, most confidently wrong first",
+        help="the N misclassified images with the highest loss, highest loss first (the lowest probability on the true class)",
     )
     which.add_argument("--index", type=non_negative_int, metavar="I", help="test image I (reproducible)")
     which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
@@ -179,9 +180,18 @@ def _feature_maps(
             tiles = inspection.mosaic(fmap.values[:shown], columns=per_row)
             print("\n".join(terminal.halfblocks(_colored(tiles, color), color, max_width=width - 1)), file=out)
     if cam is not None:
+        # The caption names what the picture below shows: colours, grey levels, or no picture at all.
+        if draw and color:
+            key = _("red and yellow are where the evidence lies")
+        elif draw:
+            key = _("the brighter, the more evidence")
+        else:
+            key = _("--save draws it")
         print(
-            f"\nGrad-CAM on {cam.layer} for predicted class '{cam.class_name}' (p={cam.probability:.3f}):"
-            " red/yellow is where the evidence lies",
+            "\n"
+            + _("Grad-CAM on {layer} for predicted class '{name}' (p={probability:.3f}): {key}").format(
+                layer=cam.layer, name=cam.class_name, probability=cam.probability, key=key
+            ),
             file=out,
         )
         if draw:

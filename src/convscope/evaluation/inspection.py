@@ -133,7 +133,7 @@ def select(
       None a fresh draw each call);
     - `correct`: n correctly classified images, drawn the same way;
     - `mistakes`: n misclassified images, drawn the same way;
-    - `top-losses`: the n misclassified images with the highest loss, most confidently wrong first;
+    - `top-losses`: the n misclassified images with the highest loss (the lowest probability on the true class) first;
     - `index`: the one image `index`.
     `class_name` keeps only images whose true class is that class.
     """
@@ -162,7 +162,7 @@ def select(
     elif kind == "mistakes":
         title = f"misclassified test images{where}"
     elif kind == "top-losses":
-        title = f"top losses{where}: most confidently wrong first"
+        title = f"top losses{where}: highest loss first"
     else:
         raise UserError(f"unknown selection {kind!r}; use random, correct, mistakes, top-losses or index.")
     if kind == "top-losses":

@@ -110,9 +110,9 @@ class ModelSummary:
                 out.append(f"    size: {l.formula}")
         out += [
             line.replace("-", "="),
-            f"Total params: {self.total_params:,} ({self.total_params * 4 / 1024:.2f} KB)",
-            f"Trainable params: {self.trainable_params:,}",
-            f"Non-trainable params: {self.non_trainable_params:,}",
+            f"Total params: {self.total_params:,} ({memory_size(self.total_params * 4)})",
+            f"Trainable params: {self.trainable_params:,} ({memory_size(self.trainable_params * 4)})",
+            f"Non-trainable params: {self.non_trainable_params:,} ({memory_size(self.non_trainable_params * 4)})",
             f"FLOPs per image (forward, multiply-add = 2): {self.flops:,} ({_flops(self.flops)})",
         ]
         return "\n".join(out)
@@ -199,3 +199,12 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
         for handle in hooks:
             handle.remove()
     return records
+
+
+def memory_size(size: float) -> str:
+    """Bytes as Keras' summary writes them, in steps of 1024 with two decimals: 1.04 MB, 4.00 KB, 0.00 B."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"

@@ -169,7 +169,7 @@ def inside_section(view: RunView) -> Section:
         return "sections/inside.html", {**context, "flat": True}
     for kind, label in (
         ("correct", "a correctly classified image"),
-        ("top-losses", "the most confidently wrong image"),
+        ("top-losses", "the misclassified image with the highest loss"),
     ):
         chosen = inspection.select(e, kind, 1, seed=0).samples
         if not chosen:
