@@ -197,7 +197,9 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(tmp_path):
     assert done.returncode == 130, done.stderr
     assert "Interrupted before the first epoch ended: there are no trained weights to keep." in done.stdout
     assert "best weights" not in done.stdout and "stopping cleanly" not in done.stdout
-    assert done.stderr.strip() == "convscope train: nothing to save, so no run was written."
+    assert done.stderr.strip() == (
+        "convscope train: interrupted before the first epoch completed: nothing to save, so no run was written."
+    )
     assert not (tmp_path / "run").exists()
 
 
@@ -375,7 +377,9 @@ def rescaling_model(tmp_path_factory) -> Path:
 def test_import_refuses_to_scale_a_rescaling_model_twice(rescaling_model, tmp_path):
     done = convscope("import", str(rescaling_model), "--out", str(tmp_path / "twice"), "--scale", "0,16")
     assert done.returncode == 2
-    assert done.stderr.startswith(f"convscope import: error: {rescaling_model}: the model starts with a Rescaling layer (")
+    assert done.stderr.startswith(
+        f"convscope import: error: {rescaling_model}: the model starts with a Rescaling layer ("
+    )
     assert "so --scale 0,16 would scale its inputs twice; leave --scale out" in done.stderr
     assert "--double-scale" in done.stderr and len(done.stderr.splitlines()) == 1
     assert not (tmp_path / "twice").exists()
@@ -390,3 +394,80 @@ def test_import_of_a_rescaling_model_without_scale_or_with_double_scale(rescalin
     done = convscope("import", str(rescaling_model), "--out", str(tmp_path / "run"), *flags)
     assert done.returncode == 0, done.stderr
     assert scaling in done.stdout
+
+
+# --- smaller mismatches ----------------------------------------------------------------------------------
+
+
+def test_summary_sizes_read_as_keras_writes_them():
+    done = convscope("summary", "mlp")
+    assert "Total params: 271,370 (1.04 MB)\n" in done.stdout
+    assert "Trainable params: 270,346 (1.03 MB)\n" in done.stdout
+    assert "Non-trainable params: 1,024 (4.00 KB)\n" in done.stdout
+
+
+def test_memory_sizes_step_by_1024():
+    from convscope.models.summary import memory_size
+
+    assert [memory_size(n) for n in (0, 1023, 1024, 1_085_480, 3 * 2**30)] == [
+        "0.00 B", "1023.00 B", "1.00 KB", "1.04 MB", "3.00 GB",
+    ]  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def small_cnn_run(tmp_path_factory) -> Path:
+    import convscope as cs
+
+    out = tmp_path_factory.mktemp("cnn") / "run"
+    spec = {"name": "tiny-cnn", "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"Flatten": {}}, {"Dense": {"units": "num_classes", "activation": "softmax"}}]}  # fmt: skip
+    cs.train("digits", spec, epochs=1, out=out, verbose=False, report=False)
+    return out
+
+
+def test_exported_keras_and_onnx_files_follow_the_umask(small_cnn_run, tmp_path):
+    modes = {}
+    for fmt, name in (("keras", "model.keras"), ("torchscript", "model.pt")):
+        done = subprocess.run(
+            [sys.executable, "-m", "convscope", "export", str(small_cnn_run), "--format", fmt]
+            + ["--out", str(tmp_path / name)],
+            capture_output=True, text=True, env=ENV, timeout=300, umask=0o027,
+        )  # fmt: skip
+        assert done.returncode == 0, done.stderr
+        modes[name] = (tmp_path / name).stat().st_mode & 0o777
+    assert modes == {"model.keras": 0o640, "model.pt": 0o640}
+
+
+def test_save_run_from_python_speaks_of_python_not_flags(small_cnn_run):
+    import convscope as cs
+    from convscope.errors import UserError
+
+    trained = cs.load_run(small_cnn_run)
+    with pytest.raises(UserError) as refused:
+        cs.save_run(trained, small_cnn_run)
+    assert "--out" not in str(refused.value)
+    assert str(refused.value) == (
+        f"run directory {small_cnn_run} already exists, and a run is never overwritten; save it under a new name."
+    )
+
+
+@pytest.mark.parametrize(
+    ("color", "caption"),
+    [("always", "red and yellow are where the evidence lies"), ("never", "the brighter, the more evidence")],
+)
+def test_the_grad_cam_caption_describes_what_is_drawn(small_cnn_run, color, caption):
+    done = convscope("inspect", str(small_cnn_run), "--index", "0", "--feature-maps", "--color", color)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if line.startswith("Grad-CAM on ")]
+    assert len(lines) == 1 and lines[0].endswith(caption), lines
+    assert ("red and yellow" in lines[0]) == (color == "always")
+
+
+def test_top_losses_help_says_how_they_are_ordered():
+    text = " ".join(convscope("inspect", "--help").stdout.split())
+    assert (
+        "the N misclassified images with the highest loss, highest first (the lowest probability on the true class)"
+        in text
+    )
+    assert "confidently" not in text

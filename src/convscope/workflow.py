@@ -170,7 +170,9 @@ def train(
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
         if history.interrupted:
-            raise Interrupted(_("nothing to save, so no run was written."))
+            raise Interrupted(
+                _("interrupted before the first epoch completed: nothing to save, so no run was written.")
+            )
         raise UserError(_("no epoch completed: there is nothing to save, so no run was written."))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
         say(f"restored the weights of epoch {history.weights_epoch} (best {s.monitor})")

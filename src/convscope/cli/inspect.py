@@ -60,7 +60,7 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help="the N misclassified images with the highest loss, highest loss first (the lowest probability on the true class)",
+        help="the N misclassified images with the highest loss, highest first (the lowest probability on the true class)",
     )
     which.add_argument("--index", type=non_negative_int, metavar="I", help="test image I (reproducible)")
     which.add_argument("--image", metavar="FILE", help="an image file instead of a test image (implies --feature-maps)")
