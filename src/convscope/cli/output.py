@@ -65,7 +65,7 @@ def guarded_stdout() -> Iterator[ReaderMayLeave]:
     """`sys.stdout` as a `ReaderMayLeave` for the length of the block, flushed before it is given back."""
     original = sys.stdout
     guard = ReaderMayLeave(original)
-    sys.stdout = guard  # type: ignore[assignment]
+    sys.stdout = guard
     try:
         yield guard
     finally:

@@ -183,7 +183,7 @@ def fit(
             }
         if history.resumed_from_epoch is not None and verbose and reducer.is_main:
             print(_("resumed after epoch {epoch}").format(epoch=history.resumed_from_epoch), file=log)
-            for cause in history.resume["because"]:
+            for cause in (history.resume or {}).get("because", []):
                 print(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause), file=log)
         try:
             for epoch in range(first, settings.epochs) if not stopped else ():
