@@ -53,7 +53,7 @@ def test_mistakes_contain_only_misclassified_images(view):
     assert len(right) == 5 and all(s.correct for s in right)
 
 
-def test_top_losses_are_the_most_confidently_wrong_first(view):
+def test_top_losses_are_the_misclassified_images_highest_loss_first(view):
     result = view.evaluation
     top = inspection.select(result, "top-losses", 5).samples
     losses = [s.loss for s in top]

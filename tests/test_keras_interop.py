@@ -88,7 +88,7 @@ def expected(keras_dir) -> tuple[dict[str, np.ndarray], dict]:
 @pytest.mark.parametrize("name", MODELS)
 def test_import_predicts_what_keras_predicts(keras_dir, expected, name, fmt):
     arrays, facts = expected
-    imported = import_keras(keras_dir / f"{name}.{fmt}", scale=(0, 255))
+    imported = import_keras(keras_dir / f"{name}.{fmt}", scale=(0, 255), double_scale=True)
     images = arrays[f"{name}_images"]
     if images.ndim == 2:  # flat pixel vectors: the run reads the square images they came from
         assert imported.trained.input_shape == (12, 12, 1)
@@ -119,7 +119,9 @@ def test_archives_without_layer_names_are_read_by_keras_weight_paths(keras_dir, 
         with zipfile.ZipFile(copy, "w") as out:
             for item in archive.namelist():
                 out.writestr(item, weights.read_bytes() if item == "model.weights.h5" else archive.read(item))
-    probabilities = import_keras(copy, scale=(0, 255)).trained.predict_proba(arrays[f"{name}_images"])
+    probabilities = import_keras(copy, scale=(0, 255), double_scale=True).trained.predict_proba(
+        arrays[f"{name}_images"]
+    )
     np.testing.assert_allclose(probabilities, arrays[f"{name}_probabilities"], rtol=0, atol=1e-5)
 
 
@@ -176,6 +178,7 @@ def test_import_with_data_is_a_run_whose_metrics_are_keras_evaluate(keras_dir, e
         str(tmp_path / "data.npz"),
         "--scale",
         "0,255",
+        "--double-scale",  # the fixture was trained on pixels / 255, then its Rescaling layer maps them to -1..1
         "--class-names",
         "abc",
     )
@@ -329,7 +332,7 @@ def exports(keras_dir, trained_run, tmp_path_factory) -> tuple[Path, dict[str, n
     arrays = np.load(keras_dir / "keras.npz")
     ours: dict[str, np.ndarray] = {}
     for name, fmt in (("small_sequential", "h5"), ("small_functional", "keras"), ("cnn_wide", "keras")):
-        trained = import_keras(keras_dir / f"{name}.{fmt}", scale=(0, 255)).trained
+        trained = import_keras(keras_dir / f"{name}.{fmt}", scale=(0, 255), double_scale=True).trained
         export_keras(trained, out / f"{name}.keras")
         np.save(out / f"{name}.npy", arrays[f"{name}_images"])
         ours[name] = trained.predict_proba(arrays[f"{name}_images"])

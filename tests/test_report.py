@@ -137,7 +137,7 @@ def test_train_writes_a_self_contained_report(trained_run, report):
         "random test images",
         "misclassified test images",
         "feature maps of a correctly classified image",
-        "feature maps of the most confidently wrong image",
+        "feature maps of the misclassified image with the highest loss",
         "first-layer filters",
     ]
     assert all(w > 300 and h > 200 for w, h in sizes)

@@ -172,6 +172,8 @@ def test_resume_with_other_threads_says_it_cannot_promise_identity(data, tmp_pat
         "another thread count rounds floats differently."
     ]
     assert "not bit-identical to a run never interrupted: the killed run trained with --threads 1" in done.stdout
+    # said when training resumes, before its first epoch, not after the run
+    assert done.stdout.index("resumed after epoch 1\n") < done.stdout.index("Epoch 2/2")
 
 
 def test_resumed_fit_in_process_matches_and_moments_keep_the_channels_last_layout(tmp_path):

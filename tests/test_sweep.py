@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import sqlite3
 import subprocess
 import sys
 import time
 from contextlib import closing
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -118,6 +120,70 @@ def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
     table = capsys.readouterr().out
     for trial in trial_run_dirs(study_dir):
         assert trial.name in table
+
+
+def test_compare_of_a_study_ranks_by_its_objective_and_names_it(study_dir, capsys):
+    import optuna
+
+    assert main(["compare", str(study_dir)]) == 0
+    text = capsys.readouterr().out
+    study = optuna.load_study(study_name="study", storage=f"sqlite:///{study_dir / 'study.db'}")
+    finished = [t for t in study.trials if t.value is not None]
+    order = [f"trial-{t.number:04d}" for t in sorted(finished, key=lambda t: t.value)]
+    listed = [line.split()[0] for line in text.splitlines() if line.startswith("trial-")]
+    assert listed[: len(order)] == order  # pruned trials report their last value too, so all are ranked
+    best = study.best_trial
+    assert (
+        f"ranked by the sweep's objective, the lowest validation loss (val_loss): best trial-{best.number:04d} "
+        f"({best.value:.4f})"
+    ) in text
+    assert "best test accuracy:" not in text  # the plain comparison's pick, which a study does not rank by
+
+
+def test_the_objective_note_names_a_different_test_accuracy_winner():
+    from convscope.report.compare import RunRow, notes
+    from convscope.training.history import History
+
+    def row(name, val_loss, accuracy):
+        history = History([{"epoch": 1, "loss": 1.0, "val_loss": val_loss}])
+        return RunRow(name, Path(name), "m", 1, 1, 1, 1.0, accuracy, 0.5, "d", history)
+
+    said = notes([row("trial-0000", 0.20, 0.95), row("trial-0001", 0.30, 0.97)], by_objective=True)
+    assert said == [
+        "ranked by the sweep's objective, the lowest validation loss (val_loss): best trial-0000 (0.2000)",
+        "note: trial-0001 has the highest test accuracy (0.9700), but a sweep chooses by validation loss, so that "
+        "the test set stays unseen until the chosen model is measured.",
+    ]
+
+
+def test_a_sweep_prints_one_line_per_trial_and_no_optuna_log_unless_verbose(tmp_path):
+    data = tiny_dataset(120)
+    np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
+    (tmp_path / "small.yaml").write_text(yaml.safe_dump(SMALL_SPEC))
+    args = ["sweep", "--data", str(tmp_path / "tiny.npz"), "--model", str(tmp_path / "small.yaml"), "--epochs", "1"]
+    args += ["--filters", "2,4", "--batch-sizes", "16", "--out", str(tmp_path / "s")]
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(sys.path)}
+    quiet = subprocess.run(
+        [sys.executable, "-m", "convscope", *args, "--trials", "2"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert quiet.returncode == 0, quiet.stderr
+    assert "[I " not in quiet.stderr and "Trial 0 finished" not in quiet.stderr + quiet.stdout
+    lines = [line for line in quiet.stdout.splitlines() if line.startswith("trial ") and ":" in line]
+    assert [line.split(":")[0] for line in lines] == ["trial 0", "trial 1"]
+    assert re.fullmatch(r"trial 0: val_loss \d+\.\d{4}  best so far  \(conv2d\.filters=\d, .*; \d+\.\d s\)", lines[0])
+    loud = subprocess.run(
+        [sys.executable, "-m", "convscope", *args, "--trials", "1", "--verbose"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=600,
+    )
+    assert loud.returncode == 0 and "Trial 2 finished with value" in loud.stderr
+    assert any(line.startswith("trial 2: ") for line in loud.stdout.splitlines())
 
 
 def _progress_read_only(db):

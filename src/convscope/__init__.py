@@ -10,36 +10,47 @@ run = cs.fit(model, train, validation_split=0.2, epochs=100,
 result = cs.evaluate(run, test)
 """
 
+from typing import TYPE_CHECKING
+
+from ._lazy import attach
 from ._version import __version__
-from .data import Dataset, MinMaxScaler, datasets, describe, load, read_image
-from .data.streaming import stream
-from .errors import UserError
-from .evaluation import EvaluationResult
-from .experiment import ExperimentResult, experiment
-from .i18n import set_language
-from .models import ModelSummary, build
-from .models import summary as _summary
-from .report.result import DrawableResult, evaluate
-from .runs import load_run, load_test_set, save_run
-from .training import (
-    Callback,
-    CSVLogger,
-    EarlyStopping,
-    FitSettings,
-    History,
-    LearningRateScheduler,
-    ModelCheckpoint,
-    ReduceLROnPlateau,
-    TensorBoard,
-    TerminateOnNaN,
-    TrainedModel,
-    TrainSettings,
-    fit,
-)
-from .workflow import TrainResult, train
+
+# Each public name loads its module on first use: `import convscope` and `convscope --help` stay light
+# (torch alone takes seconds to import on a busy machine). Type checkers read the names from here.
+if TYPE_CHECKING:
+    from .data.dataset import Dataset
+    from .data.describe import describe
+    from .data.images import read_image
+    from .data.load import load
+    from .data.named import datasets
+    from .data.scaling import MinMaxScaler
+    from .data.streaming import stream
+    from .errors import UserError
+    from .evaluation.evaluate import EvaluationResult
+    from .experiment import ExperimentResult, experiment
+    from .i18n import set_language
+    from .models.build import build
+    from .models.summary import ModelSummary
+    from .report.result import DrawableResult, evaluate
+    from .runs import load_run, load_test_set, save_run
+    from .training.callbacks import (
+        Callback,
+        CSVLogger,
+        LearningRateScheduler,
+        ModelCheckpoint,
+        ReduceLROnPlateau,
+        TensorBoard,
+        TerminateOnNaN,
+    )
+    from .training.early_stopping import EarlyStopping
+    from .training.fit import fit
+    from .training.history import History
+    from .training.settings import FitSettings, TrainSettings
+    from .training.trained_model import TrainedModel
+    from .workflow import TrainResult, train
 
 
-def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> ModelSummary:
+def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> "ModelSummary":
     """Print the Keras-style summary (with size formulas, FLOPs, receptive fields) and return it.
 
     `model`: a built model, a preset name ("cnn"), or a spec (a dict, or a .yaml/.json path), summarised on
@@ -48,7 +59,9 @@ def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> 
     `print_fn="auto"` prints with `print`, except in a Jupyter kernel: there the returned summary shows
     itself as the report's table, and printing it as text too would say everything twice.
     """
-    result = _summary(model, input_shape, num_classes)
+    from .models.summary import summary as explain
+
+    result = explain(model, input_shape, num_classes)
     if print_fn == "auto":
         from .display.notebook import in_notebook
 
@@ -66,6 +79,47 @@ def report(run, result=None, path=None, samples=None):
 
     return write(run, result, path, samples)
 
+
+attach(
+    __name__,
+    {
+        "Dataset": ".data.dataset",
+        "MinMaxScaler": ".data.scaling",
+        "datasets": ".data.named",
+        "describe": ".data.describe",
+        "load": ".data.load",
+        "read_image": ".data.images",
+        "stream": ".data.streaming",
+        "UserError": ".errors",
+        "EvaluationResult": ".evaluation.evaluate",
+        "ExperimentResult": ".experiment",
+        "experiment": ".experiment",
+        "set_language": ".i18n",
+        "ModelSummary": ".models.summary",
+        "build": ".models.build",
+        "DrawableResult": ".report.result",
+        "evaluate": ".report.result",
+        "load_run": ".runs",
+        "load_test_set": ".runs",
+        "save_run": ".runs",
+        "Callback": ".training.callbacks",
+        "CSVLogger": ".training.callbacks",
+        "EarlyStopping": ".training.early_stopping",
+        "FitSettings": ".training.settings",
+        "History": ".training.history",
+        "LearningRateScheduler": ".training.callbacks",
+        "ModelCheckpoint": ".training.callbacks",
+        "ReduceLROnPlateau": ".training.callbacks",
+        "TensorBoard": ".training.callbacks",
+        "TerminateOnNaN": ".training.callbacks",
+        "TrainedModel": ".training.trained_model",
+        "TrainSettings": ".training.settings",
+        "fit": ".training.fit",
+        "TrainResult": ".workflow",
+        "train": ".workflow",
+    },
+    own=("report", "summary"),
+)
 
 __all__ = [
     "CSVLogger",

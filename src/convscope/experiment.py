@@ -130,6 +130,13 @@ class ExperimentResult:
         lines = ["  ".join(pad(cell, w) for cell, w in zip(row, widths)).rstrip() for row in [head, *rows]]
         return "\n".join(lines)
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL; `print(result)` gives the table and its note."""
+        best = max(self.groups, key=lambda g: g.mean, default=None)
+        lead = f", best {best.label} ({best.mean:.4f})" if best is not None else ""
+        where = f" in {self.path}" if self.path is not None else ""
+        return f"<ExperimentResult: {len(self.trials)} runs of {len(self.groups)} combinations{lead}{where}>"
+
     def __str__(self) -> str:
         return "\n\n".join(part for part in (self.table(), self.note()) if part)
 

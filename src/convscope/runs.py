@@ -115,7 +115,11 @@ def write_atomically(final: str | Path, fill: Callable[[Path], None]) -> Path:
     """Create directory `final` by letting `fill` write into a temporary sibling, then renaming it."""
     final = Path(final)
     if final.exists():
-        raise UserError(_("run directory {final} already exists; choose another --out.").format(final=final))
+        raise UserError(
+            _("run directory {path} already exists, and a run is never overwritten; save it under a new name.").format(
+                path=final
+            )
+        )
     final.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{final.name}.partial-", dir=final.parent))
     try:

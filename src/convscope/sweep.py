@@ -27,9 +27,11 @@ import os
 import shlex
 import socket
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, TextIO
 
 import yaml
 
@@ -148,8 +150,13 @@ def sweep(
     study_name: str | None = None,
     prune: bool = True,
     timeout: float | None = None,
+    log: TextIO | None = None,
+    verbose: bool = False,
 ) -> SweepResult:
-    """Run `trials` more trials of the study (created, or joined when it exists) and write the best spec."""
+    """Run `trials` more trials of the study (created, or joined when it exists) and write the best spec.
+
+    Each trial ends with one line on `log` (`trial_line`; None: silent); Optuna's own log lines are
+    silenced unless `verbose`."""
     if settings.validation_split <= 0:
         raise UserError(_("a sweep compares trials by validation loss; set validation_split above 0."))
     optuna = _optuna()
@@ -158,6 +165,11 @@ def sweep(
     path.mkdir(parents=True, exist_ok=True)
     storage = storage or f"sqlite:///{(path / STORAGE_FILE).resolve()}"
     pruner = optuna.pruners.MedianPruner(n_startup_trials=2, n_warmup_steps=1) if prune else optuna.pruners.NopPruner()
+    with optuna_logging(optuna, verbose):
+        return _sweep(optuna, settings, trials, space, path, storage, study_name, pruner, timeout, log, base)
+
+
+def _sweep(optuna, settings, trials, space, path, storage, study_name, pruner, timeout, log, base) -> SweepResult:
     try:
         with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; its interface is ours to track
             warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
@@ -184,22 +196,67 @@ def sweep(
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("spec", chosen.spec)
         pruner = PruningCallback(trial)
-        result = train(
-            model=chosen.spec,
-            lr=chosen.lr,
-            batch_size=chosen.batch_size,
-            out=run_dir,
-            callbacks=[pruner],
-            quiet=True,
-            **settings.train_kwargs(),
-        )
+        try:
+            result = train(
+                model=chosen.spec,
+                lr=chosen.lr,
+                batch_size=chosen.batch_size,
+                out=run_dir,
+                callbacks=[pruner],
+                quiet=True,
+                **settings.train_kwargs(),
+            )
+        except UserError as exc:
+            trial.set_user_attr("error", str(exc))  # for the trial's line: Optuna's own says it only in its log
+            raise
         if pruner.pruned_at is not None:  # the run directory is written; the study records the trial as pruned
             raise optuna.TrialPruned(f"pruned after epoch {pruner.pruned_at}")
         return min(result.trained.history.column("val_loss"))
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,))
+    def progress(study, trial) -> None:
+        if log is not None:
+            print(trial_line(trial, study), file=log, flush=True)
+
+    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,), callbacks=[progress])
     best_run, best_spec = write_best(study, path, settings)
     return SweepResult(study, path, best_run, best_spec)
+
+
+@contextmanager
+def optuna_logging(optuna, verbose: bool) -> Iterator[None]:
+    """Optuna's log lines ("[I 2026-...] Trial 0 finished with value ...") only when asked for: the sweep
+    prints its own line per trial. Optuna's verbosity is process-wide, so it is put back afterwards."""
+    before = optuna.logging.get_verbosity()
+    optuna.logging.set_verbosity(optuna.logging.INFO if verbose else optuna.logging.ERROR)
+    try:
+        yield
+    finally:
+        optuna.logging.set_verbosity(before)
+
+
+def trial_line(trial, study) -> str:
+    """One line per finished trial: its objective, whether it leads, what it drew and how long it took."""
+    params = ", ".join(f"{k}={_short(v)}" for k, v in trial.params.items())
+    seconds = trial.duration.total_seconds() if trial.duration is not None else 0.0
+    state = trial.state.name
+    if state == "COMPLETE":
+        lead = _("  best so far") if _best_number(study) == trial.number else ""
+        return _("trial {number}: val_loss {value:.4f}{lead}  ({params}; {seconds:.1f} s)").format(
+            number=trial.number, value=trial.value, lead=lead, params=params, seconds=seconds
+        )
+    if state == "PRUNED":
+        return _(
+            "trial {number}: pruned after epoch {epoch}, its val_loss behind the median  ({params}; {seconds:.1f} s)"
+        ).format(number=trial.number, epoch=trial.last_step, params=params, seconds=seconds)
+    reason = trial.user_attrs.get("error", _("see the trial's run directory"))
+    return _("trial {number}: failed: {reason}  ({params})").format(number=trial.number, reason=reason, params=params)
+
+
+def _best_number(study) -> int | None:
+    try:
+        return int(study.best_trial.number)
+    except ValueError:  # no trial has completed
+        return None
 
 
 def sampler_seed(seed: int, trials_so_far: int) -> int:

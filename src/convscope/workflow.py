@@ -23,7 +23,7 @@ from .data import describe, load
 from .data.catalog import named as named_dataset
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
-from .errors import UserError
+from .errors import Interrupted, UserError
 from .evaluation.evaluate import EvaluationResult
 from .i18n import _
 from .models.build import build, resolve_spec
@@ -46,6 +46,10 @@ class TrainResult:
     trained: TrainedModel
     evaluation: EvaluationResult | None  # None on distributed ranks other than 0, which write nothing
     path: Path | None
+
+    def __repr__(self) -> str:
+        accuracy = f"test accuracy {self.evaluation.accuracy:.4f}" if self.evaluation is not None else "no evaluation"
+        return f"<TrainResult {self.path or 'not saved'}: {accuracy}; the model is .trained, the test .evaluation>"
 
 
 # Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
@@ -166,13 +170,11 @@ def train(
     history = trained.history
     if history.epochs_run == 0:
         shutil.rmtree(state, ignore_errors=True)
-        raise UserError(
-            _("interrupted before the first epoch completed: there is nothing to save, so no run was written.")
-        )
-    if history.resumed_from_epoch is not None:
-        say(_("resumed after epoch {epoch}").format(epoch=history.resumed_from_epoch))
-    for cause in (history.resume or {}).get("because", []):
-        say(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause))
+        if history.interrupted:
+            raise Interrupted(
+                _("interrupted before the first epoch completed: nothing to save, so no run was written.")
+            )
+        raise UserError(_("no epoch completed: there is nothing to save, so no run was written."))
     if history.stopped_early or history.weights_epoch != history.epochs_run:
         say(
             _("restored the weights of epoch {epoch} (best {monitor})").format(

@@ -9,15 +9,15 @@ from __future__ import annotations
 import argparse
 import contextlib
 import contextvars
-import os
 import sys
 
 from .._version import __version__
 from ..checks import printable
-from ..errors import UserError
+from ..errors import Interrupted, UserError
 from ..i18n import _, set_language
 from . import compare, datasets, evaluate, export, import_model, inspect, predict, report, serve, summary, sweep, train
 from .options import Parser, add_language_option, language_asked
+from .output import guarded_stdout
 
 COMMANDS = [train, evaluate, predict, summary, sweep, serve, export, inspect, report, compare, import_model, datasets]
 
@@ -52,8 +52,24 @@ def _main(argv: list[str]) -> int:
     if args.command is None:
         parser().print_help()
         return 2
+    with guarded_stdout() as stdout:
+        code = _run(args)
+    if stdout.reader_left and not stdout.told:
+        print(
+            _(
+                "convscope {command}: the reader of the output went away; the command finished without printing the rest."
+            ).format(command=args.command),
+            file=sys.stderr,
+        )
+    return code
+
+
+def _run(args: argparse.Namespace) -> int:
     try:
         return int(args.run(args) or 0)
+    except Interrupted as exc:
+        print(f"convscope {args.command}: {printable(exc)}", file=sys.stderr)
+        return exc.exit_code
     except UserError as exc:
         print(
             _("convscope {command}: error: {text}").format(command=args.command, text=printable(exc)), file=sys.stderr
@@ -62,16 +78,6 @@ def _main(argv: list[str]) -> int:
     except KeyboardInterrupt:
         print(_("convscope {command}: interrupted.").format(command=args.command), file=sys.stderr)
         return 130
-    except BrokenPipeError:
-        return _reader_went_away()
-
-
-def _reader_went_away() -> int:
-    """The reader of our output closed it (`convscope summary --json cnn | head`): stop quietly, as Unix
-    tools do. Python would otherwise report the pipe again when it flushes stdout at exit."""
-    devnull = os.open(os.devnull, os.O_WRONLY)
-    os.dup2(devnull, sys.stdout.fileno())
-    return 141  # 128 + SIGPIPE, what a shell reports for a tool that a pipe stopped
 
 
 if __name__ == "__main__":

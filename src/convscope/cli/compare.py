@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 from ..i18n import _
-from ..runs import check_writable
-from ..sweep import expand_study_dirs
 
 
 def add_parser(sub) -> None:
@@ -23,13 +22,17 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import check_writable
+    from ..sweep import TRIALS_DIR, expand_study_dirs
+
     if args.save is not None:
         check_writable(args.save, "--save")
     # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
     from ..report.compare import compare_runs, comparison_text, write_comparison
 
-    rows = compare_runs(expand_study_dirs(args.run_dirs))
-    print(comparison_text(rows))
+    studies = any((Path(path) / TRIALS_DIR).is_dir() for path in args.run_dirs)
+    rows = compare_runs(expand_study_dirs(args.run_dirs), by_objective=studies)
+    print(comparison_text(rows, by_objective=studies))
     if args.save:
         for path in write_comparison(rows, args.save):
             print(_("wrote {path}").format(path=path))

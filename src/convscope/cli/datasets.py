@@ -4,14 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from ..data.catalog import CATALOG, entry
-from ..data.download import CacheSettings
-from ..data.named import datasets, prepare
-from ..display.table import text_table
 from ..i18n import _
 
 
 def add_parser(sub) -> None:
+    from ..data.catalog import CATALOG
+
     p = sub.add_parser(
         "datasets",
         help=_("list the named datasets (--data NAME) and download them ahead of time"),
@@ -27,6 +25,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data.catalog import entry
+    from ..data.download import CacheSettings
+    from ..data.named import datasets, prepare
+    from ..display.table import text_table
+
     settings = CacheSettings.from_env()
     if args.action == "fetch":
         for found in [entry(name) for name in args.names]:  # every name checked before any download

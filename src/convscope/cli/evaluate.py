@@ -5,11 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from ..data import load
-from ..evaluation import evaluate
 from ..i18n import _
-from ..runs import load_run, load_test_set
-from ..training.threads import apply_threads
 from .options import add_data_options, add_threads_option, data_kwargs
 
 
@@ -23,6 +19,11 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..data import load
+    from ..evaluation import evaluate
+    from ..runs import load_run, load_test_set
+    from ..training.threads import apply_threads
+
     apply_threads(args.threads)
     trained = load_run(args.run_dir)
     if args.data is None:

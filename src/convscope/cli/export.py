@@ -8,7 +8,6 @@ from pathlib import Path
 
 from ..errors import UserError
 from ..i18n import _
-from ..runs import check_writable, load_run
 
 
 def add_parser(sub) -> None:
@@ -26,6 +25,8 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import check_writable, load_run
+
     if args.out is not None:
         check_writable(args.out, "--out")
     if args.format == "keras":  # needs neither the serve extra nor Keras

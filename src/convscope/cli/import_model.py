@@ -26,6 +26,11 @@ def add_parser(sub) -> None:
             "the model was trained on (x - MIN) / (MAX - MIN) (the course: 0,255), or 'none' for pixels as they are; may be left out when the model starts with a Rescaling layer"
         ),
     )
+    p.add_argument(
+        "--double-scale",
+        action="store_true",
+        help=_("accept --scale MIN,MAX for a model that starts with a Rescaling layer (its inputs are scaled twice)"),
+    )
     p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("axis order of --data arrays"))
     p.set_defaults(run=run)
 
@@ -35,7 +40,13 @@ def run(args: argparse.Namespace) -> int:
 
     scale = parse_scale(args.scale) if args.scale is not None else None
     result = import_keras(
-        args.model, args.out, data=args.data, class_names=args.class_names, scale=scale, layout=args.layout
+        args.model,
+        args.out,
+        data=args.data,
+        class_names=args.class_names,
+        scale=scale,
+        layout=args.layout,
+        double_scale=args.double_scale,
     )
     trained = result.trained
     print(

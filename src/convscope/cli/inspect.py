@@ -2,7 +2,7 @@
 
 convscope inspect runs/x                        # 5 random test images
 convscope inspect runs/x --mistakes 9 --class 7 # misclassified 7s
-convscope inspect runs/x --top-losses 5         # most confidently wrong first
+convscope inspect runs/x --top-losses 5         # highest loss first
 convscope inspect runs/x --index 42 --feature-maps --save out/
 convscope inspect runs/x --image my_digit.png   # an image file: prediction, feature maps, Grad-CAM
 """
@@ -13,17 +13,17 @@ import argparse
 import shutil
 import sys
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from ..checks import printable
-from ..data.framing import model_input, parse_framing, parse_invert
 from ..errors import UserError
-from ..evaluation import inspection, terminal
-from ..export.contract import run_contract
 from ..i18n import _
-from ..report.view import load_view
-from ..runs import check_writable, load_run
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..evaluation import inspection
+
 from .options import add_framing_options, non_negative_int, positive_int, seed
 
 DEFAULT_COUNT = 5
@@ -61,7 +61,9 @@ def add_parser(sub) -> None:
         nargs="?",
         const=DEFAULT_COUNT,
         metavar="N",
-        help=_("the N misclassified images with the highest loss, most confidently wrong first"),
+        help=_(
+            "the N misclassified images with the highest loss, highest first (the lowest probability on the true class)"
+        ),
     )
     which.add_argument("--index", type=non_negative_int, metavar="I", help=_("test image I (reproducible)"))
     which.add_argument(
@@ -94,6 +96,14 @@ def _selection(args: argparse.Namespace) -> tuple[str, int]:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data.framing import model_input, parse_framing, parse_invert
+    from ..evaluation import inspection, terminal
+    from ..export.contract import run_contract
+    from ..report.view import load_view
+    from ..runs import check_writable, load_run
+
     if args.save is not None:
         check_writable(args.save, "--save")
     out = sys.stdout
@@ -158,6 +168,8 @@ def run(args: argparse.Namespace) -> int:
 def _feature_maps(
     trained, sample: inspection.Sample, color: bool, draw: bool, width: int, save: Path | None
 ) -> list[Path]:
+    from ..evaluation import inspection, terminal
+
     out = sys.stdout
     maps = inspection.feature_maps(trained, sample.image)
     if not maps:
@@ -190,10 +202,18 @@ def _feature_maps(
             tiles = inspection.mosaic(fmap.values[:shown], columns=per_row)
             print("\n".join(terminal.halfblocks(_colored(tiles, color), color, max_width=width - 1)), file=out)
     if cam is not None:
+        # The caption names what the picture below shows: colours, grey levels, or no picture at all.
+        if draw and color:
+            key = _("red and yellow are where the evidence lies")
+        elif draw:
+            key = _("the brighter, the more evidence")
+        else:
+            key = _("--save draws it")
         print(
-            _(
-                "\nGrad-CAM on {layer} for predicted class '{class_name}' (p={probability:.3f}): red/yellow is where the evidence lies"
-            ).format(layer=cam.layer, class_name=cam.class_name, probability=cam.probability),
+            "\n"
+            + _("Grad-CAM on {layer} for predicted class '{name}' (p={probability:.3f}): {key}").format(
+                layer=cam.layer, name=cam.class_name, probability=cam.probability, key=key
+            ),
             file=out,
         )
         if draw:
@@ -217,6 +237,8 @@ def _feature_maps(
 
 def _colored(tiles: np.ndarray, color: bool) -> np.ndarray:
     """Tiles in [0, 1] with NaN gaps -> viridis RGB for colour terminals, gray for plain ones (gaps dark)."""
+    import numpy as np
+
     filled = np.nan_to_num(tiles, nan=0.0)
     if not color:
         return filled

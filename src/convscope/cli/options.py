@@ -20,6 +20,7 @@ from typing import NoReturn
 from ..checks import MAX_SEED
 from ..i18n import LANGUAGES, N_, _
 from ..models.presets import PRESETS
+from . import suggest
 
 
 def presets() -> str:
@@ -92,7 +93,8 @@ def language_asked(argv: list[str]) -> str | None:
 
 
 class Parser(argparse.ArgumentParser):
-    """An ArgumentParser whose help shows defaults; sub-parsers of a Parser are Parsers too.
+    """An ArgumentParser whose help shows defaults, that takes no abbreviated flags and suggests the
+    closest command, flag or choice for a mistyped one (`suggest.py`); sub-parsers of a Parser are Parsers too.
 
     argparse's own words (usage, section headings, -h, its error sentences) come from Python's catalog, not
     ours, so a Parser says them through convscope's: `ShowDefaults` for the help page, `error` for mistakes.
@@ -100,6 +102,7 @@ class Parser(argparse.ArgumentParser):
 
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("formatter_class", ShowDefaults)
+        kwargs.setdefault("allow_abbrev", False)
         add_help = kwargs.pop("add_help", True)
         kwargs["add_help"] = False  # our own -h below, whose help text is translated
         super().__init__(*args, **kwargs)
@@ -109,6 +112,16 @@ class Parser(argparse.ArgumentParser):
     def error(self, message: str) -> NoReturn:
         self.print_usage(sys.stderr)
         self.exit(2, _("{prog}: error: {message}").format(prog=self.prog, message=argparse_message(message)) + "\n")
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:  # reported by the sub-command that was given them, with its usage
+            target = suggest.chosen_subparser(self, parsed)
+            target.error(suggest.unrecognized(extras, target))
+        return parsed
+
+    def _check_value(self, action: argparse.Action, value) -> None:
+        suggest.check_choice(action, value)
 
 
 def _section_heading(heading: str | None) -> str | None:

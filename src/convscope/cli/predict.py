@@ -6,14 +6,8 @@ import argparse
 import json
 import sys
 
-import numpy as np
-
 from ..checks import printable
-from ..data.framing import model_input, parse_framing, parse_invert
-from ..export.contract import run_contract
 from ..i18n import _
-from ..runs import load_run
-from ..training.threads import apply_threads
 from .options import add_framing_options, add_threads_option, positive_int
 
 
@@ -31,6 +25,13 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    import numpy as np
+
+    from ..data.framing import model_input, parse_framing, parse_invert
+    from ..export.contract import run_contract
+    from ..runs import load_run
+    from ..training.threads import apply_threads
+
     apply_threads(args.threads)
     trained = load_run(args.run_dir)
     contract = run_contract(trained)

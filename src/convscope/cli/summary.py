@@ -6,7 +6,6 @@ import argparse
 import json
 
 from ..i18n import _
-from ..models.summary import plan
 from .options import positive_int, presets, shape
 
 
@@ -31,6 +30,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..interop.keras_config import is_keras_file, read_keras_model  # h5py only when a Keras file is read
+    from ..models.summary import plan
 
     if is_keras_file(args.model):  # its own input shape and classes; no weights are read
         keras = read_keras_model(args.model)

@@ -6,8 +6,6 @@ import argparse
 import sys
 
 from ..i18n import _
-from ..runs import check_writable
-from ..sweep import SearchSpace, SweepSettings, sweep
 from .options import (
     add_data_options,
     data_kwargs,
@@ -66,6 +64,7 @@ def add_parser(sub) -> None:
     p.add_argument("--study-name", help=_("name of the study in the storage (default: the study directory's name)"))
     p.add_argument("--timeout", type=positive_float, help=_("stop starting trials after this many seconds"))
     p.add_argument("--no-prune", action="store_true", help=_("train every trial to the end (no median pruning)"))
+    p.add_argument("--verbose", action="store_true", help=_("show Optuna's own log lines besides one line per trial"))
     p.add_argument(
         "--grid",
         action="append",
@@ -85,6 +84,9 @@ def add_parser(sub) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    from ..runs import check_writable
+    from ..sweep import SearchSpace, SweepSettings, sweep
+
     if args.out is not None:
         check_writable(args.out, "--out")
     if args.grid:
@@ -112,8 +114,10 @@ def run(args: argparse.Namespace) -> int:
         study_name=args.study_name,
         prune=not args.no_prune,
         timeout=args.timeout,
+        log=sys.stdout,
+        verbose=args.verbose,
     )
-    print(result.table())
+    print("\n" + result.table())
     if result.best_spec is not None:
         print(
             _("\nbest: {best_run}\nspec written to {best_spec} (retrain: see {config})").format(

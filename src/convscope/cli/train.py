@@ -7,14 +7,13 @@ loop (`settings_from_args`), so a new option is one `add_argument` line here.
 from __future__ import annotations
 
 import argparse
+import sys
 
 from ..checks import MAX_LR
 from ..errors import UserError
 from ..i18n import N_, _
-from ..runs import read_json
 from ..training.recipes import RECIPES, SCHEDULES
 from ..training.settings import PRECISIONS, TrainSettings
-from ..workflow import train
 from .options import (
     add_data_options,
     float_range,
@@ -26,6 +25,7 @@ from .options import (
     presets,
     seed,
 )
+from .output import reader_left
 
 
 def add_parser(sub) -> None:
@@ -117,6 +117,8 @@ def add_parser(sub) -> None:
 
 def settings_from_args(args: argparse.Namespace) -> TrainSettings:
     """The flags as settings; with --config, the file's settings with every flag the user gave on top."""
+    from ..runs import read_json
+
     given = {name: getattr(args, name) for name in TrainSettings.names() if hasattr(args, name)}
     if args.config is None:
         return TrainSettings.of(None, given)
@@ -128,6 +130,7 @@ def settings_from_args(args: argparse.Namespace) -> TrainSettings:
 
 def run(args: argparse.Namespace) -> int:
     from ..training.distributed import DistContext, process_group  # torch.distributed only when training
+    from ..workflow import train
 
     settings = settings_from_args(args)
     ranks = DistContext.from_env()  # set by torchrun
@@ -142,4 +145,13 @@ def run(args: argparse.Namespace) -> int:
         path = train(settings=settings).path
     if settings.quiet and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
         print(path)
+    closed = reader_left()
+    if closed is not None and path is not None:
+        closed.told = True
+        print(
+            _(
+                "convscope train: the reader of the output went away; training went on quietly and wrote the run to {path}"
+            ).format(path=path),
+            file=sys.stderr,
+        )
     return 0

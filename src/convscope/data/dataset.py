@@ -61,6 +61,15 @@ class Dataset:
     def class_counts(self) -> np.ndarray:
         return np.bincount(self.labels, minlength=self.num_classes)
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL (the notebook shows `_repr_html_`): size, shape, pixel range, classes."""
+        h, w, c = self.input_shape
+        low, high = (self.images.min(), self.images.max()) if len(self) else (0, 0)
+        return (
+            f"<Dataset {self.source or 'in memory'}: {len(self):,} images {h}x{w}x{c} {self.images.dtype} "
+            f"in [{low:g}, {high:g}], {self.num_classes} classes ({names_preview(self.class_names)})>"
+        )
+
     def _repr_html_(self) -> str:
         """Jupyter: the report's Data section (facts, class counts, sample strips)."""
         from .html import dataset_html
@@ -112,3 +121,10 @@ def stratified_indices(labels: np.ndarray, test_size: float, seed: int) -> tuple
             ).format(test_size=test_size, n_train=len(train_idx), n_test=len(test_idx))
         )
     return train_idx, test_idx
+
+
+def names_preview(names: tuple[str, ...], shown: int = 6) -> str:
+    """The class names for a one-line view: all of them when few, else the first ones and a count."""
+    if len(names) <= shown:
+        return ", ".join(names)
+    return f"{', '.join(names[: shown - 1])}, ... {names[-1]}"

@@ -6,10 +6,42 @@ Jupyter with the same templates the report is written from. matplotlib is only t
 and `Picture`, and only when something is drawn.
 """
 
-from .images import array_png, figure_png, png_data_uri, strip
-from .jinja import fragment, image_tag, number, page, picture, render, shape
-from .notebook import in_notebook
-from .rich import Picture
+from typing import TYPE_CHECKING
+
+from .._lazy import attach
+
+if TYPE_CHECKING:
+    from .images import array_png, figure_png, png_data_uri, strip
+    from .jinja import (
+        fragment,
+        image_tag,
+        number,
+        page,
+        picture,
+        render,
+        shape,
+    )
+    from .notebook import in_notebook
+    from .rich import Picture
+
+attach(
+    __name__,
+    {
+        "array_png": ".images",
+        "figure_png": ".images",
+        "png_data_uri": ".images",
+        "strip": ".images",
+        "fragment": ".jinja",
+        "image_tag": ".jinja",
+        "number": ".jinja",
+        "page": ".jinja",
+        "picture": ".jinja",
+        "render": ".jinja",
+        "shape": ".jinja",
+        "in_notebook": ".notebook",
+        "Picture": ".rich",
+    },
+)
 
 __all__ = [
     "Picture",

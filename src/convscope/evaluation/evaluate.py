@@ -50,6 +50,13 @@ class EvaluationResult:
         """Indices of misclassified images."""
         return np.flatnonzero(self.predictions != self.labels)
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL (`print(result.text())` gives the full report, the notebook `_repr_html_`)."""
+        return (
+            f"<{type(self).__name__}: accuracy {self.accuracy:.4f}, loss {self.loss:.4f} on {len(self.labels):,} "
+            f"images, {len(self.class_names)} classes, {len(self.mistakes):,} mistakes>"
+        )
+
     def _repr_html_(self) -> str:
         """Jupyter: the report's Test metrics and Confusion matrix sections."""
         from .html import evaluation_html

@@ -141,7 +141,7 @@ def select(
       None a fresh draw each call);
     - `correct`: n correctly classified images, drawn the same way;
     - `mistakes`: n misclassified images, drawn the same way;
-    - `top-losses`: the n misclassified images with the highest loss, most confidently wrong first;
+    - `top-losses`: the n misclassified images with the highest loss (the lowest probability on the true class) first;
     - `index`: the one image `index`.
     `class_name` keeps only images whose true class is that class.
     """
@@ -166,8 +166,8 @@ def select(
         "correct": (_("correctly classified test images"), _("correctly classified test images of class {name}")),
         "mistakes": (_("misclassified test images"), _("misclassified test images of class {name}")),
         "top-losses": (
-            _("top losses: most confidently wrong first"),
-            _("top losses of class {name}: most confidently wrong first"),
+            _("top losses: highest loss first"),
+            _("top losses of class {name}: highest loss first"),
         ),
     }
     if kind not in titles:

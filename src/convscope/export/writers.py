@@ -62,7 +62,7 @@ def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
     example = torch.rand(2, h, w, c) * (trained.scaler.maximum - trained.scaler.minimum) + trained.scaler.minimum
     writer = _write_onnx if format == "onnx" else _write_torchscript
     try:
-        _atomically(out, lambda tmp: writer(wrapper, example, contract(trained), tmp))
+        write_file_atomically(out, lambda tmp: writer(wrapper, example, contract(trained), tmp))
     finally:
         trained.model.to(trained.device)
     return out
@@ -103,7 +103,8 @@ def _write_torchscript(wrapper: nn.Module, example: torch.Tensor, terms: dict[st
         torch.jit.save(traced, str(path), _extra_files={"convscope.json": json.dumps(terms)})
 
 
-def _atomically(out: Path, write) -> None:
+def write_file_atomically(out: Path, write) -> None:
+    """Let `write` fill a temporary sibling of `out`, give it the mode the umask allows, and rename it to `out`."""
     out.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
     os.close(fd)

@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import io
 import json
-import os
-import tempfile
 import time
 import zipfile
 from collections.abc import Callable
@@ -31,6 +29,7 @@ from torch import nn
 
 from .._version import __version__
 from ..errors import UserError
+from ..export.writers import write_file_atomically
 from ..i18n import _
 from ..models.network import Network
 from ..models.spec import INPUT, LayerSpec
@@ -81,15 +80,7 @@ def export_keras(trained: TrainedModel, out: str | Path) -> Path:
         raise UserError(_("only runs built from a preset or spec can be exported to Keras."))
     config, weights = keras_model(network, trained)
     archive = _archive(config, weights, contract(trained))
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(archive)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    write_file_atomically(out, lambda path: path.write_bytes(archive))  # the umask's mode, as the ONNX file
     return out
 
 

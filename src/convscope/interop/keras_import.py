@@ -82,10 +82,26 @@ def parse_scale(text: str) -> tuple[float, float] | str:
     return lo, hi
 
 
-def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> MinMaxScaler:
-    """The run's scaling: (x - MIN) / (MAX - MIN), or pixels as they are."""
+def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel, double_scale: bool = False) -> MinMaxScaler:
+    """The run's scaling: (x - MIN) / (MAX - MIN), or pixels as they are. A MIN,MAX for a model that starts
+    with a Rescaling layer would scale every input twice: refused unless `double_scale` says it is meant."""
+    first = model.spec.layers[0]
+    if first.type == "Rescaling" and isinstance(scale, (tuple, list)) and not double_scale:
+        raise UserError(
+            _(
+                "{source}: the model starts with a Rescaling layer ({layer}: x * {factor} + {offset}), so --scale "
+                "{low:g},{high:g} would scale its inputs twice; leave --scale out (or give --scale none), or add "
+                "--double-scale if the model really was trained on inputs scaled both ways."
+            ).format(
+                source=model.source,
+                layer=first.name,
+                factor=first.args.get("scale", 1.0),
+                offset=first.args.get("offset", 0.0),
+                low=float(scale[0]),
+                high=float(scale[1]),
+            )
+        )
     if scale is None:
-        first = model.spec.layers[0]
         if first.type != "Rescaling":
             raise UserError(
                 _(
@@ -96,7 +112,7 @@ def scaler_for(scale: tuple[float, float] | str | None, model: KerasModel) -> Mi
     if scale == "none":
         return MinMaxScaler(0.0, 1.0)
     if isinstance(scale, str):
-        return scaler_for(parse_scale(scale), model)
+        return scaler_for(parse_scale(scale), model, double_scale)
     lo, hi = (float(v) for v in scale)
     if not hi > lo:
         raise UserError(_("--scale MIN,MAX needs MAX > MIN, got {lo:g},{hi:g}.").format(lo=lo, hi=hi))
@@ -377,11 +393,13 @@ def import_keras(
     scale: tuple[float, float] | str | None = None,
     layout: str | None = None,
     report: bool = True,
+    double_scale: bool = False,
 ) -> ImportResult:
     """Read a Keras model (.keras, .h5) into a convscope run directory at `out`.
 
     `scale`: (MIN, MAX) when the model was trained on (x - MIN) / (MAX - MIN), 'none' when it takes
-    pixels as they are; it may be left out only when the model starts with a Rescaling layer.
+    pixels as they are; it may be left out only when the model starts with a Rescaling layer, and a MIN,MAX
+    for such a model needs `double_scale=True` (the Rescaling layer already scales).
     `data`: a file whose every image becomes the run's test set: metrics.json, the test-set files
     and report.html, like a trained run. `out=None` builds the model without writing a run.
     """
@@ -390,7 +408,7 @@ def import_keras(
     config, container, version = read_architecture(model_path)
     model = parse_keras_config(config, str(model_path), container, version)
     network = keras_network(model, model_path)
-    scaler = scaler_for(scale, model)
+    scaler = scaler_for(scale, model, double_scale)
     given = parse_class_names(class_names)
     if given is not None and len(given) != model.num_classes:
         raise UserError(

@@ -58,6 +58,14 @@ class ModelSummary:
             "flops_per_image": self.flops,
         }
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL; `print(summary)` gives Keras' table with the formulas."""
+        shape = "x".join(str(s) for s in self.input_shape)
+        return (
+            f"<ModelSummary {self.name}: {len(self.layers)} layers, {self.total_params:,} params, input {shape}, "
+            f"{self.flops:,} FLOPs per image>"
+        )
+
     def _repr_html_(self) -> str:
         """Jupyter: the report's Model section, formulas included."""
         from .html import summary_html
@@ -104,9 +112,15 @@ class ModelSummary:
                 out.append("    " + _("size: {formula}").format(formula=l.formula))
         out += [
             line.replace("-", "="),
-            _("Total params: {count:,} ({kb:.2f} KB)").format(count=self.total_params, kb=self.total_params * 4 / 1024),
-            _("Trainable params: {count:,}").format(count=self.trainable_params),
-            _("Non-trainable params: {count:,}").format(count=self.non_trainable_params),
+            _("Total params: {count:,} ({size})").format(
+                count=self.total_params, size=memory_size(self.total_params * 4)
+            ),
+            _("Trainable params: {count:,} ({size})").format(
+                count=self.trainable_params, size=memory_size(self.trainable_params * 4)
+            ),
+            _("Non-trainable params: {count:,} ({size})").format(
+                count=self.non_trainable_params, size=memory_size(self.non_trainable_params * 4)
+            ),
             _("FLOPs per image (forward, multiply-add = 2): {count:,} ({short})").format(
                 count=self.flops, short=_flops(self.flops)
             ),
@@ -195,3 +209,12 @@ def _traced_layers(model: nn.Module, input_shape: tuple[int, ...]) -> list[Layer
         for handle in hooks:
             handle.remove()
     return records
+
+
+def memory_size(size: float) -> str:
+    """Bytes as Keras' summary writes them, in steps of 1024 with two decimals: 1.04 MB, 4.00 KB, 0.00 B."""
+    for unit in ("B", "KB", "MB", "GB", "TB"):
+        if size < 1024:
+            return f"{size:.2f} {unit}"
+        size /= 1024
+    return f"{size:.2f} PB"

@@ -39,6 +39,12 @@ class RunRow:
     data_source: str
     history: History
 
+    @property
+    def objective(self) -> float | None:
+        """A sweep's objective for this run: its lowest validation loss (what `sweep` minimises)."""
+        values = self.history.column("val_loss")
+        return min(values) if values else None
+
     def cells(self) -> tuple[str, ...]:
         epochs = (
             _("{epochs} (best {best})").format(epochs=self.epochs, best=self.best_epoch)
@@ -78,15 +84,37 @@ def run_row(run_dir: str | Path) -> RunRow:
     )
 
 
-def compare_runs(run_dirs: Sequence[str | Path]) -> list[RunRow]:
+def compare_runs(run_dirs: Sequence[str | Path], by_objective: bool = False) -> list[RunRow]:
+    """The runs' rows in the order given, or, for a sweep's trials (`by_objective`), best objective first."""
     if not run_dirs:
         raise UserError(_("compare needs at least one run directory."))
-    return [run_row(d) for d in run_dirs]
+    rows = [run_row(d) for d in run_dirs]
+    if by_objective:
+        rows.sort(key=lambda r: (r.objective is None, r.objective if r.objective is not None else 0.0))
+    return rows
 
 
-def notes(rows: Sequence[RunRow]) -> list[str]:
+def notes(rows: Sequence[RunRow], by_objective: bool = False) -> list[str]:
     """What a reader should know before trusting the comparison."""
     out = []
+    ranked = [r for r in rows if r.objective is not None]
+    if by_objective and ranked:
+        lead = min(ranked, key=lambda r: r.objective or 0.0)
+        out.append(
+            _(
+                "ranked by the sweep's objective, the lowest validation loss (val_loss): best {name} ({value:.4f})"
+            ).format(name=lead.name, value=lead.objective)
+        )
+        scored = [r for r in rows if r.test_accuracy is not None]
+        top = max(scored, key=lambda r: r.test_accuracy or 0.0, default=None)
+        if top is not None and top.name != lead.name:
+            out.append(
+                _(
+                    "note: {name} has the highest test accuracy ({accuracy:.4f}), but a sweep chooses by validation "
+                    "loss, so that the test set stays unseen until the chosen model is measured."
+                ).format(name=top.name, accuracy=top.test_accuracy)
+            )
+        return out
     sources = {r.data_source for r in rows}
     if len(sources) > 1:
         out.append(
@@ -106,7 +134,7 @@ def notes(rows: Sequence[RunRow]) -> list[str]:
     return out
 
 
-def comparison_text(rows: Sequence[RunRow]) -> str:
+def comparison_text(rows: Sequence[RunRow], by_objective: bool = False) -> str:
     titles = header()
     cells = [titles, *(tuple(printable(c) for c in r.cells()) for r in rows)]  # run and model names from files
     widths = [max(text_width(row[i]) for row in cells) for i in range(len(titles))]
@@ -116,7 +144,9 @@ def comparison_text(rows: Sequence[RunRow]) -> str:
         return "  ".join(pad(c, w, "<" if i in left else ">") for i, (c, w) in enumerate(zip(row, widths))).rstrip()
 
     rule = "-" * (sum(widths) + 2 * (len(widths) - 1))
-    return "\n".join([line(titles), rule, *(line(r) for r in cells[1:]), *(printable(n) for n in notes(rows))])
+    return "\n".join(
+        [line(titles), rule, *(line(r) for r in cells[1:]), *(printable(n) for n in notes(rows, by_objective))]
+    )
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:

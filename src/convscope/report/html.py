@@ -202,9 +202,9 @@ def inside_section(view: RunView) -> Section:
             _("feature maps of a correctly classified image"),
         ),
         "top-losses": (
-            _("feature maps of the most confidently wrong image (test image #{index})"),
-            _("The most confidently wrong image: {caption}"),
-            _("feature maps of the most confidently wrong image"),
+            _("feature maps of the misclassified image with the highest loss (test image #{index})"),
+            _("The misclassified image with the highest loss: {caption}"),
+            _("feature maps of the misclassified image with the highest loss"),
         ),
     }
     for kind, (title, heading, alt) in texts.items():

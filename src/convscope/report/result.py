@@ -33,7 +33,7 @@ class DrawableResult(EvaluationResult):
         return self._gallery("mistakes", n, seed)
 
     def show_top_losses(self, n: int = 6) -> Picture:
-        """The `n` most confidently wrong test images, highest loss first."""
+        """The `n` misclassified test images with the highest loss (lowest probability on the true class) first."""
         return self._gallery("top-losses", n, None)
 
     def show_feature_maps(self, index: int | None = None) -> Picture:

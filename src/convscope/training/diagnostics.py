@@ -108,6 +108,31 @@ def min_delta_note(history: History, rule: MonitorRule) -> CurveNote | None:
     return CurveNote("min-delta", text)
 
 
+def batchnorm_lag_line(
+    epoch: int, accuracy: float, val_accuracy: float, momentum: float | None, steps: int | None
+) -> str | None:
+    """The line shown during training at `epoch` when validation accuracy lags training accuracy while the
+    BatchNormalization statistics validation uses are young (None otherwise): the lag is expected and passes."""
+    if momentum is None or not steps or not 0.0 < momentum < 1.0:
+        return None
+    left = momentum ** (steps * epoch)
+    if accuracy - val_accuracy <= LAG or left <= YOUNG:
+        return None
+    settled = math.ceil(math.log(YOUNG) / math.log(momentum) / steps)
+    return _(
+        "note: validation accuracy lags ({val:.2f} against {train:.2f}) because BatchNormalization's moving "
+        "statistics are young ({left} of their initial values left after {count} steps with momentum "
+        "{momentum:g}); expected, and it fades by about epoch {settled}."
+    ).format(
+        val=val_accuracy,
+        train=accuracy,
+        left=_share(left),
+        count=steps * epoch,
+        momentum=momentum,
+        settled=settled,
+    )
+
+
 def _batchnorm_warmup(history: History, momentum: float | None, steps: int | None) -> CurveNote | None:
     if momentum is None or not steps or not 0.0 < momentum < 1.0:
         return None

@@ -182,6 +182,10 @@ def fit(
                 "identical": not because,
                 "because": because,
             }
+        if history.resumed_from_epoch is not None and verbose and reducer.is_main:
+            print(_("resumed after epoch {epoch}").format(epoch=history.resumed_from_epoch), file=log)
+            for cause in (history.resume or {}).get("because", []):
+                print(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause), file=log)
         try:
             for epoch in range(first, settings.epochs) if not stopped else ():
                 hooks.on_epoch_begin(epoch)
@@ -215,13 +219,12 @@ def fit(
                 reducer.barrier()
         except KeyboardInterrupt:
             history.interrupted = True
-            if verbose and reducer.is_main:
-                print(_("\nInterrupted: stopping cleanly with the best weights so far."), file=log)
         history.stopped_early = stopped
         history.best_epoch = stopper.best_epoch if stopper is not None else best_epoch(history.rows, rule)
-        history.weights_epoch = (
-            history.best_epoch if stopper is not None and stopper.will_restore else history.epochs_run
-        )
+        restores = stopper is not None and stopper.will_restore
+        history.weights_epoch = history.best_epoch if restores else history.epochs_run
+        if history.interrupted and verbose and reducer.is_main:
+            print("\n" + interruption_line(history, restores), file=log)
         hooks.on_train_end({**history.ending(), "monitor": rule.monitor})
     del model.optimizer  # the module outlives fit; its optimizer need not
     thread_record = governor.stop()
@@ -254,6 +257,20 @@ def fit(
         data=data,
         input_contract=contract,
     )
+
+
+def interruption_line(history: History, restores: bool) -> str:
+    """What a Ctrl-C during `fit` did, in one sentence: which weights the model keeps, if any."""
+    if not history.rows:
+        return _("Interrupted before the first epoch ended: there are no trained weights to keep.")
+    epoch = len(history.rows) + 1
+    if restores and history.weights_epoch is not None:
+        return _(
+            "Interrupted in epoch {epoch}: training stops with the weights of epoch {kept}, the best so far."
+        ).format(epoch=epoch, kept=history.weights_epoch)
+    return _(
+        "Interrupted in epoch {epoch}: training stops with the weights of epoch {kept}, the last one completed."
+    ).format(epoch=epoch, kept=len(history.rows))
 
 
 def _check_monitors(callbacks: list[Callback], has_validation: bool) -> None:

@@ -29,6 +29,18 @@ class History:
     def column(self, name: str) -> list[float]:
         return [row[name] for row in self.rows if name in row]
 
+    def __repr__(self) -> str:
+        """One line for a plain REPL (the notebook shows `_repr_html_`)."""
+        parts = [epochs_text(self.epochs_run)]
+        if self.best_epoch is not None:
+            parts.append(f"best epoch {self.best_epoch}")
+        if self.weights_epoch is not None and self.weights_epoch != self.best_epoch:
+            parts.append(f"weights of epoch {self.weights_epoch}")
+        parts += [
+            word for word, flag in (("stopped early", self.stopped_early), ("interrupted", self.interrupted)) if flag
+        ]
+        return f"<History: {', '.join(parts)}>"
+
     def _repr_html_(self) -> str:
         """Jupyter: the report's Training section (curves, how the run ended, every epoch)."""
         from .html import history_html
@@ -67,3 +79,7 @@ class History:
             "resumed_from_epoch": self.resumed_from_epoch,
             "resume": self.resume,
         }
+
+
+def epochs_text(count: int) -> str:
+    return f"{count} epoch" if count == 1 else f"{count} epochs"

@@ -13,6 +13,7 @@ from typing import TextIO
 from ..display.notebook import in_notebook
 from ..i18n import _
 from .callbacks import Callback
+from .diagnostics import batchnorm_lag_line, batchnorm_momentum
 from .early_stopping import MonitorRule
 
 
@@ -37,6 +38,7 @@ class ProgressBar(Callback):
         self.estimate = estimate
         self.live = self.log.isatty()  # the per-step bar costs a device sync per step: only where someone watches
         self._last_draw = 0.0
+        self._lag_explained = False
 
     @property
     def wants_batches(self) -> bool:
@@ -62,8 +64,10 @@ class ProgressBar(Callback):
             return
         self._last_draw = now
         logs = logs or {}
+        left = (now - self.start) / done * (self.steps - done)
         self.log.write(
-            f"\r{self._bar(done)} - loss: {logs.get('loss', 0):.4f} - accuracy: {logs.get('accuracy', 0):.4f}"
+            f"\r{self._bar(done)} - ETA: {eta_text(left)} - loss: {logs.get('loss', 0):.4f}"
+            f" - accuracy: {logs.get('accuracy', 0):.4f}\x1b[K"  # erase what a longer ETA left behind
         )
         self.log.flush()
 
@@ -73,8 +77,26 @@ class ProgressBar(Callback):
         parts = [f"{k}: {logs[k]:.4f}" for k in ("loss", "accuracy", "val_loss", "val_accuracy") if k in logs]
         note = "  " + _("(early stop)") if getattr(self.model, "stop_training", False) else ""
         prefix = "\r" if self.live else ""
-        self.log.write(f"{prefix}{self._bar(self.steps)} {seconds:.1f}s - " + " - ".join(parts) + note + "\n")
+        pace = step_time_text(seconds / max(self.steps, 1))
+        erase = "\x1b[K" if self.live else ""
+        self.log.write(
+            f"{prefix}{self._bar(self.steps)} {seconds:.1f}s {pace} - " + " - ".join(parts) + note + erase + "\n"
+        )
         self.log.flush()
+        self._explain_lag(epoch, logs)
+
+    def _explain_lag(self, epoch: int, logs: dict) -> None:
+        """Once per run, the line that says why validation accuracy trails in the first epochs of a model
+        with BatchNormalization: a newcomer otherwise stops a healthy run that looks broken."""
+        if self._lag_explained or "val_accuracy" not in logs or "accuracy" not in logs or self.model is None:
+            return
+        line = batchnorm_lag_line(
+            epoch + 1, logs["accuracy"], logs["val_accuracy"], batchnorm_momentum(self.model), self.steps
+        )
+        if line is not None:
+            self._lag_explained = True
+            self.log.write(line + "\n")
+            self.log.flush()
 
     def on_train_end(self, logs=None) -> None:
         """The best epoch as fit's early-stopping rule decided it, and the epoch whose weights the model keeps."""
@@ -94,3 +116,22 @@ class ProgressBar(Callback):
         return (
             f"{done:>{len(str(self.steps))}}/{self.steps} [{'=' * filled}{arrow}{'.' * (width - filled - len(arrow))}]"
         )
+
+
+def eta_text(seconds: float) -> str:
+    """Time left as Keras' bar writes it: 7s, 1:05, 1:02:05."""
+    whole = max(0, round(seconds))
+    if whole >= 3600:
+        return f"{whole // 3600}:{whole % 3600 // 60:02d}:{whole % 60:02d}"
+    if whole >= 60:
+        return f"{whole // 60}:{whole % 60:02d}"
+    return f"{whole}s"
+
+
+def step_time_text(seconds: float) -> str:
+    """Time per step as Keras' bar writes it: 2s/step, 35ms/step, 480us/step."""
+    if seconds >= 1:
+        return f"{seconds:.0f}s/step"
+    if seconds >= 1e-3:
+        return f"{seconds * 1e3:.0f}ms/step"
+    return f"{seconds * 1e6:.0f}us/step"

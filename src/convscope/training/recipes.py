@@ -19,11 +19,13 @@ The three training extras, all off by default so a plain `fit` stays Keras' `mod
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, replace
-
-import torch
+from typing import TYPE_CHECKING
 
 from ..errors import UserError
 from ..i18n import _
+
+if TYPE_CHECKING:
+    import torch
 
 SCHEDULES = ("constant", "one-cycle")
 WARMUP_FRACTION = 0.25
@@ -112,4 +114,6 @@ def lr_scheduler(optimizer: torch.optim.Optimizer, schedule: str, total_steps: i
     """A per-step scheduler for `schedule`, or None for a constant rate (Keras' default)."""
     if schedule == "constant":
         return None
+    import torch  # only training needs it; the recipes' names are read by --help
+
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: one_cycle(step, total_steps))

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, fields, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
 from ..i18n import _
-from .early_stopping import EarlyStopping
 from .recipes import Recipe, check_extras, recipe_for
+
+if TYPE_CHECKING:
+    from .early_stopping import EarlyStopping
 
 PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware has it, else fp32
 
@@ -162,6 +164,8 @@ class TrainSettings:
     def early_stopping(self) -> EarlyStopping | None:
         """The EarlyStopping a run of these settings trains with: the recipe's patience on `monitor` with
         `min_delta`, restoring the best epoch's weights; None when the recipe has no early stopping."""
+        from .early_stopping import EarlyStopping  # it imports torch; the CLI reads these settings for --help
+
         patience = self.recipe_settings().patience
         if patience is None:
             return None

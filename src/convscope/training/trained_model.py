@@ -11,10 +11,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..data.dataset import names_preview
 from ..data.framing import InputContract
 from ..data.scaling import MinMaxScaler
 from .allocator import keep_freed_memory
-from .history import History
+from .history import History, epochs_text
 
 
 def predict_batch(device: torch.device) -> int:
@@ -39,6 +40,26 @@ class TrainedModel:
     path: Path | None = None  # the run directory, once saved or loaded
     data: dict[str, Any] = field(default_factory=dict)  # what it was trained on: source, class names, sizes
     input_contract: InputContract | None = None  # how the training images are framed (data/framing.py)
+
+    def __repr__(self) -> str:
+        """One line for a plain REPL (the notebook shows `_repr_html_`): model, data, classes, accuracy."""
+        h, w, c = self.input_shape
+        spec = getattr(self.model, "spec", None)
+        name = getattr(spec, "name", None) or type(self.model).__name__
+        parts = [
+            f"{name} on {h}x{w}x{c} images",
+            f"{len(self.class_names)} classes ({names_preview(self.class_names)})",
+        ]
+        parts.append(epochs_text(self.history.epochs_run))
+        kept = next((r for r in self.history.rows if r.get("epoch") == self.history.weights_epoch), None)
+        row = kept or (self.history.rows[-1] if self.history.rows else {})
+        if "val_accuracy" in row:
+            parts.append(f"val_accuracy {row['val_accuracy']:.4f} (epoch {int(row['epoch'])})")
+        elif "accuracy" in row:
+            parts.append(f"accuracy {row['accuracy']:.4f} (epoch {int(row['epoch'])})")
+        if self.path is not None:
+            parts.append(f"in {self.path}")
+        return f"<TrainedModel {', '.join(parts)}>"
 
     def _repr_html_(self) -> str:
         """Jupyter: the report's headline cards, Model and Training sections."""
