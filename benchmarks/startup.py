@@ -25,8 +25,11 @@ COMMANDS = (["--help"], ["--version"], ["train", "--help"])
 def once(src: Path, args: list[str]) -> float:
     env = {**os.environ, "PYTHONPATH": str(src)}
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "convscope", *args], env=env, capture_output=True, check=True)
-    return time.perf_counter() - start
+    done = subprocess.run([sys.executable, "-m", "convscope", *args], env=env, capture_output=True, text=True)
+    seconds = time.perf_counter() - start
+    if done.returncode != 0:
+        raise SystemExit(f"convscope {' '.join(args)} with {src} failed ({done.returncode}): {done.stderr[-2000:]}")
+    return seconds
 
 
 def heaviest_imports(src: Path, args: list[str], top: int = 5) -> list[tuple[int, str]]:

@@ -114,12 +114,12 @@ def test_train_piped_into_head_writes_its_run_and_says_so(tmp_path):
     )
 
 
-def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(tmp_path):
-    """`convscope datasets`'s table (larger than a pipe's buffer when repeated) into a reader that is gone."""
+@pytest.mark.parametrize("args", [["summary", "--json", "cnn"], ["datasets"]])
+def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(args):
     read, write = os.pipe()
     os.close(read)  # nobody will ever read: the first write finds the pipe closed
     done = subprocess.run(
-        [sys.executable, "-m", "convscope", "summary", "--json", "cnn"],
+        [sys.executable, "-m", "convscope", *args],
         stdout=write,
         stderr=subprocess.PIPE,
         text=True,
@@ -129,8 +129,19 @@ def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(tmp_path)
     os.close(write)
     assert done.returncode == 0
     assert done.stderr.strip() == (
-        "convscope summary: the reader of the output went away; the command finished without printing the rest."
+        f"convscope {args[0]}: the reader of the output went away; the command finished without printing the rest."
     )
+
+
+def test_help_into_a_closed_reader_is_quiet():
+    read, write = os.pipe()
+    os.close(read)
+    done = subprocess.run(
+        [sys.executable, "-m", "convscope", "train", "--help"], stdout=write, stderr=subprocess.PIPE, text=True,
+        env=ENV, timeout=300,
+    )  # fmt: skip
+    os.close(write)
+    assert (done.returncode, done.stderr) == (0, "")
 
 
 # --- mistyped commands and flags ------------------------------------------------------------------------

@@ -1,7 +1,9 @@
 """The command line: a thin layer over the Python API.
 
 Each sub-command lives in its own module with two functions, `add_parser(subparsers)` and
-`run(args)`. User mistakes (`UserError`) become one sentence on stderr and exit code 2.
+`run(args)`. User mistakes (`UserError`) become one sentence on stderr and exit code 2; a Ctrl-C one
+sentence and exit code 130. A reader that closes our standard output stops nothing: the command finishes
+with its output silenced and says so on stderr (`output.py`).
 """
 
 from __future__ import annotations
@@ -48,11 +50,11 @@ def _main(argv: list[str]) -> int:
     if asked is not None:
         with contextlib.suppress(UserError):  # argparse refuses the value below, with its usage and exit code 2
             set_language(asked)
-    args = parser().parse_args(argv)
-    if args.command is None:
-        parser().print_help()
-        return 2
-    with guarded_stdout() as stdout:
+    with guarded_stdout() as stdout:  # help and usage texts too: `convscope train --help | head -1`
+        args = parser().parse_args(argv)
+        if args.command is None:
+            parser().print_help()
+            return 2
         code = _run(args)
     if stdout.reader_left and not stdout.told:
         print(

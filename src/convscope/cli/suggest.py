@@ -22,7 +22,7 @@ def closest(word: str, candidates: Iterable[str]) -> str | None:
 
 
 def did_you_mean(word: str, candidates: Iterable[str]) -> str:
-    """ " (did you mean X?)" for the closest candidate, or nothing."""
+    """The closest candidate as a suffix for argparse's message, or "" when none is close."""
     match = closest(word, candidates)
     return " " + _("(did you mean {choice}?)").format(choice=match) if match else ""
 
