@@ -7,10 +7,15 @@ loop (`settings_from_args`), so a new option is one `add_argument` line here.
 from __future__ import annotations
 
 import argparse
+import os
+from collections.abc import Mapping
+from pathlib import Path
 
 from ..checks import MAX_LR
 from ..errors import UserError
+from ..i18n import _
 from ..runs import read_json
+from ..training.checkpoint import state_dir_for
 from ..training.recipes import RECIPES, SCHEDULES
 from ..training.settings import PRECISIONS, TrainSettings
 from ..workflow import train
@@ -129,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
     if settings.nproc > 1 and ranks is not None:
         raise UserError("--nproc starts its own processes; under torchrun, set --nproc-per-node on torchrun instead.")
     if ranks is not None and ranks.active:
+        settings = elastic_settings(settings, os.environ)
+    if ranks is not None and ranks.active:
         with process_group(ranks, settings.device):
             path = train(settings=settings, distributed=ranks).path
     else:
@@ -136,3 +143,23 @@ def run(args: argparse.Namespace) -> int:
     if settings.quiet and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
         print(path)
     return 0
+
+
+def elastic_settings(settings: TrainSettings, env: Mapping[str, str]) -> TrainSettings:
+    """The settings of one torchrun rank: every rank and every restart must name one run (`--out`), and a rank
+    torchrun restarted after a lost worker (TORCHELASTIC_RESTART_COUNT > 0) resumes the run's saved state."""
+    if settings.out is None:
+        raise UserError(
+            _(
+                "under torchrun, give --out: every rank, on every machine and after every restart, "
+                "must name the same run directory."
+            )
+        )
+    try:
+        restarts = int(env.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    saved = state_dir_for(settings.out) / "settings.json"
+    if restarts > 0 and not settings.resume and not Path(settings.out).exists() and saved.is_file():
+        return TrainSettings.of(settings, {"resume": True})
+    return settings
