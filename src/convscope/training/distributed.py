@@ -109,7 +109,9 @@ def process_group(ctx: DistContext, device: str | torch.device | None = None) ->
         # Leave together: rank 0 still evaluates and writes the run while the others are done, and a
         # gloo rank whose peer has already torn down its connections aborts at exit.
         dist.barrier()
-    except dist.DistError as exc:
+    except RuntimeError as exc:
+        if not is_lost_rank(exc):
+            raise
         raise lost_rank_error(ctx, exc) from None
     finally:
         dist.destroy_process_group()
@@ -130,6 +132,15 @@ def group_timeout(env: dict[str, str] | None = None) -> float:
             _("CONVSCOPE_DIST_TIMEOUT={value!r} must be a number of seconds above 0.").format(value=text)
         )
     return seconds
+
+
+def is_lost_rank(exc: BaseException) -> bool:
+    """A collective that failed because a peer is gone or silent: torch's DistError, or the RuntimeError
+    gloo raises from its transport ("Connection reset by peer", "Timed out waiting ...")."""
+    if isinstance(exc, dist.DistError):
+        return True
+    text = str(exc).lower()
+    return "gloo" in text or "nccl" in text
 
 
 def lost_rank_error(ctx: DistContext, exc: BaseException) -> UserError:
