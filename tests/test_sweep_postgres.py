@@ -120,7 +120,9 @@ def test_three_workers_run_every_trial_once_and_a_killed_one_leaves_the_study_re
     assert trials[killed].state.name == "FAIL"
     finished = [t for t in trials if t.state.name in FINISHED]
     assert len(finished) == len(trials) - 1 >= 3 + 3 + 1  # two whole workers, the resumed one, and the victim's
-    assert len({params_key(t) for t in trials}) == len(trials)  # no parameter set drawn twice, the killed one's included
+    assert len({params_key(t) for t in trials}) == len(
+        trials
+    )  # no parameter set drawn twice, the killed one's included
     pids = {(t.user_attrs["worker"]["pid"]) for t in finished}
     assert len(pids) >= 3  # the trials were shared out among the workers
     # Each finished trial is exactly one run directory, named by its study-wide number: no two workers collided.

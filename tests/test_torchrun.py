@@ -152,7 +152,9 @@ def _wait_for(predicate, process: subprocess.Popen, seconds: float = 600):
         if found:
             return found
         time.sleep(0.05)
-    raise AssertionError(f"gave up waiting: {process.poll()=} {process.stderr.read() if process.poll() is not None else ''}")
+    raise AssertionError(
+        f"gave up waiting: {process.poll()=} {process.stderr.read() if process.poll() is not None else ''}"
+    )
 
 
 def test_an_elastic_group_restarts_after_a_rank_is_killed_and_resumes(inputs, tmp_path):
@@ -201,3 +203,44 @@ def test_without_restarts_the_surviving_machine_stops_with_one_sentence(inputs, 
     assert "rank 0 of 2 on " in stderr and "lost contact with another rank" in stderr, stderr[-3000:]
     assert "--resume" in stderr
     assert not out.exists() and any(state.glob("rank0-epoch*.safetensors"))  # what --resume continues from
+
+
+def test_the_group_timeout_comes_from_the_environment():
+    from convscope.errors import UserError
+    from convscope.training.distributed import DEFAULT_TIMEOUT_SECONDS, group_timeout
+
+    assert group_timeout({}) == DEFAULT_TIMEOUT_SECONDS == 300
+    assert group_timeout({"CONVSCOPE_DIST_TIMEOUT": "12.5"}) == 12.5
+    for bad in ("0", "-3", "nan", "soon"):
+        with pytest.raises(UserError, match="CONVSCOPE_DIST_TIMEOUT"):
+            group_timeout({"CONVSCOPE_DIST_TIMEOUT": bad})
+
+
+def test_a_restarted_rank_resumes_only_a_run_with_saved_state(tmp_path):
+    from convscope.cli.train import elastic_settings
+    from convscope.errors import UserError
+    from convscope.training.settings import TrainSettings
+
+    settings = TrainSettings.of(None, {"out": str(tmp_path / "run")})
+    with pytest.raises(UserError, match="give --out"):
+        elastic_settings(TrainSettings(), {})
+    assert not elastic_settings(settings, {"TORCHELASTIC_RESTART_COUNT": "0"}).resume
+    assert not elastic_settings(settings, {"TORCHELASTIC_RESTART_COUNT": "1"}).resume  # nothing saved yet
+    (tmp_path / ".run.resume").mkdir()
+    (tmp_path / ".run.resume" / "settings.json").write_text("{}")
+    assert elastic_settings(settings, {"TORCHELASTIC_RESTART_COUNT": "1"}).resume
+    assert not elastic_settings(settings, {}).resume  # a first start never resumes by itself
+
+
+def test_the_fingerprint_sees_one_changed_pixel_and_a_streamed_copy_reads_alike(tmp_path):
+    from convscope.data.dataset import fingerprint
+
+    data = tiny_dataset(300)
+    changed = data.images.copy()
+    changed[150, 3, 3, 0] ^= 4
+    assert fingerprint(data) == fingerprint(tiny_dataset(300))
+    assert fingerprint(data) != fingerprint(cs.Dataset(changed, data.labels, data.class_names))
+    np.save(tmp_path / "x.npy", data.images)
+    np.save(tmp_path / "x_labels.npy", data.labels)
+    streamed = cs.stream(str(tmp_path / "x.npy"))
+    assert fingerprint(streamed) == fingerprint(cs.stream(str(tmp_path / "x.npy")))

@@ -41,7 +41,7 @@ from typing import Any
 import yaml
 
 from .errors import UserError
-from .i18n import _
+from .i18n import _, ngettext
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
 from .training.callbacks import Callback
@@ -437,25 +437,24 @@ def study_runs(storage: str, study_name: str | None = None) -> StudyRuns:
 
     Completed and pruned trials count (a pruned trial leaves a run too); failed and running ones do not."""
     optuna = _optuna()
-    from optuna.trial import TrialState
-
     import sqlalchemy.exc
+    from optuna.trial import TrialState
 
     try:
         if study_name is None:
             names = optuna.study.get_all_study_names(engine_url(storage))
             if len(names) != 1:
                 raise UserError(
-                    _("{storage} holds {count} studies ({names}); choose one with --study-name.").format(
-                        storage=storage, count=len(names), names=", ".join(names) or "-"
-                    )
+                    ngettext(
+                        "{storage} holds {count} study ({names}); choose one with --study-name.",
+                        "{storage} holds {count} studies ({names}); choose one with --study-name.",
+                        len(names),
+                    ).format(storage=storage, count=len(names), names=", ".join(names) or "-")
                 )
             study_name = names[0]
         study = optuna.load_study(study_name=study_name, storage=engine_url(storage))
     except KeyError:
-        raise UserError(
-            _("{storage} holds no study named {name}.").format(storage=storage, name=study_name)
-        ) from None
+        raise UserError(_("{storage} holds no study named {name}.").format(storage=storage, name=study_name)) from None
     except (ImportError, ValueError, optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError) as exc:
         raise UserError(
             _("cannot open the study storage {storage}: {reason}.").format(storage=storage, reason=exc)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from ..i18n import _, ngettext
+from ..i18n import ngettext
 from ..runs import check_writable
 from ..sweep import expand_study_dirs, is_storage_url, study_runs
 

@@ -128,9 +128,7 @@ def group_timeout(env: dict[str, str] | None = None) -> float:
     except ValueError:
         seconds = float("nan")
     if not 0 < seconds < 1e7:  # NaN fails too
-        raise UserError(
-            _("CONVSCOPE_DIST_TIMEOUT={value!r} must be a number of seconds above 0.").format(value=text)
-        )
+        raise UserError(_("CONVSCOPE_DIST_TIMEOUT={value!r} must be a number of seconds above 0.").format(value=text))
     return seconds
 
 
