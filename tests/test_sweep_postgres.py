@@ -113,7 +113,9 @@ def test_three_workers_run_every_trial_once_and_a_killed_one_leaves_the_study_re
         for worker in workers:
             worker.kill()
             worker.wait()
-    assert load(url).trials[killed].state.name == "RUNNING"  # nobody has heard of it since the kill
+    # Still RUNNING, unless a survivor started a trial more than the heartbeat's grace period after the kill
+    # (a slow machine), which fails it as a trial of a machine gone silent.
+    assert load(url).trials[killed].state.name in ("RUNNING", "FAIL")
 
     finish(start(command(inputs, out, url, trials=1, epochs=3)))  # the same command again joins and resumes
     trials = load(url).trials

@@ -54,8 +54,8 @@ def add_parser(sub) -> None:
     p.add_argument("--out", help="study directory (default sweeps/<timestamp>-<model>-sweep)")
     p.add_argument(
         "--storage",
-        help="Optuna storage URL shared by several machines, e.g. postgresql://host/db "
-        "(default: sqlite study.db in the study directory)",
+        help="Optuna storage URL shared by several machines, e.g. postgresql://user:password@host/db, with the "
+        "same --study-name on every machine (default: sqlite study.db in the study directory)",
     )
     p.add_argument("--study-name", help="name of the study in the storage (default: the study directory's name)")
     p.add_argument("--timeout", type=positive_float, help="stop starting trials after this many seconds")
