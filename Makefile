@@ -17,7 +17,7 @@ install: $(VENV)/.installed
 demo: install
 	$(VENV)/bin/convscope train
 
-# Debian's Chromium for the browser tests; skipped where it is already installed.
+# Debian's Chromium for the browser tests, fonts and PostgreSQL; each skipped where it is already installed.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -27,6 +27,11 @@ system-deps:
 	  FONTS="fonts-dejavu fonts-liberation fontconfig"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$FONTS >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$FONTS >/dev/null; fi; }
+	@# PostgreSQL for the shared-study sweep tests (tests/postgres.py starts a throwaway server of its own;
+	@# the package's default cluster is not used)
+	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postgresql >/dev/null; fi; }
 
 test: install system-deps
 	$(PY) -m pytest

@@ -73,3 +73,20 @@ def letters_run(tmp_path_factory) -> Path:
     model = cs.build(glyphs.SMALL_CNN, input_shape=data.input_shape, num_classes=data.num_classes, seed=0)
     trained = cs.fit(model, data, epochs=10, verbose=False, seed=0)
     return cs.save_run(trained, tmp_path_factory.mktemp("runs") / "letters-run")
+
+
+@pytest.fixture(scope="session")
+def postgres():
+    """A PostgreSQL server of its own for the session (tests/postgres.py); skips, saying why, where there is none."""
+    from postgres import Unavailable, postgres_server
+
+    pytest.importorskip("psycopg", reason="the sweep extra's PostgreSQL driver (psycopg) is not installed")
+    try:
+        server_context = postgres_server()
+        server = server_context.__enter__()
+    except Unavailable as exc:
+        pytest.skip(str(exc))
+    try:
+        yield server
+    finally:
+        server_context.__exit__(None, None, None)

@@ -16,8 +16,14 @@ best validation loss of the run, the epoch whose weights early stopping keeps.
 Resuming: a sweep killed at any moment and started again with the same command (the same `--out` or
 `--storage`/`--study-name`) continues its study. Trials a dead process left RUNNING are marked failed
 (at once when the process ran on this machine and is gone; after Optuna's heartbeat grace period for
-other machines), finished trials stay as they are, and the sampler is seeded from the seed *and* the
-number of trials already in the study, so it goes on drawing new values instead of replaying its first draws.
+other machines), finished trials stay as they are, and each trial's draws are seeded from the seed *and* the
+trial's number, so a resumed study goes on drawing new values instead of replaying its first draws.
+
+Several workers, one study: processes on one or many machines started with the same `--storage` URL
+(PostgreSQL, say) and `--study-name` share the study. Each trial's draws are seeded by the seed and the
+trial's number, which the storage hands out once per study, so workers never draw the same values, and a
+worker's pruner compares against every worker's reported epochs. Trial directories are named by that
+number too (`trials/trial-0007`), so workers writing into one shared `--out` never collide.
 """
 
 from __future__ import annotations
@@ -26,6 +32,7 @@ import json
 import os
 import shlex
 import socket
+import time
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -36,7 +43,7 @@ from typing import Any, TextIO
 import yaml
 
 from .errors import UserError
-from .i18n import _
+from .i18n import _, ngettext
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
 from .training.callbacks import Callback
@@ -159,6 +166,13 @@ def sweep(
     silenced unless `verbose`."""
     if settings.validation_split <= 0:
         raise UserError(_("a sweep compares trials by validation loss; set validation_split above 0."))
+    if storage is not None and study_name is None and out is None:
+        raise UserError(
+            _(
+                "--storage is shared by several workers: give each the same --study-name "
+                "(without it, each would start its own study, named after its own new folder)."
+            )
+        )
     optuna = _optuna()
     base = resolve_spec(settings.model).to_dict()
     path = Path(out) if out is not None else default_run_dir(f"{base['name']}-sweep", root="sweeps")
@@ -170,28 +184,14 @@ def sweep(
 
 
 def _sweep(optuna, settings, trials, space, path, storage, study_name, pruner, timeout, log, base) -> SweepResult:
-    try:
-        with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; its interface is ours to track
-            warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
-            rdb = optuna.storages.RDBStorage(storage, heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS)
-        study = optuna.create_study(
-            storage=rdb,
-            study_name=study_name or path.name,
-            direction="minimize",
-            load_if_exists=True,
-            pruner=pruner,
-        )
-    except (ImportError, ValueError, optuna.exceptions.OptunaError) as exc:
-        raise UserError(
-            _("cannot open the study storage {storage!r}: {exc}.").format(storage=storage, exc=exc)
-        ) from None
+    study = open_study(storage, study_name or path.name, pruner)
     fail_orphaned_trials(study)
-    study.sampler = optuna.samplers.TPESampler(seed=sampler_seed(settings.seed, len(study.trials)))
+    study.sampler = TrialSeededSampler(settings.seed)
     study.set_user_attr("settings", asdict(settings))
 
     def objective(trial) -> float:
         chosen = draw(trial, base, space, settings.lr, settings.batch_size)
-        run_dir = path / TRIALS_DIR / f"trial-{trial.number:04d}"
+        run_dir = path.resolve() / TRIALS_DIR / f"trial-{trial.number:04d}"
         trial.set_user_attr("run_dir", str(run_dir))
         trial.set_user_attr("worker", {"host": socket.gethostname(), "pid": os.getpid()})
         trial.set_user_attr("spec", chosen.spec)
@@ -217,7 +217,18 @@ def _sweep(optuna, settings, trials, space, path, storage, study_name, pruner, t
         if log is not None:
             print(trial_line(trial, study), file=log, flush=True)
 
-    study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,), callbacks=[progress])
+    try:
+        study.optimize(objective, n_trials=trials, timeout=timeout, catch=(UserError,), callbacks=[progress])
+    except ValueError as exc:
+        if "dynamic value space" not in str(exc):
+            raise
+        # Optuna refuses to widen a categorical choice a study already draws from (in its own words).
+        raise UserError(
+            _(
+                "the study {name} draws from other choices than this command's ({reason}); "
+                "give every worker of a study the same --kernel-sizes and --batch-sizes."
+            ).format(name=study.study_name, reason=exc)
+        ) from None
     best_run, best_spec = write_best(study, path, settings)
     return SweepResult(study, path, best_run, best_spec)
 
@@ -259,11 +270,90 @@ def _best_number(study) -> int | None:
         return None
 
 
-def sampler_seed(seed: int, trials_so_far: int) -> int:
-    """The sampler's seed: the same study state draws the same values, a resumed one continues with new ones."""
+def engine_url(storage: str) -> str:
+    """The storage URL with its PostgreSQL driver named: psycopg (3), the one the sweep extra installs.
+
+    SQLAlchemy 2.1 reads a bare `postgresql://` as psycopg, 2.0 as psycopg2; naming it makes the URL a
+    user copies from the README work with either."""
+    for prefix in ("postgresql://", "postgres://"):
+        if storage.startswith(prefix):
+            return "postgresql+psycopg://" + storage[len(prefix) :]
+    return storage
+
+
+def open_study(storage: str, study_name: str, pruner, attempts: int = 5):
+    """Create the study, or join it where another process (here or on another machine) already made it.
+
+    Workers started together race to create Optuna's tables and the study row; the loser of such a race
+    gets a database error for something that now exists, and simply tries again (a few times, briefly)."""
+    optuna = _optuna()
+    import sqlalchemy.exc
+
+    for attempt in range(attempts):
+        try:
+            with warnings.catch_warnings():  # the heartbeat is "experimental" in Optuna; its interface is ours to track
+                warnings.simplefilter("ignore", optuna.exceptions.ExperimentalWarning)
+                rdb = optuna.storages.RDBStorage(
+                    engine_url(storage), heartbeat_interval=HEARTBEAT_SECONDS, grace_period=GRACE_SECONDS
+                )
+            return optuna.create_study(
+                storage=rdb, study_name=study_name, direction="minimize", load_if_exists=True, pruner=pruner
+            )
+        except sqlalchemy.exc.IntegrityError:
+            if attempt == attempts - 1:
+                raise
+            time.sleep(0.2 * (attempt + 1))
+        except (ImportError, ValueError, optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError) as exc:
+            raise UserError(
+                _("cannot open the study storage {storage}: {reason}.").format(storage=storage, reason=exc)
+            ) from None
+    raise AssertionError("unreachable")
+
+
+def sampler_seed(seed: int, trial_number: int) -> int:
+    """The seed of one trial's draws: the same trial number draws the same values, another number others."""
     import numpy as np
 
-    return int(np.random.SeedSequence([seed, trials_so_far]).generate_state(1)[0])
+    return int(np.random.SeedSequence([seed, trial_number]).generate_state(1)[0])
+
+
+class TrialSeededSampler:
+    """Optuna's TPE sampler, seeded afresh for each trial from the sweep's seed and the trial's number.
+
+    One seeded sampler per process would make workers that start together draw the same values (each
+    would begin from the same seed and the same empty study); the trial number is unique in the study,
+    whichever worker asks for it, so every trial's draws are its own and reproducible. TPE keeps no state
+    between trials besides its random generator (it reads the finished trials from the storage), so a
+    fresh one per trial loses nothing."""
+
+    def __init__(self, seed: int):
+        self.seed = seed
+        self._samplers: dict[int, Any] = {}
+
+    def _for(self, trial):
+        sampler = self._samplers.get(trial.number)
+        if sampler is None:
+            sampler = _optuna().samplers.TPESampler(seed=sampler_seed(self.seed, trial.number))
+            self._samplers = {trial.number: sampler}  # one trial at a time per worker
+        return sampler
+
+    def infer_relative_search_space(self, study, trial):
+        return self._for(trial).infer_relative_search_space(study, trial)
+
+    def sample_relative(self, study, trial, search_space):
+        return self._for(trial).sample_relative(study, trial, search_space)
+
+    def sample_independent(self, study, trial, param_name, param_distribution):
+        return self._for(trial).sample_independent(study, trial, param_name, param_distribution)
+
+    def before_trial(self, study, trial) -> None:
+        self._for(trial).before_trial(study, trial)
+
+    def after_trial(self, study, trial, state, values) -> None:
+        self._for(trial).after_trial(study, trial, state, values)
+
+    def reseed_rng(self) -> None:
+        self._samplers = {}
 
 
 def fail_orphaned_trials(study) -> list[int]:
@@ -323,7 +413,7 @@ def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None,
     except ValueError:
         return None, None
     spec_file = path / BEST_SPEC
-    spec_file.write_text(yaml.safe_dump(best.user_attrs["spec"], sort_keys=False))
+    _write_atomic(spec_file, yaml.safe_dump(best.user_attrs["spec"], sort_keys=False))
     lr = best.params.get("lr", settings.lr)
     batch_size = best.params.get("batch_size", settings.batch_size)
     retrain = {**settings.train_kwargs(), "model": str(spec_file), "lr": lr, "batch_size": batch_size}
@@ -335,8 +425,15 @@ def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None,
         "train": retrain,
         "command": retrain_command(retrain),
     }
-    (path / BEST_JSON).write_text(json.dumps(record, indent=2) + "\n")
+    _write_atomic(path / BEST_JSON, json.dumps(record, indent=2) + "\n")
     return Path(best.user_attrs["run_dir"]), spec_file
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    """Workers sharing one `--out` each write the best so far when they finish: whole files only."""
+    partial = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
+    partial.write_text(text)
+    partial.replace(path)
 
 
 def retrain_command(kwargs: dict[str, Any]) -> str:
@@ -383,9 +480,73 @@ def _optuna():
     return optuna
 
 
-def expand_study_dirs(paths: list[str | Path]) -> list[Path]:
-    """Run directories for `convscope compare`: a sweep directory stands for all its trials' runs."""
+def is_storage_url(text: str) -> bool:
+    """A database URL (postgresql://..., sqlite:///...) rather than a path."""
+    return "://" in str(text)
+
+
+@dataclass
+class StudyRuns:
+    """The run directories of a study's finished trials: those on this machine, and those elsewhere."""
+
+    here: list[Path]
+    elsewhere: list[tuple[str, str]]  # (host, run directory) of trials whose directory is not on this machine
+
+
+def study_runs(storage: str, study_name: str | None = None) -> StudyRuns:
+    """The trials' run directories of a study read from its storage (what `convscope compare URL` lists).
+
+    Completed and pruned trials count (a pruned trial leaves a run too); failed and running ones do not."""
+    optuna = _optuna()
+    import sqlalchemy.exc
+    from optuna.trial import TrialState
+
+    try:
+        if study_name is None:
+            names = optuna.study.get_all_study_names(engine_url(storage))
+            if len(names) != 1:
+                raise UserError(
+                    ngettext(
+                        "{storage} holds {count} study ({names}); choose one with --study-name.",
+                        "{storage} holds {count} studies ({names}); choose one with --study-name.",
+                        len(names),
+                    ).format(storage=storage, count=len(names), names=", ".join(names) or "-")
+                )
+            study_name = names[0]
+        study = optuna.load_study(study_name=study_name, storage=engine_url(storage))
+    except KeyError:
+        raise UserError(_("{storage} holds no study named {name}.").format(storage=storage, name=study_name)) from None
+    except (ImportError, ValueError, optuna.exceptions.OptunaError, sqlalchemy.exc.SQLAlchemyError) as exc:
+        raise UserError(
+            _("cannot open the study storage {storage}: {reason}.").format(storage=storage, reason=exc)
+        ) from None
+    here: list[Path] = []
+    elsewhere: list[tuple[str, str]] = []
+    for trial in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)):
+        run_dir = trial.user_attrs.get("run_dir")
+        if not run_dir:
+            continue
+        if (Path(run_dir) / WEIGHTS).is_file():
+            here.append(Path(run_dir))
+        else:
+            elsewhere.append(((trial.user_attrs.get("worker") or {}).get("host", "?"), run_dir))
+    return StudyRuns(here, elsewhere)
+
+
+def expand_study_dirs(paths: list[str | Path], study_name: str | None = None) -> list[Path]:
+    """Run directories for `convscope compare`: a sweep directory stands for all its trials' runs, and so
+    does a storage URL (its study's trials whose run directories are on this machine)."""
     out: list[Path] = []
-    for path in map(Path, paths):
-        out.extend(trial_run_dirs(path) if (path / TRIALS_DIR).is_dir() else [path])
+    for path in paths:
+        if is_storage_url(str(path)):
+            runs = study_runs(str(path), study_name)
+            if not runs.here:
+                raise UserError(
+                    _("{storage}: none of the study's finished trials has its run directory on this machine.").format(
+                        storage=path
+                    )
+                )
+            out.extend(runs.here)
+        else:
+            out.extend(trial_run_dirs(path) if (Path(path) / TRIALS_DIR).is_dir() else [Path(path)])
     return out

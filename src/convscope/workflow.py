@@ -119,6 +119,11 @@ def train(
     else:
         dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
     check_random_shift(fit_settings.random_shift, dataset.input_shape)
+    if distributed is not None and distributed.active:  # before anything is trained: the same data on every rank
+        from .data.dataset import fingerprint
+        from .training.distributed import check_same_data
+
+        check_same_data(fingerprint(dataset), distributed, distributed.device(s.device))
     say(describe(dataset))
     entry = named_dataset(str(s.data))
     if entry is not None:

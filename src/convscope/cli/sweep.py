@@ -58,7 +58,8 @@ def add_parser(sub) -> None:
     p.add_argument(
         "--storage",
         help=_(
-            "Optuna storage URL shared by several machines, e.g. postgresql://host/db (default: sqlite study.db in the study directory)"
+            "Optuna storage URL shared by several machines, e.g. postgresql://user:password@host/db, with the "
+            "same --study-name on every machine (default: sqlite study.db in the study directory)"
         ),
     )
     p.add_argument("--study-name", help=_("name of the study in the storage (default: the study directory's name)"))

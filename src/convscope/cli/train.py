@@ -7,7 +7,10 @@ loop (`settings_from_args`), so a new option is one `add_argument` line here.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
+from collections.abc import Mapping
+from pathlib import Path
 
 from ..checks import MAX_LR
 from ..errors import UserError
@@ -139,6 +142,8 @@ def run(args: argparse.Namespace) -> int:
             _("--nproc starts its own processes; under torchrun, set --nproc-per-node on torchrun instead.")
         )
     if ranks is not None and ranks.active:
+        settings = elastic_settings(settings, os.environ)
+    if ranks is not None and ranks.active:
         with process_group(ranks, settings.device):
             path = train(settings=settings, distributed=ranks).path
     else:
@@ -155,3 +160,25 @@ def run(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return 0
+
+
+def elastic_settings(settings: TrainSettings, env: Mapping[str, str]) -> TrainSettings:
+    """The settings of one torchrun rank: every rank and every restart must name one run (`--out`), and a rank
+    torchrun restarted after a lost worker (TORCHELASTIC_RESTART_COUNT > 0) resumes the run's saved state."""
+    if settings.out is None:
+        raise UserError(
+            _(
+                "under torchrun, give --out: every rank, on every machine and after every restart, "
+                "must name the same run directory."
+            )
+        )
+    try:
+        restarts = int(env.get("TORCHELASTIC_RESTART_COUNT", "0") or 0)
+    except ValueError:
+        restarts = 0
+    from ..training.checkpoint import state_dir_for  # torch: only a run under torchrun gets here
+
+    saved = state_dir_for(settings.out) / "settings.json"
+    if restarts > 0 and not settings.resume and not Path(settings.out).exists() and saved.is_file():
+        return TrainSettings.of(settings, {"resume": True})
+    return settings

@@ -7,6 +7,7 @@ with statistics of the training split only (see `scaling.py`).
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -128,3 +129,22 @@ def names_preview(names: tuple[str, ...], shown: int = 6) -> str:
     if len(names) <= shown:
         return ", ".join(names)
     return f"{', '.join(names[: shown - 1])}, ... {names[-1]}"
+
+
+# Images a fingerprint reads from a dataset streamed from disk: evenly spaced, so a changed file is
+# likely caught without reading it all (a resident dataset is hashed whole: ~0.1 s for MNIST's 47 MB).
+FINGERPRINT_SAMPLE = 256
+
+
+def fingerprint(data: Dataset) -> str:
+    """A short hash of what a rank trains on (shape, class names, every label, the images), to compare
+    the copies of the data that the ranks of a multi-machine run read."""
+    digest = hashlib.blake2b(digest_size=8)
+    digest.update(repr((tuple(data.images.shape), str(data.images.dtype), tuple(data.class_names))).encode())
+    digest.update(np.ascontiguousarray(data.labels).tobytes())
+    if isinstance(data.images, np.ndarray):
+        digest.update(np.ascontiguousarray(data.images).tobytes())
+    else:
+        picks = np.unique(np.linspace(0, len(data) - 1, num=min(len(data), FINGERPRINT_SAMPLE)).astype(np.int64))
+        digest.update(np.ascontiguousarray(data.images[picks]).tobytes())
+    return digest.hexdigest()
