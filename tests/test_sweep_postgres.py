@@ -5,6 +5,7 @@ storage URL and the study name (and, in one test, a folder, as machines sharing 
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import signal
@@ -76,8 +77,15 @@ def finish(process: subprocess.Popen) -> str:
     return out
 
 
+@functools.cache
+def storage(url: str):
+    """One storage, so one connection pool, per database for the whole module: a storage made per poll keeps
+    its connections open until it is collected, and the server refuses clients past max_connections."""
+    return optuna.storages.RDBStorage(engine_url(url))
+
+
 def load(url: str):
-    return optuna.load_study(study_name="shared", storage=engine_url(url))
+    return optuna.load_study(study_name="shared", storage=storage(url))
 
 
 def params_key(trial) -> str:
