@@ -1,4 +1,4 @@
-"""Sweep workers sharing one PostgreSQL study, and the cost of an elastic torchrun restart (issue 27).
+"""Sweep workers sharing one PostgreSQL study, and the cost of an elastic torchrun restart.
 
     python -m benchmarks.shared_study --out runs/bench/shared-study            # 3 rounds, about 6 minutes
     python -m benchmarks.shared_study --rounds 1 --trials 6 --out /tmp/x       # one quick round
