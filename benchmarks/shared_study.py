@@ -36,6 +36,7 @@ import yaml
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE.parent / "tests"))  # the throwaway server and the synthetic data of the tests
 
+from convscope.training.distributed import _free_port  # noqa: E402
 from postgres import create_database, postgres_server  # noqa: E402
 from synthetic import SMALL_SPEC, tiny_dataset  # noqa: E402
 
@@ -73,12 +74,6 @@ def torchrun_command(root: Path, out: Path) -> list[str]:
         "--model", str(root / "small.yaml"), "--epochs", "6", "--patience", "9", "--batch-size", "16",
         "--threads", "1", "--no-report", "--quiet", "--out", str(out),
     ]  # fmt: skip
-
-
-def _free_port() -> int:
-    from convscope.training.distributed import _free_port as free
-
-    return free()
 
 
 def _rank_pid(launcher: int, rank: int) -> int | None:

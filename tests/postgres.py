@@ -10,13 +10,14 @@ from __future__ import annotations
 import glob
 import os
 import shutil
-import socket
 import subprocess
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+
+from convscope.training.distributed import _free_port
 
 
 class Unavailable(Exception):
@@ -42,12 +43,6 @@ def binaries() -> Path:
             "`make system-deps` installs Debian's postgresql package"
         )
     return Path(found[-1]).parent
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _as_owner(command: list[str]) -> list[str]:

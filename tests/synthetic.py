@@ -22,6 +22,17 @@ def tiny_dataset(n: int = 240, size: int = 8, seed: int = 0) -> cs.Dataset:
     return cs.Dataset(images, labels.astype(np.int64), ("top", "bottom"), "tiny")
 
 
+# No BatchNorm, no Dropout: runs split across processes or machines equal one process's up to float
+# summation order.
+PLAIN_SPEC = {
+    "layers": [
+        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
+        {"MaxPool2D": {}},
+        {"Flatten": {}},
+        {"Dense": {"units": "num_classes", "activation": "softmax"}},
+    ]
+}
+
 SMALL_SPEC = {
     "layers": [
         {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},

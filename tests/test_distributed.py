@@ -14,17 +14,8 @@ from convscope.cli import main
 from convscope.errors import UserError
 from convscope.runs import ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_SET, WEIGHTS
 from convscope.training.distributed import DistContext, launch, shard
-from synthetic import SMALL_SPEC, tiny_dataset
+from synthetic import PLAIN_SPEC, SMALL_SPEC, tiny_dataset
 
-# No BatchNorm, no Dropout: the two runs differ only by float summation order.
-PLAIN_SPEC = {
-    "layers": [
-        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-        {"MaxPool2D": {}},
-        {"Flatten": {}},
-        {"Dense": {"units": "num_classes", "activation": "softmax"}},
-    ]
-}
 # 236 images, validation_split 0.25 -> 177 training images: 11 batches of 16 and a last batch of 1,
 # so one rank sits out the last step (DDP's Join) and the loss weights are not all 1.
 N_IMAGES, BATCH, EPOCHS = 236, 16, 4

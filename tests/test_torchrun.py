@@ -19,17 +19,7 @@ import yaml
 
 import convscope as cs
 from convscope.training.distributed import _free_port
-from synthetic import tiny_dataset
-
-# No BatchNorm, no Dropout: a 2-node run equals the 2-process run up to float summation order.
-PLAIN_SPEC = {
-    "layers": [
-        {"Conv2D": {"filters": 4, "kernel_size": 3, "padding": "same", "activation": "relu"}},
-        {"MaxPool2D": {}},
-        {"Flatten": {}},
-        {"Dense": {"units": "num_classes", "activation": "softmax"}},
-    ]
-}
+from synthetic import PLAIN_SPEC, tiny_dataset
 
 
 @pytest.fixture(scope="module")
