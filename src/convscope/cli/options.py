@@ -129,27 +129,20 @@ def _section_heading(heading: str | None) -> str | None:
     return headings.get(heading or "", heading)
 
 
-def _argparse_sentences() -> list[tuple[str, str]]:
-    """argparse's error sentences (Python 3.10-3.13), each with its translation; the %-fields are kept."""
-    return [
-        ("argument %(argument_name)s: %(message)s", _("argument %(argument_name)s: %(message)s")),
-        ("the following arguments are required: %s", _("the following arguments are required: %s")),
-        ("one of the arguments %s is required", _("one of the arguments %s is required")),
-        ("unrecognized arguments: %s", _("unrecognized arguments: %s")),
-        ("not allowed with argument %s", _("not allowed with argument %s")),
-        ("expected one argument", _("expected one argument")),
-        ("expected at most one argument", _("expected at most one argument")),
-        ("expected at least one argument", _("expected at least one argument")),
-        (
-            "ambiguous option: %(option)s could match %(matches)s",
-            _("ambiguous option: %(option)s could match %(matches)s"),
-        ),
-        ("invalid %(type)s value: %(value)r", _("invalid %(type)s value: %(value)r")),
-        (
-            "invalid choice: %(value)r (choose from %(choices)s)",
-            _("invalid choice: %(value)r (choose from %(choices)s)"),
-        ),
-    ]
+# argparse's error sentences (Python 3.10-3.13), marked for the catalog; their %-fields are kept in translation.
+ARGPARSE_SENTENCES = (
+    N_("argument %(argument_name)s: %(message)s"),
+    N_("the following arguments are required: %s"),
+    N_("one of the arguments %s is required"),
+    N_("unrecognized arguments: %s"),
+    N_("not allowed with argument %s"),
+    N_("expected one argument"),
+    N_("expected at most one argument"),
+    N_("expected at least one argument"),
+    N_("ambiguous option: %(option)s could match %(matches)s"),
+    N_("invalid %(type)s value: %(value)r"),
+    N_("invalid choice: %(value)r (choose from %(choices)s)"),
+)
 
 
 _FIELD = re.compile(r"%(?:\((\w+)\))?[sr]")
@@ -158,7 +151,7 @@ _FIELD = re.compile(r"%(?:\((\w+)\))?[sr]")
 def argparse_message(message: str) -> str:
     """An argparse error sentence in the language in force: matched against argparse's English templates, its
     fields (option names, values) carried into the translation; our own messages inside pass through `_` already."""
-    for english, translated in _argparse_sentences():
+    for english in ARGPARSE_SENTENCES:
         names = [m.group(1) or f"_{i}" for i, m in enumerate(_FIELD.finditer(english))]
         pattern = "".join(
             re.escape(part) if i % 2 == 0 else "(.*?)"
@@ -171,7 +164,7 @@ def argparse_message(message: str) -> str:
         values = dict(zip(names, match.groups()))
         if names and names[-1] == "message":
             values["message"] = argparse_message(values["message"])  # "argument --x: invalid choice: ..."
-        return _filled(translated, values)
+        return _filled(_(english), values)
     return message
 
 
