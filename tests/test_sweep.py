@@ -108,7 +108,7 @@ def test_bad_ranges_are_refused():
 def test_a_study_directory_expands_to_its_trials_for_compare(study_dir, tmp_path):
     from convscope.sweep import expand_study_dirs
 
-    assert expand_study_dirs([study_dir, tmp_path]) == [*trial_run_dirs(study_dir), tmp_path]
+    assert expand_study_dirs([study_dir, tmp_path]).here == [*trial_run_dirs(study_dir), tmp_path]
     with pytest.raises(UserError, match="not a sweep directory"):
         trial_run_dirs(tmp_path)
 

@@ -172,6 +172,16 @@ def test_two_machines_prune_against_each_other_and_see_the_same_best(postgres, i
     for t in load(url).trials:
         assert f"trial-{t.number:04d}" in table
 
+    # A trial whose run directory is not on this machine (moved here, as if written by another one) is left
+    # out of the table and named, with the host its worker recorded.
+    gone = load(url).trials[0]
+    Path(gone.user_attrs["run_dir"]).rename(tmp_path / "moved-away")
+    assert main(["compare", url, "--study-name", "shared"]) == 0
+    captured = capsys.readouterr()
+    assert f"trial-{gone.number:04d}" not in captured.out
+    host = gone.user_attrs["worker"]["host"]
+    assert f"1 trial is not in the table: its run directory is on another machine ({host})." in captured.err
+
 
 def test_without_a_study_name_a_shared_storage_is_refused(postgres, inputs, capsys):
     url = postgres.url()

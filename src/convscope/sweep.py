@@ -43,6 +43,7 @@ from typing import Any, TextIO
 import yaml
 
 from .errors import UserError
+from .export.writers import write_file_atomically
 from .i18n import _, ngettext
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
@@ -413,7 +414,9 @@ def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None,
     except ValueError:
         return None, None
     spec_file = path / BEST_SPEC
-    _write_atomic(spec_file, yaml.safe_dump(best.user_attrs["spec"], sort_keys=False))
+    # Workers sharing one `--out` each write the best so far when they finish: whole files only.
+    spec_text = yaml.safe_dump(best.user_attrs["spec"], sort_keys=False)
+    write_file_atomically(spec_file, lambda tmp: tmp.write_text(spec_text))
     lr = best.params.get("lr", settings.lr)
     batch_size = best.params.get("batch_size", settings.batch_size)
     retrain = {**settings.train_kwargs(), "model": str(spec_file), "lr": lr, "batch_size": batch_size}
@@ -425,15 +428,9 @@ def write_best(study, path: Path, settings: SweepSettings) -> tuple[Path | None,
         "train": retrain,
         "command": retrain_command(retrain),
     }
-    _write_atomic(path / BEST_JSON, json.dumps(record, indent=2) + "\n")
+    record_text = json.dumps(record, indent=2) + "\n"
+    write_file_atomically(path / BEST_JSON, lambda tmp: tmp.write_text(record_text))
     return Path(best.user_attrs["run_dir"]), spec_file
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    """Workers sharing one `--out` each write the best so far when they finish: whole files only."""
-    partial = path.with_name(f".{path.name}.{socket.gethostname()}.{os.getpid()}.tmp")
-    partial.write_text(text)
-    partial.replace(path)
 
 
 def retrain_command(kwargs: dict[str, Any]) -> str:
@@ -533,10 +530,11 @@ def study_runs(storage: str, study_name: str | None = None) -> StudyRuns:
     return StudyRuns(here, elsewhere)
 
 
-def expand_study_dirs(paths: list[str | Path], study_name: str | None = None) -> list[Path]:
+def expand_study_dirs(paths: list[str | Path], study_name: str | None = None) -> StudyRuns:
     """Run directories for `convscope compare`: a sweep directory stands for all its trials' runs, and so
-    does a storage URL (its study's trials whose run directories are on this machine)."""
-    out: list[Path] = []
+    does a storage URL (its study's trials whose run directories are on this machine; the others are
+    `elsewhere`, read in the same pass over the storage)."""
+    out = StudyRuns([], [])
     for path in paths:
         if is_storage_url(str(path)):
             runs = study_runs(str(path), study_name)
@@ -546,7 +544,8 @@ def expand_study_dirs(paths: list[str | Path], study_name: str | None = None) ->
                         storage=path
                     )
                 )
-            out.extend(runs.here)
+            out.here.extend(runs.here)
+            out.elsewhere.extend(runs.elsewhere)
         else:
-            out.extend(trial_run_dirs(path) if (Path(path) / TRIALS_DIR).is_dir() else [Path(path)])
+            out.here.extend(trial_run_dirs(path) if (Path(path) / TRIALS_DIR).is_dir() else [Path(path)])
     return out

@@ -28,7 +28,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..runs import check_writable
-    from ..sweep import TRIALS_DIR, expand_study_dirs, is_storage_url, study_runs
+    from ..sweep import TRIALS_DIR, expand_study_dirs, is_storage_url
 
     if args.save is not None:
         check_writable(args.save, "--save")
@@ -36,19 +36,18 @@ def run(args: argparse.Namespace) -> int:
     from ..report.compare import compare_runs, comparison_text, write_comparison
 
     studies = any(is_storage_url(path) or (Path(path) / TRIALS_DIR).is_dir() for path in args.run_dirs)
-    rows = compare_runs(expand_study_dirs(args.run_dirs, args.study_name), by_objective=studies)
-    for url in filter(is_storage_url, args.run_dirs):
-        elsewhere = study_runs(url, args.study_name).elsewhere
-        if elsewhere:
-            hosts = ", ".join(sorted({host for host, _run in elsewhere}))
-            print(
-                ngettext(
-                    "{count} trial is not in the table: its run directory is on another machine ({hosts}).",
-                    "{count} trials are not in the table: their run directories are on other machines ({hosts}).",
-                    len(elsewhere),
-                ).format(count=len(elsewhere), hosts=hosts),
-                file=sys.stderr,
-            )
+    runs = expand_study_dirs(args.run_dirs, args.study_name)
+    rows = compare_runs(runs.here, by_objective=studies)
+    if runs.elsewhere:
+        hosts = ", ".join(sorted({host for host, _run in runs.elsewhere}))
+        print(
+            ngettext(
+                "{count} trial is not in the table: its run directory is on another machine ({hosts}).",
+                "{count} trials are not in the table: their run directories are on other machines ({hosts}).",
+                len(runs.elsewhere),
+            ).format(count=len(runs.elsewhere), hosts=hosts),
+            file=sys.stderr,
+        )
     print(comparison_text(rows, by_objective=studies))
     if args.save:
         for path in write_comparison(rows, args.save):
