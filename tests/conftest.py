@@ -1,4 +1,6 @@
-"""Fixtures shared by the test suites: one small trained run, made once per session."""
+"""Fixtures that more than one test file uses, each defined here once: the small trained runs (made once per
+session), what is read back from them, the real MNIST test set, an interrupted run's `--resume` state and a
+PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -47,6 +49,23 @@ def trained(trained_run):
     import convscope as cs
 
     return cs.load_run(trained_run)
+
+
+@pytest.fixture(scope="module")
+def view(trained_run):
+    """Everything a page, a figure or a notebook cell shows of `trained_run`, read back from its directory."""
+    from convscope.report.view import load_view
+
+    return load_view(trained_run)
+
+
+@pytest.fixture(scope="session")
+def interrupted(tmp_path_factory) -> tuple[Path, Path]:
+    """(folder, out): a tiny run killed in its second epoch (tests/resume_states.py). Tests damage copies of its
+    state (`resume_states.copy_state`), never the state itself, so one serves the whole session."""
+    from resume_states import make_interrupted
+
+    return make_interrupted(tmp_path_factory.mktemp("resume-state"))
 
 
 @pytest.fixture(scope="session")

@@ -14,16 +14,18 @@ from test_report import assert_offline, decode_images, parse
 
 
 @pytest.fixture(scope="module")
-def mlp_run(tmp_path_factory):
+def mnist_mlp_run(tmp_path_factory):
+    """`mlp` on the same mnist-5k digits as `trained_run` (2 epochs, no report), so the two runs compare: the
+    session's `mlp_run` trains on scikit-learn's 8 x 8 digits instead."""
     out = tmp_path_factory.mktemp("runs") / "mlp-run"
     cs.train("mnist-5k", "mlp", epochs=2, out=out, verbose=False, report=False)
     return out
 
 
-def test_table_rows_come_from_the_runs(trained_run, mlp_run):
-    rows = compare_runs([mlp_run, trained_run])
+def test_table_rows_come_from_the_runs(trained_run, mnist_mlp_run):
+    rows = compare_runs([mnist_mlp_run, trained_run])
     assert [(r.name, r.model, r.params) for r in rows] == [("mlp-run", "mlp", 271_370), ("cnn-run", "cnn", 44_010)]
-    for row, run in zip(rows, (mlp_run, trained_run)):
+    for row, run in zip(rows, (mnist_mlp_run, trained_run)):
         metrics = json.loads((run / "metrics.json").read_text())
         assert row.test_accuracy == metrics["test_accuracy"] and row.test_loss == metrics["test_loss"]
         assert row.epochs == metrics["epochs_run"] and row.train_seconds == metrics["train_seconds"]
@@ -41,8 +43,8 @@ def test_table_rows_come_from_the_runs(trained_run, mlp_run):
     assert "different data" not in text
 
 
-def test_compare_command_writes_png_and_html(trained_run, mlp_run, tmp_path, capsys):
-    assert main(["compare", str(mlp_run), str(trained_run), "--save", str(tmp_path)]) == 0
+def test_compare_command_writes_png_and_html(trained_run, mnist_mlp_run, tmp_path, capsys):
+    assert main(["compare", str(mnist_mlp_run), str(trained_run), "--save", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "mlp-run" in out and "cnn-run" in out and f"wrote {tmp_path / 'compare.png'}" in out
     assert (tmp_path / "compare.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -5,19 +5,12 @@ from __future__ import annotations
 import io
 
 import numpy as np
-import pytest
 from matplotlib.lines import Line2D
 from PIL import Image
 
 from convscope.evaluation import inspection
 from convscope.report import figures
-from convscope.report.view import load_view
 from convscope.training.history import History
-
-
-@pytest.fixture(scope="module")
-def view(trained_run):
-    return load_view(trained_run)
 
 
 def png_size(data: bytes) -> tuple[int, int]:

@@ -20,7 +20,7 @@ from convscope import cli
 from convscope.runs import ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS
 from convscope.training.checkpoint import state_dir_for
 from fuzzing import scaled, valid_or_user_error
-from test_resume_state import STATE_FILE, copy_state, make_interrupted, read, train_args, write
+from resume_states import STATE_FILE, copy_state, read, train_args, write
 
 FILES = [ARCHITECTURE, CONFIG, HISTORY, METRICS, TEST_IMAGES, TEST_SET, WEIGHTS]
 JSON_FILES = [ARCHITECTURE, CONFIG, METRICS]
@@ -115,11 +115,6 @@ def test_a_key_missing_from_the_architecture_is_named(mlp_run, tmp_path, key, ca
 
 
 # --- damaged --resume state (`.<out>.resume/`): a valid resume, or one sentence with the state left as it was
-
-
-@pytest.fixture(scope="module")
-def interrupted(tmp_path_factory) -> tuple[Path, Path]:
-    return make_interrupted(tmp_path_factory.mktemp("fuzz-resume"))
 
 
 def resume(folder: Path, out: Path) -> None:

@@ -12,15 +12,9 @@ from PIL import Image
 import convscope as cs
 from convscope.cli import main
 from convscope.evaluation import inspection, terminal
-from convscope.report.view import load_view
 
 # "  name  0.123 ████▍": a class's probability row, wherever the drawn image puts it on the line
 PROBABILITY_ROW = re.compile(r"(\S+) +(\d+\.\d)%(?= |$)", re.M)
-
-
-@pytest.fixture(scope="module")
-def view(trained_run):
-    return load_view(trained_run)
 
 
 def test_random_selection_is_reproducible_and_describes_each_image(view):

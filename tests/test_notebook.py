@@ -17,7 +17,6 @@ import pytest
 
 import convscope as cs
 from convscope import display
-from convscope.report.view import load_view
 from convscope.training import progress
 from convscope.training.notebook_progress import NotebookProgress
 from convscope.training.progress import ProgressBar
@@ -25,11 +24,6 @@ from test_figures import png_size
 from test_report import decode_images, parse
 
 COURSE = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
-
-
-@pytest.fixture(scope="module")
-def view(trained_run):
-    return load_view(trained_run)
 
 
 def table_with(page, first_row: list[str]) -> list[list[str]]:
