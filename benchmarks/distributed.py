@@ -1,4 +1,4 @@
-"""Issue 6 benchmarks: training throughput on 1 vs 2 DDP ranks, and peak memory of streamed vs in-memory data.
+"""Distributed and streamed training: throughput on 1 vs 2 DDP ranks, and peak memory of streamed vs in-memory data.
 
     python benchmarks/distributed.py throughput [--repeats 3] [--batch 32 128] [--device cpu]
     python benchmarks/distributed.py memory [--images 14000] [--side 256]

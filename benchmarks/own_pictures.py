@@ -1,4 +1,4 @@
-"""Issue 15's "done when": people's own typed letters and digits, through `convscope predict`.
+"""Accuracy on people's own typed letters and digits, through `convscope predict` (the input contract's measure).
 
     python -m benchmarks.own_pictures --out runs/own-pictures [--before-src /tmp/convscope-main/src]
 

@@ -1,4 +1,4 @@
-"""convscope and the Keras peer on a CPU that other processes keep busy (issue 17).
+"""convscope and the Keras peer on a CPU that other processes keep busy, as a shared machine is.
 
     python -m benchmarks.under_load                       # 0, 1 and 2 busy processes, 3 repetitions
     python -m benchmarks.under_load --busy 0,2 --repeats 1 --parts train

@@ -58,7 +58,7 @@ def test_every_option_with_a_default_shows_it(command):
         ("sweep", "--patience", "3"),
     ],
 )
-def test_the_defaults_the_issue_found_missing_are_shown(command, option, default, capsys):
+def test_each_listed_default_is_shown_in_its_commands_help(command, option, default, capsys):
     with pytest.raises(SystemExit):
         main([command, "--help"])
     assert f"(default: {default})" in option_blocks(capsys.readouterr().out)[option]

@@ -153,7 +153,7 @@ def test_csv_label_beyond_int64_is_named_as_written(tmp_path: Path) -> None:
 
 
 def test_csv_cell_with_a_newline_is_quoted_on_one_line(tmp_path: Path) -> None:
-    """A quoted cell may hold a newline (found by make fuzz): the message shows it escaped, on one line."""
+    """A quoted CSV cell may hold a newline: the message shows it escaped, so an error stays one line."""
     (tmp_path / "q.csv").write_text('0,1,2,3,4\n1,"0\n0",2,3,4\n')
     message = error(tmp_path / "q.csv")
     assert message == f"{tmp_path / 'q.csv'}: line 2, column 2 holds '0\\n0', not a number."

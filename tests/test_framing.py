@@ -1,8 +1,9 @@
 """The input contract: learned from the training images, stored in the run, applied to people's own pictures.
 
 The end-to-end tests predict black-on-white pictures at a random size and place, in fonts the model never
-saw, through the CLI and through a real server; before the contract existed, both paths scored near chance
-(10%) on them, and `--framing none --invert false` (today's old behaviour) still does.
+saw, through the CLI and through a real server. Without the contract, `--framing none --invert false` (the
+picture neither inverted nor framed, only resized whole), both paths score near chance (10%) on them; the
+tests check that they still do, so the gain is shown to come from the contract.
 """
 
 from __future__ import annotations
@@ -215,7 +216,7 @@ def test_own_letters_in_unseen_fonts_are_read_by_cli_and_server_alike(letters_ru
         [[row["probabilities"][c] for c in glyphs.LETTERS] for row in cli],
         atol=1e-5,
     )
-    # The old behaviour (no inversion, the whole picture resized) on the same files: near chance.
+    # Without the contract (no inversion, the whole picture resized) the same files are read near chance.
     unframed = _cli_predict(letters_run, files, "--framing", "none", "--invert", "false")
     assert _accuracy([row["label"] for row in unframed], truth, glyphs.LETTERS) <= 0.4
 

@@ -1,4 +1,4 @@
-"""Keras in and out (issue 12), checked against real Keras 3 on the torch backend.
+"""Keras in and out (`convscope import`, `export --format keras`), checked against real Keras 3 on the torch backend.
 
 Keras runs in its own processes (`tests/keras_side.py`): it builds and trains the fixture models,
 saves them as .keras and .h5, records its own predictions and `evaluate` numbers, and loads our
@@ -126,7 +126,7 @@ def test_archives_without_layer_names_are_read_by_keras_weight_paths(keras_dir, 
 
 
 @needs_keras
-def test_the_fixtures_cover_what_the_issue_lists(keras_dir):
+def test_the_fixture_models_use_every_supported_layer_and_same_padding_at_stride_2(keras_dir):
     classes = set()
     for name in ("small_sequential", "small_functional"):
         config = json.loads(zipfile.ZipFile(keras_dir / f"{name}.keras").read("config.json"))

@@ -28,7 +28,7 @@ from synthetic import png
 
 # torch's CPU kernels sum in another order for other batch sizes and thread counts: predict_proba
 # itself gives the same image up to 1.3e-6 apart in a batch of 1 and in batches of 2-64, at 1 or 2
-# threads (fp32; 1e-6 failed once in CI at 1.13e-6). Batched serving is held to ten times that:
+# threads (fp32; so a bound of 1e-6 is too tight, 1.13e-6 has been seen). Batched serving is held to ten times that:
 # probabilities within 1e-5 of predict_proba on the image alone, labels identical.
 BATCHING_TOLERANCE = 1e-5
 
