@@ -4,12 +4,15 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 
-.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean catalogs
+# Every install goes through the lock (constraints.txt), build dependencies included: the versions CI tested.
+LOCK := -c constraints.txt --build-constraint constraints.txt
+
+.PHONY: demo test test-fast lint lock fuzz install system-deps bench bench-smoke bench-load clean catalogs
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
-	$(PY) -m pip install -q --upgrade pip
-	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS)]'
+	$(PY) -m pip install -q -c constraints.txt --upgrade pip
+	$(PY) -m pip install -q $(LOCK) -e '.[$(EXTRAS)]'
 	touch $@
 
 install: $(VENV)/.installed
@@ -50,7 +53,7 @@ catalogs: install
 
 # ruff (lint and format), mypy (types, src/) and import-linter (imports flow one way: the contracts in pyproject.toml).
 $(VENV)/.lint-installed: $(VENV)/.installed
-	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),lint]'
+	$(PY) -m pip install -q $(LOCK) -e '.[$(EXTRAS),lint]'
 	touch $@
 
 lint: $(VENV)/.lint-installed
@@ -64,11 +67,11 @@ fuzz: install
 	CONVSCOPE_FUZZ=long $(PY) -m pytest tests/test_fuzz_loaders.py tests/test_fuzz_spec.py tests/test_fuzz_cli.py \
 	  tests/test_fuzz_server.py tests/test_fuzz_runs.py tests/test_fuzz_keras.py -p no:cacheprovider
 
-# The Keras comparison of BENCHMARKS.md (issue 4): TensorFlow for the peer comes with the bench extra.
+# The Keras comparison of BENCHMARKS.md: TensorFlow for the peer comes with the bench extra.
 BENCH_OUT ?= runs/bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed
-	$(PY) -m pip install -q -c constraints.txt -e '.[$(EXTRAS),bench]'
+	$(PY) -m pip install -q $(LOCK) -e '.[$(EXTRAS),bench]'
 	touch $@
 
 # The full run, about 16 minutes on 2 cores; tables in $(BENCH_OUT)/results.md.
@@ -79,9 +82,25 @@ bench: $(VENV)/.bench-installed
 bench-smoke: $(VENV)/.bench-installed
 	$(PY) -m benchmarks.run --smoke --out $(BENCH_OUT)/smoke
 
-# Issue 17: both sides with 0, 1 and 2 busy background processes, and the server's /predict; about 15 minutes.
+# Speed on a shared CPU: both sides with 0, 1 and 2 busy background processes, and the server's /predict;
+# about 15 minutes.
 bench-load: $(VENV)/.bench-installed
 	$(PY) -m benchmarks.under_load --out $(BENCH_OUT)/load
 
+# Rewrites the lock: a fresh venv resolves constraints.in's hand-chosen pins with every extra CI installs (and the
+# build's own requirements), and its `pip freeze` becomes constraints.txt under the header that says so.
+LOCK_VENV := .lock-venv
+
+lock:
+	rm -rf $(LOCK_VENV)
+	$(PYTHON) -m venv $(LOCK_VENV)
+	$(LOCK_VENV)/bin/python -m pip install -q -c constraints.in --upgrade pip 'setuptools>=68' 'Babel>=2.12'
+	$(LOCK_VENV)/bin/python -m pip install -q -c constraints.in -e '.[$(EXTRAS),lint,bench]'
+	{ grep '^#' constraints.txt; \
+	  $(LOCK_VENV)/bin/python -m pip freeze --all --exclude-editable | sed 's/+cpu$$//'; \
+	} > constraints.txt.new
+	mv constraints.txt.new constraints.txt
+	rm -rf $(LOCK_VENV)
+
 clean:
-	rm -rf $(VENV) runs .pytest_cache
+	rm -rf $(VENV) $(LOCK_VENV) runs .pytest_cache
