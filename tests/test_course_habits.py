@@ -58,6 +58,7 @@ def keras_signatures() -> dict[str, list[str]]:
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", CALLBACKS)
 def test_every_keras_argument_is_accepted(keras_signatures, name):
     import inspect
@@ -194,6 +195,7 @@ def test_every_view_names_the_epoch_whose_weights_the_run_keeps(monkeypatch):
     assert np.isfinite(losses).all()
 
 
+@pytest.mark.slow
 def test_report_from_python_names_the_split_and_every_count_agrees(tmp_path):
     from test_report import parse  # the report's own page parser
 

@@ -55,17 +55,23 @@ def curves(rows: list[dict], key: str) -> np.ndarray:
     return np.array([row[key] for row in rows])
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_every_rank_reports_the_same_reduced_metrics_and_stops_together(two_rank_rows):
     assert two_rank_rows[0] == two_rank_rows[1]
     assert len(two_rank_rows[0]["plain"]) == EPOCHS
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_ranks_match_one_process_without_batchnorm(two_rank_rows):
     single = fit_rows(PLAIN_SPEC, None)
     for key in ("loss", "val_loss", "accuracy", "val_accuracy"):
         np.testing.assert_allclose(curves(two_rank_rows[0]["plain"], key), curves(single, key), rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_ranks_follow_one_process_with_batchnorm_and_dropout(two_rank_rows):
     """Local BatchNorm statistics and per-rank dropout masks: within 10%, or 0.02 once the loss is small
     (measured: 0.017 at most on the training loss, 10% of its last, smallest value; 0.3% on the validation loss)."""
@@ -96,6 +102,8 @@ def test_a_rank_without_a_process_group_is_refused():
         fit_rows(PLAIN_SPEC, DistContext(0, 2))
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_nproc_2_writes_one_complete_run(tmp_path, capsys):
     data = tiny_dataset(200)
     np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
@@ -130,6 +138,8 @@ def test_nproc_2_writes_one_complete_run(tmp_path, capsys):
     np.testing.assert_allclose(trained.predict_proba(test_set.images), probabilities, atol=1e-5)
 
 
+@pytest.mark.slow
+@pytest.mark.ddp
 def test_a_user_error_in_the_ranks_is_one_sentence(tmp_path, capsys):
     code = main(["train", "--nproc", "2", "--data", str(tmp_path / "missing.npz"), "--out", str(tmp_path / "r")])
     assert code == 2

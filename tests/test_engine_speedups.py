@@ -126,6 +126,7 @@ _FAULTS_SCRIPT = textwrap.dedent("""
 """)
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not sys.platform.startswith("linux"), reason="glibc's malloc thresholds are a Linux matter")
 def test_freed_activations_are_reused_without_page_faults():
     def faults_per_step(mode: str) -> float:

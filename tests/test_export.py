@@ -32,6 +32,7 @@ def onnx_file(trained_run, tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_onnxruntime_matches_convscope_on_real_images(onnx_file, trained_run, real_digits):
     expected = cs.load_run(trained_run).predict_proba(real_digits)
     got = onnx_probabilities(onnx_file, real_digits)
@@ -42,6 +43,7 @@ def test_onnxruntime_matches_convscope_on_real_images(onnx_file, trained_run, re
     assert np.abs(onnx_probabilities(onnx_file, real_digits[:1]) - expected[:1]).max() < 1e-4
 
 
+@pytest.mark.slow
 def test_onnx_file_carries_the_preprocessing_contract(onnx_file, trained_run):
     model = onnx.load(str(onnx_file))
     onnx.checker.check_model(model)
@@ -100,6 +102,7 @@ def test_the_contract_names_polarity_and_framing_and_an_old_bare_run_has_neither
     assert described["framing"].startswith("'none'")
 
 
+@pytest.mark.slow
 def test_exported_files_follow_the_umask_like_every_run_file(onnx_file, trained_run, tmp_path):
     umask = os.umask(0o027)  # group may read, others nothing: neither mkstemp's 0600 nor the usual 0644
     try:
@@ -111,6 +114,7 @@ def test_exported_files_follow_the_umask_like_every_run_file(onnx_file, trained_
     assert stat.S_IMODE((trained_run / "model.safetensors").stat().st_mode) == 0o666 & ~umask
 
 
+@pytest.mark.slow
 def test_the_onnx_input_is_float32_as_the_contract_says(onnx_file, trained_run, real_digits):
     import onnxruntime
 

@@ -35,6 +35,7 @@ def convscope(*args: str, cwd: Path | None = None, **kwargs) -> subprocess.Compl
 HEAVY = ("torch", "numpy", "matplotlib", "scipy", "PIL", "yaml", "optuna", "fastapi", "safetensors", "h5py")
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("flags", [["--help"], ["--version"], ["train", "--help"], ["sweep", "--help"]])
 def test_help_and_version_import_no_heavy_module(flags):
     probe = (
@@ -47,6 +48,7 @@ def test_help_and_version_import_no_heavy_module(flags):
     assert "convscope" in done.stdout
 
 
+@pytest.mark.slow
 def test_import_convscope_is_light_and_every_public_name_resolves():
     probe = (
         "import sys, convscope as cs\n"
@@ -61,6 +63,7 @@ def test_import_convscope_is_light_and_every_public_name_resolves():
     assert lines[2] == "convscope.data.load convscope.experiment convscope.training.fit convscope.report.result"
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "first",
     ["", "import convscope.report.html", "import convscope.experiment", "from convscope.report import view"],
@@ -84,6 +87,7 @@ def test_functions_named_like_their_modules_stay_functions(first):
 # --- a closed stdout -------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_train_piped_into_head_writes_its_run_and_says_so(tmp_path):
     """`convscope train … | head -3`: head leaves after three lines; training goes on and writes the run."""
     out = tmp_path / "run"
@@ -114,6 +118,7 @@ def test_train_piped_into_head_writes_its_run_and_says_so(tmp_path):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("args", [["summary", "--json", "cnn"], ["datasets"]])
 def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(args):
     read, write = os.pipe()
@@ -133,6 +138,7 @@ def test_any_command_piped_into_a_closed_reader_finishes_with_one_line(args):
     )
 
 
+@pytest.mark.slow
 def test_help_into_a_closed_reader_is_quiet():
     read, write = os.pipe()
     os.close(read)
@@ -147,6 +153,7 @@ def test_help_into_a_closed_reader_is_quiet():
 # --- mistyped commands and flags ------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("args", "usage", "hint"),
     [
@@ -203,6 +210,7 @@ sys.exit(main(["train", "--data", "digits", "--model", "mlp", "--epochs", "5", "
 """
 
 
+@pytest.mark.slow
 def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(tmp_path):
     done = python(CTRL_C_AT.format(at=1, out=str(tmp_path / "run")))
     assert done.returncode == 130, done.stderr
@@ -214,6 +222,7 @@ def test_ctrl_c_before_the_first_epoch_says_nothing_is_kept(tmp_path):
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.slow
 def test_ctrl_c_in_a_later_epoch_names_the_weights_kept_and_writes_the_run(tmp_path):
     done = python(CTRL_C_AT.format(at=4, out=str(tmp_path / "run")))
     assert done.returncode == 0, done.stderr
@@ -224,6 +233,7 @@ def test_ctrl_c_in_a_later_epoch_names_the_weights_kept_and_writes_the_run(tmp_p
     assert (tmp_path / "run" / "model.safetensors").is_file()
 
 
+@pytest.mark.slow
 def test_ctrl_c_while_loading_is_one_sentence(tmp_path):
     probe = (
         "import sys\nfrom convscope.cli import main\nimport convscope.workflow as w\n"
@@ -240,6 +250,7 @@ def test_ctrl_c_while_loading_is_one_sentence(tmp_path):
 EPOCH_END = re.compile(r"^ *(\d+)/\1 \[=+\] \d+\.\ds \d+(s|ms|us)/step - loss: \d\.\d{4} - accuracy: ")
 
 
+@pytest.mark.slow
 def test_a_terminal_sees_eta_during_an_epoch_and_time_per_step_at_its_end(tmp_path):
     """On a terminal (a pty here) the live bar shows Keras' `ETA: 3s`; every epoch closes with `ms/step`."""
     main, side = pty.openpty()
@@ -270,6 +281,7 @@ def test_a_terminal_sees_eta_during_an_epoch_and_time_per_step_at_its_end(tmp_pa
     assert len(closing) == 2, text
 
 
+@pytest.mark.slow
 def test_piped_output_closes_each_epoch_with_time_per_step(tmp_path):
     done = convscope(
         "train", "--data", "digits", "--model", "mlp", "--epochs", "2", "--no-report", "--out", str(tmp_path / "r")
@@ -299,6 +311,7 @@ layers:
 """
 
 
+@pytest.mark.slow
 def test_young_batchnorm_statistics_are_explained_while_training(tmp_path):
     """Large batches: 9 steps per epoch leave 0.99^18 = 83% of BatchNorm's initial statistics after epoch 2, so
     validation trails training by far; the line comes right after that epoch, once, before training ends."""
@@ -319,6 +332,7 @@ def test_young_batchnorm_statistics_are_explained_while_training(tmp_path):
     )
 
 
+@pytest.mark.slow
 def test_a_model_without_batchnorm_gets_no_such_line(tmp_path):
     spec = tmp_path / "plain.yaml"
     spec.write_text(BATCHNORM_SPEC.replace("  - BatchNormalization: {}\n", ""))
@@ -333,6 +347,7 @@ def test_a_model_without_batchnorm_gets_no_such_line(tmp_path):
 # --- a plain Python REPL ---------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_plain_repl_shows_each_object_in_one_short_line(tmp_path):
     """What `python` echoes for the README's objects: one line each, with the facts, never the arrays."""
     session = f"""
@@ -385,6 +400,7 @@ def rescaling_model(tmp_path_factory) -> Path:
     return folder / "model.keras"
 
 
+@pytest.mark.slow
 def test_import_refuses_to_scale_a_rescaling_model_twice(rescaling_model, tmp_path):
     done = convscope("import", str(rescaling_model), "--out", str(tmp_path / "twice"), "--scale", "0,16")
     assert done.returncode == 2
@@ -396,6 +412,7 @@ def test_import_refuses_to_scale_a_rescaling_model_twice(rescaling_model, tmp_pa
     assert not (tmp_path / "twice").exists()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("flags", "scaling"),
     [([], "scaling: (x - 0) / (1 - 0)"), (["--scale", "none"], "scaling: (x - 0) / (1 - 0)"),
@@ -410,6 +427,7 @@ def test_import_of_a_rescaling_model_without_scale_or_with_double_scale(rescalin
 # --- smaller mismatches ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_summary_sizes_read_as_keras_writes_them():
     done = convscope("summary", "mlp")
     assert "Total params: 271,370 (1.04 MB)\n" in done.stdout
@@ -437,6 +455,7 @@ def small_cnn_run(tmp_path_factory) -> Path:
     return out
 
 
+@pytest.mark.slow
 def test_exported_keras_and_onnx_files_follow_the_umask(small_cnn_run, tmp_path):
     modes = {}
     for fmt, name in (("keras", "model.keras"), ("torchscript", "model.pt")):
@@ -463,6 +482,7 @@ def test_save_run_from_python_speaks_of_python_not_flags(small_cnn_run):
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     ("color", "caption"),
     [("always", "red and yellow are where the evidence lies"), ("never", "the brighter, the more evidence")],
@@ -475,6 +495,7 @@ def test_the_grad_cam_caption_describes_what_is_drawn(small_cnn_run, color, capt
     assert ("red and yellow" in lines[0]) == (color == "always")
 
 
+@pytest.mark.slow
 def test_top_losses_help_says_how_they_are_ordered():
     text = " ".join(convscope("inspect", "--help").stdout.split())
     assert (

@@ -148,6 +148,7 @@ def test_an_image_without_ink_is_resized_whole():
 # --- the run keeps it ---------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_contract_is_stored_in_the_run_and_old_runs_fall_back_and_say_so(trained_run, tmp_path):
     arch = json.loads((trained_run / "architecture.json").read_text())
     assert arch["input_contract"]["framing"] == "fit" and arch["input_contract"]["background"] == "dark"
@@ -200,6 +201,7 @@ def _accuracy(labels: list[str], truth: list[int], names: str) -> float:
     return float(np.mean([label == names[t] for label, t in zip(labels, truth)]))
 
 
+@pytest.mark.slow
 def test_own_letters_in_unseen_fonts_are_read_by_cli_and_server_alike(letters_run, tmp_path):
     pictures = glyphs.write_pictures(tmp_path / "letters", glyphs.held_out_fonts(), glyphs.LETTERS, seed=1)
     files, truth = [p for p, _ in pictures], [t for _, t in pictures]
@@ -221,6 +223,7 @@ def test_own_letters_in_unseen_fonts_are_read_by_cli_and_server_alike(letters_ru
     assert _accuracy([row["label"] for row in unframed], truth, glyphs.LETTERS) <= 0.4
 
 
+@pytest.mark.slow
 def test_own_digits_are_read_by_an_mnist_model_through_cli_and_server_alike(trained_run, tmp_path):
     pictures = glyphs.write_pictures(tmp_path / "digits", glyphs.truetype_fonts(), glyphs.DIGITS, seed=2)
     files, truth = [p for p, _ in pictures], [t for _, t in pictures]

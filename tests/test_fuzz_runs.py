@@ -68,6 +68,7 @@ def test_truncated_files(mlp_run, file, cut, command):
         run_command(command, run)
 
 
+@pytest.mark.slow
 @scaled(0.05)
 @given(file=st.sampled_from(FILES), at=st.floats(0, 1), junk=st.binary(min_size=1, max_size=16), command=commands)
 @example(HISTORY, 0.0, b"\xff\xfe\xfa", "evaluate")
@@ -87,6 +88,7 @@ json_values = st.recursive(
 )
 
 
+@pytest.mark.slow
 @scaled(0.05)
 @given(file=st.sampled_from(JSON_FILES), data=st.data(), command=commands)
 def test_edited_json_fields(mlp_run, file, data, command):

@@ -88,6 +88,7 @@ queries = st.dictionaries(
 )
 
 
+@pytest.mark.slow
 @scaled(0.3)
 @given(path=paths, body=bodies, content_type=content_types, query=queries)
 @example("/predict", b"[" * 100_000, "application/json", {})
@@ -97,6 +98,7 @@ def test_random_bodies(client, path, body, content_type, query):
     assert_answered(client.post(path, content=body, headers=headers, params=query))
 
 
+@pytest.mark.slow
 @scaled(0.1)
 @given(
     count=st.integers(0, 12),
@@ -110,6 +112,7 @@ def test_random_multipart_forms(client, count, field, data, path):
     assert_answered(response)
 
 
+@pytest.mark.slow
 def test_json_nested_100000_deep_is_a_400_naming_the_limit(client):
     response = client.post(
         "/predict", content=b"[" * 100_000 + b"]" * 100_000, headers={"content-type": "application/json"}
@@ -120,6 +123,7 @@ def test_json_nested_100000_deep_is_a_400_naming_the_limit(client):
     )
 
 
+@pytest.mark.slow
 def test_ten_thousand_files_are_a_413_naming_our_limit(mlp_run):
     files = [("images", (f"{i}.png", b"x", "image/png")) for i in range(10_000)]  # 1.3 MB: under the body limit
     app = create_app(mlp_run, ServerSettings(max_batch=MAX_BATCH))
@@ -132,11 +136,13 @@ def test_ten_thousand_files_are_a_413_naming_our_limit(mlp_run):
     )
 
 
+@pytest.mark.slow
 def test_negative_content_length_in_process_is_json(client):
     response = client.post("/predict", content=b"x", headers={"content-length": "-1", "content-type": "image/png"})
     assert response.status_code == 400 and "Content-Length" in response.json()["error"]
 
 
+@pytest.mark.slow
 def test_the_real_server_answers_malformed_http_with_json(mlp_run):
     from server_process import running_server
 

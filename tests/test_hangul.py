@@ -112,6 +112,7 @@ def test_a_page_carries_a_subset_of_the_fallback_with_just_its_characters():
     assert fonts.font_face_css("<h1>an English page: 3 × 3 → 1 – done</h1>") == ""
 
 
+@pytest.mark.slow
 def test_training_with_hangul_names_draws_them_and_the_report_embeds_their_glyphs(hangul_run):
     run, missing = hangul_run
     assert missing == []  # every picture of the report, and the run's own figures
@@ -125,6 +126,7 @@ def test_training_with_hangul_names_draws_them_and_the_report_embeds_their_glyph
     assert {ord(n) for n in NAMES} <= set(TTFont(io.BytesIO(data)).getBestCmap())
 
 
+@pytest.mark.slow
 def test_pages_say_the_language_in_force(hangul_run):
     from convscope import display
 
@@ -159,6 +161,7 @@ def column_ends(line: str) -> list[int]:
     return [wcwidth.width(line[: m.end()]) for m in re.finditer(r"\S+", line)]
 
 
+@pytest.mark.slow
 def test_per_class_table_and_confusion_matrix_line_up(hangul_run):
     lines = load_view(hangul_run[0]).evaluation.text().splitlines()
     table = lines[1:12]  # the header and ten classes
@@ -169,6 +172,7 @@ def test_per_class_table_and_confusion_matrix_line_up(hangul_run):
     assert {tuple(column_ends(line)[-11:]) for line in matrix[1:]} == {tuple(column_ends(matrix[0])[-11:])}
 
 
+@pytest.mark.slow
 def test_inspect_lines_every_column_up(hangul_run, capsys):
     from convscope.cli import main
 
@@ -204,6 +208,8 @@ def has_korean_system_font() -> bool:
     return bool(found.strip())
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_report_shows_hangul_in_chromium_with_the_embedded_font(hangul_run, tmp_path):
     from playwright.sync_api import sync_playwright
 
@@ -247,6 +253,7 @@ def test_report_shows_hangul_in_chromium_with_the_embedded_font(hangul_run, tmp_
         assert shots["with"] != shots["without"]
 
 
+@pytest.mark.slow
 def test_the_notebook_views_draw_hangul_without_a_glyph_warning(hangul_run):
     from convscope.report.result import drawable
 

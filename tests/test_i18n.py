@@ -70,6 +70,7 @@ def catalog() -> dict:
     return {message.id: message for message in read_catalog(PO) if message.id}
 
 
+@pytest.mark.slow
 def test_the_catalog_holds_exactly_the_strings_the_sources_mark(extracted, catalog):
     missing = sorted(map(str, set(extracted) - set(catalog)))
     unused = sorted(map(str, set(catalog) - set(extracted)))
@@ -193,6 +194,7 @@ def run_cli(*args: str, **env: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "env", [{"CONVSCOPE_LANG": "ko"}, {"LANG": "ko_KR.UTF-8"}, {"LC_ALL": "ko_KR.UTF-8", "LANG": "en_US.UTF-8"}]
 )
@@ -203,11 +205,13 @@ def test_the_environment_chooses_korean(env, tmp_path):
     assert korean(run_cli("--help", **env).stdout)
 
 
+@pytest.mark.slow
 def test_the_flag_wins_over_the_environment(tmp_path):
     result = run_cli("evaluate", str(tmp_path / "missing"), "--lang", "en", CONVSCOPE_LANG="ko")
     assert result.returncode == 2 and not korean(result.stderr) and "error: " in result.stderr
 
 
+@pytest.mark.slow
 def test_korean_training_output(tmp_path):
     """Progress, the split line, the saved-run line in Korean, from a real (tiny) training run."""
     result = run_cli("train", "--data", "digits", "--model", "mlp", "--epochs", "1", "--no-report", "--out",
@@ -221,6 +225,7 @@ def test_korean_training_output(tmp_path):
 # --- the report -------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_the_report_in_korean(mlp_run, tmp_path, capsys):
     run = shutil.copytree(mlp_run, tmp_path / "run")
     assert main(["report", str(run), "--lang", "ko"]) == 0
@@ -252,6 +257,7 @@ def post_pixels(url: str, language: str, pixels) -> tuple[int, str]:
     return response.status_code, response.json()["error"]
 
 
+@pytest.mark.slow
 def test_accept_language_chooses_the_language_of_error_messages(server):
     import httpx2
 
@@ -267,6 +273,7 @@ def test_accept_language_chooses_the_language_of_error_messages(server):
     assert status == 422 and message.startswith("픽셀 모양이 (2, 2, 1)인데"), message
 
 
+@pytest.mark.slow
 def test_concurrent_requests_keep_their_own_languages(server):
     """Requests in both languages at once, batched together in the worker process: none answers in the other's."""
     languages = ["ko", "en"] * 24
@@ -280,6 +287,8 @@ def test_concurrent_requests_keep_their_own_languages(server):
 # --- the drawing page, in Chromium ---------------------------------------------------------------
 
 
+@pytest.mark.slow
+@pytest.mark.browser
 def test_the_drawing_page_in_korean(server):
     from browser import CHROMIUM_FLAGS, chromium_or_skip
 

@@ -9,8 +9,11 @@ import sys
 import time
 
 import numpy as np
+import pytest
 
 from synthetic import tiny_dataset
+
+pytestmark = pytest.mark.slow
 
 
 def test_two_ctrl_c_50_ms_apart_end_with_a_sentence(tmp_path):

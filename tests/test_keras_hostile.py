@@ -188,6 +188,7 @@ BOMB_WORDS = {
 }
 
 
+@pytest.mark.slow
 def test_bombs_are_refused_quickly_in_bounded_memory(tmp_path):
     """All cases in one child process (one torch import), whose peak resident memory stays under 1 GB."""
     bombs = _bombs(tmp_path)

@@ -83,6 +83,7 @@ def expected(keras_dir) -> tuple[dict[str, np.ndarray], dict]:
 # ------------------------------------------------------------------ import
 
 
+@pytest.mark.slow
 @needs_keras
 @pytest.mark.parametrize("fmt", ["keras", "h5"])
 @pytest.mark.parametrize("name", MODELS)
@@ -102,6 +103,7 @@ def test_import_predicts_what_keras_predicts(keras_dir, expected, name, fmt):
         assert facts[name]["bn_moving_stats_moved"]  # the statistics that parity checks are not the initial ones
 
 
+@pytest.mark.slow
 @needs_keras
 @pytest.mark.parametrize("name", ["small_functional", "cnn"])
 def test_archives_without_layer_names_are_read_by_keras_weight_paths(keras_dir, expected, tmp_path, name):
@@ -125,6 +127,7 @@ def test_archives_without_layer_names_are_read_by_keras_weight_paths(keras_dir, 
     np.testing.assert_allclose(probabilities, arrays[f"{name}_probabilities"], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_keras
 def test_the_fixture_models_use_every_supported_layer_and_same_padding_at_stride_2(keras_dir):
     classes = set()
@@ -163,6 +166,7 @@ def test_import_of_tf_keras2_h5_matches_tf_keras(name):
     np.testing.assert_allclose(imported.trained.predict_proba(reference["images"]), reference[name], rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_keras
 def test_import_with_data_is_a_run_whose_metrics_are_keras_evaluate(keras_dir, expected, tmp_path):
     arrays, facts = expected
@@ -198,6 +202,7 @@ def test_import_with_data_is_a_run_whose_metrics_are_keras_evaluate(keras_dir, e
     assert load_run(run).class_names == ("a", "b", "c")
 
 
+@pytest.mark.slow
 @needs_keras
 def test_import_data_of_the_sequential_h5_matches_keras_evaluate(keras_dir, expected, tmp_path):
     arrays, facts = expected
@@ -210,6 +215,7 @@ def test_import_data_of_the_sequential_h5_matches_keras_evaluate(keras_dir, expe
     assert round(result.evaluation.accuracy * len(labels)) == round(facts["cnn"]["accuracy"] * len(labels))
 
 
+@pytest.mark.slow
 @needs_keras
 def test_summary_reads_keras_files_without_importing(keras_dir):
     for name in ("cnn_wide.keras", "cnn_wide.h5", "cnn_wide.json"):
@@ -227,6 +233,7 @@ def test_summary_reads_keras_files_without_importing(keras_dir):
     assert "Total params: 871" in small
 
 
+@pytest.mark.slow
 def test_summary_reads_tf_keras2_json():
     result = convscope("summary", str(TF_KERAS2 / "functional.json"))
     assert result.returncode == 0, result.stderr
@@ -237,6 +244,7 @@ def test_summary_reads_tf_keras2_json():
 # ------------------------------------------------------------------ refusals
 
 
+@pytest.mark.slow
 @needs_keras
 @pytest.mark.parametrize(
     "name, words",
@@ -255,6 +263,7 @@ def test_models_outside_the_vocabulary_are_refused_by_name(keras_dir, tmp_path, 
         assert word in result.stderr
 
 
+@pytest.mark.slow
 def test_files_that_are_not_keras_models_are_refused(tmp_path):
     text = tmp_path / "notes.txt"
     text.write_text("hello")
@@ -272,6 +281,7 @@ def test_files_that_are_not_keras_models_are_refused(tmp_path):
     assert summary_of_text.returncode == 2 and "weights only" in summary_of_text.stderr
 
 
+@pytest.mark.slow
 def test_import_asks_how_inputs_were_scaled_and_checks_class_names(tmp_path):
     result = convscope("import", str(TF_KERAS2 / "sequential.h5"), "--out", str(tmp_path / "run"))
     assert result.returncode == 2 and "--scale MIN,MAX" in result.stderr and "--scale none" in result.stderr
@@ -354,6 +364,7 @@ def exports(keras_dir, trained_run, tmp_path_factory) -> tuple[Path, dict[str, n
     return out, {name: (ours[name], theirs) for name, theirs in np.load(out / "predictions.npz").items()}
 
 
+@pytest.mark.slow
 @needs_keras
 @pytest.mark.parametrize("name", ["small_sequential", "small_functional", "cnn_wide", "trained", "branches"])
 def test_keras_loads_the_export_and_predicts_the_same_from_raw_pixels(exports, name):
@@ -361,6 +372,7 @@ def test_keras_loads_the_export_and_predicts_the_same_from_raw_pixels(exports, n
     np.testing.assert_allclose(theirs, ours, rtol=0, atol=1e-5)
 
 
+@pytest.mark.slow
 @needs_keras
 def test_the_export_puts_the_scaling_in_front_and_keeps_the_layer_names(exports):
     config = json.loads(zipfile.ZipFile(exports[0] / "small_functional.keras").read("config.json"))
@@ -375,6 +387,7 @@ def test_keras_layer_order_is_by_depth_then_first_visit():
     assert keras_layer_order(graph, "out") == ["image", "c1", "narrow", "wide", "sum", "out"]
 
 
+@pytest.mark.slow
 def test_export_prints_the_contract_and_refuses_what_keras_cannot_do(trained_run, tmp_path):
     result = convscope("export", str(trained_run), "--format", "keras", "--out", str(tmp_path / "m.keras"))
     assert result.returncode == 0, result.stderr
@@ -389,6 +402,7 @@ def test_export_prints_the_contract_and_refuses_what_keras_cannot_do(trained_run
         export_keras(padded, tmp_path / "model.h5")
 
 
+@pytest.mark.slow
 def test_import_and_export_need_neither_keras_nor_tensorflow(tmp_path):
     probe = (
         "import sys\n"

@@ -174,6 +174,7 @@ def leftovers(settings: CacheSettings, entry: CatalogEntry) -> list[str]:
 # --------------------------------------------------------------------------------------------------- tests
 
 
+@pytest.mark.network
 def test_a_download_is_verified_converted_and_loaded_with_its_split_and_class_names(digits, server):
     entry, settings, files, arrays = digits
     data = build_dataset(load_named(entry, settings), entry.name, entry.class_names)
@@ -193,6 +194,7 @@ def test_a_download_is_verified_converted_and_loaded_with_its_split_and_class_na
     assert len(server.requests) == asked
 
 
+@pytest.mark.network
 def test_a_cut_connection_is_resumed_with_a_range_request(digits, server):
     entry, settings, files, _arrays = digits
     name = "train-images-idx3-ubyte.gz"
@@ -203,6 +205,7 @@ def test_a_cut_connection_is_resumed_with_a_range_request(digits, server):
     assert (settings.root / entry.name / name).read_bytes() == files[name]
 
 
+@pytest.mark.network
 def test_a_partial_file_left_by_ctrl_c_is_continued_by_the_next_run(digits, server):
     entry, settings, files, _arrays = digits
     name = "train-images-idx3-ubyte.gz"
@@ -214,6 +217,7 @@ def test_a_partial_file_left_by_ctrl_c_is_continued_by_the_next_run(digits, serv
     assert (settings.root / entry.name / name).read_bytes() == files[name] and not part.exists()
 
 
+@pytest.mark.network
 @pytest.mark.parametrize("code", ["404", "500"])
 def test_an_http_error_names_the_url_and_the_place_and_leaves_nothing(digits, server, code):
     entry, settings, _files, _arrays = digits
@@ -229,6 +233,7 @@ def test_an_http_error_names_the_url_and_the_place_and_leaves_nothing(digits, se
     assert leftovers(settings, entry) == ["train-images-idx3-ubyte.gz"]  # the file before it is whole and kept
 
 
+@pytest.mark.network
 def test_a_checksum_mismatch_is_refused_and_deleted(digits, server):
     entry, settings, files, _arrays = digits
     name = "t10k-images-idx3-ubyte.gz"
@@ -243,6 +248,7 @@ def test_a_checksum_mismatch_is_refused_and_deleted(digits, server):
     assert CONVERTED not in leftovers(settings, entry)
 
 
+@pytest.mark.network
 def test_a_body_that_stays_short_is_refused_and_deleted(digits, server):
     entry, settings, _files, _arrays = digits
     name = "train-images-idx3-ubyte.gz"
@@ -252,6 +258,7 @@ def test_a_body_that_stays_short_is_refused_and_deleted(digits, server):
     assert leftovers(settings, entry) == []
 
 
+@pytest.mark.network
 def test_a_stalled_server_times_out_with_the_message_and_a_clean_cache(digits, server, tmp_path):
     entry, _settings, _files, _arrays = digits
     settings = settings_for(tmp_path, server.url, timeout=0.5)
@@ -263,6 +270,7 @@ def test_a_stalled_server_times_out_with_the_message_and_a_clean_cache(digits, s
     assert leftovers(settings, entry) == []
 
 
+@pytest.mark.network
 def test_a_refused_connection_says_so(digits, tmp_path):
     entry, _settings, _files, _arrays = digits
     settings = settings_for(tmp_path, closed_port_url())
@@ -271,6 +279,7 @@ def test_a_refused_connection_says_so(digits, tmp_path):
     assert leftovers(settings, entry) == []
 
 
+@pytest.mark.network
 def test_files_placed_by_hand_are_verified_and_used_with_no_network(digits, tmp_path):
     entry, _settings, files, arrays = digits
     settings = settings_for(tmp_path, closed_port_url())
@@ -282,6 +291,7 @@ def test_files_placed_by_hand_are_verified_and_used_with_no_network(digits, tmp_
     np.testing.assert_array_equal(data.labels, arrays["train-labels"])
 
 
+@pytest.mark.network
 def test_a_wrong_file_placed_by_hand_is_refused_and_left_alone(digits, tmp_path):
     entry, _settings, files, _arrays = digits
     settings = settings_for(tmp_path, closed_port_url())
@@ -293,6 +303,7 @@ def test_a_wrong_file_placed_by_hand_is_refused_and_left_alone(digits, tmp_path)
     assert path.read_bytes() == b"not the file"
 
 
+@pytest.mark.network
 def test_a_lock_held_by_another_process_makes_this_one_wait_and_use_its_file(digits, server):
     entry, settings, files, arrays = digits
     folder = settings.root / entry.name
@@ -340,6 +351,7 @@ def _try(function, *args):
         return exc
 
 
+@pytest.mark.network
 def test_emnist_zip_is_read_transposed_with_letters_from_zero(server, tmp_path):
     rng = np.random.default_rng(1)
     images = {s: rng.integers(0, 256, (n, 4, 4)) for s, n in (("train", 26), ("test", 26))}
@@ -361,6 +373,7 @@ def test_emnist_zip_is_read_transposed_with_letters_from_zero(server, tmp_path):
     assert data.predefined_test is not None and len(data.predefined_test) == 26
 
 
+@pytest.mark.network
 def test_cifar10_binary_records_become_rgb_images_without_any_pickle(server, tmp_path):
     rng = np.random.default_rng(2)
     planes = rng.integers(0, 256, (12, 3, 32, 32)).astype(np.uint8)  # channels first, as the records store them
@@ -401,6 +414,7 @@ def notmnist_archive(bad: str | None = None) -> tuple[dict[str, bytes], np.ndarr
     return {"notMNIST_small.tar.gz": buffer.getvalue()}, pictures
 
 
+@pytest.mark.network
 def test_notmnist_skips_its_known_unreadable_images_with_one_warning(server, tmp_path):
     files, pictures = notmnist_archive(bad="F/QnJva2Vu.png")
     entry = entry_for(
@@ -418,6 +432,7 @@ def test_notmnist_skips_its_known_unreadable_images_with_one_warning(server, tmp
     ]
 
 
+@pytest.mark.network
 def test_notmnist_refuses_an_unreadable_image_it_does_not_know(server, tmp_path):
     files, _pictures = notmnist_archive(bad="C/bmV3.png")
     entry = entry_for("tiny-notmnist", "notmnist-tar", files, 20, 0, "ABCDEFGHIJ", (28, 28, 1))
@@ -428,6 +443,7 @@ def test_notmnist_refuses_an_unreadable_image_it_does_not_know(server, tmp_path)
     assert CONVERTED not in leftovers(settings, entry)
 
 
+@pytest.mark.network
 def test_an_archive_with_other_counts_than_the_catalogue_is_refused(server, tmp_path):
     files, _pictures = notmnist_archive()
     entry = entry_for("tiny-notmnist", "notmnist-tar", files, 21, 0, "ABCDEFGHIJ", (28, 28, 1))
@@ -438,6 +454,7 @@ def test_an_archive_with_other_counts_than_the_catalogue_is_refused(server, tmp_
     assert CONVERTED not in leftovers(settings, entry)  # refused before anything is cached as converted
 
 
+@pytest.mark.network
 def test_the_listing_says_what_is_cached(digits):
     entry, settings, _files, _arrays = digits
     assert [i.name for i in datasets(settings)] == list(CATALOG)
@@ -484,6 +501,7 @@ def test_train_on_a_named_dataset_offline_exits_2_before_any_training(tmp_path, 
     assert not (tmp_path / "run").exists()
 
 
+@pytest.mark.network
 def test_a_corrupt_download_of_a_real_entry_is_refused_and_the_cache_stays_clean(server, tmp_path, monkeypatch, capsys):
     entry = CATALOG["mnist"]
     for f in entry.files:  # the published sizes, wrong bytes: the production SHA-256 must refuse them
@@ -522,6 +540,7 @@ def test_streaming_a_named_dataset_says_it_is_memory_mapped_already(tmp_path):
         stream("mnist")
 
 
+@pytest.mark.network
 def test_train_on_a_named_dataset_downloads_it_and_prints_its_origin_and_licence(server, tmp_path, monkeypatch, capsys):
     rng = np.random.default_rng(4)
     arrays = {
@@ -549,6 +568,7 @@ def test_train_on_a_named_dataset_downloads_it_and_prints_its_origin_and_licence
     assert config["data"]["source"] == "tiny-course" and config["data"]["class_names"] == ["left", "right"]
 
 
+@pytest.mark.network
 def test_notmnist_refuses_a_member_too_large_for_a_picture_before_reading_it(server, tmp_path):
     buffer = io.BytesIO()
     with tarfile.open(fileobj=buffer, mode="w:gz") as tar:
@@ -570,6 +590,7 @@ def test_fetch_refuses_an_unknown_name_before_downloading_anything(tmp_path, mon
     assert not (tmp_path / "cache").exists()
 
 
+@pytest.mark.network
 def test_the_progress_bar_shows_bytes_rate_and_time_left(digits):
     entry, settings, _files, _arrays = digits
     settings = replace(settings, progress=True)

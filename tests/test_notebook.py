@@ -212,6 +212,7 @@ print(_json.dumps({
 """
 
 
+@pytest.mark.slow
 def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     """The course's cells with its own Keras arguments, end to end; every best epoch shown is the one kept."""
     nbformat = pytest.importorskip("nbformat")

@@ -78,6 +78,7 @@ def test_every_flag_the_readme_names_is_in_that_commands_help():
     assert missing == []
 
 
+@pytest.mark.slow
 def test_the_python_snippet_runs_on_generated_data(tmp_path, monkeypatch, capsys):
     # notMNIST_small.mat's own layout: (28, 28, N) uint8 images, labels 0..9 for the letters A..J.
     scipy_io = pytest.importorskip("scipy.io")

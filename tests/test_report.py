@@ -169,6 +169,7 @@ def test_report_states_the_runs_numbers(trained_run, report):
     assert len(epochs) - 1 == metrics["epochs_run"]
 
 
+@pytest.mark.slow
 def test_report_command_rewrites_it_atomically(trained_run, tmp_path, capsys, monkeypatch):
     run = tmp_path / "copy"
     run.mkdir()
@@ -208,6 +209,7 @@ def tiny_npz(tmp_path_factory) -> Path:
     return write_tiny_npz(tmp_path_factory.mktemp("data"), n=120)
 
 
+@pytest.mark.slow
 def test_no_report_when_asked_and_an_mlp_report_explains_the_missing_maps(tiny_npz, tmp_path):
     quiet = cs.train(
         str(tiny_npz), "cnn", epochs=1, class_names="top,bottom", out=tmp_path / "a", verbose=False, report=False
@@ -224,6 +226,7 @@ def test_no_report_when_asked_and_an_mlp_report_explains_the_missing_maps(tiny_n
     assert not any("feature maps" in image["alt"] for image in page.images)
 
 
+@pytest.mark.slow
 def test_render_escapes_names(trained_run):
     view = load_view(trained_run)
     view.config = {**view.config, "data": {**view.config["data"], "source": "<script>alert(1)</script>"}}

@@ -6,7 +6,11 @@ Skipped only where Chromium (or Playwright) is missing on a developer's machine;
 
 from __future__ import annotations
 
+import pytest
+
 from browser import CHROMIUM_FLAGS, chromium_or_skip
+
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
 def test_report_loads_in_chromium_without_errors(trained_run, tmp_path):

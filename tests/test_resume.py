@@ -143,8 +143,11 @@ def history_rows(run: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in rows]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
-    "extra,ranks", [([], 1), (["--stream"], 1), (["--nproc", "2"], 2)], ids=["in-memory", "streamed", "ddp-2-ranks"]
+    "extra,ranks",
+    [([], 1), (["--stream"], 1), pytest.param(["--nproc", "2"], 2, marks=pytest.mark.ddp)],
+    ids=["in-memory", "streamed", "ddp-2-ranks"],
 )
 def test_resume_after_sigkill_is_bit_identical(inputs, tmp_path, extra, ranks):
     whole, resumed = tmp_path / "whole", tmp_path / "resumed"

@@ -130,7 +130,12 @@ CASES = {
 }
 
 
-@pytest.mark.parametrize("setup,threads,extra,kill_at,resumed_from", list(CASES.values()), ids=list(CASES))
+# The cases with --nproc start a process group of their own.
+PARAMS = [pytest.param(*case, marks=pytest.mark.ddp) if "--nproc" in case[2] else case for case in CASES.values()]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("setup,threads,extra,kill_at,resumed_from", PARAMS, ids=list(CASES))
 def test_killed_then_resumed_ends_identical(
     data, tmp_path, tmp_path_factory, setup, threads, extra, kill_at, resumed_from
 ):
@@ -149,6 +154,7 @@ def test_killed_then_resumed_ends_identical(
     assert not state_dir_for(out).exists()
 
 
+@pytest.mark.slow
 def test_killed_resumed_killed_again_resumed_ends_identical(data, tmp_path, tmp_path_factory):
     whole = uninterrupted(data, tmp_path_factory, "cnn", 1, [])
     out = tmp_path / "run"
@@ -161,6 +167,7 @@ def test_killed_resumed_killed_again_resumed_ends_identical(data, tmp_path, tmp_
     assert json.loads((out / "metrics.json").read_text())["resumed_from_epoch"] == 2
 
 
+@pytest.mark.slow
 def test_resume_with_other_threads_says_it_cannot_promise_identity(data, tmp_path):
     out = tmp_path / "run"
     run(args(data, out, "cnn", 1, []), kill_at="saved:1")
@@ -176,6 +183,7 @@ def test_resume_with_other_threads_says_it_cannot_promise_identity(data, tmp_pat
     assert done.stdout.index("resumed after epoch 1\n") < done.stdout.index(f"Epoch 2/{EPOCHS}")
 
 
+@pytest.mark.slow
 def test_resumed_fit_in_process_matches_and_moments_keep_the_channels_last_layout(tmp_path):
     """cs.fit for 2 epochs against 1 epoch + resume: same weights; Adam's moments laid out like the kernels."""
     digits = load("mnist-5k").subset(np.arange(0, 5000, 40))

@@ -55,6 +55,7 @@ def upload(client: httpx2.Client, path: str, data: bytes, **params) -> httpx2.Re
 # --- good requests ------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_health_and_model_describe_the_run(server, trained_run):
     assert server.get("/health").json() == {"status": "ok"}
     info = server.get("/model").json()
@@ -73,6 +74,7 @@ def test_health_and_model_describe_the_run(server, trained_run):
     assert info["batch_worker"] == ("process" if affinity_size() >= 2 else "thread")  # auto, on this machine
 
 
+@pytest.mark.slow
 def test_upload_gives_the_same_probabilities_as_predict_proba(server, trained, digits):
     images, _ = digits
     expected = trained.predict_proba(images)
@@ -86,6 +88,7 @@ def test_upload_gives_the_same_probabilities_as_predict_proba(server, trained, d
         assert body["inverted"] is False
 
 
+@pytest.mark.slow
 def test_a_dark_on_light_photo_of_any_size_and_mode_is_inverted_and_recognised(server, trained, digits):
     images, _ = digits
     expected = trained.predict(images)
@@ -103,6 +106,7 @@ def test_a_dark_on_light_photo_of_any_size_and_mode_is_inverted_and_recognised(s
     assert forced["inverted"] is True
 
 
+@pytest.mark.slow
 def test_raw_image_body_and_json_pixels_predict_the_same(server, trained, digits):
     image = digits[0][0]
     want = trained.predict_proba(image)[0]
@@ -113,6 +117,7 @@ def test_raw_image_body_and_json_pixels_predict_the_same(server, trained, digits
         np.testing.assert_allclose(body["probabilities"], want, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_json_pixels_in_other_units_are_predicted_with_a_warning(server, digits):
     image = digits[0][0].astype(np.float64)
     right = server.post("/predict", json={"pixels": image.tolist()}).json()
@@ -139,6 +144,7 @@ def test_range_warnings_flag_only_a_detailed_image_in_a_sliver_of_the_range():
     assert "100..101" in far and "multiply" not in far
 
 
+@pytest.mark.slow
 def test_batch_predicts_every_image_like_single_calls(server, trained, digits):
     images, _ = digits
     files = [("images", (f"d{i}.png", png(image), "image/png")) for i, image in enumerate(images[:5])]
@@ -150,6 +156,7 @@ def test_batch_predicts_every_image_like_single_calls(server, trained, digits):
     assert [p["index"] for p in as_json["predictions"]] == list(trained.predict(images[:3]))
 
 
+@pytest.mark.slow
 def test_feature_maps_come_as_png_tiles_for_every_conv_and_pool_layer(server, trained, digits):
     image = digits[0][0]
     body = upload(server, "/feature-maps", png(image), channels=4).json()
@@ -172,6 +179,7 @@ def test_feature_maps_come_as_png_tiles_for_every_conv_and_pool_layer(server, tr
     np.testing.assert_allclose(body["prediction"]["probabilities"], trained.predict_proba(image)[0], atol=1e-5)
 
 
+@pytest.mark.slow
 def test_docs_work_offline(server):
     page = server.get("/docs")
     assert page.status_code == 200
@@ -325,6 +333,7 @@ BAD_REQUESTS = {
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", list(BAD_REQUESTS))
 def test_bad_input_is_a_4xx_json_sentence(server, case):
     status, path, request, words = BAD_REQUESTS[case]
@@ -337,6 +346,7 @@ def test_bad_input_is_a_4xx_json_sentence(server, case):
     assert server.get("/health").json() == {"status": "ok"}
 
 
+@pytest.mark.slow
 def test_unknown_paths_and_methods_are_json_errors(server):
     missing = server.get("/nope")
     assert missing.status_code == 404 and "/nope" in missing.json()["error"]

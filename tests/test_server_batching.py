@@ -107,6 +107,7 @@ def test_concurrent_requests_are_batched_and_equal_predict_proba_image_by_image(
     assert samples[("convscope_batches_total", (("trigger", "full"),))] >= 2
 
 
+@pytest.mark.slow
 def test_batch_endpoint_goes_through_the_same_batcher(trained_run, trained, digits):
     app = create_app(trained_run, ServerSettings(max_batch_size=8))
 
@@ -175,6 +176,7 @@ def test_a_client_gone_mid_batch_breaks_nothing(trained_run, digits):
 # --- the batch window -------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_an_idle_single_request_is_not_delayed_by_the_batch_window(trained_run, digits):
     # A one-second window: had the request waited for it, the batch would say 'delay'.
     app = create_app(trained_run, ServerSettings(max_batch_delay_ms=1000))
@@ -195,6 +197,7 @@ def test_an_idle_single_request_is_not_delayed_by_the_batch_window(trained_run, 
 # --- metrics and limits -----------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_metrics_parse_and_move_with_requests_errors_and_limits(trained_run, digits):
     app = create_app(trained_run, ServerSettings(max_body_bytes=64 * 1024, max_batch=4))
 
@@ -235,6 +238,7 @@ def test_metrics_parse_and_move_with_requests_errors_and_limits(trained_run, dig
 # --- engines ----------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_onnxruntime_engine_matches_the_run_and_serves(trained_run, trained, digits):
     pytest.importorskip("onnxruntime")
     app = create_app(trained_run, ServerSettings(engine="onnxruntime"))

@@ -18,6 +18,8 @@ import convscope as cs
 from browser import CHROMIUM_FLAGS, chromium_or_skip
 from server_process import running_server
 
+pytestmark = [pytest.mark.browser, pytest.mark.slow]
+
 
 @pytest.fixture(scope="module")
 def browser():

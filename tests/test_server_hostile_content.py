@@ -18,6 +18,8 @@ from starlette.testclient import TestClient
 from convscope.serving.app import create_app
 from convscope.serving.service import ServerSettings
 
+pytestmark = pytest.mark.slow
+
 SIDE = 8  # the mlp_run fixture's 8 x 8 digits, pixels 0..16
 
 

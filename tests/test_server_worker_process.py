@@ -54,6 +54,7 @@ def test_auto_takes_a_process_for_a_run_on_disk_with_two_cores_or_more():
         worker_process.choose("fork", run, 2)
 
 
+@pytest.mark.slow
 def test_the_process_answers_a_batch_as_run_jobs_does_here_and_a_bad_image_fails_alone(trained_run, digits):
     jobs = [Job(png(image), None, 3) for image in digits[:3]]
     jobs.insert(1, Job(b"\x89PNG\r\n\x1a\nnot really", None, 3))
@@ -82,6 +83,7 @@ def test_the_process_answers_a_batch_as_run_jobs_does_here_and_a_bad_image_fails
             np.testing.assert_allclose(got["probabilities"], expected["probabilities"], rtol=0, atol=TOLERANCE)
 
 
+@pytest.mark.slow
 def test_a_process_that_cannot_load_its_run_says_so(tmp_path):
     async def start():
         await runner(tmp_path / "gone").start()
@@ -90,6 +92,7 @@ def test_a_process_that_cannot_load_its_run_says_so(tmp_path):
         asyncio.run(start())
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_batch_fails_that_batch_with_503_and_the_next_request_gets_a_new_one(trained_run, digits):
     app = create_app(trained_run, ServerSettings(batch_worker="process"))
     batcher = app.state.batcher
@@ -130,6 +133,7 @@ def dead(pid: int) -> None:
     raise AssertionError(f"process {pid} is still running")
 
 
+@pytest.mark.slow
 def test_a_process_killed_between_batches_is_replaced_before_the_next(trained_run, digits):
     async def test():
         process = runner(trained_run)
@@ -146,6 +150,7 @@ def test_a_process_killed_between_batches_is_replaced_before_the_next(trained_ru
     assert isinstance(outcome, dict) and second != first
 
 
+@pytest.mark.slow
 def test_a_process_killed_mid_batch_raises_worker_stopped_with_its_exit_code(trained_run, digits):
     async def test():
         process = runner(trained_run)
@@ -167,6 +172,7 @@ def children(pid: int) -> list[int]:
     return [int(child) for child in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
 
 
+@pytest.mark.slow
 @pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="reads a process's children from /proc")
 @pytest.mark.parametrize("stop", ["terminate", "ctrl-c"])
 def test_the_process_ends_with_the_server_and_ctrl_c_prints_no_traceback(trained_run, stop):

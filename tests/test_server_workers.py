@@ -16,6 +16,8 @@ pytest.importorskip("fastapi")
 pytest.importorskip("prometheus_client")
 from prometheus_client.parser import text_string_to_metric_families
 
+pytestmark = pytest.mark.slow
+
 
 def predictions_counted(client: httpx2.Client) -> float:
     text = client.get("/metrics").text

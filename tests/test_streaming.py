@@ -109,6 +109,7 @@ MEMORY_SCRIPT = """
 """
 
 
+@pytest.mark.slow
 def test_training_from_a_memory_map_keeps_peak_rss_far_below_the_data(tmp_path):
     n, side = 14_000, 256
     images = np.lib.format.open_memmap(tmp_path / "big.npy", mode="w+", dtype=np.uint8, shape=(n, side, side, 1))

@@ -52,6 +52,7 @@ def study_dir(tmp_path_factory):
     return root / "study"
 
 
+@pytest.mark.slow
 def test_every_trial_is_a_run_directory(study_dir, capsys):
     runs = trial_run_dirs(study_dir)
     assert [r.name for r in runs] == ["trial-0000", "trial-0001", "trial-0002", "trial-0003"]
@@ -63,6 +64,7 @@ def test_every_trial_is_a_run_directory(study_dir, capsys):
     assert len(study.trials) == 4
 
 
+@pytest.mark.slow
 def test_best_trial_retrains_from_its_written_spec(study_dir, tmp_path):
     best = json.loads((study_dir / "best.json").read_text())
     runs = {r.name: r for r in trial_run_dirs(study_dir)}
@@ -105,6 +107,7 @@ def test_bad_ranges_are_refused():
         SearchSpace(filters=(16, 8))
 
 
+@pytest.mark.slow
 def test_a_study_directory_expands_to_its_trials_for_compare(study_dir, tmp_path):
     from convscope.sweep import expand_study_dirs
 
@@ -113,6 +116,7 @@ def test_a_study_directory_expands_to_its_trials_for_compare(study_dir, tmp_path
         trial_run_dirs(tmp_path)
 
 
+@pytest.mark.slow
 def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
     from convscope.cli import main
 
@@ -122,6 +126,7 @@ def test_compare_command_shows_every_trial_of_a_study(study_dir, capsys):
         assert trial.name in table
 
 
+@pytest.mark.slow
 def test_compare_of_a_study_ranks_by_its_objective_and_names_it(study_dir, capsys):
     import optuna
 
@@ -156,6 +161,7 @@ def test_the_objective_note_names_a_different_test_accuracy_winner():
     ]
 
 
+@pytest.mark.slow
 def test_a_sweep_prints_one_line_per_trial_and_no_optuna_log_unless_verbose(tmp_path):
     data = tiny_dataset(120)
     np.savez(tmp_path / "tiny.npz", x=data.images, y=data.labels)
@@ -205,6 +211,7 @@ def _progress_read_only(db):
     return [state for _, state in rows], reported > 0
 
 
+@pytest.mark.slow
 def test_a_killed_sweep_rerun_with_the_same_command_continues_its_study(tmp_path):
     """SIGKILL in the middle of a trial; the same command again fails that trial, keeps the finished one
     and draws new parameters (before: the re-seeded sampler replayed trial 0's draw as trial 2)."""

@@ -25,6 +25,8 @@ from convscope.sweep import engine_url, trial_run_dirs  # noqa: E402
 from postgres import create_database  # noqa: E402
 from synthetic import SMALL_SPEC, tiny_dataset  # noqa: E402
 
+pytestmark = [pytest.mark.postgres, pytest.mark.slow]
+
 FINISHED = ("COMPLETE", "PRUNED")
 
 

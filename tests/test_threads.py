@@ -200,6 +200,7 @@ def test_config_json_records_the_plan(tmp_path):
     assert config["fit"]["threads"]["reason"] == "threads=1 asked for"
 
 
+@pytest.mark.slow
 def test_cli_threads_flag_reaches_config_json(tmp_path):
     npz = write_tiny_npz(tmp_path, n=120)
     env = {**os.environ, "PYTHONPATH": f"{SRC}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
@@ -247,6 +248,7 @@ def test_apply_threads_sets_torchs_count():
         torch.set_num_threads(before)
 
 
+@pytest.mark.slow
 def test_a_process_pinned_to_one_core_plans_one_thread_without_sampling():
     code = (
         "import json, os; os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); "

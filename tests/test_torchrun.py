@@ -78,6 +78,8 @@ def rows(run: Path) -> list[dict]:
     return [{k: v for k, v in row.items() if k != "seconds"} for row in cs.load_run(run).history.rows]
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_two_nodes_form_one_job_equal_to_two_local_processes(inputs, tmp_path):
     local = tmp_path / "nproc2"
     done = subprocess.run(
@@ -102,6 +104,8 @@ def test_two_nodes_form_one_job_equal_to_two_local_processes(inputs, tmp_path):
     assert json.loads((out / "config.json").read_text())["fit"]["world_size"] == 2
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_a_rank_with_another_copy_of_the_data_is_refused_before_training(inputs, tmp_path):
     out, port = tmp_path / "run", _free_port()
     launchers = [node(0, port, train_args(inputs, out)), node(1, port, train_args(inputs, out, data="other.npz"))]
@@ -147,6 +151,8 @@ def _wait_for(predicate, process: subprocess.Popen, seconds: float = 600):
     )
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_an_elastic_group_restarts_after_a_rank_is_killed_and_resumes(inputs, tmp_path):
     out = tmp_path / "run"
     state = tmp_path / ".run.resume"
@@ -174,6 +180,8 @@ def test_an_elastic_group_restarts_after_a_rank_is_killed_and_resumes(inputs, tm
     assert not state.exists()
 
 
+@pytest.mark.ddp
+@pytest.mark.slow
 def test_without_restarts_the_surviving_machine_stops_with_one_sentence(inputs, tmp_path):
     out, port = tmp_path / "run", _free_port()
     state = tmp_path / ".run.resume"

@@ -36,6 +36,7 @@ def fit_fast(train, **kwargs):
 # --- bf16 ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_bf16_autocast_matches_fp32_accuracy(digits):
     train, test = digits
     fp32 = cs.evaluate(fit_fast(train, precision="fp32"), test)
@@ -74,6 +75,7 @@ def test_existing_presets_keep_their_recipe_and_counts():
         recipe_for("cnn", "turbo")
 
 
+@pytest.mark.slow
 def test_train_fast_uses_its_recipe(tmp_path):
     result = cs.train("mnist-5k", "fast", epochs=3, out=tmp_path / "run", verbose=False, report=False)
     fit_config = json.loads((tmp_path / "run" / "config.json").read_text())["fit"]
