@@ -39,6 +39,13 @@ system-deps:
 test: install system-deps
 	$(PY) -m pytest
 
+# The tests without a marker (pyproject.toml: slow, browser, ddp, postgres, network): under two minutes on 2 cores,
+# with no Chromium, PostgreSQL or second process needed. `make test` still runs everything.
+FAST := not (slow or browser or ddp or postgres or network)
+
+test-fast: install
+	$(PY) -m pytest -m '$(FAST)'
+
 # Message catalogs (README: 한국어): extract every marked string (`_()`, `ngettext`, the templates' `{% trans %}`)
 # into the template, add new ones to each language's .po (untranslated, never guessed fuzzy) and drop unused ones;
 # then compile, as every build does (setup.py), so the tests see the new text at once.

@@ -22,6 +22,7 @@ def mnist_mlp_run(tmp_path_factory):
     return out
 
 
+@pytest.mark.slow
 def test_table_rows_come_from_the_runs(trained_run, mnist_mlp_run):
     rows = compare_runs([mnist_mlp_run, trained_run])
     assert [(r.name, r.model, r.params) for r in rows] == [("mlp-run", "mlp", 271_370), ("cnn-run", "cnn", 44_010)]
@@ -43,6 +44,7 @@ def test_table_rows_come_from_the_runs(trained_run, mnist_mlp_run):
     assert "different data" not in text
 
 
+@pytest.mark.slow
 def test_compare_command_writes_png_and_html(trained_run, mnist_mlp_run, tmp_path, capsys):
     assert main(["compare", str(mnist_mlp_run), str(trained_run), "--save", str(tmp_path)]) == 0
     out = capsys.readouterr().out
@@ -56,6 +58,7 @@ def test_compare_command_writes_png_and_html(trained_run, mnist_mlp_run, tmp_pat
     assert [row[:3] for row in table[1:]] == [["mlp-run", "mlp", "271,370"], ["cnn-run", "cnn", "44,010"]]
 
 
+@pytest.mark.slow
 def test_compare_warns_about_different_data_and_rejects_non_runs(trained_run, tmp_path, capsys):
     other = tmp_path / "other"
     other.mkdir()

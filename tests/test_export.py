@@ -59,6 +59,7 @@ def test_onnx_file_carries_the_preprocessing_contract(onnx_file, trained_run):
     ]
 
 
+@pytest.mark.slow
 def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
     trained = cs.load_run(trained_run)
     path = export(trained, tmp_path / "model.pt", "torchscript")
@@ -74,6 +75,7 @@ def test_torchscript_matches_convscope(trained_run, real_digits, tmp_path):
     assert json.loads(extra["convscope.json"])["class_names"] == list(trained.class_names)
 
 
+@pytest.mark.slow
 def test_export_errors_are_sentences(trained_run, tmp_path, capsys):
     assert main(["export", str(tmp_path), "--format", "onnx"]) == 2
     assert "not a convscope run directory" in capsys.readouterr().err
@@ -84,6 +86,7 @@ def test_export_errors_are_sentences(trained_run, tmp_path, capsys):
     assert list(tmp_path.iterdir()) == []  # nothing half-written left behind
 
 
+@pytest.mark.slow
 def test_the_contract_names_polarity_and_framing_and_an_old_bare_run_has_neither(trained_run, tmp_path):
     described = contract(cs.load_run(trained_run))
     assert described["input"]["background"] == "dark"  # MNIST: light ink on black

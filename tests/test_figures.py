@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 
 import numpy as np
+import pytest
 from matplotlib.lines import Line2D
 from PIL import Image
 
@@ -63,6 +64,7 @@ def test_training_curves_mark_best_epoch_and_early_stop(tmp_path):
     assert _vertical_lines(plain.axes[0]) == {"best epoch 3": 3.0}
 
 
+@pytest.mark.slow
 def test_confusion_matrix_shows_class_names_and_counts(view):
     e = view.evaluation
     figure = figures.confusion_matrix_figure(e.confusion_matrix, e.class_names)
@@ -78,6 +80,7 @@ def test_confusion_matrix_shows_class_names_and_counts(view):
     png_size(figures.to_png(figure))
 
 
+@pytest.mark.slow
 def test_per_class_bars_are_the_scores(view):
     rows = view.evaluation.per_class
     figure = figures.per_class_figure(rows)
@@ -90,6 +93,7 @@ def test_per_class_bars_are_the_scores(view):
     png_size(figures.to_png(figure))
 
 
+@pytest.mark.slow
 def test_prediction_gallery_has_an_image_and_a_bar_panel_per_sample(view, tmp_path):
     chosen = inspection.select(view.evaluation, "top-losses", 5)
     figure = figures.predictions_figure(chosen.samples, chosen.title)
@@ -110,6 +114,7 @@ def test_prediction_gallery_has_an_image_and_a_bar_panel_per_sample(view, tmp_pa
     assert not empty.axes and "no images to show" in empty.texts[0].get_text()
 
 
+@pytest.mark.slow
 def test_class_sample_grid_rows_are_classes(view):
     figure = figures.class_samples_figure(view.samples, per_class=6)
     assert len(figure.axes) == 10 * 6
@@ -123,6 +128,7 @@ def test_class_sample_grid_rows_are_classes(view):
     png_size(figures.to_png(figure))
 
 
+@pytest.mark.slow
 def test_feature_map_and_filter_figures(view):
     s = inspection.select(view.evaluation, "index", index=0).samples[0]
     maps = inspection.feature_maps(view.trained, s.image)

@@ -17,6 +17,7 @@ from convscope.evaluation import inspection, terminal
 PROBABILITY_ROW = re.compile(r"(\S+) +(\d+\.\d)%(?= |$)", re.M)
 
 
+@pytest.mark.slow
 def test_random_selection_is_reproducible_and_describes_each_image(view):
     result = view.evaluation
     first = inspection.select(result, "random", 7, seed=3)
@@ -36,6 +37,7 @@ def test_random_selection_is_reproducible_and_describes_each_image(view):
         np.testing.assert_array_equal(s.image, result.images[s.index])
 
 
+@pytest.mark.slow
 def test_mistakes_contain_only_misclassified_images(view):
     result = view.evaluation
     wrong = set(result.mistakes.tolist())
@@ -47,6 +49,7 @@ def test_mistakes_contain_only_misclassified_images(view):
     assert len(right) == 5 and all(s.correct for s in right)
 
 
+@pytest.mark.slow
 def test_top_losses_are_the_misclassified_images_highest_loss_first(view):
     result = view.evaluation
     top = inspection.select(result, "top-losses", 5).samples
@@ -59,6 +62,7 @@ def test_top_losses_are_the_misclassified_images_highest_loss_first(view):
     assert all_losses.mean() == pytest.approx(result.loss, rel=1e-5)
 
 
+@pytest.mark.slow
 def test_class_filter_and_index(view):
     result = view.evaluation
     sevens = inspection.select(result, "random", 50, class_name="7", seed=0).samples
@@ -73,6 +77,7 @@ def test_class_filter_and_index(view):
         inspection.select(result, "index", index=1000)
 
 
+@pytest.mark.slow
 def test_feature_maps_are_the_conv_and_pool_outputs(view):
     trained = view.trained
     image = view.evaluation.images[0]
@@ -92,6 +97,7 @@ def test_feature_maps_are_the_conv_and_pool_outputs(view):
     np.testing.assert_array_equal(filters.weights, conv.weight.detach().numpy())
 
 
+@pytest.mark.slow
 def test_grad_cam_on_real_model_is_a_normalised_map_for_the_predicted_class(view):
     trained, result = view.trained, view.evaluation
     for s in inspection.select(result, "correct", 5, seed=0).samples:
@@ -131,6 +137,7 @@ def test_grad_cam_known_answer():
     assert against.class_name == "dark" and not against.heatmap.any()
 
 
+@pytest.mark.slow
 def test_image_file_is_predicted_through_the_same_path(view, tmp_path):
     image = view.evaluation.images[5]
     path = tmp_path / "digit.png"
@@ -156,6 +163,7 @@ def test_halfblocks_plain_and_colour():
     assert terminal.visible_width(terminal.halfblocks(wide, False, max_width=40)[0]) == 40
 
 
+@pytest.mark.slow
 def test_rendered_sample_names_classes_and_probabilities(view):
     s = inspection.select(view.evaluation, "mistakes", 1, seed=0).samples[0]
     text = terminal.render_sample(s, color=False)
@@ -182,6 +190,7 @@ def _shown(text: str) -> list[dict]:
     return samples
 
 
+@pytest.mark.slow
 def test_inspect_mistakes_command(trained_run, view, capsys, tmp_path):
     assert (
         main(
@@ -202,6 +211,7 @@ def test_inspect_mistakes_command(trained_run, view, capsys, tmp_path):
     assert (tmp_path / "mistakes.png").is_file() and f"wrote {tmp_path / 'mistakes.png'}" in out
 
 
+@pytest.mark.slow
 def test_inspect_random_prints_its_seed_and_repeats_with_it(trained_run, capsys):
     assert main(["inspect", str(trained_run), "--random", "3", "--color", "never", "--no-images"]) == 0
     out = capsys.readouterr().out
@@ -211,6 +221,7 @@ def test_inspect_random_prints_its_seed_and_repeats_with_it(trained_run, capsys)
     assert [s["index"] for s in _shown(out)] == [s["index"] for s in _shown(again)]
 
 
+@pytest.mark.slow
 def test_inspect_image_file_shows_feature_maps_and_grad_cam(trained_run, view, capsys, tmp_path):
     path = tmp_path / "seven.png"
     Image.fromarray(view.evaluation.images[view.evaluation.labels == 7][0][..., 0]).save(path)
@@ -225,6 +236,7 @@ def test_inspect_image_file_shows_feature_maps_and_grad_cam(trained_run, view, c
     assert {p.name for p in tmp_path.glob("*.png")} >= {"image.png", "feature-maps-image.png", "filters.png"}
 
 
+@pytest.mark.slow
 def test_inspect_user_errors(trained_run, capsys):
     assert main(["inspect", str(trained_run), "--class", "Q"]) == 2
     assert "class 'Q' is not one of the model's classes" in capsys.readouterr().err
@@ -232,6 +244,7 @@ def test_inspect_user_errors(trained_run, capsys):
     assert "out of range" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_show_random_and_show_mistakes_return_figures(view):
     result = view.evaluation
     figure = result.show_random(4, seed=0)

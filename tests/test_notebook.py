@@ -30,6 +30,7 @@ def table_with(page, first_row: list[str]) -> list[list[str]]:
     return next(t for t in page.tables if t and t[0][: len(first_row)] == first_row)
 
 
+@pytest.mark.slow
 def test_dataset_shows_facts_counts_and_a_strip_per_class(view):
     data = view.samples
     page = parse(data._repr_html_())
@@ -47,6 +48,7 @@ def test_dataset_shows_facts_counts_and_a_strip_per_class(view):
     assert pretty(data) == cs.describe(data)  # the text fallback is `describe`, not the arrays
 
 
+@pytest.mark.slow
 def test_summary_html_holds_every_formula_like_the_report(view):
     s = view.summary
     page = parse(s._repr_html_())
@@ -58,6 +60,7 @@ def test_summary_html_holds_every_formula_like_the_report(view):
     assert table_with(report, ["layer", "type"]) == rows  # the same section in both places
 
 
+@pytest.mark.slow
 def test_history_and_trained_model_show_curves_and_epochs(view):
     history = view.trained.history
     page = parse(history._repr_html_())
@@ -76,6 +79,7 @@ def test_history_and_trained_model_show_curves_and_epochs(view):
     assert table_with(model, ["layer", "type"]) and table_with(model, ["epoch", "loss"])
 
 
+@pytest.mark.slow
 def test_evaluation_shows_scores_matrix_and_confusions(view):
     e = view.evaluation
     page = parse(e._repr_html_())
@@ -90,6 +94,7 @@ def test_evaluation_shows_scores_matrix_and_confusions(view):
     assert "precision" in e.text()
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize(
     "call",
     [

@@ -116,6 +116,7 @@ def report(trained_run) -> tuple[str, Page]:
     return text, parse(text)
 
 
+@pytest.mark.slow
 def test_train_writes_a_self_contained_report(trained_run, report):
     text, page = report
     assert text.startswith("<!DOCTYPE html>")
@@ -146,6 +147,7 @@ def test_train_writes_a_self_contained_report(trained_run, report):
     assert not [p for p in trained_run.iterdir() if p.name.startswith(".")]  # no temporary file left behind
 
 
+@pytest.mark.slow
 def test_report_states_the_runs_numbers(trained_run, report):
     text, page = report
     metrics = json.loads((trained_run / "metrics.json").read_text())

@@ -84,6 +84,7 @@ def batch_sizes(samples) -> tuple[float, float]:
 # --- batched results --------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_concurrent_requests_are_batched_and_equal_predict_proba_image_by_image(trained_run, trained, digits):
     app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
@@ -127,6 +128,7 @@ def test_batch_endpoint_goes_through_the_same_batcher(trained_run, trained, digi
     assert images == 20 and batches >= 3  # no more than 8 per forward pass
 
 
+@pytest.mark.slow
 def test_a_bad_image_fails_alone_and_its_batch_mates_succeed(trained_run, trained, digits):
     app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
@@ -153,6 +155,7 @@ def test_a_bad_image_fails_alone_and_its_batch_mates_succeed(trained_run, traine
     assert batch_sizes(samples) == (2, 4)  # the primer alone, then the three together
 
 
+@pytest.mark.slow
 def test_a_client_gone_mid_batch_breaks_nothing(trained_run, digits):
     app = create_app(trained_run, ServerSettings(max_batch_size=16, batch_worker="thread"))
     lock, batcher = app.state.served.lock, app.state.batcher
@@ -256,6 +259,7 @@ def test_onnxruntime_engine_matches_the_run_and_serves(trained_run, trained, dig
     assert info["engine"] == "onnxruntime"
 
 
+@pytest.mark.slow
 def test_openvino_engine_matches_the_run(trained, digits):
     pytest.importorskip("openvino")
     engine = engines.load(trained, "openvino", [1, 4])
@@ -268,6 +272,7 @@ def test_openvino_engine_matches_the_run(trained, digits):
     )
 
 
+@pytest.mark.slow
 def test_an_engine_without_parity_is_refused_and_auto_leaves_it_out(trained, monkeypatch):
     real = engines.build
 
