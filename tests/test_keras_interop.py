@@ -21,10 +21,10 @@ import numpy as np
 import pytest
 import torch
 
+from convscope import evaluate
 from convscope.data.dataset import Dataset
 from convscope.data.scaling import MinMaxScaler
 from convscope.errors import UserError
-from convscope.evaluation.evaluate import evaluate
 from convscope.export import export
 from convscope.export.keras import keras_layer_order
 from convscope.interop.keras_import import import_keras
