@@ -27,7 +27,6 @@ from ..i18n import _
 from ..training.trained_model import TrainedModel
 from .contract import FORMATS, INPUT_NAME, OUTPUT_NAME, contract
 from .files import write_file_atomically
-from .keras import write_keras
 
 
 class RawPixelClassifier(nn.Module):
@@ -59,6 +58,9 @@ def export(trained: TrainedModel, out: str | Path, format: str = "onnx") -> Path
             )
         )
     if format == "keras":  # a file written from the spec and the weights, no tracing
+        # imported here: h5py and the Keras layer table are not needed by the server's ONNX engine, which imports this module
+        from .keras import write_keras
+
         write_keras(trained, out)
         return out
     wrapper = RawPixelClassifier(trained.model, trained.scaler).to("cpu").eval()
