@@ -77,7 +77,7 @@ def test_functions_named_like_their_modules_stay_functions(first):
         "import convscope.data.describe, convscope.evaluation.evaluate, convscope.models.summary\n"
         "from convscope import data, evaluation, models, training\n"
         "values = [cs.report, cs.experiment, cs.load, cs.describe, cs.fit, data.load, data.describe,\n"
-        "          evaluation.evaluate, models.summary, training.fit, cs.summary]\n"
+        "          cs.evaluate, models.summary, training.fit, cs.summary]\n"
         "print([type(v).__name__ for v in values])"
     )
     done = python(probe)

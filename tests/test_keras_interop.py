@@ -21,11 +21,12 @@ import numpy as np
 import pytest
 import torch
 
+from convscope import evaluate
 from convscope.data.dataset import Dataset
 from convscope.data.scaling import MinMaxScaler
 from convscope.errors import UserError
-from convscope.evaluation.evaluate import evaluate
-from convscope.interop.keras_export import export_keras, keras_layer_order
+from convscope.export import export
+from convscope.export.keras import keras_layer_order
 from convscope.interop.keras_import import import_keras
 from convscope.models import build, summary
 from convscope.runs import load_run
@@ -343,7 +344,7 @@ def exports(keras_dir, trained_run, tmp_path_factory) -> tuple[Path, dict[str, n
     ours: dict[str, np.ndarray] = {}
     for name, fmt in (("small_sequential", "h5"), ("small_functional", "keras"), ("cnn_wide", "keras")):
         trained = import_keras(keras_dir / f"{name}.{fmt}", scale=(0, 255), double_scale=True).trained
-        export_keras(trained, out / f"{name}.keras")
+        export(trained, out / f"{name}.keras", "keras")
         np.save(out / f"{name}.npy", arrays[f"{name}_images"])
         ours[name] = trained.predict_proba(arrays[f"{name}_images"])
     trained = load_run(trained_run)
@@ -358,7 +359,7 @@ def exports(keras_dir, trained_run, tmp_path_factory) -> tuple[Path, dict[str, n
     spec_model = TrainedModel(network.eval(), MinMaxScaler(-20.0, 300.0), tuple("wxyz"), (10, 10, 2))
     images = np.random.default_rng(2).uniform(-20, 300, (16, 10, 10, 2)).astype(np.float32)
     np.save(out / "branches.npy", images)
-    export_keras(spec_model, out / "branches.keras")
+    export(spec_model, out / "branches.keras", "keras")
     ours["branches"] = spec_model.predict_proba(images)
     keras_side("predict", str(out), *(str(out / f"{name}.keras") for name in ours))
     return out, {name: (ours[name], theirs) for name, theirs in np.load(out / "predictions.npz").items()}
@@ -397,9 +398,9 @@ def test_export_prints_the_contract_and_refuses_what_keras_cannot_do(trained_run
     }
     padded = TrainedModel(build(spec, (8, 8, 1), 2).eval(), MinMaxScaler(0, 1), ("a", "b"), (8, 8, 1))
     with pytest.raises(UserError, match=r"layer 'max_pool2d' \(MaxPool2D\) pads by 1 pixels"):
-        export_keras(padded, tmp_path / "padded.keras")
+        export(padded, tmp_path / "padded.keras", "keras")
     with pytest.raises(UserError, match="ends in .keras"):
-        export_keras(padded, tmp_path / "model.h5")
+        export(padded, tmp_path / "model.h5", "keras")
 
 
 @pytest.mark.slow
@@ -407,9 +408,9 @@ def test_import_and_export_need_neither_keras_nor_tensorflow(tmp_path):
     probe = (
         "import sys\n"
         "from convscope.interop.keras_import import import_keras\n"
-        "from convscope.interop.keras_export import export_keras\n"
+        "from convscope.export import export\n"
         f"t = import_keras({str(TF_KERAS2 / 'functional.h5')!r}, scale=(0, 255)).trained\n"
-        f"export_keras(t, {str(tmp_path / 'out.keras')!r})\n"
+        f"export(t, {str(tmp_path / 'out.keras')!r}, 'keras')\n"
         "print(sorted(m for m in ('keras', 'tensorflow', 'tf_keras') if m in sys.modules))\n"
     )
     result = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=_env(), timeout=300)

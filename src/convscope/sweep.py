@@ -43,7 +43,7 @@ from typing import Any, TextIO
 import yaml
 
 from .errors import UserError
-from .export.writers import write_file_atomically
+from .export.files import write_file_atomically
 from .i18n import _, ngettext
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir

@@ -1,4 +1,4 @@
-"""`convscope export RUN --format onnx|torchscript`: the model as one file, usable without convscope."""
+"""`convscope export RUN --format onnx|torchscript|keras`: the model as one file, usable without convscope."""
 
 from __future__ import annotations
 
@@ -19,6 +19,7 @@ def add_parser(sub) -> None:
         ),
     )
     p.add_argument("run_dir", metavar="RUN")
+    # the names of export.FORMATS, written out: that module imports torch, and --help should not wait for it
     p.add_argument("--format", choices=["onnx", "torchscript", "keras"], default="onnx")
     p.add_argument("--out", help=_("output file (default RUN/model.onnx, RUN/model.pt or RUN/model.keras)"))
     p.set_defaults(run=run)
@@ -29,14 +30,6 @@ def run(args: argparse.Namespace) -> int:
 
     if args.out is not None:
         check_writable(args.out, "--out")
-    if args.format == "keras":  # needs neither the serve extra nor Keras
-        from ..interop.keras_export import contract, export_keras
-
-        trained = load_run(args.run_dir)
-        path = export_keras(trained, Path(args.out) if args.out else Path(args.run_dir) / "model.keras")
-        print(_("wrote {path} ({size:,} bytes)\npreprocessing contract:").format(path=path, size=path.stat().st_size))
-        print(json.dumps(contract(trained), indent=2))
-        return 0
     try:
         from ..export import FORMATS, contract, export
     except ImportError as exc:
@@ -57,5 +50,5 @@ def run(args: argparse.Namespace) -> int:
         ) from None
     print(_("wrote {path} ({size:,} bytes)").format(path=path, size=path.stat().st_size))
     print(_("preprocessing contract (stored in the file too):"))
-    print(json.dumps(contract(trained), indent=2))
+    print(json.dumps(contract(trained, args.format), indent=2))
     return 0

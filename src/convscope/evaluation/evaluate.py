@@ -1,7 +1,8 @@
-"""`evaluate`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions.
+"""`measure`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions.
 
-No drawing here: figures of a result live in `report.figures`, and the result users get from `cs.evaluate`
-(`report.result.DrawableResult`) adds `show_random()`/`show_mistakes()` on top of this one."""
+No drawing here: figures of a result live in `report.figures`. The one public `evaluate` (`cs.evaluate`,
+in `report.result`) calls `measure` and returns a `DrawableResult`, which adds `show_random()`/`show_mistakes()`
+on top of this one."""
 
 from __future__ import annotations
 
@@ -116,7 +117,7 @@ class EvaluationResult:
         return lines
 
 
-def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
+def measure(trained: TrainedModel, data: Dataset) -> EvaluationResult:
     """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after."""
     if data.input_shape != tuple(trained.input_shape):
         raise UserError(

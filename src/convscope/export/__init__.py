@@ -1,7 +1,9 @@
-"""Export a trained run for use without convscope: ONNX (onnxruntime, any language) or TorchScript.
+"""Export a trained run for use without convscope: ONNX (onnxruntime, any language), TorchScript or Keras 3.
 
-Its own package, below the server: exporting needs the `export` extra (onnx, onnxruntime, onnxscript), never
-the `serve` one. onnx and onnxruntime are imported only by the functions that use them."""
+One entry point, `export(trained, path, format)`, and one preprocessing contract for every format (`contract`).
+Its own package, below the server: ONNX needs the `export` extra (onnx, onnxruntime, onnxscript), never the
+`serve` one, and the Keras file needs neither Keras nor TensorFlow. onnx and onnxruntime are imported only by
+the functions that use them."""
 
 from typing import TYPE_CHECKING
 

@@ -1,7 +1,9 @@
 """The preprocessing contract of an exported model: what a consumer must do to an image, and what comes out.
 
-It is the run's learned input contract (`convscope.data.framing`), the one the server and `convscope predict`
-apply: polarity and framing in words another runtime can follow, and as numbers (`input_contract`)."""
+One contract for every format (ONNX, TorchScript, Keras): every exported file takes raw pixels and holds the
+scaling and the softmax, so a consumer's steps are the same whichever runtime loads it. It is the run's learned
+input contract (`convscope.data.framing`), the one the server and `convscope predict` apply: polarity and framing
+in words another runtime can follow, and as numbers (`input_contract`)."""
 
 from __future__ import annotations
 
@@ -11,8 +13,14 @@ from .._version import __version__
 from ..data.framing import InputContract, unframed
 from ..training.trained_model import TrainedModel
 
-FORMATS = {"onnx": ".onnx", "torchscript": ".pt"}
+FORMATS = {"onnx": ".onnx", "torchscript": ".pt", "keras": ".keras"}
 INPUT_NAME, OUTPUT_NAME = "image", "probabilities"
+# How each format's file is loaded; the Keras model keeps the run's own name for its output layer
+_LOAD = {
+    "onnx": "onnxruntime.InferenceSession(path) (any language with an ONNX runtime)",
+    "torchscript": "torch.jit.load(path)",
+    "keras": "keras.saving.load_model(path) (Keras 3, any backend)",
+}
 
 
 def run_contract(trained: TrainedModel) -> InputContract:
@@ -23,14 +31,18 @@ def run_contract(trained: TrainedModel) -> InputContract:
     return unframed((lo, hi), "this model carries no input contract: images are resized whole and never inverted")
 
 
-def contract(trained: TrainedModel) -> dict[str, Any]:
-    """What a consumer of the exported file must do to an image, and what comes out."""
+def contract(trained: TrainedModel, format: str = "onnx") -> dict[str, Any]:
+    """What a consumer of the file exported as `format` must do to an image, and what comes out."""
     h, w, c = trained.input_shape
     lo, hi = trained.scaler.minimum, trained.scaler.maximum
     terms = run_contract(trained)
     background = terms.background
+    scaling = f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g})"
+    output: dict[str, Any] = {"name": OUTPUT_NAME} if format != "keras" else {}
     return {
         "producer": f"convscope {__version__}",
+        "format": format,
+        "load": _LOAD[format],
         "input": {
             "name": INPUT_NAME,
             "dtype": "float32",
@@ -52,9 +64,13 @@ def contract(trained: TrainedModel) -> dict[str, Any]:
             ),
             "framing": framing_steps(terms),
         },
-        "inside_the_graph": f"x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); NHWC -> NCHW; network; softmax",
+        "inside_the_graph": (
+            f"Rescaling: {scaling}; the network; softmax"
+            if format == "keras"
+            else f"{scaling}; NHWC -> NCHW; network; softmax"
+        ),
         "output": {
-            "name": OUTPUT_NAME,
+            **output,
             "dtype": "float32",
             "shape": ["batch", len(trained.class_names)],
             "meaning": "class probabilities in class order; each row sums to 1",

@@ -1,18 +1,18 @@
-"""Export a trained run for use without convscope: ONNX (onnxruntime, any language) or TorchScript.
+"""Export a trained run for use without convscope: `export(trained, path, format)`, one entry point for
+ONNX (onnxruntime, any language), TorchScript and Keras 3 (`keras.py`).
 
-The exported graph takes raw pixels and returns probabilities: the stored min-max scaling,
+The exported model takes raw pixels and returns probabilities: the stored min-max scaling,
 the NHWC -> NCHW transpose and the softmax are inside it, so a consumer only has to decode
-and resize its image the way the contract below says. The contract travels with the file (ONNX
-metadata_props / TorchScript extra file `convscope.json`) and is printed by `convscope export`:
-it names the polarity and the framing learned at fit time, in words and as numbers.
+and resize its image the way the contract says (`contract.py`, one for every format). The contract
+travels with the file (ONNX metadata_props / TorchScript extra file `convscope.json` / the Keras
+archive's metadata.json) and is printed by `convscope export`: it names the polarity and the
+framing learned at fit time, in words and as numbers.
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
@@ -26,6 +26,7 @@ from ..errors import UserError
 from ..i18n import _
 from ..training.trained_model import TrainedModel
 from .contract import FORMATS, INPUT_NAME, OUTPUT_NAME, contract
+from .files import write_file_atomically
 
 
 class RawPixelClassifier(nn.Module):
@@ -41,8 +42,8 @@ class RawPixelClassifier(nn.Module):
         return torch.softmax(self.network(self.scaler.transform(image)).float(), dim=1)
 
 
-def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
-    """Write `trained` as `format` ('onnx' or 'torchscript') to `out`, atomically."""
+def export(trained: TrainedModel, out: str | Path, format: str = "onnx") -> Path:
+    """Write `trained` as `format` ('onnx', 'torchscript' or 'keras') to `out`, atomically."""
     if format not in FORMATS:
         raise UserError(
             _("unknown export format {format!r}; choose one of {formats}.").format(
@@ -56,6 +57,12 @@ def export(trained: TrainedModel, out: str | Path, format: str) -> Path:
                 out=out, example=out / ("model" + FORMATS[format])
             )
         )
+    if format == "keras":  # a file written from the spec and the weights, no tracing
+        # imported here: h5py and the Keras layer table are not needed by the server's ONNX engine, which imports this module
+        from .keras import write_keras
+
+        write_keras(trained, out)
+        return out
     wrapper = RawPixelClassifier(trained.model, trained.scaler).to("cpu").eval()
     h, w, c = trained.input_shape
     # Two images, not one: an example batch of 1 would let the exporter fix the batch size to 1.
@@ -101,26 +108,6 @@ def _write_torchscript(wrapper: nn.Module, example: torch.Tensor, terms: dict[st
         warnings.simplefilter("ignore")  # torch.jit is in maintenance mode and says so on every call
         traced = torch.jit.trace(wrapper, example, check_trace=True)
         torch.jit.save(traced, str(path), _extra_files={"convscope.json": json.dumps(terms)})
-
-
-def write_file_atomically(out: Path, write) -> None:
-    """Let `write` fill a temporary sibling of `out`, give it the mode the umask allows, and rename it to `out`."""
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".partial", dir=out.parent)
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600; the exported file is an ordinary run file
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _umask() -> int:
-    umask = os.umask(0)  # the only way to read it is to set it, so set it straight back
-    os.umask(umask)
-    return umask
 
 
 def onnx_probabilities(path: str | Path, images: np.ndarray) -> np.ndarray:

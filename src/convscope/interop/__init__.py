@@ -1,4 +1,4 @@
-"""Bridges to other frameworks: Keras `.keras` / `.h5` files in (`keras_import`) and out (`keras_export`).
+"""Bridges from other frameworks: Keras `.keras` / `.h5` files in (`keras_import`); out is `convscope.export`.
 
-Neither direction needs TensorFlow or Keras: the files are zip archives, JSON and HDF5.
+Reading them needs neither TensorFlow nor Keras: the files are zip archives, JSON and HDF5.
 """

@@ -12,8 +12,7 @@ from dataclasses import fields
 from ..data.dataset import Dataset
 from ..display import Picture
 from ..errors import UserError
-from ..evaluation.evaluate import EvaluationResult
-from ..evaluation.evaluate import evaluate as _evaluate
+from ..evaluation.evaluate import EvaluationResult, measure
 from ..evaluation.inspection import feature_maps, first_filters, grad_cam, sample, select
 from ..i18n import _
 from ..training.trained_model import TrainedModel
@@ -91,5 +90,5 @@ def drawable(result: EvaluationResult) -> DrawableResult:
 
 def evaluate(trained: TrainedModel, data: Dataset) -> DrawableResult:
     """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after
-    (see `evaluation.evaluate`); the result can draw itself (`show_random`, `show_mistakes`, ...)."""
-    return drawable(_evaluate(trained, data))
+    (see `evaluation.evaluate.measure`); the result can draw itself (`show_random`, `show_mistakes`, ...)."""
+    return drawable(measure(trained, data))

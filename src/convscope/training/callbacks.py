@@ -24,7 +24,8 @@ import io
 import math
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ from ..errors import UserError
 from ..i18n import _
 
 MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+MODES = ("auto", "min", "max")
 
 
 class Callback:
@@ -122,20 +124,100 @@ def set_lr(optimizer: torch.optim.Optimizer, value: float) -> None:
         group["lr"] = value
 
 
-def check_monitor(owner: str, monitor: str) -> None:
-    if monitor not in MONITORS:
-        raise UserError(
-            _("{owner} can monitor {choices}, not {monitor!r}.").format(
-                owner=owner, choices=", ".join(MONITORS), monitor=monitor
-            )
+@dataclass(frozen=True)
+class MonitorRule:
+    """When a monitored value counts as better than the best so far: the one rule of every callback
+    that watches a metric, and of the best epoch every view names (`best_epoch`)."""
+
+    monitor: str = "val_loss"
+    mode: str = "auto"
+    min_delta: float = 0.0
+    start_from_epoch: int = 0  # 0-based epochs before this one are not looked at, as in Keras
+
+    @property
+    def maximize(self) -> bool:
+        """Keras' mode: 'max' for accuracies and 'min' for losses when 'auto'."""
+        return self.mode == "max" or (self.mode == "auto" and "acc" in self.monitor)
+
+    def improves(self, value: float, reference: float | None) -> bool:
+        """Keras' `_is_improvement`: better than `reference` by more than min_delta (NaN never is)."""
+        if reference is None:
+            return True
+        return value - self.min_delta > reference if self.maximize else value + self.min_delta < reference
+
+    @classmethod
+    def default(cls, has_validation: bool) -> MonitorRule:
+        """The rule of a run without early stopping: the lowest validation loss (training loss without validation)."""
+        return cls("val_loss" if has_validation else "loss")
+
+    @classmethod
+    def from_settings(cls, settings: Mapping[str, Any]) -> MonitorRule:
+        """The rule of an `EarlyStopping.settings()` dict (config.json's `early_stopping`)."""
+        return cls(
+            str(settings.get("monitor", "val_loss")),
+            str(settings.get("mode", "auto")),
+            abs(float(settings.get("min_delta") or 0.0)),
+            int(settings.get("start_from_epoch") or 0),
         )
 
 
-def maximizes(monitor: str, mode: str) -> bool:
-    """Keras' mode: 'max' for accuracies and 'min' for losses when 'auto'."""
-    if mode not in ("auto", "min", "max"):
-        raise UserError(_("mode must be auto, min or max, not {mode!r}.").format(mode=mode))
-    return mode == "max" or (mode == "auto" and "acc" in monitor)
+def best_epoch(rows: Iterable[Mapping[str, float]], rule: MonitorRule) -> int | None:
+    """The 1-based epoch `rule` calls the best, replayed over a history's rows: the same epoch EarlyStopping keeps."""
+    best, chosen = None, None
+    for row in rows:
+        epoch, value = int(row["epoch"]), row.get(rule.monitor)
+        if value is None or epoch - 1 < rule.start_from_epoch:
+            continue
+        if rule.improves(value, best):
+            best, chosen = value, epoch
+    return chosen
+
+
+class MonitorCallback(Callback):
+    """Keras' `MonitorCallback`: the base of every callback that watches one metric.
+
+    It holds `monitor`, `mode`, `min_delta` (its size; `mode` gives the direction), `baseline` and
+    the best value so far, and decides what counts as an improvement by `MonitorRule`, so that
+    EarlyStopping, ModelCheckpoint and ReduceLROnPlateau cannot disagree about it. Subclasses check
+    their own numbers before calling `__init__`, which checks the monitor and the mode.
+    """
+
+    def __init__(
+        self, monitor: str = "val_loss", mode: str = "auto", baseline: float | None = None, min_delta: float = 0.0
+    ):
+        super().__init__()
+        self.check_monitor(monitor, mode)
+        self.monitor, self.mode, self.baseline = monitor, mode, baseline
+        self.min_delta = abs(float(min_delta))
+        self.best: float | None = baseline
+
+    @property
+    def owner(self) -> str:
+        """The callback's name in a message."""
+        return type(self).__name__
+
+    def check_monitor(self, monitor: str, mode: str) -> None:
+        """Refuse a metric the logs never hold and a mode Keras does not know, naming the callback."""
+        if monitor not in MONITORS:
+            raise UserError(
+                _("{owner} can monitor {choices}, not {monitor!r}.").format(
+                    owner=self.owner, choices=", ".join(MONITORS), monitor=monitor
+                )
+            )
+        if mode not in MODES:
+            raise UserError(_("mode must be auto, min or max, not {mode!r}.").format(mode=mode))
+
+    @property
+    def rule(self) -> MonitorRule:
+        return MonitorRule(self.monitor, self.mode, self.min_delta)
+
+    @property
+    def maximize(self) -> bool:
+        return self.rule.maximize
+
+    def improved(self, value: float) -> bool:
+        """Whether `value` beats the best so far by the rule (the first value always does)."""
+        return self.rule.improves(value, self.best)
 
 
 def _finite(name: str, value: float, low: float = 0.0) -> None:
@@ -145,7 +227,7 @@ def _finite(name: str, value: float, low: float = 0.0) -> None:
         )
 
 
-class ModelCheckpoint(Callback):
+class ModelCheckpoint(MonitorCallback):
     """Save the weights (safetensors) after every epoch, or only when `monitor` improves.
 
     `filepath` may hold Keras' format fields, e.g. "ckpt-{epoch:02d}-{val_loss:.3f}.safetensors"
@@ -166,8 +248,6 @@ class ModelCheckpoint(Callback):
         save_freq: str | int = "epoch",
         initial_value_threshold: float | None = None,
     ):
-        super().__init__()
-        check_monitor("ModelCheckpoint", monitor)
         if save_freq != "epoch" and not (
             isinstance(save_freq, int) and not isinstance(save_freq, bool) and save_freq > 0
         ):
@@ -183,11 +263,10 @@ class ModelCheckpoint(Callback):
                     "hold the weights (safetensors): leave save_weights_only=True and save the run with cs.save_run."
                 )
             )
-        self.filepath, self.monitor, self.verbose = str(filepath), monitor, verbose
-        self.save_best_only, self.maximize = save_best_only, maximizes(monitor, mode)
-        self.save_weights_only, self.mode, self.save_freq = save_weights_only, mode, save_freq
-        self.initial_value_threshold = initial_value_threshold
-        self.best = initial_value_threshold
+        # Keras' rule for a checkpoint: any improvement counts (no min_delta), from the threshold on
+        super().__init__(monitor, mode, baseline=initial_value_threshold)
+        self.filepath, self.verbose, self.save_best_only = str(filepath), verbose, save_best_only
+        self.save_weights_only, self.save_freq = save_weights_only, save_freq
         self._epoch = 0
         self._batches_since_save = 0
 
@@ -195,8 +274,12 @@ class ModelCheckpoint(Callback):
     def wants_batches(self) -> bool:
         return self.save_freq != "epoch"
 
+    @property
+    def initial_value_threshold(self) -> float | None:
+        return self.baseline
+
     def on_train_begin(self, logs=None) -> None:
-        self.best = self.initial_value_threshold
+        self.best = self.baseline
         self._batches_since_save = 0
 
     def on_epoch_begin(self, epoch: int, logs=None) -> None:
@@ -223,8 +306,7 @@ class ModelCheckpoint(Callback):
             if value is not None:
                 if not math.isfinite(value):
                     return
-                better = self.best is None or (value > self.best if self.maximize else value < self.best)
-                if not better:
+                if not self.improved(value):
                     if self.verbose:
                         print(
                             _("Epoch {epoch}: {monitor} did not improve from {best:.5f}").format(
@@ -269,7 +351,7 @@ def save_weights(model: torch.nn.Module, path: Path) -> None:
     os.replace(tmp, path)
 
 
-class ReduceLROnPlateau(Callback):
+class ReduceLROnPlateau(MonitorCallback):
     """Multiply the learning rate by `factor` once `monitor` has not improved for `patience` epochs.
 
     Keras' rule: an epoch improves when it beats the best by more than `min_delta`; after a
@@ -290,8 +372,6 @@ class ReduceLROnPlateau(Callback):
         min_lr: float = 0.0,
         **kwargs: Any,
     ):
-        super().__init__()
-        check_monitor("ReduceLROnPlateau", monitor)
         if "epsilon" in kwargs:  # Keras' old name for min_delta, which Keras 3 still takes
             min_delta = kwargs.pop("epsilon")
         if kwargs:
@@ -310,13 +390,13 @@ class ReduceLROnPlateau(Callback):
                     patience=patience, cooldown=cooldown
                 )
             )
-        self.monitor, self.factor, self.patience, self.verbose = monitor, float(factor), patience, verbose
-        self.min_delta, self.cooldown, self.min_lr = float(min_delta), cooldown, float(min_lr)
-        self.maximize = maximizes(monitor, mode)
+        super().__init__(monitor, mode, min_delta=min_delta)
+        self.factor, self.patience, self.verbose = float(factor), patience, verbose
+        self.cooldown, self.min_lr = cooldown, float(min_lr)
         self._reset()
 
     def _reset(self) -> None:
-        self.best: float | None = None
+        self.best = None
         self.wait = 0
         self.cooldown_counter = 0
 
@@ -330,9 +410,7 @@ class ReduceLROnPlateau(Callback):
         if self.cooldown_counter > 0:
             self.cooldown_counter -= 1
             self.wait = 0
-        if self.best is None or (
-            value > self.best + self.min_delta if self.maximize else value < self.best - self.min_delta
-        ):
+        if self.improved(value):
             self.best, self.wait = value, 0
             return
         if self.cooldown_counter > 0:

@@ -7,73 +7,25 @@ reset the wait (Keras 3's rule). One difference, on purpose: with `restore_best_
 run ends holding the best epoch's weights, also when it ran out of epochs without stopping early
 (Keras 3 does the same; Keras 2 restored only when it stopped early).
 
-`MonitorRule` and `best_epoch` are that decision as plain values: the live chart, the status line,
-the progress bar, `metrics.json`, the report and the notebook views all name the epoch it picks,
-so the best epoch a learner is shown is the epoch whose weights the run keeps.
+`MonitorRule` and `best_epoch` (defined in `callbacks` beside `MonitorCallback`, whose rule they
+are) are that decision as plain values: the live chart, the status line, the progress bar,
+`metrics.json`, the report and the notebook views all name the epoch it picks, so the best epoch a
+learner is shown is the epoch whose weights the run keeps.
 """
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ..errors import UserError
 from ..i18n import _
-from .callbacks import MONITORS, Callback
+from .callbacks import MODES, MonitorCallback, MonitorRule, best_epoch
 
 
-@dataclass(frozen=True)
-class MonitorRule:
-    """When a monitored value counts as better than the best so far."""
-
-    monitor: str = "val_loss"
-    mode: str = "auto"
-    min_delta: float = 0.0
-    start_from_epoch: int = 0  # 0-based epochs before this one are not looked at, as in Keras
-
-    @property
-    def maximize(self) -> bool:
-        return self.mode == "max" or (self.mode == "auto" and "acc" in self.monitor)
-
-    def improves(self, value: float, reference: float | None) -> bool:
-        """Keras' `_is_improvement`: better than `reference` by more than min_delta (NaN never is)."""
-        if reference is None:
-            return True
-        return value - self.min_delta > reference if self.maximize else value + self.min_delta < reference
-
-    @classmethod
-    def default(cls, has_validation: bool) -> MonitorRule:
-        """The rule of a run without early stopping: the lowest validation loss (training loss without validation)."""
-        return cls("val_loss" if has_validation else "loss")
-
-    @classmethod
-    def from_settings(cls, settings: Mapping[str, Any]) -> MonitorRule:
-        """The rule of an `EarlyStopping.settings()` dict (config.json's `early_stopping`)."""
-        return cls(
-            str(settings.get("monitor", "val_loss")),
-            str(settings.get("mode", "auto")),
-            abs(float(settings.get("min_delta") or 0.0)),
-            int(settings.get("start_from_epoch") or 0),
-        )
-
-
-def best_epoch(rows: Iterable[Mapping[str, float]], rule: MonitorRule) -> int | None:
-    """The 1-based epoch `rule` calls the best, replayed over a history's rows: the same epoch EarlyStopping keeps."""
-    best, chosen = None, None
-    for row in rows:
-        epoch, value = int(row["epoch"]), row.get(rule.monitor)
-        if value is None or epoch - 1 < rule.start_from_epoch:
-            continue
-        if rule.improves(value, best):
-            best, chosen = value, epoch
-    return chosen
-
-
-class EarlyStopping(Callback):
+class EarlyStopping(MonitorCallback):
     """Keras' `keras.callbacks.EarlyStopping`, every argument included."""
 
     def __init__(
@@ -87,15 +39,6 @@ class EarlyStopping(Callback):
         restore_best_weights: bool = False,
         start_from_epoch: int = 0,
     ):
-        super().__init__()
-        if monitor not in MONITORS:
-            raise UserError(
-                _("early stopping can monitor {names}, not {monitor!r}.").format(
-                    names=", ".join(MONITORS), monitor=monitor
-                )
-            )
-        if mode not in ("auto", "min", "max"):
-            raise UserError(_("early stopping mode must be auto, min or max, not {mode!r}.").format(mode=mode))
         numbers = (patience, min_delta, start_from_epoch)
         if not all(isinstance(x, (int, float)) and not isinstance(x, bool) for x in numbers) or not (
             patience >= 0 and math.isfinite(min_delta) and start_from_epoch >= 0
@@ -107,14 +50,23 @@ class EarlyStopping(Callback):
             )
         if baseline is not None and not (isinstance(baseline, (int, float)) and math.isfinite(baseline)):
             raise UserError(_("early stopping baseline must be a finite number or None, got {b!r}.").format(b=baseline))
-        # Keras takes min_delta's size and gives it the direction of `mode`
-        self.monitor, self.min_delta, self.patience, self.mode = monitor, abs(float(min_delta)), patience, mode
-        self.verbose, self.baseline, self.start_from_epoch = verbose, baseline, int(start_from_epoch)
+        super().__init__(monitor, mode, baseline, min_delta)
+        self.patience, self.verbose, self.start_from_epoch = patience, verbose, int(start_from_epoch)
         self.restore_best_weights = restore_best_weights
         self._reset()
 
+    @property
+    def owner(self) -> str:
+        return _("early stopping")
+
+    def check_monitor(self, monitor: str, mode: str) -> None:
+        if mode not in MODES:
+            raise UserError(_("early stopping mode must be auto, min or max, not {mode!r}.").format(mode=mode))
+        super().check_monitor(monitor, mode)
+
     def _reset(self) -> None:
-        self.best: float | None = None
+        # Keras 3 starts from no best at all: the baseline only decides whether an improvement resets the wait
+        self.best = None
         self.best_epoch: int | None = None  # 1-based, as the history counts epochs
         self.wait = 0
         self.stopped_epoch: int | None = None  # 1-based
@@ -129,16 +81,9 @@ class EarlyStopping(Callback):
         return MonitorRule(self.monitor, self.mode, self.min_delta, self.start_from_epoch)
 
     @property
-    def maximize(self) -> bool:
-        return self.rule.maximize
-
-    @property
     def will_restore(self) -> bool:
         """Whether `restore` puts the best epoch's weights back (known before training ends)."""
         return self.restore_best_weights and self.best_state is not None
-
-    def improved(self, value: float) -> bool:
-        return self.rule.improves(value, self.best)
 
     def update(self, epoch: int, metrics: dict[str, float], model: torch.nn.Module) -> bool:
         """Record one finished epoch (1-based); True means: stop now."""

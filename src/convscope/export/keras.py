@@ -1,10 +1,11 @@
-"""`export_keras`: a convscope run -> a Keras 3 `.keras` file, written without Keras or TensorFlow.
+"""`export(trained, path, "keras")`: a convscope run -> a Keras 3 `.keras` file, written without Keras or TensorFlow.
 
 The archive is what `model.save("x.keras")` writes: `config.json` (a Functional model),
 `model.weights.h5` and `metadata.json`, zipped. The model takes raw pixels: the run's min-max
 scaling is its first layer, a `Rescaling(scale=1 / (MAX - MIN), offset=-MIN / (MAX - MIN))`, and it
 ends in softmax, so `keras.saving.load_model(path).predict(pixels)` gives the run's probabilities
-on any Keras backend.
+on any Keras backend. `metadata.json` carries the export contract (`contract.py`), the same as the
+ONNX and TorchScript files carry.
 
 Keras finds a layer's weights by position, not by name: `layers/<snake_case(class)>[_n]/vars/<i>`,
 counted over `model.layers`, which a Functional model orders by depth from the output and, at equal
@@ -27,15 +28,15 @@ import h5py
 import numpy as np
 from torch import nn
 
-from .._version import __version__
 from ..errors import UserError
-from ..export.writers import write_file_atomically
 from ..i18n import _
+from ..interop.keras_config import LAYER_TYPES
+from ..interop.keras_import import snake_case
 from ..models.network import Network
 from ..models.spec import INPUT, LayerSpec
 from ..training.trained_model import TrainedModel
-from .keras_config import LAYER_TYPES
-from .keras_import import snake_case
+from .contract import contract
+from .files import write_file_atomically
 
 INPUT_LAYER, SCALING_LAYER = "image", "scaling"
 # convscope type -> Keras class: the import table turned round, each type to the first (canonical) Keras name
@@ -47,41 +48,16 @@ _KERAS_ACTIVATION = {None: "linear", "swish": "silu"}
 _Node = tuple[str, str, dict[str, Any], list[str], tuple, list[np.ndarray]]
 
 
-def contract(trained: TrainedModel) -> dict[str, Any]:
-    """What a Keras user must feed the exported model, and what comes out."""
-    h, w, c = trained.input_shape
-    lo, hi = trained.scaler.minimum, trained.scaler.maximum
-    return {
-        "producer": f"convscope {__version__}",
-        "load": "keras.saving.load_model(path) (Keras 3, any backend)",
-        "input": {
-            "shape": [None, h, w, c],
-            "layout": "NHWC (batch, height, width, channels)",
-            "dtype": "float32",
-            "values": f"raw pixels in the training data's units ({lo:g}..{hi:g}); do not scale them yourself",
-        },
-        "inside_the_model": f"Rescaling: x = (pixels - {lo:g}) / ({hi:g} - {lo:g}); the network; softmax",
-        "output": {"shape": [None, len(trained.class_names)], "meaning": "class probabilities in class order"},
-        "class_names": list(trained.class_names),
-    }
-
-
-def export_keras(trained: TrainedModel, out: str | Path) -> Path:
-    """Write `trained` as a Keras 3 `.keras` archive at `out`, atomically."""
-    out = Path(out)
+def write_keras(trained: TrainedModel, out: Path) -> None:
+    """Write `trained` as a Keras 3 `.keras` archive at `out` (not a directory: `export` checked), atomically."""
     if out.suffix != ".keras":
         raise UserError(_("{out}: Keras 3 only loads archives whose name ends in .keras.").format(out=out))
-    if out.is_dir():
-        raise UserError(
-            _("{out} is a directory; give a file name such as {example}.").format(out=out, example=out / "model.keras")
-        )
     network = trained.model
     if not isinstance(network, Network):
         raise UserError(_("only runs built from a preset or spec can be exported to Keras."))
     config, weights = keras_model(network, trained)
-    archive = _archive(config, weights, contract(trained))
+    archive = _archive(config, weights, contract(trained, "keras"))
     write_file_atomically(out, lambda path: path.write_bytes(archive))  # the umask's mode, as the ONNX file
-    return out
 
 
 def keras_model(network: Network, trained: TrainedModel) -> tuple[dict[str, Any], list[list[np.ndarray]]]:
