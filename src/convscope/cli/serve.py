@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
                 max_batch_delay_ms=args.max_batch_delay_ms
             )
         )
-    from ..training.threads import affinity_size, choose_threads
+    from ..cpu import affinity_size, choose_threads
 
     cores = affinity_size()
     settings = ServerSettings(

@@ -37,7 +37,7 @@ from ..data.framing import parse_framing, parse_invert
 from ..display.fonts import with_font_face
 from ..errors import UserError
 from ..i18n import _, from_accept_language, language, normalize, speaking
-from ..training.threads import affinity_size
+from ..cpu import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
 from .batcher import Batcher, BatchPolicy, InThread, Runner, WorkerStopped
