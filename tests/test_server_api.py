@@ -16,8 +16,8 @@ from PIL import Image
 
 import convscope as cs
 from convscope.cli import main
-from convscope.data.framing import frame, learn_contract
 from convscope.cpu import affinity_size
+from convscope.data.framing import frame, learn_contract
 from convscope.serving.preprocess import range_warnings
 from server_process import running_server
 

@@ -84,7 +84,9 @@ def test_cgroup_v2_max_means_no_limit(tmp_path):
     _write(tmp_path / "job" / "cpu.max", "max 100000\n")
     _write(tmp_path / "cpu.max", "max 100000\n")
     assert cpu.cgroup_quota("0::/job\n", tmp_path) is None
-    assert cpu.plan_threads(affinity=2, quota=cpu.cgroup_quota("0::/job\n", tmp_path)).reason == "affinity 2 -> 2 threads"
+    assert (
+        cpu.plan_threads(affinity=2, quota=cpu.cgroup_quota("0::/job\n", tmp_path)).reason == "affinity 2 -> 2 threads"
+    )
 
 
 def test_cgroup_v2_a_tighter_parent_limits_the_child(tmp_path):
