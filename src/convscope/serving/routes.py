@@ -7,6 +7,7 @@ app's `Batcher`, whose worker decodes, preprocesses and predicts whole batches (
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 from fastapi import FastAPI, Query, Request
@@ -62,14 +63,9 @@ def add_model_routes(app: FastAPI, served: ServedModel) -> None:
 
 def add_predict_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> None:
     """Images in, predictions out: one, several, or one with what every layer computed."""
+    post_images = partial(app.post, responses=ERROR_RESPONSES, tags=["predict"])
 
-    @app.post(
-        "/predict",
-        response_model=schemas.Prediction,
-        responses=ERROR_RESPONSES,
-        openapi_extra=ONE_IMAGE_BODY,
-        tags=["predict"],
-    )
+    @post_images("/predict", response_model=schemas.Prediction, openapi_extra=ONE_IMAGE_BODY)
     async def predict_one(request: Request, options: ImageQuery) -> Response:
         """The class of one image: label, probabilities in class order, and the top-k."""
         with batcher.reading():
@@ -77,13 +73,7 @@ def add_predict_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> N
         # A JSONResponse skips re-validating what service.prediction built (the schema still documents it).
         return JSONResponse(await batcher.submit(options.job(payload)))
 
-    @app.post(
-        "/predict/batch",
-        response_model=schemas.BatchPrediction,
-        responses=ERROR_RESPONSES,
-        openapi_extra=BATCH_BODY,
-        tags=["predict"],
-    )
+    @post_images("/predict/batch", response_model=schemas.BatchPrediction, openapi_extra=BATCH_BODY)
     async def predict_many(request: Request, options: ImageQuery) -> Response:
         """Several images in one call, through the same batcher as /predict; one bad image fails the call and is named."""
         with batcher.reading():
@@ -92,13 +82,7 @@ def add_predict_routes(app: FastAPI, served: ServedModel, batcher: Batcher) -> N
         outcomes = await batcher.submit_all([options.job(payload) for payload in payloads])
         return JSONResponse({"predictions": one_of_many(outcomes)})
 
-    @app.post(
-        "/feature-maps",
-        response_model=schemas.FeatureMaps,
-        responses=ERROR_RESPONSES,
-        openapi_extra=ONE_IMAGE_BODY,
-        tags=["predict"],
-    )
+    @post_images("/feature-maps", response_model=schemas.FeatureMaps, openapi_extra=ONE_IMAGE_BODY)
     async def feature_maps(
         request: Request,
         options: ImageQuery,
