@@ -32,9 +32,7 @@ def main(argv=None) -> int:
     p.add_argument("--patience", type=int)
     p.add_argument("--precision", choices=["fp32", "bf16", "auto"])
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument(
-        "--threads", type=int, help="torch intra-op threads (default: convscope's choice, training/threads.py)"
-    )
+    p.add_argument("--threads", type=int, help="torch intra-op threads (default: convscope's choice, convscope/cpu.py)")
     p.add_argument(
         "--track-test",
         action="store_true",

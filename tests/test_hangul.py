@@ -146,7 +146,7 @@ def test_pages_say_the_language_in_force(hangul_run):
 
 def test_the_drawing_page_carries_the_glyphs_of_its_class_names():
     pytest.importorskip("fastapi")
-    from convscope.serving.app import drawing_page
+    from convscope.serving.page import drawing_page
 
     page = drawing_page("ko", "글씨 " + " ".join(NAMES))
     assert '<html lang="ko">' in page

@@ -16,9 +16,9 @@ from PIL import Image
 
 import convscope as cs
 from convscope.cli import main
+from convscope.cpu import affinity_size
 from convscope.data.framing import frame, learn_contract
 from convscope.serving.preprocess import range_warnings
-from convscope.training.threads import affinity_size
 from server_process import running_server
 
 pytest.importorskip("fastapi")

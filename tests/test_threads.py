@@ -1,4 +1,4 @@
-"""Thread choice (training/threads.py): affinity, cgroup quotas, idle cores, the override, the record in config.json.
+"""Thread choice (cpu.py, training/threads.py): affinity, cgroup quotas, idle cores, the override, the config record.
 
 Nothing here times anything: the inputs are fake masks, quota files and /proc/stat texts.
 """
@@ -15,6 +15,7 @@ import pytest
 import torch
 
 import convscope as cs
+from convscope import cpu
 from convscope.errors import UserError
 from convscope.training import threads as th
 from synthetic import tiny_dataset, write_tiny_npz
@@ -26,41 +27,41 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 
 
 def test_affinity_alone_sets_the_count():
-    plan = th.plan_threads(affinity=2)
+    plan = cpu.plan_threads(affinity=2)
     assert (plan.threads, plan.cap, plan.adaptive) == (2, 2, True)
     assert plan.reason == "affinity 2 -> 2 threads"
 
 
 def test_a_fractional_quota_rounds_down_and_says_so():
-    plan = th.plan_threads(affinity=2, quota=1.5)
+    plan = cpu.plan_threads(affinity=2, quota=1.5)
     assert (plan.threads, plan.cap) == (1, 1)
     assert plan.reason == "affinity 2, quota 1.5 -> 1 thread"
     assert not plan.adaptive  # one core: nothing to adjust
 
 
 def test_a_quota_above_the_affinity_does_not_raise_the_cap():
-    assert th.plan_threads(affinity=2, quota=8.0).cap == 2
-    assert th.plan_threads(affinity=8, quota=3.0).threads == 3
-    assert th.plan_threads(affinity=4, quota=0.5).threads == 1  # never zero threads
+    assert cpu.plan_threads(affinity=2, quota=8.0).cap == 2
+    assert cpu.plan_threads(affinity=8, quota=3.0).threads == 3
+    assert cpu.plan_threads(affinity=4, quota=0.5).threads == 1  # never zero threads
 
 
 @pytest.mark.parametrize("idle, expected", [(1.95, 2), (1.1, 1), (0.0, 1), (3.9, 2)])
 def test_the_start_is_the_idle_cores_within_the_cap(idle, expected):
-    plan = th.plan_threads(affinity=2, idle=idle)
+    plan = cpu.plan_threads(affinity=2, idle=idle)
     assert plan.threads == expected
     assert plan.reason.endswith(f"idle {idle:.1f} -> {expected} thread{'s' if expected > 1 else ''}")
 
 
 def test_the_override_wins_and_turns_adjusting_off():
-    plan = th.plan_threads(affinity=2, quota=1.0, idle=0.0, requested=3)
+    plan = cpu.plan_threads(affinity=2, quota=1.0, idle=0.0, requested=3)
     assert (plan.threads, plan.requested, plan.adaptive) == (3, 3, False)
     assert plan.reason == "threads=3 asked for"
     with pytest.raises(UserError, match="threads must be at least 1, got 0"):
-        th.plan_threads(affinity=2, requested=0)
+        cpu.plan_threads(affinity=2, requested=0)
 
 
 def test_choose_threads_reads_this_machines_affinity():
-    plan = th.choose_threads(sample_seconds=0)
+    plan = cpu.choose_threads(sample_seconds=0)
     assert plan.affinity == len(os.sched_getaffinity(0))
     assert 1 <= plan.threads <= plan.cap <= plan.affinity
     assert plan.idle is None
@@ -76,20 +77,22 @@ def _write(path: Path, text: str) -> None:
 
 def test_cgroup_v2_quota_is_read_from_the_process_group(tmp_path):
     _write(tmp_path / "user.slice" / "job" / "cpu.max", "150000 100000\n")
-    assert th.cgroup_quota("0::/user.slice/job\n", tmp_path) == 1.5
+    assert cpu.cgroup_quota("0::/user.slice/job\n", tmp_path) == 1.5
 
 
 def test_cgroup_v2_max_means_no_limit(tmp_path):
     _write(tmp_path / "job" / "cpu.max", "max 100000\n")
     _write(tmp_path / "cpu.max", "max 100000\n")
-    assert th.cgroup_quota("0::/job\n", tmp_path) is None
-    assert th.plan_threads(affinity=2, quota=th.cgroup_quota("0::/job\n", tmp_path)).reason == "affinity 2 -> 2 threads"
+    assert cpu.cgroup_quota("0::/job\n", tmp_path) is None
+    assert (
+        cpu.plan_threads(affinity=2, quota=cpu.cgroup_quota("0::/job\n", tmp_path)).reason == "affinity 2 -> 2 threads"
+    )
 
 
 def test_cgroup_v2_a_tighter_parent_limits_the_child(tmp_path):
     _write(tmp_path / "outer" / "cpu.max", "100000 100000\n")
     _write(tmp_path / "outer" / "inner" / "cpu.max", "max 100000\n")
-    assert th.cgroup_quota("0::/outer/inner\n", tmp_path) == 1.0
+    assert cpu.cgroup_quota("0::/outer/inner\n", tmp_path) == 1.0
 
 
 def test_cgroup_v1_cfs_quota_and_period(tmp_path):
@@ -97,23 +100,23 @@ def test_cgroup_v1_cfs_quota_and_period(tmp_path):
     _write(group / "cpu.cfs_quota_us", "50000\n")
     _write(group / "cpu.cfs_period_us", "100000\n")
     text = "12:memory:/docker/abc\n4:cpu,cpuacct:/docker/abc\n"
-    assert th.cgroup_quota(text, tmp_path) == 0.5
+    assert cpu.cgroup_quota(text, tmp_path) == 0.5
     _write(group / "cpu.cfs_quota_us", "-1\n")
-    assert th.cgroup_quota(text, tmp_path) is None
+    assert cpu.cgroup_quota(text, tmp_path) is None
 
 
 def test_missing_or_unreadable_quota_files_limit_nothing(tmp_path):
-    assert th.cgroup_quota("0::/nowhere\n", tmp_path) is None
-    assert th.cgroup_quota("", tmp_path) is None
+    assert cpu.cgroup_quota("0::/nowhere\n", tmp_path) is None
+    assert cpu.cgroup_quota("", tmp_path) is None
     _write(tmp_path / "cpu.max", "garbage\n")
-    assert th.cgroup_quota("0::/\n", tmp_path) is None
+    assert cpu.cgroup_quota("0::/\n", tmp_path) is None
 
 
 def test_quota_parsers():
-    assert th.parse_cpu_max("200000 100000") == 2.0
-    assert th.parse_cpu_max("max 100000") is None
-    assert th.parse_cfs("-1", "100000") is None
-    assert th.parse_cfs("250000", "100000") == 2.5
+    assert cpu.parse_cpu_max("200000 100000") == 2.0
+    assert cpu.parse_cpu_max("max 100000") is None
+    assert cpu.parse_cfs("-1", "100000") is None
+    assert cpu.parse_cfs("250000", "100000") == 2.5
 
 
 # --- idle cores and the adjustments while training ---------------------------------------------
@@ -124,9 +127,9 @@ STAT_AFTER = "cpu  0 0 0 0 0 0 0 0 0 0\ncpu0 5 0 5 200 0 0 0 0 0 0\ncpu1 90 0 10
 
 
 def test_idle_cores_counts_only_the_cores_of_the_mask():
-    assert th.idle_cores(STAT_BEFORE, STAT_AFTER, {0, 1}, 1.0, 100) == pytest.approx(1.1)
-    assert th.idle_cores(STAT_BEFORE, STAT_AFTER, {1}, 1.0, 100) == pytest.approx(0.1)
-    assert th.idle_cores(STAT_BEFORE, STAT_AFTER, {0}, 0.5, 100) == pytest.approx(2.0)
+    assert cpu.idle_cores(STAT_BEFORE, STAT_AFTER, {0, 1}, 1.0, 100) == pytest.approx(1.1)
+    assert cpu.idle_cores(STAT_BEFORE, STAT_AFTER, {1}, 1.0, 100) == pytest.approx(0.1)
+    assert cpu.idle_cores(STAT_BEFORE, STAT_AFTER, {0}, 0.5, 100) == pytest.approx(2.0)
 
 
 def test_the_start_counts_this_processs_own_use_as_free():
@@ -134,12 +137,12 @@ def test_the_start_counts_this_processs_own_use_as_free():
     process (it planned 1 thread on an idle machine)."""
     cpus = {0, 1}
     # 0.1 s window: one core idle, the other busy with our own spinning thread
-    assert th.cores_left_to_us(1.0, own_cpu_seconds=0.1, seconds=0.1, cpus=cpus) == 2.0
-    assert th.plan_threads(2, None, th.cores_left_to_us(1.0, 0.1, 0.1, cpus)).threads == 2
+    assert cpu.cores_left_to_us(1.0, own_cpu_seconds=0.1, seconds=0.1, cpus=cpus) == 2.0
+    assert cpu.plan_threads(2, None, cpu.cores_left_to_us(1.0, 0.1, 0.1, cpus)).threads == 2
     # another process holds a core and ours sleep: one thread
-    assert th.plan_threads(2, None, th.cores_left_to_us(1.0, 0.0, 0.1, cpus)).threads == 1
+    assert cpu.plan_threads(2, None, cpu.cores_left_to_us(1.0, 0.0, 0.1, cpus)).threads == 1
     # never more than the mask, however our threads' time adds up
-    assert th.cores_left_to_us(2.0, own_cpu_seconds=0.3, seconds=0.1, cpus=cpus) == 2.0
+    assert cpu.cores_left_to_us(2.0, own_cpu_seconds=0.3, seconds=0.1, cpus=cpus) == 2.0
 
 
 def test_decide_drops_a_thread_when_ours_queue_for_a_core():

@@ -1,8 +1,8 @@
-"""Request limits that sit in front of the app's own parsing: JSON depth, multipart counts,
-and malformed HTTP, each answered with a 4xx JSON sentence naming the limit.
+"""Request limits that sit in front of the app's own parsing: the body's size, JSON depth and
+multipart counts, each answered with a 4xx JSON sentence naming the limit.
 
-The body size, image pixels and batch size are `ServerSettings` (the `serve` flags); these
-are the rest of what a request may ask of the parser.
+The body size, image pixels and batch size are `ServerSettings` (the `serve` flags); the JSON
+depth and the form's fields are the rest of what a request may ask of the parser.
 """
 
 from __future__ import annotations
@@ -15,6 +15,7 @@ import numpy as np
 from python_multipart.exceptions import MultipartParseError
 from python_multipart.multipart import MultipartParser, parse_options_header
 from starlette.requests import Request
+from starlette.responses import JSONResponse
 
 from ..errors import UserError
 from ..i18n import _
@@ -177,8 +178,49 @@ async def read_files(request: Request, max_files: int) -> list[bytes]:
     return reader.files
 
 
-def json_error_protocol():
-    """uvicorn's HTTP/1.1 protocol with JSON errors for requests it cannot parse (`http_protocol.py`)."""
-    from .http_protocol import JsonErrorH11Protocol  # uvicorn loads only when a server starts
+class BodyLimit:
+    """Refuses bodies over `max_bytes` with 413: at once from Content-Length, or while streaming."""
 
-    return JsonErrorH11Protocol
+    def __init__(self, app, max_bytes: int):
+        self.app, self.max_bytes = app, max_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        declared = dict(scope["headers"]).get(b"content-length")
+        if declared is not None and not declared.strip().isdigit():  # '-1', '1e9': h11 refuses these before us
+            response = JSONResponse(
+                {
+                    "error": _("Content-Length must be a number of bytes, got {value!r}.").format(
+                        value=declared[:20].decode("latin-1")
+                    )
+                },
+                status_code=400,
+            )
+            return await response(scope, receive, send)
+        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
+            response = JSONResponse({"error": self._message(int(declared))}, status_code=413)
+            return await response(scope, receive, send)
+        received = 0
+
+        async def counting_receive():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > self.max_bytes:
+                raise PayloadTooLarge(self._message(received, at_least=True))
+            return message
+
+        return await self.app(scope, counting_receive, send)
+
+    def _message(self, size: int, at_least: bool = False) -> str:
+        message = (
+            _(
+                "the request body is over {size:,} bytes; this server accepts at most {limit:,} (start it with a larger --max-upload-mb)."
+            )
+            if at_least
+            else _(
+                "the request body is {size:,} bytes; this server accepts at most {limit:,} (start it with a larger --max-upload-mb)."
+            )
+        )
+        return message.format(size=size, limit=self.max_bytes)
