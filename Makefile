@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 
-.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean catalogs
+.PHONY: demo test lint fuzz install system-deps bench bench-smoke bench-load clean catalogs readme-settings
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -16,6 +16,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/convscope train
+
+# The README's option list of `convscope train`, written from the settings table (a test keeps the two equal).
+readme-settings: install
+	$(PY) tools/readme_settings.py
 
 # Debian's Chromium for the browser tests, fonts and PostgreSQL; each skipped where it is already installed.
 system-deps:

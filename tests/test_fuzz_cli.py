@@ -18,7 +18,7 @@ from hypothesis import strategies as st
 
 import convscope as cs
 from convscope import cli
-from convscope.checks import check_train_settings
+from convscope.settings_table import check_settings
 from convscope.experiment import check_grid, plan
 from fuzzing import scaled, valid_or_user_error
 
@@ -161,7 +161,7 @@ def test_numeric_flags_refuse_or_hold_a_usable_value(command, flag, text):
         "label_smoothing",
         "random_shift",
     }:
-        check_train_settings(**{dest: value})  # what argparse accepts, the API accepts
+        check_settings({dest: value})  # what argparse accepts, the API accepts
 
 
 @pytest.mark.parametrize(

@@ -32,8 +32,7 @@ import torch
 
 from ..errors import UserError
 from ..i18n import _
-
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
+from ..settings_table import MONITORS  # the one list, also `convscope train --monitor`'s choices
 
 
 class Callback:
