@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import convscope as cs
 from convscope import cli
-from convscope.settings_table import check_settings
 from convscope.experiment import check_grid, plan
+from convscope.settings_table import check_settings
 from fuzzing import scaled, valid_or_user_error
 
 # A value for each positional argument, so that only the flag under test can fail.

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from synthetic import SMALL_SPEC, tiny_dataset
 
 import convscope as cs
 from convscope import cli
@@ -25,6 +24,7 @@ from convscope.settings_table import RECIPE_NAMES, SETTINGS, TRAIN, Setting, mar
 from convscope.sweep import SweepSettings
 from convscope.training.recipes import RECIPES
 from convscope.training.settings import FitSettings, TrainSettings
+from synthetic import SMALL_SPEC, tiny_dataset
 
 ROOT = Path(__file__).resolve().parents[1]
 FIT_NAMES = {f.name for f in fields(FitSettings)}

@@ -81,8 +81,8 @@ class Setting:
         if self.kind is str:
             return "text"
         noun = "integer" if self.kind is int else "number"
-        if self.low is not None and self.high is None:
-            return f"{noun} {'>' if self.low_open else '>='} {number_text(self.low)}"
+        if self.low is None or self.high is None:  # every number in the table has a lower bound
+            return noun if self.low is None else f"{noun} {'>' if self.low_open else '>='} {number_text(self.low)}"
         left, right = "(" if self.low_open else "[", ")" if self.high_open else "]"
         return f"{noun} in {left}{number_text(self.low)}, {number_text(self.high)}{right}"
 
