@@ -7,7 +7,7 @@ EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 # Every install goes through the lock (constraints.txt), build dependencies included: the versions CI tested.
 LOCK := -c constraints.txt --build-constraint constraints.txt
 
-.PHONY: demo test test-fast lint lock fuzz install system-deps bench bench-smoke bench-load clean catalogs
+.PHONY: demo test test-fast lint lock fuzz install system-deps bench bench-smoke bench-load clean catalogs readme-settings
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -19,6 +19,10 @@ install: $(VENV)/.installed
 
 demo: install
 	$(VENV)/bin/convscope train
+
+# The README's option list of `convscope train`, written from the settings table (a test keeps the two equal).
+readme-settings: install
+	$(PY) tools/readme_settings.py
 
 # Debian's Chromium for the browser tests, fonts and PostgreSQL; each skipped where it is already installed.
 system-deps:

@@ -18,8 +18,8 @@ from hypothesis import strategies as st
 
 import convscope as cs
 from convscope import cli
-from convscope.checks import check_train_settings
 from convscope.experiment import check_grid, plan
+from convscope.settings_table import check_settings
 from fuzzing import scaled, valid_or_user_error
 
 # A value for each positional argument, so that only the flag under test can fail.
@@ -161,7 +161,7 @@ def test_numeric_flags_refuse_or_hold_a_usable_value(command, flag, text):
         "label_smoothing",
         "random_shift",
     }:
-        check_train_settings(**{dest: value})  # what argparse accepts, the API accepts
+        check_settings({dest: value})  # what argparse accepts, the API accepts
 
 
 @pytest.mark.parametrize(

@@ -220,8 +220,8 @@ def test_config_round_trip_retrains_the_same_run(inputs, tmp_path):
         seed=5,
         reduce_lr_patience=1,
         out=tmp_path / "first",
-        quiet=True,
-        no_report=True,
+        verbose=False,
+        report=False,
         device="cpu",
     )
     config = json.loads((first.path / "config.json").read_text())
@@ -235,8 +235,8 @@ def test_config_round_trip_retrains_the_same_run(inputs, tmp_path):
         seed=5,
         reduce_lr_patience=1,
         out=str(tmp_path / "first"),
-        quiet=True,
-        no_report=True,
+        verbose=False,
+        report=False,
         device="cpu",
     )
     assert main(["train", "--config", str(first.path / "config.json"), "--out", str(tmp_path / "again")]) == 0
@@ -251,8 +251,8 @@ def test_train_takes_the_cli_option_names(inputs, tmp_path):
         str(inputs["npy"]),
         str(inputs["spec"]),
         stream=True,
-        quiet=True,
-        no_report=True,
+        verbose=False,
+        report=False,
         nproc=1,
         epochs=1,
         out=tmp_path / "run",
@@ -279,5 +279,5 @@ def test_ctrl_c_before_the_first_epoch_writes_nothing(inputs, tmp_path, monkeypa
 
     monkeypatch.setattr(EpochLoop, "train_epoch", interrupted)
     with pytest.raises(UserError, match="before the first epoch completed"):
-        cs.train(str(inputs["npz"]), str(inputs["spec"]), epochs=2, out=tmp_path / "run", quiet=True)
+        cs.train(str(inputs["npz"]), str(inputs["spec"]), epochs=2, out=tmp_path / "run", verbose=False)
     assert list(tmp_path.iterdir()) == []  # no run, and no in-progress state with no epoch in it

@@ -148,9 +148,7 @@ def test_a_streamed_run_is_evaluated_and_saved_without_reading_all_images_at_onc
         raise AssertionError(f"{self!r} was read into memory whole")
 
     monkeypatch.setattr(LazyImages, "__array__", refuse)
-    result = cs.train(
-        str(path), SMALL_SPEC, epochs=2, streaming=True, out=tmp_path / "run", verbose=False, report=False
-    )
+    result = cs.train(str(path), SMALL_SPEC, epochs=2, stream=True, out=tmp_path / "run", verbose=False, report=False)
     test, probabilities = cs.load_test_set(result.path)
     expected = data.split(test_size=0.2, seed=0)[1]
     assert isinstance(test.images, np.memmap)  # read back lazily too

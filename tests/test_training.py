@@ -153,7 +153,7 @@ def test_fit_rejects_impossible_settings():
     model = cs.build(SMALL, data.input_shape, data.num_classes)
     with pytest.raises(UserError, match="there is no validation data"):
         cs.fit(model, data, early_stopping=EarlyStopping(), verbose=False)
-    with pytest.raises(UserError, match="validation_split must be in"):
+    with pytest.raises(UserError, match=r"validation_split must be a finite number in \[0, 1\)"):
         cs.fit(model, data, validation_split=1.5, verbose=False)
 
 

@@ -193,8 +193,8 @@ def test_random_shift_keeps_several_channels_together():
     "kwargs, message",
     [
         ({"schedule": "cosine"}, "schedule must be one of constant, one-cycle"),
-        ({"label_smoothing": 1.5}, "label_smoothing must be in"),
-        ({"random_shift": -1}, "random_shift is a number of pixels"),
+        ({"label_smoothing": 1.5}, r"label_smoothing must be a finite number in \[0, 1\)"),
+        ({"random_shift": -1}, r"random_shift must be an integer in \[0, 1,024\]"),
         ({"precision": "fp16"}, "precision must be one of fp32, bf16, auto"),
     ],
 )

@@ -3,7 +3,8 @@
 `Limits` bounds what a file or a spec may ask of memory (changeable through environment
 variables, see README "Bad input"). The `check_*` functions give the API the verdict
 `cli/options.py` gives flags in argparse, as a `UserError` naming the setting, for callers of
-`cs.train(...)` and the settings types, which never pass through argparse. `quote` and `cut`
+`cs.train(...)` and the settings types, which never pass through argparse (`settings_table.py` says which
+check each setting gets). `quote` and `cut`
 keep every message short whatever value it names.
 """
 
@@ -18,6 +19,8 @@ from .errors import UserError
 from .i18n import _
 
 MAX_SEED = 2**32 - 1  # what every generator we seed (numpy's legacy one included) accepts
+MAX_COUNT = 1_000_000  # the largest count any "how many" setting takes: beyond it a typo, never an intention
+MAX_LR = 10.0  # Adam diverges to NaN long before this; a larger rate is a typo
 
 
 @dataclass(frozen=True)
@@ -153,10 +156,17 @@ def _bounded(templates: tuple[str, str, str], low, high, low_open: bool, high_op
     if low is None and high is None:
         return unbounded
     if high is None:
-        return one_bound.replace("{bound}", f"{'>' if low_open else '>='} {low:g}")
+        return one_bound.replace("{bound}", f"{'>' if low_open else '>='} {number_text(low)}")
     if low is None:
-        return one_bound.replace("{bound}", f"{'<' if high_open else '<='} {high:g}")
-    return interval.replace("{interval}", f"{'(' if low_open else '['}{low:g}, {high:g}{')' if high_open else ']'}")
+        return one_bound.replace("{bound}", f"{'<' if high_open else '<='} {number_text(high)}")
+    left, right = "(" if low_open else "[", ")" if high_open else "]"
+    return interval.replace("{interval}", f"{left}{number_text(low)}, {number_text(high)}{right}")
+
+
+def number_text(value: float) -> str:
+    """A bound as every message writes it: whole numbers in full with thousands separators (4,294,967,295,
+    never 4.29497e+09, so the bound named is the bound checked), others as %g (1e-07)."""
+    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
 
 
 def quote(value: object, limit: int = 60) -> str:
@@ -169,36 +179,6 @@ def quote(value: object, limit: int = 60) -> str:
     short.maxlevel = 3
     text = short.repr(value)
     return text if len(text) <= limit else text[: limit - 3] + "..."
-
-
-# The training settings' bounds, shared by `train()` and the flags of `convscope train`:
-# name -> (kind, low, high, low_open, high_open). None as a value means "the recipe's".
-_COUNT = 1_000_000
-MAX_LR = 10.0  # Adam diverges to NaN long before this; a larger rate is a typo
-TRAIN_BOUNDS: dict[str, tuple[str, float | None, float | None, bool, bool]] = {
-    "epochs": ("int", 1, _COUNT, False, False),
-    "batch_size": ("int", 1, _COUNT, False, False),
-    "patience": ("int", 0, _COUNT, False, False),
-    "random_shift": ("int", 0, 1024, False, False),
-    "seed": ("int", 0, MAX_SEED, False, False),
-    "lr": ("float", 0.0, MAX_LR, True, False),
-    "min_delta": ("float", 0.0, None, False, False),
-    "validation_split": ("float", 0.0, 1.0, False, True),
-    "test_split": ("float", 0.0, 1.0, False, True),
-    "label_smoothing": ("float", 0.0, 1.0, False, True),
-}
-
-
-def check_train_settings(**values: object) -> None:
-    """Refuse any training setting outside `TRAIN_BOUNDS` (None is left to the recipe)."""
-    for name, value in values.items():
-        if value is None:
-            continue
-        kind, low, high, low_open, high_open = TRAIN_BOUNDS[name]
-        if kind == "int":
-            check_int(name, value, low, high)  # type: ignore[arg-type]
-        else:
-            check_number(name, value, low, high, low_open=low_open, high_open=high_open)
 
 
 def check_random_shift(pixels: int, input_shape: tuple[int, ...]) -> None:

@@ -47,6 +47,7 @@ from .export.files import write_file_atomically
 from .i18n import _, ngettext
 from .models.build import resolve_spec
 from .runs import WEIGHTS, default_run_dir
+from .settings_table import SETTINGS, check_settings
 from .training.callbacks import Callback
 from .workflow import train
 
@@ -108,6 +109,9 @@ def draw(trial, base: dict[str, Any], space: SearchSpace, lr: float, batch_size:
     return Draw(spec, lr, batch_size)
 
 
+_CHECKED = ("epochs", "batch_size", "lr", "patience", "validation_split", "test_split", "seed")
+
+
 @dataclass
 class SweepSettings:
     """Everything a trial needs besides what it draws; stored in best.json to retrain the best."""
@@ -123,6 +127,11 @@ class SweepSettings:
     seed: int = 0
     device: str | None = None
     data_options: dict[str, Any] = field(default_factory=dict)  # class_names, layout, image_size, channels
+
+    def __post_init__(self) -> None:
+        # The settings table's answer, before a study is opened: what `convscope train` refuses, no trial takes.
+        check_settings({name: getattr(self, name) for name in _CHECKED}, optional=False)
+        check_settings({"device": self.device, **{k: v for k, v in self.data_options.items() if k in SETTINGS}})
 
     def train_kwargs(self) -> dict[str, Any]:
         return {
@@ -204,7 +213,7 @@ def _sweep(optuna, settings, trials, space, path, storage, study_name, pruner, t
                 batch_size=chosen.batch_size,
                 out=run_dir,
                 callbacks=[pruner],
-                quiet=True,
+                verbose=False,
                 **settings.train_kwargs(),
             )
         except UserError as exc:

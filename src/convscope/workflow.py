@@ -52,10 +52,6 @@ class TrainResult:
         return f"<TrainResult {self.path or 'not saved'}: {accuracy}; the model is .trained, the test .evaluation>"
 
 
-# Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
-_ALIASES = {"verbose": ("quiet", True), "report": ("no_report", True), "streaming": ("stream", False)}
-
-
 def _curve_notes(trained: TrainedModel, result: EvaluationResult, train_set: Dataset) -> list[CurveNote]:
     counts = np.bincount(np.asarray(train_set.labels), minlength=len(result.class_names))
     classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(result.per_class, counts)]
@@ -76,7 +72,7 @@ def train(
     """Train `model` on `data` the way the course does and write a run directory.
 
     `options` are the flags of `convscope train`, by the same names (`epochs=5`, `stream=True`,
-    `no_report=True`, `nproc=2`, `resume=True` ...; `TrainSettings` lists them all), or `settings`
+    `report=False`, `nproc=2`, `resume=True` ...; `TrainSettings` lists them all), or `settings`
     holds them all at once. Defaults are the course's workflow: 20 epochs at most, EarlyStopping
     on val_loss with patience 3 that restores the best weights, validation_split 0.2, a 0.2
     stratified test split. Those are the `keras` recipe; `recipe` names another (`fast` is the
@@ -85,10 +81,6 @@ def train(
     `distributed`: this process's rank (only rank 0 prints, evaluates and writes the run; the
     other ranks return with `evaluation` and `path` None).
     """
-    for alias, (flag, negate) in _ALIASES.items():
-        if alias in options:
-            value = options.pop(alias)
-            options[flag] = (not value) if negate else value
     if not isinstance(options.get("stream", False), bool):
         raise TypeError("train(stream=...) is the --stream flag (True/False); the output file is `log=`.")
     options.update({k: v for k, v in (("data", data), ("model", model)) if v is not None})
@@ -100,7 +92,7 @@ def train(
     fit_settings = s.fit_settings()
     is_main = distributed is None or distributed.is_main
     log = log or sys.stdout
-    verbose = not s.quiet and is_main
+    verbose = s.verbose and is_main
     say = (lambda text="": print(text, file=log, flush=True)) if verbose else (lambda text="": None)
 
     spec = resolve_spec(s.model)
@@ -219,7 +211,7 @@ def train(
         raise
     shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
     say("\n" + _("run saved to {path}").format(path=path))
-    if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
+    if s.report:  # after the run is safely on disk: a failing report never costs the trained model
         from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
         say(_("report: {path}").format(path=write_report(path, samples=train_set)))

@@ -17,9 +17,10 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from ..checks import MAX_SEED
+from ..checks import MAX_COUNT, MAX_SEED, number_text
 from ..i18n import LANGUAGES, N_, _
 from ..models.presets import PRESETS
+from ..settings_table import SETTINGS, Setting
 from . import suggest
 
 
@@ -54,6 +55,8 @@ def default_text(action: argparse.Action) -> str | None:
     """How `--help` should show the action's default; None when it shows none (or already states one)."""
     default = action.default
     if not action.option_strings or default is None or default is False or default is argparse.SUPPRESS:
+        return None
+    if action.nargs == 0:  # an on/off flag: its default is "not given", whichever setting it turns off
         return None
     if action.help is argparse.SUPPRESS or _states_default(action.help or ""):
         return None
@@ -211,8 +214,8 @@ def float_range(
 
     def interval() -> str:  # worded when refused, in the language then in force
         if high is None:
-            return f"> {_number(low)}" if low_open else f">= {_number(low)}"
-        return _("in {interval}").format(interval=f"{left}{_number(low)}, {_number(high)}{right}")
+            return f"> {number_text(low)}" if low_open else f">= {number_text(low)}"
+        return _("in {interval}").format(interval=f"{left}{number_text(low)}, {number_text(high)}{right}")
 
     def parse(text: str) -> float:
         try:
@@ -234,13 +237,6 @@ def float_range(
     parse.__name__ = "number"
     return parse
 
-
-def _number(value: float) -> str:
-    return f"{int(value):,}" if float(value).is_integer() else f"{value:g}"
-
-
-# The largest count any "how many" flag takes: beyond it a typo, never an intention.
-MAX_COUNT = 1_000_000
 
 positive_int = int_range(1, MAX_COUNT, N_("a positive integer"))
 non_negative_int = int_range(0, MAX_COUNT, N_("an integer"))
@@ -267,20 +263,43 @@ def shape(text: str) -> tuple[int, ...]:
     return parts
 
 
+def setting_type(setting: Setting) -> Callable[[str], object] | None:
+    """The argparse type that refuses what `setting.check` refuses, in argparse's one-line form."""
+    if setting.choices is not None:
+        return None if setting.kind is str else setting.kind  # argparse's choices do the refusing
+    if setting.kind is int and setting.low is not None:
+        high = None if setting.high is None else int(setting.high)
+        return int_range(int(setting.low), high, setting.noun)
+    if setting.kind is float and setting.low is not None:
+        return float_range(setting.low, setting.high, low_open=setting.low_open, high_open=setting.high_open)
+    return None
+
+
+def add_setting(p: argparse.ArgumentParser, name: str, **overrides) -> None:
+    """The option of the setting `name` (`settings_table.TRAIN`): its flag, type, choices, default and help;
+    `overrides` replace any of those where a command differs (sweep's own defaults, say)."""
+    setting = SETTINGS[name]
+    options: dict = {"help": _(setting.help) if setting.help else None, "default": setting.default}
+    if setting.kind is bool:
+        # A flag that turns a setting on, or (--quiet, --no-report) off; when absent it leaves the setting alone.
+        options.update(action="store_false" if setting.default else "store_true", dest=setting.name)
+        if setting.default:
+            options["default"] = argparse.SUPPRESS
+    else:
+        options.update(type=setting_type(setting), metavar=setting.metavar)
+        if setting.choices is not None:
+            options["choices"] = list(setting.choices)
+    options.update(overrides)
+    p.add_argument(setting.option, **{k: v for k, v in options.items() if v is not None or k == "default"})
+
+
+DATA_SETTINGS = ("data", "class_names", "layout", "image_size", "channels")
+
+
 def add_data_options(p: argparse.ArgumentParser, default: str | None = "mnist-5k") -> None:
-    p.add_argument(
-        "--data",
-        default=default,
-        help=_("a file, folder, built-in name (mnist-5k, digits) or named dataset (convscope datasets)"),
-    )
-    p.add_argument("--class-names", help=_("ABCDEFGHIJ (one character per class) or comma,separated,names"))
-    p.add_argument("--layout", choices=["NHWC", "NCHW", "NHW", "HWN", "HWCN"], help=_("override layout detection"))
-    p.add_argument(
-        "--image-size",
-        type=int_range(1, 8192, N_("a side in pixels")),
-        help=_("resize image-folder images to this size"),
-    )
-    p.add_argument("--channels", type=int, choices=[1, 3], help=_("1 = grayscale, 3 = RGB (image folders)"))
+    add_setting(p, "data", default=default)
+    for name in DATA_SETTINGS[1:]:
+        add_setting(p, name)
 
 
 def data_kwargs(args: argparse.Namespace) -> dict:

@@ -6,16 +6,7 @@ import argparse
 import sys
 
 from ..i18n import _
-from .options import (
-    add_data_options,
-    data_kwargs,
-    fraction,
-    non_negative_int,
-    positive_float,
-    positive_int,
-    presets,
-    seed,
-)
+from .options import add_data_options, add_setting, data_kwargs, fraction, positive_float, positive_int, presets
 
 
 def add_parser(sub) -> None:
@@ -33,12 +24,13 @@ def add_parser(sub) -> None:
         help=_("the base spec: a preset ({presets}) or a .yaml/.json file (default cnn)").format(presets=presets()),
     )
     p.add_argument("--trials", type=positive_int, default=20, help=_("trials to run now (default 20)"))
-    p.add_argument("--epochs", type=positive_int, default=10, help=_("at most this many epochs per trial (default 10)"))
-    p.add_argument("--patience", type=non_negative_int, default=3)
-    p.add_argument("--validation-split", type=fraction, default=0.2)
-    p.add_argument("--test-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="auto")
+    # The training settings a trial takes, checked as `convscope train` checks them; a sweep's own defaults.
+    add_setting(p, "epochs", default=10, help=_("at most this many epochs per trial (default 10)"))
+    add_setting(p, "patience", default=3, help=None)
+    add_setting(p, "validation_split", default=0.2, help=None)
+    add_setting(p, "test_split")
+    add_setting(p, "seed")
+    add_setting(p, "device", default="auto", help=None)
     p.add_argument(
         "--filters", type=_range(positive_int), default=(8, 64), help=_("Conv2D filters LOW,HIGH (default 8,64)")
     )

@@ -1,7 +1,8 @@
 """`convscope train`: load, split, build, fit with early stopping, evaluate, save a run.
 
-Every flag is a field of `TrainSettings` by the same name: the flags become the settings in one
-loop (`settings_from_args`), so a new option is one `add_argument` line here.
+Every flag is a field of `TrainSettings` by the same name (`--quiet` and `--no-report` turn `verbose` and
+`report` off): the options come from the settings table (`settings_table.TRAIN`) and become the settings in
+one loop (`settings_from_args`), so a new option is a row of that table and a field of `TrainSettings`.
 """
 
 from __future__ import annotations
@@ -12,22 +13,11 @@ import sys
 from collections.abc import Mapping
 from pathlib import Path
 
-from ..checks import MAX_LR
 from ..errors import UserError
-from ..i18n import N_, _
-from ..training.recipes import RECIPES, SCHEDULES
-from ..training.settings import PRECISIONS, TrainSettings
-from .options import (
-    add_data_options,
-    float_range,
-    fraction,
-    int_range,
-    non_negative_float,
-    non_negative_int,
-    positive_int,
-    presets,
-    seed,
-)
+from ..i18n import _
+from ..settings_table import SETTINGS, TRAIN
+from ..training.settings import TrainSettings
+from .options import DATA_SETTINGS, add_data_options, add_setting, presets
 from .output import reader_left
 
 
@@ -38,83 +28,18 @@ def add_parser(sub) -> None:
         description=_("Train a model on a dataset; with no arguments, the cnn preset on mnist-5k."),
     )
     add_data_options(p)
-    p.add_argument(
-        "--model", default="cnn", help=_("preset ({presets}) or a .yaml/.json spec").format(presets=presets())
-    )
+    add_setting(p, "model", help=_(SETTINGS["model"].help or "").format(presets=presets()))
     p.add_argument(
         "--config",
         metavar="CONFIG_JSON",
         help=_("retrain with the settings of a run's config.json (flags given as well override them)"),
     )
     # Training settings left unset come from the recipe: `keras` (the course) for every model but `fast`.
-    p.add_argument(
-        "--recipe",
-        choices=list(RECIPES),
-        help=_("a bundle of the settings below (default: keras, or fast for --model fast)"),
-    )
-    p.add_argument("--epochs", type=positive_int, help=_("at most this many epochs (keras recipe: 20)"))
-    p.add_argument("--batch-size", type=positive_int, help=_("keras recipe: 32"))
-    p.add_argument(
-        "--lr",
-        type=float_range(0.0, MAX_LR, low_open=True),
-        help=_("Adam learning rate, the peak of a one-cycle schedule (keras recipe: 1e-3)"),
-    )
-    p.add_argument("--patience", type=non_negative_int, help=_("early-stopping patience in epochs (keras recipe: 3)"))
-    p.add_argument("--min-delta", type=non_negative_float, default=0.0)
-    p.add_argument("--monitor", default="val_loss", choices=["val_loss", "val_accuracy", "loss", "accuracy"])
-    p.add_argument("--validation-split", type=fraction, help=_("keras recipe: 0.2"))
-    p.add_argument("--test-split", type=fraction, default=0.2)
-    p.add_argument("--seed", type=seed, default=0)
-    p.add_argument("--device", default="auto", help=_("auto (CUDA when available), cpu, cuda, cuda:1"))
-    p.add_argument(
-        "--precision",
-        choices=list(PRECISIONS),
-        help=_("bf16 autocast; auto = bf16 where the hardware has it (keras recipe: fp32)"),
-    )
-    p.add_argument("--schedule", choices=list(SCHEDULES), help=_("learning rate over the run (keras recipe: constant)"))
-    p.add_argument(
-        "--label-smoothing", type=fraction, help=_("share of the target spread over all classes (keras recipe: 0)")
-    )
-    p.add_argument(
-        "--random-shift",
-        type=int_range(0, 1024, N_("a number of pixels")),
-        metavar="PIXELS",
-        help=_("move each training image by up to this many pixels, fresh every epoch (keras recipe: 0)"),
-    )
-    p.add_argument(
-        "--reduce-lr-patience",
-        type=non_negative_int,
-        metavar="N",
-        help=_(
-            "ReduceLROnPlateau: multiply the learning rate by --reduce-lr-factor after N epochs without improvement of --monitor (default: off)"
-        ),
-    )
-    p.add_argument("--reduce-lr-factor", type=fraction, default=0.1, help=_("see --reduce-lr-patience"))
-    p.add_argument("--tensorboard", metavar="DIR", help=_("write TensorBoard logs (per-epoch scalars) into DIR"))
-    p.add_argument("--out", help=_("run directory (default runs/<timestamp>-<model>)"))
-    p.add_argument(
-        "--resume",
-        action="store_true",
-        help=_("continue the run --out from its last completed epoch (same command, same result)"),
-    )
-    p.add_argument(
-        "--nproc",
-        type=int_range(1, 256, N_("a number of processes")),
-        default=1,
-        help=_(
-            "data-parallel processes on this machine (DDP: gloo on CPU, NCCL on CUDA); for several machines launch with torchrun -m convscope train instead"
-        ),
-    )
-    p.add_argument(
-        "--threads", type=positive_int, help=_("torch threads (default: the idle cores, adjusted while training)")
-    )
-    p.add_argument(
-        "--stream",
-        action="store_true",
-        help=_("read a .npy file or picture folder batch by batch instead of loading it (data larger than memory)"),
-    )
-    p.add_argument("--no-report", action="store_true", help=_("do not write report.html into the run directory"))
-    p.add_argument("--quiet", action="store_true", help=_("print only the run directory"))
+    # "auto" rather than None: the same device, but --help says what it means.
+    shown = {"device": {"default": "auto"}}
+    for setting in TRAIN:
+        if setting.name not in DATA_SETTINGS and setting.name != "model":
+            add_setting(p, setting.name, **shown.get(setting.name, {}))
     p.set_defaults(run=run, defaults=p)
 
 
@@ -148,7 +73,7 @@ def run(args: argparse.Namespace) -> int:
             path = train(settings=settings, distributed=ranks).path
     else:
         path = train(settings=settings).path
-    if settings.quiet and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
+    if not settings.verbose and path is not None:  # rank 0 wrote it; other torchrun ranks print nothing
         print(path)
     closed = reader_left()
     if closed is not None and path is not None:

@@ -33,8 +33,8 @@ import torch
 
 from ..errors import UserError
 from ..i18n import _
+from ..settings_table import MONITORS  # the one list, also `convscope train --monitor`'s choices
 
-MONITORS = ("val_loss", "val_accuracy", "loss", "accuracy")
 MODES = ("auto", "min", "max")
 
 

@@ -27,7 +27,6 @@ from ..i18n import _
 if TYPE_CHECKING:
     import torch
 
-SCHEDULES = ("constant", "one-cycle")
 WARMUP_FRACTION = 0.25
 
 
@@ -83,23 +82,6 @@ def recipe_for(model: object, name: str | None = None) -> Recipe:
             _("unknown recipe {name!r}; known recipes: {choices}.").format(name=name, choices=", ".join(RECIPES))
         )
     return RECIPES[name]
-
-
-def check_extras(schedule: str, label_smoothing: float, random_shift: int) -> None:
-    if schedule not in SCHEDULES:
-        raise UserError(
-            _("schedule must be one of {choices}, got {schedule!r}.").format(
-                choices=", ".join(SCHEDULES), schedule=schedule
-            )
-        )
-    if not 0.0 <= label_smoothing < 1.0:
-        raise UserError(
-            _("label_smoothing must be in [0, 1), got {label_smoothing}.").format(label_smoothing=label_smoothing)
-        )
-    if not isinstance(random_shift, int) or random_shift < 0:
-        raise UserError(
-            _("random_shift is a number of pixels, 0 or more, got {random_shift!r}.").format(random_shift=random_shift)
-        )
 
 
 def one_cycle(step: int, total: int, warmup: float = WARMUP_FRACTION) -> float:

@@ -4,24 +4,24 @@
 One path for both: CLI flags -> `TrainSettings` -> `train` -> `fit` -> the run's `config.json`
 ("settings"), and back with `TrainSettings.from_config` (`convscope train --config`). Adding a fit
 option is a field of `FitSettings` (and of `TrainSettings` when the CLI offers it), its use in the
-loop, and one `add_argument` line: the CLI, `cs.train` and `config.json` follow the fields.
+loop, and one row of `settings_table.TRAIN`, which checks it everywhere: the CLI's option, `cs.train`
+and `config.json` follow.
 """
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
 from typing import TYPE_CHECKING, Any
 
-from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
 from ..i18n import _
-from .recipes import Recipe, check_extras, recipe_for
+from ..settings_table import PRECISIONS, check_settings
+from .recipes import Recipe, recipe_for
 
 if TYPE_CHECKING:
     from .early_stopping import EarlyStopping
 
-PRECISIONS = ("fp32", "bf16", "auto")  # auto: bf16 where the hardware has it, else fp32
+__all__ = ["PRECISIONS", "FitSettings", "TrainSettings"]
 
 
 @dataclass(frozen=True)
@@ -39,33 +39,8 @@ class FitSettings:
     random_shift: int = 0
 
     def __post_init__(self) -> None:
-        if (
-            not (isinstance(self.epochs, int) and isinstance(self.batch_size, int))
-            or self.epochs < 1
-            or self.batch_size < 1
-        ):
-            raise UserError(
-                _("epochs and batch size must be at least 1, got {epochs} and {batch_size}.").format(
-                    epochs=self.epochs, batch_size=self.batch_size
-                )
-            )
-        if not 0.0 <= self.validation_split < 1.0:  # also refuses NaN
-            raise UserError(
-                _("validation_split must be in [0, 1), got {validation_split}.").format(
-                    validation_split=self.validation_split
-                )
-            )
-        if not (self.lr > 0 and math.isfinite(self.lr)):
-            raise UserError(_("learning rate must be a positive finite number, got {lr}.").format(lr=self.lr))
-        if not isinstance(self.seed, int) or self.seed < 0:
-            raise UserError(_("seed must be an integer >= 0, got {seed!r}.").format(seed=self.seed))
-        if self.precision not in PRECISIONS:
-            raise UserError(
-                _("precision must be one of {choices}, got {precision!r}.").format(
-                    choices=", ".join(PRECISIONS), precision=self.precision
-                )
-            )
-        check_extras(self.schedule, self.label_smoothing, self.random_shift)
+        # Every field is required here: `fit` has no recipe to fill a None from.
+        check_settings({f.name: getattr(self, f.name) for f in fields(self)}, optional=False)
 
     @classmethod
     def of(cls, base: FitSettings | None, options: dict[str, Any]) -> FitSettings:
@@ -114,17 +89,17 @@ class TrainSettings:
     nproc: int = 1
     threads: int | None = None
     stream: bool = False
-    no_report: bool = False
-    quiet: bool = False
+    report: bool = True
+    verbose: bool = True
     resume: bool = False
 
     # How a run is carried out, not what it computes: free to differ when resuming or reproducing.
-    CONDUCT = ("out", "resume", "quiet", "no_report", "tensorboard", "threads")
+    CONDUCT = ("out", "resume", "verbose", "report", "tensorboard", "threads")
 
     def __post_init__(self) -> None:
         # Here rather than in `train`, so that every way of building settings (flags, `cs.train`, `--config`)
         # is refused before any data is read.
-        check_train_settings(**{name: getattr(self, name) for name in TRAIN_BOUNDS})
+        check_settings({f.name: getattr(self, f.name) for f in fields(self)})
 
     @classmethod
     def names(cls) -> list[str]:
@@ -188,7 +163,7 @@ class TrainSettings:
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> TrainSettings:
         """The settings a run's config.json was trained with (runs saved from Python: from its data, model and fit)."""
         if isinstance(config.get("settings"), dict):
-            saved = {k: v for k, v in config["settings"].items() if k in cls.names()}
+            saved = {k: v for k, v in _current_names(config["settings"]).items() if k in cls.names()}
             return replace(cls(), **saved)
         data, model, fit = config.get("data") or {}, config.get("model") or {}, config.get("fit") or {}
         if not data.get("source") or not (model.get("source") or model.get("name")):
@@ -210,3 +185,18 @@ class TrainSettings:
                 else {}
             ),
         )
+
+
+# Runs saved by convscope 0.1.0 wrote the two conduct settings under negative names; those runs live on in
+# users' folders and must still retrain with `--config`, so a saved config is read with them turned into
+# today's names here, the one place a config.json's settings are read.
+_RENAMED = {"quiet": "verbose", "no_report": "report"}
+
+
+def _current_names(saved: dict[str, Any]) -> dict[str, Any]:
+    """A saved config's settings under today's names (an old negative flag becomes its positive twin)."""
+    current = {k: v for k, v in saved.items() if k not in _RENAMED}
+    for old, new in _RENAMED.items():
+        if new not in saved and isinstance(saved.get(old), bool):
+            current[new] = not saved[old]
+    return current
