@@ -298,11 +298,16 @@ def _underfitting(history: History) -> CurveNote | None:
     )
 
 
+def validation_cut(size: int, validation_split: float) -> int:
+    """How many of `size` images train when Keras' `validation_split` holds out the last fraction."""
+    return int(size * (1.0 - validation_split))
+
+
 def steps_per_epoch(train_size: int | None, validation_split: float | None, batch_size: int | None) -> int | None:
     """Optimizer steps in one epoch: the training images left after Keras' validation cut, in batches."""
     if not train_size or not batch_size:
         return None
-    return -(-int(train_size * (1.0 - (validation_split or 0.0))) // int(batch_size))
+    return -(-validation_cut(int(train_size), validation_split or 0.0) // int(batch_size))
 
 
 def notes_for(
