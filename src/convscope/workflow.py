@@ -12,7 +12,6 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
 import torch
 
 from ._version import __version__
@@ -26,11 +25,12 @@ from .evaluation.evaluate import EvaluationResult
 from .i18n import _
 from .models.build import build, resolve_spec
 from .models.summary import summary
+from .record import DataRecord, RunConfig, Split
 from .report.result import evaluate
 from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
 from .training.checkpoint import CheckpointStore
-from .training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
+from .training.diagnostics import curve_notes_for
 from .training.fit import fit
 from .training.settings import TrainSettings
 from .training.trained_model import TrainedModel
@@ -53,13 +53,6 @@ class TrainResult:
 
 # Spellings of earlier versions and of Keras, mapped to the flag names: (flag, negate)
 _ALIASES = {"verbose": ("quiet", True), "report": ("no_report", True), "streaming": ("stream", False)}
-
-
-def _curve_notes(trained: TrainedModel, result: EvaluationResult, train_set: Dataset) -> list[CurveNote]:
-    counts = np.bincount(np.asarray(train_set.labels), minlength=len(result.class_names))
-    classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(result.per_class, counts)]
-    steps = steps_per_epoch(trained.data.get("train_size"), 0.0, trained.config.get("batch_size"))  # after the cut
-    return notes_for(trained.history, trained.model, trained.config, steps, len(trained.class_names), classes)
 
 
 def train(
@@ -108,7 +101,7 @@ def train(
     _check_trained(s, trained, store, say)
     result = evaluate(trained, test_set)
     say("\n" + result.text())
-    for note in _curve_notes(trained, result, train_set):
+    for note in curve_notes_for(trained, result.per_class, train_set.labels):
         say("\n" + _("what this curve says: {note}").format(note=note))
     path = _save(trained, out, result, _run_config(s, spec.name, dataset, len(train_set), len(test_set)), store)
     say("\n" + _("run saved to {path}").format(path=path))
@@ -228,26 +221,20 @@ def _check_trained(s: TrainSettings, trained: TrainedModel, store: CheckpointSto
 
 
 def _run_config(s: TrainSettings, model_name: str, dataset: Dataset, train_size: int, test_size: int) -> dict:
-    """config.json's data, model, recipe, settings and versions (`save_run` adds the fit settings)."""
-    return {
-        "data": {
-            "source": str(s.data),
-            "class_names": list(dataset.class_names),
-            "layout": s.layout,
-            "image_size": s.image_size,
-            "channels": s.channels,
-            "input_shape": list(dataset.input_shape),
-            "test_split": None if dataset.predefined_test is not None else s.test_split,
-            "predefined_split": dataset.predefined_test is not None,
-            "split_seed": s.seed,
-            "train_size": train_size,
-            "test_size": test_size,
-        },
-        "model": {"name": model_name, "source": s.model if isinstance(s.model, str) else model_name},
-        "recipe": s.recipe_settings().name,
-        "settings": s.to_dict(),
-        "versions": {"convscope": __version__, "torch": torch.__version__},
-    }
+    """config.json's data, model, recipe, settings and versions (`save_run` adds the fit)."""
+    predefined = dataset.predefined_test is not None
+    data = DataRecord(
+        str(s.data),
+        list(dataset.class_names),
+        list(dataset.input_shape),
+        train_size,
+        test_size=test_size,
+        split=Split(predefined, None if predefined else s.test_split, s.seed),
+        reading={"layout": s.layout, "image_size": s.image_size, "channels": s.channels},
+    )
+    source = s.model if isinstance(s.model, str) else model_name
+    versions = {"convscope": __version__, "torch": torch.__version__}
+    return RunConfig(data, model_name, source, s.recipe_settings().name, s.to_dict(), versions).to_dict()
 
 
 def _save(trained: TrainedModel, out: Path, result: EvaluationResult, config: dict, store: CheckpointStore) -> Path:

@@ -24,6 +24,7 @@ from ..data.framing import learn_contract
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
 from ..i18n import _
+from ..record import DataRecord, FitRecord, ResumeKey
 from .allocator import keep_freed_memory
 from .callbacks import Callback, CallbackList, ModelCheckpoint, ReduceLROnPlateau
 from .checkpoint import CheckpointStore, TrainingState, identity_caveats
@@ -108,8 +109,8 @@ def fit(
             print("\n" + interruption_line(history, restores), file=log)
         hooks.on_train_end({**history.ending(), "monitor": rule.monitor})
     del model.optimizer  # the module outlives fit; its optimizer need not
-    config = run.config(settings, stopper, governor.stop())
-    data = _data_record(train, validation_data)
+    config = run.record(settings, stopper, governor.stop()).to_dict()
+    data = DataRecord.of_fit(train, validation_data)
     return TrainedModel(
         model.eval(),
         scaler,
@@ -187,14 +188,14 @@ class Mechanics:
         )
         if not self.reducer.is_main:  # files and output are rank 0's; decisions are every rank's, on the same logs
             callbacks = [cb for cb in callbacks if not cb.main_process_only]
-        fit_record = {
-            **settings.to_dict(),
-            "precision": self.precision,
-            "world_size": self.reducer.world_size,
-            "train_size": len(train),
-            "validation_size": len(validation) if validation is not None else 0,
-        }
-        return loop, TrainingState(model, optimizer, scheduler, shuffler, callbacks, fit_record)
+        key = ResumeKey(
+            settings.to_dict(),
+            self.precision,
+            self.reducer.world_size,
+            len(train),
+            len(validation) if validation is not None else 0,
+        )
+        return loop, TrainingState(model, optimizer, scheduler, shuffler, callbacks, key.to_dict())
 
     def estimate(self, loop: EpochLoop, input_shape: tuple[int, ...]):
         """How long an epoch will take here, from a short measured step (estimate.py)."""
@@ -230,18 +231,16 @@ class Mechanics:
                 print(_("not bit-identical to a run never interrupted: {cause}").format(cause=cause), file=log)
         return first, stopped
 
-    def config(self, settings: FitSettings, stopper: EarlyStopping | None, threads: dict) -> dict[str, Any]:
-        """The fit settings as the run records them (config.json's "fit")."""
-        config = {
-            **settings.to_dict(),
-            "precision": self.precision,
-            "device": str(self.device),
-            "early_stopping": stopper.settings() if stopper else None,
-            "threads": threads,
-        }
-        if self.distributed is not None:
-            config["world_size"] = self.distributed.world_size
-        return config
+    def record(self, settings: FitSettings, stopper: EarlyStopping | None, threads: dict) -> FitRecord:
+        """How this fit trained, as the run records it (config.json's "fit")."""
+        return FitRecord(
+            settings.to_dict(),
+            self.precision,
+            str(self.device),
+            stopper.settings() if stopper else None,
+            threads,
+            self.distributed.world_size if self.distributed is not None else None,
+        )
 
 
 def _split_validation(
@@ -294,17 +293,6 @@ def _train_epochs(
     except KeyboardInterrupt:
         history.interrupted = True
     history.stopped_early = stopped
-
-
-def _data_record(train: Dataset, validation: Dataset | None) -> dict[str, Any]:
-    return {
-        "source": train.source,
-        "class_names": list(train.class_names),
-        "input_shape": list(train.input_shape),
-        "train_size": len(train),
-        "validation_size": len(validation) if validation is not None else 0,
-        **(train.split_info or {}),  # the test split and its seed, when `Dataset.split` made `train`
-    }
 
 
 def interruption_line(history: History, restores: bool) -> str:
