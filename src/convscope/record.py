@@ -18,12 +18,10 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-
-import numpy as np
 
 from .checks import cut, quote
 from .errors import UserError
@@ -88,10 +86,10 @@ class DataRecord:
         record: dict[str, Any] = {"source": self.source, "class_names": list(self.class_names)}
         record.update(self.reading or {})
         record["input_shape"] = list(self.input_shape)
-        if self.reading is None and self.validation_size is not None:  # fit's record
+        if self.validation_size is not None:  # fit's record: its training and validation counts side by side
             record.update(train_size=self.train_size, validation_size=self.validation_size)
         record.update(self.split.to_dict() if self.split is not None else {})
-        record["train_size"] = self.train_size
+        record["train_size"] = self.train_size  # after the split, as `convscope train` writes it (if not there yet)
         if self.test_size is not None:
             record["test_size"] = self.test_size
         return record
@@ -109,15 +107,9 @@ class FitRecord:
     world_size: int | None = None  # distributed runs only
 
     def to_dict(self) -> dict[str, Any]:
-        record = {
-            **self.settings,
-            "precision": self.precision,
-            "device": self.device,
-            "early_stopping": self.early_stopping,
-            "threads": self.threads,
-        }
-        if self.world_size is not None:
-            record["world_size"] = self.world_size
+        record = _after_settings(self)
+        if self.world_size is None:
+            del record["world_size"]
         return record
 
 
@@ -132,13 +124,12 @@ class ResumeKey:
     validation_size: int
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            **self.settings,
-            "precision": self.precision,
-            "world_size": self.world_size,
-            "train_size": self.train_size,
-            "validation_size": self.validation_size,
-        }
+        return _after_settings(self)
+
+
+def _after_settings(record: FitRecord | ResumeKey) -> dict[str, Any]:
+    """The settings' fields, then the record's own, in one flat object (as config.json and state files hold them)."""
+    return {**record.settings, **{f.name: getattr(record, f.name) for f in fields(record) if f.name != "settings"}}
 
 
 @dataclass(frozen=True)
@@ -237,6 +228,18 @@ class Architecture:
         )
 
 
+def differences(
+    then: Mapping[str, Any], now: Mapping[str, Any], names: Iterable[str], show: Callable[[Any], str] = repr
+) -> list[str]:
+    """'name=X then, Y now' for every one of `names` whose value differs between two records of settings
+    (a run's saved settings against a resume's, a state file's fit against this fit's)."""
+    return [
+        f"{name}={show(then.get(name))} then, {show(now.get(name))} now"
+        for name in names
+        if then.get(name) != now.get(name)
+    ]
+
+
 def is_count(value: Any) -> bool:
     return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1
 
@@ -250,6 +253,8 @@ def is_range(pair: Any) -> bool:
     scaling divides by it, so [-1e300, 1e300] or [0, 1e-300] would turn every pixel into inf or NaN."""
     if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(is_finite(v) for v in pair)):
         return False
+    import numpy as np  # here: the settings import this module, and `convscope --help` loads no numpy
+
     with np.errstate(over="ignore"):
         low, high = np.float32(pair[0]), np.float32(pair[1])
         span = high - low
@@ -337,11 +342,6 @@ def read_record(path: Path) -> dict[str, Any]:
                 )
             )
     return record
-
-
-def ending_of(metrics: Mapping[str, Any], keys: Mapping[str, Any]) -> dict[str, Any]:
-    """The `History.ending()` fields (named by `keys`) that metrics.json holds."""
-    return {k: metrics[k] for k in keys if k in metrics}
 
 
 def read_mapping(path: Path) -> dict[str, Any]:

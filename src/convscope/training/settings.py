@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..checks import TRAIN_BOUNDS, check_train_settings
 from ..errors import UserError
 from ..i18n import _
+from ..record import differences
 from .recipes import Recipe, check_extras, recipe_for
 
 if TYPE_CHECKING:
@@ -178,11 +179,8 @@ class TrainSettings:
 
     def differences(self, other: TrainSettings) -> list[str]:
         """'name: mine vs theirs' for every setting that changes what a run computes."""
-        return [
-            f"{name}={getattr(other, name)!r} then, {getattr(self, name)!r} now"
-            for name in self.names()
-            if name not in self.CONDUCT and getattr(self, name) != getattr(other, name)
-        ]
+        names = [name for name in self.names() if name not in self.CONDUCT]
+        return differences(vars(other), vars(self), names)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> TrainSettings:
