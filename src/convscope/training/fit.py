@@ -31,7 +31,7 @@ from .checkpoint import CheckpointStore, TrainingState, identity_caveats
 from .device import pick_device
 from .diagnostics import steps_per_epoch, validation_cut
 from .early_stopping import EarlyStopping, MonitorRule, best_epoch
-from .estimate import estimate_epoch
+from .estimate import Estimate, estimate_epoch
 from .history import History
 from .loop import EpochLoop, Extras, OneProcess, Reducer, Tensors, autocast_for, evaluate_tensors, feed_for
 from .progress import default_progress
@@ -197,7 +197,7 @@ class Mechanics:
         )
         return loop, TrainingState(model, optimizer, scheduler, shuffler, callbacks, key.to_dict())
 
-    def estimate(self, loop: EpochLoop, input_shape: tuple[int, ...]):
+    def estimate(self, loop: EpochLoop, input_shape: tuple[int, ...]) -> Estimate:
         """How long an epoch will take here, from a short measured step (estimate.py)."""
         validation = len(loop.validation) if loop.validation is not None else 0
         return estimate_epoch(
