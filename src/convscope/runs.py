@@ -10,7 +10,8 @@
       test_set.npz        their labels and predicted probabilities (allow_pickle=False)
 
 Everything is written into a hidden sibling directory first and renamed into place at the end,
-so a failed or interrupted write never leaves a half-written run behind.
+so a failed or interrupted write never leaves a half-written run behind. What the three JSON files
+hold, and how each is checked when read back, is `record.py`'s.
 """
 
 from __future__ import annotations
