@@ -69,8 +69,8 @@ def validate(self, *args, **kwargs):
 _save = checkpoint.CheckpointStore.save
 
 
-def save(self, epoch, **kwargs):
-    _save(self, epoch, **kwargs)
+def save(self, epoch, *args, **kwargs):
+    _save(self, epoch, *args, **kwargs)
     if at("saved", epoch):
         die()
 

@@ -33,8 +33,8 @@ from convscope.training import checkpoint
 
 _save = checkpoint.CheckpointStore.save
 
-def save(self, epoch, **kwargs):
-    _save(self, epoch, **kwargs)
+def save(self, epoch, *args, **kwargs):
+    _save(self, epoch, *args, **kwargs)
     if epoch == int(os.environ["KILL_AFTER"]):
         threading.Event().wait()  # hold here until the test kills the process group
 

@@ -196,9 +196,9 @@ def test_resumed_fit_in_process_matches_and_moments_keep_the_channels_last_layou
     seen = []
     original = CheckpointStore.restore
 
-    def restore(self, **kwargs):
-        restored = original(self, **kwargs)
-        optimizer = kwargs["optimizer"]
+    def restore(self, state):
+        restored = original(self, state)
+        optimizer = state.optimizer
         seen.extend((p.stride(), s["exp_avg"].stride()) for p, s in optimizer.state.items())
         return restored
 

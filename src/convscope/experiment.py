@@ -298,7 +298,7 @@ def experiment(
             label = "-".join(f"{k}{v}" for k, v in values.items())
             config = {
                 "data": {
-                    **trained.data,
+                    **(trained.data.to_dict() if trained.data is not None else {}),
                     "test_split": test_size,
                     "split_seed": seed,
                     "train_size": len(train_set),

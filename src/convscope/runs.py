@@ -10,14 +10,13 @@
       test_set.npz        their labels and predicted probabilities (allow_pickle=False)
 
 Everything is written into a hidden sibling directory first and renamed into place at the end,
-so a failed or interrupted write never leaves a half-written run behind.
+so a failed or interrupted write never leaves a half-written run behind. What the three JSON files
+hold, and how each is checked when read back, is `record.py`'s.
 """
 
 from __future__ import annotations
 
 import csv
-import json
-import math
 import os
 import shutil
 import tempfile
@@ -37,16 +36,26 @@ from .data.framing import InputContract, learn_contract, unframed
 from .data.scaling import MinMaxScaler
 from .errors import UserError
 from .evaluation.evaluate import EvaluationResult
-from .i18n import N_, _
+from .i18n import _
 from .models.build import check_params, plan_network
 from .models.network import Network
 from .models.spec import parse_spec
+from .record import (
+    ARCHITECTURE_FORMAT,
+    Architecture,
+    Metrics,
+    RunConfig,
+    is_finite,
+    is_range,
+    read_record,
+    write_json,
+)
+from .record import read_json as read_json  # the CLI's --config and --resume read settings files with it
 from .training.history import History
 from .training.trained_model import TrainedModel
 
 CONFIG, ARCHITECTURE, WEIGHTS = "config.json", "architecture.json", "model.safetensors"
 HISTORY, METRICS, TEST_SET, TEST_IMAGES = "history.csv", "metrics.json", "test_set.npz", "test_images.npy"
-ARCHITECTURE_FORMAT = "convscope-architecture/1"
 
 
 def default_run_dir(model_name: str, root: str | Path = "runs") -> Path:
@@ -148,7 +157,10 @@ def save_run(
     config: dict[str, Any] | None = None,
     extra_files: Callable[[Path], None] | None = None,
 ) -> Path:
-    """Write the run directory for a trained model (and its test evaluation) atomically."""
+    """Write the run directory for a trained model (and its test evaluation) atomically.
+
+    `config`: config.json's sections (`RunConfig.to_dict()`, or an importer's own); None, from Python:
+    the data `fit` trained on and the model's name. `save_run` adds the fit (`trained.config`)."""
     model = trained.model
     if not isinstance(model, Network):
         raise UserError(
@@ -157,48 +169,48 @@ def save_run(
     if trained.history.epochs_run == 0 and not (config or {}).get("imported"):  # imported: trained elsewhere
         raise UserError(_("the model has not completed an epoch of training; there is no run to save."))
     if config is None:  # saved from Python: still name the data, its split and the model it was trained with
-        data = dict(trained.data)
-        # fit counts its training images after the validation cut; a run's config counts them before, as
-        # `convscope train` writes it, so the report's counts agree with its per-class table
-        data["train_size"] = int(data.get("train_size") or 0) + int(data.get("validation_size") or 0)
-        if evaluation is not None:
-            data["test_size"] = len(evaluation.labels)
-        config = {"data": data, "model": {"name": model.spec.name, "source": model.spec.name}}
+        config = _python_config(trained, model.spec.name, len(evaluation.labels) if evaluation is not None else None)
+    architecture = Architecture(
+        model.spec.to_dict(),
+        tuple(trained.input_shape),
+        tuple(trained.class_names),
+        trained.scaler.to_dict(),
+        trained.input_contract.to_dict() if trained.input_contract is not None else None,
+    )
+    history = trained.history
+    metrics = Metrics(
+        history.epochs_run,
+        history.ending(),
+        sum(history.column("seconds")),
+        evaluation.metrics() if evaluation is not None else {},
+    )
 
     def fill(tmp: Path) -> None:
-        architecture = {
-            "format": ARCHITECTURE_FORMAT,
-            "spec": model.spec.to_dict(),
-            "input_shape": list(trained.input_shape),
-            "num_classes": len(trained.class_names),
-            "class_names": list(trained.class_names),
-            "scaler": trained.scaler.to_dict(),
-        }
-        if trained.input_contract is not None:
-            architecture["input_contract"] = trained.input_contract.to_dict()
-        _write_json(tmp / ARCHITECTURE, architecture)
+        write_json(tmp / ARCHITECTURE, architecture.to_dict())
         state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
         save_file(state, str(tmp / WEIGHTS), metadata={"format": ARCHITECTURE_FORMAT})
-        (tmp / HISTORY).write_text(trained.history.to_csv())
-        _write_json(tmp / CONFIG, {**(config or {}), "fit": trained.config})
-        metrics = {
-            "epochs_run": trained.history.epochs_run,
-            **trained.history.ending(),
-            "train_seconds": round(sum(trained.history.column("seconds")), 3),
-        }
+        (tmp / HISTORY).write_text(history.to_csv())
+        write_json(tmp / CONFIG, {**(config or {}), "fit": trained.config})
         if evaluation is not None:
-            metrics = {**evaluation.metrics(), **metrics}
             _save_images(tmp / TEST_IMAGES, evaluation.images)
             np.savez_compressed(
                 tmp / TEST_SET, labels=evaluation.labels, probabilities=evaluation.probabilities.astype(np.float32)
             )
-        _write_json(tmp / METRICS, metrics)
+        write_json(tmp / METRICS, metrics.to_dict())
         if extra_files is not None:
             extra_files(tmp)
 
     path = write_atomically(out, fill)
     trained.path = path
     return path
+
+
+def _python_config(trained: TrainedModel, model_name: str, test_size: int | None) -> dict[str, Any]:
+    """config.json for a model saved from Python: the data `fit` recorded, counted as a run counts it."""
+    if trained.data is None:  # not trained by `fit` here (imported, or built by hand): only the sizes are known
+        data: dict[str, Any] = {"train_size": 0, **({"test_size": test_size} if test_size is not None else {})}
+        return {"data": data, "model": {"name": model_name, "source": model_name}}
+    return RunConfig(trained.data.before_cut(test_size), model_name, model_name).to_dict()
 
 
 def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedModel:
@@ -211,10 +223,10 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
             )
         )
     arch = read_architecture(path)
-    spec = parse_spec(arch["spec"], source=str(path / ARCHITECTURE))
-    model = plan_network(spec, tuple(arch["input_shape"]), arch["num_classes"])  # refuses absurd sizes first
+    spec = parse_spec(arch.spec, source=str(path / ARCHITECTURE))
+    model = plan_network(spec, arch.input_shape, arch.num_classes)  # refuses absurd sizes first
     check_params(model)
-    model = Network(spec, tuple(arch["input_shape"]), arch["num_classes"])
+    model = Network(spec, arch.input_shape, arch.num_classes)
     try:
         model.load_state_dict(load_file(str(path / WEIGHTS)))
     except Exception as exc:  # noqa: BLE001 - safetensors raises several types for damaged files
@@ -228,153 +240,23 @@ def load_run(path: str | Path, device: str | torch.device = "cpu") -> TrainedMod
     ending = {k: metrics[k] for k in History().ending() if k in metrics}
     history = _read_history(path / HISTORY, ending) if (path / HISTORY).is_file() else History()
     device = torch.device(device)
-    fit_config = config.get("fit") or {}
-    scaler = MinMaxScaler(**arch["scaler"])
+    scaler = MinMaxScaler(**arch.scaler)
     return TrainedModel(
         model.to(device).eval(),
         scaler,
-        tuple(arch["class_names"]),
-        tuple(arch["input_shape"]),
+        arch.class_names,
+        arch.input_shape,  # type: ignore[arg-type]  # (H, W, C), or (features,) for a dense-only model
         history,
-        fit_config,
+        config.get("fit") or {},
         device,
         path,
         input_contract=stored_contract(path, arch, scaler),
     )
 
 
-def read_architecture(path: Path) -> dict[str, Any]:
-    """architecture.json, with every field the loaders use checked for presence and type."""
-    file = path / ARCHITECTURE
-    arch = _read_mapping(file)
-    if arch.get("format") != ARCHITECTURE_FORMAT:
-        raise UserError(
-            _("{file}: unknown format {quote}, expected {ARCHITECTURE_FORMAT}.").format(
-                file=file, quote=quote(arch.get("format")), ARCHITECTURE_FORMAT=ARCHITECTURE_FORMAT
-            )
-        )
-    missing = [k for k in ("spec", "input_shape", "num_classes", "class_names", "scaler") if k not in arch]
-    if missing:
-        raise UserError(
-            _("{file}: the run's architecture lacks {choices}; the run directory is damaged.").format(
-                file=file, choices=", ".join(missing)
-            )
-        )
-    shape, classes, names, scaler = arch["input_shape"], arch["num_classes"], arch["class_names"], arch["scaler"]
-    if not (isinstance(shape, list) and len(shape) in (1, 3) and all(_is_count(v) for v in shape)):
-        raise UserError(
-            _("{file}: 'input_shape' must be [H, W, C] of positive integers, got {quote}.").format(
-                file=file, quote=quote(shape)
-            )
-        )
-    if not _is_count(classes) or classes < 2:
-        raise UserError(
-            _("{file}: 'num_classes' must be an integer of at least 2, got {quote}.").format(
-                file=file, quote=quote(classes)
-            )
-        )
-    if not (isinstance(names, list) and len(names) == classes and all(isinstance(n, str) for n in names)):
-        raise UserError(
-            _("{file}: 'class_names' must be {classes} names, got {quote}.").format(
-                file=file, classes=classes, quote=quote(names)
-            )
-        )
-    low, high = (scaler.get("minimum"), scaler.get("maximum")) if isinstance(scaler, dict) else (None, None)
-    if not (isinstance(scaler, dict) and set(scaler) == {"minimum", "maximum"} and _is_range((low, high))):
-        raise UserError(
-            _("{file}: 'scaler' must be {{minimum, maximum}} with finite minimum < maximum, got {quote}.").format(
-                file=file, quote=quote(scaler)
-            )
-        )
-    return arch
-
-
-def _is_range(pair: Any) -> bool:
-    """[low, high] of finite numbers with low < high, whose span float32 (the model's arithmetic) still holds:
-    scaling divides by it, so [-1e300, 1e300] or [0, 1e-300] would turn every pixel into inf or NaN."""
-    if not (isinstance(pair, (list, tuple)) and len(pair) == 2 and all(_is_finite(v) for v in pair)):
-        return False
-    with np.errstate(over="ignore"):
-        low, high = np.float32(pair[0]), np.float32(pair[1])
-        span = high - low
-    return bool(np.isfinite(span) and span > 0)
-
-
-def _is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1
-
-
-def _is_finite(value: Any) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
-
-
-# The fields of config.json and metrics.json that readers format or index, and what they must hold.
-_RECORD_NUMBERS = ("train_seconds", "test_accuracy", "test_loss", "epochs_run")
-_RECORD_MAPPINGS = ("data", "versions", "fit", "model", "imported")
-_RECORD_BOUNDS = {"test_accuracy": (0.0, 1.0), "test_loss": (0.0, math.inf), "train_seconds": (0.0, math.inf)}
-# Fields inside config.json's sections that the report computes with: (section, key) -> what they must be
-# (null is allowed: readers fall back to a dash).
-_RECORD_NESTED: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
-    ("data", "train_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
-    ("data", "test_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
-    ("data", "source"): (N_("text"), lambda v: isinstance(v, str)),
-    ("fit", "batch_size"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
-    ("fit", "epochs"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
-    ("fit", "validation_split"): (N_("a number in [0, 1)"), lambda v: _is_finite(v) and 0 <= v < 1),
-    ("fit", "lr"): (N_("a finite number"), _is_finite),
-    ("fit", "precision"): (N_("text"), lambda v: isinstance(v, str)),
-}
-_RECORD_EPOCHS = ("best_epoch", "weights_epoch")
-_RECORD_FLAGS = ("stopped_early", "interrupted")
-
-
-def read_record(path: Path) -> dict[str, Any]:
-    """config.json or metrics.json of a run ({} when absent), with the fields readers use type-checked."""
-    if not path.is_file():
-        return {}
-    record = _read_mapping(path)
-    for key, value in record.items():
-        if value is None:
-            if key in _RECORD_MAPPINGS:
-                record[key] = {}  # null and {} say the same: nothing recorded (readers index these)
-            continue
-        ok = (
-            (key not in _RECORD_NUMBERS or _is_finite(value))
-            and (key not in _RECORD_MAPPINGS or isinstance(value, dict))
-            and (key not in _RECORD_EPOCHS or (isinstance(value, int) and not isinstance(value, bool) and value >= 0))
-            and (key not in _RECORD_FLAGS or isinstance(value, bool))
-            and (key not in _RECORD_BOUNDS or _RECORD_BOUNDS[key][0] <= value <= _RECORD_BOUNDS[key][1])
-        )
-        if not ok:
-            raise UserError(
-                _(
-                    "{path}: '{key}' holds {quote}, which convscope never writes there; the run directory is damaged."
-                ).format(path=path, key=key, quote=quote(value))
-            )
-    for (section, key), (expected, test) in _RECORD_NESTED.items():
-        value = record.get(section, {}).get(key)
-        if value is not None and not test(value):
-            raise UserError(
-                _("{path}: '{section}.{key}' must be {expected}, got {value}; the run directory is damaged.").format(
-                    path=path, section=section, key=key, expected=_(expected), value=quote(value)
-                )
-            )
-    return record
-
-
-def _is_int(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _read_mapping(path: Path) -> dict[str, Any]:
-    value = read_json(path)
-    if not isinstance(value, dict):
-        raise UserError(
-            _("{path}: must hold a JSON object, got {kind}; the run directory is damaged.").format(
-                path=path, kind=type(value).__name__
-            )
-        )
-    return value
+def read_architecture(path: Path) -> Architecture:
+    """The run's architecture.json, every field the loaders use checked (`Architecture.read`)."""
+    return Architecture.read(path / ARCHITECTURE)
 
 
 def _read_history(path: Path, ending: dict[str, Any]) -> History:
@@ -401,7 +283,7 @@ def _checked_contract(file: Path, value: Any) -> InputContract:
 
     def share(key: str, default: float, low_open: bool = False) -> bool:  # a fraction of the frame or the range
         v = value.get(key, default)
-        return _is_finite(v) and (v > 0 if low_open else v >= 0) and v <= 1
+        return is_finite(v) and (v > 0 if low_open else v >= 0) and v <= 1
 
     fractions = value.get("fraction_range", (0.0, 1.0)) if isinstance(value, dict) else None
     ok = (
@@ -412,10 +294,10 @@ def _checked_contract(file: Path, value: Any) -> InputContract:
         and share("threshold", 0.5)
         and share("fraction", 1.0, low_open=True)
         and share("offset_limit", 0.0)
-        and _is_range(value.get("pixel_range"))
+        and is_range(value.get("pixel_range"))
         and isinstance(fractions, (list, tuple))
         and len(fractions) == 2
-        and all(_is_finite(f) and 0 <= f <= 1 for f in fractions)
+        and all(is_finite(f) and 0 <= f <= 1 for f in fractions)
         and fractions[0] <= fractions[1]
         and isinstance(value.get("source", ""), str)
     )
@@ -428,10 +310,10 @@ def _checked_contract(file: Path, value: Any) -> InputContract:
     return InputContract.from_dict(value)
 
 
-def stored_contract(path: Path, arch: dict[str, Any], scaler: MinMaxScaler) -> InputContract:
+def stored_contract(path: Path, arch: Architecture, scaler: MinMaxScaler) -> InputContract:
     """The run's input contract; runs saved before contracts existed learn it from their test images, and say so."""
-    if "input_contract" in arch:
-        return _checked_contract(path / ARCHITECTURE, arch["input_contract"])
+    if arch.input_contract is not None:
+        return _checked_contract(path / ARCHITECTURE, arch.input_contract)
     pixel_range = (scaler.minimum, scaler.maximum)
     if has_test_set(path):
         images = np.load(path / TEST_IMAGES, mmap_mode="r", allow_pickle=False)
@@ -456,7 +338,7 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
             ).format(path=path, TEST_SET=TEST_SET, TEST_IMAGES=TEST_IMAGES)
         )
     arch = read_architecture(path)
-    names = tuple(arch["class_names"])
+    names = arch.class_names
     with open(path / TEST_IMAGES, "rb") as f:
         check_npy_header(f, (path / TEST_IMAGES).stat().st_size, str(path / TEST_IMAGES))
     try:
@@ -472,7 +354,7 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
     n = len(images) if images.ndim else 0
     if (
         images.ndim != 4
-        or list(images.shape[1:]) != list(arch["input_shape"])
+        or list(images.shape[1:]) != list(arch.input_shape)
         or labels.shape != (n,)
         or labels.dtype.kind not in "iu"
         or probabilities.shape != (n, len(names))
@@ -487,7 +369,7 @@ def load_test_set(path: str | Path) -> tuple[Dataset, np.ndarray]:
                 labels=labels.shape,
                 probabilities=probabilities.shape,
                 count=len(names),
-                input=tuple(arch["input_shape"]),
+                input=arch.input_shape,
             )
         )
     data = Dataset(images, labels.astype(np.int64), names, f"{path} (test split)")
@@ -511,16 +393,3 @@ def _save_images(path: Path, images) -> None:
         start += len(chunk)
     out.flush()
     del out  # closes the map before the directory is renamed
-
-
-def read_json(path: Path) -> Any:
-    try:
-        return json.loads(Path(path).read_bytes().decode("utf-8"))
-    except (OSError, ValueError, RecursionError) as exc:  # ValueError: bad JSON, bad UTF-8, an int past 4,300 digits
-        raise UserError(
-            _("cannot read {path}: {text}.").format(path=path, text=cut(str(exc) or type(exc).__name__, 120))
-        ) from None
-
-
-def _write_json(path: Path, value: Any) -> None:
-    path.write_text(json.dumps(value, indent=2) + "\n")

@@ -6,15 +6,12 @@ stopping) -> evaluate on the test split -> save the run directory atomically.
 
 from __future__ import annotations
 
-import json
-import shutil
 import sys
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TextIO
 
-import numpy as np
 import torch
 
 from ._version import __version__
@@ -28,17 +25,19 @@ from .evaluation.evaluate import EvaluationResult
 from .i18n import _
 from .models.build import build, resolve_spec
 from .models.summary import summary
+from .record import DataRecord, RunConfig, Split
 from .report.result import evaluate
 from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
-from .training.checkpoint import CheckpointStore, state_dir_for
-from .training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
+from .training.checkpoint import CheckpointStore
+from .training.diagnostics import curve_notes_for
 from .training.fit import fit
 from .training.settings import TrainSettings
 from .training.trained_model import TrainedModel
 
 if TYPE_CHECKING:
     from .training.distributed import DistContext
+    from .training.early_stopping import EarlyStopping
 
 
 @dataclass
@@ -52,11 +51,6 @@ class TrainResult:
         return f"<TrainResult {self.path or 'not saved'}: {accuracy}; the model is .trained, the test .evaluation>"
 
 
-def _curve_notes(trained: TrainedModel, result: EvaluationResult, train_set: Dataset) -> list[CurveNote]:
-    counts = np.bincount(np.asarray(train_set.labels), minlength=len(result.class_names))
-    classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(result.per_class, counts)]
-    steps = steps_per_epoch(trained.data.get("train_size"), 0.0, trained.config.get("batch_size"))  # after the cut
-    return notes_for(trained.history, trained.model, trained.config, steps, len(trained.class_names), classes)
 
 
 def train(
@@ -81,24 +75,51 @@ def train(
     `distributed`: this process's rank (only rank 0 prints, evaluates and writes the run; the
     other ranks return with `evaluation` and `path` None).
     """
-    if not isinstance(options.get("stream", False), bool):
-        raise TypeError("train(stream=...) is the --stream flag (True/False); the output file is `log=`.")
-    options.update({k: v for k, v in (("data", data), ("model", model)) if v is not None})
-    s = TrainSettings.of(settings, options)
-    if not s.resume:  # a resumed run's `out` is checked against its saved state instead (_check_state)
+    s = _settings(data, model, settings, options)
+    if not s.resume:  # a resumed run's `out` is checked against its saved state instead (_open_store)
         check_out_writable(s.out)  # first: a bad `out` must not cost a training run
     if s.nproc > 1 and distributed is None:
         return train_in_processes(s, callbacks)
-    fit_settings = s.fit_settings()
     is_main = distributed is None or distributed.is_main
     log = log or sys.stdout
     verbose = s.verbose and is_main
     say = (lambda text="": print(text, file=log, flush=True)) if verbose else (lambda text="": None)
-
     spec = resolve_spec(s.model)
     out = Path(s.out) if s.out is not None else default_run_dir(spec.name)
-    state = _check_state(s, out)
+    store = _open_store(s, out, distributed)
+    dataset, train_set, test_set = _load_data(s, distributed, say)
+    network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
+    say(str(summary(network)) + "\n")
+    stopper, extra = _callbacks(s, callbacks)
+    if is_main and not s.resume:
+        store.start(s.to_dict(), say)
+    trained = _fit(s, network, train_set, store, stopper, extra, distributed, log, verbose)
+    if not is_main:
+        return TrainResult(trained, None, None)
+    _check_trained(s, trained, store, say)
+    result = evaluate(trained, test_set)
+    say("\n" + result.text())
+    for note in curve_notes_for(trained, result.per_class, train_set.labels):
+        say("\n" + _("what this curve says: {note}").format(note=note))
+    path = _save(trained, out, result, _run_config(s, spec.name, dataset, len(train_set), len(test_set)), store)
+    say("\n" + _("run saved to {path}").format(path=path))
+    if s.report:  # after the run is safely on disk: a failing report never costs the trained model
+        from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
+        say(_("report: {path}").format(path=write_report(path, samples=train_set)))
+    return TrainResult(trained, result, path)
+
+
+def _settings(data, model, settings: TrainSettings | None, options: dict[str, Any]) -> TrainSettings:
+    """`train`'s arguments as one `TrainSettings`."""
+    if not isinstance(options.get("stream", False), bool):
+        raise TypeError("train(stream=...) is the --stream flag (True/False); the output file is `log=`.")
+    options.update({k: v for k, v in (("data", data), ("model", model)) if v is not None})
+    return TrainSettings.of(settings, options)
+
+
+def _load_data(s: TrainSettings, distributed: DistContext | None, say) -> tuple[Dataset, Dataset, Dataset]:
+    """The data (read or streamed), described, and its train and test splits."""
     dataset: Dataset
     if s.stream:
         if s.layout is not None:
@@ -110,6 +131,7 @@ def train(
         dataset = open_stream(s.data, class_names=s.class_names, image_size=s.image_size, channels=s.channels)
     else:
         dataset = load(s.data, class_names=s.class_names, layout=s.layout, image_size=s.image_size, channels=s.channels)
+    fit_settings = s.fit_settings()
     check_random_shift(fit_settings.random_shift, dataset.input_shape)
     if distributed is not None and distributed.active:  # before anything is trained: the same data on every rank
         from .data.dataset import fingerprint
@@ -127,46 +149,58 @@ def train(
         )
         + "\n"
     )
+    return dataset, train_set, test_set
 
-    network = build(spec, dataset.input_shape, dataset.num_classes, seed=s.seed)
-    say(str(summary(network)) + "\n")
 
-    stopper = s.early_stopping()
+def _callbacks(s: TrainSettings, callbacks: Sequence[Callback]) -> tuple[EarlyStopping | None, list[Callback]]:
+    """The settings' early stopping, and their other callbacks before the caller's."""
     extra: list[Callback] = []
     if s.reduce_lr_patience is not None:
         extra.append(ReduceLROnPlateau(monitor=s.monitor, factor=s.reduce_lr_factor, patience=s.reduce_lr_patience))
     if s.tensorboard is not None:
         extra.append(TensorBoard(s.tensorboard))
-    ranks = (distributed.rank, distributed.world_size) if distributed is not None else (0, 1)
-    checkpoint = CheckpointStore(state, *ranks)
-    if is_main and not s.resume:
-        _start_state(s, state, say)
+    return s.early_stopping(), [*extra, *callbacks]
+
+
+def _fit(
+    s: TrainSettings,
+    network,
+    train_set: Dataset,
+    store: CheckpointStore,
+    stopper: EarlyStopping | None,
+    callbacks: list[Callback],
+    distributed: DistContext | None,
+    log: TextIO,
+    verbose: bool,
+) -> TrainedModel:
+    """`fit` as the settings say; a fresh run that saved no epoch leaves no state behind."""
     try:
-        trained = fit(
+        return fit(
             network,
             train_set,
-            settings=fit_settings,
+            settings=s.fit_settings(),
             early_stopping=stopper,
-            callbacks=[*extra, *callbacks],
+            callbacks=callbacks,
             device=s.device,
             verbose=verbose,
             log=log,
             distributed=distributed,
-            checkpoint=checkpoint,
+            checkpoint=store,
             resume=s.resume,
             threads=s.threads,
         )
     except BaseException:
-        # A fresh run that saved no epoch leaves nothing behind; a --resume that failed keeps the state it
-        # was given, whatever it holds, for the user to fix or delete.
-        if is_main and not s.resume and checkpoint.latest() is None:
-            shutil.rmtree(state, ignore_errors=True)
+        # a --resume that failed keeps the state it was given, whatever it holds, for the user to fix or delete
+        if store.rank == 0 and not s.resume:
+            store.clear_unsaved()
         raise
-    if not is_main:
-        return TrainResult(trained, None, None)
+
+
+def _check_trained(s: TrainSettings, trained: TrainedModel, store: CheckpointStore, say) -> None:
+    """Refuse a run without a completed epoch (there is nothing to save); say which epoch's weights it keeps."""
     history = trained.history
     if history.epochs_run == 0:
-        shutil.rmtree(state, ignore_errors=True)
+        store.clear()
         if history.interrupted:
             raise Interrupted(
                 _("interrupted before the first epoch completed: nothing to save, so no run was written.")
@@ -179,95 +213,67 @@ def train(
             )
         )
 
-    result = evaluate(trained, test_set)
-    say("\n" + result.text())
-    for note in _curve_notes(trained, result, train_set):
-        say("\n" + _("what this curve says: {note}").format(note=note))
 
-    config: dict[str, Any] = {
-        "data": {
-            "source": str(s.data),
-            "class_names": list(dataset.class_names),
-            "layout": s.layout,
-            "image_size": s.image_size,
-            "channels": s.channels,
-            "input_shape": list(dataset.input_shape),
-            "test_split": None if dataset.predefined_test is not None else s.test_split,
-            "predefined_split": dataset.predefined_test is not None,
-            "split_seed": s.seed,
-            "train_size": len(train_set),
-            "test_size": len(test_set),
-        },
-        "model": {"name": spec.name, "source": s.model if isinstance(s.model, str) else spec.name},
-        "recipe": s.recipe_settings().name,
-        "settings": s.to_dict(),
-        "versions": {"convscope": __version__, "torch": torch.__version__},
-    }
+def _run_config(s: TrainSettings, model_name: str, dataset: Dataset, train_size: int, test_size: int) -> dict:
+    """config.json's data, model, recipe, settings and versions (`save_run` adds the fit)."""
+    predefined = dataset.predefined_test is not None
+    data = DataRecord(
+        str(s.data),
+        list(dataset.class_names),
+        list(dataset.input_shape),
+        train_size,
+        test_size=test_size,
+        split=Split(predefined, None if predefined else s.test_split, s.seed),
+        reading={"layout": s.layout, "image_size": s.image_size, "channels": s.channels},
+    )
+    source = s.model if isinstance(s.model, str) else model_name
+    versions = {"convscope": __version__, "torch": torch.__version__}
+    return RunConfig(data, model_name, source, s.recipe_settings().name, s.to_dict(), versions).to_dict()
+
+
+def _save(trained: TrainedModel, out: Path, result: EvaluationResult, config: dict, store: CheckpointStore) -> Path:
+    """The run directory, written atomically; then its in-progress state is no longer needed."""
     try:
         path = save_run(trained, out, result, config)
     except Exception:
         # A failed write leaves nothing behind, the in-progress state included (a Ctrl-C keeps it for --resume).
-        shutil.rmtree(state, ignore_errors=True)
+        store.clear()
         raise
-    shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
-    say("\n" + _("run saved to {path}").format(path=path))
-    if s.report:  # after the run is safely on disk: a failing report never costs the trained model
-        from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
-
-        say(_("report: {path}").format(path=write_report(path, samples=train_set)))
-    return TrainResult(trained, result, path)
+    store.clear()
+    return path
 
 
-def _check_state(s: TrainSettings, out: Path) -> Path:
-    """The run's in-progress state folder, checked against these settings with --resume (before any data loads)."""
-    state = state_dir_for(out)
-    saved_file = state / "settings.json"
-    if s.resume:
-        if s.out is None:
-            raise UserError(
-                _("--resume continues the run that --out names; give the same --out as the interrupted run.")
-            )
+def _open_store(s: TrainSettings, out: Path, distributed: DistContext | None) -> CheckpointStore:
+    """The run's checkpoint store; with --resume, its saved settings checked against these (before any data loads)."""
+    store = CheckpointStore.beside(out, *((distributed.rank, distributed.world_size) if distributed else (0, 1)))
+    if not s.resume:
         if out.exists():
-            raise UserError(
-                _("--resume: the run {out} is already finished; there is nothing to resume.").format(out=out)
-            )
-        if not saved_file.is_file():
-            raise UserError(
-                _(
-                    "--resume: there is no saved state for {out} (looked for {state}); run the same command without --resume to start it."
-                ).format(out=out, state=state)
-            )
-        try:
-            saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
-        except UserError as exc:
-            message = str(exc)  # the settings' own checks name the field; the file is named here once
-            raise UserError(message if str(saved_file) in message else f"{saved_file}: {message}") from None
-        differences = s.differences(saved)
-        if differences:
-            raise UserError(
-                _("--resume: {out} was started with other settings: {choices}.").format(
-                    out=out, choices="; ".join(differences)
-                )
-            )
-        return state
+            raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
+        return store
+    if s.out is None:
+        raise UserError(_("--resume continues the run that --out names; give the same --out as the interrupted run."))
     if out.exists():
-        raise UserError(_("run directory {out} already exists; choose another --out.").format(out=out))
-    return state
-
-
-def _start_state(s: TrainSettings, state: Path, say) -> None:
-    """A fresh in-progress state folder holding the settings, which `--resume` compares against."""
-    if state.exists():
-        say(
-            _("(discarding the saved state of an interrupted run in {state}; --resume would continue it)").format(
-                state=state
+        raise UserError(_("--resume: the run {out} is already finished; there is nothing to resume.").format(out=out))
+    saved_file = store.settings_file
+    if not saved_file.is_file():
+        raise UserError(
+            _(
+                "--resume: there is no saved state for {out} (looked for {state}); run the same command without --resume to start it."
+            ).format(out=out, state=store.directory)
+        )
+    try:
+        saved = TrainSettings.from_config({"settings": read_json(saved_file)}, str(saved_file))
+    except UserError as exc:
+        message = str(exc)  # the settings' own checks name the field; the file is named here once
+        raise UserError(message if str(saved_file) in message else f"{saved_file}: {message}") from None
+    differences = s.differences(saved)
+    if differences:
+        raise UserError(
+            _("--resume: {out} was started with other settings: {choices}.").format(
+                out=out, choices="; ".join(differences)
             )
         )
-        shutil.rmtree(state)
-    state.mkdir(parents=True)
-    partial = state / ".settings.json.tmp"  # a kill mid-write leaves no half a file for --resume to read
-    partial.write_text(json.dumps(s.to_dict(), indent=2) + "\n")
-    partial.replace(state / "settings.json")
+    return store
 
 
 def train_in_processes(settings: TrainSettings, callbacks: Sequence[Callback] = ()) -> TrainResult:

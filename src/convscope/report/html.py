@@ -27,7 +27,7 @@ from ..evaluation.html import confusion_section, matrix_alt, matrix_caption, met
 from ..i18n import _
 from ..models.html import model_section
 from ..runs import default_run_dir, save_run
-from ..training.diagnostics import ClassScore, CurveNote, notes_for, steps_per_epoch
+from ..training.diagnostics import CurveNote, curve_notes_for
 from ..training.html import CURVES_ALT, training_section
 from ..training.trained_model import TrainedModel
 from . import figures
@@ -232,13 +232,9 @@ def inside_section(view: RunView) -> Section:
 def curve_notes(view: RunView) -> list[CurveNote]:
     """What the curves say, with the per-class recall of the test split against the training counts
     (when the report was written with the training split at hand)."""
-    fit, data = view.trained.config, view.config.get("data", {})
-    steps = steps_per_epoch(data.get("train_size"), fit.get("validation_split"), fit.get("batch_size"))
-    classes: list[ClassScore] = []
-    if view.samples_split == "training split":
-        counts = np.bincount(np.asarray(view.samples.labels), minlength=len(view.evaluation.class_names))
-        classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(view.evaluation.per_class, counts)]
-    return notes_for(view.trained.history, view.trained.model, fit, steps, len(view.trained.class_names), classes)
+    training = view.samples_split == "training split"
+    labels = view.samples.labels if training else None
+    return curve_notes_for(view.trained, view.evaluation.per_class, labels, view.config.get("data", {}))
 
 
 def sections(view: RunView) -> list[Section]:

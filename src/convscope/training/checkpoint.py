@@ -1,8 +1,12 @@
 """A run's in-progress state: written after every epoch, so that `--resume` continues a killed run.
 
     runs/.x.resume/
-      settings.json                    the TrainSettings the run started with (workflow writes it)
+      settings.json                    the settings the run started with (`CheckpointStore.start`)
       rank0-epoch0003.safetensors      everything one rank needs to continue after epoch 3
+
+The folder's whole life is `CheckpointStore`'s: `start` makes it (discarding an interrupted run's
+state), `save` after every epoch, `restore` on `--resume`, and `clear` once the run is written (or
+when nothing of it is worth keeping).
 
 One file per rank and epoch, written under a temporary name and renamed (atomic on POSIX): a kill
 at any moment leaves whole files only. Tensors (weights, Adam's moments, the early-stopping
@@ -29,16 +33,21 @@ import json
 import os
 import re
 import shutil
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 from safetensors.torch import save_file
+from torch import nn
 
 from ..errors import UserError
 from ..i18n import _
 from .saved_state import read_state
+
+if TYPE_CHECKING:
+    from .callbacks import Callback
 
 _FILE = re.compile(r"rank(\d+)-epoch(\d+)\.safetensors")
 
@@ -47,6 +56,19 @@ def state_dir_for(out: str | os.PathLike) -> Path:
     """The hidden folder beside the run directory `out` that holds its in-progress state."""
     out = Path(out)
     return out.parent / f".{out.name}.resume"
+
+
+@dataclass
+class TrainingState:
+    """The live objects one rank's next epoch depends on: what `CheckpointStore` saves and restores."""
+
+    model: nn.Module
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None
+    shuffler: torch.Generator
+    callbacks: list[Callback]  # this rank's (files are rank 0's), in the order they were saved
+    fit_settings: dict[str, Any]  # what the run computes with: a resume must find the same
+    threads: int | None = None  # the fixed intra-op thread count the epochs run with; None: adaptive
 
 
 @dataclass
@@ -60,8 +82,34 @@ class Restored:
 
 
 class CheckpointStore:
+    SETTINGS = "settings.json"
+
     def __init__(self, directory: str | os.PathLike, rank: int = 0, world_size: int = 1):
         self.directory, self.rank, self.world_size = Path(directory), rank, world_size
+
+    @classmethod
+    def beside(cls, out: str | os.PathLike, rank: int = 0, world_size: int = 1) -> CheckpointStore:
+        """The store of the run that will be written to `out` (`state_dir_for`)."""
+        return cls(state_dir_for(out), rank, world_size)
+
+    @property
+    def settings_file(self) -> Path:
+        """The settings the run started with, which `--resume` compares against."""
+        return self.directory / self.SETTINGS
+
+    def start(self, settings: dict[str, Any], say: Callable[[str], None]) -> None:
+        """A fresh folder holding `settings`; an interrupted run's state found there is discarded, and `say` tells."""
+        if self.directory.exists():
+            say(
+                _("(discarding the saved state of an interrupted run in {state}; --resume would continue it)").format(
+                    state=self.directory
+                )
+            )
+            shutil.rmtree(self.directory)
+        self.directory.mkdir(parents=True)
+        partial = self.directory / f".{self.SETTINGS}.tmp"  # a kill mid-write leaves no half a file for --resume
+        partial.write_text(json.dumps(settings, indent=2) + "\n")
+        partial.replace(self.settings_file)
 
     def _path(self, rank: int, epoch: int) -> Path:
         return self.directory / f"rank{rank}-epoch{epoch:04d}.safetensors"
@@ -76,21 +124,9 @@ class CheckpointStore:
         common = set.intersection(*(self.epochs(r) for r in range(self.world_size)))
         return max(common) if common else None
 
-    def save(
-        self,
-        epoch: int,
-        *,
-        model,
-        optimizer,
-        scheduler,
-        shuffler,
-        rows,
-        callbacks,
-        stopped: bool,
-        fit_settings: dict,
-        threads: int | None = None,
-    ) -> None:
-        """`threads`: the fixed intra-op thread count this epoch ran with, None if adaptive."""
+    def save(self, epoch: int, state: TrainingState, rows: list[dict[str, float]], stopped: bool) -> None:
+        """This rank's state after `epoch`, with the history so far and whether that epoch ended training."""
+        model, optimizer, scheduler, shuffler = state.model, state.optimizer, state.scheduler, state.shuffler
         tensors: dict[str, torch.Tensor] = {}
 
         def put(prefix: str, mapping: dict) -> None:
@@ -107,7 +143,7 @@ class CheckpointStore:
             rng.update({f"cuda{i}": s for i, s in enumerate(torch.cuda.get_rng_state_all())})
         put("rng.", rng)
         cb_json = []
-        for i, cb in enumerate(callbacks):
+        for i, cb in enumerate(state.callbacks):
             plain: dict[str, Any] = {}
             for key, value in cb.state_dict().items():
                 if isinstance(value, torch.Tensor):
@@ -124,10 +160,10 @@ class CheckpointStore:
             "stopped": stopped,
             "rows": rows,
             "optimizer": opt_json,
-            "fit": fit_settings,
+            "fit": state.fit_settings,
             "scheduler": scheduler.state_dict() if scheduler is not None else None,
             "callbacks": cb_json,
-            "threads": threads,
+            "threads": state.threads,
             "device": _device_of(model),
         }
         self.directory.mkdir(parents=True, exist_ok=True)
@@ -139,7 +175,7 @@ class CheckpointStore:
             if old < epoch - 1:
                 self._path(self.rank, old).unlink(missing_ok=True)
 
-    def restore(self, *, model, optimizer, scheduler, shuffler, callbacks, fit_settings: dict) -> Restored:
+    def restore(self, state: TrainingState) -> Restored:
         """Continue from the last saved epoch; every field is checked (`read_state`) before anything changes."""
         epoch = self.latest()
         if epoch is None:
@@ -147,29 +183,35 @@ class CheckpointStore:
         saved = read_state(
             self._path(self.rank, epoch),
             epoch,
-            model=model,
-            optimizer=optimizer,
-            scheduler=scheduler,
-            callbacks=callbacks,
-            fit_settings=fit_settings,
+            model=state.model,
+            optimizer=state.optimizer,
+            scheduler=state.scheduler,
+            callbacks=state.callbacks,
+            fit_settings=state.fit_settings,
         )
-        model.load_state_dict(saved.model)
-        optimizer.load_state_dict(saved.optimizer)
-        _lay_out_like_params(optimizer)
-        if scheduler is not None:
-            scheduler.load_state_dict(saved.scheduler)
+        state.model.load_state_dict(saved.model)
+        state.optimizer.load_state_dict(saved.optimizer)
+        _lay_out_like_params(state.optimizer)
+        if state.scheduler is not None and saved.scheduler is not None:  # both or neither (read_state)
+            state.scheduler.load_state_dict(saved.scheduler)
         torch.set_rng_state(saved.rng["torch"])
-        shuffler.set_state(saved.rng["shuffler"])
+        state.shuffler.set_state(saved.rng["shuffler"])
         cuda = [saved.rng[f"cuda{i}"] for i in range(len(saved.rng)) if f"cuda{i}" in saved.rng]
         if cuda:
             torch.cuda.set_rng_state_all(cuda)
-        for cb, state in zip(callbacks, saved.callbacks):
-            cb.load_state_dict(state)
+        for cb, kept in zip(state.callbacks, saved.callbacks):
+            cb.load_state_dict(kept)
         generators = ["torch", "shuffler"] + [f"cuda{i}" for i in range(len(cuda))]
         return Restored(epoch, saved.stopped, saved.rows, generators, saved.threads, saved.device)
 
     def clear(self) -> None:
+        """Remove the folder: the run is written, or nothing of it is worth resuming."""
         shutil.rmtree(self.directory, ignore_errors=True)
+
+    def clear_unsaved(self) -> None:
+        """After a fresh run failed: remove the folder if no epoch was saved (a saved one stays for --resume)."""
+        if self.latest() is None:
+            self.clear()
 
 
 def _device_of(model) -> str:

@@ -10,8 +10,9 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+import numpy as np
 from torch import nn
 
 from ..i18n import _, ngettext
@@ -19,6 +20,7 @@ from .early_stopping import MonitorRule, best_epoch
 
 if TYPE_CHECKING:  # annotations only: History draws itself with html.py, which shows these notes
     from .history import History
+    from .trained_model import TrainedModel
 
 # Validation accuracy this far below training accuracy counts as lagging.
 LAG = 0.10
@@ -298,11 +300,16 @@ def _underfitting(history: History) -> CurveNote | None:
     )
 
 
+def validation_cut(size: int, validation_split: float) -> int:
+    """How many of `size` images train when Keras' `validation_split` holds out the last fraction."""
+    return int(size * (1.0 - validation_split))
+
+
 def steps_per_epoch(train_size: int | None, validation_split: float | None, batch_size: int | None) -> int | None:
     """Optimizer steps in one epoch: the training images left after Keras' validation cut, in batches."""
     if not train_size or not batch_size:
         return None
-    return -(-int(train_size * (1.0 - (validation_split or 0.0))) // int(batch_size))
+    return -(-validation_cut(int(train_size), validation_split or 0.0) // int(batch_size))
 
 
 def notes_for(
@@ -324,3 +331,28 @@ def notes_for(
         classes=classes,
         early_stopping=fit.get("early_stopping") if isinstance(fit.get("early_stopping"), dict) else None,
     )
+
+
+def curve_notes_for(
+    trained: TrainedModel,
+    per_class: Sequence[dict[str, Any]] = (),
+    train_labels: np.ndarray | None = None,
+    run_data: dict[str, Any] | None = None,
+) -> list[CurveNote]:
+    """What the curves of a trained model say: the one place every view (the end of `convscope train`, the
+    report, the notebook) gets its notes from.
+
+    Steps per epoch come from the images `fit` trained on (`trained.data`, after the validation cut), or,
+    for a run read back from disk, from its config.json `run_data` (before the cut) and validation split.
+    `per_class` (the test evaluation's rows) with `train_labels` (the training split's) add the class-balance note.
+    """
+    fit = trained.config or {}
+    if trained.data is not None:
+        steps = steps_per_epoch(trained.data.train_size, 0.0, fit.get("batch_size"))
+    else:
+        steps = steps_per_epoch((run_data or {}).get("train_size"), fit.get("validation_split"), fit.get("batch_size"))
+    classes: list[ClassScore] = []
+    if per_class and train_labels is not None:
+        counts = np.bincount(np.asarray(train_labels), minlength=len(trained.class_names))
+        classes = [ClassScore(row["class"], row["recall"], int(n)) for row, n in zip(per_class, counts)]
+    return notes_for(trained.history, trained.model, fit, steps, len(trained.class_names), classes)

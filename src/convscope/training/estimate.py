@@ -17,6 +17,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..i18n import _
+from .diagnostics import steps_per_epoch
 
 
 @dataclass(frozen=True)
@@ -89,8 +90,8 @@ def estimate_epoch(
     autocast,
 ) -> Estimate:
     step = measure_step(model, input_shape, min(batch_size, max(train_size, 1)), device, autocast)
-    steps = -(-train_size // batch_size)
-    validation_steps = -(-validation_size // batch_size) if validation_size else 0
+    steps = steps_per_epoch(train_size, 0.0, batch_size) or 0
+    validation_steps = steps_per_epoch(validation_size, 0.0, batch_size) or 0
     info = getattr(model, "info", None)  # a built Network knows its FLOPs per image
     flops = sum(int(getattr(l, "flops", 0)) for l in info) if info else None
     return Estimate(step * (steps + validation_steps / 3), where(device), flops or None)

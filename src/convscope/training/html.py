@@ -6,7 +6,7 @@ from typing import TYPE_CHECKING
 
 from .. import display
 from ..i18n import N_, _
-from .diagnostics import notes_for, read_curves, steps_per_epoch
+from .diagnostics import curve_notes_for, read_curves
 
 if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
     from .history import History
@@ -101,9 +101,7 @@ def trained_html(trained: TrainedModel) -> str:
             ).format(names=", ".join(trained.class_names), minimum=scaler.minimum, maximum=scaler.maximum),
         },
     )
-    fit = trained.config or {}
-    steps = steps_per_epoch((trained.data or {}).get("train_size"), 0.0, fit.get("batch_size"))  # after the cut
-    notes = notes_for(trained.history, trained.model, fit, steps, len(trained.class_names))
+    notes = curve_notes_for(trained)
     return display.fragment(
         card, model_section(s), training_section(trained.history, curves_picture(trained.history), notes=notes)
     )

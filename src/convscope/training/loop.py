@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -26,9 +26,50 @@ from ..data.dataset import Dataset
 from ..data.scaling import MinMaxScaler
 from ..data.streaming import is_streaming, read_batches
 from .augment import random_shift as shift_images
+from .diagnostics import steps_per_epoch
 from .trained_model import predict_batch
 
 Index = torch.Tensor | slice  # a batch: positions in the feed, or a contiguous range of them
+# One step's part for this process: (its indices, loss weight, its share of the global batch, the global batch's size)
+Share = tuple[torch.Tensor, float, slice, int | None]
+
+
+class Feed(Protocol):
+    """Where batches come from: `ResidentFeed` (tensors on the device) or `StreamFeed` (read from disk)."""
+
+    device: torch.device
+
+    def __len__(self) -> int: ...
+
+    def place(self, order: torch.Tensor) -> torch.Tensor:
+        """The epoch's shuffled order, where `batches` wants its indices."""
+        ...
+
+    def batches(self, indices: Sequence[Index]) -> Iterator[tuple[torch.Tensor, torch.Tensor]]: ...
+
+    def eval_batch_size(self, train_batch_size: int) -> int: ...
+
+
+class Reducer(Protocol):
+    """How many processes share a step: `OneProcess`, or `distributed.DataParallel` (DDP ranks)."""
+
+    world_size: int
+    rank: int
+    is_main: bool
+
+    def wrap(self, model: nn.Module) -> nn.Module: ...
+
+    def plan(self, order: torch.Tensor, batch_size: int) -> Sequence[Share]: ...
+
+    def positions(self, n: int, batch_size: int) -> Sequence[Index]: ...
+
+    def sum(self, *values: torch.Tensor | float) -> tuple[float, ...]: ...
+
+    def before_validation(self, model: nn.Module) -> None: ...
+
+    def agree(self, stop: bool) -> bool: ...
+
+    def barrier(self) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -85,7 +126,7 @@ class StreamFeed:
         return train_batch_size  # streamed images are validated in the batches the user made fit in memory
 
 
-def feed_for(data: Dataset, scaler: MinMaxScaler, device: torch.device) -> ResidentFeed | StreamFeed:
+def feed_for(data: Dataset, scaler: MinMaxScaler, device: torch.device) -> Feed:
     return StreamFeed(data, scaler, device) if is_streaming(data) else ResidentFeed(Tensors.of(data, scaler, device))
 
 
@@ -97,7 +138,7 @@ class OneProcess:
     def wrap(self, model: nn.Module) -> nn.Module:
         return model
 
-    def plan(self, order: torch.Tensor, batch_size: int) -> list[tuple[torch.Tensor, float, slice, int | None]]:
+    def plan(self, order: torch.Tensor, batch_size: int) -> list[Share]:
         """(this process's indices, loss weight, its share of the global batch, the global batch's size)."""
         everything = slice(None)
         return [(batch, 1.0, everything, None) for batch in order.split(batch_size)]
@@ -129,22 +170,21 @@ class Extras:
 class EpochLoop:
     model: nn.Module
     optimizer: torch.optim.Optimizer
-    train: ResidentFeed | StreamFeed
-    validation: ResidentFeed | StreamFeed | None
+    train: Feed
+    validation: Feed | None
     batch_size: int
     shuffler: torch.Generator
     autocast: Callable
     extras: Extras = Extras()
-    reducer: Any = None  # OneProcess() when None
+    reducer: Reducer = OneProcess()  # stateless, so one instance serves every loop
     net: Any = None  # what the forward pass calls (DDP's wrapper, torch.compile's); default: model
 
     def __post_init__(self) -> None:
-        self.reducer = self.reducer or OneProcess()
         self.net = self.net or self.reducer.wrap(self.model)
 
     @property
     def steps(self) -> int:
-        return -(-len(self.train) // self.batch_size)
+        return steps_per_epoch(len(self.train), 0.0, self.batch_size) or 0
 
     def train_epoch(self, callbacks=None) -> dict[str, float]:
         """One pass over the training feed; returns the epoch's loss, accuracy and last learning rate."""
@@ -201,7 +241,7 @@ class EpochLoop:
 
 
 def evaluate_feed(
-    model: nn.Module, feed, reducer, autocast, batch_size: int, grad_mode=torch.inference_mode
+    model: nn.Module, feed: Feed, reducer: Reducer, autocast, batch_size: int, grad_mode=torch.inference_mode
 ) -> tuple[float, float]:
     with grad_mode():
         reducer.before_validation(model)

@@ -27,6 +27,7 @@ from safetensors import safe_open
 from ..checks import MAX_LR, cut, quote
 from ..errors import UserError
 from ..i18n import N_, _
+from ..record import differences
 
 
 @dataclass(frozen=True)
@@ -159,11 +160,7 @@ def _checked(meta, tensors, epoch, model, optimizer, scheduler, callbacks, fit_s
     if not isinstance(fit, dict):
         raise _Bad("fit", _("the training settings (an object)"), fit)
     if fit != fit_settings:
-        diff = [
-            f"{k}={quote(fit.get(k), 30)} then, {quote(fit_settings.get(k), 30)} now"
-            for k in sorted(set(fit) | set(fit_settings), key=str)
-            if fit.get(k) != fit_settings.get(k)
-        ]
+        diff = differences(fit, fit_settings, sorted(set(fit) | set(fit_settings), key=str), lambda v: quote(v, 30))
         raise UserError(
             _("--resume: the saved state in {directory} was trained with other settings: {diff}.").format(
                 directory=directory, diff=cut("; ".join(diff), 300)

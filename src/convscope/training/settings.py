@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import UserError
 from ..i18n import _
+from ..record import differences
 from ..settings_table import PRECISIONS, check_settings
 from .recipes import Recipe, recipe_for
 
@@ -153,11 +154,8 @@ class TrainSettings:
 
     def differences(self, other: TrainSettings) -> list[str]:
         """'name: mine vs theirs' for every setting that changes what a run computes."""
-        return [
-            f"{name}={getattr(other, name)!r} then, {getattr(self, name)!r} now"
-            for name in self.names()
-            if name not in self.CONDUCT and getattr(self, name) != getattr(other, name)
-        ]
+        names = [name for name in self.names() if name not in self.CONDUCT]
+        return differences(vars(other), vars(self), names)
 
     @classmethod
     def from_config(cls, config: dict[str, Any], source: str = "config.json") -> TrainSettings:

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
@@ -16,6 +16,9 @@ from ..data.framing import InputContract
 from ..data.scaling import MinMaxScaler
 from .allocator import keep_freed_memory
 from .history import History, epochs_text
+
+if TYPE_CHECKING:
+    from ..record import DataRecord
 
 
 def predict_batch(device: torch.device) -> int:
@@ -38,7 +41,7 @@ class TrainedModel:
     config: dict[str, Any] = field(default_factory=dict)  # the fit settings, for reproducing the run
     device: torch.device = field(default_factory=lambda: torch.device("cpu"))
     path: Path | None = None  # the run directory, once saved or loaded
-    data: dict[str, Any] = field(default_factory=dict)  # what it was trained on: source, class names, sizes
+    data: DataRecord | None = None  # what `fit` trained it on: source, class names, sizes (None: not known)
     input_contract: InputContract | None = None  # how the training images are framed (data/framing.py)
 
     def __repr__(self) -> str:
