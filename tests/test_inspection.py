@@ -12,7 +12,7 @@ from PIL import Image
 import convscope as cs
 from convscope.cli import main
 from convscope.evaluation import inspection, terminal
-from convscope.report.view import load_view
+from convscope.presentation.view import load_view
 
 # "  name  0.123 ████▍": a class's probability row, wherever the drawn image puts it on the line
 PROBABILITY_ROW = re.compile(r"(\S+) +(\d+\.\d)%(?= |$)", re.M)
@@ -240,9 +240,9 @@ def test_inspect_user_errors(trained_run, capsys):
 
 def test_show_random_and_show_mistakes_return_figures(view):
     result = view.evaluation
-    figure = result.show_random(4, seed=0)
+    figure = cs.show_random(result, 4, seed=0)
     assert len(figure.axes) == 8  # an image and a probability panel per sample
-    mistakes = result.show_mistakes(3, seed=0)
+    mistakes = cs.show_mistakes(result, 3, seed=0)
     titles = [ax.get_title() for ax in mistakes.axes if ax.get_title()]
     assert len(titles) == 3
     for title in titles:

@@ -24,11 +24,10 @@ from .data.catalog import named as named_dataset
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import Interrupted, UserError
-from .evaluation.evaluate import EvaluationResult
+from .evaluation.evaluate import EvaluationResult, evaluate
 from .i18n import _
 from .models.build import build, resolve_spec
 from .models.summary import summary
-from .report.result import evaluate
 from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
 from .training.checkpoint import CheckpointStore, state_dir_for
@@ -220,7 +219,7 @@ def train(
     shutil.rmtree(state, ignore_errors=True)  # the run is whole: its in-progress state is no longer needed
     say("\n" + _("run saved to {path}").format(path=path))
     if not s.no_report:  # after the run is safely on disk: a failing report never costs the trained model
-        from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
+        from .presentation.report import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
         say(_("report: {path}").format(path=write_report(path, samples=train_set)))
     return TrainResult(trained, result, path)

@@ -451,7 +451,7 @@ def import_keras(
 
     path = save_run(trained, out, evaluation, run_config, keep_config)
     if report and evaluation is not None:
-        from ..report.html import write_report  # matplotlib loads only when a report is drawn
+        from ..presentation.report import write_report  # matplotlib loads only when a report is drawn
 
         write_report(path)
     return ImportResult(trained, model, evaluation, path)

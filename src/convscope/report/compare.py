@@ -11,14 +11,13 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import display
 from ..checks import pad, printable, text_width
 from ..errors import UserError
 from ..i18n import _
 from ..models.summary import summary
+from ..presentation import figures, jinja
 from ..runs import CONFIG, METRICS, load_run, read_record
 from ..training.history import History
-from . import figures
 
 
 def header() -> tuple[str, ...]:
@@ -150,14 +149,14 @@ def comparison_text(rows: Sequence[RunRow], by_objective: bool = False) -> str:
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:
-    curves = display.picture(
+    curves = jinja.picture(
         figures.comparison_figure([(r.name, r.history) for r in rows]),
         _("validation curves of the runs"),
         _("Solid: validation; dashed: training."),
         png=figures.to_png,
     )
     titles = header()
-    return display.page(
+    return jinja.page(
         "compare.html",
         header=titles,
         rows=[r.cells() for r in rows],

@@ -34,9 +34,9 @@ from starlette.requests import ClientDisconnect
 from .. import i18n
 from .._version import __version__
 from ..data.framing import parse_framing, parse_invert
-from ..display.fonts import with_font_face
 from ..errors import UserError
 from ..i18n import _, from_accept_language, language, normalize, speaking
+from ..presentation.fonts import with_font_face
 from ..training.threads import affinity_size
 from ..training.trained_model import TrainedModel
 from . import schemas, worker_process
