@@ -246,27 +246,15 @@ def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
     for i, (name, history) in enumerate(histories):
         color = colors[i % len(colors)]
         epochs = history.column("epoch")
+        lines = (  # (column, label, style): validation solid, training dashed and faint
+            ("val_{metric}", _("{name} (validation)"), {"marker": "o", "markersize": 3}),
+            ("{metric}", _("{name} (train)"), {"linestyle": "--", "alpha": 0.45}),
+        )
         for ax, metric in zip(axes, ("loss", "accuracy")):
-            val = history.column(f"val_{metric}")
-            if val:
-                ax.plot(
-                    epochs[: len(val)],
-                    val,
-                    marker="o",
-                    markersize=3,
-                    color=color,
-                    label=_("{name} (validation)").format(name=name),
-                )
-            train = history.column(metric)
-            if train:
-                ax.plot(
-                    epochs[: len(train)],
-                    train,
-                    linestyle="--",
-                    alpha=0.45,
-                    color=color,
-                    label=_("{name} (train)").format(name=name),
-                )
+            for column, label, style in lines:
+                values = history.column(column.format(metric=metric))
+                if values:
+                    ax.plot(epochs[: len(values)], values, color=color, label=label.format(name=name), **style)
     labels = {"loss": (_("loss"), _("validation loss")), "accuracy": (_("accuracy"), _("validation accuracy"))}
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel(_("epoch"))

@@ -66,11 +66,14 @@ def history_html(history: History) -> str:
     return fragment(training_section(history, curves_picture(history), notes=read_curves(history)))
 
 
-def epochs_text(history: History) -> str:
+def epochs_best(epochs: int, best: int | None) -> str:
     """Epochs run, with the best one when there is one: "12 (best 9)"."""
-    if history.best_epoch:
-        return _("{epochs} (best {best})").format(epochs=history.epochs_run, best=history.best_epoch)
-    return f"{history.epochs_run}"
+    return _("{epochs} (best {best})").format(epochs=epochs, best=best) if best else f"{epochs}"
+
+
+def epochs_text(history: History) -> str:
+    """`epochs_best` of a history."""
+    return epochs_best(history.epochs_run, history.best_epoch)
 
 
 def history_text(history: History) -> str:

@@ -16,6 +16,7 @@ from ..errors import UserError
 from ..i18n import _
 from ..models.summary import summary
 from ..presentation import figures, jinja
+from ..presentation.history import epochs_best
 from ..runs import CONFIG, METRICS, load_run, read_record
 from ..training.history import History
 
@@ -45,16 +46,11 @@ class RunRow:
         return min(values) if values else None
 
     def cells(self) -> tuple[str, ...]:
-        epochs = (
-            _("{epochs} (best {best})").format(epochs=self.epochs, best=self.best_epoch)
-            if self.best_epoch
-            else f"{self.epochs}"
-        )
         return (
             self.name,
             self.model,
             f"{self.params:,}",
-            epochs,
+            epochs_best(self.epochs, self.best_epoch),
             "–" if self.train_seconds is None else f"{self.train_seconds:.1f} s",
             "–" if self.test_accuracy is None else f"{self.test_accuracy:.4f}",
             "–" if self.test_loss is None else f"{self.test_loss:.4f}",
