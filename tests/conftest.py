@@ -54,7 +54,7 @@ def trained(trained_run):
 @pytest.fixture(scope="module")
 def view(trained_run):
     """Everything a page, a figure or a notebook cell shows of `trained_run`, read back from its directory."""
-    from convscope.report.view import load_view
+    from convscope.presentation.view import load_view
 
     return load_view(trained_run)
 

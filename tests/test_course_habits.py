@@ -19,6 +19,7 @@ import numpy as np
 import pytest
 
 import convscope as cs
+from convscope.presentation.live import chart_figure
 from convscope.training import notebook_progress, progress
 from convscope.training.diagnostics import notes_for
 from convscope.training.early_stopping import EarlyStopping, MonitorRule, best_epoch
@@ -175,7 +176,7 @@ def test_every_view_names_the_epoch_whose_weights_the_run_keeps(monkeypatch):
     assert history.best_epoch == history.weights_epoch == 1
     status, chart = cell.outputs
     assert "best epoch 1" in repr(status) and "min_delta 5 is larger than any val_loss improvement" in repr(status)
-    labels = [line.get_label() for ax in chart.figure.axes for line in ax.get_lines()]
+    labels = [line.get_label() for ax in chart_figure(chart).axes for line in ax.get_lines()]
     assert "best epoch 1" in labels and not any(l.startswith("best epoch") and l != "best epoch 1" for l in labels)
     (note,) = [n for n in notes_for(history, trained.model, trained.config, None, 2) if n.kind == "min-delta"]
     largest = losses[0] - min(losses)

@@ -56,7 +56,9 @@ def test_a_course_mat_file_shows_transpose_reshape_scale_labels_and_one_hot(tmp_
     assert "(28, 28, 70)" in lines[1] and "values 3 .. 250" in lines[1]
     # describe and the notebook view list the same steps
     assert steps_text(data.steps) in cs.describe(data)
-    html = data._repr_html_()
+    from convscope.presentation.dataset import dataset_html
+
+    html = dataset_html(data)
     assert all(f"step: {s.name}" in html for s in data.steps)
 
 

@@ -11,6 +11,7 @@ import pytest
 import convscope as cs
 from convscope.cli import main
 from convscope.experiment import ExperimentResult, Trial
+from convscope.presentation.experiment import experiment_chart
 from synthetic import SMALL_SPEC, tiny_dataset, write_tiny_npz
 
 
@@ -37,7 +38,7 @@ def test_experiment_trains_every_value_with_every_seed_changing_nothing_else(tmp
     assert g4.spread == pytest.approx(np.std([t.accuracy for t in result.trials[2:4]], ddof=1))
     table = result.table()
     assert re.search(r"filters=4 +\d\.\d{4} ± \d\.\d{4} +2 ", table)
-    axes = result.chart().figure.axes
+    axes = experiment_chart(result).figure.axes
     assert [t.get_text() for t in axes[0].get_xticklabels()] == ["filters=2", "filters=4", "filters=8"]
 
 

@@ -10,7 +10,7 @@ from matplotlib.lines import Line2D
 from PIL import Image
 
 from convscope.evaluation import inspection
-from convscope.report import figures
+from convscope.presentation import charts, figures
 from convscope.training.history import History
 
 
@@ -48,7 +48,7 @@ def _vertical_lines(ax) -> dict[str, float]:
 
 
 def test_training_curves_mark_best_epoch_and_early_stop(tmp_path):
-    figure = figures.training_curves(history(stopped=True))
+    figure = charts.training_curves(history(stopped=True))
     assert len(figure.axes) == 2
     loss_ax, acc_ax = figure.axes
     assert loss_ax.get_title() == "loss" and acc_ax.get_title() == "accuracy"
@@ -60,14 +60,14 @@ def test_training_curves_mark_best_epoch_and_early_stop(tmp_path):
     np.testing.assert_allclose(loss_ax.get_lines()[1].get_ydata(), [0.9, 0.5, 0.4, 0.45, 0.5])
     size = png_size(figures.to_png(figure, tmp_path / "curves.png"))
     assert size == (1000, 380) and (tmp_path / "curves.png").stat().st_size > 10_000
-    plain = figures.training_curves(history(stopped=False))
+    plain = charts.training_curves(history(stopped=False))
     assert _vertical_lines(plain.axes[0]) == {"best epoch 3": 3.0}
 
 
 @pytest.mark.slow
 def test_confusion_matrix_shows_class_names_and_counts(view):
     e = view.evaluation
-    figure = figures.confusion_matrix_figure(e.confusion_matrix, e.class_names)
+    figure = charts.confusion_matrix_figure(e.confusion_matrix, e.class_names)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == list(e.class_names)
     assert [t.get_text() for t in ax.get_yticklabels()] == list(e.class_names)
@@ -83,7 +83,7 @@ def test_confusion_matrix_shows_class_names_and_counts(view):
 @pytest.mark.slow
 def test_per_class_bars_are_the_scores(view):
     rows = view.evaluation.per_class
-    figure = figures.per_class_figure(rows)
+    figure = charts.per_class_figure(rows)
     ax = figure.axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == [r["class"] for r in rows]
     heights = [p.get_height() for p in ax.patches]

@@ -60,20 +60,20 @@ def test_import_convscope_is_light_and_every_public_name_resolves():
     lines = python(probe).stdout.splitlines()
     assert lines[0] == "[]"
     assert lines[1] == "[] []"
-    assert lines[2] == "convscope.data.load convscope.experiment convscope.training.fit convscope.report.result"
+    assert lines[2] == "convscope.data.load convscope.experiment convscope.training.fit convscope.evaluation.evaluate"
 
 
 @pytest.mark.slow
 @pytest.mark.parametrize(
     "first",
-    ["", "import convscope.report.html", "import convscope.experiment", "from convscope.report import view"],
+    ["", "import convscope.report.compare", "import convscope.experiment", "from convscope.report import compare"],
 )
 def test_functions_named_like_their_modules_stay_functions(first):
     """`cs.report` and `cs.experiment` are functions although convscope.report and convscope.experiment are
     modules too: importing the module (first, or later) must not replace the function."""
     probe = (
         f"{first}\nimport convscope as cs, types\n"
-        "import convscope.report.html, convscope.experiment, convscope.data.load, convscope.training.fit\n"
+        "import convscope.report.compare, convscope.experiment, convscope.data.load, convscope.training.fit\n"
         "import convscope.data.describe, convscope.evaluation.evaluate, convscope.models.summary\n"
         "from convscope import data, evaluation, models, training\n"
         "values = [cs.report, cs.experiment, cs.load, cs.describe, cs.fit, data.load, data.describe,\n"
@@ -380,7 +380,7 @@ cs.summary("cnn", print_fn=None)
     assert lines[3].endswith(f"(epoch 1), in {tmp_path / 'run'}>")
     assert lines[4] == "<History: 1 epoch, best epoch 1>"
     assert re.fullmatch(
-        r"<DrawableResult: accuracy 0\.\d{4}, loss \d+\.\d{4} on 359 images, 10 classes, \d+ mistakes>", lines[5]
+        r"<EvaluationResult: accuracy 0\.\d{4}, loss \d+\.\d{4} on 359 images, 10 classes, \d+ mistakes>", lines[5]
     )
     assert lines[6] == "<ModelSummary cnn: 12 layers, 44,010 params, input 28x28x1, 22,206,016 FLOPs per image>"
 

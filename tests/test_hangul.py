@@ -24,11 +24,12 @@ from matplotlib.text import Text
 
 import convscope as cs
 from convscope import i18n
-from convscope.display import fonts
-from convscope.display.charts import confusion_matrix_figure
-from convscope.display.images import figure_png
 from convscope.evaluation import inspection, terminal
-from convscope.report.view import load_view
+from convscope.presentation import fonts
+from convscope.presentation.charts import confusion_matrix_figure
+from convscope.presentation.evaluation import evaluation_html
+from convscope.presentation.images import figure_png
+from convscope.presentation.view import load_view
 
 NAMES = ("가", "나", "다", "라", "마", "바", "사", "아", "자", "차")
 MISSING = "missing from font"
@@ -128,16 +129,16 @@ def test_training_with_hangul_names_draws_them_and_the_report_embeds_their_glyph
 
 @pytest.mark.slow
 def test_pages_say_the_language_in_force(hangul_run):
-    from convscope import display
+    from convscope import presentation
 
     evaluation = load_view(hangul_run[0]).evaluation
     curves = {"src": "data:,", "alt": "curves", "caption": None}
     i18n.set_language("ko")
     try:
-        page = display.page(
+        page = presentation.page(
             "compare.html", header=("run",), rows=[("가",)], numeric=(), notes=[], curves=curves, runs=[]
         )
-        fragment = evaluation._repr_html_()
+        fragment = evaluation_html(evaluation)
     finally:
         i18n.set_language(None)
     assert '<html lang="ko">' in page and "@font-face" in page  # report.html renders through the same two
@@ -255,14 +256,12 @@ def test_report_shows_hangul_in_chromium_with_the_embedded_font(hangul_run, tmp_
 
 @pytest.mark.slow
 def test_the_notebook_views_draw_hangul_without_a_glyph_warning(hangul_run):
-    from convscope.report.result import drawable
-
-    result = drawable(load_view(hangul_run[0]).evaluation)
+    result = load_view(hangul_run[0]).evaluation
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        pictures = [result.show_random(4, seed=0), result.show_mistakes(4, seed=0)]
+        pictures = [cs.show_random(result, 4, seed=0), cs.show_mistakes(result, 4, seed=0)]
         pngs = [figure_png(p.figure) for p in pictures]
-        html = result._repr_html_()  # the per-class chart and the confusion matrix, as a notebook shows them
+        html = evaluation_html(result)  # the per-class chart and the confusion matrix, as a notebook shows them
     assert glyph_warnings(caught) == []
     assert all(png.startswith(b"\x89PNG") for png in pngs) and "@font-face" in html
 

@@ -247,9 +247,9 @@ def test_inspect_user_errors(trained_run, capsys):
 @pytest.mark.slow
 def test_show_random_and_show_mistakes_return_figures(view):
     result = view.evaluation
-    figure = result.show_random(4, seed=0)
+    figure = cs.show_random(result, 4, seed=0)
     assert len(figure.axes) == 8  # an image and a probability panel per sample
-    mistakes = result.show_mistakes(3, seed=0)
+    mistakes = cs.show_mistakes(result, 3, seed=0)
     titles = [ax.get_title() for ax in mistakes.axes if ax.get_title()]
     assert len(titles) == 3
     for title in titles:

@@ -16,7 +16,8 @@ import numpy as np
 import pytest
 
 import convscope as cs
-from convscope import display
+from convscope.presentation import live
+from convscope.presentation.notebook import VIEWS, install
 from convscope.training import progress
 from convscope.training.notebook_progress import NotebookProgress
 from convscope.training.progress import ProgressBar
@@ -26,6 +27,31 @@ from test_report import decode_images, parse
 COURSE = Path(__file__).resolve().parents[1] / "examples" / "course.ipynb"
 
 
+def formats(obj) -> dict:
+    """What a notebook shows for `obj`, by MIME type: IPython's display formatter with convscope's views."""
+    from IPython.core.formatters import DisplayFormatter
+
+    formatter = DisplayFormatter()
+    install(formatter)
+    data, _metadata = formatter.format(obj)
+    return data
+
+
+def html(obj) -> str:
+    return formats(obj)["text/html"]
+
+
+def text(obj) -> str:
+    return formats(obj)["text/plain"]
+
+
+def test_every_view_names_a_function_of_the_presentation_package():
+    import importlib
+
+    for _module, _name, _mime, where, function in VIEWS:
+        assert callable(getattr(importlib.import_module(f"convscope.presentation.{where}"), function))
+
+
 def table_with(page, first_row: list[str]) -> list[list[str]]:
     return next(t for t in page.tables if t and t[0][: len(first_row)] == first_row)
 
@@ -33,7 +59,7 @@ def table_with(page, first_row: list[str]) -> list[list[str]]:
 @pytest.mark.slow
 def test_dataset_shows_facts_counts_and_a_strip_per_class(view):
     data = view.samples
-    page = parse(data._repr_html_())
+    page = parse(html(data))
     assert page.style.startswith(".convscope")  # the report's stylesheet, scoped to the cell
     facts = dict(row for row in table_with(page, ["", ""])[1:])
     assert facts["images"] == f"{len(data):,}" and facts["image shape"].startswith("28 × 28 × 1")
@@ -43,15 +69,13 @@ def test_dataset_shows_facts_counts_and_a_strip_per_class(view):
     assert [int(row[1].replace(",", "")) for row in classes[1:]] == data.class_counts().tolist()
     strips = decode_images(page)
     assert len(strips) == data.num_classes and all(size == (8 * 56 + 7 * 2, 56) for size in strips)
-    from IPython.lib.pretty import pretty
-
-    assert pretty(data) == cs.describe(data)  # the text fallback is `describe`, not the arrays
+    assert text(data) == cs.describe(data)  # the text fallback is `describe`, not the arrays
 
 
 @pytest.mark.slow
 def test_summary_html_holds_every_formula_like_the_report(view):
     s = view.summary
-    page = parse(s._repr_html_())
+    page = parse(html(s))
     rows = table_with(page, ["layer", "type"])
     assert [row[0] for row in rows[1:]] == [layer.name for layer in s.layers]
     assert [row[-1] for row in rows[1:]] == [layer.formula or "" for layer in s.layers]
@@ -63,17 +87,15 @@ def test_summary_html_holds_every_formula_like_the_report(view):
 @pytest.mark.slow
 def test_history_and_trained_model_show_curves_and_epochs(view):
     history = view.trained.history
-    page = parse(history._repr_html_())
+    page = parse(html(history))
     (size,) = decode_images(page)
     assert size[0] > 600
     epochs = table_with(page, ["epoch", "loss"])
     assert [int(r[0]) for r in epochs[1:]] == history.column("epoch")
     assert [float(r[1]) for r in epochs[1:]] == pytest.approx(history.column("loss"), abs=5e-5)
     assert f"best epoch {history.best_epoch}" in " ".join(page.text)
-    from IPython.lib.pretty import pretty
-
-    assert pretty(history).splitlines()[0].split() == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
-    model = parse(view.trained._repr_html_())
+    assert text(history).splitlines()[0].split() == ["epoch", "loss", "accuracy", "val_loss", "val_accuracy"]
+    model = parse(html(view.trained))
     words = " ".join(model.text)
     assert "44,010" in words and "Trained model: cnn" in words
     assert table_with(model, ["layer", "type"]) and table_with(model, ["epoch", "loss"])
@@ -82,7 +104,7 @@ def test_history_and_trained_model_show_curves_and_epochs(view):
 @pytest.mark.slow
 def test_evaluation_shows_scores_matrix_and_confusions(view):
     e = view.evaluation
-    page = parse(e._repr_html_())
+    page = parse(html(e))
     assert len(decode_images(page)) == 2  # per-class bars and the confusion matrix
     scores = table_with(page, ["class", "precision", "recall", "F1", "support"])
     assert [float(r[2]) for r in scores[1:]] == pytest.approx([r["recall"] for r in e.per_class], abs=5e-4)
@@ -98,12 +120,12 @@ def test_evaluation_shows_scores_matrix_and_confusions(view):
 @pytest.mark.parametrize(
     "call",
     [
-        lambda e: e.show_random(4, seed=0),
-        lambda e: e.show_mistakes(3, seed=0),
-        lambda e: e.show_top_losses(3),
-        lambda e: e.show_feature_maps(),
-        lambda e: e.show_filters(),
-        lambda e: e.show_grad_cam(3),
+        lambda e: cs.show_random(e, 4, seed=0),
+        lambda e: cs.show_mistakes(e, 3, seed=0),
+        lambda e: cs.show_top_losses(e, 3),
+        lambda e: cs.show_feature_maps(e),
+        lambda e: cs.show_filters(e),
+        lambda e: cs.show_grad_cam(e, 3),
     ],
 )
 def test_everything_show_returns_renders_as_a_png(view, call):
@@ -115,11 +137,11 @@ def test_everything_show_returns_renders_as_a_png(view, call):
 
 
 def test_grad_cam_and_feature_maps_need_the_model():
-    e = cs.DrawableResult(
+    e = cs.EvaluationResult(
         0.1, 1.0, np.eye(2, dtype=np.float32), np.array([0, 1]), ("a", "b"), np.zeros((2, 4, 4, 1), np.uint8)
     )
     with pytest.raises(cs.UserError, match="does not know its model"):
-        e.show_filters()
+        cs.show_filters(e)
 
 
 class FakeDisplay:
@@ -167,16 +189,17 @@ def test_notebook_progress_keeps_two_outputs_and_marks_the_best_epoch():
     callback.on_train_end()
     status, chart = shown.outputs  # one status line and one chart, however many epochs
     assert "4 epochs in" in repr(status) and "best epoch 2" in repr(status) and "stopped early" in repr(status)
-    assert "4 epochs in" in status._repr_html_()
+    assert "4 epochs in" in html(status)
+    figure = live.chart_figure(chart)
     lines = {
         line.get_label(): line.get_xdata()[0]
-        for ax in chart.figure.axes
+        for ax in figure.axes
         for line in ax.get_lines()
         if line.get_label().startswith(("best", "stopped"))
     }
     assert lines == {"best epoch 2": 2, "stopped early at epoch 4": 4}
-    np.testing.assert_allclose(chart.figure.axes[0].get_lines()[1].get_ydata(), [0.9, 0.5, 0.6, 0.7])
-    assert len(chart._repr_png_()) < 80_000
+    np.testing.assert_allclose(figure.axes[0].get_lines()[1].get_ydata(), [0.9, 0.5, 0.6, 0.7])
+    assert len(formats(chart)["image/png"]) < 80_000
     assert shown.updates >= 4 + 4  # the chart redrawn every epoch, the status at least as often
 
 
@@ -188,7 +211,7 @@ def test_fit_picks_the_notebook_display_only_in_a_kernel(monkeypatch):
 
 
 def test_in_notebook_is_false_outside_a_kernel():
-    assert display.in_notebook() is False
+    assert progress.in_notebook() is False
 
 
 def _outputs_of(nb, pattern: str) -> list[dict]:
@@ -203,9 +226,10 @@ def _html(outputs) -> str:
 # Run after the notebook's own cells (not part of it): what the kernel holds, for the checks below.
 _PROBE = """
 import json as _json
+from convscope.presentation import Picture as _Picture
 _pictures = {
     n: [t.get_text() for ax in v.figure.axes for t in [ax.title, *ax.texts]]
-    for n, v in Out.items() if isinstance(v, cs.display.Picture)
+    for n, v in Out.items() if isinstance(v, _Picture)
 }
 _values = run.history.column("val_loss")
 print(_json.dumps({
@@ -275,7 +299,7 @@ def test_course_notebook_runs_in_a_kernel(tmp_path, monkeypatch):
     scores = table_with(evaluation, ["class", "precision", "recall", "F1", "support"])
     assert [row[0] for row in scores[1:]] == [str(d) for d in range(10)]
     # the course's prediction view in one call: the image, ten percentages and the verdict
-    one = next(c for c in nb.cells if c.cell_type == "code" and "show_random(1," in c.source)
+    one = next(c for c in nb.cells if c.cell_type == "code" and "show_random(result, 1," in c.source)
     texts = probe["pictures"][str(one.execution_count)]
     assert len([t for t in texts if re.fullmatch(r"\d+\.\d%", t)]) == 10
     assert any(t.endswith(("\ncorrect", "\nwrong")) for t in texts), texts

@@ -14,8 +14,8 @@ from PIL import Image
 
 import convscope as cs
 from convscope.cli import main
-from convscope.report import html as report_html
-from convscope.report.view import load_view
+from convscope.presentation import report as report_html
+from convscope.presentation.view import load_view
 from synthetic import write_tiny_npz
 
 URL = re.compile(r"(?:https?:|ftp:|wss?:)?//[\w.-]+\.\w", re.I)

@@ -10,6 +10,7 @@ run = cs.fit(model, train, validation_split=0.2, epochs=100,
 result = cs.evaluate(run, test)
 """
 
+import sys
 from typing import TYPE_CHECKING
 
 from ._lazy import attach
@@ -26,12 +27,19 @@ if TYPE_CHECKING:
     from .data.scaling import MinMaxScaler
     from .data.streaming import stream
     from .errors import UserError
-    from .evaluation.evaluate import EvaluationResult
+    from .evaluation.evaluate import EvaluationResult, evaluate
     from .experiment import ExperimentResult, experiment
     from .i18n import set_language
     from .models.build import build
     from .models.summary import ModelSummary
-    from .report.result import DrawableResult, evaluate
+    from .presentation.inspection import (
+        show_feature_maps,
+        show_filters,
+        show_grad_cam,
+        show_mistakes,
+        show_random,
+        show_top_losses,
+    )
     from .runs import load_run, load_test_set, save_run
     from .training.callbacks import (
         Callback,
@@ -63,7 +71,7 @@ def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> 
 
     result = explain(model, input_shape, num_classes)
     if print_fn == "auto":
-        from .display.notebook import in_notebook
+        from .training.progress import in_notebook
 
         print_fn = None if in_notebook() else print
     if print_fn is not None:
@@ -74,8 +82,8 @@ def summary(model, input_shape=None, print_fn="auto", num_classes: int = 10) -> 
 def report(run, result=None, path=None, samples=None):
     """Write the self-contained report.html of a run (a run directory, or a trained model with its test
     `result`, saved first as a run) and return its path; `path` may name the .html file or the run folder.
-    See `convscope.report.html.report`."""
-    from .report.html import report as write  # matplotlib (~0.3 s to import) loads only when a report is drawn
+    See `convscope.presentation.report.report`."""
+    from .presentation.report import report as write  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
     return write(run, result, path, samples)
 
@@ -97,8 +105,13 @@ attach(
         "set_language": ".i18n",
         "ModelSummary": ".models.summary",
         "build": ".models.build",
-        "DrawableResult": ".report.result",
-        "evaluate": ".report.result",
+        "evaluate": ".evaluation.evaluate",
+        "show_feature_maps": ".presentation.inspection",
+        "show_filters": ".presentation.inspection",
+        "show_grad_cam": ".presentation.inspection",
+        "show_mistakes": ".presentation.inspection",
+        "show_random": ".presentation.inspection",
+        "show_top_losses": ".presentation.inspection",
         "load_run": ".runs",
         "load_test_set": ".runs",
         "save_run": ".runs",
@@ -132,7 +145,6 @@ __all__ = [
     "TerminateOnNaN",
     "TrainSettings",
     "Dataset",
-    "DrawableResult",
     "EarlyStopping",
     "EvaluationResult",
     "ExperimentResult",
@@ -156,7 +168,27 @@ __all__ = [
     "report",
     "save_run",
     "set_language",
+    "show_feature_maps",
+    "show_filters",
+    "show_grad_cam",
+    "show_mistakes",
+    "show_random",
+    "show_top_losses",
     "stream",
     "summary",
     "train",
 ]
+
+
+def _install_notebook_views() -> None:
+    """In a running IPython shell (Jupyter, Colab, the terminal IPython), give its display formatter the views
+    of convscope's objects (`presentation.notebook`). Elsewhere IPython is never imported for it."""
+    ipython = sys.modules.get("IPython")
+    shell = ipython.get_ipython() if ipython is not None else None
+    if shell is not None:
+        from .presentation.notebook import install
+
+        install(shell.display_formatter)
+
+
+_install_notebook_views()

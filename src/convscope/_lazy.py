@@ -7,7 +7,7 @@ defines it; type checkers and IDEs read the same names from the package's `if TY
 Several public functions share their name with a submodule (`convscope.report`, `convscope.experiment`,
 `convscope.data.load`, `convscope.training.fit`). Importing such a submodule makes Python set the package's
 attribute to the module; the package's class refuses that one assignment, so the name stays the function
-however the submodule was reached (`import convscope.report.html` included), as it was when every name
+however the submodule was reached (`import convscope.report.compare` included), as it was when every name
 was imported up front. The submodule itself stays in `sys.modules`.
 """
 

@@ -16,7 +16,6 @@ A grid names model values (`filters`: every Conv2D layer's filters; `kernel_size
 
 from __future__ import annotations
 
-import base64
 import itertools
 import json
 import math
@@ -32,9 +31,9 @@ from .checks import pad, text_width
 from .data import load
 from .data.dataset import Dataset
 from .errors import UserError
+from .evaluation.evaluate import evaluate
 from .i18n import _
 from .models.build import build, plan_network, resolve_spec
-from .report.result import evaluate
 from .runs import save_run
 from .training.fit import fit
 from .training.settings import FitSettings, TrainSettings
@@ -139,31 +138,6 @@ class ExperimentResult:
 
     def __str__(self) -> str:
         return "\n\n".join(part for part in (self.table(), self.note()) if part)
-
-    def chart(self):
-        """Mean ± spread per combination as error bars, every repeat as a dot (a `display.Picture`)."""
-        from .display import Picture
-        from .display.charts import spread_chart  # matplotlib loads only when the chart is drawn
-
-        groups = self.groups
-        figure = spread_chart(
-            [g.label for g in groups],
-            [list(g.accuracies) for g in groups],
-            _("test accuracy"),
-            _("{n} repeats per value, mean ± spread").format(n=max((len(g.accuracies) for g in groups), default=0)),
-        )
-        return Picture(figure, "experiment")
-
-    def _repr_html_(self) -> str:
-        from html import escape
-
-        png = base64.b64encode(self.chart().png()).decode("ascii")
-        note = f"<p>{escape(self.note())}</p>" if self.note() else ""
-        alt = escape(_("experiment chart"), quote=True)
-        return f"<pre>{escape(self.table())}</pre>{note}<img alt='{alt}' src='data:image/png;base64,{png}'>"
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        printer.text(str(self))
 
 
 def check_grid(grid: Mapping[str, Sequence]) -> dict[str, list]:

@@ -21,12 +21,11 @@ from .data.catalog import named as named_dataset
 from .data.dataset import Dataset
 from .data.streaming import stream as open_stream
 from .errors import Interrupted, UserError
-from .evaluation.evaluate import EvaluationResult
+from .evaluation.evaluate import EvaluationResult, evaluate
 from .i18n import _
 from .models.build import build, resolve_spec
 from .models.summary import summary
 from .record import DataRecord, RunConfig, Split
-from .report.result import evaluate
 from .runs import check_out_writable, default_run_dir, load_run, load_test_set, read_json, save_run
 from .training.callbacks import Callback, ReduceLROnPlateau, TensorBoard
 from .training.checkpoint import CheckpointStore
@@ -49,8 +48,6 @@ class TrainResult:
     def __repr__(self) -> str:
         accuracy = f"test accuracy {self.evaluation.accuracy:.4f}" if self.evaluation is not None else "no evaluation"
         return f"<TrainResult {self.path or 'not saved'}: {accuracy}; the model is .trained, the test .evaluation>"
-
-
 
 
 def train(
@@ -104,7 +101,7 @@ def train(
     path = _save(trained, out, result, _run_config(s, spec.name, dataset, len(train_set), len(test_set)), store)
     say("\n" + _("run saved to {path}").format(path=path))
     if s.report:  # after the run is safely on disk: a failing report never costs the trained model
-        from .report.html import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
+        from .presentation.report import write_report  # matplotlib (~0.3 s to import) loads only when a report is drawn
 
         say(_("report: {path}").format(path=write_report(path, samples=train_set)))
     return TrainResult(trained, result, path)

@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.catalog import entry
     from ..data.download import CacheSettings
     from ..data.named import datasets, prepare
-    from ..display.table import text_table
+    from ..presentation.table import text_table
 
     settings = CacheSettings.from_env()
     if args.action == "fetch":

@@ -20,7 +20,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     from ..data import load
-    from ..report.result import evaluate
+    from ..evaluation.evaluate import evaluate
     from ..runs import load_run, load_test_set
     from ..training.threads import apply_threads
 

@@ -101,7 +101,7 @@ def run(args: argparse.Namespace) -> int:
     from ..data.framing import model_input, parse_framing, parse_invert
     from ..evaluation import inspection, terminal
     from ..export.contract import run_contract
-    from ..report.view import load_view
+    from ..presentation.view import load_view
     from ..runs import check_writable, load_run
 
     if args.save is not None:
@@ -152,7 +152,7 @@ def run(args: argparse.Namespace) -> int:
         print("", file=out)
         print(terminal.render_sample(s, color=color, draw=draw, max_width=min(40, width // 3)), file=out)
     if save is not None:
-        from ..report import figures  # matplotlib (~0.3 s) loads only when something is drawn
+        from ..presentation import figures  # matplotlib (~0.3 s) loads only when something is drawn
 
         path = save / f"{stem}.png"
         figures.to_png(figures.predictions_figure(samples, title), path)
@@ -221,7 +221,7 @@ def _feature_maps(
             print("\n".join(terminal.halfblocks(picture, color, max_width=40)), file=out)
     written = []
     if save is not None:
-        from ..report import figures  # matplotlib (~0.3 s) loads only when something is drawn
+        from ..presentation import figures  # matplotlib (~0.3 s) loads only when something is drawn
 
         stem = f"index-{sample.index}" if sample.index is not None else "image"
         path = save / f"feature-maps-{stem}.png"

@@ -21,7 +21,7 @@ def add_parser(sub) -> None:
 
 def run(args: argparse.Namespace) -> int:
     # matplotlib (~0.3 s) loads only when this command runs, not on every `convscope` call
-    from ..report.html import write_report
+    from ..presentation.report import write_report
 
     print(write_report(args.run_dir, samples=None))
     return 0

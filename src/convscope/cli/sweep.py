@@ -145,7 +145,9 @@ def run_grid(args: argparse.Namespace) -> int:
     print("\n" + str(result))
     chart = result.path / "experiment.png" if result.path is not None else None
     if chart is not None:
-        result.chart().savefig(chart)
+        from ..presentation.experiment import experiment_chart  # matplotlib loads only when the chart is drawn
+
+        experiment_chart(result).savefig(chart)
         print(_("chart: {path}").format(path=chart))
     return 0
 

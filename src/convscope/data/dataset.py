@@ -63,25 +63,13 @@ class Dataset:
         return np.bincount(self.labels, minlength=self.num_classes)
 
     def __repr__(self) -> str:
-        """One line for a plain REPL (the notebook shows `_repr_html_`): size, shape, pixel range, classes."""
+        """One line for a plain REPL (a notebook shows `presentation.dataset`'s view): size, shape, pixel range, classes."""
         h, w, c = self.input_shape
         low, high = (self.images.min(), self.images.max()) if len(self) else (0, 0)
         return (
             f"<Dataset {self.source or 'in memory'}: {len(self):,} images {h}x{w}x{c} {self.images.dtype} "
             f"in [{low:g}, {high:g}], {self.num_classes} classes ({names_preview(self.class_names)})>"
         )
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the report's Data section (facts, class counts, sample strips)."""
-        from .html import dataset_html
-
-        return dataset_html(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        """Jupyter's plain-text fallback: `describe`, not the arrays."""
-        from .describe import describe
-
-        printer.text(describe(self))
 
     def split(self, test_size: float = 0.2, seed: int = 0) -> tuple[Dataset, Dataset]:
         """Stratified train/test split; a pre-split file keeps its own split and ignores test_size."""

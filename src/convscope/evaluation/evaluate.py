@@ -1,8 +1,7 @@
-"""`measure`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions.
+"""`evaluate`: Keras' `model.evaluate` plus what a user asks next: per-class scores and confusions.
 
-No drawing here: figures of a result live in `report.figures`. The one public `evaluate` (`cs.evaluate`,
-in `report.result`) calls `measure` and returns a `DrawableResult`, which adds `show_random()`/`show_mistakes()`
-on top of this one."""
+No drawing here: pictures of a result (`cs.show_random(result)`, ...) and its notebook view live in
+`convscope.presentation`, which this module never imports."""
 
 from __future__ import annotations
 
@@ -52,20 +51,11 @@ class EvaluationResult:
         return np.flatnonzero(self.predictions != self.labels)
 
     def __repr__(self) -> str:
-        """One line for a plain REPL (`print(result.text())` gives the full report, the notebook `_repr_html_`)."""
+        """One line for a plain REPL; `print(result.text())` gives the full report."""
         return (
             f"<{type(self).__name__}: accuracy {self.accuracy:.4f}, loss {self.loss:.4f} on {len(self.labels):,} "
             f"images, {len(self.class_names)} classes, {len(self.mistakes):,} mistakes>"
         )
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the report's Test metrics and Confusion matrix sections."""
-        from .html import evaluation_html
-
-        return evaluation_html(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        printer.text(self.text())
 
     def metrics(self) -> dict:
         return {
@@ -117,7 +107,7 @@ class EvaluationResult:
         return lines
 
 
-def measure(trained: TrainedModel, data: Dataset) -> EvaluationResult:
+def evaluate(trained: TrainedModel, data: Dataset) -> EvaluationResult:
     """Loss and accuracy like `model.evaluate`, with the probabilities kept for everything after."""
     if data.input_shape != tuple(trained.input_shape):
         raise UserError(

@@ -2,7 +2,7 @@
 
 Pure functions on an `EvaluationResult` (selection) or a `TrainedModel` plus one raw image
 (feature maps, first-layer filters, Grad-CAM). They return small dataclasses and numpy arrays;
-drawing them is the job of `terminal.py` (text) and `convscope.report.figures` (matplotlib).
+drawing them is the job of `terminal.py` (text) and `convscope.presentation.figures` (matplotlib).
 """
 
 from __future__ import annotations

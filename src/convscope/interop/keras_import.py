@@ -38,7 +38,7 @@ from ..data.dataset import Dataset
 from ..data.raw import parse_class_names
 from ..data.scaling import MinMaxScaler
 from ..errors import UserError
-from ..evaluation.evaluate import EvaluationResult, measure
+from ..evaluation.evaluate import EvaluationResult, evaluate
 from ..i18n import _
 from ..models.network import Network
 from ..models.spec import INPUT
@@ -419,7 +419,7 @@ def import_keras(
     dataset = _test_set(data, given, layout, model.num_classes) if data is not None else None
     names = dataset.class_names if dataset is not None else (given or tuple(str(i) for i in range(model.num_classes)))
     trained = TrainedModel(network, scaler, tuple(names), model.input_shape, config={})
-    evaluation = measure(trained, dataset) if dataset is not None else None
+    evaluation = evaluate(trained, dataset) if dataset is not None else None
     if out is None:
         return ImportResult(trained, model, evaluation, None)
 
@@ -451,7 +451,7 @@ def import_keras(
 
     path = save_run(trained, out, evaluation, run_config, keep_config)
     if report and evaluation is not None:
-        from ..report.html import write_report  # matplotlib loads only when a report is drawn
+        from ..presentation.report import write_report  # matplotlib loads only when a report is drawn
 
         write_report(path)
     return ImportResult(trained, model, evaluation, path)

@@ -46,3 +46,8 @@ def axis_output(size: int, kernel: int, stride: int, padding: str | int) -> Axis
 def receptive_field(rf_in: int, jump_in: int, kernel: int, stride: int) -> tuple[int, int]:
     """Receptive field and jump (distance in input pixels between neighbouring outputs) after a layer."""
     return rf_in + (kernel - 1) * jump_in, jump_in * stride
+
+
+def keras_shape(dims) -> str:
+    """An output shape as Keras prints it, with its batch axis: (None, 28, 28, 32)."""
+    return "(" + ", ".join(["None", *(str(s) for s in dims)]) + ")"

@@ -20,7 +20,7 @@ from ..i18n import _
 from .build import plan_network
 from .layers import as_pair
 from .network import LayerInfo, Network
-from .sizes import axis_output
+from .sizes import axis_output, keras_shape
 
 
 @dataclass(frozen=True)
@@ -66,15 +66,6 @@ class ModelSummary:
             f"{self.flops:,} FLOPs per image>"
         )
 
-    def _repr_html_(self) -> str:
-        """Jupyter: the report's Model section, formulas included."""
-        from .html import summary_html
-
-        return summary_html(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        printer.text(str(self))
-
     def __str__(self) -> str:
         header = (_("Layer (type)"), _("Output Shape"), _("Param #"), _("FLOPs"), _("Receptive field"))
         rows = []
@@ -84,7 +75,7 @@ class ModelSummary:
             rows.append(
                 (
                     printable(f"{l.name} ({l.type}){inputs}"),  # names come from the user's spec file
-                    _shape(l.output_shape),
+                    keras_shape(l.output_shape),
                     f"{l.trainable + l.non_trainable:,}",
                     _flops(l.flops),
                     rf,
@@ -100,7 +91,7 @@ class ModelSummary:
 
         out = [
             _('Model: "{name}" ({kind})   input {shape}').format(
-                name=printable(self.name), kind=self.kind.capitalize(), shape=_shape(self.input_shape)
+                name=printable(self.name), kind=self.kind.capitalize(), shape=keras_shape(self.input_shape)
             ),
             line,
             fmt(header),
@@ -126,10 +117,6 @@ class ModelSummary:
             ),
         ]
         return "\n".join(out)
-
-
-def _shape(shape: tuple[int, ...]) -> str:
-    return "(" + ", ".join(["None", *(str(s) for s in shape)]) + ")"
 
 
 def _flops(n: int) -> str:

@@ -1,6 +1,6 @@
-"""The report layer: `figures` (matplotlib, no display needed), `html` (the self-contained
-`report.html`), `compare` (runs side by side) and `view` (a run directory read back for them).
+"""The report layer: `compare` (runs side by side, as text and as compare.html).
 
-Import the submodules themselves: this package imports nothing up front, so reading a run
-(`view`) never loads matplotlib, which costs about 0.3 s and only drawing needs.
+The run's own report.html is drawn by `convscope.presentation.report`. Import the submodules themselves:
+this package imports nothing up front, so reading a run never loads matplotlib, which costs about 0.3 s
+and only drawing needs.
 """

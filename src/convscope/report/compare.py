@@ -11,14 +11,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from .. import display
 from ..checks import pad, printable, text_width
 from ..errors import UserError
 from ..i18n import _
 from ..models.summary import summary
+from ..presentation import figures, jinja
+from ..presentation.history import epochs_best
 from ..runs import CONFIG, METRICS, load_run, read_record
 from ..training.history import History
-from . import figures
 
 
 def header() -> tuple[str, ...]:
@@ -46,16 +46,11 @@ class RunRow:
         return min(values) if values else None
 
     def cells(self) -> tuple[str, ...]:
-        epochs = (
-            _("{epochs} (best {best})").format(epochs=self.epochs, best=self.best_epoch)
-            if self.best_epoch
-            else f"{self.epochs}"
-        )
         return (
             self.name,
             self.model,
             f"{self.params:,}",
-            epochs,
+            epochs_best(self.epochs, self.best_epoch),
             "–" if self.train_seconds is None else f"{self.train_seconds:.1f} s",
             "–" if self.test_accuracy is None else f"{self.test_accuracy:.4f}",
             "–" if self.test_loss is None else f"{self.test_loss:.4f}",
@@ -150,14 +145,14 @@ def comparison_text(rows: Sequence[RunRow], by_objective: bool = False) -> str:
 
 
 def comparison_html(rows: Sequence[RunRow]) -> str:
-    curves = display.picture(
+    curves = jinja.picture(
         figures.comparison_figure([(r.name, r.history) for r in rows]),
         _("validation curves of the runs"),
         _("Solid: validation; dashed: training."),
         png=figures.to_png,
     )
     titles = header()
-    return display.page(
+    return jinja.page(
         "compare.html",
         header=titles,
         rows=[r.cells() for r in rows],

@@ -8,8 +8,8 @@ from pathlib import Path
 import jinja2
 
 from .. import i18n
-from ..display.fonts import with_font_face
 from ..i18n import _, speaking
+from ..presentation.fonts import with_font_face
 
 STATIC = Path(__file__).parent / "static"
 TEMPLATES = Path(__file__).parent / "templates"

@@ -10,15 +10,12 @@ and the report.
 
 from __future__ import annotations
 
-import base64
-import io
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, cast
 
 import numpy as np
-from PIL import Image
 
 from ..data.framing import Framing
 from ..errors import UserError
@@ -26,6 +23,7 @@ from ..evaluation.inspection import feature_maps
 from ..export.contract import run_contract
 from ..i18n import _, speaking
 from ..models.summary import summary
+from ..presentation.images import unit_png_data_uri
 from ..runs import METRICS, load_run, read_record
 from ..training.trained_model import TrainedModel
 from . import engines
@@ -253,13 +251,13 @@ def feature_map_tiles(
         "prediction": prediction(
             probabilities, trained.class_names, top_k, image, range_warnings(payload, served.prep.pixel_range)
         ),
-        "input": png_data_url(seen),
+        "input": unit_png_data_uri(seen),
         "layers": [
             {
                 "name": fm.layer,
                 "type": fm.type,
                 "shape": list(fm.output_shape),
-                "tiles": [png_data_url(_stretch(values)) for values in fm.values[:channels]],
+                "tiles": [unit_png_data_uri(_stretch(values)) for values in fm.values[:channels]],
                 "ranges": [[float(values.min()), float(values.max())] for values in fm.values[:channels]],
             }
             for fm in maps
@@ -271,13 +269,3 @@ def _stretch(values: np.ndarray) -> np.ndarray:
     """One channel to [0, 1] by its own min..max; a constant channel is black."""
     lo, hi = float(values.min()), float(values.max())
     return (values - lo) / (hi - lo) if hi > lo else np.zeros_like(values)
-
-
-def png_data_url(values: np.ndarray) -> str:
-    """A (H, W) or (H, W, C) array in [0, 1] as a data: URL of an 8-bit PNG."""
-    pixels = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
-    if pixels.ndim == 3 and pixels.shape[2] == 1:
-        pixels = pixels[..., 0]
-    buffer = io.BytesIO()
-    Image.fromarray(pixels).save(buffer, format="PNG")
-    return "data:image/png;base64," + base64.b64encode(buffer.getvalue()).decode("ascii")

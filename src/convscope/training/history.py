@@ -30,7 +30,7 @@ class History:
         return [row[name] for row in self.rows if name in row]
 
     def __repr__(self) -> str:
-        """One line for a plain REPL (the notebook shows `_repr_html_`)."""
+        """One line for a plain REPL (a notebook shows `presentation.history`'s view)."""
         parts = [epochs_text(self.epochs_run)]
         if self.best_epoch is not None:
             parts.append(f"best epoch {self.best_epoch}")
@@ -40,17 +40,6 @@ class History:
             word for word, flag in (("stopped early", self.stopped_early), ("interrupted", self.interrupted)) if flag
         ]
         return f"<History: {', '.join(parts)}>"
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the report's Training section (curves, how the run ended, every epoch)."""
-        from .html import history_html
-
-        return history_html(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        from .html import history_text
-
-        printer.text(history_text(self))
 
     def to_csv(self) -> str:
         columns = [c for c in COLUMNS if any(c in row for row in self.rows)]

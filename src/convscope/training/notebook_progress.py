@@ -5,13 +5,16 @@ it. Here the cell holds exactly two outputs, each replaced in place through IPyt
 a status line (epoch, step, running loss and accuracy) and the loss/accuracy chart of every epoch so
 far, train against validation, with the best epoch marked. The chart is one PNG that each epoch
 replaces, so a saved notebook keeps one image, not one per epoch.
+
+The two outputs are plain data (`LiveStatus`, `LiveChart`): `convscope.presentation.live` draws them, through
+the formatters `presentation.notebook` gives IPython, so this module imports nothing that draws.
 """
 
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, replace
 
-from .. import display
 from ..i18n import _
 from .callbacks import Callback
 from .diagnostics import min_delta_note
@@ -19,17 +22,14 @@ from .early_stopping import MonitorRule, best_epoch
 from .history import History
 
 THROTTLE_SECONDS = 0.5  # a status update per half second: fast enough to watch, light on the kernel's socket
-CHART_DPI = 72  # a 720 x 274 px chart: readable in a cell, about 50 KB as PNG
 
 
-class _Status:
-    """The status line: HTML for the notebook, the same words as text for any other front end."""
+class LiveStatus:
+    """The status line's numbers (the `sections/live.html` template's context); its repr is the same words as
+    text, for any front end without the HTML view."""
 
     def __init__(self, context: dict):
         self.context = context
-
-    def _repr_html_(self) -> str:
-        return display.fragment(("sections/live.html", self.context))
 
     def __repr__(self) -> str:
         c = self.context
@@ -65,7 +65,7 @@ class NotebookProgress(Callback):
         return self._show(obj, display_id=True)
 
     def _put_status(self, step: int, metrics: list[tuple[str, float]], done: str = "") -> None:
-        status = _Status(
+        status = LiveStatus(
             {
                 "epoch": self._epoch + 1,
                 "epochs": self.params.get("epochs", 0),
@@ -82,10 +82,8 @@ class NotebookProgress(Callback):
             self._status.update(status)
 
     def _put_chart(self) -> None:
-        from ..display.charts import training_curves  # matplotlib: only once there is a chart to draw
-
-        figure = training_curves(self.history, title=_("training curves (live)"))
-        picture = _Chart(figure)
+        # a copy: the callback goes on adding epochs to its history after this chart is shown
+        picture = LiveChart(replace(self.history, rows=list(self.history.rows)), _("training curves (live)"))
         if self._chart is None:
             self._chart = self._display(picture)
         else:
@@ -154,8 +152,12 @@ class NotebookProgress(Callback):
             self._put_chart()  # the final chart, with the stop marked
 
 
-class _Chart(display.Picture):
-    """The live chart at a lower resolution: it is re-sent every epoch."""
+@dataclass(frozen=True)
+class LiveChart:
+    """The live chart's data: the epochs so far, drawn as the training curves titled `title`."""
 
-    def _repr_png_(self) -> bytes:
-        return display.figure_png(self.figure, CHART_DPI)
+    history: History
+    title: str
+
+    def __repr__(self) -> str:
+        return f"<LiveChart {self.title!r}: {self.history.epochs_run} epochs>"

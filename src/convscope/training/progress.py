@@ -10,11 +10,23 @@ import sys
 import time
 from typing import TextIO
 
-from ..display.notebook import in_notebook
 from ..i18n import _
 from .callbacks import Callback
 from .diagnostics import batchnorm_lag_line, batchnorm_momentum
 from .early_stopping import MonitorRule
+
+
+def in_notebook() -> bool:
+    """True inside a Jupyter or Colab kernel, where rich output and in-place updates work.
+
+    Only looks at IPython when something already imported it: a terminal run never pays for it.
+    ipykernel's shells (Jupyter, Colab, VS Code) carry a `kernel`; the terminal IPython shell does not.
+    """
+    ipython = sys.modules.get("IPython")
+    if ipython is None:
+        return False
+    shell = ipython.get_ipython()
+    return shell is not None and getattr(shell, "kernel", None) is not None
 
 
 def default_progress(log: TextIO | None = None, rule: MonitorRule | None = None, estimate: str = "") -> Callback:

@@ -45,7 +45,7 @@ class TrainedModel:
     input_contract: InputContract | None = None  # how the training images are framed (data/framing.py)
 
     def __repr__(self) -> str:
-        """One line for a plain REPL (the notebook shows `_repr_html_`): model, data, classes, accuracy."""
+        """One line for a plain REPL (a notebook shows `presentation.trained_model`'s view): model, data, classes, accuracy."""
         h, w, c = self.input_shape
         spec = getattr(self.model, "spec", None)
         name = getattr(spec, "name", None) or type(self.model).__name__
@@ -63,20 +63,6 @@ class TrainedModel:
         if self.path is not None:
             parts.append(f"in {self.path}")
         return f"<TrainedModel {', '.join(parts)}>"
-
-    def _repr_html_(self) -> str:
-        """Jupyter: the report's headline cards, Model and Training sections."""
-        from .html import trained_html
-
-        return trained_html(self)
-
-    def _repr_pretty_(self, printer, cycle: bool) -> None:
-        h, w, c = self.input_shape
-        printer.text(
-            f"TrainedModel: {type(self.model).__name__} on {h}x{w}x{c} images, "
-            f"{len(self.class_names)} classes, {self.history.epochs_run} epochs, device {self.device}"
-            + (f", saved in {self.path}" if self.path else "")
-        )
 
     @torch.inference_mode()
     def predict_proba(

@@ -37,14 +37,22 @@ def _to_uint8(pixels: np.ndarray, value_range: tuple[float, float] | None = None
     return np.clip(np.nan_to_num(scaled) * 255 + 0.5, 0, 255).astype(np.uint8)
 
 
-def array_png(pixels: np.ndarray) -> bytes:
-    """PNG bytes of one (H, W), (H, W, 1) or (H, W, 3) image; other channel counts show their first channel."""
+def array_png(pixels: np.ndarray, optimize: bool = True) -> bytes:
+    """PNG bytes of one (H, W), (H, W, 1) or (H, W, 3) image; other channel counts show their first channel.
+    `optimize=False` skips Pillow's search for the smallest encoding (the server's per-request tiles)."""
     pixels = _to_uint8(pixels)
     if pixels.ndim == 3:
         pixels = pixels[..., :3] if pixels.shape[2] == 3 else pixels[..., 0]
     buffer = io.BytesIO()
-    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", optimize=True)
+    Image.fromarray(np.ascontiguousarray(pixels)).save(buffer, format="PNG", optimize=optimize)
     return buffer.getvalue()
+
+
+def unit_png_data_uri(values: np.ndarray) -> str:
+    """A (H, W) or (H, W, C) array of values in [0, 1] (a feature map, the input a model saw) as the data URI
+    of an 8-bit PNG, 0 black and 1 white."""
+    pixels = np.rint(np.clip(values, 0.0, 1.0) * 255).astype(np.uint8)
+    return png_data_uri(array_png(pixels, optimize=False))
 
 
 def strip(

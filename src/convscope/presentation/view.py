@@ -11,17 +11,17 @@ from pathlib import Path
 from typing import Any
 
 from ..data.dataset import Dataset
+from ..evaluation.evaluate import EvaluationResult, evaluate
 from ..models.summary import ModelSummary, summary
 from ..runs import CONFIG, METRICS, load_run, load_test_set, read_record
 from ..training.trained_model import TrainedModel
-from .result import DrawableResult, evaluate
 
 
 @dataclass
 class RunView:
     path: Path
     trained: TrainedModel
-    evaluation: DrawableResult
+    evaluation: EvaluationResult
     config: dict[str, Any]
     metrics: dict[str, Any]
     summary: ModelSummary

@@ -11,6 +11,7 @@ from markupsafe import Markup
 
 from .. import i18n
 from ..i18n import language
+from ..models.sizes import keras_shape
 from .fonts import with_font_face
 from .images import figure_png, png_data_uri
 
@@ -31,7 +32,7 @@ def environment() -> jinja2.Environment:
     # language as each page renders, so the one cached environment speaks every language.
     env.install_gettext_callables(i18n.gettext, i18n.ngettext, newstyle=True)  # type: ignore[attr-defined]
     env.filters["number"] = number
-    env.filters["shape"] = shape
+    env.filters["shape"] = keras_shape
     env.globals["language"] = language  # the `lang` of every page and fragment, read as it renders
     return env
 
@@ -60,11 +61,6 @@ def number(value: object, digits: int = 4) -> str:
     if isinstance(value, float):
         return f"{value:.{digits}f}"
     return str(value)
-
-
-def shape(dims) -> str:
-    """A Keras output shape with its batch axis: (None, 28, 28, 32)."""
-    return "(" + ", ".join(["None", *(str(s) for s in dims)]) + ")"
 
 
 def image_tag(png: bytes, alt: str) -> Markup:

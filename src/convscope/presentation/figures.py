@@ -2,9 +2,8 @@
 
 Every function builds a `matplotlib.figure.Figure` directly, without pyplot: no global figure
 state, no display needed (PNG goes through the Agg canvas). A bare Figure does not render in a
-notebook, so the API hands them out wrapped in `display.Picture`. `to_png` turns any of them into
-PNG bytes. Charts of plain numbers (curves, confusion matrix, per-class bars) live in
-`convscope.display.charts`, where the notebook reprs of lower layers reach them.
+notebook, so the API hands them out wrapped in `picture.Picture`. `to_png` turns any of them into
+PNG bytes. Charts of plain numbers (curves, confusion matrix, per-class bars, spreads) live in `charts`.
 """
 
 from __future__ import annotations
@@ -17,30 +16,20 @@ from matplotlib.figure import Figure
 
 from ..data.dataset import Dataset
 from ..data.framing import InputContract, frame, ink_box, ink_of
-from ..display.charts import (  # noqa: F401  (curves and matrices live where the reprs reach them)
-    CORRECT,
-    NEUTRAL,
-    TRAIN_COLOR,
-    VAL_COLOR,
-    WRONG,
-    confusion_matrix_figure,
-    per_class_figure,
-    training_curves,
-)
-from ..display.fonts import fit_fonts
-from ..display.images import figure_png
 from ..evaluation.evaluate import EvaluationResult
 from ..evaluation.inspection import FeatureMap, Filters, GradCam, Sample, mosaic, percent, select, tile_grid
 from ..i18n import _
 from ..training.history import History
+from .charts import CORRECT, NEUTRAL, TRAIN_COLOR, WRONG
+from .fonts import fit_fonts
+from .images import figure_png
 
-DPI = 100
 MAX_BARS = 20  # beyond this many classes a probability panel lists the 10 most likely
 
 
 def to_png(figure: Figure, path: str | Path | None = None) -> bytes:
     """PNG bytes of a figure (and the same bytes written to `path`, when given)."""
-    data = figure_png(figure, DPI)
+    data = figure_png(figure)
     if path is not None:
         Path(path).write_bytes(data)
     return data
@@ -257,27 +246,15 @@ def comparison_figure(histories: Sequence[tuple[str, History]]) -> Figure:
     for i, (name, history) in enumerate(histories):
         color = colors[i % len(colors)]
         epochs = history.column("epoch")
+        lines = (  # (column, label, style): validation solid, training dashed and faint
+            ("val_{metric}", _("{name} (validation)"), {"marker": "o", "markersize": 3}),
+            ("{metric}", _("{name} (train)"), {"linestyle": "--", "alpha": 0.45}),
+        )
         for ax, metric in zip(axes, ("loss", "accuracy")):
-            val = history.column(f"val_{metric}")
-            if val:
-                ax.plot(
-                    epochs[: len(val)],
-                    val,
-                    marker="o",
-                    markersize=3,
-                    color=color,
-                    label=_("{name} (validation)").format(name=name),
-                )
-            train = history.column(metric)
-            if train:
-                ax.plot(
-                    epochs[: len(train)],
-                    train,
-                    linestyle="--",
-                    alpha=0.45,
-                    color=color,
-                    label=_("{name} (train)").format(name=name),
-                )
+            for column, label, style in lines:
+                values = history.column(column.format(metric=metric))
+                if values:
+                    ax.plot(epochs[: len(values)], values, color=color, label=label.format(name=name), **style)
     labels = {"loss": (_("loss"), _("validation loss")), "accuracy": (_("accuracy"), _("validation accuracy"))}
     for ax, metric in zip(axes, ("loss", "accuracy")):
         ax.set_xlabel(_("epoch"))

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import numpy as np
 
-from .. import display
+from ..data.dataset import Dataset
+from ..data.describe import _number, describe, imbalance_note
 from ..i18n import _
-from .describe import _number, imbalance_note
-
-if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
-    from .dataset import Dataset
+from .images import array_png, strip
+from .jinja import fragment, image_tag
 
 SAMPLES_PER_CLASS = 8
 
@@ -27,15 +24,15 @@ def class_table(dataset: Dataset, per_class: int = SAMPLES_PER_CLASS, seed: int 
         pool = np.flatnonzero(dataset.labels == c)
         chosen = np.sort(rng.choice(pool, size=min(per_class, len(pool)), replace=False)) if len(pool) else pool
         images = np.asarray(dataset.images[chosen])  # one read, also for memory-mapped images
-        strip = (
-            display.image_tag(
-                display.array_png(display.strip(images, value_range=value_range)),
+        samples = (
+            image_tag(
+                array_png(strip(images, value_range=value_range)),
                 _("samples of class {name}").format(name=name),
             )
             if len(chosen)
             else ""
         )
-        rows.append([name, f"{int(counts[c]):,}", f"{100 * counts[c] / total:.1f}%", strip])
+        rows.append([name, f"{int(counts[c]):,}", f"{100 * counts[c] / total:.1f}%", samples])
     return {"header": [_("class"), _("images"), _("share"), _("samples")], "rows": rows, "numeric": [1, 2]}
 
 
@@ -95,4 +92,10 @@ def data_section(dataset: Dataset) -> tuple[str, dict]:
 
 
 def dataset_html(dataset: Dataset) -> str:
-    return display.fragment(data_section(dataset))
+    """Jupyter: the report's Data section (facts, class counts, sample strips)."""
+    return fragment(data_section(dataset))
+
+
+def dataset_text(dataset: Dataset) -> str:
+    """Jupyter's plain-text view: `describe`, not the arrays."""
+    return describe(dataset)

@@ -2,8 +2,8 @@
 
 Everything is inline (CSS in a <style> element, figures as base64 PNG data URIs, no script),
 so the file opens offline, can be mailed or attached to an issue, and makes no request at all.
-The page is rendered from the templates of `convscope.display`, section by section; the notebook
-reprs of the Dataset, summary, History and EvaluationResult render the same section templates.
+The page is rendered from the templates of `jinja`, section by section; the notebook views of the Dataset,
+summary, History and EvaluationResult render the same section templates.
 """
 
 from __future__ import annotations
@@ -16,21 +16,20 @@ from pathlib import Path
 import numpy as np
 from matplotlib.figure import Figure
 
-from .. import display
 from .._version import __version__
 from ..data.dataset import Dataset
-from ..data.html import class_table, step_rows
 from ..errors import UserError
 from ..evaluation import inspection
 from ..evaluation.evaluate import EvaluationResult
-from ..evaluation.html import confusion_section, matrix_alt, matrix_caption, metrics_section, per_class_alt
 from ..i18n import _
-from ..models.html import model_section
 from ..runs import default_run_dir, save_run
 from ..training.diagnostics import CurveNote, curve_notes_for
-from ..training.html import CURVES_ALT, training_section
 from ..training.trained_model import TrainedModel
-from . import figures
+from . import charts, figures, jinja
+from .dataset import class_table, step_rows
+from .evaluation import confusion_section, matrix_alt, matrix_caption, metrics_section, per_class_alt
+from .history import CURVES_ALT, epochs_text, training_section
+from .summary import model_section
 from .view import RunView, load_view
 
 REPORT = "report.html"
@@ -45,21 +44,15 @@ def split_label(split: str) -> str:
 
 def picture(figure: Figure, alt: str, caption: str | None = None) -> dict:
     """A figure for the templates, drawn through `figures.to_png` (the report's one PNG path)."""
-    return display.picture(figure, alt, caption, png=figures.to_png)
+    return jinja.picture(figure, alt, caption, png=figures.to_png)
 
 
 def headline(view: RunView) -> list[tuple[str, str]]:
-    history = view.trained.history
     seconds = view.metrics.get("train_seconds")
     return [
         (_("test accuracy"), f"{view.evaluation.accuracy:.2%}"),
         (_("test loss"), f"{view.evaluation.loss:.4f}"),
-        (
-            _("epochs"),
-            _("{epochs} (best {best})").format(epochs=history.epochs_run, best=history.best_epoch)
-            if history.best_epoch
-            else f"{history.epochs_run}",
-        ),
+        (_("epochs"), epochs_text(view.trained.history)),
         (_("parameters"), f"{view.summary.total_params:,}"),
         (_("training time"), f"{seconds:.1f} s" if isinstance(seconds, (int, float)) else "–"),
     ]
@@ -246,16 +239,14 @@ def sections(view: RunView) -> list[Section]:
         model_section(view.summary),
         training_section(
             view.trained.history,
-            picture(figures.training_curves(view.trained.history), _(CURVES_ALT))
-            if view.trained.history.rows
-            else None,
+            picture(charts.training_curves(view.trained.history), _(CURVES_ALT)) if view.trained.history.rows else None,
             imported=view.config.get("imported"),
             notes=curve_notes(view),
         ),
-        metrics_section(e, picture(figures.per_class_figure(e.per_class), per_class_alt())),
+        metrics_section(e, picture(charts.per_class_figure(e.per_class), per_class_alt())),
         confusion_section(
             e,
-            picture(figures.confusion_matrix_figure(e.confusion_matrix, e.class_names), matrix_alt(), matrix_caption()),
+            picture(charts.confusion_matrix_figure(e.confusion_matrix, e.class_names), matrix_alt(), matrix_caption()),
         ),
         predictions_section(view),
         inside_section(view),
@@ -270,7 +261,7 @@ def render(view: RunView) -> str:
         if data_source
         else view.name
     )
-    return display.page(
+    return jinja.page(
         "report.html",
         title=title,
         path=str(view.path),

@@ -2,13 +2,9 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .. import display
+from ..evaluation.evaluate import EvaluationResult
 from ..i18n import _
-
-if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
-    from .evaluate import EvaluationResult
+from .jinja import fragment, number, picture
 
 
 def per_class_alt() -> str:
@@ -24,7 +20,6 @@ def matrix_caption() -> str:
 
 
 def metrics_section(result: EvaluationResult, bars: dict) -> tuple[str, dict]:
-    number = display.number
     rows = [
         [r["class"], number(r["precision"], 3), number(r["recall"], 3), number(r["f1"], 3), r["support"]]
         for r in result.per_class
@@ -46,10 +41,16 @@ def confusion_section(result: EvaluationResult, matrix: dict, top: int = 10) -> 
 
 
 def evaluation_html(result: EvaluationResult) -> str:
-    from ..display.charts import confusion_matrix_figure, per_class_figure  # matplotlib only when drawn
+    """Jupyter: the report's Test metrics and Confusion matrix sections."""
+    from .charts import confusion_matrix_figure, per_class_figure  # matplotlib only when drawn
 
-    bars = display.picture(per_class_figure(result.per_class), per_class_alt())
-    matrix = display.picture(
+    bars = picture(per_class_figure(result.per_class), per_class_alt())
+    matrix = picture(
         confusion_matrix_figure(result.confusion_matrix, result.class_names), matrix_alt(), matrix_caption()
     )
-    return display.fragment(metrics_section(result, bars), confusion_section(result, matrix))
+    return fragment(metrics_section(result, bars), confusion_section(result, matrix))
+
+
+def evaluation_text(result: EvaluationResult) -> str:
+    """Jupyter's plain-text view: the full text report (`result.text()`)."""
+    return result.text()

@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from .. import display
 from ..i18n import _
-
-if TYPE_CHECKING:  # types only: the classes import this module to draw themselves
-    from .summary import ModelSummary
+from ..models.sizes import keras_shape
+from ..models.summary import ModelSummary
+from .jinja import fragment
 
 
 def model_section(s: ModelSummary) -> tuple[str, dict]:
@@ -35,7 +32,7 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
                 layer.name,
                 layer.type,
                 *([", ".join(layer.inputs)] if branching else []),
-                display.shape(layer.output_shape),
+                keras_shape(layer.output_shape),
                 f"{layer.trainable + layer.non_trainable:,}",
                 f"{layer.flops:,}",
                 rf,
@@ -58,4 +55,10 @@ def model_section(s: ModelSummary) -> tuple[str, dict]:
 
 
 def summary_html(s: ModelSummary) -> str:
-    return display.fragment(model_section(s))
+    """Jupyter: the report's Model section, formulas included."""
+    return fragment(model_section(s))
+
+
+def summary_text(s: ModelSummary) -> str:
+    """Jupyter's plain-text view: Keras' table with the formulas (`print(summary)`)."""
+    return str(s)
