@@ -28,7 +28,8 @@ def add_parser(sub) -> None:
         description=_("Train a model on a dataset; with no arguments, the cnn preset on mnist-5k."),
     )
     add_data_options(p)
-    add_setting(p, "model", help=_(SETTINGS["model"].help or "").format(presets=presets()))
+    model_help = SETTINGS["model"].help or "{presets}"  # the table's sentence names the presets it lists
+    add_setting(p, "model", help=_(model_help).format(presets=presets()))
     p.add_argument(
         "--config",
         metavar="CONFIG_JSON",
