@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 import convscope as cs
-from convscope.data.steps import steps_text
+from convscope.data.describe import steps_text
 
 
 def _steps(data: cs.Dataset) -> list[tuple[str, tuple[int, ...], float | None, float | None]]:

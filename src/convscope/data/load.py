@@ -20,6 +20,7 @@ from .builtin import BUILTIN_NAMES, load_builtin
 from .catalog import CATALOG
 from .catalog import named as find_named
 from .dataset import Dataset
+from .describe import steps_text
 from .formats.arrays import load_npy, load_npz
 from .formats.csv_table import load_csv
 from .formats.idx import is_idx_name, load_idx
@@ -28,7 +29,7 @@ from .formats.matlab import load_mat
 from .layout import check_layout
 from .named import load_named
 from .raw import RawData, build_dataset, parse_class_names
-from .steps import data_steps, steps_text
+from .steps import data_steps
 
 _READERS = {".npz": load_npz, ".npy": load_npy, ".mat": load_mat}
 

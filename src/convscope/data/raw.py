@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 
-from ..checks import Limits, cut, limits, quote  # noqa: F401 - Limits: the data limits live beside the others
+from ..checks import cut, limits, quote
 from ..errors import UserError
 from ..i18n import _
 from .dataset import Dataset

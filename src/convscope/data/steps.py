@@ -16,7 +16,6 @@ import numpy as np
 from ..checks import pad
 from ..i18n import _
 from .dataset import Dataset
-from .describe import steps_text  # noqa: F401  (the text lives with describe, which shows it)
 from .layout import _TO_NHWC, _guess_layout, check_layout
 from .raw import RawSplit
 
