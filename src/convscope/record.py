@@ -241,7 +241,7 @@ def differences(
 
 
 def is_count(value: Any) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool) and 1 <= value <= 2**31 - 1
+    return is_int(value) and 1 <= value <= 2**31 - 1
 
 
 def is_finite(value: Any) -> bool:
@@ -261,7 +261,8 @@ def is_range(pair: Any) -> bool:
     return bool(np.isfinite(span) and span > 0)
 
 
-def _is_int(value: Any) -> bool:
+def is_int(value: Any) -> bool:
+    """A whole number as JSON holds one (a bool is not)."""
     return isinstance(value, int) and not isinstance(value, bool)
 
 
@@ -297,11 +298,11 @@ _RECORD_BOUNDS = {"test_accuracy": (0.0, 1.0), "test_loss": (0.0, math.inf), "tr
 # Fields inside config.json's sections that the report computes with: (section, key) -> what they must be
 # (null is allowed: readers fall back to a dash).
 _RECORD_NESTED: dict[tuple[str, str], tuple[str, Callable[[Any], bool]]] = {
-    ("data", "train_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
-    ("data", "test_size"): (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0),
+    ("data", "train_size"): (N_("a whole number >= 0"), lambda v: is_int(v) and v >= 0),
+    ("data", "test_size"): (N_("a whole number >= 0"), lambda v: is_int(v) and v >= 0),
     ("data", "source"): (N_("text"), lambda v: isinstance(v, str)),
-    ("fit", "batch_size"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
-    ("fit", "epochs"): (N_("a whole number >= 1"), lambda v: _is_int(v) and v >= 1),
+    ("fit", "batch_size"): (N_("a whole number >= 1"), lambda v: is_int(v) and v >= 1),
+    ("fit", "epochs"): (N_("a whole number >= 1"), lambda v: is_int(v) and v >= 1),
     ("fit", "validation_split"): (N_("a number in [0, 1)"), lambda v: is_finite(v) and 0 <= v < 1),
     ("fit", "lr"): (N_("a finite number"), is_finite),
     ("fit", "precision"): (N_("text"), lambda v: isinstance(v, str)),
@@ -323,7 +324,7 @@ def read_record(path: Path) -> dict[str, Any]:
         ok = (
             (key not in _RECORD_NUMBERS or is_finite(value))
             and (key not in _RECORD_MAPPINGS or isinstance(value, dict))
-            and (key not in _RECORD_EPOCHS or (isinstance(value, int) and not isinstance(value, bool) and value >= 0))
+            and (key not in _RECORD_EPOCHS or (is_int(value) and value >= 0))
             and (key not in _RECORD_FLAGS or isinstance(value, bool))
             and (key not in _RECORD_BOUNDS or _RECORD_BOUNDS[key][0] <= value <= _RECORD_BOUNDS[key][1])
         )

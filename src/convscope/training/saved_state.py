@@ -27,7 +27,7 @@ from safetensors import safe_open
 from ..checks import MAX_LR, cut, quote
 from ..errors import UserError
 from ..i18n import N_, _
-from ..record import differences
+from ..record import differences, is_int
 
 
 @dataclass(frozen=True)
@@ -58,7 +58,7 @@ class _Bad(Exception):
 META = ("epoch", "stopped", "rows", "optimizer", "fit", "scheduler", "callbacks")
 # Keys a state may hold besides those (files written before them lack them): name -> (what, test).
 META_OPTIONAL: dict[str, tuple[str, Callable[[Any], bool]]] = {
-    "threads": (N_("a whole number >= 1 or null"), lambda v: v is None or (_is_int(v) and v >= 1)),
+    "threads": (N_("a whole number >= 1 or null"), lambda v: v is None or (is_int(v) and v >= 1)),
     "device": (N_("a device type (cpu, cuda, mps)"), lambda v: v in ("cpu", "cuda", "mps")),
 }
 
@@ -74,10 +74,6 @@ GROUP_RANGES: dict[str, tuple[float, float, bool, bool]] = {
 }
 
 
-def _is_int(value: object) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
 def _is_number(value: object) -> bool:
     return isinstance(value, numbers.Real) and not isinstance(value, bool) and math.isfinite(float(value))
 
@@ -86,11 +82,11 @@ def _is_number(value: object) -> bool:
 # against the live model. A callback not listed here (one of the user's own) gets only the structural checks.
 _Field = tuple[str, Callable[[Any], bool]]
 _METRIC: _Field = (N_("a finite number or null"), lambda v: v is None or _is_number(v))
-_COUNT: _Field = (N_("a whole number >= 0"), lambda v: _is_int(v) and v >= 0)
+_COUNT: _Field = (N_("a whole number >= 0"), lambda v: is_int(v) and v >= 0)
 CALLBACK_FIELDS: dict[str, dict[str, _Field | str]] = {
     "EarlyStopping": {
         "best": _METRIC,
-        "best_epoch": (N_("a whole number >= 1 or null"), lambda v: v is None or (_is_int(v) and v >= 1)),
+        "best_epoch": (N_("a whole number >= 1 or null"), lambda v: v is None or (is_int(v) and v >= 1)),
         "wait": _COUNT,
         "best_state": "weights",
     },
@@ -152,7 +148,7 @@ def _checked(meta, tensors, epoch, model, optimizer, scheduler, callbacks, fit_s
     for key, (expected, test) in META_OPTIONAL.items():
         if key in meta and not test(meta[key]):
             raise _Bad(key, _(expected), meta[key])
-    if not _is_int(meta["epoch"]) or meta["epoch"] != epoch:
+    if not is_int(meta["epoch"]) or meta["epoch"] != epoch:
         raise _Bad("epoch", _("{epoch}, the epoch in the file's name").format(epoch=epoch), meta["epoch"])
     if not isinstance(meta["stopped"], bool):
         raise _Bad("stopped", _("true or false"), meta["stopped"])
@@ -312,7 +308,7 @@ def _like(field: str, value: object, template: object) -> None:
         ok = isinstance(value, bool)
         expected = _("true or false")
     elif isinstance(template, int):
-        ok = _is_int(value)
+        ok = is_int(value)
         expected = _("a whole number")
     elif isinstance(template, float):
         ok = _is_number(value)
@@ -408,7 +404,7 @@ def _rows(rows: object, epoch: int) -> list[dict[str, float]]:
         raise _Bad("rows", _("a list of {n} history rows").format(n=epoch), rows)
     for i, row in enumerate(rows):
         field = f"rows[{i}]"
-        if not isinstance(row, dict) or row.get("epoch") != i + 1 or not _is_int(row.get("epoch")):
+        if not isinstance(row, dict) or row.get("epoch") != i + 1 or not is_int(row.get("epoch")):
             raise _Bad(field, _("a row numbered {n}").format(n=i + 1), row)
         if set(row) != set(rows[0]) or "seconds" not in row:
             raise _Bad(
