@@ -13,6 +13,9 @@ $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q -c constraints.txt --upgrade pip
 	$(PY) -m pip install -q $(LOCK) -e '.[$(EXTRAS)]'
+	@# the C kernels of the fused layers (src/convscope/models/kernels), so the first fit does not build them;
+	@# without a C compiler this says so and convscope keeps torch's eager layers
+	$(PY) -m convscope.models.native
 	touch $@
 
 install: $(VENV)/.installed
@@ -24,7 +27,7 @@ demo: install
 readme-settings: install
 	$(PY) tools/readme_settings.py
 
-# Debian's Chromium for the browser tests, fonts and PostgreSQL; each skipped where it is already installed.
+# Debian's Chromium for the browser tests, fonts, a C compiler and PostgreSQL; each skipped where it is already installed.
 system-deps:
 	@command -v chromium >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; \
@@ -34,6 +37,10 @@ system-deps:
 	  FONTS="fonts-dejavu fonts-liberation fontconfig"; \
 	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$FONTS >/dev/null; \
 	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$FONTS >/dev/null; fi; }
+	@# a C compiler for the fused layers' kernels (src/convscope/models/native.py builds them at first use)
+	@command -v cc >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; \
+	  else sudo apt-get update -qq && sudo DEBIAN_FRONTEND=noninteractive apt-get install -y -qq gcc libc6-dev >/dev/null; fi; }
 	@# PostgreSQL for the shared-study sweep tests (tests/postgres.py starts a throwaway server of its own;
 	@# the package's default cluster is not used)
 	@ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || { \

@@ -28,12 +28,20 @@ BASELINE = {
     "eval_batch": 64,
     "grad_mode": "inference",
     "malloc": "kept",
-    "dropout": "bits",
+    "dropout": "kernel",
+    "conv_relu": True,
+    "relu_pool": True,
 }
 PREVIOUS = {"malloc": "glibc", "dropout": "bernoulli", "adam": "default"}  # the loop before these three were kept
+UNFUSED = {"conv_relu": False, "relu_pool": False, "dropout": "stored"}  # the loop before models/fused.py
 VARIANTS = {
     "baseline (fit's loop, fp32)": {},
     "bf16 autocast": {"precision": "bf16"},
+    "bf16, ReLU not fused into the convolution": {"precision": "bf16", "conv_relu": False},
+    "bf16, ReLU + max pool not fused (torch's layers)": {"precision": "bf16", "relu_pool": False},
+    "bf16, dropout mask drawn and stored (int64 bits)": {"precision": "bf16", "dropout": "stored"},
+    "bf16, none of the three fusions": {**UNFUSED, "precision": "bf16"},
+    "fp32, none of the three fusions": UNFUSED,
     "glibc's own malloc thresholds": {"malloc": "glibc"},
     "torch's dropout (bernoulli_)": {"dropout": "bernoulli"},
     "Adam unfused (torch's default)": {"adam": "default"},
@@ -63,6 +71,8 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
         keep_freed_memory()
     if knobs["dropout"] == "bernoulli":  # this process only: every Dropout layer takes torch's own path
         KerasDropout.forward = torch.nn.Dropout.forward
+    if knobs["dropout"] == "stored":
+        KerasDropout.forward = _stored_mask_dropout
     data = cs.load(_data())
     data = data.subset(np.arange(min(images, len(data))))
     cut = int(len(data) * 0.8)
@@ -70,6 +80,7 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
     scaler = MinMaxScaler.fit(train.images)
     t, v = Tensors.of(train, scaler, torch.device("cpu")), Tensors.of(val, scaler, torch.device("cpu"))
     model = cs.build("cnn", data.input_shape, data.num_classes, seed=0)
+    model.fusions = _fusions(model.fusions, knobs)
     if knobs["layout"] == "channels_last":
         model = model.to(memory_format=torch.channels_last)
     else:
@@ -103,6 +114,35 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
     }
 
 
+def _fusions(plan: dict, knobs: dict) -> dict:
+    """`Network.forward`'s fusions with the switched-off ones taken out: without the ReLU + pool kernel, the
+    convolutions before the pools keep their ReLU (fused into oneDNN if that knob is on)."""
+    from convscope.models.fused import Fusion
+
+    kept = {}
+    for name, fusion in plan.items():
+        if fusion.relu_pool and not knobs["relu_pool"]:
+            continue
+        if fusion.pooled and not knobs["relu_pool"]:
+            fusion = Fusion(conv_relu=True)
+        if fusion.conv_relu and not knobs["conv_relu"]:
+            continue
+        kept[name] = fusion
+    return kept
+
+
+def _stored_mask_dropout(self, x):
+    """The dropout before the kernel: 16 bits per value from torch's int64 draws, a mask kept for backward."""
+    import torch
+
+    if not self.training or self.p == 0:
+        return x
+    n = x.numel()
+    words = torch.empty((n + 3) // 4, dtype=torch.int64).random_(-(2**63), None)
+    keep = words.view(torch.int16)[:n].as_strided(x.shape, x.stride()) >= -32768 + round(self.p * 65536)
+    return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+
+
 def _data() -> str:
     shared = os.path.join(os.path.dirname(__file__), "..", "..", "shared", "data", "mnist-10k")
     return shared if os.path.isdir(shared) else "mnist-5k"
@@ -113,14 +153,18 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--images", type=int, default=4000)
     p.add_argument("--batch-size", type=int, default=128)
+    p.add_argument("--only", help="comma-separated variant numbers (1 = the baseline, always run), default all")
     p.add_argument("--variant", help=argparse.SUPPRESS)  # internal: run one variant in this process
     args = p.parse_args(argv)
     if args.variant:
         print(json.dumps(train_variant({**BASELINE, **VARIANTS[args.variant]}, args.images, args.batch_size)))
         return 0
 
-    results: dict[str, list[dict]] = {name: [] for name in VARIANTS}
     names = list(VARIANTS)
+    if args.only:
+        picked = {int(k) for k in args.only.split(",")} | {1}
+        names = [name for i, name in enumerate(names, 1) if i in picked]
+    results: dict[str, list[dict]] = {name: [] for name in names}
     for rep in range(args.repeats):
         for name in names[rep % len(names) :] + names[: rep % len(names)]:  # rotate the order every repetition
             cmd = [
@@ -140,7 +184,8 @@ def main(argv=None) -> int:
             print(f"{name}: {results[name][-1]}", file=sys.stderr, flush=True)
     base = statistics.median(r["steady_epoch"] for r in results[names[0]])
     print(
-        f"`python -m benchmarks.ablation --repeats {args.repeats} --images {args.images} --batch-size {args.batch_size}`; "
+        f"`python -m benchmarks.ablation --repeats {args.repeats} --images {args.images} --batch-size {args.batch_size}"
+        f"{' --only ' + args.only if args.only else ''}`; "
         f"median load average {statistics.median(r['load'] for rs in results.values() for r in rs):.1f}\n"
     )
     print("| variant | first epoch s | steady epoch s | speed vs baseline | val accuracy after 3 epochs |")

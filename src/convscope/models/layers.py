@@ -23,6 +23,7 @@ from torch import nn
 from ..checks import quote
 from ..errors import UserError
 from ..i18n import _
+from . import fused
 from .sizes import AxisSize, axis_output
 
 Shape = tuple[int, ...]
@@ -340,23 +341,16 @@ def batch_norm(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 class KerasDropout(nn.Dropout):
     """Dropout as Keras does it: zero each value with probability `p`, scale the rest by 1 / (1 - p).
 
-    On the CPU the mask comes from 16 random bits per value, four from each 64-bit draw of
-    torch's generator: torch's own dropout draws once per value (`bernoulli_`), which took 18%
-    of a bf16 training step of the `cnn` preset; this mask is 4.5x cheaper forward and backward.
-    `p` is honoured to 1/65,536. Elsewhere (CUDA) torch's fused kernel is already fast.
+    On the CPU the mask is a hash of (one seed from torch's generator, the value's position), 16 bits per
+    value, so `p` is honoured to 1/65,536: in one pass each way with the C kernels, never stored, where torch's
+    dropout draws a random number per value (`bernoulli_`, 18% of a bf16 training step of the `cnn` preset)
+    and keeps the mask (`fused.dropout`). Elsewhere (CUDA) torch's fused kernel is already fast.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if not self.training or self.p == 0 or x.device.type != "cpu":
+        if not self.training or self.p == 0 or x.device.type != "cpu" or not fused.dense(x):
             return super().forward(x)
-        if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-            return super().forward(x)
-        n = x.numel()
-        words = torch.empty((n + 3) // 4, dtype=torch.int64, device=x.device).random_(-(2**63), None)
-        # the bits laid out like x (channels-last or not), so the multiply below runs over memory in order
-        bits = words.view(torch.int16)[:n].as_strided(x.shape, x.stride())
-        keep = bits >= -32768 + round(self.p * 65536)  # true with probability 1 - p
-        return x * (keep.to(x.dtype) * (1.0 / (1.0 - self.p)))
+        return fused.dropout(x, self.p)
 
 
 def dropout(a: _Args, shapes: list[Shape]) -> BuiltLayer:

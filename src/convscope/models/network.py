@@ -15,6 +15,7 @@ from torch import nn
 
 from ..errors import UserError
 from ..i18n import _
+from . import fused
 from .layers import BuiltLayer, Shape, build_layer
 from .sizes import receptive_field
 from .spec import INPUT, ModelSpec
@@ -65,6 +66,7 @@ class Network(nn.Module):
             self.info.append(_info(layer.name, layer.type, layer.inputs, built, fields[layer.name]))
         self.graph = [(layer.name, layer.inputs) for layer in spec.layers]
         self.output_name = spec.output
+        self.fusions = fused.plan(self.blocks, self.graph)
 
     def _check_output(self, name: str, built: BuiltLayer) -> None:
         if built.output_shape != (self.num_classes,):
@@ -92,11 +94,16 @@ class Network(nn.Module):
         return self.activations(x, only_output=True)[self.output_name]
 
     def activations(self, x: torch.Tensor, only_output: bool = False) -> dict[str, torch.Tensor]:
-        """Every layer's output by name (the input under 'input'); `only_output` frees the rest as it goes."""
+        """Every layer's output by name (the input under 'input'); `only_output` frees the rest as it goes, and
+        runs the fused layers (models/fused.py), whose intermediate outputs differ from the layers' own."""
         values: dict[str, torch.Tensor] = {INPUT: x}
         remaining = _consumers(self.graph) if only_output else None
+        fusions = self.fusions if only_output and not _exporting() else {}
         for name, inputs in self.graph:
-            values[name] = self.blocks[name](*[values[i] for i in inputs])
+            if name in fusions:
+                values[name] = fused.run(fusions[name], self.blocks[name], values[inputs[0]])
+            else:
+                values[name] = self.blocks[name](*[values[i] for i in inputs])
             if remaining is not None:
                 for i in inputs:
                     remaining[i] -= 1
@@ -107,6 +114,16 @@ class Network(nn.Module):
     @torch.no_grad()
     def probabilities(self, x: torch.Tensor) -> torch.Tensor:
         return torch.softmax(self(x), dim=1)
+
+
+def _exporting() -> bool:
+    """Tracing, scripting, compiling or ONNX export: these record torch operators, and must see the eager layers."""
+    return (
+        torch.jit.is_tracing()
+        or torch.jit.is_scripting()
+        or torch.compiler.is_compiling()
+        or torch.onnx.is_in_onnx_export()
+    )
 
 
 def _consumers(graph: list[tuple[str, tuple[str, ...]]]) -> dict[str, int]:

@@ -1,0 +1,303 @@
+"""Fused versions of the work around the convolutions, for training and prediction on the CPU.
+
+Two fusions, each with the same results as the eager layers they replace (bit for bit: both only skip
+passes over memory, never change an arithmetic result), chosen per call and falling back to the eager
+layers whenever a condition does not hold:
+
+- `conv_relu`: a convolution whose ReLU runs inside oneDNN's kernel as a post-op, so the activation is
+  written once instead of written, read and written again. Its backward is the eager one: ReLU's mask from
+  the output, then torch's convolution backward.
+- `relu_max_pool`: ReLU then a 2x2 max pool with stride 2 in one pass of a small C kernel
+  (`kernels/pool.c`), keeping a one-byte window position instead of torch's 64-bit indices, and a backward
+  that writes the input gradient once.
+
+`Network.forward` picks them (see `plan`); `Network.activations`, which the feature-map views read layer by
+layer, stays eager.
+"""
+
+from __future__ import annotations
+
+import ctypes
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from . import native
+
+_CONV_POINTWISE: Any = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
+_KERNELS = {torch.float32: "relu_max_pool_f32", torch.bfloat16: "relu_max_pool_bf16"}
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)
+
+
+def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
+    """The dtype autocast would run a convolution in here."""
+    if torch.is_autocast_enabled("cpu"):
+        return torch.get_autocast_dtype("cpu")
+    return x.dtype
+
+
+# --- convolution + ReLU -------------------------------------------------------------------------------
+
+
+class _ConvReLU(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, padding, stride, dilation):
+        y = _CONV_POINTWISE(x, weight, bias, padding, stride, dilation, 1, "relu", [], "")
+        ctx.save_for_backward(x, weight, y)
+        ctx.geometry = (padding, stride, dilation, bias is not None)
+        return y
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, weight, y = ctx.saved_tensors
+        padding, stride, dilation, has_bias = ctx.geometry
+        grad = torch.ops.aten.threshold_backward(grad.contiguous(memory_format=torch.channels_last), y, 0)
+        needs = ctx.needs_input_grad
+        gx, gw, gb = torch.ops.aten.convolution_backward(
+            grad,
+            x,
+            weight,
+            [weight.shape[0]] if has_bias else None,
+            stride,
+            padding,
+            dilation,
+            False,
+            [0, 0],
+            1,
+            [needs[0], needs[1], has_bias and needs[2]],
+        )
+        return gx, gw, gb, None, None, None
+
+
+def can_fuse_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    return (
+        _CONV_POINTWISE is not None
+        and x.device.type == "cpu"
+        and conv.groups == 1
+        and conv.padding_mode == "zeros"
+        and isinstance(conv.padding, tuple)
+        and _channels_last(x)
+        and _autocast_dtype(x) in _KERNELS
+    )
+
+
+def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
+    """relu(conv(x)), the ReLU fused into oneDNN's convolution; autocast's casts are made here, as it would."""
+    dtype = _autocast_dtype(x)
+    weight, bias = conv.weight.to(dtype), None if conv.bias is None else conv.bias.to(dtype)
+    x = x.to(dtype)
+    geometry = (list(conv.padding), list(conv.stride), list(conv.dilation))
+    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
+        return _ConvReLU.apply(x, weight, bias, *geometry)
+    return _CONV_POINTWISE(x, weight, bias, *geometry, 1, "relu", [], "")
+
+
+# --- ReLU + 2x2 max pool --------------------------------------------------------------------------------
+
+
+def _pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
+    return ctypes.c_void_p(t.data_ptr() if t is not None else None)
+
+
+def _pool_forward(x: torch.Tensor, keep_where: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
+    where = (
+        torch.empty((n, c, h // 2, w // 2), dtype=torch.uint8, memory_format=torch.channels_last)
+        if keep_where
+        else None
+    )
+    kernel = getattr(native.library(), f"{_KERNELS[x.dtype]}_forward")
+    kernel(_pointer(x), _pointer(out), _pointer(where), n, h, w, c)
+    return out, where
+
+
+class _ReLUMaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x):
+        out, where = _pool_forward(x, keep_where=True)
+        ctx.save_for_backward(out, where)
+        ctx.input_shape = x.shape
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        out, where = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        n, c, h, w = ctx.input_shape
+        grad_in = torch.empty((n, c, h, w), dtype=grad.dtype, memory_format=torch.channels_last)
+        kernel = getattr(native.library(), f"{_KERNELS[grad.dtype]}_backward")
+        kernel(_pointer(grad), _pointer(out), _pointer(where), _pointer(grad_in), n, h, w, c)
+        return grad_in
+
+
+def can_fuse_relu_max_pool(x: torch.Tensor) -> bool:
+    return (
+        x.device.type == "cpu"
+        and x.dtype in _KERNELS
+        and _channels_last(x)
+        and x.shape[2] % 2 == 0
+        and x.shape[3] % 2 == 0
+        and x.numel() > 0
+        and native.library() is not None
+    )
+
+
+def relu_max_pool(x: torch.Tensor) -> torch.Tensor:
+    """max_pool2d(relu(x), 2): callers check `can_fuse_relu_max_pool(x)` first."""
+    if torch.is_grad_enabled() and x.requires_grad:
+        return _ReLUMaxPool.apply(x)
+    return _pool_forward(x, keep_where=False)[0]
+
+
+# --- dropout ----------------------------------------------------------------------------------------------
+
+_DROPOUT_KERNELS = {torch.float32: "dropout_f32", torch.bfloat16: "dropout_bf16"}
+_GOLDEN, _MIX1, _MIX2 = 0x9E3779B97F4A7C15, 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+
+def _signed(value: int) -> int:
+    """A 64-bit constant as torch's int64 holds it (two's complement)."""
+    return value - (1 << 64) if value >= 1 << 63 else value
+
+
+def _shift_right(z: torch.Tensor, k: int) -> torch.Tensor:
+    """Unsigned (logical) right shift of int64 values: torch's >> keeps the sign."""
+    return (z >> k) & ((1 << (64 - k)) - 1)
+
+
+def dropout_bits(n: int, seed: int) -> torch.Tensor:
+    """The 16 random bits of each of n positions: `kernels/dropout.c`'s hash, in torch operations (int64 products
+    wrap around as the C's unsigned ones do). The fallback without the kernels, and the tests' oracle."""
+    position = torch.arange(n, dtype=torch.int64)
+    z = _signed(seed) + ((position >> 2) + 1) * _signed(_GOLDEN)
+    z = (z ^ _shift_right(z, 30)) * _signed(_MIX1)
+    z = (z ^ _shift_right(z, 27)) * _signed(_MIX2)
+    z = z ^ _shift_right(z, 31)
+    return (z >> (16 * (position & 3))) & 0xFFFF
+
+
+def dropout_threshold(rate: float) -> int:
+    """A value is kept when its 16 bits are at least this: with probability 1 - rate, to 1/65,536."""
+    return round(rate * 65536)
+
+
+def _dropout_scale(rate: float, dtype: torch.dtype) -> float:
+    """1 / (1 - rate) as eager `keep.to(dtype) * scale` holds it: rounded to the tensor's dtype."""
+    return float(torch.tensor(1.0 / (1.0 - rate)).to(dtype))
+
+
+def _dropout_kernel(x: torch.Tensor, seed: int, rate: float) -> torch.Tensor:
+    out = torch.empty_like(x)  # keeps x's layout; the mask follows memory order
+    kernel = getattr(native.library(), _DROPOUT_KERNELS[x.dtype])
+    kernel(_pointer(x), _pointer(out), x.numel(), seed, dropout_threshold(rate), _dropout_scale(rate, x.dtype))
+    return out
+
+
+class _Dropout(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, seed, rate):
+        ctx.seed, ctx.rate, ctx.channels_last = seed, rate, not x.is_contiguous()
+        return _dropout_kernel(x, seed, rate)
+
+    @staticmethod
+    def backward(ctx, grad):
+        layout = torch.channels_last if ctx.channels_last else torch.contiguous_format
+        return _dropout_kernel(grad.contiguous(memory_format=layout), ctx.seed, ctx.rate), None, None
+
+
+def dense(x: torch.Tensor) -> bool:
+    """Contiguous or channels-last: memory order is then a fixed order of the values."""
+    return x.is_contiguous() or (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last))
+
+
+def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
+    """Keras' training-time dropout of a dense CPU tensor: each value zeroed with probability `rate`, the rest
+    scaled by 1 / (1 - rate). One seed from torch's generator per call, so `torch.manual_seed` (and a resumed
+    run's saved generator) fix the masks; in one pass with the kernels, else the same masks in torch ops."""
+    seed = int(torch.empty((), dtype=torch.int64).random_())
+    if x.dtype in _DROPOUT_KERNELS and native.library() is not None:
+        if torch.is_grad_enabled() and x.requires_grad:
+            return _Dropout.apply(x, seed, rate)
+        return _dropout_kernel(x, seed, rate)
+    bits = dropout_bits(x.numel(), seed).as_strided(x.shape, x.stride())  # in memory order, as the kernel
+    keep = bits >= dropout_threshold(rate)
+    return x * (keep.to(x.dtype) * (1.0 / (1.0 - rate)))
+
+
+# --- which layers fuse -----------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Fusion:
+    """How `Network.forward` runs one layer: `conv_relu` for a Conv2D block ending in ReLU; `pooled` for such a
+    block, or an Activation('relu') layer, whose ReLU moves into the 2x2 max pool that is its only consumer (the
+    pool's own layer then takes `relu_pool`)."""
+
+    conv_relu: bool = False
+    pooled: bool = False
+    relu_pool: bool = False
+
+
+def is_conv_relu(module: nn.Module) -> bool:
+    return (
+        isinstance(module, nn.Sequential)
+        and len(module) == 2
+        and isinstance(module[0], nn.Conv2d)
+        and isinstance(module[1], nn.ReLU)
+    )
+
+
+def is_pool_2x2(module: nn.Module) -> bool:
+    def pair(v) -> tuple:
+        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
+
+    return (
+        isinstance(module, nn.MaxPool2d)
+        and pair(module.kernel_size) == (2, 2)
+        and pair(module.stride) == (2, 2)
+        and pair(module.padding) == (0, 0)
+        and pair(module.dilation) == (1, 1)
+        and not module.ceil_mode
+        and not module.return_indices
+    )
+
+
+def plan(blocks: nn.ModuleDict, graph: list[tuple[str, tuple[str, ...]]]) -> dict[str, Fusion]:
+    """The fusions `forward` may use, by layer name; a layer not named runs as built."""
+    consumers: dict[str, list[str]] = {}
+    for name, inputs in graph:
+        for i in inputs:
+            consumers.setdefault(i, []).append(name)
+    fusions: dict[str, Fusion] = {}
+    for name, _inputs in graph:
+        conv, relu = is_conv_relu(blocks[name]), isinstance(blocks[name], nn.ReLU)
+        if not (conv or relu):
+            continue
+        after = consumers.get(name, [])
+        if len(after) == 1 and is_pool_2x2(blocks[after[0]]):
+            fusions[name] = Fusion(pooled=True)
+            fusions[after[0]] = Fusion(relu_pool=True)
+        elif conv:
+            fusions[name] = Fusion(conv_relu=True)
+    return fusions
+
+
+def run(fusion: Fusion, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
+    """One layer's output under `fusion`, falling back to the layer as built when a condition does not hold."""
+    if fusion.relu_pool:
+        return relu_max_pool(x) if can_fuse_relu_max_pool(x) else block(F.relu(x))
+    if isinstance(block, nn.ReLU):  # pooled: its ReLU runs in the pool
+        return x
+    assert isinstance(block, nn.Sequential)  # the plan fuses Conv2d + ReLU blocks only (is_conv_relu)
+    conv = block[0]
+    assert isinstance(conv, nn.Conv2d)
+    if fusion.pooled:
+        return conv(x)
+    return conv_relu(conv, x) if can_fuse_conv_relu(conv, x) else block(x)

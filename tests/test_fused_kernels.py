@@ -1,0 +1,218 @@
+"""The fused layers give eager torch's results bit for bit, forward and backward, in fp32 and bf16, and step aside
+when they cannot run (another layout, no C compiler, tracing for export)."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+import convscope as cs
+from convscope.models import fused, native
+
+needs_kernels = pytest.mark.skipif(native.library() is None, reason="no C compiler here: the eager path runs")
+
+
+def _channels_last(x: torch.Tensor) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last)
+
+
+def _hard_input(shape, dtype) -> torch.Tensor:
+    """Random values with what breaks a careless pool: ties, zeros, all-negative windows, a NaN."""
+    torch.manual_seed(3)
+    x = torch.randn(shape)
+    x[0, 0, :4, :4] = 0.5  # a positive tie in every window
+    x[0, 1, :4, :4] = 0.0  # a zero tie, cut by ReLU
+    x[0, 2, :4, :4] = -torch.rand(4, 4) - 0.1  # windows with nothing left after ReLU
+    x[1 % shape[0], 3, 1, 1] = float("nan")
+    x[:, 4] = torch.randint(-2, 3, (shape[0], shape[2], shape[3])).float()  # many ties of every sign
+    return _channels_last(x.to(dtype))
+
+
+def _eager_pool(x):
+    return F.max_pool2d(F.relu(x), 2)
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape", [(32, 8, 28, 28), (3, 8, 14, 14), (5, 8, 6, 10)])
+def test_relu_max_pool_is_relu_then_torchs_pool_forward_and_backward(dtype, shape):
+    x = _hard_input(shape, dtype)
+    outputs, grads = [], []
+    for pool in (fused.relu_max_pool, _eager_pool):
+        leaf = x.clone().requires_grad_()
+        out = pool(leaf)
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(dtype)
+        (out * weights).float().nansum().backward()
+        outputs.append(out)
+        grads.append(leaf.grad)
+    assert torch.equal(outputs[0].nan_to_num(7.0), outputs[1].nan_to_num(7.0))
+    assert torch.equal(grads[0].nan_to_num(7.0), grads[1].nan_to_num(7.0))
+    assert outputs[0].isnan().sum() == 1
+    assert outputs[0].is_contiguous(memory_format=torch.channels_last)
+    assert grads[0].is_contiguous(memory_format=torch.channels_last)
+    with torch.inference_mode():
+        assert torch.equal(fused.relu_max_pool(x).nan_to_num(7.0), outputs[1].detach().nan_to_num(7.0))
+
+
+@pytest.mark.skipif(fused._CONV_POINTWISE is None, reason="this torch has no oneDNN pointwise convolution")
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("bias", [True, False])
+def test_conv_relu_is_torchs_convolution_then_relu(precision, bias):
+    torch.manual_seed(4)
+    conv = torch.nn.Conv2d(8, 16, 3, padding=(1, 1), bias=bias).to(memory_format=torch.channels_last)
+    x = _channels_last(torch.randn(6, 8, 12, 12))
+    results = []
+    for run in (lambda v: fused.conv_relu(conv, v), lambda v: F.relu(conv(v))):
+        conv.zero_grad(set_to_none=True)
+        leaf = x.clone().requires_grad_()
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            out = run(leaf)
+        (out.float() * torch.linspace(-1, 1, out.numel()).view(out.shape)).sum().backward()
+        results.append([out, leaf.grad, conv.weight.grad, *([conv.bias.grad] if bias else [])])
+    for ours, theirs in zip(*results):
+        assert ours.dtype == theirs.dtype
+        assert torch.equal(ours, theirs)
+
+
+def _train_step(model, x, y, precision: str, fuse: bool):
+    plan = model.fusions
+    model.fusions = plan if fuse else {}
+    try:
+        model.zero_grad(set_to_none=True)
+        torch.manual_seed(9)  # the same dropout masks on both sides
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            logits = model(x).float()
+        F.cross_entropy(logits, y).backward()
+        return logits.detach(), [p.grad.clone() for p in model.parameters()]
+    finally:
+        model.fusions = plan
+
+
+@needs_kernels
+@pytest.mark.parametrize("preset", ["cnn", "fast"])
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_a_fused_training_step_equals_the_eager_one(preset, precision):
+    model = cs.build(preset, (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train()
+    assert model.fusions, "the presets are Conv2D + ReLU blocks, some followed by a 2x2 max pool"
+    x, y = _channels_last(torch.rand(16, 1, 28, 28)), torch.randint(0, 10, (16,))
+    fused_logits, fused_grads = _train_step(model, x, y, precision, fuse=True)
+    eager_logits, eager_grads = _train_step(model, x, y, precision, fuse=False)
+    assert torch.equal(fused_logits, eager_logits)
+    assert all(torch.equal(a, b) for a, b in zip(fused_grads, eager_grads))
+    model.eval()
+    with torch.inference_mode():
+        assert torch.equal(model(x), model.activations(x)[model.output_name])
+
+
+def test_the_plan_fuses_relu_into_the_pool_that_is_its_only_consumer():
+    plan = cs.build("cnn", (28, 28, 1), 10).fusions
+    assert plan == {
+        "conv2d": fused.Fusion(conv_relu=True),
+        "conv2d_1": fused.Fusion(pooled=True),
+        "max_pool2d": fused.Fusion(relu_pool=True),
+        "conv2d_2": fused.Fusion(conv_relu=True),
+        "conv2d_3": fused.Fusion(pooled=True),
+        "max_pool2d_1": fused.Fusion(relu_pool=True),
+    }
+    spec = {
+        "layers": [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "relu", "name": "a"},
+            {"type": "MaxPool2D", "pool_size": 3, "name": "p3"},  # not 2x2: the ReLU stays in the convolution
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "activation": "tanh", "name": "b"},
+            {"type": "Flatten"},
+            {"type": "Dense", "units": "num_classes", "activation": "softmax"},
+        ]
+    }
+    assert cs.build(spec, (28, 28, 1), 3).fusions == {"a": fused.Fusion(conv_relu=True)}
+
+
+@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+def test_other_layouts_take_the_eager_layers(precision):
+    model = cs.build("cnn", (28, 28, 1), 10, seed=0).eval()  # NCHW, as a user's own module might be
+    x = torch.rand(8, 1, 28, 28)
+    with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        assert torch.equal(model(x), model.activations(x)[model.output_name])
+
+
+def test_tracing_records_the_eager_layers():
+    model = cs.build("cnn", (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).eval()
+    x = _channels_last(torch.rand(2, 1, 28, 28))
+    traced = torch.jit.trace(model, x)
+    kinds = {node.kind() for node in traced.inlined_graph.nodes()}
+    assert "aten::max_pool2d" in kinds and "aten::relu" in kinds
+    assert torch.equal(traced(x), model(x))
+
+
+def test_without_a_compiler_there_are_no_kernels_and_training_still_works(tmp_path):
+    script = textwrap.dedent("""
+        import shutil, sys, torch
+        shutil.which = lambda name: None  # no cc, gcc or clang on this machine
+        import convscope as cs
+        from convscope.models import native
+        assert native.build() is None and native.library() is None
+        model = cs.build("cnn", (28, 28, 1), 10).to(memory_format=torch.channels_last)
+        x = torch.rand(4, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+        model(x).sum().backward()
+        print("ok")
+    """)
+    env = {"XDG_CACHE_HOME": str(tmp_path), "PATH": "/usr/bin:/bin", "HOME": str(tmp_path)}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=env, check=False)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok"
+    assert not (tmp_path / "convscope" / "kernels").exists()
+
+
+def test_the_switch_turns_the_kernels_off():
+    assert not native.enabled({"CONVSCOPE_NATIVE": "0"})
+    assert native.enabled({})
+
+
+@needs_kernels
+def test_the_library_is_built_once_per_source_and_kept_in_the_cache(tmp_path):
+    first = native.build(tmp_path)
+    assert first is not None and first.parent == tmp_path
+    assert native.build(tmp_path) == first
+    assert [p.name for p in tmp_path.iterdir()] == [first.name]  # no temporary left behind
+    assert native.cache_dir({"XDG_CACHE_HOME": str(tmp_path)}) == tmp_path / "convscope" / "kernels"
+
+
+@needs_kernels
+@pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
+@pytest.mark.parametrize("shape, channels_last", [((32, 32, 14, 14), True), ((7, 1568), False), ((3, 5, 7, 9), True)])
+def test_dropout_kernel_is_the_masks_of_the_torch_hash_times_the_scale(dtype, shape, channels_last):
+    torch.manual_seed(8)
+    x = torch.randn(shape).to(dtype)
+    x = _channels_last(x) if channels_last else x
+    x[0, 0] = float("nan")  # a dropped NaN stays NaN, as x * 0 does in eager torch
+    seed, rate = 12345678901234567, 0.25
+    bits = fused.dropout_bits(x.numel(), seed).as_strided(x.shape, x.stride())
+    expected = x * ((bits >= fused.dropout_threshold(rate)).to(dtype) * (1.0 / (1.0 - rate)))
+    ours = fused._dropout_kernel(x, seed, rate)
+    assert torch.equal(ours.nan_to_num(9.0), expected.nan_to_num(9.0))
+    assert ours.stride() == x.stride()
+
+
+def test_the_dropout_hash_is_splitmix64_over_four_values_a_word():
+    # splitmix64's published first output for state 0 (the counter 0 + golden): 0xE220A8397B1DCDAF
+    word = 0xE220A8397B1DCDAF
+    expected = [(word >> (16 * k)) & 0xFFFF for k in range(4)]
+    assert fused.dropout_bits(4, 0).tolist() == expected
+    bits = fused.dropout_bits(1 << 18, 77)
+    assert int(bits.min()) >= 0 and int(bits.max()) <= 0xFFFF
+    assert abs(bits.float().mean().item() / 65535 - 0.5) < 0.01
+
+
+@needs_kernels
+def test_dropout_backward_uses_the_forward_mask_in_the_gradients_layout():
+    x = _channels_last(torch.randn(4, 8, 6, 6)).requires_grad_()
+    torch.manual_seed(2)
+    out = fused.dropout(x, 0.5)
+    grad = torch.randn(4, 8, 6, 6)  # contiguous, while x is channels-last
+    out.backward(grad)
+    kept = out.detach() != 0
+    assert torch.equal(x.grad, torch.where(kept, grad * 2.0, torch.zeros(())))
