@@ -22,7 +22,7 @@ from torch.profiler import ProfilerActivity, profile
 import convscope as cs
 from convscope.training.allocator import keep_freed_memory
 
-CONV_FORWARD = ("aten::mkldnn_convolution", "aten::convolution_overrideable")
+CONV_FORWARD = ("aten::mkldnn_convolution", "aten::convolution_overrideable", "mkldnn::_convolution_pointwise")
 CONV_BACKWARD = ("aten::convolution_backward",)
 
 
