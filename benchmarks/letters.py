@@ -62,6 +62,7 @@ fonts-wine fonts-symbola fonts-opensymbol
 from __future__ import annotations
 
 import argparse
+import logging
 import re
 import shutil
 import subprocess
@@ -135,7 +136,9 @@ def _cmap_refusal(font: Path) -> str:
         with TTFont(str(font), fontNumber=0, lazy=True) as tt:
             cmap = tt.getBestCmap()
             panose = tt["OS/2"].panose.bFamilyType if "OS/2" in tt else 0
-            names = " ".join(str(record) for record in tt["name"].names if record.nameID in (1, 4)) if "name" in tt else ""
+            names = (
+                " ".join(str(record) for record in tt["name"].names if record.nameID in (1, 4)) if "name" in tt else ""
+            )
     except Exception as exc:  # noqa: BLE001 - fontTools raises many kinds on damaged or unusual files
         return f"unreadable ({type(exc).__name__})"
     if not cmap or any(cmap.get(ord(c)) in (None, ".notdef") for c in LETTERS):
@@ -145,9 +148,7 @@ def _cmap_refusal(font: Path) -> str:
     return ""
 
 
-def build(
-    fonts: list[Path], images: int, seed: int, progress=None
-) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
+def build(fonts: list[Path], images: int, seed: int, progress=None) -> tuple[np.ndarray, np.ndarray, np.ndarray, dict]:
     """(images (N, 28, 28) uint8, labels (N,) 'A'..'J', fonts (N,) file names, summary)."""
     kept, refused = [], Counter()
     for i, font in enumerate(fonts):
@@ -167,7 +168,11 @@ def build(
     elif len(x) < min(MIN_IMAGES, images) and len(x):
         extra, sources = _variations(x, min(MIN_IMAGES, images) - len(x), rng)
         varied = len(extra)
-        x, y, names = np.concatenate([x, extra]), np.concatenate([y, y[sources]]), np.concatenate([names, names[sources]])
+        x, y, names = (
+            np.concatenate([x, extra]),
+            np.concatenate([y, y[sources]]),
+            np.concatenate([names, names[sources]]),
+        )
     summary = {
         "fonts_found": len(fonts),
         "fonts_kept": len(kept),
@@ -219,6 +224,7 @@ def main(argv=None) -> int:
         "--fonts", type=Path, action="append", default=[], help="a folder of font files (repeatable); default: fc-list"
     )
     args = p.parse_args(argv)
+    logging.getLogger("fontTools").setLevel(logging.ERROR)  # its warnings about harmless table quirks, by the hundred
     started = time.perf_counter()
     fonts = font_files(args.fonts)
     if not fonts:
