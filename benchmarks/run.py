@@ -478,8 +478,9 @@ def _memory_table(runs) -> list[str]:
     ]
     for label in [*_labels(rows, ("throughput", "memory"), _is_keras), "convscope fp32", "convscope bf16"]:
         t = [r["peak_rss_mb"] for r in rows if r["kind"] == "throughput" and r["label"] == label]
-        mem = [f"{med(r['peak_rss_mb'] for r in _pick(runs, 'memory', label, e)):.0f}" for e in epochs]
-        if t or any(v != "nan" for v in mem):
+        picked = [_pick(runs, "memory", label, e) for e in epochs]
+        mem = [f"{med(r['peak_rss_mb'] for r in rs):.0f}" if rs else "" for rs in picked]  # "": not measured
+        if t or any(mem):
             out.append(f"| {label} | {med(t):.0f} |" + "".join(f" {v} |" for v in mem))
     return out + [""]
 
