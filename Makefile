@@ -86,11 +86,13 @@ $(VENV)/.bench-installed: $(VENV)/.installed
 	touch $@
 
 # The full run, about 16 minutes on 2 cores; tables in $(BENCH_OUT)/results.md. Keras runs on every backend
-# installed (TensorFlow, PyTorch, JAX). `make bench BENCH_DATA=runs/bench/letters.npz` runs it on the letters below.
+# installed (TensorFlow, PyTorch, JAX). On the letters below: `make bench BENCH_DATA=runs/bench/letters.npz
+# BENCH_ARGS='--target-accuracy 0.95'` (BENCH_ARGS: any other option of benchmarks/run.py).
 BENCH_DATA ?=
+BENCH_ARGS ?=
 
 bench: $(VENV)/.bench-installed
-	$(PY) -m benchmarks.run --out $(BENCH_OUT) $(if $(BENCH_DATA),--data $(BENCH_DATA))
+	$(PY) -m benchmarks.run --out $(BENCH_OUT) $(if $(BENCH_DATA),--data $(BENCH_DATA)) $(BENCH_ARGS)
 
 # A notMNIST-like letters set held back from the repository (benchmarks/letters.py): A-J in each font of these
 # Debian packages, fetched with `apt-get download` and unpacked under $(BENCH_OUT)/fonts (nothing is installed, so
