@@ -7,7 +7,7 @@ EXTRAS := serve,export,sweep,test,notebook,keras,tensorboard
 # Every install goes through the lock (constraints.txt), build dependencies included: the versions CI tested.
 LOCK := -c constraints.txt --build-constraint constraints.txt
 
-.PHONY: demo test test-fast lint lock fuzz install system-deps bench bench-smoke bench-load clean catalogs readme-settings
+.PHONY: demo test test-fast lint lock fuzz install system-deps bench bench-smoke bench-load letters clean catalogs readme-settings
 
 $(VENV)/.installed: pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -85,16 +85,62 @@ fuzz: install
 	CONVSCOPE_FUZZ=long $(PY) -m pytest tests/test_fuzz_loaders.py tests/test_fuzz_spec.py tests/test_fuzz_cli.py \
 	  tests/test_fuzz_server.py tests/test_fuzz_runs.py tests/test_fuzz_keras.py -p no:cacheprovider
 
-# The Keras comparison of BENCHMARKS.md: TensorFlow for the peer comes with the bench extra.
+# The Keras comparison of BENCHMARKS.md: TensorFlow and JAX for the peer come with the bench extra (PyTorch is there).
 BENCH_OUT ?= runs/bench
 
 $(VENV)/.bench-installed: $(VENV)/.installed
 	$(PY) -m pip install -q $(LOCK) -e '.[$(EXTRAS),bench]'
 	touch $@
 
-# The full run, about 16 minutes on 2 cores; tables in $(BENCH_OUT)/results.md.
+# The full run, about 16 minutes on 2 cores; tables in $(BENCH_OUT)/results.md. Keras runs on every backend
+# installed (TensorFlow, PyTorch, JAX). On the letters below: `make bench BENCH_DATA=runs/bench/letters.npz
+# BENCH_ARGS='--target-accuracy 0.95'` (BENCH_ARGS: any other option of benchmarks/run.py).
+BENCH_DATA ?=
+BENCH_ARGS ?=
+
 bench: $(VENV)/.bench-installed
-	$(PY) -m benchmarks.run --out $(BENCH_OUT)
+	$(PY) -m benchmarks.run --out $(BENCH_OUT) $(if $(BENCH_DATA),--data $(BENCH_DATA)) $(BENCH_ARGS)
+
+# A notMNIST-like letters set held back from the repository (benchmarks/letters.py): A-J in each font of these
+# Debian packages, fetched with `apt-get download` and unpacked under $(BENCH_OUT)/fonts (nothing is installed, so
+# the fonts the tests render stay the same); without apt-get, the fonts fontconfig knows. About 30 s on 2 cores.
+LETTER_FONTS := fonts-dustin fonts-aenigma fonts-adf-accanthis fonts-adf-baskervald fonts-adf-berenis \
+  fonts-adf-gillius fonts-adf-ikarius fonts-adf-irianis fonts-adf-libris fonts-adf-mekanus fonts-adf-oldania \
+  fonts-adf-romande fonts-adf-solothurn fonts-adf-switzera fonts-adf-tribun fonts-adf-universalis fonts-adf-verana \
+  fonts-noto-core fonts-freefont-ttf fonts-urw-base35 fonts-texgyre fonts-crosextra-caladea fonts-crosextra-carlito \
+  fonts-comic-neue fonts-breip fonts-femkeklaver fonts-humor-sans fonts-blankenburg fonts-cabinsketch \
+  fonts-league-spartan fonts-league-mono fonts-lato fonts-open-sans fonts-roboto-unhinted fonts-roboto-slab \
+  fonts-linuxlibertine fonts-paratype fonts-mplus fonts-quicksand fonts-jura fonts-ecolier-court \
+  fonts-ecolier-lignes-court fonts-3270 fonts-agave fonts-allerta fonts-anonymous-pro fonts-apropal fonts-arapey \
+  fonts-averia-gwf fonts-averia-sans-gwf fonts-averia-serif-gwf fonts-b612 fonts-bebas-neue fonts-beteckna \
+  fonts-cabin fonts-cantarell fonts-century-catalogue fonts-cherrybomb fonts-clear-sans fonts-cmu fonts-comfortaa \
+  fonts-courier-prime fonts-creep2 fonts-dancingscript fonts-dkg-handwriting fonts-dosis fonts-ebgaramond \
+  fonts-elstob fonts-engadget fonts-essays1743 fonts-eurofurence fonts-f500 fonts-fantasque-sans fonts-fanwood \
+  fonts-firacode fonts-gfs-artemisia fonts-gfs-baskerville fonts-gfs-bodoni-classic fonts-gfs-didot \
+  fonts-gfs-neohellenic fonts-gfs-olga fonts-gfs-porson fonts-gfs-solomos fonts-georgewilliams fonts-gnutypewriter \
+  fonts-go fonts-gotico-antiqua fonts-goudybookletter fonts-hack-ttf fonts-inconsolata fonts-inter fonts-isabella \
+  fonts-jetbrains-mono fonts-junction fonts-junicode fonts-karla fonts-kaushanscript fonts-klaudia-berenika \
+  fonts-kristi fonts-le-murmure fonts-leckerli-one fonts-lemonada fonts-levien-museum fonts-levien-typoscript \
+  fonts-lindenhill fonts-lobster fonts-lobstertwo fonts-manrope fonts-millimetre fonts-monofur fonts-mononoki \
+  fonts-national-park fonts-ocr-a fonts-ocr-b fonts-oflb-euterpe fonts-oldstandard fonts-opendin fonts-opendyslexic \
+  fonts-osifont fonts-play fonts-prociono fonts-quattrocento fonts-radisnoir fonts-rampart fonts-roadgeek \
+  fonts-routed-gothic fonts-rufscript fonts-sil-andika fonts-sil-charis fonts-sil-doulos fonts-sil-gentiumplus \
+  fonts-solide-mirage fonts-sora fonts-staypuft fonts-stix fonts-summersby fonts-tiresias fonts-tomsontalks \
+  fonts-train fonts-tuffy fonts-ubuntu-title fonts-uralic fonts-vollkorn fonts-yanone-kaffeesatz fonts-yrsa-rasa \
+  fonts-tlwg-garuda-ttf fonts-tlwg-kinnari-ttf fonts-tlwg-laksaman-ttf fonts-tlwg-loma-ttf fonts-tlwg-mono-ttf \
+  fonts-tlwg-norasi-ttf fonts-tlwg-purisa-ttf fonts-tlwg-sawasdee-ttf fonts-tlwg-typewriter-ttf \
+  fonts-tlwg-typist-ttf fonts-tlwg-typo-ttf fonts-tlwg-umpush-ttf fonts-tlwg-waree-ttf fonts-unfonts-core \
+  fonts-lmodern fonts-oxygen fonts-liberation2 fonts-croscore fonts-bajaderka fonts-karmilla fonts-havana \
+  fonts-gamaliel fonts-campania fonts-cardo fonts-hermit fonts-sixtyfour fonts-fantasma fonts-libfinal \
+  fonts-dclfonts fonts-compagnon fonts-joscelyn fonts-okolaks fonts-arkpandora fonts-mph-2b-damase fonts-baekmuk \
+  fonts-wine fonts-symbola fonts-opensymbol
+FONTS_DIR := $(BENCH_OUT)/fonts
+
+letters: $(VENV)/.installed
+	@if command -v apt-get >/dev/null && command -v dpkg-deb >/dev/null; then \
+	  mkdir -p $(FONTS_DIR)/debs && cd $(FONTS_DIR)/debs && apt-get download -qq $(LETTER_FONTS) && \
+	  for deb in *.deb; do dpkg-deb -x "$$deb" ../files; done; fi
+	$(PY) -m benchmarks.letters --out $(BENCH_OUT)/letters.npz $$([ -d $(FONTS_DIR)/files ] && echo --fonts $(FONTS_DIR)/files)
 
 # CI: one short repetition on 1,200 images so the benchmark code cannot rot; it asserts no threshold.
 bench-smoke: $(VENV)/.bench-installed

@@ -1,12 +1,14 @@
-"""The peer: the classic Keras notebook, written out as a script (Keras 3 on TensorFlow, CPU).
+"""The peer: the classic Keras notebook, written out as a script (Keras 3 on the CPU, on any backend).
 
 The workflow exactly as the course runs it: reshape to (N, 28, 28, 1), min-max scale with the
 training split's minimum and maximum, `to_categorical`, a `Sequential` model, `compile` with
 adam and categorical_crossentropy, `fit` with validation_split=0.2 and EarlyStopping,
 `evaluate`, `predict`. Nothing is tuned for speed: this is the code a student runs.
 
-It runs in its own process and imports neither torch nor convscope (TensorFlow and torch in one
-process fight over threads). It prints one JSON line with the measurements the harness reads.
+Keras 3 takes its backend from the environment variable KERAS_BACKEND (tensorflow, torch or jax); the
+harness runs this script once per installed backend, each in its own process, which imports that backend's
+framework and not convscope (two frameworks in one process fight over threads). It prints one JSON line with
+the measurements the harness reads, the backend and its framework's version among them.
 """
 
 from __future__ import annotations
@@ -108,9 +110,12 @@ def main(argv=None) -> int:
         model.predict(one, verbose=0)
         latencies.append(time.perf_counter() - t)
 
+    backend = keras.backend.backend()
+    framework = sys.modules.get(backend)  # the backend's module is already imported by Keras, and named after it
     result = {
         "side": "keras",
-        "versions": {"keras": keras.__version__, "backend": keras.backend.backend()},
+        "backend": backend,
+        "versions": {"keras": keras.__version__, "backend": backend, backend: getattr(framework, "__version__", None)},
         "batch_size": args.batch_size,
         "epochs_run": epochs_run,
         "images_seen": epochs_run * len(x_train),  # training + validation images, every epoch

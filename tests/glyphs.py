@@ -36,12 +36,19 @@ def truetype_fonts() -> list[Path]:
 
 @lru_cache(maxsize=4096)
 def glyph(font: Path, char: str, px: int = 96) -> np.ndarray:
-    """The character's ink, white on black, cropped to its bounding box (uint8 (h, w))."""
+    """The character's ink, white on black, cropped to its bounding box (uint8 (h, w); (0, 0) for a blank glyph).
+
+    The canvas is placed around the glyph's own box with a margin of `px`, so no font's metrics (a tall ascender,
+    a swash far left) push the ink off it; the crop makes the result independent of where it was drawn.
+    """
     face = ImageFont.truetype(str(font), px)
-    canvas = Image.new("L", (3 * px, 3 * px), 0)
-    ImageDraw.Draw(canvas).text((px, px // 2), char, fill=255, font=face)
+    left, top, right, bottom = face.getbbox(char)
+    canvas = Image.new("L", (right - left + 2 * px, bottom - top + 2 * px), 0)
+    ImageDraw.Draw(canvas).text((px - left, px - top), char, fill=255, font=face)
     pixels = np.asarray(canvas)
     rows, cols = np.flatnonzero(pixels.max(axis=1) > 0), np.flatnonzero(pixels.max(axis=0) > 0)
+    if not len(rows):
+        return np.zeros((0, 0), np.uint8)
     return pixels[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
 
 
