@@ -29,19 +29,17 @@ BASELINE = {
     "grad_mode": "inference",
     "malloc": "kept",
     "dropout": "kernel",
-    "conv_relu": True,
     "relu_pool": True,
 }
 PREVIOUS = {"malloc": "glibc", "dropout": "bernoulli", "adam": "default"}  # the loop before these three were kept
-UNFUSED = {"conv_relu": False, "relu_pool": False, "dropout": "stored"}  # the loop before models/fused.py
+UNFUSED = {"relu_pool": False, "dropout": "stored"}  # the loop before models/fused.py
 VARIANTS = {
     "baseline (fit's loop, fp32)": {},
     "bf16 autocast": {"precision": "bf16"},
-    "bf16, ReLU not fused into the convolution": {"precision": "bf16", "conv_relu": False},
     "bf16, ReLU + max pool not fused (torch's layers)": {"precision": "bf16", "relu_pool": False},
     "bf16, dropout mask drawn and stored (int64 bits)": {"precision": "bf16", "dropout": "stored"},
-    "bf16, none of the three fusions": {**UNFUSED, "precision": "bf16"},
-    "fp32, none of the three fusions": UNFUSED,
+    "bf16, neither fusion": {**UNFUSED, "precision": "bf16"},
+    "fp32, neither fusion": UNFUSED,
     "glibc's own malloc thresholds": {"malloc": "glibc"},
     "torch's dropout (bernoulli_)": {"dropout": "bernoulli"},
     "Adam unfused (torch's default)": {"adam": "default"},
@@ -115,20 +113,11 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
 
 
 def _fusions(plan: dict, knobs: dict) -> dict:
-    """`Network.forward`'s fusions with the switched-off ones taken out: without the ReLU + pool kernel, the
-    convolutions before the pools keep their ReLU (fused into oneDNN if that knob is on)."""
-    from convscope.models.fused import Fusion
-
-    kept = {}
-    for name, fusion in plan.items():
-        if fusion.relu_pool and not knobs["relu_pool"]:
-            continue
-        if fusion.pooled and not knobs["relu_pool"]:
-            fusion = Fusion(conv_relu=True)
-        if fusion.conv_relu and not knobs["conv_relu"]:
-            continue
-        kept[name] = fusion
-    return kept
+    """`Network.forward`'s fusions, without the ReLU + pool kernel when that knob is off. (The convolution +
+    ReLU fusion is prediction's only: training runs the eager pair either way.)"""
+    if knobs["relu_pool"]:
+        return plan
+    return {name: fusion for name, fusion in plan.items() if not (fusion.relu_pool or fusion.pooled)}
 
 
 def _stored_mask_dropout(self, x):

@@ -1,15 +1,16 @@
 """Fused versions of the work around the convolutions, for training and prediction on the CPU.
 
-Two fusions, each with the same results as the eager layers they replace (bit for bit: both only skip
-passes over memory, never change an arithmetic result), chosen per call and falling back to the eager
-layers whenever a condition does not hold:
+Three fusions, chosen per call, each falling back to the eager operations whenever a condition does not
+hold, and each giving their results bit for bit: they skip passes over memory and never change an
+arithmetic result (dropout's eager twin is the same hash in torch operations, `dropout_bits`).
 
-- `conv_relu`: a convolution whose ReLU runs inside oneDNN's kernel as a post-op, so the activation is
-  written once instead of written, read and written again. Its backward is the eager one: ReLU's mask from
-  the output, then torch's convolution backward.
+- `conv_relu` (prediction only): a convolution whose ReLU runs inside oneDNN's kernel as a post-op, so the
+  activation is written once instead of written, read and written again.
 - `relu_max_pool`: ReLU then a 2x2 max pool with stride 2 in one pass of a small C kernel
   (`kernels/pool.c`), keeping a one-byte window position instead of torch's 64-bit indices, and a backward
   that writes the input gradient once.
+- `dropout`: the mask a hash of one seed and the position, applied in one pass and recomputed in backward
+  (`kernels/dropout.c`), instead of drawn from torch's generator, stored, and multiplied in several passes.
 
 `Network.forward` picks them (see `plan`); `Network.activations`, which the feature-map views read layer by
 layer, stays eager.
@@ -45,39 +46,13 @@ def _autocast_dtype(x: torch.Tensor) -> torch.dtype:
 # --- convolution + ReLU -------------------------------------------------------------------------------
 
 
-class _ConvReLU(torch.autograd.Function):
-    @staticmethod
-    def forward(ctx, x, weight, bias, padding, stride, dilation):
-        y = _CONV_POINTWISE(x, weight, bias, padding, stride, dilation, 1, "relu", [], "")
-        ctx.save_for_backward(x, weight, y)
-        ctx.geometry = (padding, stride, dilation, bias is not None)
-        return y
-
-    @staticmethod
-    def backward(ctx, grad):
-        x, weight, y = ctx.saved_tensors
-        padding, stride, dilation, has_bias = ctx.geometry
-        grad = torch.ops.aten.threshold_backward(grad.contiguous(memory_format=torch.channels_last), y, 0)
-        needs = ctx.needs_input_grad
-        gx, gw, gb = torch.ops.aten.convolution_backward(
-            grad,
-            x,
-            weight,
-            [weight.shape[0]] if has_bias else None,
-            stride,
-            padding,
-            dilation,
-            False,
-            [0, 0],
-            1,
-            [needs[0], needs[1], has_bias and needs[2]],
-        )
-        return gx, gw, gb, None, None, None
-
-
 def can_fuse_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
+    """For prediction only: in a training step the fused forward measured slower than the eager pair
+    (BENCHMARKS.md, the ablation), so gradients keep torch's convolution and ReLU."""
+    training = torch.is_grad_enabled() and (x.requires_grad or conv.weight.requires_grad)
     return (
-        _CONV_POINTWISE is not None
+        not training
+        and _CONV_POINTWISE is not None
         and x.device.type == "cpu"
         and conv.groups == 1
         and conv.padding_mode == "zeros"
@@ -88,14 +63,12 @@ def can_fuse_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
 
 
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
-    """relu(conv(x)), the ReLU fused into oneDNN's convolution; autocast's casts are made here, as it would."""
+    """relu(conv(x)) without gradients, the ReLU fused into oneDNN's convolution; autocast's casts are made
+    here, as it would make them."""
     dtype = _autocast_dtype(x)
     weight, bias = conv.weight.to(dtype), None if conv.bias is None else conv.bias.to(dtype)
-    x = x.to(dtype)
     geometry = (list(conv.padding), list(conv.stride), list(conv.dilation))
-    if torch.is_grad_enabled() and (x.requires_grad or weight.requires_grad):
-        return _ConvReLU.apply(x, weight, bias, *geometry)
-    return _CONV_POINTWISE(x, weight, bias, *geometry, 1, "relu", [], "")
+    return _CONV_POINTWISE(x.to(dtype), weight, bias, *geometry, 1, "relu", [], "")
 
 
 # --- ReLU + 2x2 max pool --------------------------------------------------------------------------------
