@@ -77,14 +77,14 @@ def test_existing_presets_keep_their_recipe_and_counts():
 
 @pytest.mark.slow
 def test_train_fast_uses_its_recipe(tmp_path):
-    result = cs.train("mnist-5k", "fast", epochs=3, out=tmp_path / "run", verbose=False, report=False)
+    result = cs.train("mnist-5k", "fast", epochs=6, out=tmp_path / "run", verbose=False, report=False)
     fit_config = json.loads((tmp_path / "run" / "config.json").read_text())["fit"]
     fast = RECIPES["fast"]
     assert fit_config["batch_size"] == fast.batch_size and fit_config["lr"] == fast.lr
     assert fit_config["schedule"] == "one-cycle" and fit_config["label_smoothing"] == fast.label_smoothing
     assert fit_config["random_shift"] == fast.random_shift and fit_config["validation_split"] == fast.validation_split
-    assert fit_config["epochs"] == 3  # an explicit setting wins over the recipe
-    assert result.trained.history.epochs_run == 3
+    assert fit_config["epochs"] == 6  # an explicit setting wins over the recipe
+    assert result.trained.history.epochs_run == 6
     assert result.evaluation.accuracy > 0.9
 
 
