@@ -84,6 +84,7 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, help="repetitions of every measurement (default 3)")
     p.add_argument("--epochs", type=int, help="epochs of every throughput run (default 5 at batch 32, 12 at 128)")
     p.add_argument("--threads", type=int, help="torch threads on the convscope side (default: torch's choice)")
+    p.add_argument("--batch-sizes", help="comma-separated batch sizes of the throughput runs (default 32,128)")
     p.add_argument("--data", help="dataset (default ../shared/data/mnist-10k, else the embedded mnist-5k)")
     p.add_argument("--out", default="benchmarks/results", help="folder for results.json and results.md")
     p.add_argument("--only", default="throughput,time,memory", help="comma-separated parts to run")
@@ -105,6 +106,10 @@ def main(argv=None) -> int:
     overrides = {k: v for k, v in (("repeats", args.repeats), ("threads", args.threads)) if v}
     if args.epochs:
         overrides["epochs"] = tuple((batch, args.epochs) for batch, _ in plan.epochs)
+    if args.batch_sizes:
+        wanted = [int(b) for b in args.batch_sizes.split(",")]
+        epochs = dict(overrides.get("epochs", plan.epochs))
+        overrides["epochs"] = tuple((b, epochs.get(b, args.epochs or 5)) for b in wanted)
     plan = Plan(**{**asdict(plan), **overrides})
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
