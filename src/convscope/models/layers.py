@@ -341,10 +341,11 @@ def batch_norm(a: _Args, shapes: list[Shape]) -> BuiltLayer:
 class KerasDropout(nn.Dropout):
     """Dropout as Keras does it: zero each value with probability `p`, scale the rest by 1 / (1 - p).
 
-    On the CPU the mask is a hash of (one seed from torch's generator, the value's position), 16 bits per
-    value, so `p` is honoured to 1/65,536: in one pass each way with the C kernels, never stored, where torch's
-    dropout draws a random number per value (`bernoulli_`, 18% of a bf16 training step of the `cnn` preset)
-    and keeps the mask (`fused.dropout`). Elsewhere (CUDA) torch's fused kernel is already fast.
+    On the CPU the mask is a hash of one seed from torch's generator and the value's position (16 bits per
+    value, so `p` is honoured to 1/65,536), applied in one pass each way by a C kernel and recomputed in
+    backward, never stored (`fused.dropout`). torch's own dropout draws a random number per value
+    (`bernoulli_`: 18% of a bf16 training step of the `cnn` preset) and keeps the mask. Elsewhere (CUDA)
+    torch's fused kernel is already fast.
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,0 +1,97 @@
+"""What each fusion of `models/fused.py` is worth, in training steps and in prediction, measured in one process.
+
+    python -m benchmarks.fusions [--batch-size 32] [--rounds 8]             # fit's training step
+    python -m benchmarks.fusions --predict [--batch-size 64] [--rounds 8]   # predict_proba's forward pass
+
+The `cnn` preset, channels-last, as `fit` and `predict_proba` run it: with every fusion, with each one taken out,
+and with none. The variants take turns within every round, so a busy moment of this shared machine slows all of
+them alike (separate processes, as in benchmarks/ablation.py, differ by more than these fusions are worth here);
+the table gives the median over rounds and the speed against the unfused variant of the same rounds. Dropout is
+the identity in prediction, and the convolution + ReLU fusion is prediction's only (`fused.can_fuse_conv_relu`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+
+import convscope as cs
+from benchmarks.ablation import _stored_mask_dropout
+from convscope.models.fused import Fusion
+from convscope.models.layers import KerasDropout
+from convscope.training.allocator import keep_freed_memory
+
+NONE = "no fusion (the eager layers)"
+# name: (which planned fusions stay, whether Dropout runs the kernel)
+TRAINING: dict[str, tuple[Callable[[Fusion], bool], bool]] = {
+    "every fusion": (lambda f: True, True),
+    "ReLU + max pool not fused (torch's layers)": (lambda f: not (f.relu_pool or f.pooled), True),
+    "dropout mask drawn and stored (int64 bits)": (lambda f: True, False),
+    NONE: (lambda f: False, False),
+}
+PREDICTION: dict[str, tuple[Callable[[Fusion], bool], bool]] = {
+    "every fusion": (lambda f: True, True),
+    "ReLU not fused into the convolution": (lambda f: not f.conv_relu, True),
+    "ReLU + max pool not fused (torch's layers)": (lambda f: not (f.relu_pool or f.pooled), True),
+    NONE: (lambda f: False, True),
+}
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--predict", action="store_true", help="prediction's forward pass instead of a training step")
+    p.add_argument("--batch-size", type=int, help="default 32 for training, 64 (predict_proba's) for prediction")
+    p.add_argument("--rounds", type=int, default=8)
+    p.add_argument("--steps", type=int, default=30, help="steps per variant and round")
+    args = p.parse_args(argv)
+    batch = args.batch_size or (64 if args.predict else 32)
+    keep_freed_memory()
+    torch.manual_seed(0)
+    model = cs.build("cnn", (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train(not args.predict)
+    plan, kernel_dropout = dict(model.fusions), KerasDropout.forward
+    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
+    y = torch.randint(0, 10, (batch,))
+
+    def train_step(precision: str) -> None:
+        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            loss = F.cross_entropy(model(x).float(), y)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+
+    def predict(precision: str) -> None:
+        with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+            torch.softmax(model(x).float(), dim=1)
+
+    step, variants = (predict, PREDICTION) if args.predict else (train_step, TRAINING)
+    command = f"python -m benchmarks.fusions{' --predict' if args.predict else ''} --batch-size {batch}"
+    print(f"`{command} --rounds {args.rounds}`\n")
+    print("| precision | variant | ms per step | images/s | vs no fusion |")
+    print("|---|---|---:|---:|---:|")
+    for precision in ("bf16", "fp32"):
+        times: dict[str, list[float]] = {name: [] for name in variants}
+        for _ in range(args.rounds):
+            for name, (keep, dropout_kernel) in variants.items():
+                model.fusions = {layer: f for layer, f in plan.items() if keep(f)}
+                KerasDropout.forward = kernel_dropout if dropout_kernel else _stored_mask_dropout  # type: ignore[method-assign]
+                for _ in range(3):
+                    step(precision)
+                started = time.perf_counter()
+                for _ in range(args.steps):
+                    step(precision)
+                times[name].append((time.perf_counter() - started) / args.steps)
+        base = statistics.median(times[NONE])
+        for name, ts in times.items():
+            t = statistics.median(ts)
+            print(f"| {precision} | {name} | {1000 * t:.2f} | {batch / t:,.0f} | {base / t:.2f}x |")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
