@@ -70,7 +70,7 @@ def train_variant(knobs: dict, images: int, batch_size: int, epochs: int = 3) ->
     if knobs["dropout"] == "bernoulli":  # this process only: every Dropout layer takes torch's own path
         KerasDropout.forward = torch.nn.Dropout.forward
     if knobs["dropout"] == "stored":
-        KerasDropout.forward = _stored_mask_dropout
+        KerasDropout.forward = stored_mask_dropout
     data = cs.load(_data())
     data = data.subset(np.arange(min(images, len(data))))
     cut = int(len(data) * 0.8)
@@ -120,7 +120,7 @@ def _fusions(plan: dict, knobs: dict) -> dict:
     return {name: fusion for name, fusion in plan.items() if not (fusion.relu_pool or fusion.pooled)}
 
 
-def _stored_mask_dropout(self, x):
+def stored_mask_dropout(self, x):
     """The dropout before the kernel: 16 bits per value from torch's int64 draws, a mask kept for backward."""
     import torch
 

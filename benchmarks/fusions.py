@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 import convscope as cs
-from benchmarks.ablation import _stored_mask_dropout
+from benchmarks.ablation import stored_mask_dropout
 from convscope.models.fused import Fusion
 from convscope.models.layers import KerasDropout
 from convscope.training.allocator import keep_freed_memory
@@ -79,7 +79,7 @@ def main(argv=None) -> int:
         for _ in range(args.rounds):
             for name, (keep, dropout_kernel) in variants.items():
                 model.fusions = {layer: f for layer, f in plan.items() if keep(f)}
-                KerasDropout.forward = kernel_dropout if dropout_kernel else _stored_mask_dropout  # type: ignore[method-assign]
+                KerasDropout.forward = kernel_dropout if dropout_kernel else stored_mask_dropout  # type: ignore[method-assign]
                 for _ in range(3):
                     step(precision)
                 started = time.perf_counter()

@@ -37,8 +37,8 @@ TARGET_ACCURACY = 0.985  # MNIST's; `--target-accuracy 0.95` for a letters set
 # convscope sets glibc's malloc thresholds itself (src/convscope/training/allocator.py); this extra Keras side
 # gets the same setting through glibc's environment variables, to show what the setting alone is worth.
 KERAS_KEPT = ", malloc kept"  # appended to the Keras label: "keras (tensorflow), malloc kept"
-# Keras 3's backends, each with the module it needs; KERAS_BACKEND picks one per process.
-BACKENDS = {"tensorflow": "tensorflow", "torch": "torch", "jax": "jax"}
+# Keras 3's backends, each named as the framework module it imports; KERAS_BACKEND picks one per process.
+BACKENDS = ("tensorflow", "torch", "jax")
 
 
 def keras_label(backend: str) -> str:
@@ -49,7 +49,7 @@ def installed_backends() -> list[str]:
     """The Keras backends whose framework is installed (found, not imported: each imports in its own process)."""
     if importlib.util.find_spec("keras") is None:
         return []
-    return [name for name, module in BACKENDS.items() if importlib.util.find_spec(module) is not None]
+    return [name for name in BACKENDS if importlib.util.find_spec(name) is not None]
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from typing import TextIO
 from .._version import __version__
 from ..errors import UserError
 from ..i18n import _
+from ..paths import cache_root
 from .catalog import CatalogEntry, RemoteFile
 
 CHUNK = 1 << 20  # bytes per read: large enough that the progress bar costs nothing, small enough to stay live
@@ -70,9 +71,7 @@ class CacheSettings:
 def data_dir(env: Mapping[str, str]) -> Path:
     if env.get("CONVSCOPE_DATA_DIR"):
         return Path(env["CONVSCOPE_DATA_DIR"]).expanduser()
-    if env.get("XDG_CACHE_HOME"):
-        return Path(env["XDG_CACHE_HOME"]).expanduser() / "convscope"
-    return Path.home() / ".cache" / "convscope"
+    return cache_root(env)
 
 
 def place(settings: CacheSettings, entry: CatalogEntry, file: RemoteFile) -> Path:

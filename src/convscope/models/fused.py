@@ -19,6 +19,7 @@ layer, stays eager.
 from __future__ import annotations
 
 import ctypes
+import functools
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +28,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from . import native
+from .sizes import as_pair
 
 _CONV_POINTWISE: Any = getattr(torch.ops.mkldnn, "_convolution_pointwise", None)
 _KERNELS = {torch.float32: "relu_max_pool_f32", torch.bfloat16: "relu_max_pool_bf16"}
@@ -161,6 +163,7 @@ def dropout_threshold(rate: float) -> int:
     return round(rate * 65536)
 
 
+@functools.cache  # a few (rate, dtype) pairs per model, asked twice per Dropout layer and step
 def _dropout_scale(rate: float, dtype: torch.dtype) -> float:
     """1 / (1 - rate) as eager `keep.to(dtype) * scale` holds it: rounded to the tensor's dtype."""
     return float(torch.tensor(1.0 / (1.0 - rate)).to(dtype))
@@ -228,15 +231,12 @@ def is_conv_relu(module: nn.Module) -> bool:
 
 
 def is_pool_2x2(module: nn.Module) -> bool:
-    def pair(v) -> tuple:
-        return tuple(v) if isinstance(v, (tuple, list)) else (v, v)
-
     return (
         isinstance(module, nn.MaxPool2d)
-        and pair(module.kernel_size) == (2, 2)
-        and pair(module.stride) == (2, 2)
-        and pair(module.padding) == (0, 0)
-        and pair(module.dilation) == (1, 1)
+        and as_pair(module.kernel_size) == (2, 2)
+        and as_pair(module.stride) == (2, 2)
+        and as_pair(module.padding) == (0, 0)
+        and as_pair(module.dilation) == (1, 1)
         and not module.ceil_mode
         and not module.return_indices
     )

@@ -24,7 +24,7 @@ from ..checks import quote
 from ..errors import UserError
 from ..i18n import _
 from . import fused
-from .sizes import AxisSize, axis_output
+from .sizes import AxisSize, as_pair, axis_output
 
 Shape = tuple[int, ...]
 
@@ -271,11 +271,6 @@ class KerasMaxPool(nn.MaxPool2d):
         for j in range(1, kw):
             out = torch.maximum(out, best[..., j * c : (j + 1) * c])
         return out.permute(0, 3, 1, 2)
-
-
-def as_pair(value) -> tuple:
-    """A torch module's kernel_size / stride / padding as a pair: (3, 3) from 3 or (3, 3)."""
-    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
 
 
 def _pool(a: _Args, shapes: list[Shape], kind: str) -> BuiltLayer:

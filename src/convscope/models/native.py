@@ -22,15 +22,15 @@ import sys
 import tempfile
 from pathlib import Path
 
+from ..paths import cache_root
+
 KERNELS = Path(__file__).parent / "kernels"
 SOURCES = sorted(KERNELS.glob("*.c"))
 FLAGS = ("-O3", "-march=native", "-fopenmp", "-shared", "-fPIC", "-std=c11")
 
 
 def cache_dir(env: dict[str, str] | None = None) -> Path:
-    env = dict(os.environ) if env is None else env
-    root = Path(env["XDG_CACHE_HOME"]).expanduser() if env.get("XDG_CACHE_HOME") else Path.home() / ".cache"
-    return root / "convscope" / "kernels"
+    return cache_root(dict(os.environ) if env is None else env) / "kernels"
 
 
 def enabled(env: dict[str, str] | None = None) -> bool:

@@ -18,6 +18,11 @@ from dataclasses import dataclass
 from ..i18n import _
 
 
+def as_pair(value) -> tuple:
+    """A torch module's kernel_size / stride / padding as a pair: (3, 3) from 3 or (3, 3)."""
+    return tuple(value) if isinstance(value, (tuple, list)) else (value, value)
+
+
 @dataclass(frozen=True)
 class AxisSize:
     size_in: int

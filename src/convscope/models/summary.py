@@ -18,9 +18,8 @@ from ..checks import pad, printable, text_width
 from ..errors import UserError
 from ..i18n import _
 from .build import plan_network
-from .layers import as_pair
 from .network import LayerInfo, Network
-from .sizes import axis_output, keras_shape
+from .sizes import as_pair, axis_output, keras_shape
 
 
 @dataclass(frozen=True)
