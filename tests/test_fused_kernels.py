@@ -3,6 +3,7 @@ when they cannot run (another layout, no C compiler, tracing for export)."""
 
 from __future__ import annotations
 
+import copy
 import subprocess
 import sys
 import textwrap
@@ -39,7 +40,7 @@ def _eager_pool(x):
 
 @needs_kernels
 @pytest.mark.parametrize("dtype", [torch.float32, torch.bfloat16])
-@pytest.mark.parametrize("shape", [(32, 8, 28, 28), (3, 8, 14, 14), (5, 8, 6, 10)])
+@pytest.mark.parametrize("shape", [(32, 8, 28, 28), (3, 8, 14, 14), (5, 8, 6, 10), (4, 8, 7, 9)])
 def test_relu_max_pool_is_relu_then_torchs_pool_forward_and_backward(dtype, shape):
     x = _hard_input(shape, dtype)
     outputs, grads = [], []
@@ -89,8 +90,7 @@ def _train_step(model, x, y, precision: str, fuse: bool):
 
 
 @needs_kernels
-@pytest.mark.parametrize("preset", ["cnn", "fast"])
-@pytest.mark.parametrize("precision", ["fp32", "bf16"])
+@pytest.mark.parametrize("preset, precision", [("cnn", "fp32"), ("cnn", "bf16"), ("fast", "fp32")])
 def test_a_fused_training_step_equals_the_eager_one(preset, precision):
     model = cs.build(preset, (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train()
     assert model.fusions, "the presets are Conv2D + ReLU blocks, some followed by a 2x2 max pool"
@@ -102,6 +102,135 @@ def test_a_fused_training_step_equals_the_eager_one(preset, precision):
     model.eval()
     with torch.inference_mode():
         assert torch.equal(model(x), model.activations(x)[model.output_name])
+
+
+@needs_kernels
+def test_fasts_bf16_step_with_batch_norm_fused_stays_within_bf16s_resolution_of_the_eager_one():
+    model = cs.build("fast", (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train()
+    eager = copy.deepcopy(model)
+    x, y = _channels_last(torch.rand(64, 1, 28, 28)), torch.randint(0, 10, (64,))
+    fused_logits, fused_grads = _train_step(model, x, y, "bf16", fuse=True)
+    eager_logits, eager_grads = _train_step(eager, x, y, "bf16", fuse=False)
+    # logits through three bf16 layers: a few of bf16's steps (2^-8 relative) apart at most
+    assert (fused_logits - eager_logits).abs().max() <= 4 * 2**-8 * eager_logits.abs().max()
+    for ours, theirs in zip(fused_grads, eager_grads):
+        assert (ours - theirs).abs().max() <= 0.05 * theirs.abs().max()
+    for (name, ours), theirs in zip(model.named_buffers(), eager.buffers()):
+        if name.endswith("num_batches_tracked"):
+            assert int(ours) == int(theirs) == 1
+        else:
+            assert torch.allclose(ours, theirs, rtol=1e-3, atol=1e-4), name
+
+
+def _batch_norm(channels: int, seed: int) -> torch.nn.BatchNorm2d:
+    torch.manual_seed(seed)
+    bn = torch.nn.BatchNorm2d(channels, eps=1e-3, momentum=0.1)
+    with torch.no_grad():
+        bn.weight.uniform_(0.5, 1.5)
+        bn.bias.uniform_(-0.3, 0.3)
+        bn.running_mean.uniform_(-0.2, 0.2)
+        bn.running_var.uniform_(0.8, 1.2)
+    return bn
+
+
+def _close_in_bf16(ours: torch.Tensor, theirs: torch.Tensor, steps: int = 1) -> bool:
+    """Within `steps` of bf16's resolution (2^-8 relative) of the largest value: sums in another order may
+    round a value to its neighbour, and a pool may then pick a window's other near-equal value."""
+    return bool((ours.float() - theirs.float()).abs().max() <= steps * 2**-8 * theirs.float().abs().max())
+
+
+@needs_kernels
+@pytest.mark.parametrize("shape", [(32, 16, 28, 28), (16, 32, 14, 14), (8, 64, 7, 7), (3, 8, 6, 10)])
+def test_batch_norm_relu_max_pool_trains_as_torchs_layers_within_bf16s_resolution(shape):
+    torch.manual_seed(5)
+    x = _channels_last((torch.randn(shape) * 2 + 0.5).to(torch.bfloat16))
+    ours, theirs = _batch_norm(shape[1], 0), _batch_norm(shape[1], 0)
+    outputs, grads = [], []
+    for bn, layers in ((ours, lambda t: fused.batch_norm_relu_max_pool(ours, t)), (theirs, None)):
+        leaf = x.clone().requires_grad_()
+        assert fused.can_fuse_batch_norm_relu_max_pool(bn, leaf)
+        out = layers(leaf) if layers else F.max_pool2d(F.relu(bn(leaf)), 2)
+        weights = torch.randn(out.shape, generator=torch.Generator().manual_seed(1)).to(torch.bfloat16)
+        (out * weights).float().sum().backward()
+        outputs.append(out)
+        grads.append((leaf.grad, bn.weight.grad, bn.bias.grad))
+    assert outputs[0].dtype == torch.bfloat16 and outputs[0].shape == outputs[1].shape
+    assert outputs[0].is_contiguous(memory_format=torch.channels_last)
+    assert _close_in_bf16(outputs[0], outputs[1])
+    assert (outputs[0] != outputs[1]).float().mean() < 0.001  # the same values but for a rare rounding
+    assert grads[0][0].is_contiguous(memory_format=torch.channels_last) and grads[0][0].dtype == torch.bfloat16
+    assert _close_in_bf16(grads[0][0], grads[1][0])
+    assert torch.allclose(grads[0][1], grads[1][1], rtol=1e-3, atol=1e-3)  # weight, in fp32
+    assert torch.allclose(grads[0][2], grads[1][2], rtol=1e-3, atol=1e-3)  # bias
+    assert torch.allclose(ours.running_mean, theirs.running_mean, rtol=1e-5, atol=1e-6)
+    assert torch.allclose(ours.running_var, theirs.running_var, rtol=1e-5, atol=1e-6)  # unbiased, as torch's
+    assert int(ours.num_batches_tracked) == int(theirs.num_batches_tracked) == 1
+
+
+@needs_kernels
+def test_batch_norm_relu_max_pool_predicts_with_the_running_statistics():
+    x = _channels_last(torch.randn(8, 16, 14, 14).to(torch.bfloat16))
+    bn = _batch_norm(16, 1).eval()
+    with torch.inference_mode():
+        assert fused.can_fuse_batch_norm_relu_max_pool(bn, x)
+        ours, theirs = fused.batch_norm_relu_max_pool(bn, x), F.max_pool2d(F.relu(bn(x)), 2)
+    assert _close_in_bf16(ours, theirs)
+    assert int(bn.num_batches_tracked) == 0  # evaluation moves no statistics
+
+
+@needs_kernels
+def test_batch_norm_fuses_in_bf16_only_and_never_for_gradients_in_evaluation():
+    bn = _batch_norm(8, 2)
+    x = _channels_last(torch.randn(4, 8, 10, 10))
+    assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x)  # fp32 keeps torch's layers, bit for bit
+    assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x.to(torch.bfloat16).contiguous())  # NCHW
+    assert not fused.can_fuse_batch_norm_relu_max_pool(bn, _channels_last(torch.randn(1, 8, 1, 1)).bfloat16())
+    bn.eval()
+    x = x.to(torch.bfloat16).requires_grad_()  # a saliency map's input: torch's layers give its gradient
+    assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x)
+    with torch.no_grad():
+        assert fused.can_fuse_batch_norm_relu_max_pool(bn, x)
+
+
+@needs_kernels
+def test_batch_norm_results_do_not_depend_on_the_number_of_threads():
+    x = _channels_last(torch.randn(64, 32, 14, 14).to(torch.bfloat16))
+    g = _channels_last(torch.randn(64, 32, 7, 7).to(torch.bfloat16))
+    results = []
+    threads = torch.get_num_threads()
+    try:
+        for count in (1, 2, 3):
+            torch.set_num_threads(count)
+            bn, leaf = _batch_norm(32, 3), x.clone().requires_grad_()
+            out = fused.batch_norm_relu_max_pool(bn, leaf)
+            out.backward(g)
+            results.append([out, leaf.grad, bn.weight.grad, bn.bias.grad, bn.running_mean, bn.running_var])
+    finally:
+        torch.set_num_threads(threads)
+    for other in results[1:]:
+        assert all(torch.equal(a, b) for a, b in zip(results[0], other))
+
+
+def test_the_plan_runs_batch_norm_and_relu_in_the_pool_that_follows():
+    model = cs.build("fast", (28, 28, 1), 10)
+    plan, blocks = model.fusions, model.blocks
+    assert plan["batch_normalization"] == plan["activation"] == fused.Fusion(pooled=True)
+    assert plan["max_pool2d"] == fused.Fusion(relu_pool=True, batch_norm=blocks["batch_normalization"])
+    assert plan["max_pool2d_2"].batch_norm is blocks["batch_normalization_2"]  # 7x7: an odd size, floored
+    spec = {
+        "layers": [
+            {"type": "Conv2D", "filters": 4, "kernel_size": 3, "name": "c"},
+            {"type": "BatchNormalization", "name": "bn"},
+            {"type": "Activation", "activation": "relu", "name": "r"},
+            {"type": "MaxPool2D", "pool_size": 2, "name": "p"},
+            {"type": "Flatten", "name": "f", "inputs": "p"},
+            {"type": "Flatten", "name": "g", "inputs": "bn"},  # bn has a second consumer: it runs as built
+            {"type": "Concatenate", "name": "both", "inputs": ["f", "g"]},
+            {"type": "Dense", "units": "num_classes", "activation": "softmax"},
+        ]
+    }
+    plan = cs.build(spec, (12, 12, 1), 3).fusions
+    assert "bn" not in plan and plan["p"] == fused.Fusion(relu_pool=True)
 
 
 def test_the_plan_fuses_relu_into_the_pool_that_is_its_only_consumer():

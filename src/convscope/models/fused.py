@@ -117,8 +117,8 @@ def can_fuse_relu_max_pool(x: torch.Tensor) -> bool:
         x.device.type == "cpu"
         and x.dtype in _KERNELS
         and _channels_last(x)
-        and x.shape[2] % 2 == 0
-        and x.shape[3] % 2 == 0
+        and x.shape[2] >= 2
+        and x.shape[3] >= 2
         and x.numel() > 0
         and native.library() is not None
     )
@@ -129,6 +129,91 @@ def relu_max_pool(x: torch.Tensor) -> torch.Tensor:
     if torch.is_grad_enabled() and x.requires_grad:
         return _ReLUMaxPool.apply(x)
     return _pool_forward(x, keep_where=False)[0]
+
+
+# --- BatchNorm + ReLU + 2x2 max pool --------------------------------------------------------------------
+
+
+def can_fuse_batch_norm_relu_max_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
+    """bf16 only: the kernel sums in another order than torch, so its results are within bf16's resolution of
+    the eager layers, not bit for bit, and fp32 keeps them. In evaluation, only without gradients."""
+    params = [t for t in (bn.weight, bn.bias, bn.running_mean, bn.running_var) if t is not None]
+    if bn.training:
+        fits = x.shape[0] * x.shape[2] * x.shape[3] > 1  # else eager torch raises its own error
+    else:
+        fits = not (torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params)))
+    return (
+        fits
+        and x.dtype == torch.bfloat16
+        and bn.track_running_stats
+        and bn.momentum is not None
+        and all(p.dtype == torch.float32 and p.is_contiguous() and p.device.type == "cpu" for p in params)
+        and can_fuse_relu_max_pool(x)
+    )
+
+
+def _batch_statistics(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """The mean and 1/sqrt(var + eps) to normalise with: the batch's in training (updating the running
+    statistics, as torch's layer does), the running ones in evaluation."""
+    if not bn.training:
+        assert bn.running_mean is not None and bn.running_var is not None  # track_running_stats
+        return bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
+    n, c, h, w = x.shape
+    mean, invstd = torch.empty(c), torch.empty(c)
+    status = native.library().batch_norm_statistics_bf16(
+        _pointer(x), n * h * w, c, bn.eps, bn.momentum,
+        _pointer(bn.running_mean), _pointer(bn.running_var), _pointer(mean), _pointer(invstd),
+    )  # fmt: skip
+    if status != 0:
+        raise MemoryError("no memory for BatchNormalization's partial sums")
+    assert bn.num_batches_tracked is not None  # track_running_stats
+    bn.num_batches_tracked.add_(1)
+    return mean, invstd
+
+
+def _batch_norm_pool_forward(x, mean, invstd, weight, bias, keep_where: bool):
+    n, c, h, w = x.shape
+    out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
+    where = torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last) if keep_where else None
+    native.library().batch_norm_relu_max_pool_bf16_forward(
+        _pointer(x), _pointer(mean), _pointer(invstd), _pointer(weight), _pointer(bias), _pointer(out),
+        _pointer(where), n, h, w, c,
+    )  # fmt: skip
+    return out, where
+
+
+class _BatchNormReLUMaxPool(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, x, weight, bias, mean, invstd):
+        out, where = _batch_norm_pool_forward(x, mean, invstd, weight, bias, keep_where=True)
+        ctx.save_for_backward(x, out, where, mean, invstd, weight)
+        ctx.has_bias = bias is not None
+        return out
+
+    @staticmethod
+    def backward(ctx, grad):
+        x, out, where, mean, invstd, weight = ctx.saved_tensors
+        grad = grad.contiguous(memory_format=torch.channels_last)
+        n, c, h, w = x.shape
+        grad_in = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+        grad_weight, grad_bias = torch.empty(c), torch.empty(c)
+        status = native.library().batch_norm_relu_max_pool_bf16_backward(
+            _pointer(grad), _pointer(out), _pointer(where), _pointer(x), _pointer(mean), _pointer(invstd),
+            _pointer(weight), _pointer(grad_weight), _pointer(grad_bias), _pointer(grad_in), n, h, w, c,
+        )  # fmt: skip
+        if status != 0:
+            raise MemoryError("no memory for BatchNormalization's partial sums")
+        return grad_in, grad_weight if weight is not None else None, grad_bias if ctx.has_bias else None, None, None
+
+
+def batch_norm_relu_max_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> torch.Tensor:
+    """max_pool2d(relu(bn(x)), 2), updating bn's running statistics in training as bn(x) would: callers check
+    `can_fuse_batch_norm_relu_max_pool(bn, x)` first."""
+    mean, invstd = _batch_statistics(bn, x)
+    weight, bias = bn.weight, bn.bias
+    if torch.is_grad_enabled() and (x.requires_grad or any(p is not None and p.requires_grad for p in (weight, bias))):
+        return _BatchNormReLUMaxPool.apply(x, weight, bias, mean, invstd)
+    return _batch_norm_pool_forward(x, mean, invstd, weight, bias, keep_where=False)[0]
 
 
 # --- dropout ----------------------------------------------------------------------------------------------
@@ -214,11 +299,13 @@ def dropout(x: torch.Tensor, rate: float) -> torch.Tensor:
 class Fusion:
     """How `Network.forward` runs one layer: `conv_relu` for a Conv2D block ending in ReLU; `pooled` for such a
     block, or an Activation('relu') layer, whose ReLU moves into the 2x2 max pool that is its only consumer (the
-    pool's own layer then takes `relu_pool`)."""
+    pool's own layer then takes `relu_pool`), and for a BatchNormalization whose only consumer is such an
+    Activation('relu') (the pool then takes it as `batch_norm`)."""
 
     conv_relu: bool = False
     pooled: bool = False
     relu_pool: bool = False
+    batch_norm: nn.BatchNorm2d | None = None
 
 
 def is_conv_relu(module: nn.Module) -> bool:
@@ -249,14 +336,20 @@ def plan(blocks: nn.ModuleDict, graph: list[tuple[str, tuple[str, ...]]]) -> dic
         for i in inputs:
             consumers.setdefault(i, []).append(name)
     fusions: dict[str, Fusion] = {}
-    for name, _inputs in graph:
+    for name, inputs in graph:
         conv, relu = is_conv_relu(blocks[name]), isinstance(blocks[name], nn.ReLU)
         if not (conv or relu):
             continue
         after = consumers.get(name, [])
         if len(after) == 1 and is_pool_2x2(blocks[after[0]]):
             fusions[name] = Fusion(pooled=True)
-            fusions[after[0]] = Fusion(relu_pool=True)
+            before = inputs[0] if relu and len(inputs) == 1 else None
+            norm = blocks[before] if before in blocks and consumers[before] == [name] else None
+            if isinstance(norm, nn.BatchNorm2d):
+                fusions[before] = Fusion(pooled=True)
+                fusions[after[0]] = Fusion(relu_pool=True, batch_norm=norm)
+            else:
+                fusions[after[0]] = Fusion(relu_pool=True)
         elif conv:
             fusions[name] = Fusion(conv_relu=True)
     return fusions
@@ -265,8 +358,12 @@ def plan(blocks: nn.ModuleDict, graph: list[tuple[str, tuple[str, ...]]]) -> dic
 def run(fusion: Fusion, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
     """One layer's output under `fusion`, falling back to the layer as built when a condition does not hold."""
     if fusion.relu_pool:
+        if fusion.batch_norm is not None:
+            if can_fuse_batch_norm_relu_max_pool(fusion.batch_norm, x):
+                return batch_norm_relu_max_pool(fusion.batch_norm, x)
+            x = fusion.batch_norm(x)
         return relu_max_pool(x) if can_fuse_relu_max_pool(x) else block(F.relu(x))
-    if isinstance(block, nn.ReLU):  # pooled: its ReLU runs in the pool
+    if not isinstance(block, nn.Sequential):  # pooled: a ReLU or BatchNormalization the pool runs
         return x
     assert isinstance(block, nn.Sequential)  # the plan fuses Conv2d + ReLU blocks only (is_conv_relu)
     conv = block[0]

@@ -108,6 +108,12 @@ def library() -> ctypes.CDLL | None:
         getattr(lib, f"{name}_backward").argtypes = [pointer, pointer, pointer, pointer, size, size, size, size]
     for name in ("dropout_f32", "dropout_bf16"):
         getattr(lib, name).argtypes = [pointer, pointer, size, ctypes.c_uint64, ctypes.c_uint16, ctypes.c_float]
+    real = ctypes.c_double
+    lib.batch_norm_statistics_bf16.argtypes = [pointer, size, size, real, real, *[pointer] * 4]
+    lib.batch_norm_statistics_bf16.restype = ctypes.c_int
+    lib.batch_norm_relu_max_pool_bf16_forward.argtypes = [*[pointer] * 7, size, size, size, size]
+    lib.batch_norm_relu_max_pool_bf16_backward.argtypes = [*[pointer] * 10, size, size, size, size]
+    lib.batch_norm_relu_max_pool_bf16_backward.restype = ctypes.c_int
     return lib
 
 

@@ -1,4 +1,5 @@
-/* ReLU followed by a 2x2 max pool with stride 2, on channels-last (N, H, W, C) tensors, in one pass.
+/* ReLU followed by a 2x2 max pool with stride 2, on channels-last (N, H, W, C) tensors, in one pass; an odd
+ * size's last row or column is left out (floor), as torch's pool does.
  *
  * Eager torch runs this as three full-size passes forward (ReLU, the pool, which also writes 64-bit argmax
  * indices) and three backward (a zero fill of the input gradient, the scatter, ReLU's mask). Here the forward
@@ -59,12 +60,16 @@
             for (int64_t r = 0; r < h; r++) {                                                                \
                 T *restrict dst = grad_in + ((b * h + r) * w) * c;                                           \
                 for (int64_t x = 0; x < w; x++) {                                                            \
+                    T *restrict d = dst + x * c;                                                             \
+                    if (r >= 2 * ho || x >= 2 * wo) { /* the last row or column of an odd size: no window */ \
+                        for (int64_t ch = 0; ch < c; ch++) d[ch] = (T)0;                                     \
+                        continue;                                                                            \
+                    }                                                                                        \
                     const int64_t at = ((b * ho + r / 2) * wo + x / 2) * c;                                  \
                     const uint8_t here = (uint8_t)((r & 1) * 2 + (x & 1));                                   \
                     const T *restrict g = grad + at;                                                         \
                     const T *restrict o = out + at;                                                          \
                     const uint8_t *restrict k = where + at;                                                  \
-                    T *restrict d = dst + x * c;                                                             \
                     for (int64_t ch = 0; ch < c; ch++) d[ch] = (k[ch] == here && o[ch] != 0) ? g[ch] : (T)0; \
                 }                                                                                            \
             }                                                                                                \
