@@ -253,12 +253,15 @@ def ink_box(ink: np.ndarray, threshold: float) -> InkBox | None:
 
 
 def _centre_of_mass(weights: np.ndarray) -> tuple[float, float]:
-    from scipy import ndimage  # loaded only when something is framed
-
-    if weights.sum() <= 0:
+    """The weighted mean row and column of an (H, W) image (its middle when it has no weight). Written here, not
+    scipy's `ndimage.center_of_mass`: the same numbers, but that one's import and per-call cost were half of
+    `learn_contract`, which every fit runs on 1,000 images (BENCHMARKS.md, issue 28)."""
+    weights = np.asarray(weights, dtype=np.float64)  # as scipy sums, whatever the image's dtype
+    total = float(weights.sum())
+    if total <= 0:
         return (weights.shape[0] - 1) / 2, (weights.shape[1] - 1) / 2
-    cy, cx = ndimage.center_of_mass(weights)
-    return float(cy), float(cx)
+    rows, cols = np.arange(weights.shape[0]), np.arange(weights.shape[1])
+    return float(weights.sum(axis=1) @ rows / total), float(weights.sum(axis=0) @ cols / total)
 
 
 def ink_of(images: np.ndarray, contract: InputContract) -> np.ndarray:

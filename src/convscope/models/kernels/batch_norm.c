@@ -74,29 +74,30 @@ static void affine_terms(const float *mean, const float *invstd, const float *we
     }
 }
 
-static inline uint16_t normalised(uint16_t x, float alpha, float beta) {
-    return bf16_store(bf16_load(x) * alpha + beta);
+/* A row of w pixels of c channels, normalised and rounded to bf16: one flat loop over the row, with alpha and
+ * beta laid out along it, so it vectorises whatever c is (a loop over 16 channels did not fill the vectors). */
+static void normalise_row(const uint16_t *restrict x, const float *restrict alpha, const float *restrict beta,
+                          uint16_t *restrict y, int64_t length) {
+    for (int64_t e = 0; e < length; e++) y[e] = bf16_store(bf16_load(x[e]) * alpha[e] + beta[e]);
 }
 
-/* One row of windows: the two input rows `top_row` and `bottom_row` normalised, rounded to bf16, and pooled with
- * ReLU by the rules of pool.c (first position wins a tie, a NaN wins its window, a maximum that is not positive is
- * cut to 0), writing the pooled values and, if `where` is given, each window's position of its maximum. */
-static void normalise_pool_row(const uint16_t *restrict top_row, const uint16_t *restrict bottom_row,
-                               const float *restrict alpha, const float *restrict beta, uint16_t *restrict out,
-                               uint8_t *restrict where, int64_t wo, int64_t c) {
+/* One row of windows from two normalised rows, pooled with ReLU by the rules of pool.c (first position wins a
+ * tie, a NaN wins its window, a maximum that is not positive is cut to 0), writing the pooled values and, if
+ * `where` is given, each window's position of its maximum. */
+static void pool_row(const uint16_t *restrict top_row, const uint16_t *restrict bottom_row, uint16_t *restrict out,
+                     uint8_t *restrict where, int64_t wo, int64_t c) {
     for (int64_t j = 0; j < wo; j++) {
-        const uint16_t *p0 = top_row + 2 * j * c, *p1 = p0 + c, *p2 = bottom_row + 2 * j * c, *p3 = p2 + c;
+        const uint16_t *p[4] = {top_row + 2 * j * c, top_row + (2 * j + 1) * c, bottom_row + 2 * j * c,
+                                bottom_row + (2 * j + 1) * c};
         for (int64_t ch = 0; ch < c; ch++) {
-            const uint16_t y[4] = {normalised(p0[ch], alpha[ch], beta[ch]), normalised(p1[ch], alpha[ch], beta[ch]),
-                                   normalised(p2[ch], alpha[ch], beta[ch]), normalised(p3[ch], alpha[ch], beta[ch])};
-            uint16_t best = y[0];
+            uint16_t best = p[0][ch];
             float top = bf16_load(best);
             uint8_t at = 0;
             for (uint8_t q = 1; q < 4; q++) { /* selections on values, not branches: the loop vectorises */
-                const float v = bf16_load(y[q]);
+                const float v = bf16_load(p[q][ch]);
                 const int take = v > top || isnan(v);
                 top = take ? v : top;
-                best = take ? y[q] : best;
+                best = take ? p[q][ch] : best;
                 at = take ? q : at;
             }
             out[j * c + ch] = (top > 0.0f || isnan(top)) ? best : 0;
@@ -108,15 +109,22 @@ static void normalise_pool_row(const uint16_t *restrict top_row, const uint16_t 
 void batch_norm_relu_max_pool_bf16_forward(const uint16_t *x, const float *mean, const float *invstd,
                                            const float *weight, const float *bias, uint16_t *out, uint8_t *where,
                                            int64_t n, int64_t h, int64_t w, int64_t c) {
-    const int64_t ho = h / 2, wo = w / 2;
-    float terms[2 * c];
+    const int64_t ho = h / 2, wo = w / 2, length = w * c;
+    float terms[2 * c], along[2 * length];
     affine_terms(mean, invstd, weight, bias, c, terms, terms + c);
+    for (int64_t e = 0; e < length; e++) {
+        along[e] = terms[e % c];
+        along[length + e] = terms[c + e % c];
+    }
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < n; b++)
         for (int64_t i = 0; i < ho; i++) {
+            uint16_t rows[2 * length];
             const uint16_t *row = x + ((b * h + 2 * i) * w) * c;
             const int64_t at = ((b * ho + i) * wo) * c;
-            normalise_pool_row(row, row + w * c, terms, terms + c, out + at, where ? where + at : 0, wo, c);
+            normalise_row(row, along, along + length, rows, length);
+            normalise_row(row + length, along, along + length, rows + length, length);
+            pool_row(rows, rows + length, out + at, where ? where + at : 0, wo, c);
         }
 }
 
@@ -141,25 +149,28 @@ static void gradient_sums_row(const uint16_t *restrict grad, const uint16_t *res
     }
 }
 
-/* One input row's gradient: gain * dy + offset + slope * (x - mean) per channel, where dy is the pooled gradient
- * at the columns its window's maximum came from in this row (`row_bit` 0 for a window's top row, 2 for its bottom
- * row) if ReLU kept that maximum, else 0; columns past 2 * wo (none, or an odd width's last) have dy = 0. */
+/* One input row's gradient: gain * dy + offset + slope * (x - mean) per channel, the four terms laid out along
+ * the row (`along`: gain, offset, slope, mean, each w * c long). dy is the pooled gradient at the columns its
+ * window's maximum came from in this row (`row_bit` 0 for a window's top row, 2 for its bottom row) if ReLU kept
+ * that maximum, else 0; it is 0 all along a row no window covers (`grad` NULL) and past 2 * wo columns. dy is
+ * gathered first into `dy`, so the arithmetic is one flat loop that vectorises whatever c is. */
 static void input_gradient_row(const uint16_t *restrict x, const uint16_t *restrict grad, const uint16_t *restrict out,
-                               const uint8_t *restrict where, uint8_t row_bit, const float *restrict mean,
-                               const float *restrict gain, const float *restrict offset, const float *restrict slope,
-                               uint16_t *restrict grad_in, int64_t w, int64_t wo, int64_t c) {
-    for (int64_t col = 0; col < 2 * wo; col++) {
-        const int64_t e = col * c, at = (col / 2) * c;
+                               const uint8_t *restrict where, uint8_t row_bit, const float *restrict along,
+                               float *restrict dy, uint16_t *restrict grad_in, int64_t w, int64_t wo, int64_t c) {
+    const int64_t length = w * c, covered = grad ? 2 * wo * c : 0;
+    for (int64_t col = 0; col < covered / c; col++) {
+        const int64_t at = (col / 2) * c;
         const uint8_t here = (uint8_t)(row_bit + (col & 1));
         for (int64_t ch = 0; ch < c; ch++) {
             const uint16_t takes = (uint16_t)-(where[at + ch] == here && out[at + ch] != 0);
-            const float dy = bf16_load(grad[at + ch] & takes);
-            grad_in[e + ch] = bf16_store(gain[ch] * dy + offset[ch] + slope[ch] * (bf16_load(x[e + ch]) - mean[ch]));
+            dy[col * c + ch] = bf16_load(grad[at + ch] & takes);
         }
     }
-    for (int64_t e = 2 * wo * c; e < w * c; e += c)
-        for (int64_t ch = 0; ch < c; ch++)
-            grad_in[e + ch] = bf16_store(offset[ch] + slope[ch] * (bf16_load(x[e + ch]) - mean[ch]));
+    for (int64_t e = covered; e < length; e++) dy[e] = 0.0f;
+    const float *restrict gain = along, *restrict offset = along + length, *restrict slope = along + 2 * length,
+                          *restrict mean = along + 3 * length;
+    for (int64_t e = 0; e < length; e++)
+        grad_in[e] = bf16_store(gain[e] * dy[e] + offset[e] + slope[e] * (bf16_load(x[e]) - mean[e]));
 }
 
 /* The gradients of x, weight and bias. With dy the gradient reaching BatchNorm's output (the pooled gradient at
@@ -185,27 +196,30 @@ int batch_norm_relu_max_pool_bf16_backward(const uint16_t *grad, const uint16_t 
         }
     double *dy_sum = part + chunks * 2 * c, *dy_x_sum = dy_sum + c;
     add_partials(part, chunks, c, dy_sum, dy_x_sum);
-    float terms[3 * c], *gain = terms, *offset = terms + c, *slope = terms + 2 * c;
+    const int64_t length = w * c;
+    float along[4 * length]; /* gain, offset, slope and mean, repeated along a row */
     for (int64_t ch = 0; ch < c; ch++) {
-        const double g = (weight ? weight[ch] : 1.0) * invstd[ch];
+        const double g = (weight ? weight[ch] : 1.0) * invstd[ch], count = (double)n * h * w;
         grad_bias[ch] = (float)dy_sum[ch];
         grad_weight[ch] = (float)(dy_x_sum[ch] * invstd[ch]);
-        gain[ch] = (float)g;
-        offset[ch] = (float)(-g * dy_sum[ch] / ((double)n * h * w));
-        slope[ch] = (float)(-g * invstd[ch] * invstd[ch] * dy_x_sum[ch] / ((double)n * h * w));
+        for (int64_t e = ch; e < length; e += c) {
+            along[e] = (float)g;
+            along[length + e] = (float)(-g * dy_sum[ch] / count);
+            along[2 * length + e] = (float)(-g * invstd[ch] * invstd[ch] * dy_x_sum[ch] / count);
+            along[3 * length + e] = mean[ch];
+        }
     }
     free(part);
 #pragma omp parallel for collapse(2) schedule(static)
     for (int64_t b = 0; b < n; b++)
         for (int64_t r = 0; r < h; r++) {
-            const int64_t at = ((b * h + r) * w) * c;
+            float dy[length];
+            const int64_t at = ((b * h + r) * w) * c, pooled = ((b * ho + r / 2) * wo) * c;
             if (r >= 2 * ho) /* the row a floor pool leaves out of an odd height: no window, dy = 0 */
-                input_gradient_row(x + at, 0, 0, 0, 0, mean, terms, terms + c, terms + 2 * c, grad_in + at, w, 0, c);
-            else {
-                const int64_t pooled = ((b * ho + r / 2) * wo) * c;
-                input_gradient_row(x + at, grad + pooled, out + pooled, where + pooled, (uint8_t)((r & 1) * 2), mean,
-                                   terms, terms + c, terms + 2 * c, grad_in + at, w, wo, c);
-            }
+                input_gradient_row(x + at, 0, 0, 0, 0, along, dy, grad_in + at, w, wo, c);
+            else
+                input_gradient_row(x + at, grad + pooled, out + pooled, where + pooled, (uint8_t)((r & 1) * 2), along,
+                                   dy, grad_in + at, w, wo, c);
         }
     return 0;
 }
