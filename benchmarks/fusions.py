@@ -1,10 +1,10 @@
 """What each fusion of `models/fused.py` is worth, in training steps and in prediction, measured in one process.
 
-    python -m benchmarks.fusions [--batch-size 32] [--rounds 8]             # fit's training step
-    python -m benchmarks.fusions --predict [--batch-size 64] [--rounds 8]   # predict_proba's forward pass
+    python -m benchmarks.fusions [--model cnn] [--batch-size 32] [--rounds 8]   # fit's training step
+    python -m benchmarks.fusions --predict [--batch-size 64] [--rounds 8]       # predict_proba's forward pass
 
-The `cnn` preset, channels-last, as `fit` and `predict_proba` run it: with every fusion, with each one taken out,
-and with none. The variants take turns within every round, so a busy moment of this shared machine slows all of
+The `cnn` preset (or `fast`, whose BatchNorm fuses into its pools in bf16), channels-last, as `fit` and
+`predict_proba` run it: with every fusion, with each one taken out, and with none. The variants take turns within every round, so a busy moment of this shared machine slows all of
 them alike (separate processes, as in benchmarks/ablation.py, differ by more than these fusions are worth here);
 the table gives the median over rounds and the speed against the unfused variant of the same rounds. Dropout is
 the identity in prediction, and the convolution + ReLU fusion is prediction's only (`fused.can_fuse_conv_relu`).
@@ -16,29 +16,58 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
+from dataclasses import replace
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 import convscope as cs
 from benchmarks.ablation import stored_mask_dropout
 from convscope.models.fused import Fusion
 from convscope.models.layers import KerasDropout
+from convscope.training.adam import KerasAdam
 from convscope.training.allocator import keep_freed_memory
 
 NONE = "no fusion (the eager layers)"
-# name: (which planned fusions stay, whether Dropout runs the kernel)
-TRAINING: dict[str, tuple[Callable[[Fusion], bool], bool]] = {
-    "every fusion": (lambda f: True, True),
-    "ReLU + max pool not fused (torch's layers)": (lambda f: not (f.relu_pool or f.pooled), True),
-    "dropout mask drawn and stored (int64 bits)": (lambda f: True, False),
-    NONE: (lambda f: False, False),
+NO_BATCH_NORM = "BatchNorm not fused (torch's layer, then the fused ReLU + pool)"
+Variant = Callable[[nn.Module, Fusion], Fusion | None]  # a planned fusion, changed or dropped (None)
+
+
+def _every(block: nn.Module, fusion: Fusion) -> Fusion | None:
+    return fusion
+
+
+def _no_batch_norm(block: nn.Module, fusion: Fusion) -> Fusion | None:
+    return None if isinstance(block, nn.BatchNorm2d) else replace(fusion, batch_norm=None)
+
+
+def _no_relu_pool(block: nn.Module, fusion: Fusion) -> Fusion | None:
+    return None if fusion.relu_pool or fusion.pooled else fusion  # BatchNorm's fusion runs in the pool too
+
+
+def _no_conv_relu(block: nn.Module, fusion: Fusion) -> Fusion | None:
+    return None if fusion.conv_relu else fusion
+
+
+def _none(block: nn.Module, fusion: Fusion) -> Fusion | None:
+    return None
+
+
+# name: (how the planned fusions change, whether Dropout runs the kernel)
+TRAINING: dict[str, tuple[Variant, bool]] = {
+    "every fusion": (_every, True),
+    NO_BATCH_NORM: (_no_batch_norm, True),
+    "ReLU + max pool not fused (torch's layers)": (_no_relu_pool, True),
+    "dropout mask drawn and stored (int64 bits)": (_every, False),
+    NONE: (_none, False),
 }
-PREDICTION: dict[str, tuple[Callable[[Fusion], bool], bool]] = {
-    "every fusion": (lambda f: True, True),
-    "ReLU not fused into the convolution": (lambda f: not f.conv_relu, True),
-    "ReLU + max pool not fused (torch's layers)": (lambda f: not (f.relu_pool or f.pooled), True),
-    NONE: (lambda f: False, True),
+PREDICTION: dict[str, tuple[Variant, bool]] = {
+    "every fusion": (_every, True),
+    NO_BATCH_NORM: (_no_batch_norm, True),
+    "ReLU not fused into the convolution": (_no_conv_relu, True),
+    "ReLU + max pool not fused (torch's layers)": (_no_relu_pool, True),
+    NONE: (_none, True),
 }
 
 
@@ -48,13 +77,14 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, help="default 32 for training, 64 (predict_proba's) for prediction")
     p.add_argument("--rounds", type=int, default=8)
     p.add_argument("--steps", type=int, default=30, help="steps per variant and round")
+    p.add_argument("--model", default="cnn", choices=["cnn", "fast"], help="the preset (fast: BatchNorm fuses)")
     args = p.parse_args(argv)
     batch = args.batch_size or (64 if args.predict else 32)
     keep_freed_memory()
     torch.manual_seed(0)
-    model = cs.build("cnn", (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train(not args.predict)
+    model = cs.build(args.model, (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).train(not args.predict)
     plan, kernel_dropout = dict(model.fusions), KerasDropout.forward
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    optimizer = KerasAdam(model.parameters(), lr=1e-3, fused=True)
     x = torch.rand(batch, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (batch,))
 
@@ -70,15 +100,18 @@ def main(argv=None) -> int:
             torch.softmax(model(x).float(), dim=1)
 
     step, variants = (predict, PREDICTION) if args.predict else (train_step, TRAINING)
-    command = f"python -m benchmarks.fusions{' --predict' if args.predict else ''} --batch-size {batch}"
+    command = (
+        f"python -m benchmarks.fusions --model {args.model}{' --predict' if args.predict else ''} --batch-size {batch}"
+    )
     print(f"`{command} --rounds {args.rounds}`\n")
     print("| precision | variant | ms per step | images/s | vs no fusion |")
     print("|---|---|---:|---:|---:|")
     for precision in ("bf16", "fp32"):
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
-            for name, (keep, dropout_kernel) in variants.items():
-                model.fusions = {layer: f for layer, f in plan.items() if keep(f)}
+            for name, (change, dropout_kernel) in variants.items():
+                changed = {layer: change(model.blocks[layer], f) for layer, f in plan.items()}
+                model.fusions = {layer: f for layer, f in changed.items() if f is not None}
                 KerasDropout.forward = kernel_dropout if dropout_kernel else stored_mask_dropout  # type: ignore[method-assign]
                 for _ in range(3):
                     step(precision)

@@ -20,6 +20,7 @@ import torch.nn.functional as F
 from torch.profiler import ProfilerActivity, profile
 
 import convscope as cs
+from convscope.training.adam import KerasAdam
 from convscope.training.allocator import keep_freed_memory
 
 CONV_FORWARD = ("aten::mkldnn_convolution", "aten::convolution_overrideable", "mkldnn::_convolution_pointwise")
@@ -36,7 +37,7 @@ def main(argv=None) -> int:
     keep_freed_memory()
     torch.manual_seed(0)
     model = cs.build("cnn", (28, 28, 1), 10).to(memory_format=torch.channels_last).train(not args.inference)
-    optimizer = torch.optim.Adam(model.parameters(), lr=1e-3, eps=1e-7, fused=True)
+    optimizer = KerasAdam(model.parameters(), lr=1e-3, fused=True)
     x = torch.rand(args.batch_size, 1, 28, 28).contiguous(memory_format=torch.channels_last)
     y = torch.randint(0, 10, (args.batch_size,))
 

@@ -1,7 +1,7 @@
 """Fused versions of the work around the convolutions, for training and prediction on the CPU.
 
-Three fusions, chosen per call, each falling back to the eager operations whenever a condition does not
-hold, and each giving their results bit for bit: they skip passes over memory and never change an
+Four fusions, chosen per call, each falling back to the eager operations whenever a condition does not
+hold. The first three give their results bit for bit: they skip passes over memory and never change an
 arithmetic result (dropout's eager twin is the same hash in torch operations, `dropout_bits`).
 
 - `conv_relu` (prediction only): a convolution whose ReLU runs inside oneDNN's kernel as a post-op, so the
@@ -11,6 +11,10 @@ arithmetic result (dropout's eager twin is the same hash in torch operations, `d
   that writes the input gradient once.
 - `dropout`: the mask a hash of one seed and the position, applied in one pass and recomputed in backward
   (`kernels/dropout.c`), instead of drawn from torch's generator, stored, and multiplied in several passes.
+- `batch_norm_relu_max_pool` (bf16 only): a BatchNormalization feeding only a ReLU and a 2x2 max pool, in two
+  passes each way (`kernels/batch_norm.c`) instead of torch's ten, whose bf16 BatchNorm is slow on channels-last
+  tensors. It sums in another order than torch, so its results are within bf16's resolution of the eager layers;
+  fp32 keeps torch's BatchNorm and its results bit for bit.
 
 `Network.forward` picks them (see `plan`); `Network.activations`, which the feature-map views read layer by
 layer, stays eager.
@@ -74,6 +78,12 @@ def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
 
 
 # --- ReLU + 2x2 max pool --------------------------------------------------------------------------------
+
+
+def _library() -> ctypes.CDLL:
+    library = native.library()
+    assert library is not None  # callers checked a can_fuse_*, which asks for it
+    return library
 
 
 def _pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
@@ -160,7 +170,7 @@ def _batch_statistics(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor
         return bn.running_mean, torch.rsqrt(bn.running_var + bn.eps)
     n, c, h, w = x.shape
     mean, invstd = torch.empty(c), torch.empty(c)
-    status = native.library().batch_norm_statistics_bf16(
+    status = _library().batch_norm_statistics_bf16(
         _pointer(x), n * h * w, c, bn.eps, bn.momentum,
         _pointer(bn.running_mean), _pointer(bn.running_var), _pointer(mean), _pointer(invstd),
     )  # fmt: skip
@@ -175,7 +185,7 @@ def _batch_norm_pool_forward(x, mean, invstd, weight, bias, keep_where: bool):
     n, c, h, w = x.shape
     out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
     where = torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last) if keep_where else None
-    native.library().batch_norm_relu_max_pool_bf16_forward(
+    _library().batch_norm_relu_max_pool_bf16_forward(
         _pointer(x), _pointer(mean), _pointer(invstd), _pointer(weight), _pointer(bias), _pointer(out),
         _pointer(where), n, h, w, c,
     )  # fmt: skip
@@ -197,7 +207,7 @@ class _BatchNormReLUMaxPool(torch.autograd.Function):
         n, c, h, w = x.shape
         grad_in = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
         grad_weight, grad_bias = torch.empty(c), torch.empty(c)
-        status = native.library().batch_norm_relu_max_pool_bf16_backward(
+        status = _library().batch_norm_relu_max_pool_bf16_backward(
             _pointer(grad), _pointer(out), _pointer(where), _pointer(x), _pointer(mean), _pointer(invstd),
             _pointer(weight), _pointer(grad_weight), _pointer(grad_bias), _pointer(grad_in), n, h, w, c,
         )  # fmt: skip
@@ -305,7 +315,7 @@ class Fusion:
     conv_relu: bool = False
     pooled: bool = False
     relu_pool: bool = False
-    batch_norm: nn.BatchNorm2d | None = None
+    batch_norm: str | None = None  # the BatchNormalization layer's name: the module is looked up when run
 
 
 def is_conv_relu(module: nn.Module) -> bool:
@@ -343,25 +353,35 @@ def plan(blocks: nn.ModuleDict, graph: list[tuple[str, tuple[str, ...]]]) -> dic
         after = consumers.get(name, [])
         if len(after) == 1 and is_pool_2x2(blocks[after[0]]):
             fusions[name] = Fusion(pooled=True)
-            before = inputs[0] if relu and len(inputs) == 1 else None
-            norm = blocks[before] if before in blocks and consumers[before] == [name] else None
-            if isinstance(norm, nn.BatchNorm2d):
-                fusions[before] = Fusion(pooled=True)
-                fusions[after[0]] = Fusion(relu_pool=True, batch_norm=norm)
-            else:
-                fusions[after[0]] = Fusion(relu_pool=True)
+            norm = _batch_norm_feeding(name, inputs, blocks, consumers) if relu else None
+            if norm is not None:
+                fusions[norm] = Fusion(pooled=True)
+            fusions[after[0]] = Fusion(relu_pool=True, batch_norm=norm)
         elif conv:
             fusions[name] = Fusion(conv_relu=True)
     return fusions
 
 
-def run(fusion: Fusion, block: nn.Module, x: torch.Tensor) -> torch.Tensor:
-    """One layer's output under `fusion`, falling back to the layer as built when a condition does not hold."""
+def _batch_norm_feeding(
+    name: str, inputs: tuple[str, ...], blocks: nn.ModuleDict, consumers: dict[str, list[str]]
+) -> str | None:
+    """The BatchNormalization layer that is layer `name`'s one input and has no other consumer, if any."""
+    if len(inputs) != 1 or inputs[0] not in blocks:
+        return None
+    before = inputs[0]
+    return before if isinstance(blocks[before], nn.BatchNorm2d) and consumers[before] == [name] else None
+
+
+def run(fusion: Fusion, blocks: nn.ModuleDict, name: str, x: torch.Tensor) -> torch.Tensor:
+    """Layer `name`'s output under `fusion`, falling back to the layer as built when a condition does not hold."""
+    block = blocks[name]
     if fusion.relu_pool:
         if fusion.batch_norm is not None:
-            if can_fuse_batch_norm_relu_max_pool(fusion.batch_norm, x):
-                return batch_norm_relu_max_pool(fusion.batch_norm, x)
-            x = fusion.batch_norm(x)
+            norm = blocks[fusion.batch_norm]
+            assert isinstance(norm, nn.BatchNorm2d)  # as planned
+            if can_fuse_batch_norm_relu_max_pool(norm, x):
+                return batch_norm_relu_max_pool(norm, x)
+            x = norm(x)
         return relu_max_pool(x) if can_fuse_relu_max_pool(x) else block(F.relu(x))
     if not isinstance(block, nn.Sequential):  # pooled: a ReLU or BatchNormalization the pool runs
         return x

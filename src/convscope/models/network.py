@@ -101,7 +101,7 @@ class Network(nn.Module):
         fusions = self.fusions if only_output and not _exporting() else {}
         for name, inputs in self.graph:
             if name in fusions:
-                values[name] = fused.run(fusions[name], self.blocks[name], values[inputs[0]])
+                values[name] = fused.run(fusions[name], self.blocks, name, values[inputs[0]])
             else:
                 values[name] = self.blocks[name](*[values[i] for i in inputs])
             if remaining is not None:
