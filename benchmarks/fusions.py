@@ -100,6 +100,7 @@ def main(argv=None) -> int:
             torch.softmax(model(x).float(), dim=1)
 
     step, variants = (predict, PREDICTION) if args.predict else (train_step, TRAINING)
+    variants = _that_change_something(variants, model, plan)
     command = (
         f"python -m benchmarks.fusions --model {args.model}{' --predict' if args.predict else ''} --batch-size {batch}"
     )
@@ -110,8 +111,7 @@ def main(argv=None) -> int:
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, (change, dropout_kernel) in variants.items():
-                changed = {layer: change(model.blocks[layer], f) for layer, f in plan.items()}
-                model.fusions = {layer: f for layer, f in changed.items() if f is not None}
+                model.fusions = _changed(plan, change, model.blocks)
                 KerasDropout.forward = kernel_dropout if dropout_kernel else stored_mask_dropout  # type: ignore[method-assign]
                 for _ in range(3):
                     step(precision)
@@ -124,6 +124,25 @@ def main(argv=None) -> int:
             t = statistics.median(ts)
             print(f"| {precision} | {name} | {1000 * t:.2f} | {batch / t:,.0f} | {base / t:.2f}x |")
     return 0
+
+
+def _changed(plan: dict[str, Fusion], change: Variant, blocks: nn.ModuleDict) -> dict[str, Fusion]:
+    changed = {layer: change(blocks[layer], f) for layer, f in plan.items()}
+    return {layer: f for layer, f in changed.items() if f is not None}
+
+
+def _that_change_something(
+    variants: dict[str, tuple[Variant, bool]], model: nn.Module, plan: dict[str, Fusion]
+) -> dict[str, tuple[Variant, bool]]:
+    """The variants that differ from "every fusion" for this model (`fast` has no Dropout, no Conv2D + ReLU)."""
+    has_dropout = any(isinstance(m, KerasDropout) for m in model.modules())
+    return {
+        name: (change, kernel)
+        for name, (change, kernel) in variants.items()
+        if name in ("every fusion", NONE)
+        or _changed(plan, change, model.blocks) != plan
+        or (has_dropout and not kernel)
+    }
 
 
 if __name__ == "__main__":

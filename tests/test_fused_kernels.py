@@ -185,6 +185,8 @@ def test_batch_norm_fuses_in_bf16_only_and_never_for_gradients_in_evaluation():
     assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x)  # fp32 keeps torch's layers, bit for bit
     assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x.to(torch.bfloat16).contiguous())  # NCHW
     assert not fused.can_fuse_batch_norm_relu_max_pool(bn, _channels_last(torch.randn(1, 8, 1, 1)).bfloat16())
+    wide = _channels_last(torch.empty(2, 8, 2, fused._BATCH_NORM_ROW_LIMIT // 8 + 2, dtype=torch.bfloat16))
+    assert not fused.can_fuse_batch_norm_relu_max_pool(bn, wide)  # rows too wide for the kernel's stack buffers
     bn.eval()
     x = x.to(torch.bfloat16).requires_grad_()  # a saliency map's input: torch's layers give its gradient
     assert not fused.can_fuse_batch_norm_relu_max_pool(bn, x)

@@ -144,6 +144,10 @@ def relu_max_pool(x: torch.Tensor) -> torch.Tensor:
 # --- BatchNorm + ReLU + 2x2 max pool --------------------------------------------------------------------
 
 
+# The kernel keeps a few image rows (width x channels values) on the threads' stacks; wider rows take torch's layers.
+_BATCH_NORM_ROW_LIMIT = 1 << 16
+
+
 def can_fuse_batch_norm_relu_max_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> bool:
     """bf16 only: the kernel sums in another order than torch, so its results are within bf16's resolution of
     the eager layers, not bit for bit, and fp32 keeps them. In evaluation, only without gradients."""
@@ -155,6 +159,7 @@ def can_fuse_batch_norm_relu_max_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> bo
     return (
         fits
         and x.dtype == torch.bfloat16
+        and x.shape[1] * x.shape[3] <= _BATCH_NORM_ROW_LIMIT
         and bn.track_running_stats
         and bn.momentum is not None
         and all(p.dtype == torch.float32 and p.is_contiguous() and p.device.type == "cpu" for p in params)

@@ -10,7 +10,8 @@
  *             receive a gradient), one that writes every input-gradient value once.
  * Sums are taken in double over a fixed split of the rows, added in a fixed order, so results do not depend on
  * the number of threads. Arithmetic is fp32 like torch's, in another order: results are within bf16's
- * resolution of the eager layers, not bit for bit, which is why convscope uses this for bf16 only.
+ * resolution of the eager layers, not bit for bit, which is why convscope uses this for bf16 only. A few rows
+ * (width x channels values) are kept on the stack; convscope.models.fused sends no wider rows than 65,536 values.
  */
 #include <stdlib.h>
 
