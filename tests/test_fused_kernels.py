@@ -1,5 +1,6 @@
-"""The fused layers give eager torch's results bit for bit, forward and backward, in fp32 and bf16, and step aside
-when they cannot run (another layout, no C compiler, tracing for export)."""
+"""The fused layers give eager torch's results bit for bit, forward and backward, in fp32 and bf16 (BatchNorm's,
+bf16 only, within bf16's resolution), and step aside when they cannot run (another layout, no C compiler, tracing
+for export)."""
 
 from __future__ import annotations
 
