@@ -90,15 +90,18 @@ def _pointer(t: torch.Tensor | None) -> ctypes.c_void_p:
     return ctypes.c_void_p(t.data_ptr() if t is not None else None)
 
 
-def _pool_forward(x: torch.Tensor, keep_where: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+def _pooled_outputs(x: torch.Tensor, keep_where: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """A 2x2 pool's output for x, and (for backward) a byte per value for its window position, channels-last."""
     n, c, h, w = x.shape
     out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
-    where = (
-        torch.empty((n, c, h // 2, w // 2), dtype=torch.uint8, memory_format=torch.channels_last)
-        if keep_where
-        else None
-    )
-    kernel = getattr(native.library(), f"{_KERNELS[x.dtype]}_forward")
+    where = torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last) if keep_where else None
+    return out, where
+
+
+def _pool_forward(x: torch.Tensor, keep_where: bool) -> tuple[torch.Tensor, torch.Tensor | None]:
+    n, c, h, w = x.shape
+    out, where = _pooled_outputs(x, keep_where)
+    kernel = getattr(_library(), f"{_KERNELS[x.dtype]}_forward")
     kernel(_pointer(x), _pointer(out), _pointer(where), n, h, w, c)
     return out, where
 
@@ -117,7 +120,7 @@ class _ReLUMaxPool(torch.autograd.Function):
         grad = grad.contiguous(memory_format=torch.channels_last)
         n, c, h, w = ctx.input_shape
         grad_in = torch.empty((n, c, h, w), dtype=grad.dtype, memory_format=torch.channels_last)
-        kernel = getattr(native.library(), f"{_KERNELS[grad.dtype]}_backward")
+        kernel = getattr(_library(), f"{_KERNELS[grad.dtype]}_backward")
         kernel(_pointer(grad), _pointer(out), _pointer(where), _pointer(grad_in), n, h, w, c)
         return grad_in
 
@@ -167,6 +170,12 @@ def can_fuse_batch_norm_relu_max_pool(bn: nn.BatchNorm2d, x: torch.Tensor) -> bo
     )
 
 
+def _check(status: int) -> None:
+    """batch_norm.c's kernels return -1 when they could not allocate their partial sums."""
+    if status != 0:
+        raise MemoryError("no memory for BatchNormalization's partial sums")
+
+
 def _batch_statistics(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """The mean and 1/sqrt(var + eps) to normalise with: the batch's in training (updating the running
     statistics, as torch's layer does), the running ones in evaluation."""
@@ -179,8 +188,7 @@ def _batch_statistics(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor
         _pointer(x), n * h * w, c, bn.eps, bn.momentum,
         _pointer(bn.running_mean), _pointer(bn.running_var), _pointer(mean), _pointer(invstd),
     )  # fmt: skip
-    if status != 0:
-        raise MemoryError("no memory for BatchNormalization's partial sums")
+    _check(status)
     assert bn.num_batches_tracked is not None  # track_running_stats
     bn.num_batches_tracked.add_(1)
     return mean, invstd
@@ -188,8 +196,7 @@ def _batch_statistics(bn: nn.BatchNorm2d, x: torch.Tensor) -> tuple[torch.Tensor
 
 def _batch_norm_pool_forward(x, mean, invstd, weight, bias, keep_where: bool):
     n, c, h, w = x.shape
-    out = torch.empty((n, c, h // 2, w // 2), dtype=x.dtype, memory_format=torch.channels_last)
-    where = torch.empty(out.shape, dtype=torch.uint8, memory_format=torch.channels_last) if keep_where else None
+    out, where = _pooled_outputs(x, keep_where)
     _library().batch_norm_relu_max_pool_bf16_forward(
         _pointer(x), _pointer(mean), _pointer(invstd), _pointer(weight), _pointer(bias), _pointer(out),
         _pointer(where), n, h, w, c,
@@ -216,8 +223,7 @@ class _BatchNormReLUMaxPool(torch.autograd.Function):
             _pointer(grad), _pointer(out), _pointer(where), _pointer(x), _pointer(mean), _pointer(invstd),
             _pointer(weight), _pointer(grad_weight), _pointer(grad_bias), _pointer(grad_in), n, h, w, c,
         )  # fmt: skip
-        if status != 0:
-            raise MemoryError("no memory for BatchNormalization's partial sums")
+        _check(status)
         return grad_in, grad_weight if weight is not None else None, grad_bias if ctx.has_bias else None, None, None
 
 
@@ -271,7 +277,7 @@ def _dropout_scale(rate: float, dtype: torch.dtype) -> float:
 
 def _dropout_kernel(x: torch.Tensor, seed: int, rate: float) -> torch.Tensor:
     out = torch.empty_like(x)  # keeps x's layout; the mask follows memory order
-    kernel = getattr(native.library(), _DROPOUT_KERNELS[x.dtype])
+    kernel = getattr(_library(), _DROPOUT_KERNELS[x.dtype])
     kernel(_pointer(x), _pointer(out), x.numel(), seed, dropout_threshold(rate), _dropout_scale(rate, x.dtype))
     return out
 
@@ -390,8 +396,7 @@ def run(fusion: Fusion, blocks: nn.ModuleDict, name: str, x: torch.Tensor) -> to
         return relu_max_pool(x) if can_fuse_relu_max_pool(x) else block(F.relu(x))
     if not isinstance(block, nn.Sequential):  # pooled: a ReLU or BatchNormalization the pool runs
         return x
-    assert isinstance(block, nn.Sequential)  # the plan fuses Conv2d + ReLU blocks only (is_conv_relu)
-    conv = block[0]
+    conv = block[0]  # the plan fuses Conv2d + ReLU blocks only (is_conv_relu)
     assert isinstance(conv, nn.Conv2d)
     if fusion.pooled:
         return conv(x)
