@@ -68,12 +68,32 @@ def test_conv_relu_predicts_torchs_convolution_then_relu(precision, bias):
     torch.manual_seed(4)
     conv = torch.nn.Conv2d(8, 16, 3, padding=(1, 1), bias=bias).to(memory_format=torch.channels_last)
     x = _channels_last(torch.randn(6, 8, 12, 12))
+    if precision == "bf16" and not torch.ops.mkldnn._is_mkldnn_bf16_supported():
+        pytest.skip("oneDNN's bf16 convolution needs AVX-512 or AVX-NE-CONVERT; the next test covers this CPU")
     with torch.inference_mode(), torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
         assert fused.can_fuse_conv_relu(conv, x)
         ours, theirs = fused.conv_relu(conv, x), F.relu(conv(x))
     assert ours.dtype == theirs.dtype == (torch.bfloat16 if precision == "bf16" else torch.float32)
     assert torch.equal(ours, theirs)
     assert not fused.can_fuse_conv_relu(conv, x)  # a training step keeps the eager pair: it measured faster
+
+
+def test_a_bf16_prediction_runs_on_a_cpu_without_onednn_bf16(monkeypatch):
+    """Where oneDNN refuses bf16 convolutions (an AVX2-only CPU), the conv + ReLU blocks keep torch's eager pair,
+    which converts: a bf16 prediction there once ended in oneDNN's RuntimeError. fp32 still fuses."""
+    model = cs.build("cnn", (28, 28, 1), 10, seed=0).to(memory_format=torch.channels_last).eval()
+    conv_relu_layers = [name for name, fusion in model.fusions.items() if fusion.conv_relu]
+    assert conv_relu_layers, "the cnn's first convolution of each block is fused with its ReLU"
+    conv = model.blocks[conv_relu_layers[0]][0]
+    x = _channels_last(torch.rand(4, 1, 28, 28))
+    monkeypatch.setattr(torch.ops.mkldnn, "_is_mkldnn_bf16_supported", lambda: False)
+    with torch.inference_mode():
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert not fused.can_fuse_conv_relu(conv, x)
+            bf16 = model(x).float()
+        assert fused.can_fuse_conv_relu(conv, x) == (fused._CONV_POINTWISE is not None)
+        fp32 = model(x)
+    assert torch.allclose(bf16.softmax(dim=1), fp32.softmax(dim=1), atol=0.02)
 
 
 def _train_step(model, x, y, precision: str, fuse: bool):

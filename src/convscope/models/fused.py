@@ -64,8 +64,16 @@ def can_fuse_conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> bool:
         and conv.padding_mode == "zeros"
         and isinstance(conv.padding, tuple)
         and _channels_last(x)
-        and _autocast_dtype(x) in _KERNELS
+        and _onednn_runs(_autocast_dtype(x))
     )
+
+
+def _onednn_runs(dtype: torch.dtype) -> bool:
+    """oneDNN's bf16 convolution needs AVX-512 (or AVX-NE-CONVERT) and refuses on an AVX2 CPU, where torch's
+    eager convolution still runs bf16 by converting; fp32 runs everywhere."""
+    if dtype == torch.bfloat16:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    return dtype == torch.float32
 
 
 def conv_relu(conv: nn.Conv2d, x: torch.Tensor) -> torch.Tensor:
