@@ -107,7 +107,7 @@ def main(argv=None) -> int:
     print(f"`{command} --rounds {args.rounds}`\n")
     print("| precision | variant | ms per step | images/s | vs no fusion |")
     print("|---|---|---:|---:|---:|")
-    for precision in ("bf16", "fp32"):
+    for precision in ("bf16", "fp32") if _native_bf16() else ("fp32",):
         times: dict[str, list[float]] = {name: [] for name in variants}
         for _ in range(args.rounds):
             for name, (change, dropout_kernel) in variants.items():
@@ -124,6 +124,14 @@ def main(argv=None) -> int:
             t = statistics.median(ts)
             print(f"| {precision} | {name} | {1000 * t:.2f} | {batch / t:,.0f} | {base / t:.2f}x |")
     return 0
+
+
+def _native_bf16() -> bool:
+    """On a CPU without native bf16 (AVX2), bf16 is emulated and `fit`'s `--precision auto` keeps fp32: the
+    table then has fp32's rows only."""
+    from convscope.training.fit import resolve_precision
+
+    return resolve_precision("auto", torch.device("cpu")) == "bf16"
 
 
 def _changed(plan: dict[str, Fusion], change: Variant, blocks: nn.ModuleDict) -> dict[str, Fusion]:

@@ -92,6 +92,11 @@ def fit(
     shown = list(state.callbacks)
     if verbose and run.reducer.is_main:  # one line before the first epoch: how long an epoch will take here
         shown.append(default_progress(log, rule, run.estimate(loop, train.input_shape).line()))
+        if emulated_bf16(run.precision, run.device):
+            print(
+                _("note: bf16 is emulated on this CPU (no AVX-512 BF16 or AMX), several times slower than fp32."),
+                file=log,
+            )
     hooks = CallbackList(shown, model, {"epochs": settings.epochs, "steps": loop.steps, "verbose": int(verbose)})
     history = History()
     setattr(model, "optimizer", state.optimizer)  # Keras' names, for callbacks  # noqa: B010
@@ -335,6 +340,12 @@ def resolve_precision(precision: str, device: torch.device) -> str:
         return "bf16" if torch.cuda.is_bf16_supported() else "fp32"
     native = device.type == "cpu" and (torch.cpu._is_avx512_bf16_supported() or torch.cpu._is_amx_tile_supported())
     return "bf16" if native else "fp32"
+
+
+def emulated_bf16(precision: str, device: torch.device) -> bool:
+    """bf16 asked for on a CPU that lacks it (AVX2): torch converts every operand, and a `cnn` fit ran 11x slower
+    than in fp32 (BENCHMARKS.md)."""
+    return precision == "bf16" and device.type == "cpu" and resolve_precision("auto", device) == "fp32"
 
 
 def _fusable(model: nn.Module) -> bool | None:
