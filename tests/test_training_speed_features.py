@@ -69,7 +69,7 @@ def test_bf16_on_a_cpu_without_it_says_it_is_emulated(digits, monkeypatch, nativ
     assert ("bf16 is emulated on this CPU" in log.getvalue()) is not native
     log = io.StringIO()
     fit_fast(small, epochs=1, precision="auto", verbose=True, log=log)
-    assert "emulated" not in log.getvalue()  # auto trains in fp32 there
+    assert "emulated" not in log.getvalue()  # auto never emulates: it picks fp32 where bf16 would be
 
 
 # --- the fast preset and its recipe -------------------------------------------------------------
